@@ -1,0 +1,243 @@
+//! Running buildpacks (Heroku buildpack API: `bin/detect DIR`, `bin/compile BUILD CACHE ENV`).
+
+use crate::slug::Slug;
+use crate::sync;
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A buildpack on disk: a folder with `bin/detect` and `bin/compile`.
+#[derive(Debug, Clone)]
+pub struct Buildpack {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// The buildpacks shipped inside the `wdeploy` binary, in detection order.
+const BUILTIN: &[(&str, &str, &str)] = &[(
+    "rust",
+    include_str!("../../../buildpacks/rust/bin/detect"),
+    include_str!("../../../buildpacks/rust/bin/compile"),
+)];
+
+impl Buildpack {
+    /// Writes the built-in buildpacks under `root` (once per content) and returns them in order.
+    ///
+    /// They are embedded so that an installed `wdeploy` binary needs no checkout beside it.
+    pub fn builtin(root: &Path) -> anyhow::Result<Vec<Buildpack>> {
+        BUILTIN
+            .iter()
+            .map(|(name, detect, compile)| {
+                let hash = crate::digest::of_bytes(format!("{detect}\0{compile}").as_bytes());
+                let dir = root.join(format!("{name}-{}", &hash[7..19]));
+                if !dir.join("bin/compile").exists() {
+                    write_buildpack(&dir, detect, compile)
+                        .with_context(|| format!("installing the {name} buildpack"))?;
+                }
+                Ok(Buildpack {
+                    name: name.to_string(),
+                    dir,
+                })
+            })
+            .collect()
+    }
+
+    /// A buildpack folder given by path (a third-party buildpack).
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Buildpack> {
+        for script in ["bin/detect", "bin/compile"] {
+            if !dir.join(script).is_file() {
+                bail!("{} is not a buildpack: {script} is missing", dir.display());
+            }
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "custom".into());
+        Ok(Buildpack {
+            name,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Runs `bin/detect APP_DIR`: exit 0 means this buildpack builds the app.
+    pub fn detect(&self, app_dir: &Path) -> anyhow::Result<bool> {
+        let status = Command::new(self.dir.join("bin/detect"))
+            .arg(app_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}/bin/detect", self.dir.display()))?;
+        Ok(status.success())
+    }
+
+    /// Runs `bin/compile BUILD CACHE ENV`, handing each output line to `output` as it comes.
+    pub fn compile(&self, dirs: &BuildDirs, output: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+        let mut child = Command::new(self.dir.join("bin/compile"))
+            .arg(dirs.build())
+            .arg(dirs.cache())
+            .arg(dirs.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}/bin/compile", self.dir.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|pipe| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+        drop(tx);
+        for line in rx {
+            output(&line);
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "the {} buildpack failed to compile the app ({status})",
+                self.name
+            );
+        }
+        Ok(())
+    }
+}
+
+fn write_buildpack(dir: &Path, detect: &str, compile: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // Write to a temporary sibling and rename, so a concurrent build never sees half a buildpack.
+    let parent = dir.parent().context("buildpack dir has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new().prefix(".bp-").tempdir_in(parent)?;
+    std::fs::create_dir_all(tmp.path().join("bin"))?;
+    for (file, text) in [("bin/detect", detect), ("bin/compile", compile)] {
+        let path = tmp.path().join(file);
+        std::fs::write(&path, text)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let tmp = tmp.keep();
+    if std::fs::rename(&tmp, dir).is_err() {
+        // Another process installed it first; theirs is identical.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+/// The directories of one app's builds, stable across builds so caches stay warm.
+#[derive(Debug, Clone)]
+pub struct BuildDirs {
+    root: PathBuf,
+}
+
+impl BuildDirs {
+    pub fn new(root: impl Into<PathBuf>) -> BuildDirs {
+        BuildDirs { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Where the source is mirrored and the slug is produced.
+    pub fn build(&self) -> PathBuf {
+        self.root.join("build")
+    }
+    /// The buildpack's cache, kept between builds.
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    /// One file per config var, as Heroku's ENV_DIR.
+    pub fn env(&self) -> PathBuf {
+        self.root.join("env")
+    }
+}
+
+/// What to build and how.
+pub struct BuildRequest<'a> {
+    pub app_dir: &'a Path,
+    pub dirs: &'a BuildDirs,
+    /// Candidate buildpacks in detection order (or just the one the user chose).
+    pub buildpacks: &'a [Buildpack],
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// Detects, compiles and packs an app. Holds a lock on the build dirs for the whole build,
+/// so two builds of the same app (two terminals, parallel tests) take turns.
+pub fn build(req: &BuildRequest<'_>, output: &mut dyn FnMut(&str)) -> anyhow::Result<Slug> {
+    std::fs::create_dir_all(req.dirs.root())
+        .with_context(|| format!("creating {}", req.dirs.root().display()))?;
+    let lock = std::fs::File::create(req.dirs.root().join("lock"))?;
+    lock.lock().context("locking the build directory")?;
+
+    let buildpack = select(req.buildpacks, req.app_dir)?;
+    output(&format!("-----> {} app detected", buildpack.name));
+    sync::mirror(req.app_dir, &req.dirs.build())?;
+    std::fs::create_dir_all(req.dirs.cache())?;
+    write_env_dir(&req.dirs.env(), req.env)?;
+    buildpack.compile(req.dirs, output)?;
+    let slug = Slug::pack(&req.dirs.build())?;
+    output(&format!(
+        "-----> Slug {} ({} components: {})",
+        &slug.id()[..19],
+        slug.manifest.components.len(),
+        slug.manifest
+            .components
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(slug)
+}
+
+/// The first buildpack whose `bin/detect` accepts the app.
+pub fn select<'a>(buildpacks: &'a [Buildpack], app_dir: &Path) -> anyhow::Result<&'a Buildpack> {
+    if !app_dir.is_dir() {
+        bail!("{} is not a directory", app_dir.display());
+    }
+    for bp in buildpacks {
+        if bp.detect(app_dir)? {
+            return Ok(bp);
+        }
+    }
+    let names: Vec<_> = buildpacks.iter().map(|b| b.name.as_str()).collect();
+    bail!(
+        "no buildpack detected an app in {} (tried: {}; the rust buildpack looks for Cargo.toml)",
+        app_dir.display(),
+        names.join(", ")
+    )
+}
+
+fn write_env_dir(dir: &Path, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for (k, v) in env {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("config var name `{k}` is not valid (use letters, digits and `_`)");
+        }
+        std::fs::write(dir.join(k), v)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `wdeploy.toml`: per-app settings that travel with the source (optional file).
+//!
+//! ```toml
+//! [web]
+//! isolation = "request"   # "dyno" (default): warm instances reused across requests
+//! timeout = 30            # seconds a request may take
+//!
+//! [limits]
+//! memory_mb = 512         # per instance
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How a web dyno maps requests onto component instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Warm instances reused across requests, like a long-lived process.
+    #[default]
+    Dyno,
+    /// A fresh instance for every request.
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    pub isolation: Isolation,
+    /// Seconds before the router gives up on a request.
+    pub timeout: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            isolation: Isolation::Dyno,
+            timeout: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Linear memory quota per component instance, in MiB.
+    pub memory_mb: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings { memory_mb: 512 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSettings {
+    pub web: WebSettings,
+    pub limits: LimitSettings,
+}
+
+pub const SETTINGS_FILE: &str = "wdeploy.toml";
+
+impl AppSettings {
+    /// Reads `wdeploy.toml` from a directory; a missing file means defaults.
+    pub fn load(dir: &Path) -> anyhow::Result<AppSettings> {
+        let path = dir.join(SETTINGS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => AppSettings::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppSettings::default()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<AppSettings> {
+        let settings: AppSettings =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{SETTINGS_FILE}: {e}"))?;
+        anyhow::ensure!(
+            settings.web.timeout > 0,
+            "{SETTINGS_FILE}: web.timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            (1..=65536).contains(&settings.limits.memory_mb),
+            "{SETTINGS_FILE}: limits.memory_mb must be between 1 and 65536"
+        );
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(AppSettings::parse("").unwrap(), AppSettings::default());
+        let s = AppSettings::parse("[web]\nisolation = \"request\"\n").unwrap();
+        assert_eq!(s.web.isolation, Isolation::Request);
+        assert_eq!(s.web.timeout, 30);
+        assert!(AppSettings::parse("[web]\nisolation = \"bogus\"\n").is_err());
+        assert!(AppSettings::parse("[web]\nisolaton = \"request\"\n").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The slug: the components a buildpack produced, described by a manifest whose digest is the slug id.
+
+use crate::digest;
+use crate::procfile::Procfile;
+use crate::settings::AppSettings;
+use crate::wasm::{WasmKind, kind_of_file};
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One file of the slug, addressed by content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugFile {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// What a slug holds. Its canonical JSON (sorted keys) hashes to the slug id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugManifest {
+    /// Component file name (`web.wasm`) → content.
+    pub components: BTreeMap<String, SlugFile>,
+}
+
+impl SlugManifest {
+    /// `sha256:` of the manifest's canonical JSON.
+    pub fn id(&self) -> String {
+        // BTreeMap keeps keys sorted, so the encoding is canonical.
+        let json = serde_json::to_vec(self).expect("a manifest always serialises");
+        digest::of_bytes(&json)
+    }
+}
+
+/// A built slug on disk, with the Procfile and settings that came with the source.
+#[derive(Debug, Clone)]
+pub struct Slug {
+    /// Directory holding the component files named in the manifest.
+    pub dir: PathBuf,
+    pub manifest: SlugManifest,
+    pub procfile: Procfile,
+    pub settings: AppSettings,
+}
+
+impl Slug {
+    /// Collects the components a buildpack left at the top of `build_dir`, with the Procfile.
+    ///
+    /// Refuses anything that would fail later: a file that is not a component, no
+    /// components at all, a bad Procfile, or a Procfile naming a component the slug lacks.
+    pub fn pack(build_dir: &Path) -> anyhow::Result<Slug> {
+        let mut components = BTreeMap::new();
+        let entries = std::fs::read_dir(build_dir)
+            .with_context(|| format!("reading build output {}", build_dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !name.ends_with(".wasm") || !entry.file_type()?.is_file() {
+                continue;
+            }
+            match kind_of_file(&path)? {
+                WasmKind::Component => {}
+                WasmKind::CoreModule => bail!(
+                    "{name} is a core WebAssembly module, not a component: build for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+                ),
+                WasmKind::NotWasm => bail!("{name} is not a WebAssembly component"),
+            }
+            let digest =
+                digest::of_file(&path).with_context(|| format!("hashing {}", path.display()))?;
+            let size = entry.metadata()?.len();
+            components.insert(name.to_string(), SlugFile { digest, size });
+        }
+        if components.is_empty() {
+            bail!(
+                "the build produced no components (*.wasm) in {}",
+                build_dir.display()
+            );
+        }
+        let manifest = SlugManifest { components };
+        let procfile = load_procfile(build_dir, &manifest)?;
+        let settings = AppSettings::load(build_dir)?;
+        Ok(Slug {
+            dir: build_dir.to_path_buf(),
+            manifest,
+            procfile,
+            settings,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        self.manifest.id()
+    }
+
+    /// Path of one component file of this slug.
+    pub fn component_path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+/// Reads the Procfile (or infers `web:` for a lone component) and checks it against the slug.
+fn load_procfile(dir: &Path, manifest: &SlugManifest) -> anyhow::Result<Procfile> {
+    let path = dir.join("Procfile");
+    let procfile = match std::fs::read_to_string(&path) {
+        Ok(text) => Procfile::parse(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut names = manifest.components.keys();
+            match (names.next(), names.next()) {
+                (Some(only), None) => Procfile::single_web(only),
+                _ => bail!(
+                    "no Procfile and {} components ({}): add a Procfile naming which one runs `web`",
+                    manifest.components.len(),
+                    manifest
+                        .components
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("reading Procfile")),
+    };
+    check_procfile(&procfile, manifest)?;
+    Ok(procfile)
+}
+
+/// Every process type must name a component that the slug has.
+pub fn check_procfile(procfile: &Procfile, manifest: &SlugManifest) -> anyhow::Result<()> {
+    if procfile.processes.is_empty() {
+        bail!("the Procfile defines no process types");
+    }
+    for p in procfile.processes.values() {
+        if !manifest.components.contains_key(&p.component) {
+            let have: Vec<_> = manifest.components.keys().cloned().collect();
+            bail!(
+                "Procfile: process type `{}` runs component `{}`, which the slug lacks (it has: {})",
+                p.name,
+                p.component,
+                have.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn packs_components_and_checks_procfile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.wasm"), COMPONENT).unwrap();
+        let slug = Slug::pack(dir.path()).unwrap();
+        assert_eq!(slug.procfile.get("web").unwrap().component, "web.wasm");
+        assert!(digest::is_valid(&slug.id()));
+
+        std::fs::write(dir.path().join("Procfile"), "web: web\nworker: worker\n").unwrap();
+        let err = Slug::pack(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("`worker.wasm`, which the slug lacks"), "{err}");
+
+        std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        let err = Slug::pack(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn id_depends_on_content() {
+        let mut a = SlugManifest::default();
+        a.components.insert(
+            "web.wasm".into(),
+            SlugFile {
+                digest: digest::of_bytes(b"1"),
+                size: 1,
+            },
+        );
+        let mut b = a.clone();
+        assert_eq!(a.id(), b.id());
+        b.components.get_mut("web.wasm").unwrap().digest = digest::of_bytes(b"2");
+        assert_ne!(a.id(), b.id());
+    }
+}

@@ -1,0 +1,184 @@
+//! The host's one wasmtime engine: async, pooling allocator, epoch interruption, compile cache.
+
+use crate::state::DynoState;
+use anyhow::Context;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; the granularity of guest yielding and deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Sizing of the engine, fixed at host start.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Component instances the pool holds at once (all dynos' instances together).
+    pub max_instances: u32,
+    /// Largest linear memory any instance may grow to; per-app quotas sit below it.
+    pub max_memory_bytes: usize,
+    /// Where compiled components are cached, keyed by content digest and engine.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: 1000,
+            max_memory_bytes: 4 << 30,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The wasmtime engine and the linker every dyno instantiates against.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<DynoState>,
+    cache_dir: Option<PathBuf>,
+    /// Stops the epoch ticker thread when the engine is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    pub fn new(options: &EngineOptions) -> anyhow::Result<Arc<Engine>> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = options.max_instances.max(1);
+        pool.total_component_instances(n)
+            // A Rust component is one core module plus a few small adapter instances.
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .max_memory_size(options.max_memory_bytes)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("wdeploy-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch ticker")?;
+        }
+        if let Some(dir) = &options.cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating compile cache {}", dir.display()))?;
+        }
+        Ok(Arc::new(Engine {
+            engine,
+            linker,
+            cache_dir: options.cache_dir.clone(),
+            ticker_stop,
+        }))
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<DynoState> {
+        &self.linker
+    }
+
+    /// Compiles a component file, or loads it from the compile cache when its digest was
+    /// compiled before by a compatible engine. Compiling is CPU-heavy, so it runs off the
+    /// async threads.
+    pub async fn load_component(
+        self: &Arc<Self>,
+        path: &Path,
+        digest: &str,
+    ) -> anyhow::Result<Component> {
+        let this = self.clone();
+        let path = path.to_path_buf();
+        let digest = digest.to_string();
+        tokio::task::spawn_blocking(move || this.load_component_blocking(&path, &digest))
+            .await
+            .context("compile task panicked")?
+    }
+
+    fn load_component_blocking(&self, path: &Path, digest: &str) -> anyhow::Result<Component> {
+        let cached = self.cache_path(digest);
+        if let Some(cached) = &cached
+            && cached.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the
+            // same compatibility hash (it is in the file name), in a directory only the
+            // host writes; wasmtime still checks the header before using it.
+            match unsafe { Component::deserialize_file(&self.engine, cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), "ignoring bad compile cache entry: {e:#}")
+                }
+            }
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling {}", file_name(path)))?;
+        if let Some(cached) = cached {
+            if let Err(e) = write_cache(&component, &cached) {
+                tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
+            }
+        }
+        Ok(component)
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let hex = digest.strip_prefix("sha256:")?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Some(dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish())))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    let dir = path.parent().context("cache path has no parent")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, &bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)?;
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,56 @@
+//! A dyno's ephemeral filesystem: an empty private directory, removed when the dyno is gone.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An empty directory owned by one dyno. It is removed when dropped, which happens once
+/// the dyno is stopped and its last in-flight request has finished.
+#[derive(Debug)]
+pub struct EphemeralDir {
+    path: PathBuf,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+impl EphemeralDir {
+    /// Creates `base/app/dyno-N`, fresh and empty.
+    pub fn create(base: &Path, app: &str, dyno: &str) -> anyhow::Result<EphemeralDir> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(app).join(format!("{dyno}-{n}"));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating the filesystem of {dyno} at {}", path.display()))?;
+        Ok(EphemeralDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for EphemeralDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), "could not remove dyno filesystem: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_empty_and_removed_on_drop() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = super::EphemeralDir::create(base.path(), "app", "web.1").unwrap();
+        let path = dir.path().to_path_buf();
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0);
+        std::fs::write(path.join("f"), "x").unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,72 @@
+//! Building the `Store` of one component instance: WASI context, limits, deadlines.
+
+use crate::engine::Engine;
+use crate::log_writer::LogWriter;
+use crate::logs::LogStream;
+use crate::state::DynoState;
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
+
+/// What every instance of a dyno shares: its name, env, args, filesystem and log stream.
+pub struct InstanceEnv<'a> {
+    pub dyno: &'a Arc<str>,
+    pub env: &'a [(String, String)],
+    /// argv: the component name then the Procfile arguments.
+    pub args: &'a [String],
+    pub dir: &'a Path,
+    pub logs: &'a Arc<LogStream>,
+    pub memory_limit_bytes: usize,
+}
+
+/// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
+/// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
+pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store<DynoState>> {
+    let mut builder = WasiCtx::builder();
+    builder
+        .envs(env.env)
+        .args(env.args)
+        .stdout(LogWriter::new(env.logs.clone(), env.dyno.clone()))
+        .stderr(LogWriter::new(env.logs.clone(), env.dyno.clone()))
+        .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
+        .map_err(anyhow::Error::from)
+        .context("opening the dyno filesystem")?;
+    let state = DynoState::new(builder.build(), env.memory_limit_bytes);
+    let mut store = Store::new(engine.wasmtime(), state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+        Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
+        _ => Ok(UpdateDeadline::Yield(1)),
+    });
+    store.set_epoch_deadline(1);
+    Ok(store)
+}
+
+/// The trap raised in a guest that ran past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineExceeded;
+
+/// How a guest call ended badly, in words for the log stream.
+pub fn describe_failure(e: &wasmtime::Error) -> String {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return format!("exit status {}", exit.0);
+    }
+    if e.downcast_ref::<DeadlineExceeded>().is_some() {
+        return "deadline exceeded".into();
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    // The outermost message, without wasm backtraces.
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("unknown error").to_string()
+}
+
+/// The exit status a guest call result stands for, if it exited rather than trapped.
+pub fn exit_status(e: &wasmtime::Error) -> Option<i32> {
+    e.downcast_ref::<I32Exit>().map(|exit| exit.0)
+}

@@ -1,0 +1,25 @@
+//! The wdeploy host: the wasmtime engine, dynos, the router and the log stream.
+//!
+//! A host runs many apps in one process. Each app has a [`app::AppRuntime`] holding its
+//! dynos; the [`router::Router`] sends HTTP requests to the app's web dynos; every dyno's
+//! output and the router's lines go to the app's [`logs::LogStream`].
+
+pub mod app;
+pub mod backoff;
+pub mod engine;
+pub mod ephemeral;
+pub mod instance;
+pub mod log_writer;
+pub mod logs;
+pub mod release;
+pub mod router;
+pub mod router_log;
+pub mod state;
+pub mod web;
+pub mod worker;
+
+pub use app::{AppRuntime, Formation};
+pub use engine::{Engine, EngineOptions};
+pub use logs::{LogLine, LogStream, SourceKind};
+pub use release::{Release, ReleaseSpec};
+pub use router::Router;

@@ -1,0 +1,195 @@
+//! The log stream: per-app ordered lines from dynos, the router and the platform.
+
+use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Lines kept per app for `logs` history, as Heroku's logplex does.
+pub const BUFFER_LINES: usize = 1500;
+/// Longest line; longer output is split into several lines.
+pub const MAX_LINE_BYTES: usize = 10_000;
+/// Lines a live subscriber may fall behind before it starts losing them.
+const SUBSCRIBER_LAG: usize = 4096;
+
+/// Who wrote a line: `app[web.1]`, `wdeploy[router]`, `wdeploy[web.1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// A dyno's own stdout/stderr.
+    App,
+    /// The router's one line per request.
+    Router,
+    /// The platform speaking about a dyno or the app (state changes, deploys).
+    Platform,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::App => "app",
+            SourceKind::Router => "router",
+            SourceKind::Platform => "wdeploy",
+        }
+    }
+}
+
+/// One line of the log stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub kind: SourceKind,
+    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines.
+    pub process: String,
+    pub text: String,
+}
+
+impl LogLine {
+    /// The part before the colon: `app[web.1]`.
+    pub fn source(&self) -> String {
+        match self.kind {
+            SourceKind::App => format!("app[{}]", self.process),
+            SourceKind::Router | SourceKind::Platform => format!("wdeploy[{}]", self.process),
+        }
+    }
+
+    pub fn timestamp(&self) -> String {
+        self.at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.timestamp(), self.source(), self.text)
+    }
+}
+
+/// One app's log stream: a bounded history plus live subscribers.
+///
+/// Writers never wait on readers: a subscriber that falls behind loses lines and is told
+/// how many (`broadcast::error::RecvError::Lagged`).
+pub struct LogStream {
+    history: Mutex<VecDeque<Arc<LogLine>>>,
+    live: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl Default for LogStream {
+    fn default() -> Self {
+        LogStream {
+            history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
+            live: broadcast::channel(SUBSCRIBER_LAG).0,
+        }
+    }
+}
+
+impl LogStream {
+    pub fn new() -> Arc<LogStream> {
+        Arc::new(LogStream::default())
+    }
+
+    /// Appends a line written now.
+    pub fn write(&self, kind: SourceKind, process: &str, text: impl Into<String>) {
+        self.push(LogLine {
+            at: Utc::now(),
+            kind,
+            process: process.to_string(),
+            text: text.into(),
+        });
+    }
+
+    /// Appends a platform line about `process` (a dyno name, or `api`).
+    pub fn platform(&self, process: &str, text: impl Into<String>) {
+        self.write(SourceKind::Platform, process, text);
+    }
+
+    pub fn push(&self, line: LogLine) {
+        let line = Arc::new(line);
+        {
+            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            if history.len() == BUFFER_LINES {
+                history.pop_front();
+            }
+            history.push_back(line.clone());
+        }
+        // No subscribers is fine: the line stays in history.
+        let _ = self.live.send(line);
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Arc<LogLine>> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history
+            .iter()
+            .skip(history.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Lines written from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
+        self.live.subscribe()
+    }
+}
+
+/// Makes guest output safe to print: control characters (other than tab) are escaped.
+pub fn sanitize(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_matches_logplex() {
+        let line = LogLine {
+            at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123456Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            kind: SourceKind::App,
+            process: "web.1".into(),
+            text: "hello".into(),
+        };
+        assert_eq!(
+            line.to_string(),
+            "2026-11-25T10:00:00.123456+00:00 app[web.1]: hello"
+        );
+        let router = LogLine {
+            kind: SourceKind::Router,
+            process: "router".into(),
+            ..line
+        };
+        assert!(router.to_string().contains(" wdeploy[router]: hello"));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let logs = LogStream::new();
+        for i in 0..BUFFER_LINES + 10 {
+            logs.write(SourceKind::App, "web.1", format!("{i}"));
+        }
+        let recent = logs.recent(usize::MAX);
+        assert_eq!(recent.len(), BUFFER_LINES);
+        assert_eq!(recent[0].text, "10");
+        assert_eq!(logs.recent(2).len(), 2);
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(sanitize(b"a\x1b[31mb\r"), "a\\u{1b}[31mb");
+        assert_eq!(sanitize(b"tab\there"), "tab\there");
+    }
+}

@@ -1,0 +1,133 @@
+//! A release loaded into the engine: compiled components, pre-instantiated per process type.
+
+use crate::engine::Engine;
+use crate::state::DynoState;
+use anyhow::{Context, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use wasmtime::component::Component;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wdeploy_build::{AppSettings, ProcessType, Procfile, Slug};
+
+/// Everything needed to start dynos of one release, prepared once.
+pub struct Release {
+    pub app: Arc<str>,
+    /// `vN` of the app's release log (in `dev`, the build count).
+    pub version: u64,
+    pub slug_id: String,
+    pub procfile: Procfile,
+    pub settings: AppSettings,
+    pub config: BTreeMap<String, String>,
+    web: Option<ProxyPre<DynoState>>,
+    commands: HashMap<String, CommandPre<DynoState>>,
+}
+
+/// What a release is made of, before loading.
+pub struct ReleaseSpec<'a> {
+    pub app: &'a str,
+    pub version: u64,
+    pub slug: &'a Slug,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Release {
+    /// Compiles (or loads from cache) every component the Procfile names and checks that
+    /// each process type exports the world it needs: `web` → `wasi:http/incoming-handler`,
+    /// the others → `wasi:cli/run`. Nothing starts if any of this fails.
+    pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec<'_>) -> anyhow::Result<Arc<Release>> {
+        let slug = spec.slug;
+        let mut compiled: HashMap<String, Component> = HashMap::new();
+        for process in slug.procfile.processes.values() {
+            if compiled.contains_key(&process.component) {
+                continue;
+            }
+            let Some(file) = slug.manifest.components.get(&process.component) else {
+                bail!(
+                    "process type `{}` runs `{}`, which the slug lacks",
+                    process.name,
+                    process.component
+                );
+            };
+            let component = engine
+                .load_component(&slug.component_path(&process.component), &file.digest)
+                .await?;
+            compiled.insert(process.component.clone(), component);
+        }
+
+        let mut web = None;
+        let mut commands = HashMap::new();
+        for process in slug.procfile.processes.values() {
+            let component = &compiled[&process.component];
+            let pre = engine
+                .linker()
+                .instantiate_pre(component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!(
+                        "process type `{}` ({}) imports something the host does not provide",
+                        process.name, process.component
+                    )
+                })?;
+            if process.is_web() {
+                let proxy = ProxyPre::new(pre)
+                    .map_err(|e| world_error(process, "wasi:http/incoming-handler", e))?;
+                web = Some(proxy);
+            } else {
+                let command =
+                    CommandPre::new(pre).map_err(|e| world_error(process, "wasi:cli/run", e))?;
+                commands.insert(process.name.clone(), command);
+            }
+        }
+        Ok(Arc::new(Release {
+            app: spec.app.into(),
+            version: spec.version,
+            slug_id: slug.id(),
+            procfile: slug.procfile.clone(),
+            settings: slug.settings.clone(),
+            config: spec.config,
+            web,
+            commands,
+        }))
+    }
+
+    pub fn web(&self) -> Option<&ProxyPre<DynoState>> {
+        self.web.as_ref()
+    }
+
+    pub fn command(&self, process_type: &str) -> Option<&CommandPre<DynoState>> {
+        self.commands.get(process_type)
+    }
+
+    /// The environment of a dyno of this release: config vars, then the platform's own.
+    pub fn dyno_env(&self, dyno: &str, port: u16) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.retain(|(k, _)| k != "DYNO" && k != "PORT");
+        env.push(("DYNO".into(), dyno.into()));
+        env.push(("PORT".into(), port.to_string()));
+        env
+    }
+
+    /// `WEB_CONCURRENCY`: warm instances per web dyno (a config var; defaults to 4).
+    pub fn web_concurrency(&self) -> usize {
+        self.config
+            .get("WEB_CONCURRENCY")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=1024).contains(n))
+            .unwrap_or(DEFAULT_WEB_CONCURRENCY)
+    }
+}
+
+/// Instances per web dyno when `WEB_CONCURRENCY` is not set.
+pub const DEFAULT_WEB_CONCURRENCY: usize = 4;
+
+fn world_error(process: &ProcessType, export: &str, e: wasmtime::Error) -> anyhow::Error {
+    anyhow::Error::from(e).context(format!(
+        "process type `{}`: component {} does not export {export}",
+        process.name, process.component
+    ))
+}

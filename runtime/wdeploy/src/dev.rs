@@ -1,0 +1,327 @@
+//! `wdeploy dev`: build the app in a directory, run one dyno of each process type behind
+//! the router on 127.0.0.1, print the log stream, rebuild and swap on every edit.
+
+use crate::envfile;
+use crate::printer::Printer;
+use crate::watch;
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch as signal_watch};
+use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
+use wdeploy_host::app::one_of_each;
+use wdeploy_host::{AppRuntime, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router};
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The app's directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Port of the router on 127.0.0.1 (0 picks a free one)
+    #[arg(long, short, default_value_t = 5000, env = "PORT")]
+    pub port: u16,
+    /// KEY=VALUE lines that become config vars (default: DIR/.env when present)
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// Where dyno filesystems live (default: a fresh temporary directory)
+    #[arg(long, hide = true, env = "WDEPLOY_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// How long in-flight requests may take to finish when stopping.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let printer = Printer::stdout();
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("app directory {} not found", args.dir.display()))?;
+    let app = app_name(&dir);
+    let cache = crate::paths::cache_root()?;
+    let dirs = BuildDirs::new(
+        cache
+            .join("apps")
+            .join(format!("{app}-{}", short_hash(&dir))),
+    );
+    let buildpacks = Arc::new(Buildpack::builtin(&cache.join("buildpacks"))?);
+    let env_file = match &args.env_file {
+        Some(path) => {
+            if !path.is_file() {
+                bail!("env file {} not found", path.display());
+            }
+            Some(path.clone())
+        }
+        None => Some(dir.join(".env")).filter(|p| p.is_file()),
+    };
+    let builder = Builder {
+        dir: dir.clone(),
+        dirs,
+        buildpacks,
+        env_file,
+    };
+
+    printer.note(&format!("=====> Building {app} from {}", dir.display()));
+    let (slug, config) = builder.build().await?;
+
+    let engine = Engine::new(&EngineOptions {
+        cache_dir: Some(cache.join("compiled")),
+        ..EngineOptions::default()
+    })?;
+    let run_dir = RunDir::new(args.run_dir)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{} (is it in use? try --port)",
+                args.port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+
+    let logs = LogStream::new();
+    let mut lines = logs.subscribe();
+    let runtime = AppRuntime::new(
+        &app,
+        engine.clone(),
+        logs.clone(),
+        run_dir.path.clone(),
+        port,
+    );
+    let mut version = 1;
+    let release = Release::load(
+        &engine,
+        ReleaseSpec {
+            app: &app,
+            version,
+            slug: &slug,
+            config,
+        },
+    )
+    .await?;
+    let started = runtime
+        .deploy(release.clone(), &one_of_each(&release))
+        .await;
+    if let Err(e) = started {
+        runtime.stop().await;
+        drain(&mut lines, &printer);
+        return Err(e);
+    }
+    let router = Router::new("localhost");
+    router.set_fallback(runtime.clone());
+    let (stop_tx, mut stop_rx) = signal_watch::channel(false);
+    let server = tokio::spawn(router.clone().serve(
+        listener,
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+        STOP_GRACE,
+    ));
+    printer.note(&format!(
+        "=====> {app} v{version} listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
+    ));
+
+    let (_watcher, mut changes) = watch::watch(&dir)?;
+    let (built_tx, mut built_rx) = mpsc::channel(1);
+    let mut building = false;
+    let mut dirty = false;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            line = lines.recv() => print_line(line, &printer),
+            Some(path) = changes.recv() => {
+                if building {
+                    dirty = true;
+                } else {
+                    printer.note(&format!("=====> {} changed, rebuilding", display_rel(&dir, &path)));
+                    building = true;
+                    builder.spawn(built_tx.clone());
+                }
+            }
+            Some(built) = built_rx.recv() => {
+                building = false;
+                match built {
+                    Ok((slug, config)) => {
+                        version += 1;
+                        match swap(&engine, &runtime, &app, version, &slug, config).await {
+                            Ok(()) => printer.note(&format!("=====> v{version} is serving")),
+                            Err(e) => {
+                                version -= 1;
+                                printer.note(&format!("=====> Deploy failed, v{version} keeps serving: {e:#}"));
+                            }
+                        }
+                    }
+                    Err(e) => printer.note(&format!("=====> Build failed, v{version} keeps serving: {e:#}")),
+                }
+                if std::mem::take(&mut dirty) {
+                    building = true;
+                    builder.spawn(built_tx.clone());
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+
+    printer.note("=====> Stopping all processes");
+    let _ = stop_tx.send(true);
+    runtime.stop().await;
+    let _ = server.await;
+    drop(runtime);
+    drain(&mut lines, &printer);
+    drop(router);
+    run_dir.remove();
+    Ok(())
+}
+
+/// Loads a new build and swaps it in with preboot.
+async fn swap(
+    engine: &Arc<Engine>,
+    runtime: &AppRuntime,
+    app: &str,
+    version: u64,
+    slug: &Slug,
+    config: BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let release = Release::load(
+        engine,
+        ReleaseSpec {
+            app,
+            version,
+            slug,
+            config,
+        },
+    )
+    .await?;
+    runtime
+        .deploy(release.clone(), &one_of_each(&release))
+        .await
+}
+
+/// Everything needed to build the app again.
+#[derive(Clone)]
+struct Builder {
+    dir: PathBuf,
+    dirs: BuildDirs,
+    buildpacks: Arc<Vec<Buildpack>>,
+    env_file: Option<PathBuf>,
+}
+
+impl Builder {
+    /// Builds on a blocking thread, printing the buildpack's output as it comes. The env
+    /// file is read again each time so edits to it apply on the next build.
+    async fn build(&self) -> anyhow::Result<(Slug, BTreeMap<String, String>)> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let config = match &this.env_file {
+                Some(path) => envfile::load(path)?,
+                None => BTreeMap::new(),
+            };
+            let printer = Printer::stdout();
+            let slug = wdeploy_build::build(
+                &BuildRequest {
+                    app_dir: &this.dir,
+                    dirs: &this.dirs,
+                    buildpacks: &this.buildpacks,
+                    env: &config,
+                },
+                &mut |line| printer.note(line),
+            )?;
+            Ok((slug, config))
+        })
+        .await
+        .context("build task failed")?
+    }
+
+    fn spawn(&self, done: mpsc::Sender<anyhow::Result<(Slug, BTreeMap<String, String>)>>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = done.send(this.build().await).await;
+        });
+    }
+}
+
+fn print_line(
+    line: Result<Arc<wdeploy_host::LogLine>, broadcast::error::RecvError>,
+    printer: &Printer,
+) {
+    match line {
+        Ok(line) => printer.print(&line),
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            printer.note(&format!("=====> {n} log lines dropped (output too slow)"))
+        }
+        Err(broadcast::error::RecvError::Closed) => {}
+    }
+}
+
+/// Prints whatever the stream still holds (the last lines before stopping).
+fn drain(lines: &mut broadcast::Receiver<Arc<wdeploy_host::LogLine>>, printer: &Printer) {
+    while let Ok(line) = lines.try_recv() {
+        printer.print(&line);
+    }
+}
+
+/// The directory dyno filesystems live in; removed when `dev` stops.
+struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    fn new(chosen: Option<PathBuf>) -> anyhow::Result<RunDir> {
+        let path = match chosen {
+            Some(path) => path,
+            None => std::env::temp_dir().join(format!("wdeploy-dev-{}", std::process::id())),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating run directory {}", path.display()))?;
+        Ok(RunDir { path })
+    }
+
+    fn remove(self) {
+        // Each dyno removed its own filesystem when it stopped; this clears what remains.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// An app name (`[a-z][a-z0-9-]*`) from a directory name.
+fn app_name(dir: &Path) -> String {
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name = name.trim_matches('-').chars().take(30).collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name = format!("app-{name}").chars().take(30).collect();
+    }
+    name.trim_end_matches('-').to_string()
+}
+
+fn short_hash(path: &Path) -> String {
+    let digest = wdeploy_build::digest::of_bytes(path.to_string_lossy().as_bytes());
+    digest[7..19].to_string()
+}
+
+fn display_rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_from_dirs() {
+        assert_eq!(app_name(Path::new("/x/hello")), "hello");
+        assert_eq!(app_name(Path::new("/x/My_App")), "my-app");
+        assert_eq!(app_name(Path::new("/x/2048")), "app-2048");
+    }
+}
