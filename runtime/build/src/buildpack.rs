@@ -189,6 +189,14 @@ pub fn build(req: &BuildRequest<'_>, output: &mut dyn FnMut(&str)) -> anyhow::Re
     let lock = std::fs::File::create(req.dirs.root().join("lock"))?;
     lock.lock().context("locking the build directory")?;
 
+    // A broken Procfile is reported before minutes of compiling, not after.
+    match std::fs::read_to_string(req.app_dir.join("Procfile")) {
+        Ok(text) => {
+            crate::Procfile::parse(&text)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the Procfile")),
+    }
     let buildpack = select(req.buildpacks, req.app_dir)?;
     output(&format!("-----> {} app detected", buildpack.name));
     sync::mirror(req.app_dir, &req.dirs.build())?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
 use wdeploy_host::app::one_of_each;
@@ -34,6 +35,10 @@ pub struct DevArgs {
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Handle Ctrl-C and SIGTERM from the very start, so a stop during the build or the
+    // first requests is a clean stop too.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let printer = Printer::stdout();
     let dir = args
         .dir
@@ -63,8 +68,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         env_file,
     };
 
+    // Watch before the first build, so an edit made at any point after it started is seen.
+    let (_watcher, mut changes) = watch::watch(&dir)?;
     printer.note(&format!("=====> Building {app} from {}", dir.display()));
-    let (slug, config) = builder.build().await?;
+    let (slug, config) = tokio::select! {
+        built = builder.build() => built?,
+        _ = interrupt.recv() => return Ok(()),
+        _ = terminate.recv() => return Ok(()),
+    };
 
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(cache.join("compiled")),
@@ -123,11 +134,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "=====> {app} v{version} listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
     ));
 
-    let (_watcher, mut changes) = watch::watch(&dir)?;
     let (built_tx, mut built_rx) = mpsc::channel(1);
     let mut building = false;
     let mut dirty = false;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             line = lines.recv() => print_line(line, &printer),
@@ -145,7 +154,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 match built {
                     Ok((slug, config)) => {
                         version += 1;
-                        match swap(&engine, &runtime, &app, version, &slug, config).await {
+                        let swapped = swap(&engine, &runtime, &app, version, &slug, config).await;
+                        drain(&mut lines, &printer);
+                        match swapped {
                             Ok(()) => printer.note(&format!("=====> v{version} is serving")),
                             Err(e) => {
                                 version -= 1;
@@ -160,7 +171,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                     builder.spawn(built_tx.clone());
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }

@@ -2,5 +2,5 @@
 
 fn main() {
     eprintln!("crasher: giving up");
-    std::process::exit(3);
+    std::process::exit(1);
 }

@@ -1,0 +1,176 @@
+//! Shared helpers of the end-to-end tests: paths, the real `wdeploy` binary, HTTP.
+//!
+//! Every test builds samples through the real buildpack with one shared cache
+//! (`target/e2e-cache`), so each sample is compiled once per machine, not once per test.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    root().join("samples").join(name)
+}
+
+/// The build cache every test shares.
+pub fn cache_dir() -> PathBuf {
+    root().join("target/e2e-cache")
+}
+
+pub fn wdeploy() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wdeploy"));
+    cmd.env("WDEPLOY_CACHE_DIR", cache_dir())
+        .env_remove("PORT")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A copy of a sample in a temp dir, for tests that edit the source.
+pub fn copy_sample(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("wdeploy-app-").tempdir().expect("tempdir");
+    copy_tree(&sample(name), dir.path());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A running `wdeploy` process whose stdout lines are collected as they come.
+pub struct Running {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn wdeploy");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for pipe in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let (store, cv) = &*lines;
+                    store.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                    cv.notify_all();
+                }
+            });
+        }
+        Running { child, lines }
+    }
+
+    /// Waits until a line matching `pred` appears (searching from the start), or panics.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let (store, cv) = &*self.lines;
+        let mut lines = store.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!("timed out waiting for {what}; output so far:\n{}", lines.join("\n"));
+            }
+            lines = cv
+                .wait_timeout(lines, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    pub fn wait_for_text(&self, text: &str, timeout: Duration) -> String {
+        self.wait_for(text, timeout, |l| l.contains(text))
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+    }
+
+    /// The router port from the `listening on http://127.0.0.1:PORT` line.
+    pub fn port(&self) -> u16 {
+        let line = self.wait_for_text("listening on http://127.0.0.1:", Duration::from_secs(600));
+        let tail = line.split("http://127.0.0.1:").nth(1).unwrap();
+        tail.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    pub fn interrupt(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("wdeploy did not exit in {timeout:?}; output:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that returns error statuses instead of failing on them.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// GET a URL: (status, body).
+pub fn get(url: &str) -> (u16, String) {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GET a URL, with transport errors as values.
+pub fn try_get(url: &str) -> Result<(u16, String), ureq::Error> {
+    let mut response = http().get(url).call()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
+    Ok((status, body))
+}

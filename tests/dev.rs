@@ -1,0 +1,234 @@
+//! End to end: `wdeploy dev` builds real samples with the real Rust buildpack, runs them on
+//! wasmtime and serves them over loopback HTTP.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const BUILD: Duration = Duration::from_secs(600);
+const SOON: Duration = Duration::from_secs(30);
+
+fn dev(app: &Path, run_dir: &Path, extra: &[&str]) -> Running {
+    let mut cmd = wdeploy();
+    cmd.arg("dev")
+        .arg(app)
+        .args(["--port", "0"])
+        .args(extra)
+        .env("WDEPLOY_RUN_DIR", run_dir);
+    Running::spawn(cmd)
+}
+
+#[test]
+fn hello_serves_with_config_vars_and_logs_every_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = tmp.path().join("dev.env");
+    std::fs::write(&env, "# greeting for the test\nGREETING=the test suite\n").unwrap();
+    let run_dir = tmp.path().join("run");
+    let mut dev = dev(&sample("hello"), &run_dir, &["--env-file", env.to_str().unwrap()]);
+    let port = dev.port();
+
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/greet"));
+    assert_eq!(status, 200);
+    assert_eq!(body, "Hello from the test suite\n");
+
+    dev.wait_for_text("app[web.1]: handling /greet on web.1", SOON);
+    let router = dev.wait_for("router line", SOON, |l| {
+        l.contains("wdeploy[router]: at=info method=GET path=\"/greet\"") && l.contains("status=200")
+    });
+    assert!(router.contains("dyno=web.1"), "{router}");
+    assert!(router.contains("bytes=26"), "{router}");
+    let tick = dev.wait_for_text("app[worker.1]: tick", SOON);
+    // Lines are stamped logplex-style: 2026-11-25T10:00:00.123456+00:00 app[worker.1]: tick 1
+    let stamp = tick.split(' ').next().unwrap();
+    assert!(stamp.len() == 32 && stamp.ends_with("+00:00"), "{tick}");
+
+    let status = dev.interrupt(SOON);
+    assert!(status.success(), "dev exited with {status}:\n{}", dev.output());
+    dev.wait_for_text("wdeploy[worker.1]: State changed from up to down", SOON);
+    assert!(!run_dir.exists(), "dyno filesystems left behind");
+}
+
+#[test]
+fn trapping_guest_answers_500_and_the_dyno_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(&sample("faults"), tmp.path(), &[]);
+    let port = dev.port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+    let (status, _) = get(&format!("{base}/trap"));
+    assert_eq!(status, 500);
+    let line = dev.wait_for_text("code=H13", SOON);
+    assert!(line.contains("path=\"/trap\"") && line.contains("status=500"), "{line}");
+    dev.wait_for_text("app[web.1]: deliberate trap from /trap", SOON);
+    dev.wait_for_text("wdeploy[web.1]: Instance crashed: wasm trap", SOON);
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+
+    // The crashing worker is logged and restarted: at once, then after a delay.
+    dev.wait_for_text("wdeploy[worker.1]: Process exited with status 1", SOON);
+    dev.wait_for_text("wdeploy[worker.1]: State changed from up to crashed", SOON);
+    dev.wait_for_text("wdeploy[worker.1]: Restarting in 1s", SOON);
+    assert!(dev.interrupt(SOON).success());
+}
+
+#[test]
+fn each_dyno_gets_an_empty_private_filesystem_removed_at_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(&sample("faults"), tmp.path(), &[]);
+    let port = dev.port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    assert_eq!(get(&format!("{base}/files")), (200, "files: []\n".into()));
+    assert_eq!(get(&format!("{base}/write?name=notes.txt")).0, 200);
+    // The next request (same dyno) sees the file; the host sees it in the dyno's directory.
+    assert_eq!(get(&format!("{base}/files")), (200, "files: [notes.txt]\n".into()));
+    assert_eq!(get(&format!("{base}/read?name=notes.txt")), (200, "written\n".into()));
+    let dyno_dirs: Vec<_> = std::fs::read_dir(tmp.path().join("faults"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("web.1-"))
+        .collect();
+    assert_eq!(dyno_dirs.len(), 1);
+    assert!(dyno_dirs[0].join("notes.txt").is_file());
+    // Nothing of the host is visible: the guest's root is that directory.
+    assert_eq!(get(&format!("{base}/read?name=etc/passwd")).0, 404);
+
+    assert!(dev.interrupt(SOON).success());
+    assert!(!dyno_dirs[0].exists(), "web.1's filesystem survived the stop");
+}
+
+#[test]
+fn request_isolation_gives_a_fresh_instance_per_request() {
+    let app = copy_sample("faults");
+    std::fs::write(app.path().join("wdeploy.toml"), "[web]\nisolation = \"request\"\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let port = dev.port();
+    for _ in 0..3 {
+        assert_eq!(get(&format!("http://127.0.0.1:{port}/count")), (200, "1\n".into()));
+    }
+    assert!(dev.interrupt(SOON).success());
+}
+
+#[test]
+fn warm_instances_keep_memory_between_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(
+        &sample("faults"),
+        tmp.path(),
+        &["--env-file", write_env(tmp.path(), "WEB_CONCURRENCY=1").to_str().unwrap()],
+    );
+    let port = dev.port();
+    let counts: Vec<_> = (0..3)
+        .map(|_| get(&format!("http://127.0.0.1:{port}/count")).1)
+        .collect();
+    assert_eq!(counts, ["1\n", "2\n", "3\n"]);
+    // A trap discards the instance; its replacement starts from fresh memory.
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/trap")).0, 500);
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/count")).1, "1\n");
+    assert!(dev.interrupt(SOON).success());
+}
+
+fn write_env(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("test.env");
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    path
+}
+
+#[test]
+fn edits_rebuild_and_swap_without_dropping_requests() {
+    let app = copy_sample("hello");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let port = dev.port();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(get(&url), (200, "Hello from wdeploy\n".into()));
+
+    // A client keeps requesting through the swap; every answer must be a 200.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                count += 1;
+                match try_get(&url) {
+                    Ok((200, _)) => {}
+                    Ok((status, body)) => failures.push(format!("{status} {body}")),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (count, failures)
+        })
+    };
+
+    let source = app.path().join("src/web.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("Hello from", "Howdy from")).unwrap();
+    dev.wait_for_text("=====> v2 is serving", BUILD);
+    assert_eq!(get(&url), (200, "Howdy from wdeploy\n".into()));
+
+    // A broken edit shows the compiler error and v2 keeps serving.
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("struct Web;", "struct Web")).unwrap();
+    let failed = dev.wait_for_text("Build failed, v2 keeps serving", BUILD);
+    assert!(failed.contains("compile"), "{failed}");
+    assert!(dev.output().contains("error"), "no compiler error shown:\n{}", dev.output());
+    assert_eq!(get(&url), (200, "Howdy from wdeploy\n".into()));
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (count, failures) = load.join().unwrap();
+    assert!(count > 0);
+    assert!(failures.is_empty(), "{} of {count} requests failed: {failures:?}", failures.len());
+    assert!(dev.interrupt(SOON).success());
+}
+
+#[test]
+fn bad_procfile_is_refused_with_its_line_number() {
+    let app = copy_sample("hello");
+    std::fs::write(app.path().join("Procfile"), "web: web\nworker worker\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let status = dev.wait(BUILD);
+    assert!(!status.success());
+    let out = dev.output();
+    assert!(out.contains("error: Procfile line 2: expected `name: component [args…]`"), "{out}");
+    assert!(!out.contains("Building for"), "compiled before checking the Procfile:\n{out}");
+}
+
+#[test]
+fn procfile_naming_a_missing_component_is_refused_before_start() {
+    let app = copy_sample("hello");
+    std::fs::write(app.path().join("Procfile"), "web: web\nclock: clock\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let status = dev.wait(BUILD);
+    assert!(!status.success());
+    let out = dev.output();
+    assert!(
+        out.contains("process type `clock` runs component `clock.wasm`, which the slug lacks (it has: web.wasm, worker.wasm)"),
+        "{out}"
+    );
+    assert!(!out.contains("State changed"), "a dyno started:\n{out}");
+}
+
+#[test]
+fn a_directory_no_buildpack_detects_is_refused() {
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("README"), "not an app").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(SOON).success());
+    assert!(dev.output().contains("no buildpack detected an app"), "{}", dev.output());
+}
+
+#[test]
+fn a_missing_env_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(&sample("hello"), tmp.path(), &["--env-file", "/nonexistent/.env"]);
+    assert!(!dev.wait(SOON).success());
+    assert!(dev.output().contains("env file /nonexistent/.env not found"), "{}", dev.output());
+}
