@@ -26,7 +26,11 @@ fn hello_serves_with_config_vars_and_logs_every_source() {
     let env = tmp.path().join("dev.env");
     std::fs::write(&env, "# greeting for the test\nGREETING=the test suite\n").unwrap();
     let run_dir = tmp.path().join("run");
-    let mut dev = dev(&sample("hello"), &run_dir, &["--env-file", env.to_str().unwrap()]);
+    let mut dev = dev(
+        &sample("hello"),
+        &run_dir,
+        &["--env-file", env.to_str().unwrap()],
+    );
     let port = dev.port();
 
     let (status, body) = get(&format!("http://127.0.0.1:{port}/greet"));
@@ -35,7 +39,8 @@ fn hello_serves_with_config_vars_and_logs_every_source() {
 
     dev.wait_for_text("app[web.1]: handling /greet on web.1", SOON);
     let router = dev.wait_for("router line", SOON, |l| {
-        l.contains("wdeploy[router]: at=info method=GET path=\"/greet\"") && l.contains("status=200")
+        l.contains("wdeploy[router]: at=info method=GET path=\"/greet\"")
+            && l.contains("status=200")
     });
     assert!(router.contains("dyno=web.1"), "{router}");
     assert!(router.contains("bytes=26"), "{router}");
@@ -45,7 +50,11 @@ fn hello_serves_with_config_vars_and_logs_every_source() {
     assert!(stamp.len() == 32 && stamp.ends_with("+00:00"), "{tick}");
 
     let status = dev.interrupt(SOON);
-    assert!(status.success(), "dev exited with {status}:\n{}", dev.output());
+    assert!(
+        status.success(),
+        "dev exited with {status}:\n{}",
+        dev.output()
+    );
     dev.wait_for_text("wdeploy[worker.1]: State changed from up to down", SOON);
     assert!(!run_dir.exists(), "dyno filesystems left behind");
 }
@@ -61,7 +70,10 @@ fn trapping_guest_answers_500_and_the_dyno_keeps_serving() {
     let (status, _) = get(&format!("{base}/trap"));
     assert_eq!(status, 500);
     let line = dev.wait_for_text("code=H13", SOON);
-    assert!(line.contains("path=\"/trap\"") && line.contains("status=500"), "{line}");
+    assert!(
+        line.contains("path=\"/trap\"") && line.contains("status=500"),
+        "{line}"
+    );
     dev.wait_for_text("app[web.1]: deliberate trap from /trap", SOON);
     dev.wait_for_text("wdeploy[web.1]: Instance crashed: wasm trap", SOON);
     assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
@@ -83,12 +95,23 @@ fn each_dyno_gets_an_empty_private_filesystem_removed_at_stop() {
     assert_eq!(get(&format!("{base}/files")), (200, "files: []\n".into()));
     assert_eq!(get(&format!("{base}/write?name=notes.txt")).0, 200);
     // The next request (same dyno) sees the file; the host sees it in the dyno's directory.
-    assert_eq!(get(&format!("{base}/files")), (200, "files: [notes.txt]\n".into()));
-    assert_eq!(get(&format!("{base}/read?name=notes.txt")), (200, "written\n".into()));
+    assert_eq!(
+        get(&format!("{base}/files")),
+        (200, "files: [notes.txt]\n".into())
+    );
+    assert_eq!(
+        get(&format!("{base}/read?name=notes.txt")),
+        (200, "written\n".into())
+    );
     let dyno_dirs: Vec<_> = std::fs::read_dir(tmp.path().join("faults"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("web.1-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("web.1-")
+        })
         .collect();
     assert_eq!(dyno_dirs.len(), 1);
     assert!(dyno_dirs[0].join("notes.txt").is_file());
@@ -96,18 +119,28 @@ fn each_dyno_gets_an_empty_private_filesystem_removed_at_stop() {
     assert_eq!(get(&format!("{base}/read?name=etc/passwd")).0, 404);
 
     assert!(dev.interrupt(SOON).success());
-    assert!(!dyno_dirs[0].exists(), "web.1's filesystem survived the stop");
+    assert!(
+        !dyno_dirs[0].exists(),
+        "web.1's filesystem survived the stop"
+    );
 }
 
 #[test]
 fn request_isolation_gives_a_fresh_instance_per_request() {
     let app = copy_sample("faults");
-    std::fs::write(app.path().join("wdeploy.toml"), "[web]\nisolation = \"request\"\n").unwrap();
+    std::fs::write(
+        app.path().join("wdeploy.toml"),
+        "[web]\nisolation = \"request\"\n",
+    )
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut dev = dev(app.path(), tmp.path(), &[]);
     let port = dev.port();
     for _ in 0..3 {
-        assert_eq!(get(&format!("http://127.0.0.1:{port}/count")), (200, "1\n".into()));
+        assert_eq!(
+            get(&format!("http://127.0.0.1:{port}/count")),
+            (200, "1\n".into())
+        );
     }
     assert!(dev.interrupt(SOON).success());
 }
@@ -118,7 +151,10 @@ fn warm_instances_keep_memory_between_requests() {
     let mut dev = dev(
         &sample("faults"),
         tmp.path(),
-        &["--env-file", write_env(tmp.path(), "WEB_CONCURRENCY=1").to_str().unwrap()],
+        &[
+            "--env-file",
+            write_env(tmp.path(), "WEB_CONCURRENCY=1").to_str().unwrap(),
+        ],
     );
     let port = dev.port();
     let counts: Vec<_> = (0..3)
@@ -176,13 +212,21 @@ fn edits_rebuild_and_swap_without_dropping_requests() {
     std::fs::write(&source, text.replace("struct Web;", "struct Web")).unwrap();
     let failed = dev.wait_for_text("Build failed, v2 keeps serving", BUILD);
     assert!(failed.contains("compile"), "{failed}");
-    assert!(dev.output().contains("error"), "no compiler error shown:\n{}", dev.output());
+    assert!(
+        dev.output().contains("error"),
+        "no compiler error shown:\n{}",
+        dev.output()
+    );
     assert_eq!(get(&url), (200, "Howdy from wdeploy\n".into()));
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (count, failures) = load.join().unwrap();
     assert!(count > 0);
-    assert!(failures.is_empty(), "{} of {count} requests failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} requests failed: {failures:?}",
+        failures.len()
+    );
     assert!(dev.interrupt(SOON).success());
 }
 
@@ -195,8 +239,14 @@ fn bad_procfile_is_refused_with_its_line_number() {
     let status = dev.wait(BUILD);
     assert!(!status.success());
     let out = dev.output();
-    assert!(out.contains("error: Procfile line 2: expected `name: component [args…]`"), "{out}");
-    assert!(!out.contains("Building for"), "compiled before checking the Procfile:\n{out}");
+    assert!(
+        out.contains("error: Procfile line 2: expected `name: component [args…]`"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Building for"),
+        "compiled before checking the Procfile:\n{out}"
+    );
 }
 
 #[test]
@@ -222,13 +272,26 @@ fn a_directory_no_buildpack_detects_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut dev = dev(app.path(), tmp.path(), &[]);
     assert!(!dev.wait(SOON).success());
-    assert!(dev.output().contains("no buildpack detected an app"), "{}", dev.output());
+    assert!(
+        dev.output().contains("no buildpack detected an app"),
+        "{}",
+        dev.output()
+    );
 }
 
 #[test]
 fn a_missing_env_file_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut dev = dev(&sample("hello"), tmp.path(), &["--env-file", "/nonexistent/.env"]);
+    let mut dev = dev(
+        &sample("hello"),
+        tmp.path(),
+        &["--env-file", "/nonexistent/.env"],
+    );
     assert!(!dev.wait(SOON).success());
-    assert!(dev.output().contains("env file /nonexistent/.env not found"), "{}", dev.output());
+    assert!(
+        dev.output()
+            .contains("env file /nonexistent/.env not found"),
+        "{}",
+        dev.output()
+    );
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 pub fn sample(name: &str) -> PathBuf {
@@ -35,7 +38,10 @@ pub fn wdeploy() -> Command {
 
 /// A copy of a sample in a temp dir, for tests that edit the source.
 pub fn copy_sample(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("wdeploy-app-").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("wdeploy-app-")
+        .tempdir()
+        .expect("tempdir");
     copy_tree(&sample(name), dir.path());
     dir
 }
@@ -69,8 +75,14 @@ impl Running {
         let mut child = cmd.spawn().expect("spawn wdeploy");
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         for pipe in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -98,7 +110,10 @@ impl Running {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!("timed out waiting for {what}; output so far:\n{}", lines.join("\n"));
+                panic!(
+                    "timed out waiting for {what}; output so far:\n{}",
+                    lines.join("\n")
+                );
             }
             lines = cv
                 .wait_timeout(lines, deadline - now)
@@ -112,14 +127,22 @@ impl Running {
     }
 
     pub fn output(&self) -> String {
-        self.lines.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lines
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     /// The router port from the `listening on http://127.0.0.1:PORT` line.
     pub fn port(&self) -> u16 {
         let line = self.wait_for_text("listening on http://127.0.0.1:", Duration::from_secs(600));
         let tail = line.split("http://127.0.0.1:").nth(1).unwrap();
-        tail.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        tail.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// Sends SIGINT (Ctrl-C) and waits for the exit.
@@ -139,7 +162,10 @@ impl Running {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("wdeploy did not exit in {timeout:?}; output:\n{}", self.output());
+                panic!(
+                    "wdeploy did not exit in {timeout:?}; output:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

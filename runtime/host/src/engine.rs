@@ -142,10 +142,10 @@ impl Engine {
         let component = Component::new(&self.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling {}", file_name(path)))?;
-        if let Some(cached) = cached {
-            if let Err(e) = write_cache(&component, &cached) {
-                tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
-            }
+        if let Some(cached) = cached
+            && let Err(e) = write_cache(&component, &cached)
+        {
+            tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
         }
         Ok(component)
     }

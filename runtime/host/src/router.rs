@@ -222,7 +222,7 @@ impl Router {
         }
         line.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        hyper::Response::from_parts(parts, Metered::new(body, line, started, logs))
+        hyper::Response::from_parts(parts, Metered::wrap(body, line, started, logs))
     }
 }
 

@@ -59,7 +59,8 @@ pub struct Metered {
 }
 
 impl Metered {
-    pub fn new(
+    /// Wraps `inner`; the router line is written once the body ends or is dropped.
+    pub fn wrap(
         inner: HyperOutgoingBody,
         line: RouterLine,
         started: Instant,

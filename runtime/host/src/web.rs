@@ -47,7 +47,6 @@ pub enum DynoError {
 struct Warm {
     store: Store<DynoState>,
     proxy: Proxy,
-    served: u64,
 }
 
 /// A running web dyno; cheap to clone, shared by the router and in-flight requests.
@@ -189,7 +188,6 @@ impl WebDyno {
                 .call_handle(&mut warm.store, request, out)
                 .await;
             warm.store.data_mut().deadline = None;
-            warm.served += 1;
             let outcome = match result {
                 Ok(()) => {
                     if inner.isolation == Isolation::Dyno {
@@ -248,11 +246,7 @@ impl Inner {
             .await
             .map_err(|e| anyhow::anyhow!(describe_failure(&e)))
             .context("instantiating the web component")?;
-        Ok(Warm {
-            store,
-            proxy,
-            served: 0,
-        })
+        Ok(Warm { store, proxy })
     }
 }
 

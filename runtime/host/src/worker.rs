@@ -111,10 +111,8 @@ impl Supervisor {
                     .platform(&self.name, format!("Restarting in {}", human(delay)));
                 tokio::time::sleep(delay).await;
             }
-            self.logs.platform(
-                &self.name,
-                format!("State changed from crashed to starting"),
-            );
+            self.logs
+                .platform(&self.name, "State changed from crashed to starting");
         }
     }
 

@@ -13,7 +13,8 @@ const PALETTE: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92"];
 impl Printer {
     pub fn stdout() -> Printer {
         Printer {
-            colour: std::io::stdout().is_terminal(),
+            // https://no-color.org: any value of NO_COLOR turns colours off.
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
     }
 
