@@ -66,14 +66,21 @@ fn copy_tree(from: &Path, to: &Path) {
 /// A running `wdeploy` process whose stdout lines are collected as they come.
 pub struct Running {
     child: Child,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    lines: Arc<(Mutex<Output>, Condvar)>,
+}
+
+/// What the process printed, and how many of its two pipes have closed.
+#[derive(Default)]
+struct Output {
+    lines: Vec<String>,
+    closed: usize,
 }
 
 impl Running {
     pub fn spawn(mut cmd: Command) -> Running {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn wdeploy");
-        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let lines = Arc::new((Mutex::new(Output::default()), Condvar::new()));
         for pipe in [
             child
                 .stdout
@@ -89,34 +96,47 @@ impl Running {
         {
             let lines = lines.clone();
             std::thread::spawn(move || {
+                let (store, cv) = &*lines;
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let (store, cv) = &*lines;
-                    store.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                    store
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .lines
+                        .push(line);
                     cv.notify_all();
                 }
+                store.lock().unwrap_or_else(|e| e.into_inner()).closed += 1;
+                cv.notify_all();
             });
         }
         Running { child, lines }
     }
 
-    /// Waits until a line matching `pred` appears (searching from the start), or panics.
+    /// Waits until a line matching `pred` appears (searching from the start), or panics
+    /// at the deadline or as soon as the process has exited without printing it.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         let (store, cv) = &*self.lines;
-        let mut lines = store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = store.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(line) = lines.iter().find(|l| pred(l)) {
+            if let Some(line) = out.lines.iter().find(|l| pred(l)) {
                 return line.clone();
+            }
+            if out.closed == 2 {
+                panic!(
+                    "wdeploy exited before printing {what}; output:\n{}",
+                    out.lines.join("\n")
+                );
             }
             let now = Instant::now();
             if now >= deadline {
                 panic!(
                     "timed out waiting for {what}; output so far:\n{}",
-                    lines.join("\n")
+                    out.lines.join("\n")
                 );
             }
-            lines = cv
-                .wait_timeout(lines, deadline - now)
+            out = cv
+                .wait_timeout(out, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -131,6 +151,7 @@ impl Running {
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .lines
             .join("\n")
     }
 
@@ -143,6 +164,10 @@ impl Running {
             .unwrap()
             .parse()
             .unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGINT (Ctrl-C) and waits for the exit.

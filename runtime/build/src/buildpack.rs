@@ -166,6 +166,10 @@ impl BuildDirs {
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// Finished slugs by id, immutable once written.
+    pub fn slugs(&self) -> PathBuf {
+        self.root.join("slugs")
+    }
     /// One file per config var, as Heroku's ENV_DIR.
     pub fn env(&self) -> PathBuf {
         self.root.join("env")
@@ -203,7 +207,7 @@ pub fn build(req: &BuildRequest<'_>, output: &mut dyn FnMut(&str)) -> anyhow::Re
     std::fs::create_dir_all(req.dirs.cache())?;
     write_env_dir(&req.dirs.env(), req.env)?;
     buildpack.compile(req.dirs, output)?;
-    let slug = Slug::pack(&req.dirs.build())?;
+    let slug = Slug::pack(&req.dirs.build())?.persist(&req.dirs.slugs())?;
     output(&format!(
         "-----> Slug {} ({} components: {})",
         &slug.id()[..19],

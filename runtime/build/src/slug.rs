@@ -40,6 +40,8 @@ pub struct Slug {
     pub manifest: SlugManifest,
     pub procfile: Procfile,
     pub settings: AppSettings,
+    /// The `wdeploy.toml` text (empty when the app has none), sent with a release.
+    pub settings_text: String,
 }
 
 impl Slug {
@@ -80,13 +82,43 @@ impl Slug {
         }
         let manifest = SlugManifest { components };
         let procfile = load_procfile(build_dir, &manifest)?;
-        let settings = AppSettings::load(build_dir)?;
+        let settings_text =
+            match std::fs::read_to_string(build_dir.join(crate::settings::SETTINGS_FILE)) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(anyhow::Error::new(e).context("reading wdeploy.toml")),
+            };
+        let settings = AppSettings::parse(&settings_text)?;
         Ok(Slug {
             dir: build_dir.to_path_buf(),
             manifest,
             procfile,
             settings,
+            settings_text,
         })
+    }
+
+    /// Copies the components into `dir` (one directory per slug id, written to a temporary
+    /// sibling and renamed into place) and points the slug there. The build directory is
+    /// rewritten by the next build; a persisted slug never changes, so it can be uploaded
+    /// or loaded while another build of the same app runs.
+    pub fn persist(mut self, root: &Path) -> anyhow::Result<Slug> {
+        let target = root.join(&self.id()[7..]);
+        if !target.is_dir() {
+            std::fs::create_dir_all(root)?;
+            let tmp = tempfile::Builder::new().prefix(".slug-").tempdir_in(root)?;
+            for name in self.manifest.components.keys() {
+                std::fs::copy(self.dir.join(name), tmp.path().join(name))
+                    .with_context(|| format!("saving {name}"))?;
+            }
+            let tmp = tmp.keep();
+            if std::fs::rename(&tmp, &target).is_err() {
+                // The same slug was saved by a concurrent build: identical content.
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        self.dir = target;
+        Ok(self)
     }
 
     pub fn id(&self) -> String {
@@ -128,12 +160,20 @@ fn load_procfile(dir: &Path, manifest: &SlugManifest) -> anyhow::Result<Procfile
 
 /// Every process type must name a component that the slug has.
 pub fn check_procfile(procfile: &Procfile, manifest: &SlugManifest) -> anyhow::Result<()> {
+    check_procfile_names(procfile, manifest.components.keys())
+}
+
+/// [`check_procfile`] against a list of component file names.
+pub fn check_procfile_names<'a>(
+    procfile: &Procfile,
+    components: impl Iterator<Item = &'a String> + Clone,
+) -> anyhow::Result<()> {
     if procfile.processes.is_empty() {
         bail!("the Procfile defines no process types");
     }
     for p in procfile.processes.values() {
-        if !manifest.components.contains_key(&p.component) {
-            let have: Vec<_> = manifest.components.keys().cloned().collect();
+        if !components.clone().any(|c| *c == p.component) {
+            let have: Vec<_> = components.clone().cloned().collect();
             bail!(
                 "Procfile: process type `{}` runs component `{}`, which the slug lacks (it has: {})",
                 p.name,

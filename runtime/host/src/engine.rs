@@ -1,6 +1,6 @@
 //! The host's one wasmtime engine: async, pooling allocator, epoch interruption, compile cache.
 
-use crate::state::DynoState;
+use crate::state::StoreData;
 use anyhow::Context;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ impl Default for EngineOptions {
 /// The wasmtime engine and the linker every dyno instantiates against.
 pub struct Engine {
     engine: wasmtime::Engine,
-    linker: Linker<DynoState>,
+    linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
@@ -103,7 +103,7 @@ impl Engine {
         &self.engine
     }
 
-    pub fn linker(&self) -> &Linker<DynoState> {
+    pub fn linker(&self) -> &Linker<StoreData> {
         &self.linker
     }
 

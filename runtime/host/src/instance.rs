@@ -3,7 +3,7 @@
 use crate::engine::Engine;
 use crate::log_writer::LogWriter;
 use crate::logs::LogStream;
-use crate::state::DynoState;
+use crate::state::StoreData;
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct InstanceEnv<'a> {
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
 /// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
-pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store<DynoState>> {
+pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
     let mut builder = WasiCtx::builder();
     builder
         .envs(env.env)
@@ -34,7 +34,7 @@ pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store
         .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
         .map_err(anyhow::Error::from)
         .context("opening the dyno filesystem")?;
-    let state = DynoState::new(builder.build(), env.memory_limit_bytes);
+    let state = StoreData::new(builder.build(), env.memory_limit_bytes);
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_callback(|ctx| match ctx.data().deadline {

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod control;
 pub mod engine;
 pub mod ephemeral;
 pub mod instance;
@@ -15,10 +16,12 @@ pub mod release;
 pub mod router;
 pub mod router_log;
 pub mod state;
+pub mod status;
 pub mod web;
 pub mod worker;
 
 pub use app::{AppRuntime, Formation};
+pub use control::{Host, HostConfig};
 pub use engine::{Engine, EngineOptions};
 pub use logs::{LogLine, LogStream, SourceKind};
 pub use release::{Release, ReleaseSpec};

@@ -104,15 +104,28 @@ impl LogStream {
 
     pub fn push(&self, line: LogLine) {
         let line = Arc::new(line);
-        {
-            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-            if history.len() == BUFFER_LINES {
-                history.pop_front();
-            }
-            history.push_back(line.clone());
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == BUFFER_LINES {
+            history.pop_front();
         }
-        // No subscribers is fine: the line stays in history.
+        history.push_back(line.clone());
+        // Sent under the history lock, so `replay_and_subscribe` sees each line exactly
+        // once. No subscribers is fine: the line stays in history.
         let _ = self.live.send(line);
+    }
+
+    /// The last `n` lines and a subscription to every later one, with no gap or overlap.
+    pub fn replay_and_subscribe(
+        &self,
+        n: usize,
+    ) -> (Vec<Arc<LogLine>>, broadcast::Receiver<Arc<LogLine>>) {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = history
+            .iter()
+            .skip(history.len().saturating_sub(n))
+            .cloned()
+            .collect();
+        (recent, self.live.subscribe())
     }
 
     /// The last `n` lines, oldest first.

@@ -1,9 +1,10 @@
 //! A release loaded into the engine: compiled components, pre-instantiated per process type.
 
 use crate::engine::Engine;
-use crate::state::DynoState;
+use crate::state::StoreData;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -19,16 +20,50 @@ pub struct Release {
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
-    web: Option<ProxyPre<DynoState>>,
-    commands: HashMap<String, CommandPre<DynoState>>,
+    web: Option<ProxyPre<StoreData>>,
+    commands: HashMap<String, CommandPre<StoreData>>,
 }
 
 /// What a release is made of, before loading.
 pub struct ReleaseSpec<'a> {
     pub app: &'a str,
     pub version: u64,
-    pub slug: &'a Slug,
+    pub slug_id: String,
+    /// Component file name → (digest, where its bytes are on disk).
+    pub components: BTreeMap<String, (String, PathBuf)>,
+    pub procfile: Procfile,
+    pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
+}
+
+impl<'a> ReleaseSpec<'a> {
+    /// A release of a slug just built on this machine (`wdeploy dev`).
+    pub fn from_slug(
+        app: &'a str,
+        version: u64,
+        slug: &Slug,
+        config: BTreeMap<String, String>,
+    ) -> Self {
+        ReleaseSpec {
+            app,
+            version,
+            slug_id: slug.id(),
+            components: slug
+                .manifest
+                .components
+                .iter()
+                .map(|(name, file)| {
+                    (
+                        name.clone(),
+                        (file.digest.clone(), slug.component_path(name)),
+                    )
+                })
+                .collect(),
+            procfile: slug.procfile.clone(),
+            settings: slug.settings.clone(),
+            config,
+        }
+    }
 }
 
 impl Release {
@@ -36,28 +71,26 @@ impl Release {
     /// each process type exports the world it needs: `web` → `wasi:http/incoming-handler`,
     /// the others → `wasi:cli/run`. Nothing starts if any of this fails.
     pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec<'_>) -> anyhow::Result<Arc<Release>> {
-        let slug = spec.slug;
+        wdeploy_build::slug::check_procfile_names(&spec.procfile, spec.components.keys())?;
         let mut compiled: HashMap<String, Component> = HashMap::new();
-        for process in slug.procfile.processes.values() {
+        for process in spec.procfile.processes.values() {
             if compiled.contains_key(&process.component) {
                 continue;
             }
-            let Some(file) = slug.manifest.components.get(&process.component) else {
+            let Some((digest, path)) = spec.components.get(&process.component) else {
                 bail!(
                     "process type `{}` runs `{}`, which the slug lacks",
                     process.name,
                     process.component
                 );
             };
-            let component = engine
-                .load_component(&slug.component_path(&process.component), &file.digest)
-                .await?;
+            let component = engine.load_component(path, digest).await?;
             compiled.insert(process.component.clone(), component);
         }
 
         let mut web = None;
         let mut commands = HashMap::new();
-        for process in slug.procfile.processes.values() {
+        for process in spec.procfile.processes.values() {
             let component = &compiled[&process.component];
             let pre = engine
                 .linker()
@@ -82,20 +115,20 @@ impl Release {
         Ok(Arc::new(Release {
             app: spec.app.into(),
             version: spec.version,
-            slug_id: slug.id(),
-            procfile: slug.procfile.clone(),
-            settings: slug.settings.clone(),
+            slug_id: spec.slug_id,
+            procfile: spec.procfile,
+            settings: spec.settings,
             config: spec.config,
             web,
             commands,
         }))
     }
 
-    pub fn web(&self) -> Option<&ProxyPre<DynoState>> {
+    pub fn web(&self) -> Option<&ProxyPre<StoreData>> {
         self.web.as_ref()
     }
 
-    pub fn command(&self, process_type: &str) -> Option<&CommandPre<DynoState>> {
+    pub fn command(&self, process_type: &str) -> Option<&CommandPre<StoreData>> {
         self.commands.get(process_type)
     }
 

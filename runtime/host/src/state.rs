@@ -6,7 +6,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-pub struct DynoState {
+pub struct StoreData {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
@@ -15,9 +15,9 @@ pub struct DynoState {
     pub deadline: Option<Instant>,
 }
 
-impl DynoState {
-    pub fn new(wasi: WasiCtx, memory_limit_bytes: usize) -> DynoState {
-        DynoState {
+impl StoreData {
+    pub fn new(wasi: WasiCtx, memory_limit_bytes: usize) -> StoreData {
+        StoreData {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -33,7 +33,7 @@ impl DynoState {
     }
 }
 
-impl WasiView for DynoState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -42,7 +42,7 @@ impl WasiView for DynoState {
     }
 }
 
-impl WasiHttpView for DynoState {
+impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,

@@ -12,7 +12,8 @@ use crate::ephemeral::EphemeralDir;
 use crate::instance::{InstanceEnv, describe_failure, new_store};
 use crate::logs::LogStream;
 use crate::release::Release;
-use crate::state::DynoState;
+use crate::state::StoreData;
+use crate::status::{DynoSnapshot, DynoState};
 use anyhow::Context;
 use hyper::body::Incoming;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +46,7 @@ pub enum DynoError {
 
 /// One warm instance and the store it lives in.
 struct Warm {
-    store: Store<DynoState>,
+    store: Store<StoreData>,
     proxy: Proxy,
 }
 
@@ -70,6 +71,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Warm>>,
     in_flight: AtomicUsize,
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 /// Where and how to start a web dyno.
@@ -109,6 +111,7 @@ impl WebDyno {
             permits: Arc::new(Semaphore::new(concurrency)),
             idle: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
+            started: chrono::Utc::now(),
         });
         spec.logs.platform(
             spec.name,
@@ -132,6 +135,17 @@ impl WebDyno {
 
     pub fn release(&self) -> &Arc<Release> {
         &self.inner.release
+    }
+
+    pub fn snapshot(&self) -> DynoSnapshot {
+        DynoSnapshot {
+            name: self.inner.name.to_string(),
+            process_type: "web".into(),
+            state: DynoState::Up,
+            since: self.inner.started,
+            release: self.inner.release.version,
+            command: self.inner.args.join(" "),
+        }
     }
 
     /// Requests being served or waiting for an instance; the router picks the least busy.

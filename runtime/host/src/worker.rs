@@ -6,6 +6,7 @@ use crate::ephemeral::EphemeralDir;
 use crate::instance::{InstanceEnv, describe_failure, exit_status, new_store};
 use crate::logs::LogStream;
 use crate::release::Release;
+use crate::status::{DynoSnapshot, DynoState, DynoStatus};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use tokio::task::JoinHandle;
 /// A supervised worker dyno. Dropping it (or calling [`WorkerDyno::stop`]) stops the guest.
 pub struct WorkerDyno {
     name: Arc<str>,
+    process_type: String,
+    release: Arc<Release>,
+    command: String,
+    status: DynoStatus,
     logs: Arc<LogStream>,
     task: JoinHandle<()>,
 }
@@ -38,7 +43,9 @@ impl WorkerDyno {
             .procfile
             .get(spec.process_type)
             .with_context(|| format!("the release has no `{}` process type", spec.process_type))?;
+        let status = DynoStatus::default();
         let supervisor = Supervisor {
+            status: status.clone(),
             name: spec.name.into(),
             engine: spec.engine.clone(),
             release: spec.release.clone(),
@@ -51,9 +58,14 @@ impl WorkerDyno {
             run_dir: spec.run_dir.to_path_buf(),
             backoff: spec.backoff,
         };
+        let command = supervisor.args.join(" ");
         let task = tokio::spawn(supervisor.run());
         Ok(WorkerDyno {
             name: spec.name.into(),
+            process_type: spec.process_type.to_string(),
+            release: spec.release.clone(),
+            command,
+            status,
             logs: spec.logs.clone(),
             task,
         })
@@ -61,6 +73,18 @@ impl WorkerDyno {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn snapshot(&self) -> DynoSnapshot {
+        let (state, since) = self.status.get();
+        DynoSnapshot {
+            name: self.name.to_string(),
+            process_type: self.process_type.clone(),
+            state,
+            since,
+            release: self.release.version,
+            command: self.command.clone(),
+        }
     }
 
     /// Stops the guest at its next yield point and removes its filesystem.
@@ -73,6 +97,44 @@ impl WorkerDyno {
     }
 }
 
+/// Runs a one-off dyno (`wdeploy run`) of `spec.process_type` to completion: its exit
+/// status, or why it crashed. `extra_args` replace the Procfile's arguments when given.
+pub async fn run_one_off(spec: WorkerDynoSpec<'_>, extra_args: &[String]) -> Result<i32, String> {
+    let process = spec
+        .release
+        .procfile
+        .get(spec.process_type)
+        .ok_or_else(|| format!("the release has no `{}` process type", spec.process_type))?;
+    let args = if extra_args.is_empty() {
+        process.args.clone()
+    } else {
+        extra_args.to_vec()
+    };
+    let supervisor = Supervisor {
+        status: DynoStatus::default(),
+        name: spec.name.into(),
+        engine: spec.engine.clone(),
+        release: spec.release.clone(),
+        logs: spec.logs.clone(),
+        process_type: spec.process_type.to_string(),
+        env: spec.release.dyno_env(spec.name, spec.port),
+        args: std::iter::once(process.component.clone())
+            .chain(args)
+            .collect(),
+        run_dir: spec.run_dir.to_path_buf(),
+        backoff: spec.backoff,
+    };
+    let ended = supervisor.run_once().await;
+    let line = match &ended {
+        Ok(code) => format!("Process exited with status {code}"),
+        Err(why) => format!("Process crashed: {why}"),
+    };
+    spec.logs.platform(spec.name, line);
+    spec.logs
+        .platform(spec.name, "State changed from up to complete");
+    ended
+}
+
 impl Drop for WorkerDyno {
     fn drop(&mut self) {
         self.task.abort();
@@ -80,6 +142,7 @@ impl Drop for WorkerDyno {
 }
 
 struct Supervisor {
+    status: DynoStatus,
     name: Arc<str>,
     engine: Arc<Engine>,
     release: Arc<Release>,
@@ -96,7 +159,9 @@ impl Supervisor {
     async fn run(mut self) {
         loop {
             let started = Instant::now();
+            self.status.set(DynoState::Starting);
             let ended = self.run_once().await;
+            self.status.set(DynoState::Crashed);
             let (state, line) = match ended {
                 Ok(0) => ("crashed", "Process exited with status 0".to_string()),
                 Ok(code) => ("crashed", format!("Process exited with status {code}")),
@@ -117,7 +182,7 @@ impl Supervisor {
     }
 
     /// One life of the guest: its exit status, or why it crashed.
-    async fn run_once(&self) -> Result<i32, String> {
+    pub(crate) async fn run_once(&self) -> Result<i32, String> {
         // Every start gets a fresh, empty filesystem, removed when this life ends.
         let dir = EphemeralDir::create(&self.run_dir, &self.release.app, &self.name)
             .map_err(|e| format!("{e:#}"))?;
@@ -142,6 +207,7 @@ impl Supervisor {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| describe_failure(&e))?;
+        self.status.set(DynoState::Up);
         self.logs
             .platform(&self.name, "State changed from starting to up");
         match command.wasi_cli_run().call_run(&mut store).await {

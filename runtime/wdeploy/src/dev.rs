@@ -1,6 +1,7 @@
 //! `wdeploy dev`: build the app in a directory, run one dyno of each process type behind
 //! the router on 127.0.0.1, print the log stream, rebuild and swap on every edit.
 
+use crate::building::{AppBuild, dir_key};
 use crate::envfile;
 use crate::printer::Printer;
 use crate::watch;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
-use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
+use wdeploy_build::Slug;
 use wdeploy_host::app::one_of_each;
 use wdeploy_host::{AppRuntime, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router};
 
@@ -44,14 +45,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("app directory {} not found", args.dir.display()))?;
-    let app = app_name(&dir);
+    let app = dir_key(&dir);
     let cache = crate::paths::cache_root()?;
-    let dirs = BuildDirs::new(
-        cache
-            .join("apps")
-            .join(format!("{app}-{}", short_hash(&dir))),
-    );
-    let buildpacks = Arc::new(Buildpack::builtin(&cache.join("buildpacks"))?);
     let env_file = match &args.env_file {
         Some(path) => {
             if !path.is_file() {
@@ -62,9 +57,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => Some(dir.join(".env")).filter(|p| p.is_file()),
     };
     let builder = Builder {
-        dir: dir.clone(),
-        dirs,
-        buildpacks,
+        app: AppBuild::new(&dir)?,
         env_file,
     };
 
@@ -104,12 +97,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut version = 1;
     let release = Release::load(
         &engine,
-        ReleaseSpec {
-            app: &app,
-            version,
-            slug: &slug,
-            config,
-        },
+        ReleaseSpec::from_slug(&app, version, &slug, config),
     )
     .await?;
     let started = runtime
@@ -196,16 +184,7 @@ async fn swap(
     slug: &Slug,
     config: BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    let release = Release::load(
-        engine,
-        ReleaseSpec {
-            app,
-            version,
-            slug,
-            config,
-        },
-    )
-    .await?;
+    let release = Release::load(engine, ReleaseSpec::from_slug(app, version, slug, config)).await?;
     runtime
         .deploy(release.clone(), &one_of_each(&release))
         .await
@@ -214,9 +193,7 @@ async fn swap(
 /// Everything needed to build the app again.
 #[derive(Clone)]
 struct Builder {
-    dir: PathBuf,
-    dirs: BuildDirs,
-    buildpacks: Arc<Vec<Buildpack>>,
+    app: AppBuild,
     env_file: Option<PathBuf>,
 }
 
@@ -231,15 +208,7 @@ impl Builder {
                 None => BTreeMap::new(),
             };
             let printer = Printer::stdout();
-            let slug = wdeploy_build::build(
-                &BuildRequest {
-                    app_dir: &this.dir,
-                    dirs: &this.dirs,
-                    buildpacks: &this.buildpacks,
-                    env: &config,
-                },
-                &mut |line| printer.note(line),
-            )?;
+            let slug = this.app.build(&config, &mut |line| printer.note(line))?;
             Ok((slug, config))
         })
         .await
@@ -296,43 +265,9 @@ impl RunDir {
     }
 }
 
-/// An app name (`[a-z][a-z0-9-]*`) from a directory name.
-fn app_name(dir: &Path) -> String {
-    let base = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let mut name: String = base
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    name = name.trim_matches('-').chars().take(30).collect();
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name = format!("app-{name}").chars().take(30).collect();
-    }
-    name.trim_end_matches('-').to_string()
-}
-
-fn short_hash(path: &Path) -> String {
-    let digest = wdeploy_build::digest::of_bytes(path.to_string_lossy().as_bytes());
-    digest[7..19].to_string()
-}
-
 fn display_rel(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .display()
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn app_names_from_dirs() {
-        assert_eq!(app_name(Path::new("/x/hello")), "hello");
-        assert_eq!(app_name(Path::new("/x/My_App")), "my-app");
-        assert_eq!(app_name(Path::new("/x/2048")), "app-2048");
-    }
 }

@@ -1,12 +1,21 @@
 //! `wdeploy`: Heroku's dyno model on WebAssembly components.
 
+mod apps;
+mod building;
+mod config;
 mod dev;
 mod envfile;
+mod host;
 mod paths;
 mod printer;
+mod ps;
+mod push;
+mod releases;
+mod session;
 mod watch;
 
 use clap::{Parser, Subcommand};
+use session::AppArg;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +32,49 @@ struct Cli {
 enum Command {
     /// Build the app in DIR and run it locally, rebuilding on every change
     Dev(dev::DevArgs),
+    /// Run a host: router, dynos, control API and store in one process
+    Host(host::HostArgs),
+    /// Save the host URL and token the other commands use
+    Login(apps::LoginArgs),
+    /// List apps
+    Apps,
+    /// Create an app and link the current directory to it
+    #[command(name = "apps:create")]
+    AppsCreate(apps::CreateArgs),
+    /// Show an app
+    #[command(name = "apps:info")]
+    AppsInfo(AppArg),
+    /// Delete an app with its releases and config
+    #[command(name = "apps:destroy")]
+    AppsDestroy(apps::DestroyArgs),
+    /// Build the app here and deploy it as a new release
+    Push(push::PushArgs),
+    /// List the app's releases
+    Releases(AppArg),
+    /// Go back to an earlier release (as a new release)
+    Rollback(releases::RollbackArgs),
+    /// Show config vars
+    Config(AppArg),
+    /// Show one config var
+    #[command(name = "config:get")]
+    ConfigGet(config::GetArgs),
+    /// Set config vars (a new release; dynos restart)
+    #[command(name = "config:set")]
+    ConfigSet(config::SetArgs),
+    /// Unset config vars (a new release; dynos restart)
+    #[command(name = "config:unset")]
+    ConfigUnset(config::UnsetArgs),
+    /// List the app's dynos
+    Ps(AppArg),
+    /// Change how many dynos of each process type run
+    #[command(name = "ps:scale")]
+    Scale(ps::ScaleArgs),
+    /// Restart all dynos, or one
+    Restart(ps::RestartArgs),
+    /// Run a one-off dyno and stream its output
+    Run(ps::RunArgs),
+    /// Show (and with --tail, follow) the log stream
+    Logs(ps::LogsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,21 +86,30 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        Command::Dev(args) => block_on(dev::run(args)),
+        Command::Host(args) => block_on(host::run(args)),
+        Command::Login(args) => apps::login(args),
+        Command::Apps => apps::list(),
+        Command::AppsCreate(args) => apps::create(args),
+        Command::AppsInfo(args) => apps::info(args),
+        Command::AppsDestroy(args) => apps::destroy(args),
+        Command::Push(args) => push::run(args),
+        Command::Releases(args) => releases::list(args),
+        Command::Rollback(args) => releases::rollback(args),
+        Command::Config(args) => config::list(args),
+        Command::ConfigGet(args) => config::get(args),
+        Command::ConfigSet(args) => config::set(args),
+        Command::ConfigUnset(args) => config::unset(args),
+        Command::Ps(args) => ps::ps(args),
+        Command::Scale(args) => ps::scale(args),
+        Command::Restart(args) => ps::restart(args),
+        Command::Run(args) => match ps::run(args) {
+            Ok(code) => return std::process::ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
+        Command::Logs(args) => ps::logs(args),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Dev(args) => dev::run(args).await,
-        }
-    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -56,4 +117,12 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(future)
 }

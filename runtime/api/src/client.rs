@@ -1,0 +1,240 @@
+//! The typed, blocking client the CLI uses.
+
+use crate::error::ApiError;
+use crate::wire::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+/// A failed call: the host's JSON error, or why the host could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("cannot reach the host at {url}: {message}")]
+    Unreachable { url: String, message: String },
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Turns a response into its JSON body, or its error.
+    fn decode<T: DeserializeOwned>(&self, mut response: http::Response<ureq::Body>) -> Result<T> {
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| self.unreachable(e))?;
+        if status >= 400 {
+            return Err(error_from(status, &text).into());
+        }
+        let text = if text.is_empty() { "null" } else { &text };
+        serde_json::from_str(text).map_err(|e| {
+            ClientError::Api(ApiError::internal(format!(
+                "unexpected answer from the host: {e}"
+            )))
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self
+            .agent
+            .get(&self.url(path))
+            .header("authorization", &self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
+    }
+
+    fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let url = self.url(path);
+        let request = match method {
+            "POST" => self.agent.post(&url),
+            "PATCH" => self.agent.patch(&url),
+            _ => self.agent.put(&url),
+        };
+        let response = request
+            .header("authorization", &self.auth())
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let response = self
+            .agent
+            .delete(&self.url(path))
+            .header("authorization", &self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode::<serde_json::Value>(response).map(|_| ())
+    }
+
+    pub fn apps(&self) -> Result<Vec<AppInfo>> {
+        self.get("/apps")
+    }
+    pub fn create_app(&self, name: Option<&str>) -> Result<AppInfo> {
+        self.send(
+            "POST",
+            "/apps",
+            &CreateApp {
+                name: name.map(str::to_string),
+            },
+        )
+    }
+    pub fn app(&self, app: &str) -> Result<AppInfo> {
+        self.get(&format!("/apps/{app}"))
+    }
+    pub fn destroy_app(&self, app: &str) -> Result<()> {
+        self.delete(&format!("/apps/{app}"))
+    }
+    pub fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>> {
+        let list: BlobList = self.send("POST", "/blobs/missing", &BlobList { digests })?;
+        Ok(list.digests)
+    }
+    /// Uploads one blob from a reader of `size` bytes.
+    pub fn put_blob(&self, digest: &str, size: u64, mut body: impl Read + Send) -> Result<()> {
+        let response = self
+            .agent
+            .put(&self.url(&format!("/blobs/{digest}")))
+            .header("authorization", &self.auth())
+            .header("content-type", "application/octet-stream")
+            .header("content-length", &size.to_string())
+            .send(ureq::SendBody::from_reader(&mut body))
+            .map_err(|e| self.unreachable(e))?;
+        self.decode::<serde_json::Value>(response).map(|_| ())
+    }
+    pub fn create_release(&self, app: &str, req: &CreateRelease) -> Result<ReleaseInfo> {
+        self.send("POST", &format!("/apps/{app}/releases"), req)
+    }
+    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>> {
+        self.get(&format!("/apps/{app}/releases"))
+    }
+    pub fn rollback(&self, app: &str, version: Option<u64>) -> Result<ReleaseInfo> {
+        self.send(
+            "POST",
+            &format!("/apps/{app}/rollback"),
+            &Rollback { version },
+        )
+    }
+    pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
+        self.get(&format!("/apps/{app}/config-vars"))
+    }
+    pub fn patch_config(&self, app: &str, patch: &ConfigPatch) -> Result<BTreeMap<String, String>> {
+        self.send("PATCH", &format!("/apps/{app}/config-vars"), patch)
+    }
+    pub fn formation(&self, app: &str) -> Result<BTreeMap<String, u32>> {
+        self.get(&format!("/apps/{app}/formation"))
+    }
+    pub fn scale(&self, app: &str, patch: &BTreeMap<String, u32>) -> Result<BTreeMap<String, u32>> {
+        self.send("PATCH", &format!("/apps/{app}/formation"), patch)
+    }
+    pub fn dynos(&self, app: &str) -> Result<Vec<DynoInfo>> {
+        self.get(&format!("/apps/{app}/dynos"))
+    }
+    pub fn restart(&self, app: &str, dyno: Option<&str>) -> Result<()> {
+        match dyno {
+            Some(d) => self.delete(&format!("/apps/{app}/dynos/{d}")),
+            None => self.delete(&format!("/apps/{app}/dynos")),
+        }
+    }
+
+    /// Starts a one-off dyno; read its output from the returned stream.
+    pub fn run(&self, app: &str, req: &RunRequest) -> Result<Box<dyn Read + Send>> {
+        let response = self
+            .agent
+            .post(&self.url(&format!("/apps/{app}/dynos")))
+            .header("authorization", &self.auth())
+            .send_json(req)
+            .map_err(|e| self.unreachable(e))?;
+        self.stream(response)
+    }
+
+    /// Reads the log stream: `lines` of history, then (with `tail`) new lines as they come.
+    pub fn logs(
+        &self,
+        app: &str,
+        lines: usize,
+        tail: bool,
+        dyno: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let mut path = format!("/apps/{app}/log-sessions?lines={lines}&tail={tail}");
+        if let Some(d) = dyno {
+            path.push_str(&format!("&dyno={d}"));
+        }
+        if let Some(s) = source {
+            path.push_str(&format!("&source={s}"));
+        }
+        let response = self
+            .agent
+            .get(&self.url(&path))
+            .header("authorization", &self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.stream(response)
+    }
+
+    fn stream(&self, mut response: http::Response<ureq::Body>) -> Result<Box<dyn Read + Send>> {
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(error_from(status, &text).into());
+        }
+        Ok(Box::new(response.into_body().into_reader()))
+    }
+}
+
+fn error_from(status: u16, text: &str) -> ApiError {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) => ApiError::new(status, &body.id, body.message),
+        Err(_) => ApiError::new(
+            status,
+            "http_error",
+            format!("the host answered {status}: {}", text.trim()),
+        ),
+    }
+}

@@ -1,0 +1,10 @@
+//! The control API: wire types, the server routes over a [`server::Platform`], and the
+//! typed client the CLI uses. Only this crate knows the wire format.
+
+pub mod client;
+pub mod error;
+pub mod server;
+pub mod wire;
+
+pub use client::{Client, ClientError};
+pub use error::ApiError;

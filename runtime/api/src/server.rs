@@ -1,0 +1,329 @@
+//! The control API's HTTP routes over a [`Platform`] the host implements.
+//!
+//! This module knows the wire format and nothing of how the host keeps apps; every route
+//! authenticates first, caps its body, and answers errors as JSON [`ApiError`]s.
+
+use crate::error::ApiError;
+use crate::wire::*;
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::stream::BoxStream;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Largest blob (one component) accepted.
+pub const MAX_BLOB_BYTES: usize = 256 << 20;
+
+/// Who made a call (from the token), recorded as the author of releases.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// A stream of text chunks (log lines, one-off dyno output).
+pub type TextStream = BoxStream<'static, String>;
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct LogQuery {
+    /// History lines to send first (default 100).
+    pub lines: Option<usize>,
+    /// Keep the stream open for new lines.
+    #[serde(default)]
+    pub tail: bool,
+    pub dyno: Option<String>,
+    /// `app`, `router` or `wdeploy`.
+    pub source: Option<String>,
+}
+
+/// What the host does for each API call.
+#[async_trait]
+pub trait Platform: Send + Sync + 'static {
+    /// The caller a bearer token belongs to.
+    fn authenticate(&self, token: &str) -> Option<Caller>;
+    async fn apps(&self) -> Result<Vec<AppInfo>, ApiError>;
+    async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError>;
+    async fn app(&self, app: &str) -> Result<AppInfo, ApiError>;
+    async fn destroy_app(&self, app: &str) -> Result<(), ApiError>;
+    async fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>, ApiError>;
+    async fn put_blob(&self, digest: &str, body: Bytes) -> Result<(), ApiError>;
+    async fn create_release(
+        &self,
+        app: &str,
+        by: &Caller,
+        req: CreateRelease,
+    ) -> Result<ReleaseInfo, ApiError>;
+    async fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>, ApiError>;
+    async fn rollback(
+        &self,
+        app: &str,
+        by: &Caller,
+        req: Rollback,
+    ) -> Result<ReleaseInfo, ApiError>;
+    async fn config(&self, app: &str) -> Result<BTreeMap<String, String>, ApiError>;
+    async fn patch_config(
+        &self,
+        app: &str,
+        by: &Caller,
+        patch: ConfigPatch,
+    ) -> Result<BTreeMap<String, String>, ApiError>;
+    async fn formation(&self, app: &str) -> Result<BTreeMap<String, u32>, ApiError>;
+    async fn scale(
+        &self,
+        app: &str,
+        by: &Caller,
+        patch: BTreeMap<String, u32>,
+    ) -> Result<BTreeMap<String, u32>, ApiError>;
+    async fn dynos(&self, app: &str) -> Result<Vec<DynoInfo>, ApiError>;
+    async fn restart(&self, app: &str, dyno: Option<&str>) -> Result<(), ApiError>;
+    /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
+    async fn run(&self, app: &str, req: RunRequest) -> Result<TextStream, ApiError>;
+    async fn logs(&self, app: &str, query: LogQuery) -> Result<TextStream, ApiError>;
+}
+
+type Shared = Arc<dyn Platform>;
+
+/// The API router, every route behind bearer-token authentication.
+pub fn router(platform: Shared) -> Router {
+    let blobs = Router::new()
+        .route("/blobs/{digest}", put(put_blob))
+        .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
+    Router::new()
+        .route("/apps", get(apps).post(create_app))
+        .route("/apps/{app}", get(app).delete(destroy_app))
+        .route("/blobs/missing", post(missing_blobs))
+        .route("/apps/{app}/releases", get(releases).post(create_release))
+        .route("/apps/{app}/rollback", post(rollback))
+        .route("/apps/{app}/config-vars", get(config).patch(patch_config))
+        .route("/apps/{app}/formation", get(formation).patch(scale))
+        .route(
+            "/apps/{app}/dynos",
+            get(dynos).post(run).delete(restart_all),
+        )
+        .route(
+            "/apps/{app}/dynos/{dyno}",
+            axum::routing::delete(restart_one),
+        )
+        .route("/apps/{app}/log-sessions", get(logs))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .merge(blobs)
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .layer(axum::middleware::from_fn_with_state(
+            platform.clone(),
+            authenticate,
+        ))
+        .with_state(platform)
+}
+
+async fn authenticate(State(platform): State<Shared>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| platform.authenticate(t)) {
+        Some(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        None => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// A JSON body whose rejection (bad JSON, too large) is an [`ApiError`] too.
+struct JsonBody<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status().as_u16(),
+                if rejection.status().as_u16() == 413 {
+                    "payload_too_large"
+                } else {
+                    "bad_request"
+                },
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+fn caller(req_caller: Option<axum::Extension<Caller>>) -> Caller {
+    req_caller
+        .map(|c| c.0)
+        .unwrap_or_else(|| Caller("unknown".into()))
+}
+
+async fn apps(State(p): State<Shared>) -> Result<Json<Vec<AppInfo>>, ApiError> {
+    p.apps().await.map(Json)
+}
+
+async fn create_app(
+    State(p): State<Shared>,
+    JsonBody(req): JsonBody<CreateApp>,
+) -> Result<Response, ApiError> {
+    let app = p.create_app(req).await?;
+    Ok((http::StatusCode::CREATED, Json(app)).into_response())
+}
+
+async fn app(State(p): State<Shared>, Path(app): Path<String>) -> Result<Json<AppInfo>, ApiError> {
+    p.app(&app).await.map(Json)
+}
+
+async fn destroy_app(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<http::StatusCode, ApiError> {
+    p.destroy_app(&app).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
+async fn missing_blobs(
+    State(p): State<Shared>,
+    JsonBody(req): JsonBody<BlobList>,
+) -> Result<Json<BlobList>, ApiError> {
+    let digests = p.missing_blobs(req.digests).await?;
+    Ok(Json(BlobList { digests }))
+}
+
+async fn put_blob(
+    State(p): State<Shared>,
+    Path(digest): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<http::StatusCode, ApiError> {
+    let body = body.map_err(|r| {
+        ApiError::new(
+            r.status().as_u16(),
+            "payload_too_large",
+            format!(
+                "blob upload refused: {} (limit {MAX_BLOB_BYTES} bytes)",
+                r.body_text()
+            ),
+        )
+    })?;
+    p.put_blob(&digest, body).await?;
+    Ok(http::StatusCode::CREATED)
+}
+
+async fn create_release(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(req): JsonBody<CreateRelease>,
+) -> Result<Response, ApiError> {
+    let release = p.create_release(&app, &caller(by), req).await?;
+    Ok((http::StatusCode::CREATED, Json(release)).into_response())
+}
+
+async fn releases(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
+    p.releases(&app).await.map(Json)
+}
+
+async fn rollback(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(req): JsonBody<Rollback>,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    p.rollback(&app, &caller(by), req).await.map(Json)
+}
+
+async fn config(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    p.config(&app).await.map(Json)
+}
+
+async fn patch_config(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(patch): JsonBody<ConfigPatch>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    p.patch_config(&app, &caller(by), patch).await.map(Json)
+}
+
+async fn formation(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Json<BTreeMap<String, u32>>, ApiError> {
+    p.formation(&app).await.map(Json)
+}
+
+async fn scale(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(patch): JsonBody<BTreeMap<String, u32>>,
+) -> Result<Json<BTreeMap<String, u32>>, ApiError> {
+    p.scale(&app, &caller(by), patch).await.map(Json)
+}
+
+async fn dynos(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<DynoInfo>>, ApiError> {
+    p.dynos(&app).await.map(Json)
+}
+
+async fn restart_all(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<http::StatusCode, ApiError> {
+    p.restart(&app, None).await?;
+    Ok(http::StatusCode::ACCEPTED)
+}
+
+async fn restart_one(
+    State(p): State<Shared>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.restart(&app, Some(&dyno)).await?;
+    Ok(http::StatusCode::ACCEPTED)
+}
+
+async fn run(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<RunRequest>,
+) -> Result<Response, ApiError> {
+    let stream = p.run(&app, req).await?;
+    Ok(text_stream(stream))
+}
+
+async fn logs(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let stream = p.logs(&app, query).await?;
+    Ok(text_stream(stream))
+}
+
+fn text_stream(stream: TextStream) -> Response {
+    use futures::StreamExt;
+    let body = Body::from_stream(
+        stream.map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from(chunk))),
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}

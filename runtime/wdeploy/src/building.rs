@@ -1,0 +1,77 @@
+//! Building an app directory into a slug on this machine, for `dev` and `push`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
+
+/// An app directory and where its builds are cached (stable per directory).
+#[derive(Clone)]
+pub struct AppBuild {
+    pub dir: PathBuf,
+    dirs: BuildDirs,
+    buildpacks: std::sync::Arc<Vec<Buildpack>>,
+}
+
+impl AppBuild {
+    pub fn new(dir: &Path) -> anyhow::Result<AppBuild> {
+        let cache = crate::paths::cache_root()?;
+        let key = format!("{}-{}", dir_key(dir), short_hash(dir));
+        Ok(AppBuild {
+            dir: dir.to_path_buf(),
+            dirs: BuildDirs::new(cache.join("apps").join(key)),
+            buildpacks: std::sync::Arc::new(Buildpack::builtin(&cache.join("buildpacks"))?),
+        })
+    }
+
+    /// Detects, compiles and packs, handing each line of build output to `output`.
+    /// Blocking: call from a blocking thread.
+    pub fn build(
+        &self,
+        env: &BTreeMap<String, String>,
+        output: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Slug> {
+        wdeploy_build::build(
+            &BuildRequest {
+                app_dir: &self.dir,
+                dirs: &self.dirs,
+                buildpacks: &self.buildpacks,
+                env,
+            },
+            output,
+        )
+    }
+}
+
+/// An app name (`[a-z][a-z0-9-]*`) from a directory name.
+pub fn dir_key(dir: &Path) -> String {
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name = name.trim_matches('-').chars().take(30).collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name = format!("app-{name}").chars().take(30).collect();
+    }
+    name.trim_end_matches('-').to_string()
+}
+
+fn short_hash(path: &Path) -> String {
+    let digest = wdeploy_build::digest::of_bytes(path.to_string_lossy().as_bytes());
+    digest[7..19].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_dirs() {
+        assert_eq!(dir_key(Path::new("/x/hello")), "hello");
+        assert_eq!(dir_key(Path::new("/x/My_App")), "my-app");
+        assert_eq!(dir_key(Path::new("/x/2048")), "app-2048");
+    }
+}

@@ -1,0 +1,123 @@
+//! `wdeploy host`: the router, the dyno manager, the control API and the embedded store in
+//! one process, as run on an edge node.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use wdeploy_host::{Engine, EngineOptions, Host, HostConfig, Router};
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Where blobs, the state database and compiled components live
+    #[arg(long, env = "WDEPLOY_DATA")]
+    pub data: Option<PathBuf>,
+    /// The router's address: apps answer at http://NAME.DOMAIN:PORT
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The control API's address (keep it private)
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub api: SocketAddr,
+    /// The domain apps are served under
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+}
+
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(args: HostArgs) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let data = match args.data {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    let router_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the router (in use? try --listen)",
+                args.listen
+            )
+        })?;
+    let api_listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the API (in use? try --api)",
+                args.api
+            )
+        })?;
+    let router_addr = router_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    let engine = Engine::new(&EngineOptions {
+        cache_dir: Some(data.join("compiled")),
+        ..EngineOptions::default()
+    })?;
+    let router = Router::new(&args.domain);
+    let (host, new_token) = Host::open(
+        HostConfig {
+            data_dir: data.clone(),
+            domain: args.domain.clone(),
+            router_port: router_addr.port(),
+        },
+        engine,
+        router.clone(),
+    )?;
+    host.restore().await.context("restoring apps")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let router_task = tokio::spawn(router.clone().serve(
+        router_listener,
+        wait_stop(stop_rx.clone()),
+        STOP_GRACE,
+    ));
+    let api = wdeploy_api::server::router(host.clone());
+    let api_task = tokio::spawn(
+        axum::serve(api_listener, api)
+            .with_graceful_shutdown(wait_stop(stop_rx.clone()))
+            .into_future(),
+    );
+
+    println!("wdeploy host: data in {}", data.display());
+    println!(
+        "wdeploy host: router on http://{router_addr} (apps at http://NAME.{}:{})",
+        args.domain,
+        router_addr.port()
+    );
+    println!("wdeploy host: API on http://{api_addr}");
+    if let Some(token) = new_token {
+        println!(
+            "wdeploy host: admin token (shown once, also in {}):",
+            data.join("admin-token").display()
+        );
+        println!("    {token}");
+        println!(
+            "wdeploy host: log in with: wdeploy login --host http://{api_addr} --token {token}"
+        );
+    }
+
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    println!("wdeploy host: stopping");
+    let _ = stop_tx.send(true);
+    host.stop().await;
+    let _ = router_task.await;
+    let _ = api_task.await;
+    Ok(())
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(dir).join("wdeploy"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data DIR")?;
+    Ok(PathBuf::from(home).join(".local/share/wdeploy"))
+}

@@ -1,0 +1,138 @@
+//! `ps`, `ps:scale`, `restart`, `run`, `logs`.
+
+use crate::session::{self, AppArg};
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
+
+pub fn ps(args: AppArg) -> anyhow::Result<()> {
+    let app = args.resolve()?;
+    let dynos = session::client()?.dynos(&app)?;
+    if dynos.is_empty() {
+        println!("No dynos on {app}");
+    }
+    let mut last_type = String::new();
+    for d in dynos {
+        if d.process_type != last_type {
+            println!("=== {}: `{}`", d.process_type, d.command);
+            last_type = d.process_type.clone();
+        }
+        println!("{}: {} since {} (v{})", d.name, d.state, d.since, d.release);
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// TYPE=N pairs, like web=3 worker=0
+    #[arg(required = true)]
+    pub pairs: Vec<String>,
+}
+
+pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let mut patch = BTreeMap::new();
+    for pair in &args.pairs {
+        let parsed = pair
+            .split_once('=')
+            .and_then(|(t, n)| n.parse::<u32>().ok().map(|n| (t.to_string(), n)));
+        let Some((t, n)) = parsed else {
+            bail!("`{pair}` is not TYPE=N (like web=2)");
+        };
+        patch.insert(t, n);
+    }
+    let formation = session::client()?.scale(&app, &patch)?;
+    let summary: Vec<String> = formation.iter().map(|(t, n)| format!("{t}={n}")).collect();
+    println!("Scaled {app} to {}", summary.join(" "));
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// One dyno (web.1); default: all
+    pub dyno: Option<String>,
+}
+
+pub fn restart(args: RestartArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    session::client()?.restart(&app, args.dyno.as_deref())?;
+    println!(
+        "Restarted {} of {app}",
+        args.dyno.as_deref().unwrap_or("all dynos")
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The process type to run (its component), then arguments (after `--` when they
+    /// start with `-`)
+    #[arg(required = true)]
+    pub command: Vec<String>,
+}
+
+/// Streams the one-off dyno's output; returns its exit status.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let app = args.app.resolve()?;
+    let mut command = args.command.into_iter();
+    let process_type = command.next().context("nothing to run")?;
+    let reader = session::client()?.run(
+        &app,
+        &RunRequest {
+            process_type,
+            args: command.collect(),
+        },
+    )?;
+    let mut out = std::io::stdout();
+    for line in BufReader::new(reader).lines() {
+        let line = line.context("the host closed the stream")?;
+        if let Some(code) = line.strip_prefix(EXIT_MARKER) {
+            return code.trim().parse().context("bad exit status from the host");
+        }
+        writeln!(out, "{line}")?;
+    }
+    bail!("the host ended the stream without an exit status")
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Lines of history to show
+    #[arg(short = 'n', long = "num", default_value_t = 100)]
+    pub lines: usize,
+    /// Keep streaming new lines
+    #[arg(short, long)]
+    pub tail: bool,
+    /// Only this dyno (web.1)
+    #[arg(short, long)]
+    pub dyno: Option<String>,
+    /// Only this source: app, router or wdeploy
+    #[arg(short, long)]
+    pub source: Option<String>,
+}
+
+pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let reader = session::client()?.logs(
+        &app,
+        args.lines,
+        args.tail,
+        args.dyno.as_deref(),
+        args.source.as_deref(),
+    )?;
+    let mut out = std::io::stdout();
+    for line in BufReader::new(reader).lines() {
+        let line = line.context("the log stream broke")?;
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `wdeploy push`: build here, upload only the blobs the host lacks, release, wait until
+//! the new release serves.
+
+use crate::building::AppBuild;
+use crate::session::{self, AppArg};
+use anyhow::Context;
+use std::io::Read;
+use wdeploy_api::wire::CreateRelease;
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The app's directory (default: the linked directory, else the current one)
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+pub fn run(args: PushArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let client = session::client()?;
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => {
+            let cwd = std::env::current_dir()?;
+            session::find_link(&cwd).map_or(cwd, |(dir, _)| dir)
+        }
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("app directory {} not found", dir.display()))?;
+
+    // Config vars reach the buildpack as ENV_DIR, as on Heroku.
+    let config = client.config(&app)?;
+    println!("-----> Building {app} from {}", dir.display());
+    let slug = AppBuild::new(&dir)?.build(&config, &mut |line| println!("{line}"))?;
+
+    let manifest = serde_json::to_vec(&slug.manifest)?;
+    let slug_id = wdeploy_build::digest::of_bytes(&manifest);
+    let mut blobs: Vec<(String, u64, Source)> = slug
+        .manifest
+        .components
+        .iter()
+        .map(|(name, f)| {
+            (
+                f.digest.clone(),
+                f.size,
+                Source::File(slug.component_path(name)),
+            )
+        })
+        .collect();
+    blobs.push((
+        slug_id.clone(),
+        manifest.len() as u64,
+        Source::Bytes(manifest),
+    ));
+    let missing = client.missing_blobs(blobs.iter().map(|b| b.0.clone()).collect())?;
+    let upload: Vec<_> = blobs
+        .into_iter()
+        .filter(|b| missing.contains(&b.0))
+        .collect();
+    let total: u64 = upload.iter().map(|b| b.1).sum();
+    if upload.is_empty() {
+        println!("-----> Uploading: nothing to upload, the host has every blob (0 bytes)");
+    } else {
+        println!("-----> Uploading {} blobs ({total} bytes)", upload.len());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "       [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        for (digest, size, source) in upload {
+            let reader: Box<dyn Read + Send> = match source {
+                Source::File(path) => Box::new(
+                    std::fs::File::open(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+            };
+            client.put_blob(&digest, size, bar.wrap_read(reader))?;
+        }
+        bar.finish_and_clear();
+        println!("-----> Uploaded {total} bytes");
+    }
+
+    let procfile = slug.procfile.to_string();
+    let settings = slug.settings_text.clone();
+    println!("-----> Releasing slug {}", &slug_id[..19]);
+    let release = client.create_release(
+        &app,
+        &CreateRelease {
+            slug: slug_id.clone(),
+            procfile,
+            settings,
+            description: format!("Deploy {}", &slug_id[7..14]),
+        },
+    )?;
+    let info = client.app(&app)?;
+    println!("-----> Released v{}", release.version);
+    println!("       {} deployed", info.web_url);
+    Ok(())
+}
+
+enum Source {
+    File(std::path::PathBuf),
+    Bytes(Vec<u8>),
+}

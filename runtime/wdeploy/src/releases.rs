@@ -1,0 +1,47 @@
+//! `releases`, `rollback [vN]`.
+
+use crate::session::{self, AppArg};
+use anyhow::Context;
+
+pub fn list(args: AppArg) -> anyhow::Result<()> {
+    let app = args.resolve()?;
+    let releases = session::client()?.releases(&app)?;
+    println!("=== {app} Releases");
+    for r in releases {
+        let mark = if r.current {
+            " (current)".to_string()
+        } else if r.status != "succeeded" {
+            format!(" ({})", r.status)
+        } else {
+            String::new()
+        };
+        println!(
+            "v{:<4} {:<40} {:<10} {}{mark}",
+            r.version, r.description, r.user, r.created_at
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The release to go back to (default: the one before the current)
+    pub version: Option<String>,
+}
+
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let version = args
+        .version
+        .map(|v| {
+            v.trim_start_matches('v')
+                .parse::<u64>()
+                .with_context(|| format!("`{v}` is not a release version like v3"))
+        })
+        .transpose()?;
+    let release = session::client()?.rollback(&app, version)?;
+    println!("{}: now v{}", release.description, release.version);
+    Ok(())
+}

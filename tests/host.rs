@@ -1,0 +1,307 @@
+//! End to end: a real `wdeploy host` in a temp data dir on free ports, driven by the real
+//! `wdeploy` CLI the way a user does (login, apps:create, push, config, rollback, scale…).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(60);
+
+/// A running host and the environment a CLI needs to reach it.
+struct TestHost {
+    running: Running,
+    data: PathBuf,
+    api: String,
+    router_port: u16,
+    token: String,
+    config_home: tempfile::TempDir,
+}
+
+impl TestHost {
+    fn start(data: &Path) -> TestHost {
+        let mut cmd = wdeploy();
+        cmd.arg("host").arg("--data").arg(data).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ]);
+        let running = Running::spawn(cmd);
+        let api_line = running.wait_for_text("wdeploy host: API on http://", SOON);
+        let api = api_line.split("API on ").nth(1).unwrap().trim().to_string();
+        let router_line = running.wait_for_text("wdeploy host: router on http://", SOON);
+        let router_port = router_line
+            .split("router on http://127.0.0.1:")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("router port");
+        let token = std::fs::read_to_string(data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        TestHost {
+            running,
+            data: data.to_path_buf(),
+            api,
+            router_port,
+            token,
+            config_home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs the CLI against this host, with its own config dir.
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_token(&self.token, args)
+    }
+
+    fn cli_with_token(&self, token: &str, args: &[&str]) -> Output {
+        let mut cmd = wdeploy();
+        cmd.args(args)
+            .env("XDG_CONFIG_HOME", self.config_home.path())
+            .env("WDEPLOY_HOST", &self.api)
+            .env("WDEPLOY_TOKEN", token);
+        cmd.output().expect("run wdeploy")
+    }
+
+    /// Runs the CLI and returns its stdout, failing the test if it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "wdeploy {args:?} failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// GET through the router by Host header.
+    fn get(&self, app: &str, path: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.router_port);
+        let mut response = http()
+            .get(&url)
+            .header("host", &format!("{app}.localhost:{}", self.router_port))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    fn push(&self, app: &str, dir: &Path) -> String {
+        self.ok(&["push", "-a", app, "--dir", dir.to_str().unwrap()])
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn push_config_rollback_scale_and_logs() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+
+    let pushed = host.push("hello", &sample("hello"));
+    assert!(pushed.contains("-----> Released v1"), "{pushed}");
+    assert!(
+        pushed.contains(&format!(
+            "http://hello.localhost:{} deployed",
+            host.router_port
+        )),
+        "{pushed}"
+    );
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    // An unknown host name is a 404 page, not another app.
+    assert_eq!(host.get("nope", "/").0, 404);
+
+    host.ok(&["config:set", "GREETING=config vars", "-a", "hello"]);
+    assert_eq!(
+        host.get("hello", "/"),
+        (200, "Hello from config vars\n".into())
+    );
+    assert_eq!(
+        host.ok(&["config:get", "GREETING", "-a", "hello"]),
+        "config vars\n"
+    );
+
+    let rolled = host.ok(&["rollback", "v1", "-a", "hello"]);
+    assert!(rolled.contains("Rollback to v1"), "{rolled}");
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    let releases = host.ok(&["releases", "-a", "hello"]);
+    let lines: Vec<&str> = releases.lines().collect();
+    assert!(
+        lines[1].starts_with("v3")
+            && lines[1].contains("Rollback to v1")
+            && lines[1].contains("(current)"),
+        "{releases}"
+    );
+    assert!(
+        lines[2].starts_with("v2") && lines[2].contains("Set GREETING config vars"),
+        "{releases}"
+    );
+    assert!(
+        lines[3].starts_with("v1") && lines[3].contains("Deploy "),
+        "{releases}"
+    );
+
+    let again = host.push("hello", &sample("hello"));
+    assert!(
+        again.contains("nothing to upload") && again.contains("(0 bytes)"),
+        "{again}"
+    );
+
+    host.ok(&["ps:scale", "web=3", "-a", "hello"]);
+    let ps = host.ok(&["ps", "-a", "hello"]);
+    for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
+        assert!(ps.contains(dyno), "{ps}");
+    }
+    for _ in 0..9 {
+        assert_eq!(host.get("hello", "/").0, 200);
+    }
+    let router = host.ok(&["logs", "--source", "router", "-n", "9", "-a", "hello"]);
+    for dyno in ["dyno=web.1 ", "dyno=web.2 ", "dyno=web.3 "] {
+        assert!(
+            router.contains(dyno),
+            "no request reached {dyno}:\n{router}"
+        );
+    }
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+    assert!(logs.contains("app[web.2]: handling / on web.2"), "{logs}");
+    assert!(
+        logs.contains("wdeploy[api]: Release v2: Set GREETING config vars"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("wdeploy[web.3]: State changed from starting to up"),
+        "{logs}"
+    );
+    assert!(logs.contains("wdeploy[api]: Scaled to web=3"), "{logs}");
+}
+
+#[test]
+fn one_off_dynos_stream_output_and_exit_status() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "faults", "--no-link"]);
+    host.push("faults", &sample("faults"));
+    let out = host.cli(&["run", "worker", "-a", "faults"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("crasher: giving up"), "{text}");
+    let logs = host.ok(&["logs", "--dyno", "run.1000", "-a", "faults"]);
+    assert!(logs.contains("app[run.1000]: crasher: giving up"), "{logs}");
+    assert!(logs.contains("Process exited with status 1"), "{logs}");
+}
+
+#[test]
+fn wrong_token_gets_401_and_a_clear_cli_error() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    let mut response = http().get(&format!("{}/apps", host.api)).call().unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let body = response.body_mut().read_to_string().unwrap();
+    assert!(body.contains("\"id\":\"unauthorized\""), "{body}");
+
+    let out = host.cli_with_token("not-the-token", &["apps"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: invalid credentials"), "{err}");
+
+    // Unknown app and bad names are clear errors too.
+    let out = host.cli(&["releases", "-a", "ghost"]);
+    assert!(
+        stderr(&out).contains("app ghost not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = host.cli(&["apps:create", "../etc", "--no-link"]);
+    assert!(
+        stderr(&out).contains("not a valid app name"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_and_the_old_release_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    // Damage every stored component.
+    for blob in blob_files(&host.data.join("blobs/sha256")) {
+        let bytes = std::fs::read(&blob).unwrap();
+        if bytes.starts_with(b"\0asm") {
+            let mut damaged = bytes.clone();
+            let last = damaged.len() - 1;
+            damaged[last] ^= 0xff;
+            std::fs::write(&blob, damaged).unwrap();
+        }
+    }
+    let out = host.cli(&["config:set", "GREETING=never", "-a", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is corrupted on disk"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+}
+
+fn blob_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(blob_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_host_killed_with_sigkill_comes_back_with_the_same_release_and_formation() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    host.ok(&["config:set", "GREETING=durable", "-a", "hello"]);
+    host.ok(&["ps:scale", "web=2", "worker=1", "-a", "hello"]);
+    let releases_before = host.ok(&["releases", "-a", "hello"]);
+
+    let TestHost {
+        mut running,
+        config_home,
+        ..
+    } = host;
+    let pid = running_pid(&running);
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    running.wait(SOON);
+    drop(config_home);
+
+    let host = TestHost::start(data.path());
+    assert_eq!(host.get("hello", "/"), (200, "Hello from durable\n".into()));
+    assert_eq!(host.ok(&["releases", "-a", "hello"]), releases_before);
+    let ps = host.ok(&["ps", "-a", "hello"]);
+    for dyno in ["web.1: up", "web.2: up", "worker.1: "] {
+        assert!(ps.contains(dyno), "{ps}");
+    }
+    assert!(!ps.contains("web.3"), "{ps}");
+    // The compiled components came from the on-disk cache, not a recompile.
+    assert!(data.path().join("compiled").read_dir().unwrap().count() >= 2);
+}
+
+fn running_pid(running: &Running) -> String {
+    running.pid().to_string()
+}
