@@ -305,3 +305,45 @@ fn a_host_killed_with_sigkill_comes_back_with_the_same_release_and_formation() {
 fn running_pid(running: &Running) -> String {
     running.pid().to_string()
 }
+
+#[test]
+fn a_component_of_the_wrong_world_is_refused_at_release_time() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "mixed-up", "--no-link"]);
+    let app = copy_sample("hello");
+    // `web` must be an HTTP handler; the worker component is a command.
+    std::fs::write(app.path().join("Procfile"), "web: worker\n").unwrap();
+    let out = host.cli(&["push", "-a", "mixed-up", "--dir", app.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("process type `web`: component worker.wasm does not export wasi:http/incoming-handler"),
+        "{err}"
+    );
+    let releases = host.ok(&["releases", "-a", "mixed-up"]);
+    assert!(releases.contains("(failed)"), "{releases}");
+}
+
+#[test]
+fn router_answers_h14_without_web_dynos_and_caps_api_bodies() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    host.ok(&["ps:scale", "web=0", "-a", "hello"]);
+    assert_eq!(host.get("hello", "/").0, 503);
+    let router = host.ok(&["logs", "--source", "router", "-n", "1", "-a", "hello"]);
+    assert!(router.contains("at=error code=H14") && router.contains("status=503"), "{router}");
+
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
+    let mut response = http()
+        .post(&format!("{}/apps", host.api))
+        .header("authorization", &format!("Bearer {}", host.token))
+        .header("content-type", "application/json")
+        .send(huge.as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body = response.body_mut().read_to_string().unwrap();
+    assert!(body.contains("payload_too_large"), "{body}");
+}

@@ -43,6 +43,9 @@ pub struct AppRuntime {
     formation: Mutex<Formation>,
     /// Serialises deploys, scaling and restarts of this app.
     changes: tokio::sync::Mutex<()>,
+    /// Held by the control plane across "record a release, then run it", so releases of
+    /// one app go live in version order.
+    pub releasing: tokio::sync::Mutex<()>,
     one_offs: AtomicU64,
     next_pick: AtomicU64,
 }
@@ -66,6 +69,7 @@ impl AppRuntime {
             current: RwLock::new(None),
             formation: Mutex::new(Formation::new()),
             changes: tokio::sync::Mutex::new(()),
+            releasing: tokio::sync::Mutex::new(()),
             one_offs: AtomicU64::new(0),
             next_pick: AtomicU64::new(0),
         })

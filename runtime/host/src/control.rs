@@ -190,8 +190,17 @@ impl Host {
     }
 
     /// Appends a release and, if it has a slug, makes it serve; records how that went.
-    async fn release(&self, app: &str, new: NewRelease) -> Result<ReleaseInfo, ApiError> {
+    ///
+    /// `make` builds the new release from the current one while the app's release lock is
+    /// held, so concurrent changes (two `config:set`s) never lose each other's updates.
+    async fn release(
+        &self,
+        app: &str,
+        make: impl FnOnce(Option<wdeploy_store::Release>) -> Result<NewRelease, ApiError>,
+    ) -> Result<(ReleaseInfo, BTreeMap<String, String>), ApiError> {
         let runtime = self.runtime(app);
+        let _releasing = runtime.releasing.lock().await;
+        let new = make(self.state.current_release(app).map_err(store_error)?)?;
         let has_slug = new.slug.is_some();
         let description = new.description.clone();
         let mut record = self
@@ -240,7 +249,8 @@ impl Host {
                 }
             }
         }
-        Ok(self.release_info(app, &record))
+        let config = record.config.clone();
+        Ok((self.release_info(app, &record), config))
     }
 
     fn release_info(&self, app: &str, r: &wdeploy_store::Release) -> ReleaseInfo {
@@ -360,25 +370,20 @@ impl Platform for Host {
                 req.slug
             )));
         }
-        let config = self
-            .state
-            .current_release(app)
-            .map_err(store_error)?
-            .map(|r| r.config)
-            .unwrap_or_default();
-        self.release(
-            app,
-            NewRelease {
-                slug: Some(req.slug),
-                procfile: req.procfile,
-                settings: req.settings,
-                config,
-                description: req.description,
-                author: by.0.clone(),
-                status: ReleaseStatus::Pending,
-            },
-        )
-        .await
+        let (release, _) = self
+            .release(app, |current| {
+                Ok(NewRelease {
+                    slug: Some(req.slug),
+                    procfile: req.procfile,
+                    settings: req.settings,
+                    config: current.map(|r| r.config).unwrap_or_default(),
+                    description: req.description,
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
+        Ok(release)
     }
 
     async fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>, ApiError> {
@@ -392,46 +397,37 @@ impl Platform for Host {
         by: &Caller,
         req: Rollback,
     ) -> Result<ReleaseInfo, ApiError> {
-        let current = self
-            .state
-            .current_release(app)
-            .map_err(store_error)?
-            .ok_or_else(|| ApiError::invalid(format!("{app} has no release to roll back from")))?;
-        let target_version = match req.version {
-            Some(v) => v,
-            None => current
-                .version
-                .checked_sub(1)
-                .filter(|v| *v > 0)
-                .ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "v{} is the first release: nothing to roll back to",
-                        current.version
-                    ))
-                })?,
-        };
-        let target = self
-            .state
-            .release(app, target_version)
-            .map_err(store_error)?;
-        if target.slug.is_none() {
-            return Err(ApiError::invalid(format!(
-                "v{target_version} has no slug to run"
-            )));
-        }
-        self.release(
-            app,
-            NewRelease {
-                slug: target.slug,
-                procfile: target.procfile,
-                settings: target.settings,
-                config: target.config,
-                description: format!("Rollback to v{target_version}"),
-                author: by.0.clone(),
-                status: ReleaseStatus::Pending,
-            },
-        )
-        .await
+        self.existing(app)?;
+        let (release, _) = self
+            .release(app, |current| {
+                let current = current.ok_or_else(|| {
+                    ApiError::invalid(format!("{app} has no release to roll back from"))
+                })?;
+                let target_version = match req.version {
+                    Some(v) => v,
+                    None => current.version.checked_sub(1).filter(|v| *v > 0).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "v{} is the first release: nothing to roll back to",
+                            current.version
+                        ))
+                    })?,
+                };
+                let target = self.state.release(app, target_version).map_err(store_error)?;
+                if target.slug.is_none() {
+                    return Err(ApiError::invalid(format!("v{target_version} has no slug to run")));
+                }
+                Ok(NewRelease {
+                    slug: target.slug,
+                    procfile: target.procfile,
+                    settings: target.settings,
+                    config: target.config,
+                    description: format!("Rollback to v{target_version}"),
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
+        Ok(release)
     }
 
     async fn config(&self, app: &str) -> Result<BTreeMap<String, String>, ApiError> {
@@ -457,50 +453,42 @@ impl Platform for Host {
                 )));
             }
         }
-        let current = self.state.current_release(app).map_err(store_error)?;
-        let mut config = current
-            .as_ref()
-            .map(|r| r.config.clone())
-            .unwrap_or_default();
-        let (mut set, mut unset) = (Vec::new(), Vec::new());
-        for (key, value) in patch {
-            match value {
-                Some(v) => {
-                    config.insert(key.clone(), v);
-                    set.push(key);
+        let (_, config) = self
+            .release(app, |current| {
+                let mut config = current.as_ref().map(|r| r.config.clone()).unwrap_or_default();
+                let (mut set, mut unset) = (Vec::new(), Vec::new());
+                for (key, value) in patch {
+                    match value {
+                        Some(v) => {
+                            config.insert(key.clone(), v);
+                            set.push(key);
+                        }
+                        None => {
+                            config.remove(&key);
+                            unset.push(key);
+                        }
+                    }
                 }
-                None => {
-                    config.remove(&key);
-                    unset.push(key);
-                }
-            }
-        }
-        let description = match (set.is_empty(), unset.is_empty()) {
-            (false, true) => format!("Set {} config vars", set.join(", ")),
-            (true, false) => format!("Unset {} config vars", unset.join(", ")),
-            _ => format!(
-                "Set {} and unset {} config vars",
-                set.join(", "),
-                unset.join(", ")
-            ),
-        };
-        let (slug, procfile, settings) = match current {
-            Some(r) => (r.slug, r.procfile, r.settings),
-            None => (None, String::new(), String::new()),
-        };
-        self.release(
-            app,
-            NewRelease {
-                slug,
-                procfile,
-                settings,
-                config: config.clone(),
-                description,
-                author: by.0.clone(),
-                status: ReleaseStatus::Pending,
-            },
-        )
-        .await?;
+                let description = match (set.is_empty(), unset.is_empty()) {
+                    (false, true) => format!("Set {} config vars", set.join(", ")),
+                    (true, false) => format!("Unset {} config vars", unset.join(", ")),
+                    _ => format!("Set {} and unset {} config vars", set.join(", "), unset.join(", ")),
+                };
+                let (slug, procfile, settings) = match current {
+                    Some(r) => (r.slug, r.procfile, r.settings),
+                    None => (None, String::new(), String::new()),
+                };
+                Ok(NewRelease {
+                    slug,
+                    procfile,
+                    settings,
+                    config,
+                    description,
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
         Ok(config)
     }
 
@@ -516,6 +504,7 @@ impl Platform for Host {
     ) -> Result<BTreeMap<String, u32>, ApiError> {
         self.existing(app)?;
         let runtime = self.runtime(app);
+        let _releasing = runtime.releasing.lock().await;
         let release = runtime.current_release();
         for (process_type, quantity) in &patch {
             if *quantity > 100 {
