@@ -173,6 +173,34 @@ fn push_config_rollback_scale_and_logs() {
             "no request reached {dyno}:\n{router}"
         );
     }
+    // `logs --tail` follows new lines as they happen.
+    let mut tail = wdeploy();
+    tail.args([
+        "logs", "--tail", "-n", "0", "--source", "router", "-a", "hello",
+    ])
+    .env("XDG_CONFIG_HOME", host.config_home.path())
+    .env("WDEPLOY_HOST", &host.api)
+    .env("WDEPLOY_TOKEN", &host.token);
+    let tail = Running::spawn(tail);
+    let mut seen = String::new();
+    for _ in 0..50 {
+        host.get("hello", "/tailed");
+        if let Some(line) = tail
+            .lines()
+            .into_iter()
+            .find(|l| l.contains("path=\"/tailed\""))
+        {
+            seen = line;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen.contains("wdeploy[router]: at=info") && seen.contains("status=200"),
+        "{seen}"
+    );
+    drop(tail);
+
     let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
     assert!(logs.contains("app[web.2]: handling / on web.2"), "{logs}");
     assert!(
@@ -314,11 +342,19 @@ fn a_component_of_the_wrong_world_is_refused_at_release_time() {
     let app = copy_sample("hello");
     // `web` must be an HTTP handler; the worker component is a command.
     std::fs::write(app.path().join("Procfile"), "web: worker\n").unwrap();
-    let out = host.cli(&["push", "-a", "mixed-up", "--dir", app.path().to_str().unwrap()]);
+    let out = host.cli(&[
+        "push",
+        "-a",
+        "mixed-up",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("process type `web`: component worker.wasm does not export wasi:http/incoming-handler"),
+        err.contains(
+            "process type `web`: component worker.wasm does not export wasi:http/incoming-handler"
+        ),
         "{err}"
     );
     let releases = host.ok(&["releases", "-a", "mixed-up"]);
@@ -334,7 +370,10 @@ fn router_answers_h14_without_web_dynos_and_caps_api_bodies() {
     host.ok(&["ps:scale", "web=0", "-a", "hello"]);
     assert_eq!(host.get("hello", "/").0, 503);
     let router = host.ok(&["logs", "--source", "router", "-n", "1", "-a", "hello"]);
-    assert!(router.contains("at=error code=H14") && router.contains("status=503"), "{router}");
+    assert!(
+        router.contains("at=error code=H14") && router.contains("status=503"),
+        "{router}"
+    );
 
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
     let mut response = http()

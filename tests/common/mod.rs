@@ -146,6 +146,15 @@ impl Running {
         self.wait_for(text, timeout, |l| l.contains(text))
     }
 
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines
+            .clone()
+    }
+
     pub fn output(&self) -> String {
         self.lines
             .0

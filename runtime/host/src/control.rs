@@ -405,16 +405,25 @@ impl Platform for Host {
                 })?;
                 let target_version = match req.version {
                     Some(v) => v,
-                    None => current.version.checked_sub(1).filter(|v| *v > 0).ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "v{} is the first release: nothing to roll back to",
-                            current.version
-                        ))
-                    })?,
+                    None => current
+                        .version
+                        .checked_sub(1)
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "v{} is the first release: nothing to roll back to",
+                                current.version
+                            ))
+                        })?,
                 };
-                let target = self.state.release(app, target_version).map_err(store_error)?;
+                let target = self
+                    .state
+                    .release(app, target_version)
+                    .map_err(store_error)?;
                 if target.slug.is_none() {
-                    return Err(ApiError::invalid(format!("v{target_version} has no slug to run")));
+                    return Err(ApiError::invalid(format!(
+                        "v{target_version} has no slug to run"
+                    )));
                 }
                 Ok(NewRelease {
                     slug: target.slug,
@@ -455,7 +464,10 @@ impl Platform for Host {
         }
         let (_, config) = self
             .release(app, |current| {
-                let mut config = current.as_ref().map(|r| r.config.clone()).unwrap_or_default();
+                let mut config = current
+                    .as_ref()
+                    .map(|r| r.config.clone())
+                    .unwrap_or_default();
                 let (mut set, mut unset) = (Vec::new(), Vec::new());
                 for (key, value) in patch {
                     match value {
@@ -472,7 +484,11 @@ impl Platform for Host {
                 let description = match (set.is_empty(), unset.is_empty()) {
                     (false, true) => format!("Set {} config vars", set.join(", ")),
                     (true, false) => format!("Unset {} config vars", unset.join(", ")),
-                    _ => format!("Set {} and unset {} config vars", set.join(", "), unset.join(", ")),
+                    _ => format!(
+                        "Set {} and unset {} config vars",
+                        set.join(", "),
+                        unset.join(", ")
+                    ),
                 };
                 let (slug, procfile, settings) = match current {
                     Some(r) => (r.slug, r.procfile, r.settings),
