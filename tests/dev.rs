@@ -295,3 +295,32 @@ fn a_missing_env_file_is_refused() {
         dev.output()
     );
 }
+
+#[test]
+fn runaway_and_memory_hungry_guests_are_stopped_and_the_dyno_keeps_serving() {
+    let app = copy_sample("faults");
+    std::fs::write(
+        app.path().join("wdeploy.toml"),
+        "[web]\ntimeout = 2\n\n[limits]\nmemory_mb = 64\n",
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let base = format!("http://127.0.0.1:{}", dev.port());
+
+    // A busy loop is cut off at the request deadline: 503 H12, the instance is discarded.
+    assert_eq!(get(&format!("{base}/loop")).0, 503);
+    dev.wait_for_text("code=H12", SOON);
+    dev.wait_for_text("Instance crashed: deadline exceeded", SOON);
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+
+    // Allocating past the quota kills the instance with an R14 line.
+    assert_eq!(get(&format!("{base}/alloc")).0, 500);
+    let r14 = dev.wait_for_text("Error R14 (Memory quota exceeded)", SOON);
+    assert!(
+        r14.contains("wdeploy[web.1]") && r14.contains("quota 64 MiB"),
+        "{r14}"
+    );
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+    assert!(dev.interrupt(SOON).success());
+}

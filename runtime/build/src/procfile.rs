@@ -96,6 +96,15 @@ impl Procfile {
     pub fn get(&self, name: &str) -> Option<&ProcessType> {
         self.processes.get(name)
     }
+
+    /// The process type names, for messages: `release, web, worker`.
+    pub fn type_names(&self) -> String {
+        self.processes
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl fmt::Display for Procfile {

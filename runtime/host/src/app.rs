@@ -258,13 +258,7 @@ impl AppRuntime {
             bail!(
                 "process type `{process_type}` is not a command in v{} (types: {})",
                 release.version,
-                release
-                    .procfile
-                    .processes
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                release.procfile.type_names()
             );
         }
         let n = 1000 + self.one_offs.fetch_add(1, Ordering::Relaxed) % 9000;

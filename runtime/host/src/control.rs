@@ -534,13 +534,7 @@ impl Platform for Host {
                         return Err(ApiError::not_found(format!(
                             "no process type `{process_type}` in v{} (types: {})",
                             release.version,
-                            release
-                                .procfile
-                                .processes
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            release.procfile.type_names()
                         )));
                     }
                     Some(p) if p.is_release() => {

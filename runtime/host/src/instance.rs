@@ -36,7 +36,7 @@ pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store
         .context("opening the dyno filesystem")?;
     let state = StoreData::new(builder.build(), env.memory_limit_bytes);
     let mut store = Store::new(engine.wasmtime(), state);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.quota);
     store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
         Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
         _ => Ok(UpdateDeadline::Yield(1)),
@@ -58,12 +58,23 @@ pub fn describe_failure(e: &wasmtime::Error) -> String {
     if e.downcast_ref::<DeadlineExceeded>().is_some() {
         return "deadline exceeded".into();
     }
+    if let Some(quota) = e.downcast_ref::<crate::quota::MemoryQuotaExceeded>() {
+        return format!(
+            "Error R14 (Memory quota exceeded): tried to grow to {} MiB, quota {} MiB",
+            quota.desired >> 20,
+            quota.quota >> 20
+        );
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return trap.to_string();
     }
-    // The outermost message, without wasm backtraces.
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or("unknown error").to_string()
+    // The first message that is not wasmtime's backtrace wrapper: for a memory quota it is
+    // "forcing trap when growing memory to N bytes".
+    e.chain()
+        .map(|cause| cause.to_string())
+        .find(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .and_then(|m| m.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown failure".into())
 }
 
 /// The exit status a guest call result stands for, if it exited rather than trapped.

@@ -12,6 +12,7 @@ pub mod ephemeral;
 pub mod instance;
 pub mod log_writer;
 pub mod logs;
+pub mod quota;
 pub mod release;
 pub mod router;
 pub mod router_log;

@@ -184,21 +184,8 @@ impl Router {
         let outcome = tokio::time::timeout(dyno.timeout(), dyno.handle(req)).await;
         let mut response = match outcome {
             Ok(Ok(response)) => response,
-            Ok(Err(DynoError::Crashed(why))) => {
-                logs.write(
-                    SourceKind::Platform,
-                    dyno.name(),
-                    format!("Request {request_id} failed: {why}"),
-                );
-                return error(
-                    line,
-                    &logs,
-                    started,
-                    500,
-                    ("H13", "Connection closed without response"),
-                );
-            }
-            Ok(Err(DynoError::NoResponse)) => {
+            // The dyno already logged why ("Instance crashed: …").
+            Ok(Err(DynoError::Crashed(_) | DynoError::NoResponse)) => {
                 return error(
                     line,
                     &logs,

@@ -7,7 +7,6 @@ use crate::instance::{InstanceEnv, describe_failure, exit_status, new_store};
 use crate::logs::LogStream;
 use crate::release::Release;
 use crate::status::{DynoSnapshot, DynoState, DynoStatus};
-use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,26 +37,8 @@ pub struct WorkerDynoSpec<'a> {
 
 impl WorkerDyno {
     pub fn start(spec: WorkerDynoSpec<'_>) -> anyhow::Result<WorkerDyno> {
-        let process = spec
-            .release
-            .procfile
-            .get(spec.process_type)
-            .with_context(|| format!("the release has no `{}` process type", spec.process_type))?;
-        let status = DynoStatus::default();
-        let supervisor = Supervisor {
-            status: status.clone(),
-            name: spec.name.into(),
-            engine: spec.engine.clone(),
-            release: spec.release.clone(),
-            logs: spec.logs.clone(),
-            process_type: spec.process_type.to_string(),
-            env: spec.release.dyno_env(spec.name, spec.port),
-            args: std::iter::once(process.component.clone())
-                .chain(process.args.iter().cloned())
-                .collect(),
-            run_dir: spec.run_dir.to_path_buf(),
-            backoff: spec.backoff,
-        };
+        let supervisor = Supervisor::new(&spec, None).map_err(anyhow::Error::msg)?;
+        let status = supervisor.status.clone();
         let command = supervisor.args.join(" ");
         let task = tokio::spawn(supervisor.run());
         Ok(WorkerDyno {
@@ -100,30 +81,8 @@ impl WorkerDyno {
 /// Runs a one-off dyno (`wdeploy run`) of `spec.process_type` to completion: its exit
 /// status, or why it crashed. `extra_args` replace the Procfile's arguments when given.
 pub async fn run_one_off(spec: WorkerDynoSpec<'_>, extra_args: &[String]) -> Result<i32, String> {
-    let process = spec
-        .release
-        .procfile
-        .get(spec.process_type)
-        .ok_or_else(|| format!("the release has no `{}` process type", spec.process_type))?;
-    let args = if extra_args.is_empty() {
-        process.args.clone()
-    } else {
-        extra_args.to_vec()
-    };
-    let supervisor = Supervisor {
-        status: DynoStatus::default(),
-        name: spec.name.into(),
-        engine: spec.engine.clone(),
-        release: spec.release.clone(),
-        logs: spec.logs.clone(),
-        process_type: spec.process_type.to_string(),
-        env: spec.release.dyno_env(spec.name, spec.port),
-        args: std::iter::once(process.component.clone())
-            .chain(args)
-            .collect(),
-        run_dir: spec.run_dir.to_path_buf(),
-        backoff: spec.backoff,
-    };
+    let args = (!extra_args.is_empty()).then_some(extra_args);
+    let supervisor = Supervisor::new(&spec, args)?;
     let ended = supervisor.run_once().await;
     let line = match &ended {
         Ok(code) => format!("Process exited with status {code}"),
@@ -155,6 +114,30 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor for `spec`; `args` replace the Procfile's arguments when given.
+    fn new(spec: &WorkerDynoSpec<'_>, args: Option<&[String]>) -> Result<Supervisor, String> {
+        let process = spec
+            .release
+            .procfile
+            .get(spec.process_type)
+            .ok_or_else(|| format!("the release has no `{}` process type", spec.process_type))?;
+        let args = args.map_or_else(|| process.args.clone(), <[String]>::to_vec);
+        Ok(Supervisor {
+            status: DynoStatus::default(),
+            name: spec.name.into(),
+            engine: spec.engine.clone(),
+            release: spec.release.clone(),
+            logs: spec.logs.clone(),
+            process_type: spec.process_type.to_string(),
+            env: spec.release.dyno_env(spec.name, spec.port),
+            args: std::iter::once(process.component.clone())
+                .chain(args)
+                .collect(),
+            run_dir: spec.run_dir.to_path_buf(),
+            backoff: spec.backoff.clone(),
+        })
+    }
+
     /// Runs the guest, and again after each exit or crash, until the task is aborted.
     async fn run(mut self) {
         loop {
