@@ -386,3 +386,62 @@ fn router_answers_h14_without_web_dynos_and_caps_api_bodies() {
     let body = response.body_mut().read_to_string().unwrap();
     assert!(body.contains("payload_too_large"), "{body}");
 }
+
+#[test]
+fn twenty_deploys_under_continuous_load_fail_no_request() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    host.ok(&["ps:scale", "web=2", "-a", "hello"]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = format!("http://127.0.0.1:{}/", host.router_port);
+    let host_header = format!("hello.localhost:{}", host.router_port);
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, url, host_header) = (stop.clone(), url.clone(), host_header.clone());
+            std::thread::spawn(move || {
+                let agent = http();
+                let (mut ok, mut failures) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match agent.get(&url).header("host", &host_header).call() {
+                        Ok(mut r) if r.status() == 200 => {
+                            let _ = r.body_mut().read_to_string();
+                            ok += 1;
+                        }
+                        Ok(r) => failures.push(format!("status {}", r.status())),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (ok, failures)
+            })
+        })
+        .collect();
+
+    // Each config change is a new release started with preboot.
+    for n in 1..=20 {
+        host.ok(&[
+            "config:set",
+            &format!("GREETING=release {n}"),
+            "-a",
+            "hello",
+        ]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for thread in load {
+        let (ok, failures) = thread.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} requests failed: {failures:?}",
+            failures.len()
+        );
+        total += ok;
+    }
+    assert!(total > 20, "only {total} requests were made");
+    assert_eq!(
+        host.get("hello", "/"),
+        (200, "Hello from release 20\n".into())
+    );
+}
