@@ -259,7 +259,7 @@ fn procfile_naming_a_missing_component_is_refused_before_start() {
     assert!(!status.success());
     let out = dev.output();
     assert!(
-        out.contains("process type `clock` runs component `clock.wasm`, which the slug lacks (it has: web.wasm, worker.wasm)"),
+        out.contains("process type `clock` runs component `clock.wasm`, which the slug lacks (it has: release.wasm, web.wasm, worker.wasm)"),
         "{out}"
     );
     assert!(!out.contains("State changed"), "a dyno started:\n{out}");

@@ -111,6 +111,15 @@ fn push_config_rollback_scale_and_logs() {
 
     let pushed = host.push("hello", &sample("hello"));
     assert!(pushed.contains("-----> Released v1"), "{pushed}");
+    // The release phase ran before the release went live, its output streamed to push.
+    assert!(
+        pushed.contains("-----> Running release command `release.wasm` as release."),
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains("       release phase: migrations up to date"),
+        "{pushed}"
+    );
     assert!(
         pushed.contains(&format!(
             "http://hello.localhost:{} deployed",
@@ -443,5 +452,42 @@ fn twenty_deploys_under_continuous_load_fail_no_request() {
     assert_eq!(
         host.get("hello", "/"),
         (200, "Hello from release 20\n".into())
+    );
+}
+
+#[test]
+fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "faults", "--no-link"]);
+    host.push("faults", &sample("faults"));
+    assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+
+    let app = copy_sample("faults");
+    std::fs::write(app.path().join("Procfile"), "web: web\nrelease: crasher\n").unwrap();
+    let out = host.cli(&[
+        "push",
+        "-a",
+        "faults",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("       crasher: giving up"),
+        "release output not streamed:\n{text}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("release v2 failed, the previous release keeps serving: the release command failed with exit status 1"), "{err}");
+    assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+    let releases = host.ok(&["releases", "-a", "faults"]);
+    assert!(
+        releases.lines().nth(1).unwrap().contains("(failed)"),
+        "{releases}"
+    );
+    assert!(
+        releases.lines().nth(2).unwrap().contains("(current)"),
+        "{releases}"
     );
 }

@@ -147,8 +147,44 @@ impl Client {
             .map_err(|e| self.unreachable(e))?;
         self.decode::<serde_json::Value>(response).map(|_| ())
     }
-    pub fn create_release(&self, app: &str, req: &CreateRelease) -> Result<ReleaseInfo> {
-        self.send("POST", &format!("/apps/{app}/releases"), req)
+    /// Creates a release and waits until it serves, handing each progress line (release
+    /// phase output, deploy steps) to `on_line` as it comes.
+    pub fn create_release(
+        &self,
+        app: &str,
+        req: &CreateRelease,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ReleaseInfo> {
+        use std::io::BufRead;
+        let response = self
+            .agent
+            .post(&self.url(&format!("/apps/{app}/releases")))
+            .header("authorization", &self.auth())
+            .send_json(req)
+            .map_err(|e| self.unreachable(e))?;
+        let reader = std::io::BufReader::new(self.stream(response)?);
+        for line in reader.lines() {
+            let line = line.map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: format!("the release stream broke: {e}"),
+            })?;
+            if let Some(json) = line.strip_prefix(RESULT_MARKER) {
+                return serde_json::from_str(json).map_err(|e| {
+                    ClientError::Api(ApiError::internal(format!(
+                        "unexpected answer from the host: {e}"
+                    )))
+                });
+            }
+            if let Some(rest) = line.strip_prefix(ERROR_MARKER) {
+                let (status, json) = rest.split_once(' ').unwrap_or(("500", rest));
+                return Err(error_from(status.parse().unwrap_or(500), json).into());
+            }
+            on_line(&line);
+        }
+        Err(ClientError::Unreachable {
+            url: self.base.clone(),
+            message: "the host ended the release stream without a result".into(),
+        })
     }
     pub fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>> {
         self.get(&format!("/apps/{app}/releases"))

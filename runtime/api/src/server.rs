@@ -28,6 +28,9 @@ pub struct Caller(pub String);
 /// A stream of text chunks (log lines, one-off dyno output).
 pub type TextStream = BoxStream<'static, String>;
 
+/// Where a long call reports progress, line by line.
+pub type Progress = futures::channel::mpsc::Sender<String>;
+
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct LogQuery {
     /// History lines to send first (default 100).
@@ -51,11 +54,14 @@ pub trait Platform: Send + Sync + 'static {
     async fn destroy_app(&self, app: &str) -> Result<(), ApiError>;
     async fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>, ApiError>;
     async fn put_blob(&self, digest: &str, body: Bytes) -> Result<(), ApiError>;
+    /// Creates a release and makes it serve; progress lines (release phase output, deploy
+    /// steps) go to `progress` as they happen.
     async fn create_release(
         &self,
         app: &str,
         by: &Caller,
         req: CreateRelease,
+        progress: Progress,
     ) -> Result<ReleaseInfo, ApiError>;
     async fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>, ApiError>;
     async fn rollback(
@@ -223,8 +229,34 @@ async fn create_release(
     by: Option<axum::Extension<Caller>>,
     JsonBody(req): JsonBody<CreateRelease>,
 ) -> Result<Response, ApiError> {
-    let release = p.create_release(&app, &caller(by), req).await?;
-    Ok((http::StatusCode::CREATED, Json(release)).into_response())
+    // Errors known before anything runs are plain HTTP errors; after that, the outcome is
+    // the stream's last line, after the progress lines.
+    p.app(&app).await?;
+    let by = caller(by);
+    let (progress, rx) = futures::channel::mpsc::channel::<String>(256);
+    let mut last = progress.clone();
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        let outcome = match p.create_release(&app, &by, req, progress).await {
+            Ok(release) => format!(
+                "{RESULT_MARKER}{}",
+                serde_json::to_string(&release).unwrap_or_default()
+            ),
+            Err(e) => {
+                let body = ErrorBody {
+                    id: e.id,
+                    message: e.message,
+                };
+                format!(
+                    "{ERROR_MARKER}{} {}",
+                    e.status,
+                    serde_json::to_string(&body).unwrap_or_default()
+                )
+            }
+        };
+        let _ = last.send(format!("{outcome}\n")).await;
+    });
+    Ok(text_stream(Box::pin(rx)))
 }
 
 async fn releases(

@@ -84,3 +84,7 @@ pub struct ErrorBody {
 
 /// The last line of a `run` output stream carries the exit status: `\u{0}exit=N`.
 pub const EXIT_MARKER: &str = "\u{0}exit=";
+/// The last line of a release stream when it went live: `\u{0}result=` + [`ReleaseInfo`].
+pub const RESULT_MARKER: &str = "\u{0}result=";
+/// The last line of a release stream when it failed: `\u{0}error=STATUS ` + [`ErrorBody`].
+pub const ERROR_MARKER: &str = "\u{0}error=";

@@ -254,6 +254,18 @@ impl AppRuntime {
         let release = self
             .current_release()
             .context("the app has no release to run")?;
+        self.one_off(release, "run", process_type, args)
+    }
+
+    /// Runs a one-off dyno `PREFIX.N` of `release` (the current one for `run`, the one
+    /// about to go live for the release phase).
+    pub fn one_off(
+        self: &Arc<Self>,
+        release: Arc<Release>,
+        prefix: &str,
+        process_type: &str,
+        args: Vec<String>,
+    ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         if release.command(process_type).is_none() {
             bail!(
                 "process type `{process_type}` is not a command in v{} (types: {})",
@@ -262,7 +274,7 @@ impl AppRuntime {
             );
         }
         let n = 1000 + self.one_offs.fetch_add(1, Ordering::Relaxed) % 9000;
-        let name = format!("run.{n}");
+        let name = format!("{prefix}.{n}");
         let this = self.clone();
         let (task_name, process_type) = (name.clone(), process_type.to_string());
         let task = tokio::spawn(async move {

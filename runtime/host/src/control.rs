@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wdeploy_api::ApiError;
-use wdeploy_api::server::{Caller, LogQuery, Platform, TextStream};
+use wdeploy_api::server::{Caller, LogQuery, Platform, Progress, TextStream};
 use wdeploy_api::wire::*;
 use wdeploy_build::{AppSettings, Procfile, SlugManifest};
 use wdeploy_store::{BlobStore, NewRelease, ReleaseStatus, State, StoreError};
@@ -189,13 +189,16 @@ impl Host {
         Ok(formation)
     }
 
-    /// Appends a release and, if it has a slug, makes it serve; records how that went.
+    /// Appends a release and, if it has a slug, makes it serve: load it (blobs verified),
+    /// run its release phase, start its dynos with preboot. Records how that went; on
+    /// any failure the previous release keeps serving.
     ///
     /// `make` builds the new release from the current one while the app's release lock is
     /// held, so concurrent changes (two `config:set`s) never lose each other's updates.
     async fn release(
         &self,
         app: &str,
+        progress: &Reporter,
         make: impl FnOnce(Option<wdeploy_store::Release>) -> Result<NewRelease, ApiError>,
     ) -> Result<(ReleaseInfo, BTreeMap<String, String>), ApiError> {
         let runtime = self.runtime(app);
@@ -225,7 +228,7 @@ impl Host {
             ),
         );
         if has_slug {
-            match self.start(&runtime, &record).await {
+            match self.go_live(&runtime, &record, progress).await {
                 Ok(()) => {
                     self.state
                         .finish_release(app, record.version, ReleaseStatus::Succeeded)
@@ -251,6 +254,54 @@ impl Host {
         }
         let config = record.config.clone();
         Ok((self.release_info(app, &record), config))
+    }
+
+    async fn go_live(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        record: &wdeploy_store::Release,
+        progress: &Reporter,
+    ) -> anyhow::Result<()> {
+        let loaded = self.load(record).await?;
+        self.release_phase(runtime, &loaded, progress).await?;
+        let formation = self.formation_for(&record.app, &loaded)?;
+        progress
+            .say(format!(
+                "-----> Starting v{} (the old dynos stop once it is up)",
+                record.version
+            ))
+            .await;
+        runtime.deploy(loaded, &formation).await
+    }
+
+    /// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
+    /// log stream and to `progress`. A non-zero exit or a trap fails the release.
+    async fn release_phase(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        release: &Arc<Release>,
+        progress: &Reporter,
+    ) -> anyhow::Result<()> {
+        let Some(process) = release.procfile.get("release") else {
+            return Ok(());
+        };
+        let (_, mut live) = runtime.logs.replay_and_subscribe(0);
+        let (name, task) = runtime.one_off(release.clone(), "release", "release", Vec::new())?;
+        progress
+            .say(format!(
+                "-----> Running release command `{}` as {name}",
+                process.component
+            ))
+            .await;
+        let mut out = progress.sender();
+        match follow_one_off(&mut live, &name, task, &mut out, "       ").await {
+            Ok(0) => {
+                progress.say("-----> Release command succeeded").await;
+                Ok(())
+            }
+            Ok(code) => anyhow::bail!("the release command failed with exit status {code}"),
+            Err(why) => anyhow::bail!("the release command crashed: {why}"),
+        }
     }
 
     fn release_info(&self, app: &str, r: &wdeploy_store::Release) -> ReleaseInfo {
@@ -360,6 +411,7 @@ impl Platform for Host {
         app: &str,
         by: &Caller,
         req: CreateRelease,
+        progress: Progress,
     ) -> Result<ReleaseInfo, ApiError> {
         self.existing(app)?;
         Procfile::parse(&req.procfile).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -371,7 +423,7 @@ impl Platform for Host {
             )));
         }
         let (release, _) = self
-            .release(app, |current| {
+            .release(app, &Reporter(Some(progress)), |current| {
                 Ok(NewRelease {
                     slug: Some(req.slug),
                     procfile: req.procfile,
@@ -399,7 +451,7 @@ impl Platform for Host {
     ) -> Result<ReleaseInfo, ApiError> {
         self.existing(app)?;
         let (release, _) = self
-            .release(app, |current| {
+            .release(app, &Reporter(None), |current| {
                 let current = current.ok_or_else(|| {
                     ApiError::invalid(format!("{app} has no release to roll back from"))
                 })?;
@@ -463,7 +515,7 @@ impl Platform for Host {
             }
         }
         let (_, config) = self
-            .release(app, |current| {
+            .release(app, &Reporter(None), |current| {
                 let mut config = current
                     .as_ref()
                     .map(|r| r.config.clone())
@@ -605,36 +657,12 @@ impl Platform for Host {
             let _ = tx
                 .send(format!("Running `{}` as {name}\n", req.process_type))
                 .await;
-            tokio::pin!(task);
-            let outcome = loop {
-                tokio::select! {
-                    line = live.recv() => match line {
-                        Ok(line) if line.process == name && line.kind == SourceKind::App => {
-                            if tx.send(format!("{}\n", line.text)).await.is_err() {
-                                // The client went away; the dyno still runs to completion.
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = tx.send(format!("({n} lines dropped)\n")).await;
-                        }
-                        Err(_) => {}
-                    },
-                    outcome = &mut task => break outcome,
-                }
-            };
-            while let Ok(line) = live.try_recv() {
-                if line.process == name && line.kind == SourceKind::App {
-                    let _ = tx.send(format!("{}\n", line.text)).await;
-                }
-            }
-            let code = match outcome {
-                Ok(Ok(code)) => code,
-                Ok(Err(why)) => {
+            let code = match follow_one_off(&mut live, &name, task, &mut tx, "").await {
+                Ok(code) => code,
+                Err(why) => {
                     let _ = tx.send(format!("{name} crashed: {why}\n")).await;
                     1
                 }
-                Err(_) => 1,
             };
             let _ = tx.send(format!("{EXIT_MARKER}{code}\n")).await;
         });
@@ -694,6 +722,57 @@ impl Platform for Host {
         });
         Ok(Box::pin(rx))
     }
+}
+
+/// Progress lines of a release, for a client that is watching (push) or nobody.
+struct Reporter(Option<Progress>);
+
+impl Reporter {
+    async fn say(&self, line: impl Into<String>) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.clone().send(format!("{}\n", line.into())).await;
+        }
+    }
+
+    /// A sender for raw lines; without a watcher, one whose lines go nowhere.
+    fn sender(&self) -> Progress {
+        self.0
+            .clone()
+            .unwrap_or_else(|| futures::channel::mpsc::channel(1).0)
+    }
+}
+
+/// Forwards a one-off dyno's output (its `app[NAME]` lines, each after `indent`) into
+/// `out` until it ends, and returns its exit status or why it crashed. A client that
+/// went away does not stop the dyno.
+async fn follow_one_off(
+    live: &mut tokio::sync::broadcast::Receiver<Arc<LogLine>>,
+    name: &str,
+    task: tokio::task::JoinHandle<Result<i32, String>>,
+    out: &mut futures::channel::mpsc::Sender<String>,
+    indent: &str,
+) -> Result<i32, String> {
+    tokio::pin!(task);
+    let outcome = loop {
+        tokio::select! {
+            line = live.recv() => match line {
+                Ok(line) if line.process == name && line.kind == SourceKind::App => {
+                    let _ = out.send(format!("{indent}{}\n", line.text)).await;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = out.send(format!("{indent}({n} lines dropped)\n")).await;
+                }
+            },
+            outcome = &mut task => break outcome,
+        }
+    };
+    while let Ok(line) = live.try_recv() {
+        if line.process == name && line.kind == SourceKind::App {
+            let _ = out.send(format!("{indent}{}\n", line.text)).await;
+        }
+    }
+    outcome.unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// `[a-z][a-z0-9-]{1,29}`: also keeps names safe in paths and host names.

@@ -100,6 +100,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
             settings,
             description: format!("Deploy {}", &slug_id[7..14]),
         },
+        &mut |line| println!("{line}"),
     )?;
     let info = client.app(&app)?;
     println!("-----> Released v{}", release.version);
