@@ -491,3 +491,69 @@ fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() 
         "{releases}"
     );
 }
+
+#[test]
+fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    host.ok(&["apps:create", "faults", "--no-link"]);
+    let app = copy_sample("faults");
+    std::fs::write(
+        app.path().join("Procfile"),
+        "web: web\nworker: crasher\nspinner: spinner\n",
+    )
+    .unwrap();
+    host.ok(&[
+        "push",
+        "-a",
+        "faults",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]);
+    host.ok(&["ps:scale", "worker=1", "spinner=1", "-a", "faults"]);
+
+    // The crashing worker shows as crashed with its next start; the spinner is up.
+    let mut ps = String::new();
+    for _ in 0..100 {
+        ps = host.ok(&["ps", "-a", "faults"]);
+        if ps.contains("worker.1: crashed") && ps.contains("next start at") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        ps.contains("worker.1: crashed") && ps.contains("next start at"),
+        "{ps}"
+    );
+    assert!(ps.contains("spinner.1: up"), "{ps}");
+    let crash_log = host.ok(&["logs", "--dyno", "worker.1", "-a", "faults"]);
+    assert!(
+        crash_log.contains("Process exited with status 1"),
+        "{crash_log}"
+    );
+    assert!(
+        crash_log.contains("State changed from up to crashed"),
+        "{crash_log}"
+    );
+
+    // A flood of log lines: the app's history stays bounded, long lines are split.
+    assert_eq!(
+        host.get("faults", "/flood?lines=20000"),
+        (200, "flooded\n".into())
+    );
+    let logs = host.ok(&[
+        "logs", "-n", "5000", "--dyno", "web.1", "--source", "app", "-a", "faults",
+    ]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() <= 1500, "{} lines of history", lines.len());
+    let longest = lines.iter().map(|l| l.len()).max().unwrap_or(0);
+    assert!(longest < 10_100, "a line of {longest} bytes was not split");
+
+    // Throughout, the other app and the faulty app's web dyno answer.
+    for _ in 0..20 {
+        assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+        assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+    }
+}

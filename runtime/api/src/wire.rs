@@ -64,6 +64,9 @@ pub struct DynoInfo {
     /// `starting`, `up`, `crashed` or `idle`.
     pub state: String,
     pub since: String,
+    /// When a crashed dyno starts again.
+    #[serde(default)]
+    pub next_start: Option<String>,
     pub release: u64,
     pub command: String,
 }

@@ -36,6 +36,8 @@ pub struct AppRuntime {
     run_dir: PathBuf,
     /// The port dynos are told in `PORT` (the router's).
     port: u16,
+    /// The crash restart schedule every worker dyno starts with.
+    backoff: Backoff,
     /// Web dynos serving now; the router reads a snapshot, changes swap the whole list.
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
@@ -57,6 +59,7 @@ impl AppRuntime {
         logs: Arc<LogStream>,
         run_dir: PathBuf,
         port: u16,
+        backoff: Backoff,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
             name: name.into(),
@@ -64,6 +67,7 @@ impl AppRuntime {
             engine,
             run_dir,
             port,
+            backoff,
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
@@ -287,7 +291,7 @@ impl AppRuntime {
                     name: &task_name,
                     run_dir: &this.run_dir,
                     port: this.port,
-                    backoff: Backoff::default(),
+                    backoff: this.backoff.clone(),
                 },
                 &args,
             )
@@ -339,7 +343,7 @@ impl AppRuntime {
             name: &format!("{process_type}.{n}"),
             run_dir: &self.run_dir,
             port: self.port,
-            backoff: Backoff::default(),
+            backoff: self.backoff.clone(),
         })
     }
 

@@ -49,6 +49,20 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.crashes = 0;
     }
+
+    /// A schedule from seconds separated by commas: `0,1,2,4,8,16,32,60`.
+    pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+        text.split(',')
+            .map(|part| {
+                let part = part.trim();
+                part.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("`{part}` is not a delay in seconds (0 to 86400)"))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +80,20 @@ mod tests {
         assert_eq!(b.next_delay(s(11)), s(0));
         b.reset();
         assert_eq!(b.next_delay(s(0)), s(0));
+    }
+
+    #[test]
+    fn parses_schedules() {
+        let parsed = Backoff::parse_schedule("0, 0.5,2").unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                Duration::ZERO,
+                Duration::from_millis(500),
+                Duration::from_secs(2)
+            ]
+        );
+        assert!(Backoff::parse_schedule("1,x").is_err());
+        assert!(Backoff::parse_schedule("-1").is_err());
     }
 }

@@ -25,6 +25,8 @@ pub struct HostConfig {
     pub domain: String,
     /// The router's port, for app URLs (`http://NAME.DOMAIN:PORT`).
     pub router_port: u16,
+    /// How crashed worker dynos are restarted.
+    pub backoff: crate::backoff::Backoff,
 }
 
 /// The host: store + engine + router + every app's runtime.
@@ -132,6 +134,7 @@ impl Host {
                     LogStream::new(),
                     self.run_dir.clone(),
                     self.config.router_port,
+                    self.config.backoff.clone(),
                 );
                 self.router.add_app(runtime.clone());
                 runtime
@@ -627,6 +630,7 @@ impl Platform for Host {
                 process_type: d.process_type,
                 state: d.state.as_str().into(),
                 since: d.since.to_rfc3339(),
+                next_start: d.next_start.map(|t| t.to_rfc3339()),
                 release: d.release,
                 command: d.command,
             })

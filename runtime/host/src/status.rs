@@ -25,13 +25,25 @@ impl DynoState {
 /// A dyno's state, updated by whoever supervises it and read by `ps`.
 #[derive(Debug, Clone)]
 pub struct DynoStatus {
-    inner: Arc<Mutex<(DynoState, DateTime<Utc>)>>,
+    inner: Arc<Mutex<Status>>,
+}
+
+/// A state, since when, and (while crashed) when the next start is due.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    pub state: DynoState,
+    pub since: DateTime<Utc>,
+    pub next_start: Option<DateTime<Utc>>,
 }
 
 impl Default for DynoStatus {
     fn default() -> Self {
         DynoStatus {
-            inner: Arc::new(Mutex::new((DynoState::Starting, Utc::now()))),
+            inner: Arc::new(Mutex::new(Status {
+                state: DynoState::Starting,
+                since: Utc::now(),
+                next_start: None,
+            })),
         }
     }
 }
@@ -39,12 +51,26 @@ impl Default for DynoStatus {
 impl DynoStatus {
     pub fn set(&self, state: DynoState) {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0 != state {
-            *s = (state, Utc::now());
+        if s.state != state {
+            *s = Status {
+                state,
+                since: Utc::now(),
+                next_start: None,
+            };
         }
     }
 
-    pub fn get(&self) -> (DynoState, DateTime<Utc>) {
+    /// Crashed, restarting at `next_start`.
+    pub fn crashed_until(&self, next_start: DateTime<Utc>) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if s.state != DynoState::Crashed {
+            s.since = Utc::now();
+        }
+        s.state = DynoState::Crashed;
+        s.next_start = Some(next_start);
+    }
+
+    pub fn get(&self) -> Status {
         *self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -56,6 +82,8 @@ pub struct DynoSnapshot {
     pub process_type: String,
     pub state: DynoState,
     pub since: DateTime<Utc>,
+    /// When a crashed dyno starts again.
+    pub next_start: Option<DateTime<Utc>>,
     pub release: u64,
     pub command: String,
 }

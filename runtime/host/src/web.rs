@@ -143,6 +143,7 @@ impl WebDyno {
             process_type: "web".into(),
             state: DynoState::Up,
             since: self.inner.started,
+            next_start: None,
             release: self.inner.release.version,
             command: self.inner.args.join(" "),
         }

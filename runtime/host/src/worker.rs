@@ -57,12 +57,13 @@ impl WorkerDyno {
     }
 
     pub fn snapshot(&self) -> DynoSnapshot {
-        let (state, since) = self.status.get();
+        let status = self.status.get();
         DynoSnapshot {
             name: self.name.to_string(),
             process_type: self.process_type.clone(),
-            state,
-            since,
+            state: status.state,
+            since: status.since,
+            next_start: status.next_start,
             release: self.release.version,
             command: self.command.clone(),
         }
@@ -144,7 +145,6 @@ impl Supervisor {
             let started = Instant::now();
             self.status.set(DynoState::Starting);
             let ended = self.run_once().await;
-            self.status.set(DynoState::Crashed);
             let (state, line) = match ended {
                 Ok(0) => ("crashed", "Process exited with status 0".to_string()),
                 Ok(code) => ("crashed", format!("Process exited with status {code}")),
@@ -154,6 +154,9 @@ impl Supervisor {
             self.logs
                 .platform(&self.name, format!("State changed from up to {state}"));
             let delay = self.backoff.next_delay(started.elapsed());
+            self.status.crashed_until(
+                chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            );
             if !delay.is_zero() {
                 self.logs
                     .platform(&self.name, format!("Restarting in {}", human(delay)));

@@ -93,6 +93,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         logs.clone(),
         run_dir.path.clone(),
         port,
+        wdeploy_host::backoff::Backoff::default(),
     );
     let mut version = 1;
     let release = Release::load(

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
+use wdeploy_host::backoff::Backoff;
 use wdeploy_host::{Engine, EngineOptions, Host, HostConfig, Router};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,13 @@ pub struct HostArgs {
     /// The domain apps are served under
     #[arg(long, default_value = "localhost")]
     pub domain: String,
+    /// Seconds to wait before restarting a crashed dyno: after the 1st, 2nd, … crash (the
+    /// last repeats)
+    #[arg(long, default_value = "0,1,2,4,8,16,32,60")]
+    pub restart_delays: String,
+    /// Seconds of running without a crash that reset the restart delays
+    #[arg(long, default_value_t = 60.0)]
+    pub healthy_after: f64,
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -52,6 +60,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let router_addr = router_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
+    let schedule = Backoff::parse_schedule(&args.restart_delays)
+        .map_err(|e| anyhow::anyhow!("--restart-delays: {e}"))?;
+    anyhow::ensure!(
+        args.healthy_after.is_finite() && args.healthy_after >= 0.0,
+        "--healthy-after must be a number of seconds"
+    );
+    let backoff = Backoff::new(schedule, Duration::from_secs_f64(args.healthy_after));
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         ..EngineOptions::default()
@@ -62,6 +77,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             data_dir: data.clone(),
             domain: args.domain.clone(),
             router_port: router_addr.port(),
+            backoff,
         },
         engine,
         router.clone(),

@@ -18,7 +18,13 @@ pub fn ps(args: AppArg) -> anyhow::Result<()> {
             println!("=== {}: `{}`", d.process_type, d.command);
             last_type = d.process_type.clone();
         }
-        println!("{}: {} since {} (v{})", d.name, d.state, d.since, d.release);
+        match &d.next_start {
+            Some(next) => println!(
+                "{}: {} since {} (v{}), next start at {next}",
+                d.name, d.state, d.since, d.release
+            ),
+            None => println!("{}: {} since {} (v{})", d.name, d.state, d.since, d.release),
+        }
     }
     Ok(())
 }

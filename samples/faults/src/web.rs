@@ -9,6 +9,8 @@
 //! - `/write?name=N`  → writes file N
 //! - `/read?name=N`   → reads file N
 //! - `/env?name=K`    → the value of env var K
+//! - `/flood?lines=N` → prints N log lines (and one line of 25,000 bytes), then `flooded`
+//! - `/slow?ms=N`     → answers after N milliseconds
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +70,19 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 Ok(s) => (200, format!("{s}\n")),
                 Err(e) => (404, format!("cannot read: {e}\n")),
             },
+            "/flood" => {
+                let lines: u64 = param("lines").parse().unwrap_or(1000);
+                for n in 0..lines {
+                    println!("flood line {n} {}", "x".repeat(80));
+                }
+                println!("{}", "y".repeat(25_000));
+                (200, "flooded\n".to_string())
+            }
+            "/slow" => {
+                let ms: u64 = param("ms").parse().unwrap_or(1000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                (200, format!("slept {ms}ms\n"))
+            }
             "/env" => (200, format!("{}\n", std::env::var(param("name")).unwrap_or_default())),
             _ => (404, "not found\n".to_string()),
         };
