@@ -505,6 +505,11 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
         "web: web\nworker: crasher\nspinner: spinner\n",
     )
     .unwrap();
+    std::fs::write(
+        app.path().join("wdeploy.toml"),
+        "[web]\ntimeout = 2\n\n[limits]\nmemory_mb = 64\n",
+    )
+    .unwrap();
     host.ok(&[
         "push",
         "-a",
@@ -551,9 +556,120 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
     let longest = lines.iter().map(|l| l.len()).max().unwrap_or(0);
     assert!(longest < 10_100, "a line of {longest} bytes was not split");
 
+    // Each fault gets its status and router code; the faulty app keeps serving.
+    let faults = [
+        ("/trap", 500, "code=H13"),
+        ("/loop", 503, "code=H12"),
+        ("/alloc", 500, "code=H13"),
+        ("/slow?ms=3000", 503, "code=H12"),
+    ];
+    for (path, status, code) in faults {
+        assert_eq!(host.get("faults", path).0, status, "{path}");
+        let router = host.ok(&["logs", "--source", "router", "-n", "1", "-a", "faults"]);
+        assert!(
+            router.contains(code) && router.contains(&format!("path=\"{path}\"")),
+            "{router}"
+        );
+        assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+        assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+    }
+    assert_eq!(
+        host.get("faults", "/slow?ms=100"),
+        (200, "slept 100ms\n".into())
+    );
+    let platform = host.ok(&["logs", "--source", "wdeploy", "-n", "200", "-a", "faults"]);
+    assert!(
+        platform.contains("Error R14 (Memory quota exceeded)"),
+        "{platform}"
+    );
+    assert!(
+        platform.contains("Instance crashed: deadline exceeded"),
+        "{platform}"
+    );
+
     // Throughout, the other app and the faulty app's web dyno answer.
     for _ in 0..20 {
         assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
         assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_of_changes_leaves_a_consistent_store() {
+    let data = tempfile::tempdir().unwrap();
+    let mut host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    let mut acknowledged_config: Option<u32> = None;
+    let mut acknowledged_web: u32 = 1;
+
+    for round in 1..=4u32 {
+        // A config change and a scale race a kill -9 that lands at a different moment
+        // each round (the pause places the kill; it synchronises nothing).
+        let run = |args: Vec<String>| {
+            let (api, token, config) = (
+                host.api.clone(),
+                host.token.clone(),
+                host.config_home.path().to_path_buf(),
+            );
+            std::thread::spawn(move || {
+                let mut cmd = wdeploy();
+                cmd.args(&args)
+                    .env("XDG_CONFIG_HOME", config)
+                    .env("WDEPLOY_HOST", api)
+                    .env("WDEPLOY_TOKEN", token);
+                cmd.output().map(|o| o.status.success()).unwrap_or(false)
+            })
+        };
+        let web = 1 + round % 2;
+        let config = run(vec![
+            "config:set".into(),
+            format!("ROUND={round}"),
+            "-a".into(),
+            "hello".into(),
+        ]);
+        let scale = run(vec![
+            "ps:scale".into(),
+            format!("web={web}"),
+            "-a".into(),
+            "hello".into(),
+        ]);
+        std::thread::sleep(Duration::from_millis(40 * u64::from(round)));
+        Command::new("kill")
+            .args(["-KILL", &host.running.pid().to_string()])
+            .status()
+            .unwrap();
+        host.running.wait(SOON);
+        if config.join().unwrap() {
+            acknowledged_config = Some(round);
+        }
+        if scale.join().unwrap() {
+            acknowledged_web = web;
+        }
+
+        host = TestHost::start(data.path());
+        let releases = host.ok(&["releases", "-a", "hello"]);
+        assert!(!releases.contains("(pending)"), "{releases}");
+        assert_eq!(releases.matches("(current)").count(), 1, "{releases}");
+        let config = host.ok(&["config", "-a", "hello"]);
+        if let Some(n) = acknowledged_config {
+            // An acknowledged change is there (or a later one that replaced it).
+            let value: u32 = config
+                .lines()
+                .find_map(|l| l.strip_prefix("ROUND:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or_else(|| panic!("acknowledged ROUND={n} lost:\n{config}"));
+            assert!(value >= n, "ROUND={value} but ROUND={n} was acknowledged");
+        }
+        let info = host.ok(&["apps:info", "-a", "hello"]);
+        let formation = info
+            .lines()
+            .find(|l| l.starts_with("Formation:"))
+            .unwrap()
+            .to_string();
+        if acknowledged_web == web {
+            assert!(formation.contains(&format!("web={web}")), "{formation}");
+        }
+        assert_eq!(host.get("hello", "/").0, 200);
     }
 }

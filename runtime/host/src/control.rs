@@ -56,6 +56,12 @@ impl Host {
             State::open(&config.data_dir.join("state.db")).context("opening the state database")?;
         let blobs =
             BlobStore::open(&config.data_dir.join("blobs")).context("opening the blob store")?;
+        let interrupted = state.fail_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                "{interrupted} release(s) interrupted by the last stop were marked failed"
+            );
+        }
         let run_dir = config.data_dir.join("dynos");
         if run_dir.exists() {
             // Filesystems of dynos from a previous run: ephemeral by definition.

@@ -202,7 +202,10 @@ impl Router {
                 );
                 return error(line, &logs, started, 503, ("H10", "App crashed"));
             }
-            Err(_) => return error(line, &logs, started, 503, ("H12", "Request timeout")),
+            // Whichever notices first, the router's timer or the guest's deadline.
+            Ok(Err(DynoError::Timeout)) | Err(_) => {
+                return error(line, &logs, started, 503, ("H12", "Request timeout"));
+            }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);

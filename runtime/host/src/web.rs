@@ -9,7 +9,7 @@
 
 use crate::engine::Engine;
 use crate::ephemeral::EphemeralDir;
-use crate::instance::{InstanceEnv, describe_failure, new_store};
+use crate::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
 use crate::logs::LogStream;
 use crate::release::Release;
 use crate::state::StoreData;
@@ -33,6 +33,9 @@ pub enum DynoError {
     /// The guest trapped (or exited) before it set a response.
     #[error("{0}")]
     Crashed(String),
+    /// The guest ran past the request deadline and was stopped.
+    #[error("request timeout")]
+    Timeout,
     /// The guest returned without setting a response.
     #[error("guest returned without a response")]
     NoResponse,
@@ -211,13 +214,18 @@ impl WebDyno {
                     Ok(())
                 }
                 Err(e) => {
+                    let timed_out = e.downcast_ref::<DeadlineExceeded>().is_some();
                     let why = describe_failure(&e);
                     tracing::debug!(dyno = %inner.name, "instance failed: {e:?}");
                     inner.logs.platform(
                         &inner.name,
                         format!("Instance crashed: {why}; replacing it"),
                     );
-                    Err(why)
+                    Err(if timed_out {
+                        DynoError::Timeout
+                    } else {
+                        DynoError::Crashed(why)
+                    })
                 }
             };
             drop(permit);
@@ -230,7 +238,7 @@ impl WebDyno {
             // The sender was dropped unused: the call ended without setting a response.
             Err(_) => match task.await {
                 Ok(Ok(())) => Err(DynoError::NoResponse),
-                Ok(Err(why)) => Err(DynoError::Crashed(why)),
+                Ok(Err(failure)) => Err(failure),
                 Err(join) => Err(DynoError::Crashed(join.to_string())),
             },
         }

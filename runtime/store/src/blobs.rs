@@ -16,9 +16,14 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
+    /// Opens the store; half-written uploads of a previous run are removed.
     pub fn open(root: &Path) -> Result<BlobStore> {
         fs::create_dir_all(root.join("sha256"))?;
-        fs::create_dir_all(root.join("tmp"))?;
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
         Ok(BlobStore {
             root: root.to_path_buf(),
         })

@@ -241,6 +241,15 @@ impl State {
         Ok(())
     }
 
+    /// Marks every release still pending as failed: they were being started when the host
+    /// went down, were never acknowledged, and must not count as current. Returns how many.
+    pub fn fail_interrupted(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE releases SET status = 'failed' WHERE status = 'pending'",
+            [],
+        )?)
+    }
+
     /// The release log, newest first.
     pub fn releases(&self, app: &str) -> Result<Vec<Release>> {
         self.app(app)?;
@@ -409,7 +418,20 @@ mod tests {
                 .unwrap();
         }
         let state = State::open(&db).unwrap();
-        let releases = state.releases("hello").unwrap();
+        state
+            .append_release("hello", new_release("Deploy 3", &[]))
+            .unwrap();
+        assert_eq!(state.fail_interrupted().unwrap(), 1);
+        assert_eq!(
+            state.releases("hello").unwrap()[0].status,
+            ReleaseStatus::Failed
+        );
+        let releases: Vec<_> = state
+            .releases("hello")
+            .unwrap()
+            .into_iter()
+            .skip(1)
+            .collect();
         assert_eq!(releases.len(), 2);
         assert_eq!(releases[0].status, ReleaseStatus::Failed);
         assert_eq!(state.current_release("hello").unwrap().unwrap().version, 1);
