@@ -22,13 +22,16 @@ struct TestHost {
 
 impl TestHost {
     fn start(data: &Path) -> TestHost {
+        TestHost::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> TestHost {
         let mut cmd = wdeploy();
-        cmd.arg("host").arg("--data").arg(data).args([
-            "--listen",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ]);
+        cmd.arg("host")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(extra);
         let running = Running::spawn(cmd);
         let api_line = running.wait_for_text("wdeploy host: API on http://", SOON);
         let api = api_line.split("API on ").nth(1).unwrap().trim().to_string();
@@ -523,7 +526,10 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
     let mut ps = String::new();
     for _ in 0..100 {
         ps = host.ok(&["ps", "-a", "faults"]);
-        if ps.contains("worker.1: crashed") && ps.contains("next start at") {
+        if ps.contains("worker.1: crashed")
+            && ps.contains("next start at")
+            && ps.contains("spinner.1: up")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -672,4 +678,70 @@ fn kill_9_in_the_middle_of_changes_leaves_a_consistent_store() {
         }
         assert_eq!(host.get("hello", "/").0, 200);
     }
+}
+
+#[test]
+fn stopping_workers_close_stdin_then_give_a_grace_period() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with(data.path(), &["--stop-grace", "2"]);
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    host.ok(&["ps:scale", "worker=1", "-a", "hello"]);
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = host.ok(&["logs", "--dyno", "worker.1", "-a", "hello"]);
+        if logs.contains("app[worker.1]: tick 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(logs.contains("tick 1"), "{logs}");
+
+    // A worker that watches stdin exits cleanly when it closes.
+    host.ok(&["ps:scale", "worker=0", "-a", "hello"]);
+    let logs = host.ok(&["logs", "--dyno", "worker.1", "-a", "hello"]);
+    let stopping = logs
+        .find("Stopping process: stdin closed, 2s to exit")
+        .expect(&logs);
+    let clean = logs
+        .find("app[worker.1]: worker: stdin closed, shutting down")
+        .expect(&logs);
+    let exited = logs
+        .find("wdeploy[worker.1]: Process exited with status 0")
+        .expect(&logs);
+    let down = logs
+        .find("wdeploy[worker.1]: State changed from up to down")
+        .expect(&logs);
+    assert!(
+        stopping < clean && clean < exited && exited < down,
+        "{logs}"
+    );
+    assert!(!logs.contains("R12"), "{logs}");
+
+    // One that ignores it is stopped after the grace period, with an R12 line.
+    host.ok(&["apps:create", "busy", "--no-link"]);
+    let app = copy_sample("faults");
+    std::fs::write(app.path().join("Procfile"), "web: web\nspinner: spinner\n").unwrap();
+    host.ok(&["push", "-a", "busy", "--dir", app.path().to_str().unwrap()]);
+    host.ok(&["ps:scale", "spinner=1", "-a", "busy"]);
+    let mut ps = String::new();
+    for _ in 0..100 {
+        ps = host.ok(&["ps", "-a", "busy"]);
+        if ps.contains("spinner.1: up") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ps.contains("spinner.1: up"), "{ps}");
+    host.ok(&["ps:scale", "spinner=0", "-a", "busy"]);
+    let logs = host.ok(&["logs", "--dyno", "spinner.1", "-a", "busy"]);
+    assert!(
+        logs.contains("Error R12 (Exit timeout) -> the process did not exit within 2s"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("wdeploy[spinner.1]: State changed from up to down"),
+        "{logs}"
+    );
+    assert_eq!(host.get("hello", "/").0, 200);
 }

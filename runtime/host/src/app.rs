@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 /// How many dynos of each process type run (`web=2 worker=1`).
 pub type Formation = BTreeMap<String, u32>;
@@ -38,6 +39,8 @@ pub struct AppRuntime {
     port: u16,
     /// The crash restart schedule every worker dyno starts with.
     backoff: Backoff,
+    /// How long a stopping worker has to exit after its stdin closes.
+    stop_grace: Duration,
     /// Web dynos serving now; the router reads a snapshot, changes swap the whole list.
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
@@ -60,6 +63,7 @@ impl AppRuntime {
         run_dir: PathBuf,
         port: u16,
         backoff: Backoff,
+        stop_grace: Duration,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
             name: name.into(),
@@ -68,6 +72,7 @@ impl AppRuntime {
             run_dir,
             port,
             backoff,
+            stop_grace,
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
@@ -135,9 +140,7 @@ impl AppRuntime {
 
         let old_workers =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        for worker in old_workers {
-            worker.stop().await;
-        }
+        self.stop_workers(old_workers).await;
         let mut workers = Vec::new();
         for (process_type, count) in formation {
             if process_type == "web" || process_type == "release" {
@@ -198,9 +201,7 @@ impl AppRuntime {
             }
             *workers = kept;
         }
-        for worker in stopping {
-            worker.stop().await;
-        }
+        self.stop_workers(stopping).await;
         *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = formation.clone();
         Ok(())
     }
@@ -239,7 +240,7 @@ impl AppRuntime {
             };
             workers.remove(index)
         };
-        old.stop().await;
+        old.stop(self.stop_grace).await;
         let fresh = self.start_worker(&release, &process_type, n)?;
         self.workers
             .lock()
@@ -310,9 +311,7 @@ impl AppRuntime {
         }
         drop(old_web);
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        for worker in workers {
-            worker.stop().await;
-        }
+        self.stop_workers(workers).await;
     }
 
     async fn start_web(&self, release: &Arc<Release>, n: u32) -> anyhow::Result<WebDyno> {
@@ -345,6 +344,11 @@ impl AppRuntime {
             port: self.port,
             backoff: self.backoff.clone(),
         })
+    }
+
+    /// Stops workers together, each with the grace period to exit.
+    async fn stop_workers(&self, workers: Vec<WorkerDyno>) {
+        futures::future::join_all(workers.into_iter().map(|w| w.stop(self.stop_grace))).await;
     }
 
     /// Atomically replaces the web dynos the router sees; returns the previous list.

@@ -27,6 +27,8 @@ pub struct HostConfig {
     pub router_port: u16,
     /// How crashed worker dynos are restarted.
     pub backoff: crate::backoff::Backoff,
+    /// How long a stopping worker has to exit after its stdin closes.
+    pub stop_grace: std::time::Duration,
 }
 
 /// The host: store + engine + router + every app's runtime.
@@ -141,6 +143,7 @@ impl Host {
                     self.run_dir.clone(),
                     self.config.router_port,
                     self.config.backoff.clone(),
+                    self.config.stop_grace,
                 );
                 self.router.add_app(runtime.clone());
                 runtime

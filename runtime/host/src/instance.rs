@@ -20,17 +20,23 @@ pub struct InstanceEnv<'a> {
     pub dir: &'a Path,
     pub logs: &'a Arc<LogStream>,
     pub memory_limit_bytes: usize,
+    /// The guest's stdin; `None` gives an empty, closed one.
+    pub stdin: Option<wasmtime_wasi::cli::AsyncStdinStream>,
 }
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
 /// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
-pub fn new_store(engine: &Engine, env: &InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
+pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
     let mut builder = WasiCtx::builder();
     builder
         .envs(env.env)
         .args(env.args)
         .stdout(LogWriter::new(env.logs.clone(), env.dyno.clone()))
-        .stderr(LogWriter::new(env.logs.clone(), env.dyno.clone()))
+        .stderr(LogWriter::new(env.logs.clone(), env.dyno.clone()));
+    if let Some(stdin) = env.stdin {
+        builder.stdin(stdin);
+    }
+    builder
         .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
         .map_err(anyhow::Error::from)
         .context("opening the dyno filesystem")?;

@@ -262,8 +262,9 @@ impl Inner {
             dir: self.dir.path(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
+            stdin: None,
         };
-        let mut store = new_store(&self.engine, &env)?;
+        let mut store = new_store(&self.engine, env)?;
         let proxy = pre
             .instantiate_async(&mut store)
             .await

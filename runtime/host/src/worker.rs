@@ -8,19 +8,31 @@ use crate::logs::LogStream;
 use crate::release::Release;
 use crate::status::{DynoSnapshot, DynoState, DynoStatus};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// A supervised worker dyno. Dropping it (or calling [`WorkerDyno::stop`]) stops the guest.
+/// A supervised worker dyno. [`WorkerDyno::stop`] asks the guest to exit; dropping it
+/// stops the guest at once.
 pub struct WorkerDyno {
     name: Arc<str>,
     process_type: String,
     release: Arc<Release>,
     command: String,
     status: DynoStatus,
+    stop: Arc<StopSignal>,
     logs: Arc<LogStream>,
     task: JoinHandle<()>,
+}
+
+/// How a worker is asked to stop. A wasm guest has no signals, so the platform's SIGTERM
+/// is the end of its stdin: a guest that polls stdin sees EOF and can exit cleanly.
+#[derive(Default)]
+struct StopSignal {
+    stopping: AtomicBool,
+    /// The write end of the running guest's stdin; dropping it closes the guest's stdin.
+    stdin: Mutex<Option<tokio::io::DuplexStream>>,
 }
 
 /// Where and how to start a worker dyno.
@@ -39,6 +51,7 @@ impl WorkerDyno {
     pub fn start(spec: WorkerDynoSpec<'_>) -> anyhow::Result<WorkerDyno> {
         let supervisor = Supervisor::new(&spec, None).map_err(anyhow::Error::msg)?;
         let status = supervisor.status.clone();
+        let stop = supervisor.stop.clone();
         let command = supervisor.args.join(" ");
         let task = tokio::spawn(supervisor.run());
         Ok(WorkerDyno {
@@ -47,6 +60,7 @@ impl WorkerDyno {
             release: spec.release.clone(),
             command,
             status,
+            stop,
             logs: spec.logs.clone(),
             task,
         })
@@ -69,11 +83,44 @@ impl WorkerDyno {
         }
     }
 
-    /// Stops the guest at its next yield point and removes its filesystem.
-    pub async fn stop(mut self) {
-        self.logs.platform(&self.name, "Stopping process");
-        self.task.abort();
-        let _ = (&mut self.task).await;
+    /// Stops the dyno: closes a running guest's stdin and gives it `grace` to exit, then
+    /// stops it at its next yield point (Heroku's R12). Its filesystem is removed.
+    pub async fn stop(mut self, grace: Duration) {
+        self.stop.stopping.store(true, Ordering::SeqCst);
+        let stdin = self
+            .stop
+            .stdin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let running = self.status.get().state == DynoState::Up;
+        let mut exited = false;
+        if let (true, Some(stdin)) = (running, stdin) {
+            self.logs.platform(
+                &self.name,
+                format!(
+                    "Stopping process: stdin closed, {}s to exit",
+                    grace.as_secs_f64()
+                ),
+            );
+            drop(stdin);
+            exited = tokio::time::timeout(grace, &mut self.task).await.is_ok();
+            if !exited {
+                self.logs.platform(
+                    &self.name,
+                    format!(
+                        "Error R12 (Exit timeout) -> the process did not exit within {}s of its stdin closing; stopping it",
+                        grace.as_secs_f64()
+                    ),
+                );
+            }
+        } else {
+            self.logs.platform(&self.name, "Stopping process");
+        }
+        if !exited {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
         self.logs
             .platform(&self.name, "State changed from up to down");
     }
@@ -103,6 +150,7 @@ impl Drop for WorkerDyno {
 
 struct Supervisor {
     status: DynoStatus,
+    stop: Arc<StopSignal>,
     name: Arc<str>,
     engine: Arc<Engine>,
     release: Arc<Release>,
@@ -125,6 +173,7 @@ impl Supervisor {
         let args = args.map_or_else(|| process.args.clone(), <[String]>::to_vec);
         Ok(Supervisor {
             status: DynoStatus::default(),
+            stop: Arc::new(StopSignal::default()),
             name: spec.name.into(),
             engine: spec.engine.clone(),
             release: spec.release.clone(),
@@ -145,6 +194,14 @@ impl Supervisor {
             let started = Instant::now();
             self.status.set(DynoState::Starting);
             let ended = self.run_once().await;
+            if self.stop.stopping.load(Ordering::SeqCst) {
+                let line = match ended {
+                    Ok(code) => format!("Process exited with status {code}"),
+                    Err(why) => format!("Process crashed: {why}"),
+                };
+                self.logs.platform(&self.name, line);
+                return;
+            }
             let (state, line) = match ended {
                 Ok(0) => ("crashed", "Process exited with status 0".to_string()),
                 Ok(code) => ("crashed", format!("Process exited with status {code}")),
@@ -180,6 +237,9 @@ impl Supervisor {
             &self.name,
             format!("Starting process with command `{}`", self.args.join(" ")),
         );
+        // The guest's stdin stays open for its whole life; `stop` closes it.
+        let (stdin_writer, stdin_reader) = tokio::io::duplex(64);
+        *self.stop.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(stdin_writer);
         let env = InstanceEnv {
             dyno: &self.name,
             env: &self.env,
@@ -187,8 +247,9 @@ impl Supervisor {
             dir: dir.path(),
             logs: &self.logs,
             memory_limit_bytes: (self.release.settings.limits.memory_mb as usize) << 20,
+            stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
         };
-        let mut store = new_store(&self.engine, &env).map_err(|e| format!("{e:#}"))?;
+        let mut store = new_store(&self.engine, env).map_err(|e| format!("{e:#}"))?;
         let command = pre
             .instantiate_async(&mut store)
             .await

@@ -34,6 +34,8 @@ pub struct DevArgs {
 
 /// How long in-flight requests may take to finish when stopping.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long workers have to exit after their stdin closes (short, as in `heroku local`).
+const WORKER_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Handle Ctrl-C and SIGTERM from the very start, so a stop during the build or the
@@ -94,6 +96,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         run_dir.path.clone(),
         port,
         wdeploy_host::backoff::Backoff::default(),
+        WORKER_GRACE,
     );
     let mut version = 1;
     let release = Release::load(

@@ -30,6 +30,9 @@ pub struct HostArgs {
     /// Seconds of running without a crash that reset the restart delays
     #[arg(long, default_value_t = 60.0)]
     pub healthy_after: f64,
+    /// Seconds a stopping worker has to exit after its stdin closes (wasm's SIGTERM)
+    #[arg(long, default_value_t = 30.0)]
+    pub stop_grace: f64,
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -67,6 +70,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         "--healthy-after must be a number of seconds"
     );
     let backoff = Backoff::new(schedule, Duration::from_secs_f64(args.healthy_after));
+    anyhow::ensure!(
+        args.stop_grace.is_finite() && (0.0..=3600.0).contains(&args.stop_grace),
+        "--stop-grace must be between 0 and 3600 seconds"
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         ..EngineOptions::default()
@@ -78,6 +85,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             domain: args.domain.clone(),
             router_port: router_addr.port(),
             backoff,
+            stop_grace: Duration::from_secs_f64(args.stop_grace),
         },
         engine,
         router.clone(),
