@@ -745,3 +745,37 @@ fn stopping_workers_close_stdin_then_give_a_grace_period() {
     );
     assert_eq!(host.get("hello", "/").0, 200);
 }
+
+#[test]
+fn in_flight_requests_finish_across_a_restart_and_a_host_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with(data.path(), &["--stop-grace", "2"]);
+    host.ok(&["apps:create", "faults", "--no-link"]);
+    host.push("faults", &sample("faults"));
+    let slow = |host: &TestHost| {
+        let url = format!("http://127.0.0.1:{}/slow?ms=1500", host.router_port);
+        let header = format!("faults.localhost:{}", host.router_port);
+        std::thread::spawn(move || {
+            let mut r = http().get(&url).header("host", &header).call().unwrap();
+            (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+        })
+    };
+    // `restart` boots a new web.1 and retires the old one after its request.
+    // (The pauses let each request reach its dyno; the assertions wait on the answers.)
+    let request = slow(&host);
+    std::thread::sleep(Duration::from_millis(300));
+    host.ok(&["restart", "-a", "faults"]);
+    assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".into()));
+
+    // SIGTERM stops the host only after the request in flight is answered.
+    let request = slow(&host);
+    std::thread::sleep(Duration::from_millis(300));
+    let TestHost { mut running, .. } = host;
+    Command::new("kill")
+        .args(["-TERM", &running.pid().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".into()));
+    let status = running.wait(SOON);
+    assert!(status.success(), "host exited with {status}");
+}
