@@ -31,6 +31,9 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
     builder
         .envs(env.env)
         .args(env.args)
+        // Host-call limits: a guest cannot make the host hand out unbounded buffers.
+        // (wasi:http fields are capped at 128 KiB by wasmtime-wasi-http's default.)
+        .max_random_size(1 << 20)
         .stdout(LogWriter::new(env.logs.clone(), env.dyno.clone()))
         .stderr(LogWriter::new(env.logs.clone(), env.dyno.clone()));
     if let Some(stdin) = env.stdin {
