@@ -779,3 +779,65 @@ fn in_flight_requests_finish_across_a_restart_and_a_host_sigterm() {
     let status = running.wait(SOON);
     assert!(status.success(), "host exited with {status}");
 }
+
+#[test]
+fn kill_9_in_the_middle_of_a_push_leaves_a_consistent_store() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "faults", "--no-link"]);
+    host.push("faults", &sample("faults"));
+
+    // A second push with new components; the host dies while it is being released.
+    let app = copy_sample("faults");
+    std::fs::write(app.path().join("wdeploy.toml"), "[web]\ntimeout = 5\n").unwrap();
+    let source = app.path().join("src/web.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace(
+            "(200, \"ok\\n\".to_string())",
+            "(200, \"ok v2\\n\".to_string())",
+        ),
+    )
+    .unwrap();
+    let mut push = wdeploy();
+    push.args([
+        "push",
+        "-a",
+        "faults",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ])
+    .env("XDG_CONFIG_HOME", host.config_home.path())
+    .env("WDEPLOY_HOST", &host.api)
+    .env("WDEPLOY_TOKEN", &host.token);
+    let mut push = Running::spawn(push);
+    push.wait_for_text("-----> Uploading", Duration::from_secs(600));
+    Command::new("kill")
+        .args(["-KILL", &host.running.pid().to_string()])
+        .status()
+        .unwrap();
+    let pushed = push.wait(SOON).success();
+    drop(host);
+
+    let host = TestHost::start(data.path());
+    let releases = host.ok(&["releases", "-a", "faults"]);
+    assert!(!releases.contains("(pending)"), "{releases}");
+    // An acknowledged push is live; an unacknowledged one is either whole or absent.
+    let (status, body) = host.get("faults", "/");
+    assert_eq!(status, 200);
+    if pushed {
+        assert_eq!(body, "ok v2\n", "{releases}");
+    } else {
+        assert!(body == "ok\n" || body == "ok v2\n", "{body}\n{releases}");
+    }
+    // The next push completes whatever the killed one left half done.
+    host.push("faults", app.path());
+    assert_eq!(host.get("faults", "/"), (200, "ok v2\n".into()));
+    assert_eq!(
+        host.ok(&["releases", "-a", "faults"])
+            .matches("(current)")
+            .count(),
+        1
+    );
+}
