@@ -230,15 +230,20 @@ fn edits_rebuild_and_swap_without_dropping_requests() {
     assert!(dev.interrupt(SOON).success());
 }
 
-#[test]
-fn bad_procfile_is_refused_with_its_line_number() {
+/// Runs `dev` on a copy of hello with `procfile`; it must fail. Returns its output.
+fn dev_refusing_procfile(procfile: &str) -> String {
     let app = copy_sample("hello");
-    std::fs::write(app.path().join("Procfile"), "web: web\nworker worker\n").unwrap();
+    std::fs::write(app.path().join("Procfile"), procfile).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut dev = dev(app.path(), tmp.path(), &[]);
     let status = dev.wait(BUILD);
-    assert!(!status.success());
-    let out = dev.output();
+    assert!(!status.success(), "dev accepted {procfile:?}");
+    dev.output()
+}
+
+#[test]
+fn bad_procfile_is_refused_with_its_line_number() {
+    let out = dev_refusing_procfile("web: web\nworker worker\n");
     assert!(
         out.contains("error: Procfile line 2: expected `name: component [args…]`"),
         "{out}"
@@ -251,13 +256,7 @@ fn bad_procfile_is_refused_with_its_line_number() {
 
 #[test]
 fn procfile_naming_a_missing_component_is_refused_before_start() {
-    let app = copy_sample("hello");
-    std::fs::write(app.path().join("Procfile"), "web: web\nclock: clock\n").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut dev = dev(app.path(), tmp.path(), &[]);
-    let status = dev.wait(BUILD);
-    assert!(!status.success());
-    let out = dev.output();
+    let out = dev_refusing_procfile("web: web\nclock: clock\n");
     assert!(
         out.contains("process type `clock` runs component `clock.wasm`, which the slug lacks (it has: release.wasm, web.wasm, worker.wasm)"),
         "{out}"
