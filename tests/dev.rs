@@ -313,6 +313,10 @@ fn runaway_and_memory_hungry_guests_are_stopped_and_the_dyno_keeps_serving() {
     dev.wait_for_text("Instance crashed: deadline exceeded", SOON);
     assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
 
+    // Leaking host resources hits the per-instance handle limit, not the host's memory.
+    assert_eq!(get(&format!("{base}/handles")).0, 500);
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+
     // Allocating past the quota kills the instance with an R14 line.
     assert_eq!(get(&format!("{base}/alloc")).0, 500);
     let r14 = dev.wait_for_text("Error R14 (Memory quota exceeded)", SOON);

@@ -77,13 +77,19 @@ pub fn describe_failure(e: &wasmtime::Error) -> String {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return trap.to_string();
     }
-    // The first message that is not wasmtime's backtrace wrapper: for a memory quota it is
-    // "forcing trap when growing memory to N bytes".
-    e.chain()
+    // The chain of messages without wasmtime's backtrace wrapper: for a leak of host
+    // handles, "[new_fields] pushing fields: resource table has no free keys".
+    let messages: Vec<String> = e
+        .chain()
         .map(|cause| cause.to_string())
-        .find(|m| !m.starts_with("error while executing at wasm backtrace"))
-        .and_then(|m| m.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown failure".into())
+        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .filter_map(|m| m.lines().next().map(str::to_string))
+        .collect();
+    if messages.is_empty() {
+        "unknown failure".into()
+    } else {
+        messages.join(": ")
+    }
 }
 
 /// The exit status a guest call result stands for, if it exited rather than trapped.

@@ -6,6 +6,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// Live host resources one instance may hold at once.
+pub const MAX_HANDLES: usize = 10_000;
+
 pub struct StoreData {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
@@ -20,7 +23,13 @@ impl StoreData {
         StoreData {
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: {
+                // Host-side handles (fields, streams, pollables) per instance: a guest that
+                // leaks them traps instead of growing the host's memory without bound.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HANDLES);
+                table
+            },
             quota: Quota::new(memory_limit_bytes),
             deadline: None,
         }

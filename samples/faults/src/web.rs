@@ -11,6 +11,7 @@
 //! - `/env?name=K`    → the value of env var K
 //! - `/flood?lines=N` → prints N log lines (and one line of 25,000 bytes), then `flooded`
 //! - `/slow?ms=N`     → answers after N milliseconds
+//! - `/handles`       → leaks host resources (header maps) until something gives
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,9 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 println!("{}", "y".repeat(25_000));
                 (200, "flooded\n".to_string())
             }
+            "/handles" => loop {
+                std::mem::forget(Fields::new());
+            },
             "/slow" => {
                 let ms: u64 = param("ms").parse().unwrap_or(1000);
                 std::thread::sleep(std::time::Duration::from_millis(ms));
