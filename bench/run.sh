@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The benchmark suite: wdeploy's router against `wasmtime serve` and a native hyper server,
+# the same hello component and load for each, in one run on this machine.
+#
+#   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
+#
+# Installs its peers itself: wrk (apt) and wasmtime-cli 48.0.8 (cargo install into
+# target/bench-tools, about 11 minutes the first time). Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-32}
+threads=${THREADS:-2}
+tools=$root/target/bench-tools
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+if [ ! -x "$tools/bin/wasmtime" ]; then
+  echo "installing wasmtime-cli 48.0.8 into $tools (once)" >&2
+  cargo install wasmtime-cli --version 48.0.8 --locked --root "$tools" >&2
+fi
+cargo build --release -q -p wdeploy -p native-hello
+W=$root/target/release/wdeploy
+export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null -H "Host: $2" "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# One host with two apps: hello (warm instances reused) and hello-fresh (isolation = request).
+api=$(free_port); router=$(free_port)
+"$W" host --data "$work/data" --listen 127.0.0.1:$router --api 127.0.0.1:$api >"$work/host.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -f "$work/data/admin-token" ] && break; sleep 0.1; done
+export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN=$(cat "$work/data/admin-token")
+"$W" apps:create hello --no-link >/dev/null
+"$W" push -a hello --dir samples/hello >"$work/push.log" 2>&1
+cp -r samples/hello "$work/hello-fresh"
+printf '[web]\nisolation = "request"\n' >"$work/hello-fresh/wdeploy.toml"
+"$W" apps:create hello-fresh --no-link >/dev/null
+"$W" push -a hello-fresh --dir "$work/hello-fresh" >>"$work/push.log" 2>&1
+component=$(ls "$WDEPLOY_CACHE_DIR"/apps/hello-*/slugs/*/web.wasm | head -1)
+
+serve_default=$(free_port); serve_reuse=$(free_port); native=$(free_port)
+"$tools/bin/wasmtime" serve -S cli --addr 127.0.0.1:$serve_default "$component" >/dev/null 2>&1 &
+pids+=($!)
+"$tools/bin/wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr 127.0.0.1:$serve_reuse "$component" >/dev/null 2>&1 &
+pids+=($!)
+"$root/target/release/native-hello" $native >/dev/null &
+pids+=($!)
+
+declare -A rps p50 p99
+run() { # name url host
+  wait_http "$2" "$3"
+  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $3" "$2")
+  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50[$1]=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99[$1]=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+  printf '%-28s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" "${p50[$1]}" "${p99[$1]}" "$errors"
+}
+echo "wrk -t$threads -c$connections -d$duration, loopback, samples/hello web component ($(nproc) cores)"
+run "wdeploy (reuse)" "http://127.0.0.1:$router/" "hello.localhost"
+run "wdeploy (isolation=request)" "http://127.0.0.1:$router/" "hello-fresh.localhost"
+run "wasmtime serve (default)" "http://127.0.0.1:$serve_default/" "localhost"
+run "wasmtime serve (reuse 1000)" "http://127.0.0.1:$serve_reuse/" "localhost"
+run "native hyper" "http://127.0.0.1:$native/" "localhost"
+ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}')"; }
+echo
+echo "wdeploy (reuse) / wasmtime serve (reuse 1000):           $(ratio "${rps[wdeploy (reuse)]}" "${rps[wasmtime serve (reuse 1000)]}")  (target >= 1.2)"
+echo "wdeploy (isolation=request) / wasmtime serve (default):  $(ratio "${rps[wdeploy (isolation=request)]}" "${rps[wasmtime serve (default)]}")  (target >= 3)"
+echo "wdeploy (reuse) / native hyper:                          $(ratio "${rps[wdeploy (reuse)]}" "${rps[native hyper]}")"
