@@ -10,7 +10,10 @@ use std::io::Write;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8090);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8090);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "wdeploy".into());
     loop {
