@@ -44,23 +44,6 @@ impl Buildpack {
             .collect()
     }
 
-    /// A buildpack folder given by path (a third-party buildpack).
-    pub fn from_dir(dir: &Path) -> anyhow::Result<Buildpack> {
-        for script in ["bin/detect", "bin/compile"] {
-            if !dir.join(script).is_file() {
-                bail!("{} is not a buildpack: {script} is missing", dir.display());
-            }
-        }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "custom".into());
-        Ok(Buildpack {
-            name,
-            dir: dir.to_path_buf(),
-        })
-    }
-
     /// Runs `bin/detect APP_DIR`: exit 0 means this buildpack builds the app.
     pub fn detect(&self, app_dir: &Path) -> anyhow::Result<bool> {
         let status = Command::new(self.dir.join("bin/detect"))

@@ -10,7 +10,6 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// How a web dyno maps requests onto component instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,16 +62,6 @@ pub struct AppSettings {
 pub const SETTINGS_FILE: &str = "wdeploy.toml";
 
 impl AppSettings {
-    /// Reads `wdeploy.toml` from a directory; a missing file means defaults.
-    pub fn load(dir: &Path) -> anyhow::Result<AppSettings> {
-        let path = dir.join(SETTINGS_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => AppSettings::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppSettings::default()),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
-        }
-    }
-
     pub fn parse(text: &str) -> anyhow::Result<AppSettings> {
         let settings: AppSettings =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{SETTINGS_FILE}: {e}"))?;

@@ -46,10 +46,6 @@ impl Backoff {
         delay
     }
 
-    pub fn reset(&mut self) {
-        self.crashes = 0;
-    }
-
     /// A schedule from seconds separated by commas: `0,1,2,4,8,16,32,60`.
     pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
         text.split(',')
@@ -78,8 +74,6 @@ mod tests {
         assert_eq!(b.next_delay(s(0)), s(5));
         assert_eq!(b.next_delay(s(0)), s(5));
         assert_eq!(b.next_delay(s(11)), s(0));
-        b.reset();
-        assert_eq!(b.next_delay(s(0)), s(0));
     }
 
     #[test]

@@ -135,7 +135,12 @@ mod tests {
             w.write_bytes(&vec![b'x'; MAX_LINE_BYTES + 5]);
             w.write_bytes(b"tail");
         }
-        let lines: Vec<_> = logs.recent(10).iter().map(|l| l.text.clone()).collect();
+        let lines: Vec<_> = logs
+            .replay_and_subscribe(10)
+            .0
+            .iter()
+            .map(|l| l.text.clone())
+            .collect();
         assert_eq!(lines[0], "one");
         assert_eq!(lines[1], "two");
         assert_eq!(lines[2].len(), MAX_LINE_BYTES);

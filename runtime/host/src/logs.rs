@@ -128,16 +128,6 @@ impl LogStream {
         (recent, self.live.subscribe())
     }
 
-    /// The last `n` lines, oldest first.
-    pub fn recent(&self, n: usize) -> Vec<Arc<LogLine>> {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        history
-            .iter()
-            .skip(history.len().saturating_sub(n))
-            .cloned()
-            .collect()
-    }
-
     /// Lines written from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
         self.live.subscribe()
@@ -194,10 +184,10 @@ mod tests {
         for i in 0..BUFFER_LINES + 10 {
             logs.write(SourceKind::App, "web.1", format!("{i}"));
         }
-        let recent = logs.recent(usize::MAX);
+        let recent = logs.replay_and_subscribe(usize::MAX).0;
         assert_eq!(recent.len(), BUFFER_LINES);
         assert_eq!(recent[0].text, "10");
-        assert_eq!(logs.recent(2).len(), 2);
+        assert_eq!(logs.replay_and_subscribe(2).0.len(), 2);
     }
 
     #[test]

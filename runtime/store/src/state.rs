@@ -145,15 +145,8 @@ impl State {
     pub fn apps(&self) -> Result<Vec<App>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT name, created_at FROM apps ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        rows.map(|row| {
-            let (name, at) = row?;
-            Ok(App {
-                name,
-                created_at: parse_time(&at),
-            })
-        })
-        .collect()
+        let rows = stmt.query_map([], row_to_app)?;
+        rows.map(|row| row.map_err(StoreError::from)).collect()
     }
 
     pub fn app(&self, name: &str) -> Result<App> {
@@ -161,13 +154,9 @@ impl State {
             .query_row(
                 "SELECT name, created_at FROM apps WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                row_to_app,
             )
             .optional()?
-            .map(|(name, at)| App {
-                name,
-                created_at: parse_time(&at),
-            })
             .ok_or_else(|| StoreError::NotFound(format!("app {name}")))
     }
 
@@ -337,6 +326,13 @@ impl State {
             .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
             > 0)
     }
+}
+
+fn row_to_app(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        name: r.get(0)?,
+        created_at: parse_time(&r.get::<_, String>(1)?),
+    })
 }
 
 type RowResult = std::result::Result<Release, serde_json::Error>;
