@@ -760,16 +760,27 @@ fn in_flight_requests_finish_across_a_restart_and_a_host_sigterm() {
             (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
         })
     };
-    // `restart` boots a new web.1 and retires the old one after its request.
-    // (The pauses let each request reach its dyno; the assertions wait on the answers.)
+    // Waits (bounded) until the guest has started serving a slow request.
+    let in_flight = |host: &TestHost, nth: usize| {
+        for _ in 0..200 {
+            let logs = host.ok(&["logs", "--source", "app", "-a", "faults"]);
+            if logs.matches("slow: sleeping 1500ms").count() >= nth {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the slow request never reached a dyno");
+    };
+
+    // `restart` boots a new web.1 and retires the old one only after its request.
     let request = slow(&host);
-    std::thread::sleep(Duration::from_millis(300));
+    in_flight(&host, 1);
     host.ok(&["restart", "-a", "faults"]);
     assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".into()));
 
     // SIGTERM stops the host only after the request in flight is answered.
     let request = slow(&host);
-    std::thread::sleep(Duration::from_millis(300));
+    in_flight(&host, 2);
     let TestHost { mut running, .. } = host;
     Command::new("kill")
         .args(["-TERM", &running.pid().to_string()])

@@ -151,14 +151,24 @@ impl Host {
             .clone()
     }
 
-    /// Loads a stored release (verifying every blob) and runs it at the stored formation.
+    /// Loads a stored release (verifying every blob) and runs it at the stored formation;
+    /// no release phase (it ran when the release was made).
     async fn start(
         &self,
         runtime: &Arc<AppRuntime>,
         release: &wdeploy_store::Release,
     ) -> anyhow::Result<()> {
         let loaded = self.load(release).await?;
-        let formation = self.formation_for(&release.app, &loaded)?;
+        self.run_formation(runtime, loaded).await
+    }
+
+    /// Runs a loaded release at the app's stored formation, with preboot.
+    async fn run_formation(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        loaded: Arc<Release>,
+    ) -> anyhow::Result<()> {
+        let formation = self.formation_for(&loaded.app, &loaded)?;
         runtime.deploy(loaded, &formation).await
     }
 
@@ -276,14 +286,13 @@ impl Host {
     ) -> anyhow::Result<()> {
         let loaded = self.load(record).await?;
         self.release_phase(runtime, &loaded, progress).await?;
-        let formation = self.formation_for(&record.app, &loaded)?;
         progress
             .say(format!(
                 "-----> Starting v{} (the old dynos stop once it is up)",
                 record.version
             ))
             .await;
-        runtime.deploy(loaded, &formation).await
+        self.run_formation(runtime, loaded).await
     }
 
     /// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
@@ -693,7 +702,7 @@ impl Platform for Host {
         }
         let runtime = self.runtime(app);
         let keep = move |line: &LogLine| {
-            query.dyno.as_ref().is_none_or(|d| &line.process == d)
+            query.dyno.as_ref().is_none_or(|d| *line.process == **d)
                 && query.source.as_ref().is_none_or(|s| match line.kind {
                     SourceKind::App => s == "app",
                     SourceKind::Router => s == "router",
@@ -769,7 +778,7 @@ async fn follow_one_off(
     let outcome = loop {
         tokio::select! {
             line = live.recv() => match line {
-                Ok(line) if line.process == name && line.kind == SourceKind::App => {
+                Ok(line) if &*line.process == name && line.kind == SourceKind::App => {
                     let _ = out.send(format!("{indent}{}\n", line.text)).await;
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
@@ -781,7 +790,7 @@ async fn follow_one_off(
         }
     };
     while let Ok(line) = live.try_recv() {
-        if line.process == name && line.kind == SourceKind::App {
+        if &*line.process == name && line.kind == SourceKind::App {
             let _ = out.send(format!("{indent}{}\n", line.text)).await;
         }
     }

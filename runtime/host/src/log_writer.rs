@@ -57,7 +57,7 @@ impl Pending {
     fn emit_full(&mut self) {
         let text = sanitize(&self.partial);
         self.partial.clear();
-        self.logs.write(SourceKind::App, &self.dyno, text);
+        self.logs.write(SourceKind::App, self.dyno.clone(), text);
     }
 }
 

@@ -39,8 +39,9 @@ impl SourceKind {
 pub struct LogLine {
     pub at: DateTime<Utc>,
     pub kind: SourceKind,
-    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines.
-    pub process: String,
+    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines. Shared, so
+    /// a dyno's lines do not each allocate its name.
+    pub process: Arc<str>,
     pub text: String,
 }
 
@@ -88,11 +89,11 @@ impl LogStream {
     }
 
     /// Appends a line written now.
-    pub fn write(&self, kind: SourceKind, process: &str, text: impl Into<String>) {
+    pub fn write(&self, kind: SourceKind, process: impl Into<Arc<str>>, text: impl Into<String>) {
         self.push(LogLine {
             at: Utc::now(),
             kind,
-            process: process.to_string(),
+            process: process.into(),
             text: text.into(),
         });
     }

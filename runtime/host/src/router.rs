@@ -233,7 +233,11 @@ fn error(
     );
     line.bytes = response.body().size_hint().exact().unwrap_or(0);
     line.service_ms = started.elapsed().as_millis();
-    logs.write(SourceKind::Router, "router", line.to_string());
+    logs.write(
+        SourceKind::Router,
+        crate::router_log::ROUTER.clone(),
+        line.to_string(),
+    );
     response
 }
 

@@ -11,6 +11,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+/// The source name of router lines, shared by all of them.
+pub static ROUTER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "router".into());
+
 /// What the router knows about one request, printed logplex-style.
 #[derive(Debug, Clone)]
 pub struct RouterLine {
@@ -76,7 +79,7 @@ impl Metered {
     fn finish(&mut self) {
         if let Some((mut line, started, logs)) = self.pending.take() {
             line.service_ms = started.elapsed().as_millis();
-            logs.write(SourceKind::Router, "router", line.to_string());
+            logs.write(SourceKind::Router, ROUTER.clone(), line.to_string());
         }
     }
 }

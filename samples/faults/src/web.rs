@@ -84,6 +84,7 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
             },
             "/slow" => {
                 let ms: u64 = param("ms").parse().unwrap_or(1000);
+                println!("slow: sleeping {ms}ms");
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 (200, format!("slept {ms}ms\n"))
             }
