@@ -167,6 +167,27 @@ fn warm_instances_keep_memory_between_requests() {
     assert!(dev.interrupt(SOON).success());
 }
 
+#[test]
+fn warm_instances_are_recycled_after_max_requests() {
+    let app = copy_sample("faults");
+    std::fs::write(app.path().join("wdeploy.toml"), "[web]\nmax_requests = 2\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(
+        app.path(),
+        tmp.path(),
+        &[
+            "--env-file",
+            write_env(tmp.path(), "WEB_CONCURRENCY=1").to_str().unwrap(),
+        ],
+    );
+    let port = dev.port();
+    let counts: Vec<_> = (0..5)
+        .map(|_| get(&format!("http://127.0.0.1:{port}/count")).1)
+        .collect();
+    assert_eq!(counts, ["1\n", "2\n", "1\n", "2\n", "1\n"]);
+    assert!(dev.interrupt(SOON).success());
+}
+
 fn write_env(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("test.env");
     std::fs::write(&path, format!("{text}\n")).unwrap();

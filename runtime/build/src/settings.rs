@@ -4,6 +4,7 @@
 //! [web]
 //! isolation = "request"   # "dyno" (default): warm instances reused across requests
 //! timeout = 30            # seconds a request may take
+//! max_requests = 10000    # requests per warm instance before it is recycled (0: never)
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
@@ -22,12 +23,19 @@ pub enum Isolation {
     Request,
 }
 
+/// Requests per warm instance before it is recycled, unless `web.max_requests` says.
+pub const DEFAULT_MAX_REQUESTS: u64 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSettings {
     pub isolation: Isolation,
     /// Seconds before the router gives up on a request.
     pub timeout: u64,
+    /// Requests a warm instance serves before it is replaced by a fresh one, so a guest
+    /// that leaks memory or handles is reset now and then (0: never). Like gunicorn's
+    /// `max_requests`; measured in BENCHMARKS.md to cost nothing visible at this value.
+    pub max_requests: u64,
 }
 
 impl Default for WebSettings {
@@ -35,6 +43,7 @@ impl Default for WebSettings {
         WebSettings {
             isolation: Isolation::Dyno,
             timeout: 30,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }

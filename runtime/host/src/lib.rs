@@ -13,6 +13,7 @@ pub mod instance;
 pub mod log_writer;
 pub mod logs;
 pub mod quota;
+pub mod ready_body;
 pub mod release;
 pub mod router;
 pub mod router_log;

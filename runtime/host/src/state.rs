@@ -4,7 +4,7 @@ use crate::quota::Quota;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// Live host resources one instance may hold at once.
 pub const MAX_HANDLES: usize = 10_000;
@@ -12,6 +12,7 @@ pub const MAX_HANDLES: usize = 10_000;
 pub struct StoreData {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
+    pub http_hooks: HttpHooks,
     pub table: ResourceTable,
     pub quota: Quota,
     /// When the current call must stop; checked on every epoch tick.
@@ -23,6 +24,7 @@ impl StoreData {
         StoreData {
             wasi,
             http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks,
             table: {
                 // Host-side handles (fields, streams, pollables) per instance: a guest that
                 // leaks them traps instead of growing the host's memory without bound.
@@ -50,7 +52,30 @@ impl WasiHttpView for StoreData {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.http_hooks,
         }
+    }
+}
+
+/// Writes to a response body a guest may queue before the router has read them.
+///
+/// wasmtime-wasi-http's default is one, so a handler that writes its body in a few pieces
+/// (as `writeln!` does) waits for the router after the second; with room for a few more,
+/// a small response is complete when the handler returns and goes out in one write.
+pub const BODY_BUFFER_WRITES: usize = 16;
+/// Largest single write to a body; with [`BODY_BUFFER_WRITES`] this bounds what one
+/// response can hold in host memory at 1 MiB.
+pub const BODY_WRITE_BYTES: usize = 64 << 10;
+
+/// How the host's wasi:http behaves for guests, beyond wasmtime-wasi-http's defaults.
+pub struct HttpHooks;
+
+impl WasiHttpHooks for HttpHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_WRITES
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_WRITE_BYTES
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::ephemeral::EphemeralDir;
 use crate::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
 use crate::logs::LogStream;
+use crate::ready_body::collect_ready;
 use crate::release::Release;
 use crate::state::StoreData;
 use crate::status::{DynoSnapshot, DynoState};
@@ -51,6 +52,8 @@ pub enum DynoError {
 struct Warm {
     store: Store<StoreData>,
     proxy: Proxy,
+    /// Requests this instance has served; it is recycled at `web.max_requests`.
+    served: u64,
 }
 
 /// A running web dyno; cheap to clone, shared by the router and in-flight requests.
@@ -69,6 +72,8 @@ struct Inner {
     /// Dropped (and so removed) with the last clone of the dyno, after in-flight requests.
     dir: EphemeralDir,
     isolation: Isolation,
+    /// Requests an instance serves before it is replaced by a fresh one (0: never).
+    max_requests: u64,
     timeout: Duration,
     memory_limit_bytes: usize,
     permits: Arc<Semaphore>,
@@ -109,6 +114,7 @@ impl WebDyno {
                 .collect(),
             dir,
             isolation: release.settings.web.isolation,
+            max_requests: release.settings.web.max_requests,
             timeout: Duration::from_secs(release.settings.web.timeout),
             memory_limit_bytes: (release.settings.limits.memory_mb as usize) << 20,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -185,7 +191,7 @@ impl WebDyno {
                 .map_err(|e| DynoError::Boot(format!("{e:#}")))?,
         };
 
-        let (sender, receiver) = oneshot::channel();
+        let (sender, mut receiver) = oneshot::channel();
         let data = warm.store.data_mut();
         let request = data
             .http()
@@ -197,55 +203,79 @@ impl WebDyno {
             .map_err(|e| DynoError::Boot(e.to_string()))?;
         data.deadline = Some(Instant::now() + inner.timeout);
 
-        // The guest runs in its own task: it may keep streaming the body after it has set
-        // the response, while the router is already sending the head to the client.
-        let task = tokio::spawn(async move {
+        let mut call = Box::pin(async move {
             let result = warm
                 .proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut warm.store, request, out)
                 .await;
             warm.store.data_mut().deadline = None;
-            let outcome = match result {
-                Ok(()) => {
-                    if inner.isolation == Isolation::Dyno {
-                        inner.idle_list().push(warm);
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    let timed_out = e.downcast_ref::<DeadlineExceeded>().is_some();
-                    let why = describe_failure(&e);
-                    tracing::debug!(dyno = %inner.name, "instance failed: {e:?}");
-                    inner.logs.platform(
-                        &inner.name,
-                        format!("Instance crashed: {why}; replacing it"),
-                    );
-                    Err(if timed_out {
-                        DynoError::Timeout
-                    } else {
-                        DynoError::Crashed(why)
-                    })
-                }
-            };
+            let outcome = inner.finish(warm, result);
             drop(permit);
             outcome
         });
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(DynoError::Guest(format!("{code:?}"))),
-            // The sender was dropped unused: the call ended without setting a response.
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(DynoError::NoResponse),
-                Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(DynoError::Crashed(join.to_string())),
+        // Drive the guest here until it sets its response. Most handlers also finish their
+        // body in that same turn, and then the whole response goes out in one write.
+        let (response, finished) = tokio::select! {
+            biased;
+            response = &mut receiver => (response.ok(), None),
+            outcome = &mut call => (receiver.try_recv().ok(), Some(outcome)),
+        };
+        match response {
+            Some(Ok(response)) => {
+                if finished.is_none() {
+                    // The guest is still streaming its body: let it go on in its own task
+                    // while the router sends the head to the client.
+                    tokio::spawn(call);
+                    return Ok(response);
+                }
+                let (parts, body) = response.into_parts();
+                Ok(hyper::Response::from_parts(parts, collect_ready(body)))
+            }
+            Some(Err(code)) => {
+                if finished.is_none() {
+                    tokio::spawn(call);
+                }
+                Err(DynoError::Guest(format!("{code:?}")))
+            }
+            // No response was set: the call ended (or must end) without one.
+            None => match finished {
+                Some(outcome) => outcome.and(Err(DynoError::NoResponse)),
+                None => call.await.and(Err(DynoError::NoResponse)),
             },
         }
     }
 }
 
 impl Inner {
+    /// What happens to an instance after a request: back to the idle list while it is
+    /// healthy and under its request budget, otherwise dropped (and its slot freed).
+    fn finish(&self, mut warm: Warm, result: wasmtime::Result<()>) -> Result<(), DynoError> {
+        match result {
+            Ok(()) => {
+                warm.served += 1;
+                let budget = self.max_requests;
+                if self.isolation == Isolation::Dyno && (budget == 0 || warm.served < budget) {
+                    self.idle_list().push(warm);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let timed_out = e.downcast_ref::<DeadlineExceeded>().is_some();
+                let why = describe_failure(&e);
+                tracing::debug!(dyno = %self.name, "instance failed: {e:?}");
+                self.logs
+                    .platform(&self.name, format!("Instance crashed: {why}; replacing it"));
+                Err(if timed_out {
+                    DynoError::Timeout
+                } else {
+                    DynoError::Crashed(why)
+                })
+            }
+        }
+    }
+
     fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -270,7 +300,11 @@ impl Inner {
             .await
             .map_err(|e| anyhow::anyhow!(describe_failure(&e)))
             .context("instantiating the web component")?;
-        Ok(Warm { store, proxy })
+        Ok(Warm {
+            store,
+            proxy,
+            served: 0,
+        })
     }
 }
 
