@@ -254,6 +254,37 @@ impl Client {
         self.stream(response)
     }
 
+    pub fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys> {
+        self.get(&format!(
+            "/apps/{app}/kv/keys?bucket={}&prefix={}",
+            encode(bucket),
+            encode(prefix)
+        ))
+    }
+    pub fn kv_get(&self, app: &str, bucket: &str, key: &str) -> Result<KvEntry> {
+        self.get(&format!(
+            "/apps/{app}/kv/entry?bucket={}&key={}",
+            encode(bucket),
+            encode(key)
+        ))
+    }
+    pub fn kv_set(&self, app: &str, bucket: &str, key: &str, value: &str) -> Result<KvEntry> {
+        self.send(
+            "PUT",
+            &format!(
+                "/apps/{app}/kv/entry?bucket={}&key={}",
+                encode(bucket),
+                encode(key)
+            ),
+            &KvSet {
+                value: value.to_string(),
+            },
+        )
+    }
+    pub fn queues(&self, app: &str) -> Result<Vec<QueueInfo>> {
+        self.get(&format!("/apps/{app}/queues"))
+    }
+
     fn stream(&self, mut response: http::Response<ureq::Body>) -> Result<Box<dyn Read + Send>> {
         let status = response.status().as_u16();
         if status >= 400 {
@@ -262,6 +293,19 @@ impl Client {
         }
         Ok(Box::new(response.into_body().into_reader()))
     }
+}
+
+/// Percent-encodes a query value (keys may hold any character, `&` and `#` included).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn error_from(status: u16, text: &str) -> ApiError {
