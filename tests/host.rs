@@ -1018,6 +1018,16 @@ fn jobs_are_processed_once_and_again_after_a_worker_crashes_mid_job() {
     let row: Vec<&str> = stats.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, ["jobs", "0", "0", "20"], "{stats}");
 
+    // A payload over the queue's limit is an error value the guest answers with.
+    let (status, body) = host.post("jobs", "/jobs", &"x".repeat(300 << 10));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            413,
+            "job refused: payload of 307200 bytes is over the limit of 262144 bytes\n"
+        )
+    );
+
     // A worker that dies mid-job never acks; the job comes back when its lease expires.
     host.ok(&["config:set", "JOB_LEASE_SECONDS=2", "-a", "jobs"]);
     let (status, body) = host.post("jobs", "/jobs", "crash-once");

@@ -11,8 +11,9 @@ use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
-/// Largest job accepted (the queue's own limit is 256 KiB).
-const MAX_JOB_BYTES: usize = 64 << 10;
+/// Largest request body read. The queue has its own, smaller limit on payloads (256 KiB),
+/// which it answers with an error this handler passes on.
+const MAX_BODY_BYTES: usize = 1 << 20;
 
 wasi::http::proxy::export!(Web);
 
@@ -24,7 +25,10 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
         let (status, body) = match (request.method(), path.as_str()) {
             (Method::Post, "/jobs") => match read_body(&request) {
                 Some(payload) => submit(&payload),
-                None => (413, format!("a job is at most {MAX_JOB_BYTES} bytes\n")),
+                None => (
+                    413,
+                    format!("a request is at most {MAX_BODY_BYTES} bytes\n"),
+                ),
             },
             (Method::Get, p) if p.starts_with("/jobs/") => match p["/jobs/".len()..].parse() {
                 Ok(id) => status_of(id),
@@ -40,6 +44,8 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
 fn submit(payload: &[u8]) -> (u16, String) {
     let id = match queue::enqueue(QUEUE, payload) {
         Ok(id) => id,
+        // Over the queue's limits: the host says which, as an error value (not a trap).
+        Err(queue::Error::Invalid(why)) => return (413, format!("job refused: {why}\n")),
         Err(e) => return (500, format!("could not enqueue: {}\n", describe_queue(e))),
     };
     let noted = store::open("").and_then(|b| b.set(&key(id, "queued"), b"yes"));
@@ -71,7 +77,7 @@ fn status_of(id: u64) -> (u16, String) {
     }
 }
 
-/// The whole request body, or `None` past [`MAX_JOB_BYTES`].
+/// The whole request body, or `None` past [`MAX_BODY_BYTES`].
 fn read_body(request: &IncomingRequest) -> Option<Vec<u8>> {
     let body = request.consume().ok()?;
     let mut bytes = Vec::new();
@@ -79,7 +85,7 @@ fn read_body(request: &IncomingRequest) -> Option<Vec<u8>> {
         let stream = body.stream().ok()?;
         while let Ok(chunk) = stream.blocking_read(16 << 10) {
             bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_JOB_BYTES {
+            if bytes.len() > MAX_BODY_BYTES {
                 return None;
             }
         }
