@@ -318,3 +318,13 @@ fn error_from(status: u16, text: &str) -> ApiError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(super::encode("job/1/runs"), "job%2F1%2Fruns");
+        assert_eq!(super::encode("a b&c=d#é"), "a%20b%26c%3Dd%23%C3%A9");
+        assert_eq!(super::encode("plain-key_1.x~"), "plain-key_1.x~");
+    }
+}

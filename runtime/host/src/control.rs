@@ -410,6 +410,10 @@ impl Platform for Host {
         };
         validate_app_name(&name)?;
         self.state.create_app(&name).map_err(store_error)?;
+        // Add-on data left by an app of the same name whose destroy was interrupted.
+        let app = name.clone();
+        self.addon_call(move |addons| addons.delete_app(&app))
+            .await?;
         self.runtime(&name).logs.platform("api", "App created");
         self.app_info(&name)
     }
@@ -429,10 +433,11 @@ impl Platform for Host {
         if let Some(runtime) = runtime {
             runtime.stop().await;
         }
-        self.state.delete_app(app).map_err(store_error)?;
-        // A new app of the same name starts with empty add-ons.
-        let app = app.to_string();
-        self.addon_call(move |addons| addons.delete_app(&app)).await
+        // Add-on data first: a new app of the same name must start empty.
+        let name = app.to_string();
+        self.addon_call(move |addons| addons.delete_app(&name))
+            .await?;
+        self.state.delete_app(app).map_err(store_error)
     }
 
     async fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>, ApiError> {
