@@ -348,3 +348,49 @@ fn runaway_and_memory_hungry_guests_are_stopped_and_the_dyno_keeps_serving() {
     assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
     assert!(dev.interrupt(SOON).success());
 }
+
+#[test]
+fn add_ons_work_in_dev_and_keep_their_data_between_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = write_env(tmp.path(), "JOB_LEASE_SECONDS=5\n");
+    let args = [
+        "--env-file",
+        env.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let wait_done = |base: &str, id: &str, expected: &str| {
+        let deadline = std::time::Instant::now() + SOON;
+        loop {
+            let (_, body) = get(&format!("{base}/jobs/{id}"));
+            if body == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} is still `{body}`"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let mut first = dev(&sample("jobs"), &tmp.path().join("run1"), &args);
+    let base = format!("http://127.0.0.1:{}", first.port());
+    let (status, id) = post(&format!("{base}/jobs"), "hello from dev");
+    assert_eq!(status, 202, "{id}");
+    wait_done(&base, id.trim(), "done: HELLO FROM DEV\n");
+    // The worker read its lease from the config vars through wasi:config.
+    first.wait_for_text("worker: taking jobs from `jobs` with a 5s lease", SOON);
+    assert!(first.interrupt(SOON).success(), "{}", first.output());
+
+    // A new run finds the job and its result where the first left them.
+    let mut second = dev(&sample("jobs"), &tmp.path().join("run2"), &args);
+    let base = format!("http://127.0.0.1:{}", second.port());
+    wait_done(&base, id.trim(), "done: HELLO FROM DEV\n");
+    let (status, next) = post(&format!("{base}/jobs"), "again");
+    assert_eq!(status, 202, "{next}");
+    assert!(next.trim().parse::<u64>().unwrap() > id.trim().parse::<u64>().unwrap());
+    wait_done(&base, next.trim(), "done: AGAIN\n");
+    assert!(second.interrupt(SOON).success(), "{}", second.output());
+}

@@ -854,3 +854,239 @@ fn kill_9_in_the_middle_of_a_push_leaves_a_consistent_store() {
         1
     );
 }
+
+impl TestHost {
+    /// POST a body through the router by Host header.
+    fn post(&self, app: &str, path: &str, body: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.router_port);
+        let mut response = http()
+            .post(&url)
+            .header("host", &format!("{app}.localhost:{}", self.router_port))
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    /// Polls `check` until it returns `Some`, or fails the test at the deadline.
+    fn until<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + SOON;
+        loop {
+            if let Some(found) = check() {
+                return found;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}; host output:\n{}",
+                    self.running.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_counter_is_exact_across_three_dynos_survives_restarts_and_apps_never_share_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "counter", "--no-link"]);
+    host.push("counter", &sample("counter"));
+    host.ok(&["ps:scale", "web=3", "-a", "counter"]);
+
+    // N requests at once (20 clients), spread over the three dynos.
+    const CLIENTS: u64 = 20;
+    const EACH: u64 = 10;
+    let url = format!("http://127.0.0.1:{}/", host.router_port);
+    let header = format!("counter.localhost:{}", host.router_port);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (url, header) = (url.clone(), header.clone());
+            std::thread::spawn(move || {
+                let agent = http();
+                (0..EACH)
+                    .map(|_| {
+                        let mut r = agent.get(&url).header("host", &header).call().unwrap();
+                        let body = r.body_mut().read_to_string().unwrap();
+                        assert_eq!(r.status().as_u16(), 200, "{body}");
+                        body.trim().parse::<u64>().unwrap()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut counts: Vec<u64> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    counts.sort();
+    // Every increment was atomic: each request saw its own count, none was lost.
+    assert_eq!(counts, (1..=CLIENTS * EACH).collect::<Vec<_>>());
+    let total = format!("{}\n", CLIENTS * EACH);
+    assert_eq!(host.get("counter", "/count"), (200, total.clone()));
+    let router = host.ok(&["logs", "--source", "router", "-n", "200", "-a", "counter"]);
+    for dyno in ["dyno=web.1 ", "dyno=web.2 ", "dyno=web.3 "] {
+        assert!(router.contains(dyno), "no request reached {dyno}");
+    }
+    assert_eq!(host.ok(&["kv:get", "hits", "-a", "counter"]), total);
+
+    // The count is the app's, not the dynos': it survives a restart and a host restart.
+    host.ok(&["restart", "-a", "counter"]);
+    assert_eq!(host.get("counter", "/count"), (200, total.clone()));
+    let TestHost {
+        mut running,
+        config_home,
+        ..
+    } = host;
+    Command::new("kill")
+        .args(["-KILL", &running.pid().to_string()])
+        .status()
+        .unwrap();
+    running.wait(SOON);
+    drop(config_home);
+    let host = TestHost::start(data.path());
+    assert_eq!(host.get("counter", "/count"), (200, total));
+    assert_eq!(
+        host.get("counter", "/"),
+        (200, format!("{}\n", CLIENTS * EACH + 1))
+    );
+
+    // Another app with the same key names sees only its own data, over HTTP and kv:*.
+    host.ok(&["apps:create", "other", "--no-link"]);
+    host.push("other", &sample("counter"));
+    assert_eq!(host.get("other", "/count"), (200, "0\n".into()));
+    assert_eq!(host.get("other", "/"), (200, "1\n".into()));
+    host.ok(&["kv:set", "hits", "1000", "-a", "other"]);
+    assert_eq!(host.get("other", "/"), (200, "1001\n".into()));
+    assert_eq!(
+        host.get("counter", "/count"),
+        (200, format!("{}\n", CLIENTS * EACH + 1))
+    );
+    assert_eq!(host.ok(&["kv:get", "hits", "-a", "other"]), "1001\n");
+    assert_eq!(host.ok(&["kv:keys", "-a", "other"]), "hits\n");
+    let out = host.cli(&["kv:get", "visits", "-a", "other"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("key `visits` not found in bucket default of other"),
+        "{}",
+        stderr(&out)
+    );
+    // Limits are clear errors.
+    let out = host.cli(&["kv:set", &"k".repeat(1025), "v", "-a", "other"]);
+    assert!(
+        stderr(&out).contains("key of 1025 bytes is over the limit of 1024 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // A destroyed app's data goes with it.
+    host.ok(&["apps:destroy", "other", "--confirm", "other"]);
+    host.ok(&["apps:create", "other", "--no-link"]);
+    assert_eq!(host.ok(&["kv:keys", "-a", "other"]), "");
+}
+
+#[test]
+fn jobs_are_processed_once_and_again_after_a_worker_crashes_mid_job() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "jobs", "--no-link"]);
+    host.push("jobs", &sample("jobs"));
+    host.ok(&["ps:scale", "worker=2", "-a", "jobs"]);
+
+    // Two workers compete for 20 jobs: each is done, by exactly one run.
+    let ids: Vec<(u64, String)> = (0..20)
+        .map(|n| {
+            let text = format!("job number {n}");
+            let (status, body) = host.post("jobs", "/jobs", &text);
+            assert_eq!(status, 202, "{body}");
+            (body.trim().parse().unwrap(), text)
+        })
+        .collect();
+    for (id, text) in &ids {
+        let done = format!("done: {}\n", text.to_uppercase());
+        host.until(&format!("job {id}"), || {
+            (host.get("jobs", &format!("/jobs/{id}")).1 == done).then_some(())
+        });
+    }
+    for (id, _) in &ids {
+        let key = format!("job/{id}/runs");
+        assert_eq!(host.ok(&["kv:get", &key, "-a", "jobs"]), "1\n", "{key}");
+    }
+    let stats = host.ok(&["queue:stats", "-a", "jobs"]);
+    let row: Vec<&str> = stats.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["jobs", "0", "0", "20"], "{stats}");
+
+    // A payload over the queue's limit is an error value the guest answers with.
+    let (status, body) = host.post("jobs", "/jobs", &"x".repeat(300 << 10));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            413,
+            "job refused: payload of 307200 bytes is over the limit of 262144 bytes\n"
+        )
+    );
+
+    // A worker that dies mid-job never acks; the job comes back when its lease expires.
+    host.ok(&["config:set", "JOB_LEASE_SECONDS=2", "-a", "jobs"]);
+    let (status, body) = host.post("jobs", "/jobs", "crash-once");
+    assert_eq!(status, 202, "{body}");
+    let id: u64 = body.trim().parse().unwrap();
+    host.until("the crashed job to be retried", || {
+        (host.get("jobs", &format!("/jobs/{id}")).1 == "done: CRASH-ONCE\n").then_some(())
+    });
+    for (what, value) in [("runs", "2\n"), ("attempt", "2\n"), ("crashed", "yes\n")] {
+        let key = format!("job/{id}/{what}");
+        assert_eq!(host.ok(&["kv:get", &key, "-a", "jobs"]), value, "{key}");
+    }
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "jobs"]);
+    assert!(
+        logs.contains(&format!("job {id}: crashing on purpose")),
+        "{logs}"
+    );
+    assert!(logs.contains("Process crashed"), "{logs}");
+    assert!(
+        logs.contains(&format!("job {id}: attempt 2: crash-once")),
+        "{logs}"
+    );
+    let stats = host.ok(&["queue:stats", "-a", "jobs"]);
+    assert!(stats.lines().nth(1).unwrap().ends_with(" 21"), "{stats}");
+}
+
+#[test]
+fn a_component_importing_an_unknown_interface_is_refused_at_push() {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    host.ok(&["apps:create", "hello", "--no-link"]);
+    host.push("hello", &sample("hello"));
+    let out = host.cli(&[
+        "push",
+        "-a",
+        "hello",
+        "--dir",
+        sample("stranger").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "process type `worker`: component stranger.wasm imports wasi:foo/bar@1.0.0, \
+             which this host does not provide"
+        ),
+        "{err}"
+    );
+    // Nothing of it was deployed: the previous release serves, its dynos untouched.
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    let releases = host.ok(&["releases", "-a", "hello"]);
+    assert!(
+        releases.lines().nth(1).unwrap().contains("(failed)"),
+        "{releases}"
+    );
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+    assert!(
+        logs.contains("Release v2 failed: process type `worker`: component stranger.wasm"),
+        "{logs}"
+    );
+    assert!(!logs.contains("command `stranger"), "{logs}");
+}

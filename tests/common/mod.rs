@@ -234,3 +234,14 @@ pub fn try_get(url: &str) -> Result<(u16, String), ureq::Error> {
     let body = response.body_mut().read_to_string()?;
     Ok((status, body))
 }
+
+/// POST a body to a URL: (status, body).
+pub fn post(url: &str, body: &str) -> (u16, String) {
+    let mut response = http()
+        .post(url)
+        .send(body.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, body)
+}

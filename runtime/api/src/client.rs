@@ -254,6 +254,37 @@ impl Client {
         self.stream(response)
     }
 
+    pub fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys> {
+        self.get(&format!(
+            "/apps/{app}/kv/keys?bucket={}&prefix={}",
+            encode(bucket),
+            encode(prefix)
+        ))
+    }
+    pub fn kv_get(&self, app: &str, bucket: &str, key: &str) -> Result<KvEntry> {
+        self.get(&format!(
+            "/apps/{app}/kv/entry?bucket={}&key={}",
+            encode(bucket),
+            encode(key)
+        ))
+    }
+    pub fn kv_set(&self, app: &str, bucket: &str, key: &str, value: &str) -> Result<KvEntry> {
+        self.send(
+            "PUT",
+            &format!(
+                "/apps/{app}/kv/entry?bucket={}&key={}",
+                encode(bucket),
+                encode(key)
+            ),
+            &KvSet {
+                value: value.to_string(),
+            },
+        )
+    }
+    pub fn queues(&self, app: &str) -> Result<Vec<QueueInfo>> {
+        self.get(&format!("/apps/{app}/queues"))
+    }
+
     fn stream(&self, mut response: http::Response<ureq::Body>) -> Result<Box<dyn Read + Send>> {
         let status = response.status().as_u16();
         if status >= 400 {
@@ -264,6 +295,19 @@ impl Client {
     }
 }
 
+/// Percent-encodes a query value (keys may hold any character, `&` and `#` included).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 fn error_from(status: u16, text: &str) -> ApiError {
     match serde_json::from_str::<ErrorBody>(text) {
         Ok(body) => ApiError::new(status, &body.id, body.message),
@@ -272,5 +316,15 @@ fn error_from(status: u16, text: &str) -> ApiError {
             "http_error",
             format!("the host answered {status}: {}", text.trim()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(super::encode("job/1/runs"), "job%2F1%2Fruns");
+        assert_eq!(super::encode("a b&c=d#é"), "a%20b%26c%3Dd%23%C3%A9");
+        assert_eq!(super::encode("plain-key_1.x~"), "plain-key_1.x~");
     }
 }

@@ -89,7 +89,22 @@ pub trait Platform: Send + Sync + 'static {
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
     async fn run(&self, app: &str, req: RunRequest) -> Result<TextStream, ApiError>;
     async fn logs(&self, app: &str, query: LogQuery) -> Result<TextStream, ApiError>;
+    /// Keys of one of the app's add-on buckets starting with `prefix`.
+    async fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;
+    async fn kv_get(&self, app: &str, bucket: &str, key: &str) -> Result<KvEntry, ApiError>;
+    async fn kv_set(
+        &self,
+        app: &str,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+        value: String,
+    ) -> Result<KvEntry, ApiError>;
+    async fn queues(&self, app: &str) -> Result<Vec<QueueInfo>, ApiError>;
 }
+
+/// The bucket `kv:*` commands use unless told otherwise (a guest's `open("")`).
+pub const DEFAULT_BUCKET: &str = "default";
 
 type Shared = Arc<dyn Platform>;
 
@@ -115,6 +130,9 @@ pub fn router(platform: Shared) -> Router {
             axum::routing::delete(restart_one),
         )
         .route("/apps/{app}/log-sessions", get(logs))
+        .route("/apps/{app}/kv/keys", get(kv_keys))
+        .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
+        .route("/apps/{app}/queues", get(queues))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })
@@ -346,6 +364,53 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     let stream = p.logs(&app, query).await?;
     Ok(text_stream(stream))
+}
+
+fn bucket(query: &KvQuery) -> &str {
+    query.bucket.as_deref().unwrap_or(DEFAULT_BUCKET)
+}
+
+fn key(query: &KvQuery) -> Result<&str, ApiError> {
+    query
+        .key
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("no key given (?key=…)"))
+}
+
+async fn kv_keys(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    Query(query): Query<KvQuery>,
+) -> Result<Json<KvKeys>, ApiError> {
+    let prefix = query.prefix.as_deref().unwrap_or("");
+    p.kv_keys(&app, bucket(&query), prefix).await.map(Json)
+}
+
+async fn kv_get(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    Query(query): Query<KvQuery>,
+) -> Result<Json<KvEntry>, ApiError> {
+    p.kv_get(&app, bucket(&query), key(&query)?).await.map(Json)
+}
+
+async fn kv_set(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+    Query(query): Query<KvQuery>,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(body): JsonBody<KvSet>,
+) -> Result<Json<KvEntry>, ApiError> {
+    p.kv_set(&app, &caller(by), bucket(&query), key(&query)?, body.value)
+        .await
+        .map(Json)
+}
+
+async fn queues(
+    State(p): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<QueueInfo>>, ApiError> {
+    p.queues(&app).await.map(Json)
 }
 
 fn text_stream(stream: TextStream) -> Response {

@@ -91,3 +91,50 @@ pub const EXIT_MARKER: &str = "\u{0}exit=";
 pub const RESULT_MARKER: &str = "\u{0}result=";
 /// The last line of a release stream when it failed: `\u{0}error=STATUS ` + [`ErrorBody`].
 pub const ERROR_MARKER: &str = "\u{0}error=";
+
+/// `GET /apps/{app}/kv/keys` and `/kv/entry`: which bucket (default `default`), which key or
+/// key prefix.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KvQuery {
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// A key-value entry of an app's add-on store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KvEntry {
+    pub bucket: String,
+    pub key: String,
+    /// The value: as text when it is UTF-8, else in hex (see `encoding`).
+    pub value: String,
+    /// `utf-8` or `hex`.
+    pub encoding: String,
+}
+
+/// `PUT /apps/{app}/kv/entry`: the new value, as text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KvSet {
+    pub value: String,
+}
+
+/// `GET /apps/{app}/kv/keys`: keys in byte order, at most `limit` of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KvKeys {
+    pub bucket: String,
+    pub keys: Vec<String>,
+    /// More keys match than were listed.
+    pub truncated: bool,
+}
+
+/// `GET /apps/{app}/queues`: jobs of one queue by state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub queue: String,
+    /// Waiting to be taken (never taken, or their lease expired).
+    pub ready: u64,
+    /// Taken by a worker, lease running.
+    pub leased: u64,
+    /// Acknowledged in the last 24 hours.
+    pub done: u64,
+}

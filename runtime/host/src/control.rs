@@ -16,7 +16,7 @@ use wdeploy_api::ApiError;
 use wdeploy_api::server::{Caller, LogQuery, Platform, Progress, TextStream};
 use wdeploy_api::wire::*;
 use wdeploy_build::{AppSettings, Procfile, SlugManifest};
-use wdeploy_store::{BlobStore, NewRelease, ReleaseStatus, State, StoreError};
+use wdeploy_store::{AddonError, Addons, BlobStore, NewRelease, ReleaseStatus, State, StoreError};
 
 /// Where the host keeps its data and how it is reached.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct Host {
     config: HostConfig,
     state: State,
     blobs: BlobStore,
+    /// Every app's key-value buckets and job queues.
+    addons: Arc<Addons>,
     engine: Arc<Engine>,
     router: Arc<Router>,
     run_dir: PathBuf,
@@ -58,6 +60,10 @@ impl Host {
             State::open(&config.data_dir.join("state.db")).context("opening the state database")?;
         let blobs =
             BlobStore::open(&config.data_dir.join("blobs")).context("opening the blob store")?;
+        let addons = Arc::new(
+            Addons::open(&config.data_dir.join("addons.db"))
+                .context("opening the add-ons database")?,
+        );
         let interrupted = state.fail_interrupted()?;
         if interrupted > 0 {
             tracing::warn!(
@@ -85,6 +91,7 @@ impl Host {
             config,
             state,
             blobs,
+            addons,
             engine,
             router,
             run_dir,
@@ -194,6 +201,7 @@ impl Host {
                 procfile,
                 settings,
                 config: release.config.clone(),
+                addons: self.addons.clone(),
             },
         )
         .await
@@ -366,6 +374,18 @@ impl Host {
     fn existing(&self, app: &str) -> Result<(), ApiError> {
         self.state.app(app).map(|_| ()).map_err(store_error)
     }
+
+    /// Runs an add-ons database call on a blocking thread.
+    async fn addon_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Addons) -> Result<T, AddonError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let addons = self.addons.clone();
+        tokio::task::spawn_blocking(move || call(&addons))
+            .await
+            .map_err(|e| ApiError::internal(format!("add-on call failed: {e}")))?
+            .map_err(addon_error)
+    }
 }
 
 #[async_trait]
@@ -390,6 +410,10 @@ impl Platform for Host {
         };
         validate_app_name(&name)?;
         self.state.create_app(&name).map_err(store_error)?;
+        // Add-on data left by an app of the same name whose destroy was interrupted.
+        let app = name.clone();
+        self.addon_call(move |addons| addons.delete_app(&app))
+            .await?;
         self.runtime(&name).logs.platform("api", "App created");
         self.app_info(&name)
     }
@@ -409,6 +433,10 @@ impl Platform for Host {
         if let Some(runtime) = runtime {
             runtime.stop().await;
         }
+        // Add-on data first: a new app of the same name must start empty.
+        let name = app.to_string();
+        self.addon_call(move |addons| addons.delete_app(&name))
+            .await?;
         self.state.delete_app(app).map_err(store_error)
     }
 
@@ -743,6 +771,100 @@ impl Platform for Host {
             }
         });
         Ok(Box::pin(rx))
+    }
+
+    async fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError> {
+        self.existing(app)?;
+        let (app, bucket_name, prefix) = (app.to_string(), bucket.to_string(), prefix.to_string());
+        let page = self
+            .addon_call(move |addons| addons.keys(&app, &bucket_name, &prefix, 0))
+            .await?;
+        Ok(KvKeys {
+            bucket: bucket.to_string(),
+            keys: page.keys,
+            truncated: page.next.is_some(),
+        })
+    }
+
+    async fn kv_get(&self, app: &str, bucket: &str, key: &str) -> Result<KvEntry, ApiError> {
+        self.existing(app)?;
+        let (app_name, bucket_name, key_name) =
+            (app.to_string(), bucket.to_string(), key.to_string());
+        let value = self
+            .addon_call(move |addons| addons.get(&app_name, &bucket_name, &key_name))
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("key `{key}` not found in bucket {bucket} of {app}"))
+            })?;
+        Ok(kv_entry(bucket, key, value))
+    }
+
+    async fn kv_set(
+        &self,
+        app: &str,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+        value: String,
+    ) -> Result<KvEntry, ApiError> {
+        self.existing(app)?;
+        let (app_name, bucket_name, key_name) =
+            (app.to_string(), bucket.to_string(), key.to_string());
+        let bytes = value.into_bytes();
+        let stored = bytes.clone();
+        self.addon_call(move |addons| addons.set(&app_name, &bucket_name, &key_name, &stored))
+            .await?;
+        self.runtime(app).logs.platform(
+            "api",
+            format!("Set key `{key}` of bucket {bucket} by {}", by.0),
+        );
+        Ok(kv_entry(bucket, key, bytes))
+    }
+
+    async fn queues(&self, app: &str) -> Result<Vec<QueueInfo>, ApiError> {
+        self.existing(app)?;
+        let app = app.to_string();
+        let stats = self
+            .addon_call(move |addons| addons.queue_stats(&app))
+            .await?;
+        Ok(stats
+            .into_iter()
+            .map(|q| QueueInfo {
+                queue: q.queue,
+                ready: q.ready,
+                leased: q.leased,
+                done: q.done,
+            })
+            .collect())
+    }
+}
+
+/// A value as the API shows it: text when it is UTF-8, hex otherwise.
+fn kv_entry(bucket: &str, key: &str, value: Vec<u8>) -> KvEntry {
+    let (value, encoding) = match String::from_utf8(value) {
+        Ok(text) => (text, "utf-8"),
+        Err(e) => (hex_string(e.as_bytes()), "hex"),
+    };
+    KvEntry {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        value,
+        encoding: encoding.into(),
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Add-on errors as API errors: limits and bad names are the caller's (422).
+fn addon_error(e: AddonError) -> ApiError {
+    match e {
+        e @ (AddonError::TooLarge { .. } | AddonError::Invalid(_)) => {
+            ApiError::invalid(e.to_string())
+        }
+        e @ AddonError::NoSuchJob(_) => ApiError::not_found(e.to_string()),
+        e @ AddonError::Db(_) => ApiError::internal(e.to_string()),
     }
 }
 

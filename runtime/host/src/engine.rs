@@ -88,6 +88,9 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
+        crate::addons::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the add-ons")?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {

@@ -20,6 +20,8 @@ pub struct InstanceEnv<'a> {
     pub dir: &'a Path,
     pub logs: &'a Arc<LogStream>,
     pub memory_limit_bytes: usize,
+    /// The app's add-ons, bound to the app of the dyno's release.
+    pub addons: Arc<crate::addons::AppAddons>,
     /// The guest's stdin; `None` gives an empty, closed one.
     pub stdin: Option<wasmtime_wasi::cli::AsyncStdinStream>,
 }
@@ -43,7 +45,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
         .map_err(anyhow::Error::from)
         .context("opening the dyno filesystem")?;
-    let state = StoreData::new(builder.build(), env.memory_limit_bytes);
+    let state = StoreData::new(builder.build(), env.addons, env.memory_limit_bytes);
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s| &mut s.quota);
     store.epoch_deadline_callback(|ctx| match ctx.data().deadline {

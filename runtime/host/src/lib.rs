@@ -4,11 +4,13 @@
 //! dynos; the [`router::Router`] sends HTTP requests to the app's web dynos; every dyno's
 //! output and the router's lines go to the app's [`logs::LogStream`].
 
+pub mod addons;
 pub mod app;
 pub mod backoff;
 pub mod control;
 pub mod engine;
 pub mod ephemeral;
+pub mod imports;
 pub mod instance;
 pub mod log_writer;
 pub mod logs;
@@ -28,3 +30,5 @@ pub use engine::{Engine, EngineOptions};
 pub use logs::{LogLine, LogStream, SourceKind};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;
+/// The add-ons database a host (or `wdeploy dev`) opens and hands to its releases.
+pub use wdeploy_store::Addons;

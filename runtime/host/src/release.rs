@@ -1,5 +1,6 @@
 //! A release loaded into the engine: compiled components, pre-instantiated per process type.
 
+use crate::addons::AppAddons;
 use crate::engine::Engine;
 use crate::state::StoreData;
 use anyhow::{Context, bail};
@@ -10,6 +11,7 @@ use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wdeploy_build::{AppSettings, ProcessType, Procfile, Slug};
+use wdeploy_store::Addons;
 
 /// Everything needed to start dynos of one release, prepared once.
 pub struct Release {
@@ -20,6 +22,8 @@ pub struct Release {
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
+    /// The app's add-ons, bound to this app for every instance of the release.
+    pub addons: Arc<AppAddons>,
     web: Option<ProxyPre<StoreData>>,
     commands: HashMap<String, CommandPre<StoreData>>,
 }
@@ -34,6 +38,8 @@ pub struct ReleaseSpec<'a> {
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
+    /// Where the app's add-on data lives (the host's add-ons database).
+    pub addons: Arc<Addons>,
 }
 
 impl<'a> ReleaseSpec<'a> {
@@ -43,6 +49,7 @@ impl<'a> ReleaseSpec<'a> {
         version: u64,
         slug: &Slug,
         config: BTreeMap<String, String>,
+        addons: Arc<Addons>,
     ) -> Self {
         ReleaseSpec {
             app,
@@ -62,14 +69,16 @@ impl<'a> ReleaseSpec<'a> {
             procfile: slug.procfile.clone(),
             settings: slug.settings.clone(),
             config,
+            addons,
         }
     }
 }
 
 impl Release {
     /// Compiles (or loads from cache) every component the Procfile names and checks that
-    /// each process type exports the world it needs: `web` → `wasi:http/incoming-handler`,
-    /// the others → `wasi:cli/run`. Nothing starts if any of this fails.
+    /// each imports only what the host provides (naming every import it lacks) and exports
+    /// the world its process type needs: `web` → `wasi:http/incoming-handler`, the others
+    /// → `wasi:cli/run`. Nothing starts if any of this fails.
     pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec<'_>) -> anyhow::Result<Arc<Release>> {
         wdeploy_build::slug::check_procfile_names(&spec.procfile, spec.components.keys())?;
         let mut compiled: HashMap<String, Component> = HashMap::new();
@@ -92,16 +101,8 @@ impl Release {
         let mut commands = HashMap::new();
         for process in spec.procfile.processes.values() {
             let component = &compiled[&process.component];
-            let pre = engine
-                .linker()
-                .instantiate_pre(component)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!(
-                        "process type `{}` ({}) imports something the host does not provide",
-                        process.name, process.component
-                    )
-                })?;
+            let pre = crate::imports::instantiate_pre(engine, component, &process.component)
+                .with_context(|| format!("process type `{}`", process.name))?;
             if process.is_web() {
                 let proxy = ProxyPre::new(pre)
                     .map_err(|e| world_error(process, "wasi:http/incoming-handler", e))?;
@@ -112,8 +113,14 @@ impl Release {
                 commands.insert(process.name.clone(), command);
             }
         }
+        let app: Arc<str> = spec.app.into();
         Ok(Arc::new(Release {
-            app: spec.app.into(),
+            addons: Arc::new(AppAddons::new(
+                app.clone(),
+                spec.addons,
+                spec.config.clone(),
+            )),
+            app,
             version: spec.version,
             slug_id: spec.slug_id,
             procfile: spec.procfile,

@@ -1,6 +1,9 @@
-//! What each wasmtime `Store` carries: the WASI context of one dyno instance and its limits.
+//! What each wasmtime `Store` carries: the WASI context of one dyno instance, its app's
+//! add-ons and its limits.
 
+use crate::addons::AppAddons;
 use crate::quota::Quota;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -14,13 +17,15 @@ pub struct StoreData {
     pub http: WasiHttpCtx,
     pub http_hooks: HttpHooks,
     pub table: ResourceTable,
+    /// The add-ons of the instance's app (bound when the release was loaded).
+    pub addons: Arc<AppAddons>,
     pub quota: Quota,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
 
 impl StoreData {
-    pub fn new(wasi: WasiCtx, memory_limit_bytes: usize) -> StoreData {
+    pub fn new(wasi: WasiCtx, addons: Arc<AppAddons>, memory_limit_bytes: usize) -> StoreData {
         StoreData {
             wasi,
             http: WasiHttpCtx::new(),
@@ -32,6 +37,7 @@ impl StoreData {
                 table.set_max_capacity(MAX_HANDLES);
                 table
             },
+            addons,
             quota: Quota::new(memory_limit_bytes),
             deadline: None,
         }

@@ -292,6 +292,7 @@ impl Inner {
             dir: self.dir.path(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
+            addons: self.release.addons.clone(),
             stdin: None,
         };
         let mut store = new_store(&self.engine, env)?;

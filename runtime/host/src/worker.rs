@@ -247,6 +247,7 @@ impl Supervisor {
             dir: dir.path(),
             logs: &self.logs,
             memory_limit_bytes: (self.release.settings.limits.memory_mb as usize) << 20,
+            addons: self.release.addons.clone(),
             stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
         };
         let mut store = new_store(&self.engine, env).map_err(|e| format!("{e:#}"))?;

@@ -103,7 +103,7 @@ pub struct DestroyArgs {
 pub fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     if args.confirm.as_deref() != Some(args.name.as_str()) {
         bail!(
-            "destroying {0} deletes its releases and config: run `wdeploy apps:destroy {0} --confirm {0}`",
+            "destroying {0} deletes its releases, config and add-on data: run `wdeploy apps:destroy {0} --confirm {0}`",
             args.name
         );
     }

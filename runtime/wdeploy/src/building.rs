@@ -8,6 +8,8 @@ use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
 #[derive(Clone)]
 pub struct AppBuild {
     pub dir: PathBuf,
+    /// Stable per directory: `NAME-HASH` (names the build cache and `dev`'s data).
+    pub key: String,
     dirs: BuildDirs,
     buildpacks: std::sync::Arc<Vec<Buildpack>>,
 }
@@ -18,7 +20,8 @@ impl AppBuild {
         let key = format!("{}-{}", dir_key(dir), short_hash(dir));
         Ok(AppBuild {
             dir: dir.to_path_buf(),
-            dirs: BuildDirs::new(cache.join("apps").join(key)),
+            dirs: BuildDirs::new(cache.join("apps").join(&key)),
+            key,
             buildpacks: std::sync::Arc::new(Buildpack::builtin(&cache.join("buildpacks"))?),
         })
     }

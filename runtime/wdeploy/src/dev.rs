@@ -14,7 +14,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_build::Slug;
 use wdeploy_host::app::one_of_each;
-use wdeploy_host::{AppRuntime, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router};
+use wdeploy_host::{
+    Addons, AppRuntime, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -30,6 +32,10 @@ pub struct DevArgs {
     /// Where dyno filesystems live (default: a fresh temporary directory)
     #[arg(long, hide = true, env = "WDEPLOY_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Where the app's add-on data (key-value, queues) is kept between runs (default: a
+    /// directory per app dir under the wdeploy cache)
+    #[arg(long, env = "WDEPLOY_DEV_DATA")]
+    pub data: Option<PathBuf>,
 }
 
 /// How long in-flight requests may take to finish when stopping.
@@ -62,6 +68,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         app: AppBuild::new(&dir)?,
         env_file,
     };
+    // Add-on data outlives `dev` runs (a counter keeps counting), like a local database.
+    let data_dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => cache.join("dev-data").join(&builder.app.key),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let addons = Arc::new(
+        Addons::open(&data_dir.join("addons.db")).context("opening the add-ons database")?,
+    );
 
     // Watch before the first build, so an edit made at any point after it started is seen.
     let (_watcher, mut changes) = watch::watch(&dir)?;
@@ -101,7 +117,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut version = 1;
     let release = Release::load(
         &engine,
-        ReleaseSpec::from_slug(&app, version, &slug, config),
+        ReleaseSpec::from_slug(&app, version, &slug, config, addons.clone()),
     )
     .await?;
     let started = runtime
@@ -121,6 +137,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
         STOP_GRACE,
+    ));
+    printer.note(&format!(
+        "=====> add-on data (key-value, queues) in {}",
+        data_dir.display()
     ));
     printer.note(&format!(
         "=====> {app} v{version} listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
@@ -146,7 +166,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 match built {
                     Ok((slug, config)) => {
                         version += 1;
-                        let swapped = swap(&engine, &runtime, &app, version, &slug, config).await;
+                        let swapped = swap(&engine, &runtime, &app, version, &slug, config, &addons).await;
                         drain(&mut lines, &printer);
                         match swapped {
                             Ok(()) => printer.note(&format!("=====> v{version} is serving")),
@@ -187,8 +207,10 @@ async fn swap(
     version: u64,
     slug: &Slug,
     config: BTreeMap<String, String>,
+    addons: &Arc<Addons>,
 ) -> anyhow::Result<()> {
-    let release = Release::load(engine, ReleaseSpec::from_slug(app, version, slug, config)).await?;
+    let spec = ReleaseSpec::from_slug(app, version, slug, config, addons.clone());
+    let release = Release::load(engine, spec).await?;
     runtime
         .deploy(release.clone(), &one_of_each(&release))
         .await

@@ -6,10 +6,12 @@ mod config;
 mod dev;
 mod envfile;
 mod host;
+mod kv;
 mod paths;
 mod printer;
 mod ps;
 mod push;
+mod queue;
 mod releases;
 mod session;
 mod watch;
@@ -75,6 +77,18 @@ enum Command {
     Run(ps::RunArgs),
     /// Show (and with --tail, follow) the log stream
     Logs(ps::LogsArgs),
+    /// Show a key of the app's key-value add-on
+    #[command(name = "kv:get")]
+    KvGet(kv::GetArgs),
+    /// Set a key of the app's key-value add-on
+    #[command(name = "kv:set")]
+    KvSet(kv::SetArgs),
+    /// List keys of the app's key-value add-on
+    #[command(name = "kv:keys")]
+    KvKeys(kv::KeysArgs),
+    /// Show the app's job queues: jobs ready, leased and done
+    #[command(name = "queue:stats")]
+    QueueStats(AppArg),
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,6 +123,10 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Logs(args) => ps::logs(args),
+        Command::KvGet(args) => kv::get(args),
+        Command::KvSet(args) => kv::set(args),
+        Command::KvKeys(args) => kv::keys(args),
+        Command::QueueStats(args) => queue::stats(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

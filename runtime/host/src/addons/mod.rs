@@ -1,0 +1,96 @@
+//! The add-ons guests import: `wasi:keyvalue` (store, atomics, batch), `wasi:config/store`
+//! and `wdeploy:platform/queue`, served from the host's add-ons database.
+//!
+//! The bindings come from the repository's `wit/` (world `wdeploy:platform/addons`), the
+//! same files apps generate their bindings from, so the host cannot drift from the WIT
+//! it publishes: a change there that the host does not follow fails to compile.
+//!
+//! Isolation: every instance's store data holds an [`AppAddons`] bound to the app of its
+//! release when the instance is created. Guests name buckets, keys and queues, never an
+//! app, and every query is scoped to the bound app.
+
+mod config;
+mod keyvalue;
+mod queue;
+
+pub use keyvalue::Bucket;
+
+use crate::state::StoreData;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wdeploy_store::{AddonError, Addons};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wdeploy:platform/addons",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::keyvalue::Bucket,
+        },
+    });
+}
+
+/// The interfaces this module serves, as guests import them. Worlds in `wit/` that import
+/// add-ons must import exactly these (checked by `tests/wit.rs`).
+pub const INTERFACES: &[&str] = &[
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+    "wasi:config/store@0.2.0-rc.1",
+    "wdeploy:platform/queue@0.1.0",
+];
+
+/// One app's add-ons, as its instances see them: bound to the app when the release is
+/// loaded, shared by every instance of every dyno of that release.
+pub struct AppAddons {
+    pub app: Arc<str>,
+    store: Arc<Addons>,
+    /// The release's config vars, served by `wasi:config/store`.
+    config: BTreeMap<String, String>,
+}
+
+impl AppAddons {
+    pub fn new(app: Arc<str>, store: Arc<Addons>, config: BTreeMap<String, String>) -> Self {
+        AppAddons { app, store, config }
+    }
+
+    /// Runs a blocking store call on a blocking thread, so SQLite never stalls the async
+    /// runtime's workers (and through them other guests and the router).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Addons, &str) -> Result<T, AddonError> + Send + 'static,
+    ) -> wasmtime::Result<Result<T, AddonError>> {
+        let (store, app) = (self.store.clone(), self.app.clone());
+        let outcome = tokio::task::spawn_blocking(move || call(&store, &app))
+            .await
+            .map_err(|e| wasmtime::Error::msg(format!("add-on call failed: {e}")))?;
+        if let Err(AddonError::Db(e)) = &outcome {
+            tracing::error!(app = %self.app, "add-on storage failed: {e}");
+        }
+        Ok(outcome)
+    }
+}
+
+/// What the add-on host functions see of the store data.
+pub struct AddonView<'a> {
+    addons: &'a AppAddons,
+    table: &'a mut ResourceTable,
+}
+
+struct HasAddons;
+
+impl HasData for HasAddons {
+    type Data<'a> = AddonView<'a>;
+}
+
+/// Adds every add-on interface to the engine's linker.
+pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    bindings::Addons::add_to_linker::<StoreData, HasAddons>(linker, |data: &mut StoreData| {
+        AddonView {
+            addons: &data.addons,
+            table: &mut data.table,
+        }
+    })
+}

@@ -1,0 +1,80 @@
+//! `kv:get KEY`, `kv:set KEY VALUE`, `kv:keys [PREFIX]`: look inside the app's key-value
+//! add-on (what its dynos read and write through `wasi:keyvalue`).
+
+use crate::session::{self, AppArg};
+use wdeploy_api::server::DEFAULT_BUCKET;
+
+/// `-b BUCKET` (the bucket a guest opens with `open("")` unless given).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BucketArg {
+    /// The bucket
+    #[arg(short, long, default_value = DEFAULT_BUCKET)]
+    pub bucket: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub bucket: BucketArg,
+    pub key: String,
+}
+
+pub fn get(args: GetArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let entry = session::client()?.kv_get(&app, &args.bucket.bucket, &args.key)?;
+    if entry.encoding == "hex" {
+        eprintln!("(binary value, shown in hex)");
+    }
+    println!("{}", entry.value);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub bucket: BucketArg,
+    pub key: String,
+    pub value: String,
+}
+
+pub fn set(args: SetArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    session::client()?.kv_set(&app, &args.bucket.bucket, &args.key, &args.value)?;
+    println!(
+        "Set {} in bucket {} of {app} ({} bytes)",
+        args.key,
+        args.bucket.bucket,
+        args.value.len()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub bucket: BucketArg,
+    /// Only keys starting with this
+    #[arg(default_value = "")]
+    pub prefix: String,
+}
+
+pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let listed = session::client()?.kv_keys(&app, &args.bucket.bucket, &args.prefix)?;
+    for key in &listed.keys {
+        println!("{key}");
+    }
+    if listed.truncated {
+        eprintln!(
+            "(only the first {} keys; give a longer prefix)",
+            listed.keys.len()
+        );
+    }
+    Ok(())
+}
