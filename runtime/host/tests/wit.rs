@@ -32,7 +32,7 @@ fn engine() -> std::sync::Arc<Engine> {
     Engine::new(&EngineOptions {
         max_instances: 8,
         max_memory_bytes: 64 << 20,
-        cache_dir: None,
+        ..EngineOptions::default()
     })
     .expect("engine")
 }
