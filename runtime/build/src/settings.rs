@@ -70,6 +70,34 @@ pub struct AppSettings {
 
 pub const SETTINGS_FILE: &str = "wdeploy.toml";
 
+/// Settings a buildpack declares for what it built, in the same form as `wdeploy.toml`,
+/// written by `bin/compile` at the top of the build directory. The JavaScript toolchain's
+/// components, for one, cannot serve a second request from the same instance, so its
+/// buildpack declares `[web] isolation = "request"`. The app's own file wins key by key.
+pub const BUILDPACK_DEFAULTS_FILE: &str = "wdeploy.defaults.toml";
+
+/// `app` (the app's `wdeploy.toml` text) laid over `defaults` (a buildpack's), key by key
+/// within each table, as `wdeploy.toml` text.
+pub fn with_defaults(defaults: &str, app: &str) -> anyhow::Result<String> {
+    if defaults.trim().is_empty() {
+        return Ok(app.to_string());
+    }
+    let mut merged: toml::Table = toml::from_str(defaults).map_err(|e| {
+        anyhow::anyhow!("{BUILDPACK_DEFAULTS_FILE} (written by the buildpack): {e}")
+    })?;
+    let app: toml::Table =
+        toml::from_str(app).map_err(|e| anyhow::anyhow!("{SETTINGS_FILE}: {e}"))?;
+    for (key, value) in app {
+        match (merged.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => base.extend(over),
+            (_, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
+    Ok(toml::to_string(&merged)?)
+}
+
 impl AppSettings {
     pub fn parse(text: &str) -> anyhow::Result<AppSettings> {
         let settings: AppSettings =
@@ -98,5 +126,19 @@ mod tests {
         assert_eq!(s.web.timeout, 30);
         assert!(AppSettings::parse("[web]\nisolation = \"bogus\"\n").is_err());
         assert!(AppSettings::parse("[web]\nisolaton = \"request\"\n").is_err());
+    }
+
+    #[test]
+    fn buildpack_defaults_yield_to_the_app_key_by_key() {
+        let defaults = "[web]\nisolation = \"request\"\ntimeout = 10\n";
+        let merged = with_defaults(defaults, "[web]\ntimeout = 5\n").unwrap();
+        let s = AppSettings::parse(&merged).unwrap();
+        assert_eq!((s.web.isolation, s.web.timeout), (Isolation::Request, 5));
+        let merged = with_defaults(defaults, "[web]\nisolation = \"dyno\"\n").unwrap();
+        assert_eq!(
+            AppSettings::parse(&merged).unwrap().web.isolation,
+            Isolation::Dyno
+        );
+        assert_eq!(with_defaults("", "[web]\n").unwrap(), "[web]\n");
     }
 }

@@ -82,12 +82,10 @@ impl Slug {
         }
         let manifest = SlugManifest { components };
         let procfile = load_procfile(build_dir, &manifest)?;
-        let settings_text =
-            match std::fs::read_to_string(build_dir.join(crate::settings::SETTINGS_FILE)) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(anyhow::Error::new(e).context("reading wdeploy.toml")),
-            };
+        let settings_text = crate::settings::with_defaults(
+            &read_optional(&build_dir.join(crate::settings::BUILDPACK_DEFAULTS_FILE))?,
+            &read_optional(&build_dir.join(crate::settings::SETTINGS_FILE))?,
+        )?;
         let settings = AppSettings::parse(&settings_text)?;
         Ok(Slug {
             dir: build_dir.to_path_buf(),
@@ -183,6 +181,15 @@ pub fn check_procfile_names<'a>(
         }
     }
     Ok(())
+}
+
+/// A text file's contents, or empty when there is none.
+fn read_optional(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
 }
 
 #[cfg(test)]

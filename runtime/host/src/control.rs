@@ -449,10 +449,17 @@ impl Platform for Host {
 
     async fn put_blob(&self, digest: &str, body: Bytes) -> Result<(), ApiError> {
         let limit = wdeploy_api::server::MAX_BLOB_BYTES as u64;
-        self.blobs
-            .put(digest, &body[..], limit)
-            .map(|_| ())
-            .map_err(store_error)
+        let blobs = self.blobs.clone();
+        let owned = digest.to_string();
+        tokio::task::spawn_blocking(move || blobs.put(&owned, &body[..], limit))
+            .await
+            .map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?
+            .map_err(store_error)?;
+        // Compile while the client uploads the rest and creates the release.
+        if let Some(path) = self.blobs.path(digest) {
+            self.engine.precompile(path, digest.to_string());
+        }
+        Ok(())
     }
 
     async fn create_release(

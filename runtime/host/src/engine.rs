@@ -2,13 +2,18 @@
 
 use crate::state::StoreData;
 use anyhow::Context;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The first bytes of a component binary (a core module has version 1, layer 0).
+const COMPONENT_MAGIC: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 
 /// How often the epoch advances; the granularity of guest yielding and deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -42,6 +47,11 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
+    /// Compiled components by digest. Releases of the same code (a config change, a
+    /// rollback, many apps running one slug) share one copy, and a compile started when
+    /// the blob was uploaded is joined by the release that needs it, never repeated.
+    /// Entries live as long as the host: it loads only what its apps' releases name.
+    loaded: Mutex<HashMap<String, Arc<OnceCell<Component>>>>,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
 }
@@ -53,7 +63,11 @@ impl Engine {
         pool.total_component_instances(n)
             // A Rust component is one core module plus a few small adapter instances.
             .total_core_instances(n.saturating_mul(4))
-            .total_memories(n.saturating_mul(2))
+            // Each memory slot reserves 4 GiB of address space (so guest loads need no
+            // bounds checks): most components have one memory, and the pool is shared.
+            .total_memories(n.saturating_add(n / 8))
+            // A running guest call (a worker's whole life, a request) holds a fiber stack.
+            .total_stacks(n)
             .total_tables(n.saturating_mul(4))
             .max_memory_size(options.max_memory_bytes)
             .max_memories_per_component(4)
@@ -114,6 +128,7 @@ impl Engine {
             engine,
             linker,
             cache_dir: options.cache_dir.clone(),
+            loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))
     }
@@ -126,20 +141,58 @@ impl Engine {
         &self.linker
     }
 
-    /// Compiles a component file, or loads it from the compile cache when its digest was
-    /// compiled before by a compatible engine. Compiling is CPU-heavy, so it runs off the
-    /// async threads.
+    /// The compiled component of a digest: from memory, or the compile cache when a
+    /// compatible engine compiled it before, or compiled now. Compiling is CPU-heavy, so it
+    /// runs off the async threads; callers asking for the same digest meanwhile wait for
+    /// that one compile.
     pub async fn load_component(
         self: &Arc<Self>,
         path: &Path,
         digest: &str,
     ) -> anyhow::Result<Component> {
+        let cell = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        let component = cell
+            .get_or_try_init(|| {
+                let this = self.clone();
+                let path = path.to_path_buf();
+                let digest = digest.to_string();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        this.load_component_blocking(&path, &digest)
+                    })
+                    .await
+                    .context("compile task panicked")?
+                }
+            })
+            .await?;
+        Ok(component.clone())
+    }
+
+    /// Starts compiling a freshly uploaded blob if it is a component, so the release that
+    /// follows finds it ready. Anything else (a slug manifest, a core module) is left for
+    /// the release to judge.
+    pub fn precompile(self: &Arc<Self>, path: PathBuf, digest: String) {
+        let mut magic = [0u8; 8];
+        let is_component = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && magic == COMPONENT_MAGIC;
+        if !is_component {
+            return;
+        }
         let this = self.clone();
-        let path = path.to_path_buf();
-        let digest = digest.to_string();
-        tokio::task::spawn_blocking(move || this.load_component_blocking(&path, &digest))
-            .await
-            .context("compile task panicked")?
+        tokio::spawn(async move {
+            match this.load_component(&path, &digest).await {
+                Ok(_) => tracing::debug!(%digest, "precompiled uploaded component"),
+                Err(e) => tracing::debug!(%digest, "uploaded component does not compile: {e:#}"),
+            }
+        });
     }
 
     fn load_component_blocking(&self, path: &Path, digest: &str) -> anyhow::Result<Component> {

@@ -11,6 +11,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct BlobStore {
     root: PathBuf,
 }

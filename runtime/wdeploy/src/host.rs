@@ -33,7 +33,15 @@ pub struct HostArgs {
     /// Seconds a stopping worker has to exit after its stdin closes (wasm's SIGTERM)
     #[arg(long, default_value_t = 30.0)]
     pub stop_grace: f64,
+    /// Component instances the host can hold at once, over all dynos (a worker is one, a
+    /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
+    #[arg(long, default_value_t = 10_000)]
+    pub max_instances: u32,
 }
+
+/// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
+/// what a 64-bit process has.
+const MAX_INSTANCES: u32 = 16_000;
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -74,8 +82,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         args.stop_grace.is_finite() && (0.0..=3600.0).contains(&args.stop_grace),
         "--stop-grace must be between 0 and 3600 seconds"
     );
+    anyhow::ensure!(
+        (1..=MAX_INSTANCES).contains(&args.max_instances),
+        "--max-instances must be between 1 and {MAX_INSTANCES}"
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
+        max_instances: args.max_instances,
         ..EngineOptions::default()
     })?;
     let router = Router::new(&args.domain);
