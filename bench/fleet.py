@@ -129,7 +129,7 @@ class Host:
             raise RuntimeError(f"{len(pending)} apps never answered")
 
 
-def wrk_latency(router, name, duration="4s", connections=1, repeats=3):
+def wrk_latency(router, name, duration="4s", connections=1, repeats=5):
     """wrk's p50/p99 on one keep-alive connection (latency, not throughput), the run with
     the median p99 of `repeats`."""
     runs = sorted((wrk_once(router, name, duration, connections) for _ in range(repeats)),
@@ -224,6 +224,7 @@ def main():
         latency = {}
 
         def measure_latency(n_apps):
+            time.sleep(3)  # let the last deploys' writes and log lines settle
             fields = wrk_latency(host.router, "app0000")
             latency[n_apps] = fields
             print(f"  router latency, {n_apps:5d} apps: p50 {fields.get('50%')}  "
@@ -253,7 +254,7 @@ def main():
             took = restart_until_all_answer(names)
             print(f"  host start until all {n:4d} apps answer             {took * 1000:8.0f} ms")
 
-        print("router latency as apps grow (wrk -t1 -c1 -d4s on one app, median of 3 runs)")
+        print("router latency as apps grow (wrk -t1 -c1 -d4s on one app, median p99 of 5 runs)")
         names = grow_to(1)
         measure_latency(1)
         names = grow_to(100)

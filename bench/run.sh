@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite: wdeploy's router against `wasmtime serve` and a native hyper server,
-# the same hello component and load for each, in one run on this machine.
+# the same hello component and load for each, in one run on this machine; then tuning
+# sweeps (WEB_CONCURRENCY, web.max_requests) and bench/fleet.py (cold start, router
+# latency with 1/100/1,000 apps, density up to 10,000 dynos).
 #
 #   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
@@ -26,6 +28,8 @@ fi
 cargo build --release -q -p wdeploy -p native-hello
 W=$root/target/release/wdeploy
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config
+# Production settings for both sides: no backtrace capture on every error value.
+export RUST_BACKTRACE=0
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null -H "Host: $2" "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
@@ -73,3 +77,33 @@ echo
 echo "wdeploy (reuse) / wasmtime serve (reuse 1000):           $(ratio "${rps[wdeploy (reuse)]}" "${rps[wasmtime serve (reuse 1000)]}")  (target >= 1.2)"
 echo "wdeploy (isolation=request) / wasmtime serve (default):  $(ratio "${rps[wdeploy (isolation=request)]}" "${rps[wasmtime serve (default)]}")  (target >= 3)"
 echo "wdeploy (reuse) / native hyper:                          $(ratio "${rps[wdeploy (reuse)]}" "${rps[native hyper]}")"
+
+# Tuning sweeps on the same slug: WEB_CONCURRENCY (warm instances per dyno) and
+# web.max_requests (requests per instance before it is recycled), one app per setting.
+slug=$(curl -sf -H "authorization: Bearer $WDEPLOY_TOKEN" "$WDEPLOY_HOST/apps/hello/releases" |
+  python3 -c 'import json,sys; print(next(r["slug"] for r in json.load(sys.stdin) if r["current"]))')
+release_with() { # app settings-text
+  "$W" apps:create "$1" --no-link >/dev/null
+  python3 -c 'import json,sys; print(json.dumps({"slug": sys.argv[1], "procfile": "web: web\n", "settings": sys.argv[2], "description": "bench"}))' "$slug" "$2" |
+    curl -sf -X POST -H "authorization: Bearer $WDEPLOY_TOKEN" -H 'content-type: application/json' --data-binary @- "$WDEPLOY_HOST/apps/$1/releases" >/dev/null
+}
+echo
+echo "WEB_CONCURRENCY sweep (reuse mode, one web dyno)"
+for n in 1 2 4 8; do
+  "$W" config:set -a hello WEB_CONCURRENCY=$n >/dev/null
+  run "  WEB_CONCURRENCY=$n" "http://127.0.0.1:$router/" "hello.localhost"
+done
+"$W" config:unset -a hello WEB_CONCURRENCY >/dev/null
+echo "web.max_requests sweep (reuse mode, WEB_CONCURRENCY=4)"
+for n in 1 10 100 1000 10000 0; do
+  release_with "hello-max-$n" "[web]
+max_requests = $n
+"
+  run "  max_requests=$n" "http://127.0.0.1:$router/" "hello-max-$n.localhost"
+done
+
+echo
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+python3 "$root/bench/fleet.py" --wdeploy "$W" --sample "$root/samples/hello"
