@@ -399,6 +399,24 @@ fn router_answers_h14_without_web_dynos_and_caps_api_bodies() {
     assert_eq!(response.status().as_u16(), 413);
     let body = response.body_mut().read_to_string().unwrap();
     assert!(body.contains("payload_too_large"), "{body}");
+
+    // Blobs stream to disk, so their cap is checked against the declared length before
+    // anything is read: a 300 MB upload is refused at once.
+    use std::io::{Read as _, Write as _};
+    let api = host.api.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(api).unwrap();
+    let digest = format!("sha256:{}", "0".repeat(64));
+    write!(
+        conn,
+        "PUT /blobs/{digest} HTTP/1.1\r\nhost: {api}\r\nauthorization: Bearer {}\r\n\
+         content-length: 300000000\r\nconnection: close\r\n\r\n",
+        host.token
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// Largest blob (one component) accepted.
 pub const MAX_BLOB_BYTES: usize = 256 << 20;
 
+/// An upload's bytes as they arrive from the client.
+pub type BlobStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
 /// Who made a call (from the token), recorded as the author of releases.
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
@@ -53,7 +57,9 @@ pub trait Platform: Send + Sync + 'static {
     async fn app(&self, app: &str) -> Result<AppInfo, ApiError>;
     async fn destroy_app(&self, app: &str) -> Result<(), ApiError>;
     async fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>, ApiError>;
-    async fn put_blob(&self, digest: &str, body: Bytes) -> Result<(), ApiError>;
+    /// Stores an upload as it arrives: it is hashed and written to disk chunk by chunk,
+    /// never held whole in memory, and refused once past [`MAX_BLOB_BYTES`].
+    async fn put_blob(&self, digest: &str, body: BlobStream) -> Result<(), ApiError>;
     /// Creates a release and makes it serve; progress lines (release phase output, deploy
     /// steps) go to `progress` as they happen.
     async fn create_release(
@@ -112,7 +118,7 @@ type Shared = Arc<dyn Platform>;
 pub fn router(platform: Shared) -> Router {
     let blobs = Router::new()
         .route("/blobs/{digest}", put(put_blob))
-        .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/apps", get(apps).post(create_app))
         .route("/apps/{app}", get(app).delete(destroy_app))
@@ -225,19 +231,24 @@ async fn missing_blobs(
 async fn put_blob(
     State(p): State<Shared>,
     Path(digest): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    headers: http::HeaderMap,
+    body: Body,
 ) -> Result<http::StatusCode, ApiError> {
-    let body = body.map_err(|r| {
-        ApiError::new(
-            r.status().as_u16(),
+    // A declared length over the cap is refused before a byte is read; an undeclared
+    // one is cut off by the store as it writes.
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BLOB_BYTES as u64) {
+        return Err(ApiError::new(
+            413,
             "payload_too_large",
-            format!(
-                "blob upload refused: {} (limit {MAX_BLOB_BYTES} bytes)",
-                r.body_text()
-            ),
-        )
-    })?;
-    p.put_blob(&digest, body).await?;
+            format!("blob upload refused: larger than the limit of {MAX_BLOB_BYTES} bytes"),
+        ));
+    }
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    p.put_blob(&digest, Box::pin(stream)).await?;
     Ok(http::StatusCode::CREATED)
 }
 

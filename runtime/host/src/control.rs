@@ -7,13 +7,12 @@ use crate::logs::{LogLine, LogStream, SourceKind};
 use crate::release::{Release, ReleaseSpec};
 use crate::router::Router;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::SinkExt;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wdeploy_api::ApiError;
-use wdeploy_api::server::{Caller, LogQuery, Platform, Progress, TextStream};
+use wdeploy_api::server::{BlobStream, Caller, LogQuery, Platform, Progress, TextStream};
 use wdeploy_api::wire::*;
 use wdeploy_build::{AppSettings, Procfile, SlugManifest};
 use wdeploy_store::{AddonError, Addons, BlobStore, NewRelease, ReleaseStatus, State, StoreError};
@@ -447,11 +446,14 @@ impl Platform for Host {
         Ok(digests.into_iter().filter(|d| !self.blobs.has(d)).collect())
     }
 
-    async fn put_blob(&self, digest: &str, body: Bytes) -> Result<(), ApiError> {
+    async fn put_blob(&self, digest: &str, body: BlobStream) -> Result<(), ApiError> {
         let limit = wdeploy_api::server::MAX_BLOB_BYTES as u64;
         let blobs = self.blobs.clone();
         let owned = digest.to_string();
-        tokio::task::spawn_blocking(move || blobs.put(&owned, &body[..], limit))
+        // The store reads synchronously (hash, temp file, fsync, rename) on a blocking
+        // thread, pulling the upload from the connection as it goes.
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
+        tokio::task::spawn_blocking(move || blobs.put(&owned, reader, limit))
             .await
             .map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?
             .map_err(store_error)?;
