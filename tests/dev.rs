@@ -78,6 +78,12 @@ fn trapping_guest_answers_500_and_the_dyno_keeps_serving() {
     dev.wait_for_text("wdeploy[web.1]: Instance crashed: wasm trap", SOON);
     assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
 
+    // In dev, a guest may call services on the laptop: here, the dev router itself.
+    assert_eq!(
+        get(&format!("{base}/fetch?authority=127.0.0.1:{port}&path=")),
+        (200, "fetched: status 200\n".into())
+    );
+
     // The crashing worker is logged and restarted: at once, then after a delay.
     dev.wait_for_text("wdeploy[worker.1]: Process exited with status 1", SOON);
     dev.wait_for_text("wdeploy[worker.1]: State changed from up to crashed", SOON);

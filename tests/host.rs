@@ -542,6 +542,15 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
     ]);
     host.ok(&["ps:scale", "worker=1", "spinner=1", "-a", "faults"]);
 
+    // A guest's outgoing HTTP reaches public addresses only: not this host's API, nor
+    // another app through the router on loopback.
+    let api = host.api.trim_start_matches("http://");
+    for authority in [api.to_string(), format!("localhost:{}", host.router_port)] {
+        let (status, text) = host.get("faults", &format!("/fetch?authority={authority}&path=apps"));
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("DestinationIpProhibited"), "{text}");
+    }
+
     // The crashing worker shows as crashed with its next start; the spinner is up.
     let mut ps = String::new();
     for _ in 0..100 {

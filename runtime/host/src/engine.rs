@@ -1,5 +1,6 @@
 //! The host's one wasmtime engine: async, pooling allocator, epoch interruption, compile cache.
 
+use crate::egress::Egress;
 use crate::state::StoreData;
 use anyhow::Context;
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Memory and table bytes per pool slot kept mapped when an instance is freed.
     pub keep_resident_bytes: usize,
+    /// Where guests' outgoing HTTP may go.
+    pub egress: Egress,
 }
 
 impl Default for EngineOptions {
@@ -38,6 +41,7 @@ impl Default for EngineOptions {
             max_memory_bytes: 4 << 30,
             cache_dir: None,
             keep_resident_bytes: 1 << 20,
+            egress: Egress::PublicOnly,
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
+    egress: Egress,
     /// Compiled components by digest. Releases of the same code (a config change, a
     /// rollback, many apps running one slug) share one copy, and a compile started when
     /// the blob was uploaded is joined by the release that needs it, never repeated.
@@ -128,6 +133,7 @@ impl Engine {
             engine,
             linker,
             cache_dir: options.cache_dir.clone(),
+            egress: options.egress,
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))
@@ -135,6 +141,11 @@ impl Engine {
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+
+    /// Where guests' outgoing HTTP may go, for every store of this engine.
+    pub fn egress(&self) -> Egress {
+        self.egress
     }
 
     pub fn linker(&self) -> &Linker<StoreData> {

@@ -45,7 +45,12 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
         .map_err(anyhow::Error::from)
         .context("opening the dyno filesystem")?;
-    let state = StoreData::new(builder.build(), env.addons, env.memory_limit_bytes);
+    let state = StoreData::new(
+        builder.build(),
+        env.addons,
+        env.memory_limit_bytes,
+        engine.egress(),
+    );
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s| &mut s.quota);
     store.epoch_deadline_callback(|ctx| match ctx.data().deadline {

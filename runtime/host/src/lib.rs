@@ -8,6 +8,7 @@ pub mod addons;
 pub mod app;
 pub mod backoff;
 pub mod control;
+pub mod egress;
 pub mod engine;
 pub mod ephemeral;
 pub mod imports;
@@ -26,6 +27,7 @@ pub mod worker;
 
 pub use app::{AppRuntime, Formation};
 pub use control::{Host, HostConfig};
+pub use egress::Egress;
 pub use engine::{Engine, EngineOptions};
 pub use logs::{LogLine, LogStream, SourceKind};
 pub use release::{Release, ReleaseSpec};

@@ -2,12 +2,15 @@
 //! add-ons and its limits.
 
 use crate::addons::AppAddons;
+use crate::egress::Egress;
 use crate::quota::Quota;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 /// Live host resources one instance may hold at once.
 pub const MAX_HANDLES: usize = 10_000;
@@ -25,11 +28,16 @@ pub struct StoreData {
 }
 
 impl StoreData {
-    pub fn new(wasi: WasiCtx, addons: Arc<AppAddons>, memory_limit_bytes: usize) -> StoreData {
+    pub fn new(
+        wasi: WasiCtx,
+        addons: Arc<AppAddons>,
+        memory_limit_bytes: usize,
+        egress: Egress,
+    ) -> StoreData {
         StoreData {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: HttpHooks,
+            http_hooks: HttpHooks { egress },
             table: {
                 // Host-side handles (fields, streams, pollables) per instance: a guest that
                 // leaks them traps instead of growing the host's memory without bound.
@@ -74,9 +82,42 @@ pub const BODY_BUFFER_WRITES: usize = 16;
 pub const BODY_WRITE_BYTES: usize = 64 << 10;
 
 /// How the host's wasi:http behaves for guests, beyond wasmtime-wasi-http's defaults.
-pub struct HttpHooks;
+pub struct HttpHooks {
+    pub egress: Egress,
+}
 
 impl WasiHttpHooks for HttpHooks {
+    /// Outgoing requests go through [`Egress`] before wasmtime-wasi-http sends them.
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        let egress = self.egress;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            egress.check(request.uri()).await?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io)
+                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
+    }
+
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
         BODY_BUFFER_WRITES
     }

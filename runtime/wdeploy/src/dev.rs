@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_build::Slug;
 use wdeploy_host::app::one_of_each;
 use wdeploy_host::{
-    Addons, AppRuntime, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    Addons, AppRuntime, Egress, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
 };
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +90,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(cache.join("compiled")),
+        // On a laptop, calling a service on localhost is the point.
+        egress: Egress::Any,
         ..EngineOptions::default()
     })?;
     let run_dir = RunDir::new(args.run_dir)?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::backoff::Backoff;
-use wdeploy_host::{Engine, EngineOptions, Host, HostConfig, Router};
+use wdeploy_host::{Egress, Engine, EngineOptions, Host, HostConfig, Router};
 
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
@@ -37,6 +37,10 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
+    /// Let guests' outgoing HTTP reach loopback, private and link-local addresses (by
+    /// default only public ones, so apps cannot reach this node's API or its neighbours)
+    #[arg(long)]
+    pub allow_private_egress: bool,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -89,6 +93,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
+        egress: if args.allow_private_egress {
+            Egress::Any
+        } else {
+            Egress::PublicOnly
+        },
         ..EngineOptions::default()
     })?;
     let router = Router::new(&args.domain);

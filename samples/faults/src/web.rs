@@ -12,6 +12,7 @@
 //! - `/flood?lines=N` → prints N log lines (and one line of 25,000 bytes), then `flooded`
 //! - `/slow?ms=N`     → answers after N milliseconds
 //! - `/handles`       → leaks host resources (header maps) until something gives
+//! - `/fetch?authority=A&path=P` → an outgoing GET of http://A/P; its status, or the error
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,10 +89,31 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 (200, format!("slept {ms}ms\n"))
             }
+            "/fetch" => fetch(&param("authority"), &param("path")),
             "/env" => (200, format!("{}\n", std::env::var(param("name")).unwrap_or_default())),
             _ => (404, "not found\n".to_string()),
         };
         respond(response_out, status, &text);
+    }
+}
+
+/// An outgoing GET through wasi:http, as an app calling another service would.
+fn fetch(authority: &str, path: &str) -> (u16, String) {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(&format!("/{path}")));
+    let pending = match outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(e) => return (502, format!("fetch refused: {e:?}\n")),
+    };
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(response))) => (200, format!("fetched: status {}\n", response.status())),
+        Some(Ok(Err(e))) => (502, format!("fetch failed: {e:?}\n")),
+        _ => (502, "fetch failed\n".to_string()),
     }
 }
 
