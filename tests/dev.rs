@@ -474,3 +474,33 @@ fn add_ons_work_in_dev_and_keep_their_data_between_runs() {
     wait_done(&base, next.trim(), "done: AGAIN\n");
     assert!(second.interrupt(SOON).success(), "{}", second.output());
 }
+
+#[test]
+fn a_python_syntax_error_is_reported_as_python_reports_it() {
+    let app = copy_sample("python-web");
+    std::fs::write(app.path().join("worker.py"), "def broken(:\n    pass\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(out.contains("File \"worker.py\", line 1"), "{out}");
+    assert!(out.contains("SyntaxError: invalid syntax"), "{out}");
+    assert!(out.contains("Python syntax error: see above"), "{out}");
+    assert!(!out.contains("Building web.py"), "compiled anyway:\n{out}");
+}
+
+#[test]
+fn a_missing_python_import_shows_the_python_traceback_only() {
+    let app = copy_sample("python-web");
+    std::fs::write(app.path().join("worker.py"), "import nosuchthing\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(
+        out.contains("ModuleNotFoundError: No module named 'nosuchthing'"),
+        "{out}"
+    );
+    assert!(out.contains("could not build worker.py"), "{out}");
+    assert!(!out.contains("Caused by"), "tool noise:\n{out}");
+}

@@ -25,6 +25,8 @@ struct Builtin {
     /// made executable. Everything a buildpack needs at build time (WIT files too) must
     /// be listed here, since an installed `wdeploy` has no checkout beside it.
     files: &'static [(&'static str, &'static str)],
+    /// More files written beside `files`, such as [`PLATFORM_WIT`].
+    extra: &'static [(&'static str, &'static str)],
 }
 
 /// Includes a file of `buildpacks/NAME/`, stored at its path inside the buildpack.
@@ -36,6 +38,34 @@ macro_rules! bp_file {
         )
     };
 }
+
+/// Includes a file of the repository's `wit/`, stored at the same path in a buildpack.
+macro_rules! wit_file {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../../", $path)))
+    };
+}
+
+/// The platform's WIT (`wit/`, worlds `web` and `worker` with their deps), for buildpacks
+/// whose tools generate bindings from it: the app directory then needs no copy.
+const PLATFORM_WIT: &[(&str, &str)] = &[
+    wit_file!("wit/world.wit"),
+    wit_file!("wit/queue.wit"),
+    wit_file!("wit/deps/cli.wit"),
+    wit_file!("wit/deps/clocks.wit"),
+    wit_file!("wit/deps/filesystem.wit"),
+    wit_file!("wit/deps/http.wit"),
+    wit_file!("wit/deps/io.wit"),
+    wit_file!("wit/deps/random.wit"),
+    wit_file!("wit/deps/sockets.wit"),
+    wit_file!("wit/deps/config/store.wit"),
+    wit_file!("wit/deps/config/world.wit"),
+    wit_file!("wit/deps/keyvalue/atomic.wit"),
+    wit_file!("wit/deps/keyvalue/batch.wit"),
+    wit_file!("wit/deps/keyvalue/store.wit"),
+    wit_file!("wit/deps/keyvalue/watch.wit"),
+    wit_file!("wit/deps/keyvalue/world.wit"),
+];
 
 /// The built-in buildpacks in detection order: the first whose `bin/detect` accepts an
 /// app builds it. Source languages come before `wasm`, so a Rust or Python project that
@@ -49,6 +79,16 @@ const BUILTIN: &[Builtin] = &[
             bp_file!("rust", "bin/detect"),
             bp_file!("rust", "bin/compile"),
         ],
+        extra: &[],
+    },
+    Builtin {
+        name: "python",
+        looks_for: "requirements.txt, pyproject.toml or a top-level *.py file",
+        files: &[
+            bp_file!("python", "bin/detect"),
+            bp_file!("python", "bin/compile"),
+        ],
+        extra: PLATFORM_WIT,
     },
     Builtin {
         name: "wasm",
@@ -57,6 +97,7 @@ const BUILTIN: &[Builtin] = &[
             bp_file!("wasm", "bin/detect"),
             bp_file!("wasm", "bin/compile"),
         ],
+        extra: &[],
     },
 ];
 
@@ -69,7 +110,8 @@ impl Buildpack {
             .iter()
             .map(|bp| {
                 let mut all = Vec::new();
-                for (path, text) in bp.files {
+                let files: Vec<_> = bp.files.iter().chain(bp.extra).copied().collect();
+                for (path, text) in &files {
                     all.extend_from_slice(path.as_bytes());
                     all.push(0);
                     all.extend_from_slice(text.as_bytes());
@@ -78,7 +120,7 @@ impl Buildpack {
                 let hash = crate::digest::of_bytes(&all);
                 let dir = root.join(format!("{}-{}", bp.name, &hash[7..19]));
                 if !dir.join("bin/compile").exists() {
-                    write_buildpack(&dir, bp.files)
+                    write_buildpack(&dir, &files)
                         .with_context(|| format!("installing the {} buildpack", bp.name))?;
                 }
                 Ok(Buildpack {
