@@ -504,3 +504,39 @@ fn a_missing_python_import_shows_the_python_traceback_only() {
     assert!(out.contains("could not build worker.py"), "{out}");
     assert!(!out.contains("Caused by"), "tool noise:\n{out}");
 }
+
+#[test]
+fn an_unchanged_source_is_not_built_again_and_one_changed_file_rebuilds() {
+    let app = copy_sample("hello");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |expect_cached: bool| {
+        let started = std::time::Instant::now();
+        let mut dev = dev(app.path(), &tmp.path().join("run"), &[]);
+        dev.port();
+        let elapsed = started.elapsed();
+        assert!(dev.interrupt(SOON).success());
+        let out = dev.output();
+        assert_eq!(
+            out.contains("-----> Build cached (no source change)"),
+            expect_cached,
+            "{out}"
+        );
+        assert_eq!(
+            out.contains("-----> Building for wasm32-wasip2"),
+            !expect_cached,
+            "{out}"
+        );
+        elapsed
+    };
+    run(false);
+    let cached = run(true);
+    assert!(
+        cached < Duration::from_secs(5),
+        "a cached build took {cached:?}"
+    );
+    let web = app.path().join("src/web.rs");
+    let text = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(&web, format!("{text}\n// edited\n")).unwrap();
+    run(false);
+    run(true);
+}

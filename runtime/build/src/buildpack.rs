@@ -1,7 +1,7 @@
 //! Running buildpacks (Heroku buildpack API: `bin/detect DIR`, `bin/compile BUILD CACHE ENV`).
 
 use crate::slug::Slug;
-use crate::sync;
+use crate::{cache, sync};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -336,11 +336,23 @@ pub fn build(req: &BuildRequest<'_>, output: &mut dyn FnMut(&str)) -> anyhow::Re
             bp
         }
     };
-    sync::mirror(req.app_dir, &req.dirs.build())?;
-    std::fs::create_dir_all(req.dirs.cache())?;
-    write_env_dir(&req.dirs.env(), req.env)?;
-    buildpack.compile(req.dirs, output)?;
-    let slug = Slug::pack(&req.dirs.build())?.persist(&req.dirs.slugs())?;
+    let fingerprint = cache::fingerprint(req.app_dir, &buildpack.dir, req.env)?;
+    let slug = match cache::lookup(req.dirs.root(), &req.dirs.slugs(), &fingerprint) {
+        Some(slug) => {
+            output("-----> Build cached (no source change)");
+            slug
+        }
+        None => {
+            sync::mirror(req.app_dir, &req.dirs.build())?;
+            std::fs::create_dir_all(req.dirs.cache())?;
+            write_env_dir(&req.dirs.env(), req.env)?;
+            buildpack.compile(req.dirs, output)?;
+            let slug = Slug::pack(&req.dirs.build())?.persist(&req.dirs.slugs())?;
+            cache::save(req.dirs.root(), &fingerprint, &slug)
+                .context("saving the build cache record")?;
+            slug
+        }
+    };
     output(&format!(
         "-----> Slug {} ({} components: {})",
         &slug.id()[..19],
