@@ -540,3 +540,24 @@ fn an_unchanged_source_is_not_built_again_and_one_changed_file_rebuilds() {
     run(false);
     run(true);
 }
+
+#[test]
+fn a_javascript_syntax_error_is_reported_as_node_reports_it() {
+    let app = copy_sample("js-web");
+    std::fs::write(
+        app.path().join("worker.js"),
+        "export const run = {\n  run( {\n};\n",
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(out.contains("       worker.js:3"), "{out}");
+    assert!(out.contains("SyntaxError"), "{out}");
+    assert!(
+        out.contains("JavaScript syntax error in worker.js"),
+        "{out}"
+    );
+    assert!(!out.contains("    at "), "stack frames:\n{out}");
+}

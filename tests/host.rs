@@ -1138,3 +1138,15 @@ fn the_python_sample_is_built_by_its_buildpack_and_serves() {
         "python tick 1",
     );
 }
+
+#[test]
+fn the_javascript_sample_is_built_by_its_buildpack_and_serves() {
+    // Two requests to one dyno in a row also prove the buildpack's request isolation: a
+    // reused StarlingMonkey instance cannot answer a second fetch event.
+    polyglot_sample_serves_config_kv_and_worker_logs(
+        "js-web",
+        "javascript",
+        "JavaScript",
+        "js tick 1",
+    );
+}

@@ -91,6 +91,16 @@ const BUILTIN: &[Builtin] = &[
         extra: PLATFORM_WIT,
     },
     Builtin {
+        name: "javascript",
+        looks_for: "package.json",
+        files: &[
+            bp_file!("javascript", "bin/detect"),
+            bp_file!("javascript", "bin/compile"),
+            bp_file!("javascript", "js-worlds.wit"),
+        ],
+        extra: PLATFORM_WIT,
+    },
+    Builtin {
         name: "wasm",
         looks_for: "prebuilt components: *.wasm files at the top level (+ a Procfile)",
         files: &[
