@@ -483,10 +483,13 @@ fn a_python_syntax_error_is_reported_as_python_reports_it() {
     let mut dev = dev(app.path(), tmp.path(), &[]);
     assert!(!dev.wait(BUILD).success());
     let out = dev.output();
-    assert!(out.contains("File \"worker.py\", line 1"), "{out}");
+    assert!(out.contains("  File \"worker.py\", line 1"), "{out}");
     assert!(out.contains("SyntaxError: invalid syntax"), "{out}");
-    assert!(out.contains("Python syntax error: see above"), "{out}");
-    assert!(!out.contains("Building web.py"), "compiled anyway:\n{out}");
+    assert!(
+        out.contains("could not build worker.py: see the Python error above"),
+        "{out}"
+    );
+    assert!(!out.contains("Caused by"), "tool noise:\n{out}");
 }
 
 #[test]
