@@ -1117,3 +1117,63 @@ fn a_component_importing_an_unknown_interface_is_refused_at_push() {
     );
     assert!(!logs.contains("command `stranger"), "{logs}");
 }
+
+/// Pushes a polyglot sample (built by its real buildpack, which installs its own tools)
+/// and checks what every sample does: the web greets with GREETING, counts visits in the
+/// key-value add-on across a restart, and the worker's lines reach the log stream.
+fn polyglot_sample_serves_config_kv_and_worker_logs(
+    sample_name: &str,
+    buildpack: &str,
+    language: &str,
+    worker_line: &str,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let host = TestHost::start(data.path());
+    let app = sample_name;
+    host.ok(&["apps:create", app, "--no-link"]);
+    host.ok(&["config:set", "GREETING=Howdy", "-a", app]);
+    let pushed = host.push(app, &sample(sample_name));
+    assert!(
+        pushed.contains(&format!("-----> {buildpack} app detected")),
+        "{pushed}"
+    );
+    let visit = |n: u64| (200, format!("Howdy from {language}! Visit number {n}\n"));
+    assert_eq!(host.get(app, "/"), visit(1));
+    assert_eq!(host.get(app, "/"), visit(2));
+    host.ok(&["restart", "-a", app]);
+    assert_eq!(host.get(app, "/"), visit(3));
+    assert_eq!(host.ok(&["kv:get", "visits", "-a", app]), "3\n");
+
+    host.ok(&["ps:scale", "worker=1", "-a", app]);
+    let mut logs = String::new();
+    for _ in 0..200 {
+        logs = host.ok(&["logs", "--dyno", "worker.1", "-a", app]);
+        if logs.contains(&format!("app[worker.1]: {worker_line}")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(logs.contains(worker_line), "{logs}");
+}
+
+#[test]
+fn the_python_sample_is_built_by_its_buildpack_and_serves() {
+    polyglot_sample_serves_config_kv_and_worker_logs(
+        "python-web",
+        "python",
+        "Python",
+        "python tick 1",
+    );
+}
+
+#[test]
+fn the_javascript_sample_is_built_by_its_buildpack_and_serves() {
+    // Two requests to one dyno in a row also prove the buildpack's request isolation: a
+    // reused StarlingMonkey instance cannot answer a second fetch event.
+    polyglot_sample_serves_config_kv_and_worker_logs(
+        "js-web",
+        "javascript",
+        "JavaScript",
+        "js tick 1",
+    );
+}

@@ -245,3 +245,40 @@ pub fn post(url: &str, body: &str) -> (u16, String) {
     let body = response.body_mut().read_to_string().unwrap_or_default();
     (status, body)
 }
+
+/// The `hello` sample's components built by running the Rust buildpack's `bin/compile`
+/// directly (not through wdeploy), for tests of prebuilt-component apps. Returns the
+/// folder holding `web.wasm`, `worker.wasm` and `release.wasm`. A lock file makes
+/// concurrent tests take turns.
+pub fn prebuilt_hello() -> PathBuf {
+    let root = cache_dir().join("prebuilt-hello");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = std::fs::File::create(root.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let build = root.join("build");
+    if !build.join("web.wasm").exists() {
+        copy_tree(&sample("hello"), &build);
+        let status = Command::new(root_buildpack("rust").join("bin/compile"))
+            .arg(&build)
+            .arg(root.join("cache"))
+            .arg(root.join("env"))
+            .status()
+            .expect("running the rust buildpack");
+        assert!(status.success(), "building samples/hello failed");
+    }
+    build
+}
+
+/// A buildpack folder of this checkout.
+pub fn root_buildpack(name: &str) -> PathBuf {
+    root().join("buildpacks").join(name)
+}
+
+/// An app folder of prebuilt components: hello's three, and its Procfile.
+pub fn prebuilt_app(into: &Path) {
+    let built = prebuilt_hello();
+    for name in ["web.wasm", "worker.wasm", "release.wasm"] {
+        std::fs::copy(built.join(name), into.join(name)).unwrap();
+    }
+    std::fs::copy(sample("hello").join("Procfile"), into.join("Procfile")).unwrap();
+}

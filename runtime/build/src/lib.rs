@@ -1,6 +1,7 @@
 //! Turning an app's source into a slug: buildpacks, the Procfile, slug packing.
 
 pub mod buildpack;
+pub mod cache;
 pub mod digest;
 pub mod procfile;
 pub mod settings;

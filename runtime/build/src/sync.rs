@@ -59,6 +59,29 @@ fn copy_dir(src: &Path, dst: &Path, kept: &mut HashSet<PathBuf>) -> anyhow::Resu
     Ok(())
 }
 
+/// The files a build of `src` sees (as [`mirror`] copies them), relative and sorted.
+pub fn source_files(src: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            if SKIPPED.iter().any(|s| entry.file_name() == *s) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(root, &entry.path(), out)?;
+            } else if kind.is_file() {
+                out.push(entry.path().strip_prefix(root)?.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(src, src, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
 /// Removes everything under `dir` that the source no longer has.
 fn prune(dir: &Path, kept: &HashSet<PathBuf>) -> anyhow::Result<()> {
     for entry in fs::read_dir(dir)? {

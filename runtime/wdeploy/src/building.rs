@@ -12,17 +12,26 @@ pub struct AppBuild {
     pub key: String,
     dirs: BuildDirs,
     buildpacks: std::sync::Arc<Vec<Buildpack>>,
+    /// `--buildpack` was given: `buildpacks` holds just that one.
+    forced: bool,
 }
 
 impl AppBuild {
-    pub fn new(dir: &Path) -> anyhow::Result<AppBuild> {
+    /// `buildpack` is `--buildpack NAME|PATH`: a built-in by name or a buildpack folder.
+    pub fn new(dir: &Path, buildpack: Option<&str>) -> anyhow::Result<AppBuild> {
         let cache = crate::paths::cache_root()?;
         let key = format!("{}-{}", dir_key(dir), short_hash(dir));
+        let builtin = Buildpack::builtin(&cache.join("buildpacks"))?;
+        let (buildpacks, forced) = match buildpack {
+            Some(spec) => (vec![Buildpack::choose(&builtin, spec)?], true),
+            None => (builtin, false),
+        };
         Ok(AppBuild {
             dir: dir.to_path_buf(),
             dirs: BuildDirs::new(cache.join("apps").join(&key)),
             key,
-            buildpacks: std::sync::Arc::new(Buildpack::builtin(&cache.join("buildpacks"))?),
+            buildpacks: std::sync::Arc::new(buildpacks),
+            forced,
         })
     }
 
@@ -38,6 +47,7 @@ impl AppBuild {
                 app_dir: &self.dir,
                 dirs: &self.dirs,
                 buildpacks: &self.buildpacks,
+                forced: self.forced,
                 env,
             },
             output,

@@ -36,6 +36,10 @@ pub struct DevArgs {
     /// directory per app dir under the wdeploy cache)
     #[arg(long, env = "WDEPLOY_DEV_DATA")]
     pub data: Option<PathBuf>,
+    /// Build with this buildpack instead of detecting one: a built-in's name (rust,
+    /// python, javascript, wasm) or the path of a folder with bin/detect and bin/compile
+    #[arg(long, value_name = "NAME|PATH")]
+    pub buildpack: Option<String>,
 }
 
 /// How long in-flight requests may take to finish when stopping.
@@ -65,7 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => Some(dir.join(".env")).filter(|p| p.is_file()),
     };
     let builder = Builder {
-        app: AppBuild::new(&dir)?,
+        app: AppBuild::new(&dir, args.buildpack.as_deref())?,
         env_file,
     };
     // Add-on data outlives `dev` runs (a counter keeps counting), like a local database.

@@ -14,6 +14,10 @@ pub struct PushArgs {
     /// The app's directory (default: the linked directory, else the current one)
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Build with this buildpack instead of detecting one: a built-in's name (rust,
+    /// python, javascript, wasm) or the path of a folder with bin/detect and bin/compile
+    #[arg(long, value_name = "NAME|PATH")]
+    pub buildpack: Option<String>,
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<()> {
@@ -33,7 +37,8 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
     // Config vars reach the buildpack as ENV_DIR, as on Heroku.
     let config = client.config(&app)?;
     println!("-----> Building {app} from {}", dir.display());
-    let slug = AppBuild::new(&dir)?.build(&config, &mut |line| println!("{line}"))?;
+    let slug = AppBuild::new(&dir, args.buildpack.as_deref())?
+        .build(&config, &mut |line| println!("{line}"))?;
 
     let manifest = serde_json::to_vec(&slug.manifest)?;
     let slug_id = wdeploy_build::digest::of_bytes(&manifest);
