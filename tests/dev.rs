@@ -518,11 +518,10 @@ fn a_missing_python_import_shows_the_python_traceback_only() {
 fn an_unchanged_source_is_not_built_again_and_one_changed_file_rebuilds() {
     let app = copy_sample("hello");
     let tmp = tempfile::tempdir().unwrap();
+    // Whether the buildpack ran is read from the output, never from timings.
     let run = |expect_cached: bool| {
-        let started = std::time::Instant::now();
         let mut dev = dev(app.path(), &tmp.path().join("run"), &[]);
         dev.port();
-        let elapsed = started.elapsed();
         assert!(dev.interrupt(SOON).success());
         let out = dev.output();
         assert_eq!(
@@ -535,14 +534,9 @@ fn an_unchanged_source_is_not_built_again_and_one_changed_file_rebuilds() {
             !expect_cached,
             "{out}"
         );
-        elapsed
     };
     run(false);
-    let cached = run(true);
-    assert!(
-        cached < Duration::from_secs(5),
-        "a cached build took {cached:?}"
-    );
+    run(true);
     let web = app.path().join("src/web.rs");
     let text = std::fs::read_to_string(&web).unwrap();
     std::fs::write(&web, format!("{text}\n// edited\n")).unwrap();
