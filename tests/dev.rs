@@ -36,6 +36,19 @@ fn hello_serves_with_config_vars_and_logs_every_source() {
     let (status, body) = get(&format!("http://127.0.0.1:{port}/greet"));
     assert_eq!(status, 200);
     assert_eq!(body, "Hello from the test suite\n");
+    // A handler that has finished by the time it answers is sent whole, with its length,
+    // not as a chunked stream.
+    let response = http()
+        .get(&format!("http://127.0.0.1:{port}/greet"))
+        .call()
+        .unwrap();
+    let headers = response.headers();
+    assert_eq!(
+        headers.get("content-length").and_then(|v| v.to_str().ok()),
+        Some("26"),
+        "{headers:?}"
+    );
+    assert!(headers.get("transfer-encoding").is_none(), "{headers:?}");
 
     dev.wait_for_text("app[web.1]: handling /greet on web.1", SOON);
     let router = dev.wait_for("router line", SOON, |l| {

@@ -189,16 +189,21 @@ impl Engine {
     /// follows finds it ready. Anything else (a slug manifest, a core module) is left for
     /// the release to judge.
     pub fn precompile(self: &Arc<Self>, path: PathBuf, digest: String) {
-        let mut magic = [0u8; 8];
-        let is_component = std::fs::File::open(&path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok()
-            && magic == COMPONENT_MAGIC;
-        if !is_component {
-            return;
-        }
         let this = self.clone();
         tokio::spawn(async move {
+            let header = path.clone();
+            let is_component = tokio::task::spawn_blocking(move || {
+                let mut magic = [0u8; 8];
+                std::fs::File::open(&header)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                    .is_ok()
+                    && magic == COMPONENT_MAGIC
+            })
+            .await
+            .unwrap_or(false);
+            if !is_component {
+                return;
+            }
             match this.load_component(&path, &digest).await {
                 Ok(_) => tracing::debug!(%digest, "precompiled uploaded component"),
                 Err(e) => tracing::debug!(%digest, "uploaded component does not compile: {e:#}"),

@@ -175,3 +175,11 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A fresh add-ons database in a temporary directory, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn open_temp() -> (tempfile::TempDir, Addons) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addons = Addons::open(&dir.path().join("addons.db")).expect("open addons.db");
+    (dir, addons)
+}

@@ -212,11 +212,7 @@ fn check_batch(n: usize) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Addons) {
-        let dir = tempfile::tempdir().unwrap();
-        let addons = Addons::open(&dir.path().join("addons.db")).unwrap();
-        (dir, addons)
-    }
+    use crate::addons::open_temp as open;
 
     #[test]
     fn values_survive_reopening_and_apps_are_isolated() {

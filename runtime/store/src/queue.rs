@@ -157,11 +157,7 @@ impl Addons {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Addons) {
-        let dir = tempfile::tempdir().unwrap();
-        let addons = Addons::open(&dir.path().join("addons.db")).unwrap();
-        (dir, addons)
-    }
+    use crate::addons::open_temp as open;
 
     const LEASE: Duration = Duration::from_secs(30);
 
