@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
+use wdeploy_core::{Digest, Formation, LogSource};
 
 pub struct Client {
     base: String,
@@ -131,12 +132,12 @@ impl Client {
     pub fn destroy_app(&self, app: &str) -> Result<()> {
         self.delete(&format!("/apps/{app}"))
     }
-    pub fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>> {
+    pub fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
         let list: BlobList = self.send("POST", "/blobs/missing", &BlobList { digests })?;
         Ok(list.digests)
     }
     /// Uploads one blob from a reader of `size` bytes.
-    pub fn put_blob(&self, digest: &str, size: u64, mut body: impl Read + Send) -> Result<()> {
+    pub fn put_blob(&self, digest: &Digest, size: u64, mut body: impl Read + Send) -> Result<()> {
         let response = self
             .agent
             .put(&self.url(&format!("/blobs/{digest}")))
@@ -202,10 +203,10 @@ impl Client {
     pub fn patch_config(&self, app: &str, patch: &ConfigPatch) -> Result<BTreeMap<String, String>> {
         self.send("PATCH", &format!("/apps/{app}/config-vars"), patch)
     }
-    pub fn formation(&self, app: &str) -> Result<BTreeMap<String, u32>> {
+    pub fn formation(&self, app: &str) -> Result<Formation> {
         self.get(&format!("/apps/{app}/formation"))
     }
-    pub fn scale(&self, app: &str, patch: &BTreeMap<String, u32>) -> Result<BTreeMap<String, u32>> {
+    pub fn scale(&self, app: &str, patch: &Formation) -> Result<Formation> {
         self.send("PATCH", &format!("/apps/{app}/formation"), patch)
     }
     pub fn dynos(&self, app: &str) -> Result<Vec<DynoInfo>> {
@@ -236,7 +237,7 @@ impl Client {
         lines: usize,
         tail: bool,
         dyno: Option<&str>,
-        source: Option<&str>,
+        source: Option<LogSource>,
     ) -> Result<Box<dyn Read + Send>> {
         let mut path = format!("/apps/{app}/log-sessions?lines={lines}&tail={tail}");
         if let Some(d) = dyno {

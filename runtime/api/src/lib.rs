@@ -1,5 +1,6 @@
 //! The control API: wire types, the server routes over a [`server::Platform`], and the
-//! typed client the CLI uses. Only this crate knows the wire format.
+//! typed client the CLI uses. Only this crate knows the wire format; its types come from
+//! `wdeploy-core` and serialise as the strings and maps they stand for.
 
 pub mod client;
 pub mod error;

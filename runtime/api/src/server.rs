@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wdeploy_core::addons::DEFAULT_BUCKET;
+use wdeploy_core::{AppName, Digest, Formation, LogSource};
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
@@ -43,74 +45,71 @@ pub struct LogQuery {
     #[serde(default)]
     pub tail: bool,
     pub dyno: Option<String>,
-    /// `app`, `router` or `wdeploy`.
-    pub source: Option<String>,
+    pub source: Option<LogSource>,
 }
 
-/// What the host does for each API call.
+/// What the host does for each API call. Every app-scoped call gets a valid [`AppName`]
+/// (a path naming no valid app is answered 404 before the host is asked).
 #[async_trait]
 pub trait Platform: Send + Sync + 'static {
     /// The caller a bearer token belongs to.
-    fn authenticate(&self, token: &str) -> Option<Caller>;
+    async fn authenticate(&self, token: &str) -> Option<Caller>;
     async fn apps(&self) -> Result<Vec<AppInfo>, ApiError>;
     async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError>;
-    async fn app(&self, app: &str) -> Result<AppInfo, ApiError>;
-    async fn destroy_app(&self, app: &str) -> Result<(), ApiError>;
-    async fn missing_blobs(&self, digests: Vec<String>) -> Result<Vec<String>, ApiError>;
+    async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError>;
+    async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError>;
+    async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError>;
     /// Stores an upload as it arrives: it is hashed and written to disk chunk by chunk,
     /// never held whole in memory, and refused once past [`MAX_BLOB_BYTES`].
-    async fn put_blob(&self, digest: &str, body: BlobStream) -> Result<(), ApiError>;
+    async fn put_blob(&self, digest: &Digest, body: BlobStream) -> Result<(), ApiError>;
     /// Creates a release and makes it serve; progress lines (release phase output, deploy
     /// steps) go to `progress` as they happen.
     async fn create_release(
         &self,
-        app: &str,
+        app: &AppName,
         by: &Caller,
         req: CreateRelease,
         progress: Progress,
     ) -> Result<ReleaseInfo, ApiError>;
-    async fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>, ApiError>;
+    async fn releases(&self, app: &AppName) -> Result<Vec<ReleaseInfo>, ApiError>;
     async fn rollback(
         &self,
-        app: &str,
+        app: &AppName,
         by: &Caller,
         req: Rollback,
     ) -> Result<ReleaseInfo, ApiError>;
-    async fn config(&self, app: &str) -> Result<BTreeMap<String, String>, ApiError>;
+    async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ApiError>;
     async fn patch_config(
         &self,
-        app: &str,
+        app: &AppName,
         by: &Caller,
         patch: ConfigPatch,
     ) -> Result<BTreeMap<String, String>, ApiError>;
-    async fn formation(&self, app: &str) -> Result<BTreeMap<String, u32>, ApiError>;
+    async fn formation(&self, app: &AppName) -> Result<Formation, ApiError>;
     async fn scale(
         &self,
-        app: &str,
+        app: &AppName,
         by: &Caller,
-        patch: BTreeMap<String, u32>,
-    ) -> Result<BTreeMap<String, u32>, ApiError>;
-    async fn dynos(&self, app: &str) -> Result<Vec<DynoInfo>, ApiError>;
-    async fn restart(&self, app: &str, dyno: Option<&str>) -> Result<(), ApiError>;
+        patch: Formation,
+    ) -> Result<Formation, ApiError>;
+    async fn dynos(&self, app: &AppName) -> Result<Vec<DynoInfo>, ApiError>;
+    async fn restart(&self, app: &AppName, dyno: Option<&str>) -> Result<(), ApiError>;
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
-    async fn run(&self, app: &str, req: RunRequest) -> Result<TextStream, ApiError>;
-    async fn logs(&self, app: &str, query: LogQuery) -> Result<TextStream, ApiError>;
+    async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError>;
+    async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError>;
     /// Keys of one of the app's add-on buckets starting with `prefix`.
-    async fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;
-    async fn kv_get(&self, app: &str, bucket: &str, key: &str) -> Result<KvEntry, ApiError>;
+    async fn kv_keys(&self, app: &AppName, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;
+    async fn kv_get(&self, app: &AppName, bucket: &str, key: &str) -> Result<KvEntry, ApiError>;
     async fn kv_set(
         &self,
-        app: &str,
+        app: &AppName,
         by: &Caller,
         bucket: &str,
         key: &str,
         value: String,
     ) -> Result<KvEntry, ApiError>;
-    async fn queues(&self, app: &str) -> Result<Vec<QueueInfo>, ApiError>;
+    async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
 }
-
-/// The bucket `kv:*` commands use unless told otherwise (a guest's `open("")`).
-pub const DEFAULT_BUCKET: &str = "default";
 
 type Shared = Arc<dyn Platform>;
 
@@ -156,7 +155,11 @@ async fn authenticate(State(platform): State<Shared>, mut req: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token.and_then(|t| platform.authenticate(t)) {
+    let caller = match token {
+        Some(token) => platform.authenticate(token).await,
+        None => None,
+    };
+    match caller {
         Some(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -190,6 +193,46 @@ where
     }
 }
 
+/// The `{app}` of a route as an [`AppName`]; a path naming no valid app is 404, as an
+/// app that does not exist is.
+struct AppPath(AppName);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AppPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let params = Path::<BTreeMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        let name = params.0.get("app").cloned().unwrap_or_default();
+        name.parse()
+            .map(AppPath)
+            .map_err(|_| ApiError::not_found(format!("app {name} not found")))
+    }
+}
+
+/// A query string whose rejection (an unknown log source, say) is an [`ApiError`] too.
+struct QueryParams<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryParams(q.0))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
 fn caller(req_caller: Option<axum::Extension<Caller>>) -> Caller {
     req_caller
         .map(|c| c.0)
@@ -208,13 +251,13 @@ async fn create_app(
     Ok((http::StatusCode::CREATED, Json(app)).into_response())
 }
 
-async fn app(State(p): State<Shared>, Path(app): Path<String>) -> Result<Json<AppInfo>, ApiError> {
+async fn app(State(p): State<Shared>, AppPath(app): AppPath) -> Result<Json<AppInfo>, ApiError> {
     p.app(&app).await.map(Json)
 }
 
 async fn destroy_app(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<http::StatusCode, ApiError> {
     p.destroy_app(&app).await?;
     Ok(http::StatusCode::NO_CONTENT)
@@ -247,6 +290,9 @@ async fn put_blob(
             format!("blob upload refused: larger than the limit of {MAX_BLOB_BYTES} bytes"),
         ));
     }
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| ApiError::invalid(format!("{e}")))?;
     let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
     p.put_blob(&digest, Box::pin(stream)).await?;
     Ok(http::StatusCode::CREATED)
@@ -254,7 +300,7 @@ async fn put_blob(
 
 async fn create_release(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
     by: Option<axum::Extension<Caller>>,
     JsonBody(req): JsonBody<CreateRelease>,
 ) -> Result<Response, ApiError> {
@@ -290,14 +336,14 @@ async fn create_release(
 
 async fn releases(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
     p.releases(&app).await.map(Json)
 }
 
 async fn rollback(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
     by: Option<axum::Extension<Caller>>,
     JsonBody(req): JsonBody<Rollback>,
 ) -> Result<Json<ReleaseInfo>, ApiError> {
@@ -306,14 +352,14 @@ async fn rollback(
 
 async fn config(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
     p.config(&app).await.map(Json)
 }
 
 async fn patch_config(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
     by: Option<axum::Extension<Caller>>,
     JsonBody(patch): JsonBody<ConfigPatch>,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
@@ -322,30 +368,30 @@ async fn patch_config(
 
 async fn formation(
     State(p): State<Shared>,
-    Path(app): Path<String>,
-) -> Result<Json<BTreeMap<String, u32>>, ApiError> {
+    AppPath(app): AppPath,
+) -> Result<Json<Formation>, ApiError> {
     p.formation(&app).await.map(Json)
 }
 
 async fn scale(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
     by: Option<axum::Extension<Caller>>,
-    JsonBody(patch): JsonBody<BTreeMap<String, u32>>,
-) -> Result<Json<BTreeMap<String, u32>>, ApiError> {
+    JsonBody(patch): JsonBody<Formation>,
+) -> Result<Json<Formation>, ApiError> {
     p.scale(&app, &caller(by), patch).await.map(Json)
 }
 
 async fn dynos(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<Json<Vec<DynoInfo>>, ApiError> {
     p.dynos(&app).await.map(Json)
 }
 
 async fn restart_all(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<http::StatusCode, ApiError> {
     p.restart(&app, None).await?;
     Ok(http::StatusCode::ACCEPTED)
@@ -353,7 +399,8 @@ async fn restart_all(
 
 async fn restart_one(
     State(p): State<Shared>,
-    Path((app, dyno)): Path<(String, String)>,
+    AppPath(app): AppPath,
+    Path((_, dyno)): Path<(String, String)>,
 ) -> Result<http::StatusCode, ApiError> {
     p.restart(&app, Some(&dyno)).await?;
     Ok(http::StatusCode::ACCEPTED)
@@ -361,7 +408,7 @@ async fn restart_one(
 
 async fn run(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
     let stream = p.run(&app, req).await?;
@@ -370,8 +417,8 @@ async fn run(
 
 async fn logs(
     State(p): State<Shared>,
-    Path(app): Path<String>,
-    Query(query): Query<LogQuery>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Response, ApiError> {
     let stream = p.logs(&app, query).await?;
     Ok(text_stream(stream))
@@ -390,8 +437,8 @@ fn key(query: &KvQuery) -> Result<&str, ApiError> {
 
 async fn kv_keys(
     State(p): State<Shared>,
-    Path(app): Path<String>,
-    Query(query): Query<KvQuery>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
 ) -> Result<Json<KvKeys>, ApiError> {
     let prefix = query.prefix.as_deref().unwrap_or("");
     p.kv_keys(&app, bucket(&query), prefix).await.map(Json)
@@ -399,16 +446,16 @@ async fn kv_keys(
 
 async fn kv_get(
     State(p): State<Shared>,
-    Path(app): Path<String>,
-    Query(query): Query<KvQuery>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
 ) -> Result<Json<KvEntry>, ApiError> {
     p.kv_get(&app, bucket(&query), key(&query)?).await.map(Json)
 }
 
 async fn kv_set(
     State(p): State<Shared>,
-    Path(app): Path<String>,
-    Query(query): Query<KvQuery>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
     by: Option<axum::Extension<Caller>>,
     JsonBody(body): JsonBody<KvSet>,
 ) -> Result<Json<KvEntry>, ApiError> {
@@ -419,7 +466,7 @@ async fn kv_set(
 
 async fn queues(
     State(p): State<Shared>,
-    Path(app): Path<String>,
+    AppPath(app): AppPath,
 ) -> Result<Json<Vec<QueueInfo>>, ApiError> {
     p.queues(&app).await.map(Json)
 }

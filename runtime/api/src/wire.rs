@@ -2,16 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use wdeploy_core::{AppName, Digest, DynoState, Formation, ProcessType, ReleaseStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppInfo {
-    pub name: String,
+    pub name: AppName,
     pub created_at: String,
     /// `http://NAME.DOMAIN:PORT`
     pub web_url: String,
     /// Version of the release serving now, if any.
     pub release: Option<u64>,
-    pub formation: BTreeMap<String, u32>,
+    pub formation: Formation,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -22,13 +23,13 @@ pub struct CreateApp {
 /// `POST /blobs/missing`: which of these the host lacks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobList {
-    pub digests: Vec<String>,
+    pub digests: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateRelease {
-    /// `sha256:` of the slug manifest, uploaded as a blob beforehand.
-    pub slug: String,
+    /// The slug id (`sha256:` of the slug manifest), uploaded as a blob beforehand.
+    pub slug: Digest,
     pub procfile: String,
     /// `wdeploy.toml` text (empty when the app has none).
     #[serde(default)]
@@ -40,11 +41,10 @@ pub struct CreateRelease {
 pub struct ReleaseInfo {
     pub version: u64,
     pub description: String,
-    pub slug: Option<String>,
+    pub slug: Option<Digest>,
     pub user: String,
     pub created_at: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: ReleaseStatus,
     /// Whether this release serves now.
     pub current: bool,
 }
@@ -60,9 +60,8 @@ pub type ConfigPatch = BTreeMap<String, Option<String>>;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DynoInfo {
     pub name: String,
-    pub process_type: String,
-    /// `starting`, `up`, `crashed` or `idle`.
-    pub state: String,
+    pub process_type: ProcessType,
+    pub state: DynoState,
     pub since: String,
     /// When a crashed dyno starts again.
     #[serde(default)]
@@ -73,7 +72,7 @@ pub struct DynoInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRequest {
-    pub process_type: String,
+    pub process_type: ProcessType,
     #[serde(default)]
     pub args: Vec<String>,
 }

@@ -1,37 +1,31 @@
 //! One app's running dynos: its formation of the current release, release swaps,
 //! scaling, restarts and one-off dynos.
 
-use crate::backoff::Backoff;
-use crate::engine::Engine;
+use crate::dyno::backoff::Backoff;
+use crate::dyno::status::DynoSnapshot;
+use crate::dyno::web::{WebDyno, WebDynoSpec};
+use crate::dyno::worker::{WorkerDyno, WorkerDynoSpec, run_one_off};
+use crate::guest::engine::Engine;
 use crate::logs::LogStream;
 use crate::release::Release;
-use crate::status::DynoSnapshot;
-use crate::web::{WebDyno, WebDynoSpec};
-use crate::worker::{WorkerDyno, WorkerDynoSpec, run_one_off};
 use anyhow::{Context, bail};
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-/// How many dynos of each process type run (`web=2 worker=1`).
-pub type Formation = BTreeMap<String, u32>;
-
-/// The formation `heroku local` runs: one dyno of every process type but `release`.
-pub fn one_of_each(release: &Release) -> Formation {
-    release
-        .procfile
-        .processes
-        .values()
-        .filter(|p| !p.is_release())
-        .map(|p| (p.name.clone(), 1))
-        .collect()
-}
+use wdeploy_core::{AppName, Formation, ProcessType, dyno};
 
 /// The dynos of one app.
+///
+/// Changes (deploy, scale, restart, stop) take `formation`, a lock that owns the
+/// formation being run, and hold it for the whole change, so they apply one at a time.
+/// What readers need at any moment is published beside it in locks of its own, written
+/// only by a change that holds `formation`: the web dynos the router picks from (an
+/// `Arc<Vec>` swapped whole), the workers `ps` lists, and the current release.
 pub struct AppRuntime {
-    pub name: Arc<str>,
+    pub name: AppName,
     pub logs: Arc<LogStream>,
     engine: Arc<Engine>,
     run_dir: PathBuf,
@@ -41,23 +35,17 @@ pub struct AppRuntime {
     backoff: Backoff,
     /// How long a stopping worker has to exit after its stdin closes.
     stop_grace: Duration,
-    /// Web dynos serving now; the router reads a snapshot, changes swap the whole list.
+    formation: tokio::sync::Mutex<Formation>,
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
     current: RwLock<Option<Arc<Release>>>,
-    formation: Mutex<Formation>,
-    /// Serialises deploys, scaling and restarts of this app.
-    changes: tokio::sync::Mutex<()>,
-    /// Held by the control plane across "record a release, then run it", so releases of
-    /// one app go live in version order.
-    pub releasing: tokio::sync::Mutex<()>,
     one_offs: AtomicU64,
     next_pick: AtomicU64,
 }
 
 impl AppRuntime {
     pub fn new(
-        name: &str,
+        name: AppName,
         engine: Arc<Engine>,
         logs: Arc<LogStream>,
         run_dir: PathBuf,
@@ -66,34 +54,29 @@ impl AppRuntime {
         stop_grace: Duration,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
-            name: name.into(),
+            name,
             logs,
             engine,
             run_dir,
             port,
             backoff,
             stop_grace,
+            formation: tokio::sync::Mutex::new(Formation::new()),
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
-            formation: Mutex::new(Formation::new()),
-            changes: tokio::sync::Mutex::new(()),
-            releasing: tokio::sync::Mutex::new(()),
             one_offs: AtomicU64::new(0),
             next_pick: AtomicU64::new(0),
         })
     }
 
     pub fn current_release(&self) -> Option<Arc<Release>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().clone()
     }
 
     /// The web dynos serving now.
     pub fn web_dynos(&self) -> Arc<Vec<WebDyno>> {
-        self.web.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.web.read().clone()
     }
 
     /// The least busy web dyno, if any is up; ties go round-robin so idle dynos share
@@ -114,13 +97,7 @@ impl AppRuntime {
     /// Every dyno of the formation, for `ps`.
     pub fn dynos(&self) -> Vec<DynoSnapshot> {
         let mut all: Vec<_> = self.web_dynos().iter().map(WebDyno::snapshot).collect();
-        all.extend(
-            self.workers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(WorkerDyno::snapshot),
-        );
+        all.extend(self.workers.lock().iter().map(WorkerDyno::snapshot));
         all
     }
 
@@ -129,8 +106,17 @@ impl AppRuntime {
     /// taking requests but finish those in flight. If any new dyno fails to boot, the old
     /// release keeps serving and the error is returned.
     pub async fn deploy(&self, release: Arc<Release>, formation: &Formation) -> anyhow::Result<()> {
-        let _change = self.changes.lock().await;
-        let web_count = formation.get("web").copied().unwrap_or(0);
+        let mut running = self.formation.lock().await;
+        self.deploy_locked(&mut running, release, formation).await
+    }
+
+    async fn deploy_locked(
+        &self,
+        running: &mut Formation,
+        release: Arc<Release>,
+        formation: &Formation,
+    ) -> anyhow::Result<()> {
+        let web_count = formation.quantity(ProcessType::WEB);
         let mut fresh = Vec::new();
         for n in 1..=web_count {
             fresh.push(self.start_web(&release, n).await?);
@@ -138,32 +124,31 @@ impl AppRuntime {
         let old_web = self.swap_web(fresh);
         self.retire_web(&old_web);
 
-        let old_workers =
-            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let old_workers = std::mem::take(&mut *self.workers.lock());
         self.stop_workers(old_workers).await;
         let mut workers = Vec::new();
-        for (process_type, count) in formation {
-            if process_type == "web" || process_type == "release" {
+        for (process_type, count) in formation.iter() {
+            if process_type.is_web() || process_type.is_release() {
                 continue;
             }
-            for n in 1..=*count {
+            for n in 1..=count {
                 workers.push(self.start_worker(&release, process_type, n)?);
             }
         }
-        *self.workers.lock().unwrap_or_else(|p| p.into_inner()) = workers;
-        *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = formation.clone();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(release);
+        *self.workers.lock() = workers;
+        *running = formation.clone();
+        *self.current.write() = Some(release);
         Ok(())
     }
 
     /// Changes how many dynos of each type run, without touching the ones that stay.
     pub async fn scale(&self, formation: &Formation) -> anyhow::Result<()> {
-        let _change = self.changes.lock().await;
+        let mut running = self.formation.lock().await;
         let Some(release) = self.current_release() else {
-            *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = formation.clone();
+            *running = formation.clone();
             return Ok(());
         };
-        let want_web = formation.get("web").copied().unwrap_or(0) as usize;
+        let want_web = formation.quantity(ProcessType::WEB) as usize;
         let web = self.web_dynos();
         if want_web != web.len() {
             let mut next: Vec<WebDyno> = web.iter().take(want_web).cloned().collect();
@@ -177,32 +162,32 @@ impl AppRuntime {
 
         let mut stopping = Vec::new();
         {
-            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut workers = self.workers.lock();
             let mut kept = Vec::new();
-            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            let mut counts: BTreeMap<ProcessType, u32> = BTreeMap::new();
             for worker in workers.drain(..) {
                 let process_type = worker.snapshot().process_type;
                 let have = counts.entry(process_type.clone()).or_default();
-                if *have < formation.get(&process_type).copied().unwrap_or(0) {
+                if *have < formation.quantity(&process_type) {
                     *have += 1;
                     kept.push(worker);
                 } else {
                     stopping.push(worker);
                 }
             }
-            for (process_type, want) in formation {
-                if process_type == "web" || process_type == "release" {
+            for (process_type, want) in formation.iter() {
+                if process_type.is_web() || process_type.is_release() {
                     continue;
                 }
                 let have = counts.get(process_type).copied().unwrap_or(0);
-                for n in have + 1..=*want {
+                for n in have + 1..=want {
                     kept.push(self.start_worker(&release, process_type, n)?);
                 }
             }
             *workers = kept;
         }
         self.stop_workers(stopping).await;
-        *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = formation.clone();
+        *running = formation.clone();
         Ok(())
     }
 
@@ -211,17 +196,14 @@ impl AppRuntime {
         let release = self
             .current_release()
             .context("the app has no release running")?;
+        let mut running = self.formation.lock().await;
         let Some(name) = dyno else {
-            let formation = self
-                .formation
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            return self.deploy(release, &formation).await;
+            let formation = running.clone();
+            return self.deploy_locked(&mut running, release, &formation).await;
         };
-        let _change = self.changes.lock().await;
-        let (process_type, n) = parse_dyno_name(name)?;
-        if process_type == "web" {
+        let (process_type, n) = dyno::parse_name(name)
+            .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
+        if process_type.is_web() {
             let web = self.web_dynos();
             let Some(index) = web.iter().position(|d| d.name() == name) else {
                 bail!("no dyno {name} is running");
@@ -234,7 +216,7 @@ impl AppRuntime {
             return Ok(());
         }
         let old = {
-            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut workers = self.workers.lock();
             let Some(index) = workers.iter().position(|w| w.name() == name) else {
                 bail!("no dyno {name} is running");
             };
@@ -242,10 +224,7 @@ impl AppRuntime {
         };
         old.stop(self.stop_grace).await;
         let fresh = self.start_worker(&release, &process_type, n)?;
-        self.workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(fresh);
+        self.workers.lock().push(fresh);
         Ok(())
     }
 
@@ -253,7 +232,7 @@ impl AppRuntime {
     /// Returns its name at once and its outcome through the join handle.
     pub fn run(
         self: &Arc<Self>,
-        process_type: &str,
+        process_type: &ProcessType,
         args: Vec<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         let release = self
@@ -268,7 +247,7 @@ impl AppRuntime {
         self: &Arc<Self>,
         release: Arc<Release>,
         prefix: &str,
-        process_type: &str,
+        process_type: &ProcessType,
         args: Vec<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         if release.command(process_type).is_none() {
@@ -281,7 +260,7 @@ impl AppRuntime {
         let n = 1000 + self.one_offs.fetch_add(1, Ordering::Relaxed) % 9000;
         let name = format!("{prefix}.{n}");
         let this = self.clone();
-        let (task_name, process_type) = (name.clone(), process_type.to_string());
+        let (task_name, process_type) = (name.clone(), process_type.clone());
         let task = tokio::spawn(async move {
             run_one_off(
                 WorkerDynoSpec {
@@ -304,13 +283,13 @@ impl AppRuntime {
     /// Stops every dyno. Web dynos stop taking requests; their filesystems go when the
     /// requests still in flight finish.
     pub async fn stop(&self) {
-        let _change = self.changes.lock().await;
+        let _running = self.formation.lock().await;
         let old_web = self.swap_web(Vec::new());
         for dyno in old_web.iter() {
             self.logs.platform(dyno.name(), "Stopping process");
         }
         drop(old_web);
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let workers = std::mem::take(&mut *self.workers.lock());
         self.stop_workers(workers).await;
     }
 
@@ -331,7 +310,7 @@ impl AppRuntime {
     fn start_worker(
         &self,
         release: &Arc<Release>,
-        process_type: &str,
+        process_type: &ProcessType,
         n: u32,
     ) -> anyhow::Result<WorkerDyno> {
         WorkerDyno::start(WorkerDynoSpec {
@@ -353,7 +332,7 @@ impl AppRuntime {
 
     /// Atomically replaces the web dynos the router sees; returns the previous list.
     fn swap_web(&self, next: Vec<WebDyno>) -> Arc<Vec<WebDyno>> {
-        let mut web = self.web.write().unwrap_or_else(|p| p.into_inner());
+        let mut web = self.web.write();
         std::mem::replace(&mut *web, Arc::new(next))
     }
 
@@ -368,12 +347,4 @@ impl AppRuntime {
             );
         }
     }
-}
-
-/// `worker.2` → (`worker`, 2).
-fn parse_dyno_name(name: &str) -> anyhow::Result<(String, u32)> {
-    let parsed = name
-        .rsplit_once('.')
-        .and_then(|(t, n)| n.parse::<u32>().ok().map(|n| (t.to_string(), n)));
-    parsed.with_context(|| format!("`{name}` is not a dyno name (like web.1)"))
 }

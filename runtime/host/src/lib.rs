@@ -1,36 +1,36 @@
-//! The wdeploy host: the wasmtime engine, dynos, the router and the log stream.
+//! The wdeploy host: runs many apps' dynos in one process on wasmtime, routes HTTP to
+//! them, streams their logs, and carries out the control API over a store.
 //!
-//! A host runs many apps in one process. Each app has a [`app::AppRuntime`] holding its
-//! dynos; the [`router::Router`] sends HTTP requests to the app's web dynos; every dyno's
-//! output and the router's lines go to the app's [`logs::LogStream`].
+//! Layers, bottom up (each only uses the ones before it):
+//! - `guest/`: the engine and everything one component instance needs;
+//! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
+//! - `logs/`: each app's log stream;
+//! - `release`: a release loaded into the engine (compiled, pre-instantiated);
+//! - `dyno/`: web and worker dynos made of instances of a release;
+//! - `app`: one app's formation of dynos (deploys with preboot, scaling, restarts);
+//! - `router/`: the HTTP front, routing by host name to an app's web dynos;
+//! - `control/`: the [`Host`]: the control API's [`wdeploy_api::server::Platform`] over
+//!   a [`wdeploy_store::Store`] and the apps' runtimes.
+//!
+//! Modules are private; what the CLI (`wdeploy host`, `wdeploy dev`) and the tests use
+//! is re-exported here.
 
-pub mod addons;
-pub mod app;
-pub mod backoff;
-pub mod control;
-pub mod egress;
-pub mod engine;
-pub mod ephemeral;
-pub mod imports;
-pub mod instance;
-pub mod log_writer;
-pub mod logs;
-pub mod quota;
-pub mod ready_body;
-pub mod release;
-pub mod router;
-pub mod router_log;
-pub mod state;
-pub mod status;
-pub mod web;
-pub mod worker;
+mod addons;
+mod app;
+mod control;
+mod dyno;
+mod guest;
+mod logs;
+mod release;
+mod router;
 
-pub use app::{AppRuntime, Formation};
+pub use addons::INTERFACES as ADDON_INTERFACES;
+pub use app::AppRuntime;
 pub use control::{Host, HostConfig};
-pub use egress::Egress;
-pub use engine::{Engine, EngineOptions};
-pub use logs::{LogLine, LogStream, SourceKind};
+pub use dyno::backoff::Backoff;
+pub use guest::egress::Egress;
+pub use guest::engine::{Engine, EngineOptions};
+pub use guest::imports::instantiate_pre;
+pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;
-/// The add-ons database a host (or `wdeploy dev`) opens and hands to its releases.
-pub use wdeploy_store::Addons;

@@ -1,8 +1,8 @@
 //! A release loaded into the engine: compiled components, pre-instantiated per process type.
 
 use crate::addons::AppAddons;
-use crate::engine::Engine;
-use crate::state::StoreData;
+use crate::guest::data::StoreData;
+use crate::guest::engine::Engine;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -10,68 +10,36 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wdeploy_build::{AppSettings, ProcessType, Procfile, Slug};
-use wdeploy_store::Addons;
+use wdeploy_core::{AppName, AppSettings, Digest, Process, ProcessType, Procfile};
+use wdeploy_store::AddonStore;
 
 /// Everything needed to start dynos of one release, prepared once.
 pub struct Release {
-    pub app: Arc<str>,
+    pub app: AppName,
     /// `vN` of the app's release log (in `dev`, the build count).
     pub version: u64,
-    pub slug_id: String,
+    pub slug_id: Digest,
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
     /// The app's add-ons, bound to this app for every instance of the release.
     pub addons: Arc<AppAddons>,
     web: Option<ProxyPre<StoreData>>,
-    commands: HashMap<String, CommandPre<StoreData>>,
+    commands: HashMap<ProcessType, CommandPre<StoreData>>,
 }
 
 /// What a release is made of, before loading.
-pub struct ReleaseSpec<'a> {
-    pub app: &'a str,
+pub struct ReleaseSpec {
+    pub app: AppName,
     pub version: u64,
-    pub slug_id: String,
-    /// Component file name → (digest, where its bytes are on disk).
-    pub components: BTreeMap<String, (String, PathBuf)>,
+    pub slug_id: Digest,
+    /// Component file name → (digest, a local file holding its bytes).
+    pub components: BTreeMap<String, (Digest, PathBuf)>,
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
-    /// Where the app's add-on data lives (the host's add-ons database).
-    pub addons: Arc<Addons>,
-}
-
-impl<'a> ReleaseSpec<'a> {
-    /// A release of a slug just built on this machine (`wdeploy dev`).
-    pub fn from_slug(
-        app: &'a str,
-        version: u64,
-        slug: &Slug,
-        config: BTreeMap<String, String>,
-        addons: Arc<Addons>,
-    ) -> Self {
-        ReleaseSpec {
-            app,
-            version,
-            slug_id: slug.id(),
-            components: slug
-                .manifest
-                .components
-                .iter()
-                .map(|(name, file)| {
-                    (
-                        name.clone(),
-                        (file.digest.clone(), slug.component_path(name)),
-                    )
-                })
-                .collect(),
-            procfile: slug.procfile.clone(),
-            settings: slug.settings.clone(),
-            config,
-            addons,
-        }
-    }
+    /// Where the app's add-on data lives (the store's add-on facet).
+    pub addons: Arc<dyn AddonStore>,
 }
 
 impl Release {
@@ -79,8 +47,8 @@ impl Release {
     /// each imports only what the host provides (naming every import it lacks) and exports
     /// the world its process type needs: `web` → `wasi:http/incoming-handler`, the others
     /// → `wasi:cli/run`. Nothing starts if any of this fails.
-    pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec<'_>) -> anyhow::Result<Arc<Release>> {
-        wdeploy_build::slug::check_procfile_names(&spec.procfile, spec.components.keys())?;
+    pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec) -> anyhow::Result<Arc<Release>> {
+        spec.procfile.check_components(spec.components.keys())?;
         let mut compiled: HashMap<String, Component> = HashMap::new();
         for process in spec.procfile.processes.values() {
             if compiled.contains_key(&process.component) {
@@ -101,7 +69,7 @@ impl Release {
         let mut commands = HashMap::new();
         for process in spec.procfile.processes.values() {
             let component = &compiled[&process.component];
-            let pre = crate::imports::instantiate_pre(engine, component, &process.component)
+            let pre = crate::guest::imports::instantiate_pre(engine, component, &process.component)
                 .with_context(|| format!("process type `{}`", process.name))?;
             if process.is_web() {
                 let proxy = ProxyPre::new(pre)
@@ -113,14 +81,13 @@ impl Release {
                 commands.insert(process.name.clone(), command);
             }
         }
-        let app: Arc<str> = spec.app.into();
         Ok(Arc::new(Release {
             addons: Arc::new(AppAddons::new(
-                app.clone(),
+                spec.app.clone(),
                 spec.addons,
                 spec.config.clone(),
             )),
-            app,
+            app: spec.app,
             version: spec.version,
             slug_id: spec.slug_id,
             procfile: spec.procfile,
@@ -135,8 +102,8 @@ impl Release {
         self.web.as_ref()
     }
 
-    pub fn command(&self, process_type: &str) -> Option<&CommandPre<StoreData>> {
-        self.commands.get(process_type)
+    pub fn command(&self, process_type: impl AsRef<str>) -> Option<&CommandPre<StoreData>> {
+        self.commands.get(process_type.as_ref())
     }
 
     /// The environment of a dyno of this release: config vars, then the platform's own.
@@ -165,7 +132,7 @@ impl Release {
 /// Instances per web dyno when `WEB_CONCURRENCY` is not set.
 pub const DEFAULT_WEB_CONCURRENCY: usize = 4;
 
-fn world_error(process: &ProcessType, export: &str, e: wasmtime::Error) -> anyhow::Error {
+fn world_error(process: &Process, export: &str, e: wasmtime::Error) -> anyhow::Error {
     anyhow::Error::from(e).context(format!(
         "process type `{}`: component {} does not export {export}",
         process.name, process.component

@@ -98,11 +98,11 @@ fn every_import_of_the_worlds_links_in_the_host() {
     let (resolve, package) = platform();
     let engine = engine();
     let web = component_of(&engine, &resolve, package, "web");
-    let pre = wdeploy_host::imports::instantiate_pre(&engine, &web, "web.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &web, "web.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     ProxyPre::new(pre).expect("web exports wasi:http/incoming-handler");
     let worker = component_of(&engine, &resolve, package, "worker");
-    let pre = wdeploy_host::imports::instantiate_pre(&engine, &worker, "worker.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &worker, "worker.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     CommandPre::new(pre).expect("worker exports wasi:cli/run");
 }
@@ -110,7 +110,7 @@ fn every_import_of_the_worlds_links_in_the_host() {
 #[test]
 fn the_worlds_import_exactly_the_add_ons_the_host_serves() {
     let (resolve, package) = platform();
-    let served: BTreeSet<String> = wdeploy_host::addons::INTERFACES
+    let served: BTreeSet<String> = wdeploy_host::ADDON_INTERFACES
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -157,7 +157,7 @@ fn a_component_importing_what_the_host_lacks_is_refused_with_each_import_named()
         .expect("test WIT parses");
     let engine = engine();
     let component = component_of(&engine, &resolve, test, "stranger");
-    let err = wdeploy_host::imports::instantiate_pre(&engine, &component, "stranger.wasm")
+    let err = wdeploy_host::instantiate_pre(&engine, &component, "stranger.wasm")
         .err()
         .expect("refused");
     assert_eq!(

@@ -1,185 +1,79 @@
-//! The add-ons' database: every app's key-value buckets and job queues, in one SQLite file
-//! (WAL, `synchronous=FULL`) beside the state database.
-//!
-//! A separate file from `state.db` because add-on traffic comes from guests, at request
-//! rate: its writes must not queue behind (or hold up) deploys and scaling, which share
-//! `state.db`'s single writer. Every row carries its app's name and every query filters on
-//! it; callers pass the app they serve, guests never name one.
-//!
-//! Writes go through one connection behind a mutex (SQLite has one writer anyway; waiting
-//! on an in-process lock is fairer and cheaper than SQLite's busy-retry loop), reads
-//! through a small pool of connections that WAL lets run beside the writer. Every call
-//! blocks on disk I/O: async callers run it on a blocking thread.
+//! The apps' add-on data: key-value buckets and job queues.
 
-use rusqlite::{Connection, TransactionBehavior};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::error::{AddonError, AddonResult};
+use crate::model::{Job, KeyPage, QueueStats};
+use async_trait::async_trait;
+use std::time::Duration;
+use wdeploy_core::AppName;
+use wdeploy_core::addons::MAX_NAME_BYTES;
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Largest value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
-/// Longest bucket or queue name, in bytes.
-pub const MAX_NAME_BYTES: usize = 64;
-/// Largest job payload, in bytes.
-pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
-/// Longest lease a worker may take on a job.
-pub const MAX_LEASE: Duration = Duration::from_secs(12 * 3600);
-/// Most keys in one batch call.
-pub const MAX_BATCH: usize = 1000;
-/// Most keys in one page of a listing.
-pub const PAGE_KEYS: usize = 1000;
-/// How long done jobs are kept (they count in `queue:stats`).
-pub const DONE_RETENTION: Duration = Duration::from_secs(24 * 3600);
-
-/// Idle read connections kept open.
-const IDLE_READERS: usize = 8;
-
-/// Why an add-on call failed. Everything but `Db` is the caller's doing and says what to
-/// change; it reaches the guest as its WIT error variant, never as a trap.
-#[derive(Debug, thiserror::Error)]
-pub enum AddonError {
-    #[error("{what} of {size} bytes is over the limit of {limit} bytes")]
-    TooLarge {
-        what: &'static str,
-        size: usize,
-        limit: usize,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("job {0} not found")]
-    NoSuchJob(u64),
-    #[error("add-on storage: {0}")]
-    Db(#[from] rusqlite::Error),
-}
-
-pub type Result<T, E = AddonError> = std::result::Result<T, E>;
-
-/// The add-ons' database of one host (or of one `wdeploy dev` app).
-pub struct Addons {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
-    app TEXT NOT NULL,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (app, bucket, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    app TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    -- Unix ms from which the job may be taken: its enqueue time, then its lease's end.
-    visible_at INTEGER NOT NULL,
-    enqueued_at INTEGER NOT NULL,
-    -- Unix ms of the ack; NULL while the job is pending.
-    done_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (app, queue, id) WHERE done_at IS NULL;
-CREATE INDEX IF NOT EXISTS jobs_done ON jobs (app, done_at) WHERE done_at IS NOT NULL;
-";
-
-impl Addons {
-    /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path) -> Result<Addons> {
-        let writer = connect(path)?;
-        writer.execute_batch(SCHEMA)?;
-        Ok(Addons {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Runs `f` in an immediate write transaction and commits it.
-    pub(crate) fn write<T>(
+/// Every app's key-value buckets and job queues. Every call names the app it serves
+/// (the host's binding of the instance, never the guest) and touches that app's data
+/// only. Limits are those of [`wdeploy_core::addons`], enforced alike by every backend;
+/// a call over one returns [`AddonError::TooLarge`] or `Invalid` naming it.
+#[async_trait]
+pub trait AddonStore: Send + Sync + 'static {
+    async fn get(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<Option<Vec<u8>>>;
+    async fn exists(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<bool>;
+    async fn set(&self, app: &AppName, bucket: &str, key: &str, value: Vec<u8>) -> AddonResult<()>;
+    /// Deleting a missing key does nothing.
+    async fn delete(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<()>;
+    /// Adds `delta` to the counter at `key` (missing counts as 0; counters are decimal
+    /// text) and returns the new value, exactly, however many dynos increment at once.
+    async fn increment(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
+        app: &AppName,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> AddonResult<u64>;
+    /// Keys starting with `prefix` in byte order, a page from `offset`.
+    async fn keys(
+        &self,
+        app: &AppName,
+        bucket: &str,
+        prefix: &str,
+        offset: u64,
+    ) -> AddonResult<KeyPage>;
+    async fn get_many(
+        &self,
+        app: &AppName,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> AddonResult<Vec<Option<Vec<u8>>>>;
+    async fn set_many(
+        &self,
+        app: &AppName,
+        bucket: &str,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> AddonResult<()>;
+    async fn delete_many(&self, app: &AppName, bucket: &str, keys: Vec<String>) -> AddonResult<()>;
 
-    /// Runs `f` on a read connection from the pool (opening one if all are busy).
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => connect(&self.path)?,
-        };
-        let out = f(&conn);
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if readers.len() < IDLE_READERS {
-            readers.push(conn);
-        }
-        out
-    }
+    /// Appends a job to `queue`; returns its id.
+    async fn enqueue(&self, app: &AppName, queue: &str, payload: Vec<u8>) -> AddonResult<u64>;
+    /// Leases the oldest visible job of `queue` for `lease`, if there is one. A job whose
+    /// lease ends before it is acked is visible again (at least once delivery).
+    async fn take(&self, app: &AppName, queue: &str, lease: Duration) -> AddonResult<Option<Job>>;
+    async fn ack(&self, app: &AppName, id: u64) -> AddonResult<()>;
+    async fn queue_stats(&self, app: &AppName) -> AddonResult<Vec<QueueStats>>;
 
-    /// Removes every key and job of `app` (when the app is destroyed, so a new app of the
-    /// same name starts empty).
-    pub fn delete_app(&self, app: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM kv WHERE app = ?1", [app])?;
-            tx.execute("DELETE FROM jobs WHERE app = ?1", [app])?;
-            Ok(())
-        })
-    }
-}
-
-fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // Every acknowledged write (a counter increment, an enqueued job) survives kill -9.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+    /// Removes every key and job of `app` (on destroy, so a new app of the same name
+    /// starts empty).
+    async fn delete_app(&self, app: &AppName) -> AddonResult<()>;
 }
 
 /// Refuses an over-long bucket or queue name, or an empty one.
-pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+pub fn check_name(what: &'static str, name: &str) -> AddonResult<()> {
     if name.is_empty() {
         return Err(AddonError::Invalid(format!("{what} name is empty")));
     }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(AddonError::TooLarge {
-            what,
-            size: name.len(),
-            limit: MAX_NAME_BYTES,
-        });
-    }
-    Ok(())
+    check_size(what, name.len(), MAX_NAME_BYTES)
 }
 
-pub(crate) fn check_size(what: &'static str, size: usize, limit: usize) -> Result<()> {
+/// Refuses `size` bytes of `what` over `limit`.
+pub fn check_size(what: &'static str, size: usize, limit: usize) -> AddonResult<()> {
     if size > limit {
         return Err(AddonError::TooLarge { what, size, limit });
     }
     Ok(())
-}
-
-/// Now, in Unix milliseconds: leases are wall-clock times, so they outlive a host restart.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A fresh add-ons database in a temporary directory, for the store's unit tests.
-#[cfg(test)]
-pub(crate) fn open_temp() -> (tempfile::TempDir, Addons) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addons = Addons::open(&dir.path().join("addons.db")).expect("open addons.db");
-    (dir, addons)
 }

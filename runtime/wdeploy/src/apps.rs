@@ -74,17 +74,12 @@ pub fn info(args: AppArg) -> anyhow::Result<()> {
         "Release:   {}",
         app.release.map_or("none".into(), |v| format!("v{v}"))
     );
-    let formation: Vec<String> = app
-        .formation
-        .iter()
-        .map(|(t, n)| format!("{t}={n}"))
-        .collect();
     println!(
         "Formation: {}",
-        if formation.is_empty() {
+        if app.formation.is_empty() {
             "-".into()
         } else {
-            formation.join(" ")
+            app.formation.summary()
         }
     );
     println!("Created:   {}", app.created_at);

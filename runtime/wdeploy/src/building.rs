@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use wdeploy_build::{BuildDirs, BuildRequest, Buildpack, Slug};
+use wdeploy_buildpack::{BuildDirs, BuildRequest, Buildpack, Slug};
+use wdeploy_core::{AppName, Digest};
 
 /// An app directory and where its builds are cached (stable per directory).
 #[derive(Clone)]
@@ -20,7 +21,7 @@ impl AppBuild {
     /// `buildpack` is `--buildpack NAME|PATH`: a built-in by name or a buildpack folder.
     pub fn new(dir: &Path, buildpack: Option<&str>) -> anyhow::Result<AppBuild> {
         let cache = crate::paths::cache_root()?;
-        let key = format!("{}-{}", dir_key(dir), short_hash(dir));
+        let key = format!("{}-{}", dir_key(dir)?, short_hash(dir));
         let builtin = Buildpack::builtin(&cache.join("buildpacks"))?;
         let (buildpacks, forced) = match buildpack {
             Some(spec) => (vec![Buildpack::choose(&builtin, spec)?], true),
@@ -42,7 +43,7 @@ impl AppBuild {
         env: &BTreeMap<String, String>,
         output: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Slug> {
-        wdeploy_build::build(
+        wdeploy_buildpack::build(
             &BuildRequest {
                 app_dir: &self.dir,
                 dirs: &self.dirs,
@@ -55,8 +56,8 @@ impl AppBuild {
     }
 }
 
-/// An app name (`[a-z][a-z0-9-]*`) from a directory name.
-pub fn dir_key(dir: &Path) -> String {
+/// An app name from a directory name: `My_App` → `my-app`, `2048` → `app-2048`.
+pub fn dir_key(dir: &Path) -> anyhow::Result<AppName> {
     let base = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -66,15 +67,16 @@ pub fn dir_key(dir: &Path) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     name = name.trim_matches('-').chars().take(30).collect();
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+    if name.len() < 2 || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         name = format!("app-{name}").chars().take(30).collect();
     }
-    name.trim_end_matches('-').to_string()
+    Ok(name.trim_end_matches('-').parse()?)
 }
 
 fn short_hash(path: &Path) -> String {
-    let digest = wdeploy_build::digest::of_bytes(path.to_string_lossy().as_bytes());
-    digest[7..19].to_string()
+    Digest::of_bytes(path.to_string_lossy().as_bytes())
+        .hex_prefix(12)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -83,8 +85,10 @@ mod tests {
 
     #[test]
     fn names_from_dirs() {
-        assert_eq!(dir_key(Path::new("/x/hello")), "hello");
-        assert_eq!(dir_key(Path::new("/x/My_App")), "my-app");
-        assert_eq!(dir_key(Path::new("/x/2048")), "app-2048");
+        assert_eq!(dir_key(Path::new("/x/hello")).unwrap().as_str(), "hello");
+        assert_eq!(dir_key(Path::new("/x/My_App")).unwrap().as_str(), "my-app");
+        assert_eq!(dir_key(Path::new("/x/2048")).unwrap().as_str(), "app-2048");
+        assert_eq!(dir_key(Path::new("/x/a")).unwrap().as_str(), "app-a");
+        assert_eq!(dir_key(Path::new("/")).unwrap().as_str(), "app");
     }
 }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
-use wdeploy_build::Slug;
-use wdeploy_host::app::one_of_each;
+use wdeploy_buildpack::Slug;
+use wdeploy_core::{AppName, Formation};
 use wdeploy_host::{
-    Addons, AppRuntime, Egress, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
 };
+use wdeploy_store::AddonStore;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -57,7 +58,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("app directory {} not found", args.dir.display()))?;
-    let app = dir_key(&dir);
+    let app = dir_key(&dir)?;
     let cache = crate::paths::cache_root()?;
     let env_file = match &args.env_file {
         Some(path) => {
@@ -79,9 +80,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let addons = Arc::new(
-        Addons::open(&data_dir.join("addons.db")).context("opening the add-ons database")?,
-    );
+    let addons = wdeploy_store::embedded::open_addons(&data_dir.join("addons.db"))
+        .context("opening the add-ons database")?;
 
     // Watch before the first build, so an edit made at any point after it started is seen.
     let (_watcher, mut changes) = watch::watch(&dir)?;
@@ -112,22 +112,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let logs = LogStream::new();
     let mut lines = logs.subscribe();
     let runtime = AppRuntime::new(
-        &app,
+        app.clone(),
         engine.clone(),
         logs.clone(),
         run_dir.path.clone(),
         port,
-        wdeploy_host::backoff::Backoff::default(),
+        Backoff::default(),
         WORKER_GRACE,
     );
     let mut version = 1;
     let release = Release::load(
         &engine,
-        ReleaseSpec::from_slug(&app, version, &slug, config, addons.clone()),
+        release_spec(&app, version, &slug, config, addons.clone()),
     )
     .await?;
     let started = runtime
-        .deploy(release.clone(), &one_of_each(&release))
+        .deploy(release.clone(), &Formation::one_of_each(&release.procfile))
         .await;
     if let Err(e) = started {
         runtime.stop().await;
@@ -209,17 +209,48 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn swap(
     engine: &Arc<Engine>,
     runtime: &AppRuntime,
-    app: &str,
+    app: &AppName,
     version: u64,
     slug: &Slug,
     config: BTreeMap<String, String>,
-    addons: &Arc<Addons>,
+    addons: &Arc<dyn AddonStore>,
 ) -> anyhow::Result<()> {
-    let spec = ReleaseSpec::from_slug(app, version, slug, config, addons.clone());
+    let spec = release_spec(app, version, slug, config, addons.clone());
     let release = Release::load(engine, spec).await?;
     runtime
-        .deploy(release.clone(), &one_of_each(&release))
+        .deploy(release.clone(), &Formation::one_of_each(&release.procfile))
         .await
+}
+
+/// A release of a slug just built on this machine, its components read where the build
+/// left them.
+fn release_spec(
+    app: &AppName,
+    version: u64,
+    slug: &Slug,
+    config: BTreeMap<String, String>,
+    addons: Arc<dyn AddonStore>,
+) -> ReleaseSpec {
+    ReleaseSpec {
+        app: app.clone(),
+        version,
+        slug_id: slug.id(),
+        components: slug
+            .manifest
+            .components
+            .iter()
+            .map(|(name, file)| {
+                (
+                    name.clone(),
+                    (file.digest.clone(), slug.component_path(name)),
+                )
+            })
+            .collect(),
+        procfile: slug.procfile.clone(),
+        settings: slug.settings.clone(),
+        config,
+        addons,
+    }
 }
 
 /// Everything needed to build the app again.

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use wdeploy_host::backoff::Backoff;
-use wdeploy_host::{Egress, Engine, EngineOptions, Host, HostConfig, Router};
+use wdeploy_host::{Backoff, Egress, Engine, EngineOptions, Host, HostConfig, Router};
 
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
@@ -101,6 +100,14 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         ..EngineOptions::default()
     })?;
     let router = Router::new(&args.domain);
+    // The embedded store: blobs and SQLite under the data dir.
+    let store = {
+        let dir = data.clone();
+        tokio::task::spawn_blocking(move || wdeploy_store::embedded::open(&dir))
+            .await
+            .context("opening the store")?
+            .with_context(|| format!("opening the store in {}", data.display()))?
+    };
     let (host, new_token) = Host::open(
         HostConfig {
             data_dir: data.clone(),
@@ -109,9 +116,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             backoff,
             stop_grace: Duration::from_secs_f64(args.stop_grace),
         },
+        store,
         engine,
         router.clone(),
-    )?;
+    )
+    .await?;
     host.restore().await.context("restoring apps")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -2,7 +2,7 @@
 //! add-on (what its dynos read and write through `wasi:keyvalue`).
 
 use crate::session::{self, AppArg};
-use wdeploy_api::server::DEFAULT_BUCKET;
+use wdeploy_core::addons::DEFAULT_BUCKET;
 
 /// `-b BUCKET` (the bucket a guest opens with `open("")` unless given).
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,7 @@
 //! Prints the log stream to the terminal, each source in its own colour on a TTY.
 
 use std::io::{IsTerminal, Write};
-use wdeploy_host::{LogLine, SourceKind};
+use wdeploy_host::{LogLine, LogSource};
 
 pub struct Printer {
     colour: bool,
@@ -45,9 +45,9 @@ impl Printer {
 
 fn colour_of(line: &LogLine) -> &'static str {
     match line.kind {
-        SourceKind::Router => "90",
-        SourceKind::Platform => "95",
-        SourceKind::App => {
+        LogSource::Router => "90",
+        LogSource::Platform => "95",
+        LogSource::App => {
             let hash = line
                 .process
                 .bytes()

@@ -2,9 +2,9 @@
 
 use crate::session::{self, AppArg};
 use anyhow::{Context, bail};
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
+use wdeploy_core::{Formation, LogSource, ProcessType};
 
 pub fn ps(args: AppArg) -> anyhow::Result<()> {
     let app = args.resolve()?;
@@ -12,11 +12,11 @@ pub fn ps(args: AppArg) -> anyhow::Result<()> {
     if dynos.is_empty() {
         println!("No dynos on {app}");
     }
-    let mut last_type = String::new();
+    let mut last_type: Option<ProcessType> = None;
     for d in dynos {
-        if d.process_type != last_type {
+        if last_type.as_ref() != Some(&d.process_type) {
             println!("=== {}: `{}`", d.process_type, d.command);
-            last_type = d.process_type.clone();
+            last_type = Some(d.process_type.clone());
         }
         match &d.next_start {
             Some(next) => println!(
@@ -40,19 +40,18 @@ pub struct ScaleArgs {
 
 pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let mut patch = BTreeMap::new();
+    let mut patch = Formation::new();
     for pair in &args.pairs {
         let parsed = pair
             .split_once('=')
-            .and_then(|(t, n)| n.parse::<u32>().ok().map(|n| (t.to_string(), n)));
+            .and_then(|(t, n)| Some((t.parse::<ProcessType>().ok()?, n.parse::<u32>().ok()?)));
         let Some((t, n)) = parsed else {
             bail!("`{pair}` is not TYPE=N (like web=2)");
         };
-        patch.insert(t, n);
+        patch.set(t, n);
     }
     let formation = session::client()?.scale(&app, &patch)?;
-    let summary: Vec<String> = formation.iter().map(|(t, n)| format!("{t}={n}")).collect();
-    println!("Scaled {app} to {}", summary.join(" "));
+    println!("Scaled {app} to {}", formation.summary());
     Ok(())
 }
 
@@ -89,6 +88,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let app = args.app.resolve()?;
     let mut command = args.command.into_iter();
     let process_type = command.next().context("nothing to run")?;
+    let process_type: ProcessType = process_type.parse()?;
     let reader = session::client()?.run(
         &app,
         &RunRequest {
@@ -122,7 +122,7 @@ pub struct LogsArgs {
     pub dyno: Option<String>,
     /// Only this source: app, router or wdeploy
     #[arg(short, long)]
-    pub source: Option<String>,
+    pub source: Option<LogSource>,
 }
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
@@ -132,7 +132,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         args.lines,
         args.tail,
         args.dyno.as_deref(),
-        args.source.as_deref(),
+        args.source,
     )?;
     let mut out = std::io::stdout();
     for line in BufReader::new(reader).lines() {

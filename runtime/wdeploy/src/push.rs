@@ -6,6 +6,7 @@ use crate::session::{self, AppArg};
 use anyhow::Context;
 use std::io::Read;
 use wdeploy_api::wire::CreateRelease;
+use wdeploy_core::Digest;
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
@@ -40,9 +41,9 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
     let slug = AppBuild::new(&dir, args.buildpack.as_deref())?
         .build(&config, &mut |line| println!("{line}"))?;
 
-    let manifest = serde_json::to_vec(&slug.manifest)?;
-    let slug_id = wdeploy_build::digest::of_bytes(&manifest);
-    let mut blobs: Vec<(String, u64, Source)> = slug
+    let manifest = slug.manifest.to_json();
+    let slug_id = slug.id();
+    let mut blobs: Vec<(Digest, u64, Source)> = slug
         .manifest
         .components
         .iter()
@@ -96,14 +97,14 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
 
     let procfile = slug.procfile.to_string();
     let settings = slug.settings_text.clone();
-    println!("-----> Releasing slug {}", &slug_id[..19]);
+    println!("-----> Releasing slug {}", slug_id.abbreviated());
     let release = client.create_release(
         &app,
         &CreateRelease {
             slug: slug_id.clone(),
             procfile,
             settings,
-            description: format!("Deploy {}", &slug_id[7..14]),
+            description: format!("Deploy {}", slug_id.short()),
         },
         &mut |line| println!("{line}"),
     )?;

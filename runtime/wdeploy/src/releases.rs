@@ -2,6 +2,7 @@
 
 use crate::session::{self, AppArg};
 use anyhow::Context;
+use wdeploy_core::ReleaseStatus;
 
 pub fn list(args: AppArg) -> anyhow::Result<()> {
     let app = args.resolve()?;
@@ -10,7 +11,7 @@ pub fn list(args: AppArg) -> anyhow::Result<()> {
     for r in releases {
         let mark = if r.current {
             " (current)".to_string()
-        } else if r.status != "succeeded" {
+        } else if r.status != ReleaseStatus::Succeeded {
             format!(" ({})", r.status)
         } else {
             String::new()

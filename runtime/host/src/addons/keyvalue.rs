@@ -6,8 +6,9 @@
 use super::bindings::wasi::keyvalue::{atomics, batch, store};
 use super::{AddonView, AppAddons};
 use wasmtime::component::Resource;
+use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_store::addons::check_name;
-use wdeploy_store::{AddonError, DEFAULT_BUCKET};
+use wdeploy_store::{AddonError, AddonResult};
 
 /// An open bucket: just its name, since the app comes from the instance.
 pub struct Bucket {
@@ -18,7 +19,7 @@ type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
 fn to_wit(e: AddonError) -> store::Error {
     match e {
-        AddonError::Db(_) => store::Error::Other("the key-value store is unavailable".into()),
+        AddonError::Backend(_) => store::Error::Other("the key-value store is unavailable".into()),
         e => store::Error::Other(e.to_string()),
     }
 }
@@ -30,16 +31,9 @@ impl AddonView<'_> {
 }
 
 impl AppAddons {
-    /// A store call on `bucket`, its error in WIT terms.
-    async fn kv<T: Send + 'static>(
-        &self,
-        bucket: String,
-        call: impl FnOnce(&wdeploy_store::Addons, &str, &str) -> Result<T, AddonError> + Send + 'static,
-    ) -> KvResult<T> {
-        Ok(self
-            .blocking(move |store, app| call(store, app, &bucket))
-            .await?
-            .map_err(to_wit))
+    /// A store call's outcome in WIT terms.
+    fn kv<T>(&self, outcome: AddonResult<T>) -> KvResult<T> {
+        Ok(self.report(outcome).map_err(to_wit))
     }
 }
 
@@ -61,30 +55,26 @@ impl store::Host for AddonView<'_> {
 impl store::HostBucket for AddonView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.get(app, b, &key))
-            .await
+        let a = self.addons;
+        a.kv(a.store().get(&a.app, &bucket, &key).await)
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.set(app, b, &key, &value))
-            .await
+        let a = self.addons;
+        a.kv(a.store().set(&a.app, &bucket, &key, value).await)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.delete(app, b, &key))
-            .await
+        let a = self.addons;
+        a.kv(a.store().delete(&a.app, &bucket, &key).await)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.exists(app, b, &key))
-            .await
+        let a = self.addons;
+        a.kv(a.store().exists(&a.app, &bucket, &key).await)
     }
 
     async fn list_keys(
@@ -93,12 +83,11 @@ impl store::HostBucket for AddonView<'_> {
         cursor: Option<u64>,
     ) -> KvResult<store::KeyResponse> {
         let bucket = self.bucket(&bucket)?;
-        let page = self
-            .addons
-            .kv(bucket, move |s, app, b| {
-                s.keys(app, b, "", cursor.unwrap_or(0))
-            })
-            .await?;
+        let a = self.addons;
+        let page = a.kv(a
+            .store()
+            .keys(&a.app, &bucket, "", cursor.unwrap_or(0))
+            .await)?;
         Ok(page.map(|page| store::KeyResponse {
             keys: page.keys,
             cursor: page.next,
@@ -119,9 +108,8 @@ impl atomics::Host for AddonView<'_> {
         delta: u64,
     ) -> KvResult<u64> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.increment(app, b, &key, delta))
-            .await
+        let a = self.addons;
+        a.kv(a.store().increment(&a.app, &bucket, &key, delta).await)
     }
 }
 
@@ -132,16 +120,14 @@ impl batch::Host for AddonView<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| {
-                let values = s.get_many(app, b, &keys)?;
-                Ok(keys
-                    .into_iter()
-                    .zip(values)
-                    .map(|(key, value)| value.map(|v| (key, v)))
-                    .collect())
-            })
-            .await
+        let a = self.addons;
+        let values = a.store().get_many(&a.app, &bucket, keys.clone()).await;
+        a.kv(values.map(|values| {
+            keys.into_iter()
+                .zip(values)
+                .map(|(key, value)| value.map(|v| (key, v)))
+                .collect()
+        }))
     }
 
     async fn set_many(
@@ -150,15 +136,13 @@ impl batch::Host for AddonView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.set_many(app, b, &key_values))
-            .await
+        let a = self.addons;
+        a.kv(a.store().set_many(&a.app, &bucket, key_values).await)
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        self.addons
-            .kv(bucket, move |s, app, b| s.delete_many(app, b, &keys))
-            .await
+        let a = self.addons;
+        a.kv(a.store().delete_many(&a.app, &bucket, keys).await)
     }
 }

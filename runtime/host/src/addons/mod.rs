@@ -13,13 +13,12 @@ mod config;
 mod keyvalue;
 mod queue;
 
-pub use keyvalue::Bucket;
-
-use crate::state::StoreData;
+use crate::guest::data::StoreData;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
-use wdeploy_store::{AddonError, Addons};
+use wdeploy_core::AppName;
+use wdeploy_store::{AddonError, AddonResult, AddonStore};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -45,31 +44,29 @@ pub const INTERFACES: &[&str] = &[
 /// One app's add-ons, as its instances see them: bound to the app when the release is
 /// loaded, shared by every instance of every dyno of that release.
 pub struct AppAddons {
-    pub app: Arc<str>,
-    store: Arc<Addons>,
+    pub app: AppName,
+    store: Arc<dyn AddonStore>,
     /// The release's config vars, served by `wasi:config/store`.
     config: BTreeMap<String, String>,
 }
 
 impl AppAddons {
-    pub fn new(app: Arc<str>, store: Arc<Addons>, config: BTreeMap<String, String>) -> Self {
+    pub fn new(app: AppName, store: Arc<dyn AddonStore>, config: BTreeMap<String, String>) -> Self {
         AppAddons { app, store, config }
     }
 
-    /// Runs a blocking store call on a blocking thread, so SQLite never stalls the async
-    /// runtime's workers (and through them other guests and the router).
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Addons, &str) -> Result<T, AddonError> + Send + 'static,
-    ) -> wasmtime::Result<Result<T, AddonError>> {
-        let (store, app) = (self.store.clone(), self.app.clone());
-        let outcome = tokio::task::spawn_blocking(move || call(&store, &app))
-            .await
-            .map_err(|e| wasmtime::Error::msg(format!("add-on call failed: {e}")))?;
-        if let Err(AddonError::Db(e)) = &outcome {
+    /// The store, for calls on behalf of this app only.
+    fn store(&self) -> &dyn AddonStore {
+        &*self.store
+    }
+
+    /// Notes a failure of the store itself in the host's log (the guest gets the WIT
+    /// error value either way).
+    fn report<T>(&self, outcome: AddonResult<T>) -> AddonResult<T> {
+        if let Err(AddonError::Backend(e)) = &outcome {
             tracing::error!(app = %self.app, "add-on storage failed: {e}");
         }
-        Ok(outcome)
+        outcome
     }
 }
 

@@ -10,7 +10,7 @@ type QueueResult<T> = wasmtime::Result<Result<T, queue::Error>>;
 fn to_wit(e: AddonError) -> queue::Error {
     match e {
         AddonError::NoSuchJob(_) => queue::Error::NoSuchJob,
-        AddonError::Db(_) => queue::Error::Other("the job queue is unavailable".into()),
+        AddonError::Backend(_) => queue::Error::Other("the job queue is unavailable".into()),
         e @ (AddonError::TooLarge { .. } | AddonError::Invalid(_)) => {
             queue::Error::Invalid(e.to_string())
         }
@@ -19,19 +19,15 @@ fn to_wit(e: AddonError) -> queue::Error {
 
 impl queue::Host for AddonView<'_> {
     async fn enqueue(&mut self, queue: String, payload: Vec<u8>) -> QueueResult<u64> {
-        Ok(self
-            .addons
-            .blocking(move |s, app| s.enqueue(app, &queue, &payload))
-            .await?
+        let a = self.addons;
+        Ok(a.report(a.store().enqueue(&a.app, &queue, payload).await)
             .map_err(to_wit))
     }
 
     async fn take(&mut self, queue: String, lease_seconds: u32) -> QueueResult<Option<queue::Job>> {
         let lease = Duration::from_secs(u64::from(lease_seconds));
-        let job = self
-            .addons
-            .blocking(move |s, app| s.take(app, &queue, lease))
-            .await?;
+        let a = self.addons;
+        let job = a.report(a.store().take(&a.app, &queue, lease).await);
         Ok(job.map_err(to_wit).map(|job| {
             job.map(|job| queue::Job {
                 id: job.id,
@@ -42,10 +38,7 @@ impl queue::Host for AddonView<'_> {
     }
 
     async fn ack(&mut self, id: u64) -> QueueResult<()> {
-        Ok(self
-            .addons
-            .blocking(move |s, app| s.ack(app, id))
-            .await?
-            .map_err(to_wit))
+        let a = self.addons;
+        Ok(a.report(a.store().ack(&a.app, id).await).map_err(to_wit))
     }
 }

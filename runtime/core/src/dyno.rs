@@ -1,0 +1,48 @@
+//! Dyno states and names, as `ps` shows them.
+
+use crate::process::ProcessType;
+use std::fmt;
+
+/// Where a dyno is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DynoState {
+    Starting,
+    Up,
+    Crashed,
+    Idle,
+}
+
+impl DynoState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DynoState::Starting => "starting",
+            DynoState::Up => "up",
+            DynoState::Crashed => "crashed",
+            DynoState::Idle => "idle",
+        }
+    }
+}
+
+impl fmt::Display for DynoState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `worker.2` → (`worker`, 2): a dyno's process type and number.
+pub fn parse_name(name: &str) -> Option<(ProcessType, u32)> {
+    let (process_type, n) = name.rsplit_once('.')?;
+    Some((process_type.parse().ok()?, n.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dyno_names() {
+        let (t, n) = super::parse_name("worker.2").unwrap();
+        assert_eq!((t.as_str(), n), ("worker", 2));
+        assert!(super::parse_name("web").is_none());
+        assert!(super::parse_name("web.x").is_none());
+    }
+}

@@ -1,0 +1,159 @@
+//! `wdeploy.toml`: per-app settings that travel with the source (optional file).
+//!
+//! ```toml
+//! [web]
+//! isolation = "request"   # "dyno" (default): warm instances reused across requests
+//! timeout = 30            # seconds a request may take
+//! max_requests = 10000    # requests per warm instance before it is recycled (0: never)
+//!
+//! [limits]
+//! memory_mb = 512         # per instance
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// How a web dyno maps requests onto component instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Warm instances reused across requests, like a long-lived process.
+    #[default]
+    Dyno,
+    /// A fresh instance for every request.
+    Request,
+}
+
+/// Requests per warm instance before it is recycled, unless `web.max_requests` says.
+pub const DEFAULT_MAX_REQUESTS: u64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    pub isolation: Isolation,
+    /// Seconds before the router gives up on a request.
+    pub timeout: u64,
+    /// Requests a warm instance serves before it is replaced by a fresh one, so a guest
+    /// that leaks memory or handles is reset now and then (0: never). Like gunicorn's
+    /// `max_requests`; measured in BENCHMARKS.md to cost nothing visible at this value.
+    pub max_requests: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            isolation: Isolation::Dyno,
+            timeout: 30,
+            max_requests: DEFAULT_MAX_REQUESTS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Linear memory quota per component instance, in MiB.
+    pub memory_mb: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings { memory_mb: 512 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSettings {
+    pub web: WebSettings,
+    pub limits: LimitSettings,
+}
+
+pub const SETTINGS_FILE: &str = "wdeploy.toml";
+
+/// A `wdeploy.toml` (or a buildpack's defaults) that does not parse or breaks a rule;
+/// the message names the file and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+/// Settings a buildpack declares for what it built, in the same form as `wdeploy.toml`,
+/// written by `bin/compile` at the top of the build directory. The JavaScript toolchain's
+/// components, for one, cannot serve a second request from the same instance, so its
+/// buildpack declares `[web] isolation = "request"`. The app's own file wins key by key.
+pub const BUILDPACK_DEFAULTS_FILE: &str = "wdeploy.defaults.toml";
+
+/// `app` (the app's `wdeploy.toml` text) laid over `defaults` (a buildpack's), key by key
+/// within each table, as `wdeploy.toml` text.
+pub fn with_defaults(defaults: &str, app: &str) -> Result<String, SettingsError> {
+    if defaults.trim().is_empty() {
+        return Ok(app.to_string());
+    }
+    let mut merged: toml::Table = toml::from_str(defaults).map_err(|e| {
+        SettingsError(format!(
+            "{BUILDPACK_DEFAULTS_FILE} (written by the buildpack): {e}"
+        ))
+    })?;
+    let app: toml::Table =
+        toml::from_str(app).map_err(|e| SettingsError(format!("{SETTINGS_FILE}: {e}")))?;
+    for (key, value) in app {
+        match (merged.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => base.extend(over),
+            (_, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
+    toml::to_string(&merged).map_err(|e| SettingsError(format!("{SETTINGS_FILE}: {e}")))
+}
+
+impl AppSettings {
+    pub fn parse(text: &str) -> Result<AppSettings, SettingsError> {
+        let settings: AppSettings =
+            toml::from_str(text).map_err(|e| SettingsError(format!("{SETTINGS_FILE}: {e}")))?;
+        if settings.web.timeout == 0 {
+            return Err(SettingsError(format!(
+                "{SETTINGS_FILE}: web.timeout must be at least 1 second"
+            )));
+        }
+        if !(1..=65536).contains(&settings.limits.memory_mb) {
+            return Err(SettingsError(format!(
+                "{SETTINGS_FILE}: limits.memory_mb must be between 1 and 65536"
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// The per-instance memory quota in bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        (self.limits.memory_mb as usize) << 20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(AppSettings::parse("").unwrap(), AppSettings::default());
+        let s = AppSettings::parse("[web]\nisolation = \"request\"\n").unwrap();
+        assert_eq!(s.web.isolation, Isolation::Request);
+        assert_eq!(s.web.timeout, 30);
+        assert!(AppSettings::parse("[web]\nisolation = \"bogus\"\n").is_err());
+        assert!(AppSettings::parse("[web]\nisolaton = \"request\"\n").is_err());
+    }
+
+    #[test]
+    fn buildpack_defaults_yield_to_the_app_key_by_key() {
+        let defaults = "[web]\nisolation = \"request\"\ntimeout = 10\n";
+        let merged = with_defaults(defaults, "[web]\ntimeout = 5\n").unwrap();
+        let s = AppSettings::parse(&merged).unwrap();
+        assert_eq!((s.web.isolation, s.web.timeout), (Isolation::Request, 5));
+        let merged = with_defaults(defaults, "[web]\nisolation = \"dyno\"\n").unwrap();
+        assert_eq!(
+            AppSettings::parse(&merged).unwrap().web.isolation,
+            Isolation::Dyno
+        );
+        assert_eq!(with_defaults("", "[web]\n").unwrap(), "[web]\n");
+    }
+}

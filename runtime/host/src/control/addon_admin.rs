@@ -1,0 +1,91 @@
+//! The operator's window into an app's add-on data: `kv:keys`, `kv:get`, `kv:set` and
+//! `queue:stats`, through the same store facet the app's guests use.
+
+use super::Host;
+use super::errors::Result;
+use wdeploy_api::ApiError;
+use wdeploy_api::server::Caller;
+use wdeploy_api::wire::{KvEntry, KvKeys, QueueInfo};
+use wdeploy_core::AppName;
+
+impl Host {
+    pub(super) async fn kv_list(
+        &self,
+        app: &AppName,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<KvKeys> {
+        self.existing(app).await?;
+        let page = self.store.addons.keys(app, bucket, prefix, 0).await?;
+        Ok(KvKeys {
+            bucket: bucket.to_string(),
+            keys: page.keys,
+            truncated: page.next.is_some(),
+        })
+    }
+
+    pub(super) async fn kv_read(&self, app: &AppName, bucket: &str, key: &str) -> Result<KvEntry> {
+        self.existing(app).await?;
+        let value = self
+            .store
+            .addons
+            .get(app, bucket, key)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("key `{key}` not found in bucket {bucket} of {app}"))
+            })?;
+        Ok(kv_entry(bucket, key, value))
+    }
+
+    pub(super) async fn kv_write(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+        value: String,
+    ) -> Result<KvEntry> {
+        let entry = self.existing(app).await?;
+        let bytes = value.into_bytes();
+        self.store
+            .addons
+            .set(app, bucket, key, bytes.clone())
+            .await?;
+        entry.runtime.logs.platform(
+            "api",
+            format!("Set key `{key}` of bucket {bucket} by {}", by.0),
+        );
+        Ok(kv_entry(bucket, key, bytes))
+    }
+
+    pub(super) async fn queue_list(&self, app: &AppName) -> Result<Vec<QueueInfo>> {
+        self.existing(app).await?;
+        let stats = self.store.addons.queue_stats(app).await?;
+        Ok(stats
+            .into_iter()
+            .map(|q| QueueInfo {
+                queue: q.queue,
+                ready: q.ready,
+                leased: q.leased,
+                done: q.done,
+            })
+            .collect())
+    }
+}
+
+/// A value as the API shows it: text when it is UTF-8, hex otherwise.
+fn kv_entry(bucket: &str, key: &str, value: Vec<u8>) -> KvEntry {
+    let (value, encoding) = match String::from_utf8(value) {
+        Ok(text) => (text, "utf-8"),
+        Err(e) => (
+            e.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
+            "hex",
+        ),
+    };
+    KvEntry {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        value,
+        encoding: encoding.into(),
+    }
+}

@@ -1,0 +1,303 @@
+//! The control API's [`Platform`], call by call: each checks its input, does its work
+//! through the store and the app's runtime (or the modules beside this one), and turns
+//! any failure into an API error at this one boundary.
+
+use super::Host;
+use super::errors::{Result, invalid};
+use crate::dyno::status::DynoSnapshot;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use wdeploy_api::ApiError;
+use wdeploy_api::server::{
+    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, TextStream,
+};
+use wdeploy_api::wire::*;
+use wdeploy_core::{AppName, Digest, Formation};
+use wdeploy_store::App;
+
+/// Most dynos of one process type.
+const MAX_DYNOS_PER_TYPE: u32 = 100;
+
+impl Host {
+    async fn app_info(&self, app: &App) -> Result<AppInfo> {
+        let head = self.store.control.release_head(&app.name).await?;
+        Ok(AppInfo {
+            web_url: format!(
+                "http://{}.{}:{}",
+                app.name, self.config.domain, self.config.router_port
+            ),
+            created_at: app.created_at.to_rfc3339(),
+            release: head.current.map(|r| r.version),
+            formation: self.store.control.formation(&app.name).await?,
+            name: app.name.clone(),
+        })
+    }
+
+    async fn create(&self, req: CreateApp) -> Result<AppInfo> {
+        let name = match req.name {
+            Some(name) => name,
+            None => format!("app-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        };
+        let name: AppName = name
+            .parse()
+            .map_err(|e: wdeploy_core::app_name::AppNameError| ApiError::invalid(e.to_string()))?;
+        let app = self.store.control.create_app(&name).await?;
+        // Add-on data left by an app of the same name whose destroy was interrupted.
+        self.store.addons.delete_app(&name).await?;
+        self.entry(&name)
+            .runtime
+            .logs
+            .platform("api", "App created");
+        self.app_info(&app).await
+    }
+
+    async fn destroy(&self, app: &AppName) -> Result<()> {
+        self.existing(app).await?;
+        self.forget(app).await;
+        // Add-on data first: a new app of the same name must start empty.
+        self.store.addons.delete_app(app).await?;
+        Ok(self.store.control.delete_app(app).await?)
+    }
+
+    async fn store_blob(&self, digest: &Digest, body: BlobStream) -> Result<()> {
+        let (_, path) = self
+            .store
+            .blobs
+            .put(digest, body, MAX_BLOB_BYTES as u64)
+            .await?;
+        // Compile while the client uploads the rest and creates the release.
+        self.engine.precompile(path, digest.clone());
+        Ok(())
+    }
+
+    async fn change_formation(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        patch: Formation,
+    ) -> Result<Formation> {
+        let entry = self.existing(app).await?;
+        let runtime = &entry.runtime;
+        // Scaling waits for a release going live, so it applies to the new release.
+        let _releasing = entry.releasing.lock().await;
+        let release = runtime.current_release();
+        for (process_type, quantity) in patch.iter() {
+            if quantity > MAX_DYNOS_PER_TYPE {
+                return Err(ApiError::invalid(format!(
+                    "{process_type}={quantity}: at most {MAX_DYNOS_PER_TYPE} dynos per process type"
+                ))
+                .into());
+            }
+            if let Some(release) = &release {
+                match release.procfile.get(process_type) {
+                    None => {
+                        return Err(ApiError::not_found(format!(
+                            "no process type `{process_type}` in v{} (types: {})",
+                            release.version,
+                            release.procfile.type_names()
+                        ))
+                        .into());
+                    }
+                    Some(p) if p.is_release() => {
+                        return Err(ApiError::invalid(
+                            "the release process type runs once per deploy; it cannot be scaled",
+                        )
+                        .into());
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let formation = self.store.control.scale(app, &patch).await?;
+        if let Some(release) = release {
+            runtime
+                .scale(&formation.runnable_in(&release.procfile))
+                .await
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        }
+        runtime
+            .logs
+            .platform("api", format!("Scaled to {} by {}", patch.summary(), by.0));
+        Ok(formation)
+    }
+
+    async fn dyno_list(&self, app: &AppName) -> Result<Vec<DynoInfo>> {
+        let entry = self.existing(app).await?;
+        Ok(entry.runtime.dynos().into_iter().map(dyno_info).collect())
+    }
+
+    async fn restart_dynos(&self, app: &AppName, dyno: Option<&str>) -> Result<()> {
+        let entry = self.existing(app).await?;
+        let runtime = &entry.runtime;
+        runtime
+            .logs
+            .platform("api", format!("Restarting {}", dyno.unwrap_or("all dynos")));
+        runtime.restart(dyno).await.map_err(invalid)
+    }
+}
+
+fn dyno_info(d: DynoSnapshot) -> DynoInfo {
+    DynoInfo {
+        name: d.name,
+        process_type: d.process_type,
+        state: d.state,
+        since: d.since.to_rfc3339(),
+        next_start: d.next_start.map(|t| t.to_rfc3339()),
+        release: d.release,
+        command: d.command,
+    }
+}
+
+#[async_trait]
+impl Platform for Host {
+    async fn authenticate(&self, token: &str) -> Option<Caller> {
+        match super::bootstrap::caller(&*self.store.control, token).await {
+            Ok(name) => name.map(Caller),
+            Err(e) => {
+                tracing::error!("checking a token failed: {:?}", ApiError::from(e));
+                None
+            }
+        }
+    }
+
+    async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {
+        let mut infos = Vec::new();
+        for app in self
+            .store
+            .control
+            .apps()
+            .await
+            .map_err(super::errors::ControlError::from)?
+        {
+            infos.push(self.app_info(&app).await?);
+        }
+        Ok(infos)
+    }
+
+    async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError> {
+        Ok(self.create(req).await?)
+    }
+
+    async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError> {
+        let stored = self
+            .store
+            .control
+            .app(app)
+            .await
+            .map_err(super::errors::ControlError::from)?;
+        Ok(self.app_info(&stored).await?)
+    }
+
+    async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError> {
+        Ok(self.destroy(app).await?)
+    }
+
+    async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError> {
+        let mut missing = Vec::new();
+        for digest in digests {
+            let has = self
+                .store
+                .blobs
+                .has(&digest)
+                .await
+                .map_err(super::errors::ControlError::from)?;
+            if !has {
+                missing.push(digest);
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn put_blob(&self, digest: &Digest, body: BlobStream) -> Result<(), ApiError> {
+        Ok(self.store_blob(digest, body).await?)
+    }
+
+    async fn create_release(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateRelease,
+        progress: Progress,
+    ) -> Result<ReleaseInfo, ApiError> {
+        Ok(self.deploy(app, by, req, progress).await?)
+    }
+
+    async fn releases(&self, app: &AppName) -> Result<Vec<ReleaseInfo>, ApiError> {
+        Ok(self.release_list(app).await?)
+    }
+
+    async fn rollback(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: Rollback,
+    ) -> Result<ReleaseInfo, ApiError> {
+        Ok(Host::rollback(self, app, by, req).await?)
+    }
+
+    async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ApiError> {
+        Ok(Host::config(self, app).await?)
+    }
+
+    async fn patch_config(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        patch: ConfigPatch,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        Ok(Host::patch_config(self, app, by, patch).await?)
+    }
+
+    async fn formation(&self, app: &AppName) -> Result<Formation, ApiError> {
+        let formation = self.store.control.formation(app).await;
+        Ok(formation.map_err(super::errors::ControlError::from)?)
+    }
+
+    async fn scale(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        patch: Formation,
+    ) -> Result<Formation, ApiError> {
+        Ok(self.change_formation(app, by, patch).await?)
+    }
+
+    async fn dynos(&self, app: &AppName) -> Result<Vec<DynoInfo>, ApiError> {
+        Ok(self.dyno_list(app).await?)
+    }
+
+    async fn restart(&self, app: &AppName, dyno: Option<&str>) -> Result<(), ApiError> {
+        Ok(self.restart_dynos(app, dyno).await?)
+    }
+
+    async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError> {
+        Ok(self.run_one_off(app, req).await?)
+    }
+
+    async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError> {
+        Ok(self.log_stream(app, query).await?)
+    }
+
+    async fn kv_keys(&self, app: &AppName, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError> {
+        Ok(self.kv_list(app, bucket, prefix).await?)
+    }
+
+    async fn kv_get(&self, app: &AppName, bucket: &str, key: &str) -> Result<KvEntry, ApiError> {
+        Ok(self.kv_read(app, bucket, key).await?)
+    }
+
+    async fn kv_set(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+        value: String,
+    ) -> Result<KvEntry, ApiError> {
+        Ok(self.kv_write(app, by, bucket, key, value).await?)
+    }
+
+    async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError> {
+        Ok(self.queue_list(app).await?)
+    }
+}

@@ -1,0 +1,424 @@
+//! The release pipeline: a release is appended to the app's log, loaded (every blob
+//! verified), its release phase run, and its dynos started with preboot; its status then
+//! records how that went. On any failure the previous release keeps serving.
+
+use super::errors::{ControlError, Result};
+use super::streams::follow_one_off;
+use super::{AppEntry, Host};
+use crate::app::AppRuntime;
+use crate::release::{Release, ReleaseSpec};
+use futures::SinkExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wdeploy_api::ApiError;
+use wdeploy_api::server::{Caller, Progress};
+use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseInfo, Rollback};
+use wdeploy_core::{
+    AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
+};
+use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError};
+
+/// How many times a read-modify-write of the release log is retried when a concurrent
+/// change (another request, another node) took the version first.
+const APPEND_ATTEMPTS: usize = 16;
+
+impl Host {
+    /// Loads a stored release (verifying every blob) and runs it at the stored formation;
+    /// no release phase (it ran when the release was made).
+    pub(super) async fn start(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        release: &StoredRelease,
+    ) -> anyhow::Result<()> {
+        let loaded = self.load(release).await?;
+        self.run_formation(runtime, loaded).await
+    }
+
+    /// Runs a loaded release at the app's stored formation, with preboot.
+    async fn run_formation(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        loaded: Arc<Release>,
+    ) -> anyhow::Result<()> {
+        let formation = self.formation_for(&loaded).await?;
+        runtime.deploy(loaded, &formation).await
+    }
+
+    async fn load(&self, release: &StoredRelease) -> anyhow::Result<Arc<Release>> {
+        use anyhow::Context;
+        let slug_id = release.slug.clone().context("the release has no slug")?;
+        let manifest: SlugManifest =
+            serde_json::from_slice(&self.store.blobs.read(&slug_id).await?)
+                .with_context(|| format!("slug {slug_id} is not a slug manifest"))?;
+        let mut components = BTreeMap::new();
+        for (name, file) in &manifest.components {
+            let path = self.store.blobs.local_path(&file.digest).await?;
+            components.insert(name.clone(), (file.digest.clone(), path));
+        }
+        let procfile = Procfile::parse(&release.procfile)?;
+        let settings = AppSettings::parse(&release.settings)?;
+        Release::load(
+            &self.engine,
+            ReleaseSpec {
+                app: release.app.clone(),
+                version: release.version,
+                slug_id,
+                components,
+                procfile,
+                settings,
+                config: release.config.clone(),
+                addons: self.store.addons.clone(),
+            },
+        )
+        .await
+    }
+
+    /// The stored formation, limited to what the release can run; a first deploy of an
+    /// app with a `web` type gets `web=1` (as on Heroku).
+    async fn formation_for(&self, release: &Release) -> Result<Formation, StoreError> {
+        let mut formation = self.store.control.formation(&release.app).await?;
+        if formation.is_empty() && release.procfile.get(ProcessType::WEB).is_some() {
+            let web: Formation = [(ProcessType::web(), 1)].into_iter().collect();
+            formation = self.store.control.scale(&release.app, &web).await?;
+        }
+        Ok(formation.runnable_in(&release.procfile))
+    }
+
+    /// Appends a release and, if it has a slug, makes it serve: load it (blobs verified),
+    /// run its release phase, start its dynos with preboot. Records how that went.
+    ///
+    /// `make` builds the new release from the current one. Under the app's release lock
+    /// the log head is read, `make` applied and the result appended as the next version
+    /// with create-if-absent; if a concurrent change took that version, all three are
+    /// done again, so two `config:set`s never lose each other's updates.
+    async fn release(
+        &self,
+        entry: &AppEntry,
+        app: &AppName,
+        progress: &Reporter,
+        make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
+    ) -> Result<StoredRelease> {
+        let runtime = &entry.runtime;
+        let mut releasing = entry.releasing.lock().await;
+        let mut record = self.append(app, make).await?;
+        *releasing = record.version;
+        runtime.logs.platform(
+            "api",
+            format!(
+                "Release v{}: {} by {}",
+                record.version, record.description, record.author
+            ),
+        );
+        if record.slug.is_none() {
+            return Ok(record);
+        }
+        let outcome = self.go_live(runtime, &record, progress).await;
+        let status = match outcome {
+            Ok(()) => ReleaseStatus::Succeeded,
+            Err(_) => ReleaseStatus::Failed,
+        };
+        self.store
+            .control
+            .finish_release(app, record.version, status)
+            .await?;
+        record.status = status;
+        match outcome {
+            Ok(()) => {
+                runtime
+                    .logs
+                    .platform("api", format!("Deployed v{}", record.version));
+                Ok(record)
+            }
+            Err(e) => {
+                runtime
+                    .logs
+                    .platform("api", format!("Release v{} failed: {e:#}", record.version));
+                Err(ApiError::invalid(format!(
+                    "release v{} failed, the previous release keeps serving: {e:#}",
+                    record.version
+                ))
+                .into())
+            }
+        }
+    }
+
+    /// The read-modify-write of the release log: head, `make`, create-if-absent.
+    async fn append(
+        &self,
+        app: &AppName,
+        make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
+    ) -> Result<StoredRelease> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let head = self.store.control.release_head(app).await?;
+            let mut new = make(head.current)?;
+            new.status = if new.slug.is_some() {
+                ReleaseStatus::Pending
+            } else {
+                ReleaseStatus::Succeeded
+            };
+            match self
+                .store
+                .control
+                .append_release(app, head.latest + 1, new)
+                .await
+            {
+                Err(StoreError::VersionTaken { .. }) => continue,
+                outcome => return Ok(outcome?),
+            }
+        }
+        Err(ApiError::conflict(format!(
+            "{app} is being changed by many requests at once; try again"
+        ))
+        .into())
+    }
+
+    async fn go_live(
+        &self,
+        runtime: &Arc<AppRuntime>,
+        record: &StoredRelease,
+        progress: &Reporter,
+    ) -> anyhow::Result<()> {
+        let loaded = self.load(record).await?;
+        release_phase(runtime, &loaded, progress).await?;
+        progress
+            .say(format!(
+                "-----> Starting v{} (the old dynos stop once it is up)",
+                record.version
+            ))
+            .await;
+        self.run_formation(runtime, loaded).await
+    }
+
+    /// The release log as the API shows it, newest first.
+    pub(super) async fn release_list(&self, app: &AppName) -> Result<Vec<ReleaseInfo>> {
+        let releases = self.store.control.releases(app).await?;
+        // The current release is the newest succeeded one: found once, not per row.
+        let current = releases
+            .iter()
+            .find(|r| r.status == ReleaseStatus::Succeeded)
+            .map(|r| r.version);
+        Ok(releases.iter().map(|r| release_info(r, current)).collect())
+    }
+
+    pub(super) async fn deploy(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateRelease,
+        progress: Progress,
+    ) -> Result<ReleaseInfo> {
+        let entry = self.existing(app).await?;
+        Procfile::parse(&req.procfile).map_err(|e| ApiError::invalid(e.to_string()))?;
+        AppSettings::parse(&req.settings).map_err(|e| ApiError::invalid(e.to_string()))?;
+        if !self.store.blobs.has(&req.slug).await? {
+            return Err(
+                ApiError::invalid(format!("slug {} has not been uploaded", req.slug)).into(),
+            );
+        }
+        let record = self
+            .release(&entry, app, &Reporter(Some(progress)), |current| {
+                Ok(NewRelease {
+                    slug: Some(req.slug.clone()),
+                    procfile: req.procfile.clone(),
+                    settings: req.settings.clone(),
+                    config: current.map(|r| r.config).unwrap_or_default(),
+                    description: req.description.clone(),
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
+        Ok(release_info(&record, Some(record.version)))
+    }
+
+    pub(super) async fn rollback(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: Rollback,
+    ) -> Result<ReleaseInfo> {
+        let entry = self.existing(app).await?;
+        // Releases never change but for their status, so the log read now holds every
+        // possible target.
+        let log = self.store.control.releases(app).await?;
+        let record = self
+            .release(&entry, app, &Reporter(None), |current| {
+                let current = current.ok_or_else(|| {
+                    ApiError::invalid(format!("{app} has no release to roll back from"))
+                })?;
+                let target_version = match req.version {
+                    Some(v) => v,
+                    None => current
+                        .version
+                        .checked_sub(1)
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "v{} is the first release: nothing to roll back to",
+                                current.version
+                            ))
+                        })?,
+                };
+                let target = log
+                    .iter()
+                    .find(|r| r.version == target_version)
+                    .ok_or_else(|| {
+                        ControlError::from(StoreError::NotFound(format!(
+                            "release v{target_version} of {app}"
+                        )))
+                    })?;
+                if target.slug.is_none() {
+                    return Err(
+                        ApiError::invalid(format!("v{target_version} has no slug to run")).into(),
+                    );
+                }
+                Ok(NewRelease {
+                    slug: target.slug.clone(),
+                    procfile: target.procfile.clone(),
+                    settings: target.settings.clone(),
+                    config: target.config.clone(),
+                    description: format!("Rollback to v{target_version}"),
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
+        Ok(release_info(&record, Some(record.version)))
+    }
+
+    pub(super) async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>> {
+        self.existing(app).await?;
+        let head = self.store.control.release_head(app).await?;
+        Ok(head.current.map(|r| r.config).unwrap_or_default())
+    }
+
+    pub(super) async fn patch_config(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        patch: ConfigPatch,
+    ) -> Result<BTreeMap<String, String>> {
+        let entry = self.existing(app).await?;
+        if patch.is_empty() {
+            return Err(ApiError::invalid("no config vars given").into());
+        }
+        for key in patch.keys() {
+            super::errors::check_config_key(key)?;
+        }
+        let record = self
+            .release(&entry, app, &Reporter(None), |current| {
+                let (config, description) = apply_config(current.as_ref(), &patch);
+                let (slug, procfile, settings) = match current {
+                    Some(r) => (r.slug, r.procfile, r.settings),
+                    None => (None, String::new(), String::new()),
+                };
+                Ok(NewRelease {
+                    slug,
+                    procfile,
+                    settings,
+                    config,
+                    description,
+                    author: by.0.clone(),
+                    status: ReleaseStatus::Pending,
+                })
+            })
+            .await?;
+        Ok(record.config)
+    }
+}
+
+/// The config vars after `patch` (a value sets, `None` unsets), and the release's
+/// description: `Set A, B config vars`.
+fn apply_config(
+    current: Option<&StoredRelease>,
+    patch: &ConfigPatch,
+) -> (BTreeMap<String, String>, String) {
+    let mut config = current.map(|r| r.config.clone()).unwrap_or_default();
+    let (mut set, mut unset) = (Vec::new(), Vec::new());
+    for (key, value) in patch {
+        match value {
+            Some(v) => {
+                config.insert(key.clone(), v.clone());
+                set.push(key.as_str());
+            }
+            None => {
+                config.remove(key);
+                unset.push(key.as_str());
+            }
+        }
+    }
+    let description = match (set.is_empty(), unset.is_empty()) {
+        (false, true) => format!("Set {} config vars", set.join(", ")),
+        (true, false) => format!("Unset {} config vars", unset.join(", ")),
+        _ => format!(
+            "Set {} and unset {} config vars",
+            set.join(", "),
+            unset.join(", ")
+        ),
+    };
+    (config, description)
+}
+
+fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
+    ReleaseInfo {
+        version: r.version,
+        description: r.description.clone(),
+        slug: r.slug.clone(),
+        user: r.author.clone(),
+        created_at: r.created_at.to_rfc3339(),
+        status: r.status,
+        current: current == Some(r.version) && r.status == ReleaseStatus::Succeeded,
+    }
+}
+
+/// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
+/// log stream and to `progress`. A non-zero exit or a trap fails the release.
+async fn release_phase(
+    runtime: &Arc<AppRuntime>,
+    release: &Arc<Release>,
+    progress: &Reporter,
+) -> anyhow::Result<()> {
+    let Some(process) = release.procfile.get(ProcessType::RELEASE) else {
+        return Ok(());
+    };
+    let (_, mut live) = runtime.logs.replay_and_subscribe(0);
+    let (name, task) = runtime.one_off(
+        release.clone(),
+        "release",
+        &ProcessType::release(),
+        Vec::new(),
+    )?;
+    progress
+        .say(format!(
+            "-----> Running release command `{}` as {name}",
+            process.component
+        ))
+        .await;
+    let mut out = progress.sender();
+    match follow_one_off(&mut live, &name, task, &mut out, "       ").await {
+        Ok(0) => {
+            progress.say("-----> Release command succeeded").await;
+            Ok(())
+        }
+        Ok(code) => anyhow::bail!("the release command failed with exit status {code}"),
+        Err(why) => anyhow::bail!("the release command crashed: {why}"),
+    }
+}
+
+/// Progress lines of a release, for a client that is watching (push) or nobody.
+struct Reporter(Option<Progress>);
+
+impl Reporter {
+    async fn say(&self, line: impl Into<String>) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.clone().send(format!("{}\n", line.into())).await;
+        }
+    }
+
+    /// A sender for raw lines; without a watcher, one whose lines go nowhere.
+    fn sender(&self) -> Progress {
+        self.0
+            .clone()
+            .unwrap_or_else(|| futures::channel::mpsc::channel(1).0)
+    }
+}

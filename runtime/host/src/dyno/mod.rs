@@ -1,0 +1,10 @@
+//! Dynos: web dynos (warm instances serving HTTP), worker dynos (a supervised
+//! `wasi:cli/run` instance restarted with back-off) and one-offs; their ephemeral
+//! filesystems and the states `ps` shows.
+
+pub mod backoff;
+pub mod ephemeral;
+pub mod ready_body;
+pub mod status;
+pub mod web;
+pub mod worker;

@@ -1,0 +1,329 @@
+//! A web dyno: like a long-lived process serving HTTP, made of warm component instances.
+//!
+//! A dyno keeps up to `WEB_CONCURRENCY` instances, each in its own `Store`. In
+//! `isolation = "dyno"` mode (the default) an instance that finished a request goes back to
+//! the idle list and serves the next one, so guest memory persists between requests as in
+//! a Heroku process. In `isolation = "request"` mode every request gets a fresh instance.
+//! An instance that traps or runs past its deadline is discarded; the next request
+//! instantiates a replacement from the release's pre-instantiated component.
+
+use crate::dyno::ephemeral::EphemeralDir;
+use crate::dyno::ready_body::collect_ready;
+use crate::dyno::status::DynoSnapshot;
+use crate::guest::data::StoreData;
+use crate::guest::engine::Engine;
+use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
+use crate::logs::LogStream;
+use crate::release::Release;
+use anyhow::Context;
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, oneshot};
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wdeploy_core::DynoState;
+use wdeploy_core::{Isolation, ProcessType};
+
+/// Why a web dyno could not answer; the router turns each into a status and an `H` code.
+#[derive(Debug, thiserror::Error)]
+pub enum DynoError {
+    /// The guest trapped (or exited) before it set a response.
+    #[error("{0}")]
+    Crashed(String),
+    /// The guest ran past the request deadline and was stopped.
+    #[error("request timeout")]
+    Timeout,
+    /// The guest returned without setting a response.
+    #[error("guest returned without a response")]
+    NoResponse,
+    /// The guest answered with a wasi:http error code instead of a response.
+    #[error("guest error: {0}")]
+    Guest(String),
+    /// A new instance could not be created.
+    #[error("could not start an instance: {0}")]
+    Boot(String),
+}
+
+/// One warm instance and the store it lives in.
+struct Warm {
+    store: Store<StoreData>,
+    proxy: Proxy,
+    /// Requests this instance has served; it is recycled at `web.max_requests`.
+    served: u64,
+}
+
+/// A running web dyno; cheap to clone, shared by the router and in-flight requests.
+#[derive(Clone)]
+pub struct WebDyno {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    engine: Arc<Engine>,
+    release: Arc<Release>,
+    logs: Arc<LogStream>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    /// Dropped (and so removed) with the last clone of the dyno, after in-flight requests.
+    dir: EphemeralDir,
+    isolation: Isolation,
+    /// Requests an instance serves before it is replaced by a fresh one (0: never).
+    max_requests: u64,
+    timeout: Duration,
+    memory_limit_bytes: usize,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Warm>>,
+    in_flight: AtomicUsize,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where and how to start a web dyno.
+pub struct WebDynoSpec<'a> {
+    pub engine: &'a Arc<Engine>,
+    pub release: &'a Arc<Release>,
+    pub logs: &'a Arc<LogStream>,
+    pub name: &'a str,
+    pub run_dir: &'a std::path::Path,
+    pub port: u16,
+}
+
+impl WebDyno {
+    /// Starts the dyno and boots its first instance, so a release that cannot even
+    /// instantiate never receives traffic.
+    pub async fn start(spec: WebDynoSpec<'_>) -> anyhow::Result<WebDyno> {
+        let release = spec.release;
+        let process = release
+            .procfile
+            .get(ProcessType::WEB)
+            .context("the release has no web process type")?;
+        let dir = EphemeralDir::create(spec.run_dir, &release.app, spec.name)?;
+        let concurrency = release.web_concurrency();
+        let inner = Arc::new(Inner {
+            name: spec.name.into(),
+            engine: spec.engine.clone(),
+            release: release.clone(),
+            logs: spec.logs.clone(),
+            env: release.dyno_env(spec.name, spec.port),
+            args: std::iter::once(process.component.clone())
+                .chain(process.args.iter().cloned())
+                .collect(),
+            dir,
+            isolation: release.settings.web.isolation,
+            max_requests: release.settings.web.max_requests,
+            timeout: Duration::from_secs(release.settings.web.timeout),
+            memory_limit_bytes: release.settings.memory_limit_bytes(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            idle: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            started: chrono::Utc::now(),
+        });
+        spec.logs.platform(
+            spec.name,
+            format!("Starting process with command `{}`", inner.args.join(" ")),
+        );
+        let first = inner
+            .instantiate()
+            .await
+            .with_context(|| format!("{} failed to boot", spec.name))?;
+        if inner.isolation == Isolation::Dyno {
+            inner.idle_list().push(first);
+        }
+        spec.logs
+            .platform(spec.name, "State changed from starting to up");
+        Ok(WebDyno { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn release(&self) -> &Arc<Release> {
+        &self.inner.release
+    }
+
+    pub fn snapshot(&self) -> DynoSnapshot {
+        DynoSnapshot {
+            name: self.inner.name.to_string(),
+            process_type: ProcessType::web(),
+            state: DynoState::Up,
+            since: self.inner.started,
+            next_start: None,
+            release: self.inner.release.version,
+            command: self.inner.args.join(" "),
+        }
+    }
+
+    /// Requests being served or waiting for an instance; the router picks the least busy.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The request timeout this dyno's app asked for.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Serves one request on an idle (or new) instance.
+    pub async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, DynoError> {
+        let inner = self.inner.clone();
+        inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(inner.clone());
+        let permit = inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DynoError::Boot("dyno is stopping".into()))?;
+        let reused = inner.idle_list().pop();
+        let mut warm = match reused {
+            Some(warm) => warm,
+            None => inner
+                .instantiate()
+                .await
+                .map_err(|e| DynoError::Boot(format!("{e:#}")))?,
+        };
+
+        let (sender, mut receiver) = oneshot::channel();
+        let data = warm.store.data_mut();
+        let request = data
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| DynoError::Boot(e.to_string()))?;
+        let out = data
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| DynoError::Boot(e.to_string()))?;
+        data.deadline = Some(Instant::now() + inner.timeout);
+
+        let mut call = Box::pin(async move {
+            let result = warm
+                .proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut warm.store, request, out)
+                .await;
+            warm.store.data_mut().deadline = None;
+            let outcome = inner.finish(warm, result);
+            drop(permit);
+            outcome
+        });
+
+        // Drive the guest here until it sets its response. Most handlers also finish their
+        // body in that same turn, and then the whole response goes out in one write.
+        let (response, finished) = tokio::select! {
+            biased;
+            response = &mut receiver => (response.ok(), None),
+            outcome = &mut call => (receiver.try_recv().ok(), Some(outcome)),
+        };
+        match response {
+            Some(Ok(response)) => {
+                if finished.is_none() {
+                    // The guest is still streaming its body: let it go on in its own task
+                    // while the router sends the head to the client.
+                    tokio::spawn(call);
+                    return Ok(response);
+                }
+                let (parts, body) = response.into_parts();
+                Ok(hyper::Response::from_parts(parts, collect_ready(body)))
+            }
+            Some(Err(code)) => {
+                if finished.is_none() {
+                    tokio::spawn(call);
+                }
+                Err(DynoError::Guest(format!("{code:?}")))
+            }
+            // No response was set: the call ended (or must end) without one.
+            None => match finished {
+                Some(outcome) => outcome.and(Err(DynoError::NoResponse)),
+                None => call.await.and(Err(DynoError::NoResponse)),
+            },
+        }
+    }
+}
+
+impl Inner {
+    /// What happens to an instance after a request: back to the idle list while it is
+    /// healthy and under its request budget, otherwise dropped (and its slot freed).
+    fn finish(&self, mut warm: Warm, result: wasmtime::Result<()>) -> Result<(), DynoError> {
+        match result {
+            Ok(()) => {
+                warm.served += 1;
+                let budget = self.max_requests;
+                if self.isolation == Isolation::Dyno && (budget == 0 || warm.served < budget) {
+                    self.idle_list().push(warm);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let timed_out = e.downcast_ref::<DeadlineExceeded>().is_some();
+                let why = describe_failure(&e);
+                tracing::debug!(dyno = %self.name, "instance failed: {e:?}");
+                self.logs
+                    .platform(&self.name, format!("Instance crashed: {why}; replacing it"));
+                Err(if timed_out {
+                    DynoError::Timeout
+                } else {
+                    DynoError::Crashed(why)
+                })
+            }
+        }
+    }
+
+    fn idle_list(&self) -> parking_lot::MutexGuard<'_, Vec<Warm>> {
+        self.idle.lock()
+    }
+
+    async fn instantiate(&self) -> anyhow::Result<Warm> {
+        let pre = self
+            .release
+            .web()
+            .context("the release has no web component")?;
+        let env = InstanceEnv {
+            dyno: &self.name,
+            env: &self.env,
+            args: &self.args,
+            dir: self.dir.path(),
+            logs: &self.logs,
+            memory_limit_bytes: self.memory_limit_bytes,
+            addons: self.release.addons.clone(),
+            stdin: None,
+        };
+        let mut store = new_store(&self.engine, env)?;
+        let proxy = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow::anyhow!(describe_failure(&e)))
+            .context("instantiating the web component")?;
+        Ok(Warm {
+            store,
+            proxy,
+            served: 0,
+        })
+    }
+}
+
+/// Keeps `in_flight` right however `handle` ends.
+struct InFlight(Arc<Inner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Inner {
+    /// The last request has finished on a dyno that was stopped.
+    fn drop(&mut self) {
+        self.logs
+            .platform(&self.name, "State changed from up to down");
+    }
+}

@@ -1,0 +1,128 @@
+//! What each wasmtime `Store` carries: the WASI context of one dyno instance, its app's
+//! add-ons and its limits.
+
+use crate::addons::AppAddons;
+use crate::guest::egress::Egress;
+use crate::guest::quota::Quota;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+/// Live host resources one instance may hold at once.
+pub const MAX_HANDLES: usize = 10_000;
+
+pub struct StoreData {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub http_hooks: HttpHooks,
+    pub table: ResourceTable,
+    /// The add-ons of the instance's app (bound when the release was loaded).
+    pub addons: Arc<AppAddons>,
+    pub quota: Quota,
+    /// When the current call must stop; checked on every epoch tick.
+    pub deadline: Option<Instant>,
+}
+
+impl StoreData {
+    pub fn new(
+        wasi: WasiCtx,
+        addons: Arc<AppAddons>,
+        memory_limit_bytes: usize,
+        egress: Egress,
+    ) -> StoreData {
+        StoreData {
+            wasi,
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks { egress },
+            table: {
+                // Host-side handles (fields, streams, pollables) per instance: a guest that
+                // leaks them traps instead of growing the host's memory without bound.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HANDLES);
+                table
+            },
+            addons,
+            quota: Quota::new(memory_limit_bytes),
+            deadline: None,
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// Writes to a response body a guest may queue before the router has read them.
+///
+/// wasmtime-wasi-http's default is one, so a handler that writes its body in a few pieces
+/// (as `writeln!` does) waits for the router after the second; with room for a few more,
+/// a small response is complete when the handler returns and goes out in one write.
+pub const BODY_BUFFER_WRITES: usize = 16;
+/// Largest single write to a body; with [`BODY_BUFFER_WRITES`] this bounds what one
+/// response can hold in host memory at 1 MiB.
+pub const BODY_WRITE_BYTES: usize = 64 << 10;
+
+/// How the host's wasi:http behaves for guests, beyond wasmtime-wasi-http's defaults.
+pub struct HttpHooks {
+    pub egress: Egress,
+}
+
+impl WasiHttpHooks for HttpHooks {
+    /// Outgoing requests go through [`Egress`] before wasmtime-wasi-http sends them.
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        let egress = self.egress;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            egress.check(request.uri()).await?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io)
+                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_WRITES
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_WRITE_BYTES
+    }
+}

@@ -1,0 +1,105 @@
+//! Building the `Store` of one component instance: WASI context, limits, deadlines.
+
+use crate::guest::data::StoreData;
+use crate::guest::engine::Engine;
+use crate::logs::LogStream;
+use crate::logs::writer::LogWriter;
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
+
+/// What every instance of a dyno shares: its name, env, args, filesystem and log stream.
+pub struct InstanceEnv<'a> {
+    pub dyno: &'a Arc<str>,
+    pub env: &'a [(String, String)],
+    /// argv: the component name then the Procfile arguments.
+    pub args: &'a [String],
+    pub dir: &'a Path,
+    pub logs: &'a Arc<LogStream>,
+    pub memory_limit_bytes: usize,
+    /// The app's add-ons, bound to the app of the dyno's release.
+    pub addons: Arc<crate::addons::AppAddons>,
+    /// The guest's stdin; `None` gives an empty, closed one.
+    pub stdin: Option<wasmtime_wasi::cli::AsyncStdinStream>,
+}
+
+/// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
+/// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
+pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
+    let mut builder = WasiCtx::builder();
+    builder
+        .envs(env.env)
+        .args(env.args)
+        // Host-call limits: a guest cannot make the host hand out unbounded buffers.
+        // (wasi:http fields are capped at 128 KiB by wasmtime-wasi-http's default.)
+        .max_random_size(1 << 20)
+        .stdout(LogWriter::new(env.logs.clone(), env.dyno.clone()))
+        .stderr(LogWriter::new(env.logs.clone(), env.dyno.clone()));
+    if let Some(stdin) = env.stdin {
+        builder.stdin(stdin);
+    }
+    builder
+        .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
+        .map_err(anyhow::Error::from)
+        .context("opening the dyno filesystem")?;
+    let state = StoreData::new(
+        builder.build(),
+        env.addons,
+        env.memory_limit_bytes,
+        engine.egress(),
+    );
+    let mut store = Store::new(engine.wasmtime(), state);
+    store.limiter(|s| &mut s.quota);
+    store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+        Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
+        _ => Ok(UpdateDeadline::Yield(1)),
+    });
+    store.set_epoch_deadline(1);
+    Ok(store)
+}
+
+/// The trap raised in a guest that ran past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineExceeded;
+
+/// How a guest call ended badly, in words for the log stream.
+pub fn describe_failure(e: &wasmtime::Error) -> String {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return format!("exit status {}", exit.0);
+    }
+    if e.downcast_ref::<DeadlineExceeded>().is_some() {
+        return "deadline exceeded".into();
+    }
+    if let Some(quota) = e.downcast_ref::<crate::guest::quota::MemoryQuotaExceeded>() {
+        return format!(
+            "Error R14 (Memory quota exceeded): tried to grow to {} MiB, quota {} MiB",
+            quota.desired >> 20,
+            quota.quota >> 20
+        );
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    // The chain of messages without wasmtime's backtrace wrapper: for a leak of host
+    // handles, "[new_fields] pushing fields: resource table has no free keys".
+    let messages: Vec<String> = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .filter_map(|m| m.lines().next().map(str::to_string))
+        .collect();
+    if messages.is_empty() {
+        "unknown failure".into()
+    } else {
+        messages.join(": ")
+    }
+}
+
+/// The exit status a guest call result stands for, if it exited rather than trapped.
+pub fn exit_status(e: &wasmtime::Error) -> Option<i32> {
+    e.downcast_ref::<I32Exit>().map(|exit| exit.0)
+}

@@ -1,0 +1,182 @@
+//! The log stream: per-app ordered lines from dynos, the router and the platform.
+
+pub mod writer;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+pub use wdeploy_core::LogSource;
+
+/// Lines kept per app for `logs` history, as Heroku's logplex does.
+pub const BUFFER_LINES: usize = 1500;
+/// Longest line; longer output is split into several lines.
+pub const MAX_LINE_BYTES: usize = 10_000;
+/// Lines a live subscriber may fall behind before it starts losing them.
+const SUBSCRIBER_LAG: usize = 4096;
+
+/// One line of the log stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub kind: LogSource,
+    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines. Shared, so
+    /// a dyno's lines do not each allocate its name.
+    pub process: Arc<str>,
+    pub text: String,
+}
+
+impl LogLine {
+    /// The part before the colon: `app[web.1]`.
+    pub fn source(&self) -> String {
+        match self.kind {
+            LogSource::App => format!("app[{}]", self.process),
+            LogSource::Router | LogSource::Platform => format!("wdeploy[{}]", self.process),
+        }
+    }
+
+    pub fn timestamp(&self) -> String {
+        self.at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.timestamp(), self.source(), self.text)
+    }
+}
+
+/// One app's log stream: a bounded history plus live subscribers.
+///
+/// Writers never wait on readers: a subscriber that falls behind loses lines and is told
+/// how many (`broadcast::error::RecvError::Lagged`).
+pub struct LogStream {
+    history: Mutex<VecDeque<Arc<LogLine>>>,
+    live: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl Default for LogStream {
+    fn default() -> Self {
+        LogStream {
+            history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
+            live: broadcast::channel(SUBSCRIBER_LAG).0,
+        }
+    }
+}
+
+impl LogStream {
+    pub fn new() -> Arc<LogStream> {
+        Arc::new(LogStream::default())
+    }
+
+    /// Appends a line written now.
+    pub fn write(&self, kind: LogSource, process: impl Into<Arc<str>>, text: impl Into<String>) {
+        self.push(LogLine {
+            at: Utc::now(),
+            kind,
+            process: process.into(),
+            text: text.into(),
+        });
+    }
+
+    /// Appends a platform line about `process` (a dyno name, or `api`).
+    pub fn platform(&self, process: &str, text: impl Into<String>) {
+        self.write(LogSource::Platform, process, text);
+    }
+
+    pub fn push(&self, line: LogLine) {
+        let line = Arc::new(line);
+        let mut history = self.history.lock();
+        if history.len() == BUFFER_LINES {
+            history.pop_front();
+        }
+        history.push_back(line.clone());
+        // Sent under the history lock, so `replay_and_subscribe` sees each line exactly
+        // once. No subscribers is fine: the line stays in history.
+        let _ = self.live.send(line);
+    }
+
+    /// The last `n` lines and a subscription to every later one, with no gap or overlap.
+    pub fn replay_and_subscribe(
+        &self,
+        n: usize,
+    ) -> (Vec<Arc<LogLine>>, broadcast::Receiver<Arc<LogLine>>) {
+        let history = self.history.lock();
+        let recent = history
+            .iter()
+            .skip(history.len().saturating_sub(n))
+            .cloned()
+            .collect();
+        (recent, self.live.subscribe())
+    }
+
+    /// Lines written from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
+        self.live.subscribe()
+    }
+}
+
+/// Makes guest output safe to print: control characters (other than tab) are escaped.
+pub fn sanitize(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_matches_logplex() {
+        let line = LogLine {
+            at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123456Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            kind: LogSource::App,
+            process: "web.1".into(),
+            text: "hello".into(),
+        };
+        assert_eq!(
+            line.to_string(),
+            "2026-11-25T10:00:00.123456+00:00 app[web.1]: hello"
+        );
+        let router = LogLine {
+            kind: LogSource::Router,
+            process: "router".into(),
+            ..line
+        };
+        assert!(router.to_string().contains(" wdeploy[router]: hello"));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let logs = LogStream::new();
+        for i in 0..BUFFER_LINES + 10 {
+            logs.write(LogSource::App, "web.1", format!("{i}"));
+        }
+        let recent = logs.replay_and_subscribe(usize::MAX).0;
+        assert_eq!(recent.len(), BUFFER_LINES);
+        assert_eq!(recent[0].text, "10");
+        assert_eq!(logs.replay_and_subscribe(2).0.len(), 2);
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(sanitize(b"a\x1b[31mb\r"), "a\\u{1b}[31mb");
+        assert_eq!(sanitize(b"tab\there"), "tab\there");
+    }
+}

@@ -1,0 +1,122 @@
+//! The router's one line per request, written when the response body has been sent.
+
+use crate::logs::{LogSource, LogStream};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// The source name of router lines, shared by all of them.
+pub static ROUTER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "router".into());
+
+/// What the router knows about one request, printed logplex-style.
+#[derive(Debug, Clone)]
+pub struct RouterLine {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub request_id: String,
+    pub fwd: String,
+    pub dyno: Option<String>,
+    /// Heroku-style error code (`H12`, `H13`, `H14`…) and its description.
+    pub error: Option<(&'static str, &'static str)>,
+    pub connect_ms: u128,
+    pub service_ms: u128,
+    pub status: u16,
+    pub bytes: u64,
+}
+
+impl fmt::Display for RouterLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error {
+            Some((code, desc)) => write!(f, "at=error code={code} desc=\"{desc}\" ")?,
+            None => write!(f, "at=info ")?,
+        }
+        write!(
+            f,
+            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} connect={}ms service={}ms status={} bytes={} protocol=http",
+            self.method,
+            self.path.replace('"', "%22"),
+            self.host,
+            self.request_id,
+            self.fwd,
+            self.dyno.as_deref().unwrap_or(""),
+            self.connect_ms,
+            self.service_ms,
+            self.status,
+            self.bytes,
+        )
+    }
+}
+
+/// A response body that counts what it sends and writes the router line when it ends
+/// (or when the client goes away), so `bytes` and `service` are the real figures.
+pub struct Metered {
+    inner: HyperOutgoingBody,
+    pending: Option<(RouterLine, Instant, Arc<LogStream>)>,
+}
+
+impl Metered {
+    /// Wraps `inner`; the router line is written once the body ends or is dropped.
+    pub fn wrap(
+        inner: HyperOutgoingBody,
+        line: RouterLine,
+        started: Instant,
+        logs: Arc<LogStream>,
+    ) -> HyperOutgoingBody {
+        Metered {
+            inner,
+            pending: Some((line, started, logs)),
+        }
+        .boxed_unsync()
+    }
+
+    fn finish(&mut self) {
+        if let Some((mut line, started, logs)) = self.pending.take() {
+            line.service_ms = started.elapsed().as_millis();
+            logs.write(LogSource::Router, ROUTER.clone(), line.to_string());
+        }
+    }
+}
+
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some((line, _, _))) = (frame.data_ref(), self.pending.as_mut())
+                {
+                    line.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,266 @@
+//! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
+
+mod line;
+
+use crate::app::AppRuntime;
+use crate::dyno::web::DynoError;
+use crate::logs::{LogSource, LogStream};
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use line::{Metered, RouterLine};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Maps `NAME.DOMAIN` hosts to apps.
+pub struct Router {
+    domain: String,
+    apps: RwLock<HashMap<String, Arc<AppRuntime>>>,
+    /// In `dev`, the one app every request goes to, whatever its Host header.
+    fallback: RwLock<Option<Arc<AppRuntime>>>,
+}
+
+impl Router {
+    pub fn new(domain: &str) -> Arc<Router> {
+        Arc::new(Router {
+            domain: domain.to_ascii_lowercase(),
+            apps: RwLock::new(HashMap::new()),
+            fallback: RwLock::new(None),
+        })
+    }
+
+    pub fn add_app(&self, app: Arc<AppRuntime>) {
+        self.apps.write().insert(app.name.to_string(), app);
+    }
+
+    pub fn remove_app(&self, name: &str) -> Option<Arc<AppRuntime>> {
+        self.apps.write().remove(name)
+    }
+
+    /// Sends every request whose host names no app to `app` (used by `wdeploy dev`).
+    pub fn set_fallback(&self, app: Arc<AppRuntime>) {
+        *self.fallback.write() = Some(app);
+    }
+
+    /// The app a Host header (`NAME.DOMAIN[:port]`) names.
+    fn app_for(&self, host: &str) -> Option<Arc<AppRuntime>> {
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let host = host.to_ascii_lowercase();
+        let name = host
+            .strip_suffix(&self.domain)
+            .and_then(|rest| rest.strip_suffix('.'));
+        if let Some(name) = name
+            && let Some(app) = self.apps.read().get(name)
+        {
+            return Some(app.clone());
+        }
+        self.fallback.read().clone()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then lets open connections finish
+    /// their current requests (for at most `grace`).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("router accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let router = router.clone();
+                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection from {peer} ended: {e}");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("router stopped with requests still in flight after {grace:?}");
+        }
+    }
+
+    /// Serves one request: find the app and a dyno, pass the request, log the outcome.
+    pub async fn route(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_string();
+        let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            Some(id) if valid_request_id(id) => id.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            req.headers_mut().insert(REQUEST_ID, value);
+        }
+        let mut line = RouterLine {
+            method: req.method().to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/".to_string(), |p| p.to_string()),
+            host: host.clone(),
+            request_id: request_id.clone(),
+            fwd: peer.ip().to_string(),
+            dyno: None,
+            error: None,
+            connect_ms: 0,
+            service_ms: 0,
+            status: 0,
+            bytes: 0,
+        };
+
+        let Some(app) = self.app_for(&host) else {
+            tracing::info!(%host, "no such app");
+            return page(
+                404,
+                &request_id,
+                &format!("No such app: nothing is deployed at {host}\n"),
+            );
+        };
+        let logs = app.logs.clone();
+        let Some(dyno) = app.pick_web() else {
+            return error(line, &logs, started, 503, ("H14", "No web dynos running"));
+        };
+        line.dyno = Some(dyno.name().to_string());
+        line.connect_ms = started.elapsed().as_millis();
+        let outcome = tokio::time::timeout(dyno.timeout(), dyno.handle(req)).await;
+        let mut response = match outcome {
+            Ok(Ok(response)) => response,
+            // The dyno already logged why ("Instance crashed: …").
+            Ok(Err(DynoError::Crashed(_) | DynoError::NoResponse)) => {
+                return error(
+                    line,
+                    &logs,
+                    started,
+                    500,
+                    ("H13", "Connection closed without response"),
+                );
+            }
+            Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
+                logs.write(
+                    LogSource::Platform,
+                    dyno.name(),
+                    format!("Request {request_id} failed: {e}"),
+                );
+                return error(line, &logs, started, 503, ("H10", "App crashed"));
+            }
+            // Whichever notices first, the router's timer or the guest's deadline.
+            Ok(Err(DynoError::Timeout)) | Err(_) => {
+                return error(line, &logs, started, 503, ("H12", "Request timeout"));
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        line.status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        hyper::Response::from_parts(parts, Metered::wrap(body, line, started, logs))
+    }
+}
+
+/// Answers with an error page and writes the router's `at=error` line.
+fn error(
+    mut line: RouterLine,
+    logs: &Arc<LogStream>,
+    started: Instant,
+    status: u16,
+    code: (&'static str, &'static str),
+) -> hyper::Response<HyperOutgoingBody> {
+    line.error = Some(code);
+    line.status = status;
+    let response = page(
+        status,
+        &line.request_id,
+        &format!("Application error ({}: {})\n", code.0, code.1),
+    );
+    line.bytes = response.body().size_hint().exact().unwrap_or(0);
+    line.service_ms = started.elapsed().as_millis();
+    logs.write(LogSource::Router, line::ROUTER.clone(), line.to_string());
+    response
+}
+
+fn page(status: u16, request_id: &str, text: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(text.to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Heroku keeps an incoming request id of 20–200 characters from a safe alphabet.
+fn valid_request_id(id: &str) -> bool {
+    (20..=200).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=' | b'/' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id("0123456789abcdef0123"));
+        assert!(!valid_request_id("short"));
+        assert!(!valid_request_id("0123456789abcdef0123 with spaces"));
+    }
+}

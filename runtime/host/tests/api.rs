@@ -1,0 +1,364 @@
+//! The control API in process: the real [`Host`] over the embedded store in a temporary
+//! directory, driven through the API's axum router with `oneshot` requests. No binary is
+//! spawned and no port is bound, so these run in milliseconds and can look at every
+//! route's status and JSON.
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+use wdeploy_host::{Backoff, Engine, EngineOptions, Host, HostConfig, Router};
+
+/// A host in a temp dir and its API, with the admin token.
+struct ApiFixture {
+    _dir: tempfile::TempDir,
+    api: axum::Router,
+    token: String,
+}
+
+impl ApiFixture {
+    async fn new() -> ApiFixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::new(&EngineOptions {
+            max_instances: 16,
+            max_memory_bytes: 64 << 20,
+            ..EngineOptions::default()
+        })
+        .expect("engine");
+        let store = wdeploy_store::embedded::open(dir.path()).expect("store");
+        let (host, token) = Host::open(
+            HostConfig {
+                data_dir: dir.path().to_path_buf(),
+                domain: "localhost".into(),
+                router_port: 8080,
+                backoff: Backoff::default(),
+                stop_grace: Duration::from_secs(1),
+            },
+            store,
+            engine,
+            Router::new("localhost"),
+        )
+        .await
+        .expect("host");
+        let token = token.expect("a new host makes an admin token");
+        let api = wdeploy_api::server::router(host as Arc<dyn wdeploy_api::server::Platform>);
+        ApiFixture {
+            _dir: dir,
+            api,
+            token,
+        }
+    }
+
+    /// Sends a request with the admin token; returns the status and the body as JSON
+    /// (or as a JSON string when it is not JSON).
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(&self.token), method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = match body {
+            Some(body) => req
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        let response = self.api.clone().oneshot(req).await.expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn create_app(&self, name: &str) {
+        let (status, body) = self
+            .call("POST", "/apps", Some(json!({ "name": name })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn every_route_needs_the_token() {
+    let api = ApiFixture::new().await;
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, body) = api.call_as(token, "GET", "/apps", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(body["id"], "unauthorized");
+    }
+    let (status, _) = api.call_as(None, "GET", "/apps/x/releases", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api.call("GET", "/apps", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!([]));
+}
+
+#[tokio::test]
+async fn apps_are_created_listed_refused_and_destroyed() {
+    let api = ApiFixture::new().await;
+    api.create_app("hello").await;
+    let (status, body) = api
+        .call("POST", "/apps", Some(json!({ "name": "hello" })))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    for bad in ["Hello", "a", "../etc", "x.y"] {
+        let (status, body) = api
+            .call("POST", "/apps", Some(json!({ "name": bad })))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a valid app name")
+        );
+    }
+    let (status, body) = api.call("GET", "/apps/hello", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "hello");
+    assert_eq!(body["web_url"], "http://hello.localhost:8080");
+    assert_eq!(body["release"], Value::Null);
+    // Unknown and malformed names are both "not found".
+    for path in ["/apps/nope", "/apps/NOPE", "/apps/no.pe/releases"] {
+        let (status, body) = api.call("GET", path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (status, _) = api.call("DELETE", "/apps/hello", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = api.call("GET", "/apps", None).await;
+    assert_eq!(body, json!([]));
+}
+
+#[tokio::test]
+async fn config_changes_are_releases_and_concurrent_ones_lose_nothing() {
+    let api = Arc::new(ApiFixture::new().await);
+    api.create_app("conf").await;
+    let (status, body) = api
+        .call("PATCH", "/apps/conf/config-vars", Some(json!({ "A": "1" })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({ "A": "1" }));
+
+    // Twenty config:sets at once, each of its own key: every one is in the result, and
+    // each made exactly one release.
+    let sets = (0..20).map(|i| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let key = format!("K{i}");
+            let (status, body) = api
+                .call("PATCH", "/apps/conf/config-vars", Some(json!({ key: "v" })))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        })
+    });
+    for set in sets {
+        set.await.expect("config:set task");
+    }
+    let (_, config) = api.call("GET", "/apps/conf/config-vars", None).await;
+    assert_eq!(config.as_object().unwrap().len(), 21, "{config}");
+    let (_, releases) = api.call("GET", "/apps/conf/releases", None).await;
+    let releases = releases.as_array().unwrap();
+    let versions: Vec<u64> = releases
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=21).rev().collect::<Vec<_>>());
+    assert_eq!(releases[0]["current"], true);
+    assert_eq!(releases[0]["status"], "succeeded");
+    assert!(releases[1..].iter().all(|r| r["current"] == false));
+    assert_eq!(releases[20]["description"], "Set A config vars");
+
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/apps/conf/config-vars",
+            Some(json!({ "1BAD": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/apps/conf/config-vars",
+            Some(json!({ "A": null })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("A").is_none());
+}
+
+#[tokio::test]
+async fn rollback_needs_a_release_with_a_slug() {
+    let api = ApiFixture::new().await;
+    api.create_app("roll").await;
+    let (status, body) = api
+        .call("POST", "/apps/roll/rollback", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    api.call("PATCH", "/apps/roll/config-vars", Some(json!({ "A": "1" })))
+        .await;
+    api.call("PATCH", "/apps/roll/config-vars", Some(json!({ "A": "2" })))
+        .await;
+    let (status, body) = api
+        .call("POST", "/apps/roll/rollback", Some(json!({ "version": 1 })))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("v1 has no slug"));
+    let (status, body) = api
+        .call("POST", "/apps/roll/rollback", Some(json!({ "version": 9 })))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn blobs_are_verified_and_listed_as_missing_until_uploaded() {
+    let api = ApiFixture::new().await;
+    let content = b"not really a component";
+    let digest = wdeploy_core::Digest::of_bytes(content);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/blobs/missing",
+            Some(json!({ "digests": [digest] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["digests"], json!([digest]));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/blobs/missing",
+            Some(json!({ "digests": ["sha256:../../etc"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let put = |bytes: &'static [u8], digest: String| {
+        Request::builder()
+            .method("PUT")
+            .uri(format!("/blobs/{digest}"))
+            .header("authorization", format!("Bearer {}", api.token))
+            .body(Body::from(bytes))
+            .expect("request")
+    };
+    let wrong = api
+        .api
+        .clone()
+        .oneshot(put(b"other bytes", digest.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = api
+        .api
+        .clone()
+        .oneshot(put(content, "sha256:nothex".into()))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = api
+        .api
+        .clone()
+        .oneshot(put(content, digest.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let (_, body) = api
+        .call(
+            "POST",
+            "/blobs/missing",
+            Some(json!({ "digests": [digest] })),
+        )
+        .await;
+    assert_eq!(body["digests"], json!([]));
+
+    // A release naming a slug that was never uploaded is refused before anything runs.
+    api.create_app("blobs").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/apps/blobs/releases",
+            Some(json!({
+                "slug": wdeploy_core::Digest::of_bytes(b"never uploaded"),
+                "procfile": "web: web\n",
+                "description": "Deploy",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "a release answers as a stream");
+    let text = body.as_str().unwrap_or_default();
+    assert!(text.contains("has not been uploaded"), "{text}");
+}
+
+#[tokio::test]
+async fn formation_logs_and_add_on_data_through_the_api() {
+    let api = ApiFixture::new().await;
+    api.create_app("misc").await;
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/apps/misc/formation",
+            Some(json!({ "worker": 2 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({ "worker": 2 }));
+    let (status, body) = api
+        .call("PATCH", "/apps/misc/formation", Some(json!({ "web": 101 })))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, body) = api.call("GET", "/apps/misc/formation", None).await;
+    assert_eq!(body, json!({ "worker": 2 }));
+
+    let (status, body) = api
+        .call("GET", "/apps/misc/log-sessions?source=bogus", None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = api
+        .call("GET", "/apps/misc/log-sessions?source=wdeploy", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap_or_default();
+    assert!(text.contains("wdeploy[api]: App created"), "{text}");
+    assert!(text.contains("Scaled to worker=2 by admin"), "{text}");
+
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/apps/misc/kv/entry?key=greeting",
+            Some(json!({ "value": "hi" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api
+        .call("GET", "/apps/misc/kv/entry?key=greeting", None)
+        .await;
+    assert_eq!(body["value"], "hi");
+    assert_eq!(body["bucket"], "default");
+    let (status, _) = api
+        .call("GET", "/apps/misc/kv/entry?key=nothing", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = api.call("GET", "/apps/misc/kv/keys", None).await;
+    assert_eq!(body["keys"], json!(["greeting"]));
+    let (_, body) = api.call("GET", "/apps/misc/queues", None).await;
+    assert_eq!(body, json!([]));
+}

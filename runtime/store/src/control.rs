@@ -1,0 +1,55 @@
+//! The control plane's data: apps, their release logs (config vars live in releases),
+//! formation and API tokens.
+
+use crate::error::Result;
+use crate::model::{App, NewRelease, Release, ReleaseHead};
+use async_trait::async_trait;
+use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+
+/// Apps, releases, formation and tokens, behind whichever backend runs.
+///
+/// Every method that changes data is atomic and, once it returns, durable. Release logs
+/// are append-only: [`ControlStore::append_release`] creates version `version` only if
+/// no release of that version exists (create-if-absent), so concurrent writers (two
+/// requests, two nodes) can never both write `vN`; the loser gets
+/// [`crate::StoreError::VersionTaken`] and retries from a fresh [`ReleaseHead`]. A
+/// release's only later change is its status, once, from pending.
+#[async_trait]
+pub trait ControlStore: Send + Sync + 'static {
+    /// Creates an app; `Conflict` if the name is taken.
+    async fn create_app(&self, name: &AppName) -> Result<App>;
+    /// Every app, by name.
+    async fn apps(&self) -> Result<Vec<App>>;
+    /// One app; `NotFound` when it does not exist.
+    async fn app(&self, name: &AppName) -> Result<App>;
+    /// Deletes an app with its releases and formation (blobs stay: other apps may share
+    /// them; add-on data is the add-on store's).
+    async fn delete_app(&self, name: &AppName) -> Result<()>;
+
+    /// Appends `new` as `version` of the app's release log, if that version is still free.
+    async fn append_release(&self, app: &AppName, version: u64, new: NewRelease)
+    -> Result<Release>;
+    /// Records how a pending release ended. Only a pending release changes status.
+    async fn finish_release(
+        &self,
+        app: &AppName,
+        version: u64,
+        status: ReleaseStatus,
+    ) -> Result<()>;
+    /// The release log, newest first.
+    async fn releases(&self, app: &AppName) -> Result<Vec<Release>>;
+    async fn release(&self, app: &AppName, version: u64) -> Result<Release>;
+    /// The newest version and the current (newest succeeded) release.
+    async fn release_head(&self, app: &AppName) -> Result<ReleaseHead>;
+
+    async fn formation(&self, app: &AppName) -> Result<Formation>;
+    /// Sets the quantities `patch` names (the others stay) in one atomic change; returns
+    /// the whole formation after it.
+    async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation>;
+
+    /// Stores a token's hash (never the token) under a name.
+    async fn add_token(&self, hash: &Digest, name: &str) -> Result<()>;
+    /// The name of the token with this hash, if any.
+    async fn token(&self, hash: &Digest) -> Result<Option<String>>;
+    async fn has_tokens(&self) -> Result<bool>;
+}

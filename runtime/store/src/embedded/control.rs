@@ -1,0 +1,531 @@
+//! Apps, releases, config vars, formation and tokens in SQLite (WAL): the embedded
+//! backend of [`ControlStore`].
+//!
+//! Every change a caller is told about is one committed transaction with
+//! `synchronous=FULL`, so an acknowledged change survives a kill -9 (or a power cut), and
+//! a change interrupted half way leaves nothing behind. Calls block on disk: the
+//! [`ControlStore`] implementation runs each on a blocking thread.
+
+use crate::control::ControlStore;
+use crate::error::{Result, StoreError};
+use crate::model::{App, NewRelease, Release, ReleaseHead};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Arc;
+use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+
+/// The control-plane database. One connection: control-plane writes are rare and small.
+pub struct ControlDb {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    slug TEXT,
+    procfile TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    config TEXT NOT NULL,
+    description TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (app, version)
+);
+CREATE TABLE IF NOT EXISTS formation (
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    process_type TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    PRIMARY KEY (app, process_type)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+";
+
+const RELEASE_COLUMNS: &str =
+    "app, version, slug, procfile, settings, config, description, author, created_at, status";
+
+impl ControlDb {
+    pub fn open(path: &Path) -> Result<ControlDb> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(ControlDb {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn create_app(&self, name: &AppName) -> Result<App> {
+        let now = Utc::now();
+        let inserted = self.conn.lock().execute(
+            "INSERT OR IGNORE INTO apps (name, created_at) VALUES (?1, ?2)",
+            params![name.as_str(), now.to_rfc3339()],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("app {name} already exists")));
+        }
+        Ok(App {
+            name: name.clone(),
+            created_at: now,
+        })
+    }
+
+    pub fn apps(&self) -> Result<Vec<App>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT name, created_at FROM apps ORDER BY name")?;
+        let rows = stmt.query_map([], row_to_app)?;
+        rows.map(|row| row?).collect()
+    }
+
+    pub fn app(&self, name: &AppName) -> Result<App> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT name, created_at FROM apps WHERE name = ?1",
+                params![name.as_str()],
+                row_to_app,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("app {name}")))
+    }
+
+    /// Deletes an app with its releases and formation (blobs stay: other apps may share them).
+    pub fn delete_app(&self, name: &AppName) -> Result<()> {
+        let deleted = self
+            .conn
+            .lock()
+            .execute("DELETE FROM apps WHERE name = ?1", params![name.as_str()])?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("app {name}")));
+        }
+        Ok(())
+    }
+
+    /// Inserts `new` as `version`; the primary key makes this create-if-absent.
+    pub fn append_release(&self, app: &AppName, version: u64, new: NewRelease) -> Result<Release> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row(
+                "SELECT 1 FROM apps WHERE name = ?1",
+                params![app.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(format!("app {app}")));
+        }
+        let now = Utc::now();
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO releases (app, version, slug, procfile, settings, config, description, author, created_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                app.as_str(),
+                version,
+                new.slug.as_ref().map(Digest::as_str),
+                new.procfile,
+                new.settings,
+                serde_json::to_string(&new.config).map_err(|e| StoreError::Backend(e.to_string()))?,
+                new.description,
+                new.author,
+                now.to_rfc3339(),
+                new.status.as_str()
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::VersionTaken {
+                app: app.to_string(),
+                version,
+            });
+        }
+        tx.commit()?;
+        Ok(Release {
+            app: app.clone(),
+            version,
+            slug: new.slug,
+            procfile: new.procfile,
+            settings: new.settings,
+            config: new.config,
+            description: new.description,
+            author: new.author,
+            created_at: now,
+            status: new.status,
+        })
+    }
+
+    /// Records how a pending release ended. Only a pending release may change status.
+    pub fn finish_release(&self, app: &AppName, version: u64, status: ReleaseStatus) -> Result<()> {
+        self.conn.lock().execute(
+            "UPDATE releases SET status = ?3 WHERE app = ?1 AND version = ?2 AND status = 'pending'",
+            params![app.as_str(), version, status.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks every release still pending as failed: they were being started when the host
+    /// went down, were never acknowledged, and must not count as current. Returns how many.
+    pub fn fail_interrupted(&self) -> Result<usize> {
+        Ok(self.conn.lock().execute(
+            "UPDATE releases SET status = 'failed' WHERE status = 'pending'",
+            [],
+        )?)
+    }
+
+    /// The release log, newest first.
+    pub fn releases(&self, app: &AppName) -> Result<Vec<Release>> {
+        self.app(app)?;
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE app = ?1 ORDER BY version DESC"
+        ))?;
+        let rows = stmt.query_map(params![app.as_str()], row_to_release)?;
+        rows.map(|r| r?).collect()
+    }
+
+    pub fn release(&self, app: &AppName, version: u64) -> Result<Release> {
+        self.app(app)?;
+        self.conn
+            .lock()
+            .query_row(
+                &format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE app = ?1 AND version = ?2"),
+                params![app.as_str(), version],
+                row_to_release,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("release v{version} of {app}")))
+    }
+
+    /// The newest version and the newest succeeded release, in two indexed lookups.
+    pub fn release_head(&self, app: &AppName) -> Result<ReleaseHead> {
+        self.app(app)?;
+        let conn = self.conn.lock();
+        let latest: u64 = conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app = ?1",
+            params![app.as_str()],
+            |r| r.get(0),
+        )?;
+        let current = conn
+            .query_row(
+                &format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE app = ?1 AND status = 'succeeded'
+                     ORDER BY version DESC LIMIT 1"
+                ),
+                params![app.as_str()],
+                row_to_release,
+            )
+            .optional()?
+            .transpose()?;
+        Ok(ReleaseHead { latest, current })
+    }
+
+    pub fn formation(&self, app: &AppName) -> Result<Formation> {
+        self.app(app)?;
+        let conn = self.conn.lock();
+        read_formation(&conn, app)
+    }
+
+    /// Sets the quantity of several process types in one transaction; returns the result.
+    pub fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation> {
+        self.app(app)?;
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        for (process_type, quantity) in patch.iter() {
+            tx.execute(
+                "INSERT INTO formation (app, process_type, quantity) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app, process_type) DO UPDATE SET quantity = excluded.quantity",
+                params![app.as_str(), process_type.as_str(), quantity],
+            )?;
+        }
+        let formation = read_formation(&tx, app)?;
+        tx.commit()?;
+        Ok(formation)
+    }
+
+    pub fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
+        self.conn.lock().execute(
+            "INSERT OR REPLACE INTO tokens (hash, name, created_at) VALUES (?1, ?2, ?3)",
+            params![hash.as_str(), name, Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// The name of the token with this hash, if any.
+    pub fn token(&self, hash: &Digest) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT name FROM tokens WHERE hash = ?1",
+                params![hash.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn has_tokens(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+}
+
+/// [`ControlStore`] over the database, every call on a blocking thread so SQLite's disk
+/// waits (an fsync per change) never hold an async worker.
+#[derive(Clone)]
+pub struct EmbeddedControl(pub(crate) Arc<ControlDb>);
+
+impl EmbeddedControl {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&ControlDb) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.0.clone();
+        tokio::task::spawn_blocking(move || call(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("state database task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl ControlStore for EmbeddedControl {
+    async fn create_app(&self, name: &AppName) -> Result<App> {
+        let name = name.clone();
+        self.blocking(move |db| db.create_app(&name)).await
+    }
+    async fn apps(&self) -> Result<Vec<App>> {
+        self.blocking(|db| db.apps()).await
+    }
+    async fn app(&self, name: &AppName) -> Result<App> {
+        let name = name.clone();
+        self.blocking(move |db| db.app(&name)).await
+    }
+    async fn delete_app(&self, name: &AppName) -> Result<()> {
+        let name = name.clone();
+        self.blocking(move |db| db.delete_app(&name)).await
+    }
+    async fn append_release(
+        &self,
+        app: &AppName,
+        version: u64,
+        new: NewRelease,
+    ) -> Result<Release> {
+        let app = app.clone();
+        self.blocking(move |db| db.append_release(&app, version, new))
+            .await
+    }
+    async fn finish_release(
+        &self,
+        app: &AppName,
+        version: u64,
+        status: ReleaseStatus,
+    ) -> Result<()> {
+        let app = app.clone();
+        self.blocking(move |db| db.finish_release(&app, version, status))
+            .await
+    }
+    async fn releases(&self, app: &AppName) -> Result<Vec<Release>> {
+        let app = app.clone();
+        self.blocking(move |db| db.releases(&app)).await
+    }
+    async fn release(&self, app: &AppName, version: u64) -> Result<Release> {
+        let app = app.clone();
+        self.blocking(move |db| db.release(&app, version)).await
+    }
+    async fn release_head(&self, app: &AppName) -> Result<ReleaseHead> {
+        let app = app.clone();
+        self.blocking(move |db| db.release_head(&app)).await
+    }
+    async fn formation(&self, app: &AppName) -> Result<Formation> {
+        let app = app.clone();
+        self.blocking(move |db| db.formation(&app)).await
+    }
+    async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation> {
+        let (app, patch) = (app.clone(), patch.clone());
+        self.blocking(move |db| db.scale(&app, &patch)).await
+    }
+    async fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
+        let (hash, name) = (hash.clone(), name.to_string());
+        self.blocking(move |db| db.add_token(&hash, &name)).await
+    }
+    async fn token(&self, hash: &Digest) -> Result<Option<String>> {
+        let hash = hash.clone();
+        self.blocking(move |db| db.token(&hash)).await
+    }
+    async fn has_tokens(&self) -> Result<bool> {
+        self.blocking(|db| db.has_tokens()).await
+    }
+}
+
+fn read_formation(conn: &Connection, app: &AppName) -> Result<Formation> {
+    let mut stmt = conn.prepare(
+        "SELECT process_type, quantity FROM formation WHERE app = ?1 ORDER BY process_type",
+    )?;
+    let rows = stmt.query_map(params![app.as_str()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+    })?;
+    let mut formation = Formation::new();
+    for row in rows {
+        let (process_type, quantity) = row?;
+        formation.set(stored(&process_type)?, quantity);
+    }
+    Ok(formation)
+}
+
+/// A value this store wrote, read back into its type.
+fn stored<T: std::str::FromStr>(text: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::Backend(format!("stored value `{text}` is unreadable: {e}")))
+}
+
+type Row<T> = rusqlite::Result<Result<T>>;
+
+fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
+    let name: String = r.get(0)?;
+    let created: String = r.get(1)?;
+    Ok(stored(&name).map(|name| App {
+        name,
+        created_at: parse_time(&created),
+    }))
+}
+
+fn row_to_release(r: &rusqlite::Row<'_>) -> Row<Release> {
+    let app: String = r.get(0)?;
+    let slug: Option<String> = r.get(2)?;
+    let config: String = r.get(5)?;
+    let created: String = r.get(8)?;
+    let status: String = r.get(9)?;
+    let (version, procfile, settings, description, author) =
+        (r.get(1)?, r.get(3)?, r.get(4)?, r.get(6)?, r.get(7)?);
+    Ok((|| {
+        Ok(Release {
+            app: stored(&app)?,
+            version,
+            slug: slug.as_deref().map(stored).transpose()?,
+            procfile,
+            settings,
+            config: serde_json::from_str(&config)
+                .map_err(|e| StoreError::Backend(format!("stored config is unreadable: {e}")))?,
+            description,
+            author,
+            created_at: parse_time(&created),
+            status: ReleaseStatus::parse(&status).ok_or_else(|| {
+                StoreError::Backend(format!("stored release status `{status}` is unknown"))
+            })?,
+        })
+    })())
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_release(description: &str, config: &[(&str, &str)]) -> NewRelease {
+        NewRelease {
+            slug: Some(Digest::of_bytes(b"slug")),
+            procfile: "web: web\n".into(),
+            settings: String::new(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            description: description.into(),
+            author: "admin".into(),
+            status: ReleaseStatus::Pending,
+        }
+    }
+
+    fn name(s: &str) -> AppName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn release_log_is_append_only_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let hello = name("hello");
+        {
+            let state = ControlDb::open(&db).unwrap();
+            state.create_app(&hello).unwrap();
+            assert!(matches!(
+                state.create_app(&hello),
+                Err(StoreError::Conflict(_))
+            ));
+            let v1 = state
+                .append_release(&hello, 1, new_release("Deploy 1", &[]))
+                .unwrap();
+            assert_eq!(v1.version, 1);
+            state
+                .finish_release(&hello, 1, ReleaseStatus::Succeeded)
+                .unwrap();
+            // Create-if-absent: a second writer of v1 loses and is told so.
+            assert!(matches!(
+                state.append_release(&hello, 1, new_release("Racer", &[])),
+                Err(StoreError::VersionTaken { version: 1, .. })
+            ));
+            let v2 = state
+                .append_release(&hello, 2, new_release("Set A", &[("A", "1")]))
+                .unwrap();
+            assert_eq!(v2.version, 2);
+            state
+                .finish_release(&hello, 2, ReleaseStatus::Failed)
+                .unwrap();
+            // A finished release never changes again.
+            state
+                .finish_release(&hello, 2, ReleaseStatus::Succeeded)
+                .unwrap();
+            let web3: Formation = serde_json::from_str(r#"{"web":3}"#).unwrap();
+            assert_eq!(state.scale(&hello, &web3).unwrap().quantity("web"), 3);
+        }
+        let state = ControlDb::open(&db).unwrap();
+        state
+            .append_release(&hello, 3, new_release("Deploy 3", &[]))
+            .unwrap();
+        assert_eq!(state.fail_interrupted().unwrap(), 1);
+        let releases = state.releases(&hello).unwrap();
+        assert_eq!(
+            releases.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [
+                ReleaseStatus::Failed,
+                ReleaseStatus::Failed,
+                ReleaseStatus::Succeeded
+            ]
+        );
+        let head = state.release_head(&hello).unwrap();
+        assert_eq!((head.latest, head.current.unwrap().version), (3, 1));
+        assert_eq!(state.formation(&hello).unwrap().quantity("web"), 3);
+        assert!(matches!(
+            state.releases(&name("nope")),
+            Err(StoreError::NotFound(_))
+        ));
+        state.delete_app(&hello).unwrap();
+        assert!(state.apps().unwrap().is_empty());
+    }
+}

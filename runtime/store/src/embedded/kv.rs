@@ -1,0 +1,353 @@
+//! Key-value buckets of the add-ons database: what `wasi:keyvalue` and `wdeploy kv:*` use.
+//!
+//! A bucket is a name within an app; keys are strings, values bytes. Counters are values
+//! holding a decimal number (as other wasi:keyvalue hosts store them), so `kv:get` shows
+//! them as text.
+
+use super::addons_db::{AddonDb, Result};
+use crate::addons::{check_name, check_size};
+use crate::error::AddonError;
+use crate::model::KeyPage;
+use rusqlite::{OptionalExtension, params};
+use wdeploy_core::addons::{MAX_BATCH, MAX_KEY_BYTES, MAX_VALUE_BYTES, PAGE_KEYS};
+
+impl AddonDb {
+    pub fn get(&self, app: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(bucket, key)?;
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT value FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+                    params![app, bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    pub fn exists(&self, app: &str, bucket: &str, key: &str) -> Result<bool> {
+        Ok(self.get(app, bucket, key)?.is_some())
+    }
+
+    pub fn set(&self, app: &str, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+        check_entry(bucket, key, value)?;
+        self.write(|tx| put(tx, app, bucket, key, value))
+    }
+
+    /// Deletes a key; deleting a missing key does nothing.
+    pub fn delete(&self, app: &str, bucket: &str, key: &str) -> Result<()> {
+        check_key(bucket, key)?;
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+                params![app, bucket, key],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Adds `delta` to the counter at `key` (a missing key counts as 0) and returns the new
+    /// value. One write transaction: exact however many dynos increment at once.
+    pub fn increment(&self, app: &str, bucket: &str, key: &str, delta: u64) -> Result<u64> {
+        check_key(bucket, key)?;
+        self.write(|tx| {
+            let current: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+                    params![app, bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let current = match current {
+                None => 0,
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        AddonError::Invalid(format!(
+                            "cannot increment `{key}`: its value is not a decimal number"
+                        ))
+                    })?,
+            };
+            let next = current.checked_add(delta).ok_or_else(|| {
+                AddonError::Invalid(format!("incrementing `{key}` overflows a u64"))
+            })?;
+            put(tx, app, bucket, key, next.to_string().as_bytes())?;
+            Ok(next)
+        })
+    }
+
+    /// A page of the bucket's keys starting with `prefix`, in byte order, from `offset`.
+    pub fn keys(&self, app: &str, bucket: &str, prefix: &str, offset: u64) -> Result<KeyPage> {
+        check_key(bucket, prefix)?;
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT key FROM kv
+                 WHERE app = ?1 AND bucket = ?2 AND key >= ?3 AND substr(key, 1, ?4) = ?3
+                 ORDER BY key LIMIT ?5 OFFSET ?6",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    app,
+                    bucket,
+                    prefix,
+                    prefix.chars().count() as i64,
+                    // One more than a page, to know whether another follows.
+                    (PAGE_KEYS + 1) as i64,
+                    offset as i64
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            let mut keys = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+            let next = if keys.len() > PAGE_KEYS {
+                keys.truncate(PAGE_KEYS);
+                Some(offset + PAGE_KEYS as u64)
+            } else {
+                None
+            };
+            Ok(KeyPage { keys, next })
+        })
+    }
+
+    /// Values of several keys (`None` for missing ones), in the order asked.
+    pub fn get_many(
+        &self,
+        app: &str,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        check_batch(keys.len())?;
+        for key in keys {
+            check_key(bucket, key)?;
+        }
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT value FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+            )?;
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(
+                    stmt.query_row(params![app, bucket, key], |r| r.get(0))
+                        .optional()?,
+                );
+            }
+            Ok(values)
+        })
+    }
+
+    /// Sets several keys in one transaction: all or none.
+    pub fn set_many(&self, app: &str, bucket: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        check_batch(entries.len())?;
+        for (key, value) in entries {
+            check_entry(bucket, key, value)?;
+        }
+        self.write(|tx| {
+            for (key, value) in entries {
+                put(tx, app, bucket, key, value)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn delete_many(&self, app: &str, bucket: &str, keys: &[String]) -> Result<()> {
+        check_batch(keys.len())?;
+        for key in keys {
+            check_key(bucket, key)?;
+        }
+        self.write(|tx| {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?;
+            for key in keys {
+                stmt.execute(params![app, bucket, key])?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn put(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    bucket: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (app, bucket, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![app, bucket, key, value])?;
+    Ok(())
+}
+
+fn check_key(bucket: &str, key: &str) -> Result<()> {
+    check_name("bucket", bucket)?;
+    check_size("key", key.len(), MAX_KEY_BYTES)
+}
+
+fn check_entry(bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+    check_key(bucket, key)?;
+    check_size("value", value.len(), MAX_VALUE_BYTES)
+}
+
+fn check_batch(n: usize) -> Result<()> {
+    if n > MAX_BATCH {
+        return Err(AddonError::Invalid(format!(
+            "a batch of {n} keys is over the limit of {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::super::addons_db::AddonDb;
+    use super::super::addons_db::open_temp as open;
+
+    #[test]
+    fn values_survive_reopening_and_apps_are_isolated() {
+        let (dir, addons) = open();
+        addons
+            .set("a", "default", "greeting", b"hi from a")
+            .unwrap();
+        addons
+            .set("b", "default", "greeting", b"hi from b")
+            .unwrap();
+        assert_eq!(addons.increment("a", "default", "hits", 2).unwrap(), 2);
+        assert_eq!(addons.increment("a", "default", "hits", 3).unwrap(), 5);
+        assert_eq!(addons.increment("b", "default", "hits", 1).unwrap(), 1);
+        drop(addons);
+
+        let addons = AddonDb::open(&dir.path().join("addons.db")).unwrap();
+        assert_eq!(
+            addons.get("a", "default", "greeting").unwrap().as_deref(),
+            Some(&b"hi from a"[..])
+        );
+        assert_eq!(
+            addons.get("b", "default", "greeting").unwrap().as_deref(),
+            Some(&b"hi from b"[..])
+        );
+        assert_eq!(
+            addons.get("a", "default", "hits").unwrap().as_deref(),
+            Some(&b"5"[..])
+        );
+        assert_eq!(addons.get("a", "other", "hits").unwrap(), None);
+        assert_eq!(addons.get("c", "default", "greeting").unwrap(), None);
+
+        addons.delete_app("a").unwrap();
+        assert_eq!(addons.get("a", "default", "greeting").unwrap(), None);
+        assert!(addons.exists("b", "default", "greeting").unwrap());
+    }
+
+    #[test]
+    fn keys_and_values_are_capped_with_a_clear_error() {
+        let (_dir, addons) = open();
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        let err = addons.set("a", "default", &long_key, b"v").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "key of {} bytes is over the limit of {MAX_KEY_BYTES} bytes",
+                MAX_KEY_BYTES + 1
+            )
+        );
+        let big = vec![0u8; MAX_VALUE_BYTES + 1];
+        let err = addons.set("a", "default", "k", &big).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("value of 1048577 bytes is over"),
+            "{err}"
+        );
+        addons
+            .set("a", "default", "k", &big[..MAX_VALUE_BYTES])
+            .unwrap();
+        assert!(matches!(
+            addons.set("a", &"b".repeat(65), "k", b"v"),
+            Err(AddonError::TooLarge { what: "bucket", .. })
+        ));
+        addons.set("a", "default", "word", b"abc").unwrap();
+        assert!(
+            addons
+                .increment("a", "default", "word", 1)
+                .unwrap_err()
+                .to_string()
+                .contains("not a decimal number")
+        );
+        addons
+            .set("a", "default", "max", u64::MAX.to_string().as_bytes())
+            .unwrap();
+        assert!(addons.increment("a", "default", "max", 1).is_err());
+        // A refused batch writes nothing.
+        let entries = vec![
+            ("ok".to_string(), b"1".to_vec()),
+            ("too-big".to_string(), big.clone()),
+        ];
+        assert!(addons.set_many("a", "default", &entries).is_err());
+        assert_eq!(addons.get("a", "default", "ok").unwrap(), None);
+    }
+
+    #[test]
+    fn keys_list_by_prefix_in_pages() {
+        let (_dir, addons) = open();
+        for n in 0..(PAGE_KEYS + 5) {
+            addons
+                .set("a", "default", &format!("user/{n:05}"), b"x")
+                .unwrap();
+        }
+        addons.set("a", "default", "users", b"x").unwrap();
+        addons.set("b", "default", "user/zzz", b"x").unwrap();
+        let first = addons.keys("a", "default", "user/", 0).unwrap();
+        assert_eq!(first.keys.len(), PAGE_KEYS);
+        assert_eq!(first.keys[0], "user/00000");
+        let second = addons
+            .keys("a", "default", "user/", first.next.unwrap())
+            .unwrap();
+        assert_eq!(second.keys.len(), 5);
+        assert_eq!(second.next, None);
+        assert!(!second.keys.iter().any(|k| k == "users" || k == "user/zzz"));
+        let all = addons.keys("a", "default", "", 0).unwrap();
+        assert!(all.next.is_some());
+
+        addons
+            .set_many(
+                "a",
+                "default",
+                &[("x".into(), b"1".to_vec()), ("y".into(), b"2".to_vec())],
+            )
+            .unwrap();
+        assert_eq!(
+            addons
+                .get_many("a", "default", &["y".into(), "nope".into(), "x".into()])
+                .unwrap(),
+            vec![Some(b"2".to_vec()), None, Some(b"1".to_vec())]
+        );
+        addons
+            .delete_many("a", "default", &["x".into(), "nope".into()])
+            .unwrap();
+        assert!(!addons.exists("a", "default", "x").unwrap());
+    }
+
+    #[test]
+    fn concurrent_increments_are_exact() {
+        let (_dir, addons) = open();
+        let addons = std::sync::Arc::new(addons);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let addons = addons.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| addons.increment("a", "default", "n", 1).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,58 @@
+//! The embedded backend, the default: one host, no other service. Blobs are files under
+//! `DATA/blobs`, the control plane is `DATA/state.db` and the add-on data `DATA/addons.db`
+//! (both SQLite, WAL, `synchronous=FULL`). Two databases, so guest traffic at request rate
+//! never queues behind (or holds up) deploys and scaling, which share `state.db`'s writer.
+
+mod addons;
+mod addons_db;
+mod blobs;
+mod control;
+mod kv;
+mod queue;
+
+pub use addons::EmbeddedAddons;
+pub use addons_db::AddonDb;
+pub use blobs::BlobDir;
+pub use control::{ControlDb, EmbeddedControl};
+
+use crate::Store;
+use crate::error::{AddonError, Result, StoreError};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens (or creates) the embedded store in `data_dir`. Releases left pending by a kill
+/// are marked failed (they were never acknowledged) and half-written uploads removed.
+/// Blocking: call before serving, or from a blocking thread.
+pub fn open(data_dir: &Path) -> Result<Store> {
+    std::fs::create_dir_all(data_dir)?;
+    let control = ControlDb::open(&data_dir.join("state.db"))?;
+    let interrupted = control.fail_interrupted()?;
+    if interrupted > 0 {
+        tracing::warn!("{interrupted} release(s) interrupted by the last stop were marked failed");
+    }
+    let blobs = BlobDir::open(&data_dir.join("blobs"))?;
+    let addons = open_addons(&data_dir.join("addons.db"))?;
+    Ok(Store {
+        control: Arc::new(EmbeddedControl(Arc::new(control))),
+        blobs: Arc::new(blobs),
+        addons,
+    })
+}
+
+/// Opens just an add-ons database (what `wdeploy dev` keeps between runs).
+pub fn open_addons(path: &Path) -> Result<Arc<dyn crate::AddonStore>> {
+    let db = AddonDb::open(path).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(Arc::new(EmbeddedAddons(Arc::new(db))))
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Backend(format!("database: {e}"))
+    }
+}
+
+impl From<rusqlite::Error> for AddonError {
+    fn from(e: rusqlite::Error) -> AddonError {
+        AddonError::Backend(format!("database: {e}"))
+    }
+}
