@@ -36,24 +36,27 @@ wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null -H "Host: $2" "$1" 
 
 # One host with two apps: hello (warm instances reused) and hello-fresh (isolation = request).
 api=$(free_port); router=$(free_port)
-"$W" host --data "$work/data" --listen 127.0.0.1:$router --api 127.0.0.1:$api >"$work/host.log" 2>&1 &
+"$W" host --data "$work/data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" >"$work/host.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -f "$work/data/admin-token" ] && break; sleep 0.1; done
-export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN=$(cat "$work/data/admin-token")
+WDEPLOY_TOKEN=$(cat "$work/data/admin-token")
+export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN
 "$W" apps:create hello --no-link >/dev/null
 "$W" push -a hello --dir samples/hello >"$work/push.log" 2>&1
 cp -r samples/hello "$work/hello-fresh"
 printf '[web]\nisolation = "request"\n' >"$work/hello-fresh/wdeploy.toml"
 "$W" apps:create hello-fresh --no-link >/dev/null
 "$W" push -a hello-fresh --dir "$work/hello-fresh" >>"$work/push.log" 2>&1
-component=$(ls "$WDEPLOY_CACHE_DIR"/apps/hello-*/slugs/*/web.wasm | head -1)
+components=("$WDEPLOY_CACHE_DIR"/apps/hello-*/slugs/*/web.wasm)
+component=${components[0]}
+[ -f "$component" ] || { echo "no web.wasm in $WDEPLOY_CACHE_DIR/apps/hello-*/slugs" >&2; exit 1; }
 
 serve_default=$(free_port); serve_reuse=$(free_port); native=$(free_port)
-"$tools/bin/wasmtime" serve -S cli --addr 127.0.0.1:$serve_default "$component" >/dev/null 2>&1 &
+"$tools/bin/wasmtime" serve -S cli --addr "127.0.0.1:$serve_default" "$component" >/dev/null 2>&1 &
 pids+=($!)
-"$tools/bin/wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr 127.0.0.1:$serve_reuse "$component" >/dev/null 2>&1 &
+"$tools/bin/wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr "127.0.0.1:$serve_reuse" "$component" >/dev/null 2>&1 &
 pids+=($!)
-"$root/target/release/native-hello" $native >/dev/null &
+"$root/target/release/native-hello" "$native" >/dev/null &
 pids+=($!)
 
 declare -A rps p50 p99
