@@ -19,7 +19,11 @@ pub fn root() -> PathBuf {
 }
 
 pub fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
+    match name {
+        // The test-only guests live with the tests (wdeploy-test-components).
+        "faults" | "stranger" => root().join("tests/components/guests").join(name),
+        _ => root().join("samples").join(name),
+    }
 }
 
 /// The build cache every test shares.
