@@ -1,8 +1,5 @@
 //! App names: `[a-z][a-z0-9-]{1,29}`, so a name is safe in paths, host names and subjects.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A valid app name. The router serves it at `NAME.DOMAIN`, the host keeps its dyno
 /// filesystems under a folder of that name, and the store keys its data by it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -20,59 +17,27 @@ impl AppName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
 
-impl FromStr for AppName {
-    type Err = AppNameError;
-    fn from_str(name: &str) -> Result<AppName, AppNameError> {
+    fn check(name: &str) -> Result<(), AppNameError> {
         let ok = (2..=30).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
-            Ok(AppName(name.to_string()))
+            Ok(())
         } else {
             Err(AppNameError(name.to_string()))
         }
     }
 }
 
-impl TryFrom<String> for AppName {
-    type Error = AppNameError;
-    fn try_from(s: String) -> Result<AppName, AppNameError> {
-        s.parse()
-    }
-}
-
-impl From<AppName> for String {
-    fn from(n: AppName) -> String {
-        n.0
-    }
-}
-
-impl AsRef<str> for AppName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+crate::text::validated_string!(AppName, AppNameError);
 
 impl std::ops::Deref for AppName {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for AppName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for AppName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
     }
 }
 

@@ -2,10 +2,8 @@
 //! names, build fingerprints, token hashes. All hashing of the platform happens here.
 
 use sha2::{Digest as _, Sha256};
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
-use std::str::FromStr;
 
 const PREFIX: &str = "sha256:";
 
@@ -70,6 +68,17 @@ impl Digest {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    fn check(text: &str) -> Result<(), DigestError> {
+        let valid = text.strip_prefix(PREFIX).is_some_and(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if valid {
+            Ok(())
+        } else {
+            Err(DigestError(text.to_string()))
+        }
+    }
 }
 
 /// Incremental hashing, for content that is hashed while it is written elsewhere.
@@ -95,50 +104,7 @@ impl Default for Hasher {
     }
 }
 
-impl FromStr for Digest {
-    type Err = DigestError;
-    fn from_str(s: &str) -> Result<Digest, DigestError> {
-        let valid = s.strip_prefix(PREFIX).is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if valid {
-            Ok(Digest(s.to_string()))
-        } else {
-            Err(DigestError(s.to_string()))
-        }
-    }
-}
-
-impl TryFrom<String> for Digest {
-    type Error = DigestError;
-    fn try_from(s: String) -> Result<Digest, DigestError> {
-        s.parse()
-    }
-}
-
-impl From<Digest> for String {
-    fn from(d: Digest) -> String {
-        d.0
-    }
-}
-
-impl AsRef<str> for Digest {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.0)
-    }
-}
+crate::text::validated_string!(Digest, DigestError);
 
 #[cfg(test)]
 mod tests {

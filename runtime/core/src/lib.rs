@@ -9,6 +9,8 @@
 //! Each type serialises exactly as the string or map it replaced, so stored data and the
 //! wire format stay compatible. This crate knows nothing of wasmtime, SQLite or HTTP.
 
+mod text;
+
 pub mod addons;
 pub mod app_name;
 pub mod digest;

@@ -1,8 +1,6 @@
 //! Process type names: the left side of a Procfile line (`web`, `worker`, `release`).
 
 use std::borrow::Borrow;
-use std::fmt;
-use std::str::FromStr;
 
 /// A process type's name: letters, digits, `-` and `_`, at most 30 characters. `web` is
 /// served over HTTP; `release` runs once before each deploy; every other type is a
@@ -41,58 +39,26 @@ impl ProcessType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
 
-impl FromStr for ProcessType {
-    type Err = ProcessTypeError;
-    fn from_str(name: &str) -> Result<ProcessType, ProcessTypeError> {
+    fn check(name: &str) -> Result<(), ProcessTypeError> {
         let ok = !name.is_empty()
             && name.len() <= 30
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
-            Ok(ProcessType(name.to_string()))
+            Ok(())
         } else {
             Err(ProcessTypeError(name.to_string()))
         }
     }
 }
 
-impl TryFrom<String> for ProcessType {
-    type Error = ProcessTypeError;
-    fn try_from(s: String) -> Result<ProcessType, ProcessTypeError> {
-        s.parse()
-    }
-}
-
-impl From<ProcessType> for String {
-    fn from(p: ProcessType) -> String {
-        p.0
-    }
-}
+crate::text::validated_string!(ProcessType, ProcessTypeError);
 
 impl Borrow<str> for ProcessType {
     fn borrow(&self) -> &str {
         &self.0
-    }
-}
-
-impl AsRef<str> for ProcessType {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ProcessType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ProcessType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
     }
 }
 

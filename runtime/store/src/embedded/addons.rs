@@ -21,9 +21,9 @@ impl EmbeddedAddons {
         call: impl FnOnce(&AddonDb, &str) -> AddonResult<T> + Send + 'static,
     ) -> AddonResult<T> {
         let (db, app) = (self.0.clone(), app.clone());
-        tokio::task::spawn_blocking(move || call(&db, &app))
+        super::off_async("add-on", move || call(&db, &app))
             .await
-            .map_err(|e| AddonError::Backend(format!("add-on task failed: {e}")))?
+            .map_err(AddonError::Backend)?
     }
 }
 

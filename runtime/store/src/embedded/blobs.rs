@@ -110,9 +110,9 @@ impl BlobDir {
         call: impl FnOnce(&BlobDir) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let dir = self.clone();
-        tokio::task::spawn_blocking(move || call(&dir))
+        super::off_async("blob store", move || call(&dir))
             .await
-            .map_err(|e| StoreError::Backend(format!("blob task failed: {e}")))?
+            .map_err(StoreError::Backend)?
     }
 }
 

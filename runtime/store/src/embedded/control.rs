@@ -299,9 +299,9 @@ impl EmbeddedControl {
         call: impl FnOnce(&ControlDb) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.0.clone();
-        tokio::task::spawn_blocking(move || call(&db))
+        super::off_async("state database", move || call(&db))
             .await
-            .map_err(|e| StoreError::Backend(format!("state database task failed: {e}")))?
+            .map_err(StoreError::Backend)?
     }
 }
 

@@ -45,6 +45,17 @@ pub fn open_addons(path: &Path) -> Result<Arc<dyn crate::AddonStore>> {
     Ok(Arc::new(EmbeddedAddons(Arc::new(db))))
 }
 
+/// Runs `call` on a blocking thread, so SQLite's and the disk's waits never hold one of
+/// the async workers that also run guests and the router.
+async fn off_async<T: Send + 'static>(
+    what: &str,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| format!("{what} task failed: {e}"))
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
         StoreError::Backend(format!("database: {e}"))

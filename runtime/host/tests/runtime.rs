@@ -1,0 +1,311 @@
+//! An app runtime against prebuilt components (the test-only `faults` and `stranger`
+//! guests, built once by `wdeploy-test-components`): releases are loaded into a real
+//! engine, dynos run, and the real router serves them over loopback. No `wdeploy`
+//! binary and no buildpack: this is the layer between the unit tests and the end-to-end
+//! tests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
+use wdeploy_host::{
+    AppRuntime, Backoff, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+};
+use wdeploy_store::AddonStore;
+use wdeploy_test_components as components;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    engine: Arc<Engine>,
+    addons: Arc<dyn AddonStore>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::new(&EngineOptions {
+            max_instances: 32,
+            max_memory_bytes: 256 << 20,
+            ..EngineOptions::default()
+        })
+        .expect("engine");
+        let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"))
+            .expect("add-ons database");
+        Fixture {
+            dir,
+            engine,
+            addons,
+        }
+    }
+
+    /// A release of prebuilt components: (file name, path) pairs and a Procfile.
+    async fn release(
+        &self,
+        app: &AppName,
+        components: &[(&str, &str)],
+        procfile: &str,
+        settings: &str,
+    ) -> anyhow::Result<Arc<Release>> {
+        let components: BTreeMap<String, (Digest, PathBuf)> = components
+            .iter()
+            .map(|(name, path)| {
+                let digest = Digest::of_file(path.as_ref()).expect("component readable");
+                (name.to_string(), (digest, PathBuf::from(path)))
+            })
+            .collect();
+        Release::load(
+            &self.engine,
+            ReleaseSpec {
+                app: app.clone(),
+                version: 1,
+                slug_id: Digest::of_bytes(procfile.as_bytes()),
+                components,
+                procfile: Procfile::parse(procfile)?,
+                settings: AppSettings::parse(settings)?,
+                config: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+                addons: self.addons.clone(),
+            },
+        )
+        .await
+    }
+
+    fn runtime(&self, app: &AppName) -> Arc<AppRuntime> {
+        AppRuntime::new(
+            app.clone(),
+            self.engine.clone(),
+            LogStream::new(),
+            self.dir.path().join("dynos"),
+            0,
+            Backoff::new(vec![Duration::from_millis(200)], Duration::from_secs(60)),
+            Duration::from_secs(1),
+        )
+    }
+}
+
+/// A router on a loopback port serving `runtime`, and its address.
+async fn serve(runtime: Arc<AppRuntime>) -> std::net::SocketAddr {
+    let router = Router::new("localhost");
+    router.add_app(runtime);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(router.serve(listener, std::future::pending(), Duration::from_secs(1)));
+    addr
+}
+
+/// A GET over a fresh connection: (status, body).
+async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Polls `check` until it returns `Some`, for at most `timeout`.
+async fn poll_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn log_text(logs: &LogStream) -> String {
+    let (history, _) = logs.replay_and_subscribe(10_000);
+    history.iter().map(|l| format!("{l}\n")).collect()
+}
+
+fn name(s: &str) -> AppName {
+    s.parse().expect("app name")
+}
+
+#[tokio::test]
+async fn a_web_dyno_keeps_warm_instances_and_survives_a_trapping_request() {
+    let fx = Fixture::new();
+    let app = name("faults");
+    let release = fx
+        .release(
+            &app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime(&app);
+    runtime
+        .deploy(
+            release,
+            &Formation::one_of_each(&Procfile::parse("web: web\n").unwrap()),
+        )
+        .await
+        .expect("deploys");
+    let addr = serve(runtime.clone()).await;
+
+    assert_eq!(
+        get(addr, "faults.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    // One instance serves requests one after another: its memory persists.
+    let first = get(addr, "faults.localhost", "/count").await;
+    let second = get(addr, "faults.localhost", "/count").await;
+    assert_eq!(first.0, 200);
+    assert_ne!(first.1, second.1, "a warm instance keeps its memory");
+
+    let (status, body) = get(addr, "faults.localhost", "/trap").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("H13"), "{body}");
+    assert_eq!(
+        get(addr, "faults.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    let logs = log_text(&runtime.logs);
+    assert!(logs.contains("deliberate trap from /trap"), "{logs}");
+    assert!(logs.contains("code=H13"), "{logs}");
+    assert!(
+        logs.contains("wdeploy[web.1]: State changed from starting to up"),
+        "{logs}"
+    );
+    // Config vars are the dyno's environment.
+    assert_eq!(
+        get(addr, "faults.localhost", "/env?name=GREETING").await,
+        (200, "hi\n".into())
+    );
+    // A host name no app has is answered by the router itself.
+    assert_eq!(get(addr, "other.localhost", "/").await.0, 404);
+    runtime.stop().await;
+}
+
+#[tokio::test]
+async fn a_crashing_worker_is_restarted_with_back_off_and_scaling_keeps_the_rest() {
+    let fx = Fixture::new();
+    let app = name("crashy");
+    let procfile = "web: web\nworker: crasher\n";
+    let release = fx
+        .release(
+            &app,
+            &[
+                ("web.wasm", components::FAULTS_WEB),
+                ("crasher.wasm", components::FAULTS_CRASHER),
+            ],
+            procfile,
+            "",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime(&app);
+    let formation: Formation = serde_json::from_str(r#"{"web":1,"worker":1}"#).unwrap();
+    runtime.deploy(release, &formation).await.expect("deploys");
+
+    poll_until("a crash and a restart", Duration::from_secs(30), || {
+        let logs = log_text(&runtime.logs);
+        (logs.matches("Process exited with status 1").count() >= 2).then_some(())
+    })
+    .await;
+    let logs = log_text(&runtime.logs);
+    assert!(logs.contains("app[worker.1]: crasher: giving up"), "{logs}");
+    assert!(logs.contains("State changed from up to crashed"), "{logs}");
+    let states: Vec<_> = runtime
+        .dynos()
+        .into_iter()
+        .map(|d| (d.name, d.state))
+        .collect();
+    assert!(
+        states.contains(&("web.1".to_string(), DynoState::Up)),
+        "{states:?}"
+    );
+
+    let more: Formation = serde_json::from_str(r#"{"web":3,"worker":0}"#).unwrap();
+    runtime.scale(&more).await.expect("scales");
+    let names: Vec<_> = runtime.dynos().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["web.1", "web.2", "web.3"]);
+    runtime.stop().await;
+}
+
+#[tokio::test]
+async fn a_component_importing_what_the_host_lacks_is_refused_by_name() {
+    let fx = Fixture::new();
+    let err = fx
+        .release(
+            &name("stranger"),
+            &[("stranger.wasm", components::STRANGER)],
+            "worker: stranger\n",
+            "",
+        )
+        .await
+        .map(|_| ())
+        .expect_err("the release must be refused");
+    let message = format!("{err:#}");
+    assert!(
+        message
+            .contains("stranger.wasm imports wasi:foo/bar@1.0.0, which this host does not provide"),
+        "{message}"
+    );
+
+    // A web process type whose component is a worker does not export the handler.
+    let err = fx
+        .release(
+            &name("wrong-world"),
+            &[("crasher.wasm", components::FAULTS_CRASHER)],
+            "web: crasher\n",
+            "",
+        )
+        .await
+        .map(|_| ())
+        .expect_err("a worker component cannot serve web");
+    assert!(
+        format!("{err:#}").contains("does not export wasi:http/incoming-handler"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn request_isolation_gives_every_request_a_fresh_instance() {
+    let fx = Fixture::new();
+    let app = name("fresh");
+    let release = fx
+        .release(
+            &app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "[web]\nisolation = \"request\"\n",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime(&app);
+    runtime
+        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+        .await
+        .expect("deploys");
+    let addr = serve(runtime.clone()).await;
+    let first = get(addr, "fresh.localhost", "/count").await;
+    let second = get(addr, "fresh.localhost", "/count").await;
+    assert_eq!(first, second, "each request starts from a fresh instance");
+    let router_lines = runtime
+        .logs
+        .replay_and_subscribe(100)
+        .0
+        .iter()
+        .filter(|l| l.kind == LogSource::Router)
+        .count();
+    assert_eq!(router_lines, 2);
+    runtime.stop().await;
+}

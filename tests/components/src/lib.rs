@@ -1,0 +1,95 @@
+//! Test-only guest components, built once by `build.rs` from the standalone projects
+//! under `guests/` and named here by path, for the end-to-end tests to deploy as prebuilt
+//! components (the `wasm` buildpack) instead of compiling them in each test.
+//!
+//! - `faults`: `web` (routes that trap, loop, hog memory, sleep, flood the log…),
+//!   `crasher` (a worker that exits with status 1 at once), `spinner` (a worker that
+//!   busy-loops and ignores stdin);
+//! - `stranger`: a worker importing `wasi:foo/bar@1.0.0`, which no host provides.
+
+use std::path::Path;
+
+/// `faults`' web component (`web.wasm`).
+pub const FAULTS_WEB: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_WEB");
+/// `faults`' crashing worker (`crasher.wasm`).
+pub const FAULTS_CRASHER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_CRASHER");
+/// `faults`' busy-looping worker (`spinner.wasm`).
+pub const FAULTS_SPINNER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_SPINNER");
+/// The worker importing an interface no host provides (`stranger.wasm`).
+pub const STRANGER: &str = env!("WDEPLOY_TEST_COMPONENT_STRANGER");
+
+/// Every component `faults` builds.
+pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
+/// `faults`' own Procfile (`web: web`, `worker: crasher`).
+pub const FAULTS_PROCFILE: &str = include_str!("../guests/faults/Procfile");
+/// `stranger`'s own Procfile (`worker: stranger`).
+pub const STRANGER_PROCFILE: &str = include_str!("../guests/stranger/Procfile");
+
+/// Lays out an app folder the `wasm` buildpack deploys as it is: each of `components`
+/// copied to the top of `dir` under its file name, and `procfile` as its `Procfile`.
+/// Creates `dir` if it is missing.
+pub fn lay_out_app(dir: &Path, components: &[&str], procfile: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for component in components {
+        let from = Path::new(component);
+        let name = from
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{component} names no file")))?;
+        std::fs::copy(from, dir.join(name))?;
+    }
+    std::fs::write(dir.join("Procfile"), procfile)
+}
+
+/// The `faults` app: its three components and its own Procfile.
+pub fn faults_app(dir: &Path) -> std::io::Result<()> {
+    lay_out_app(dir, FAULTS, FAULTS_PROCFILE)
+}
+
+/// The `stranger` app: its component and its own Procfile.
+pub fn stranger_app(dir: &Path) -> std::io::Result<()> {
+    lay_out_app(dir, &[STRANGER], STRANGER_PROCFILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The preamble of a WebAssembly component (a core module has version 1, layer 0).
+    const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn every_constant_names_a_built_component() {
+        for (path, file) in [
+            (FAULTS_WEB, "web.wasm"),
+            (FAULTS_CRASHER, "crasher.wasm"),
+            (FAULTS_SPINNER, "spinner.wasm"),
+            (STRANGER, "stranger.wasm"),
+        ] {
+            assert!(path.ends_with(file), "{path}");
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(bytes[..8], COMPONENT_HEADER, "{path} is not a component");
+        }
+    }
+
+    #[test]
+    fn an_app_folder_holds_the_components_and_the_procfile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("faults");
+        faults_app(&app).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&app)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["Procfile", "crasher.wasm", "spinner.wasm", "web.wasm"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(app.join("Procfile")).unwrap(),
+            "web: web\nworker: crasher\n"
+        );
+        stranger_app(&tmp.path().join("stranger")).unwrap();
+        assert!(tmp.path().join("stranger/stranger.wasm").is_file());
+    }
+}

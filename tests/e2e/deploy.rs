@@ -1,0 +1,266 @@
+//! Deploying to a host: push, the release phase, config vars, rollback, scaling, one-off
+//! dynos, logs, and the pushes a host refuses before anything of them runs.
+
+use crate::fixture::*;
+
+#[test]
+fn push_config_rollback_scale_and_logs() {
+    let host = TestHost::start();
+    let pushed = host.create_and_push("hello", &sample("hello"));
+    assert!(pushed.contains("-----> Released v1"), "{pushed}");
+    // The release phase ran before the release went live, its output streamed to push.
+    assert!(
+        pushed.contains("-----> Running release command `release.wasm` as release."),
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains("       release phase: migrations up to date"),
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains(&format!(
+            "http://hello.localhost:{} deployed",
+            host.router_port
+        )),
+        "{pushed}"
+    );
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    // An unknown host name is a 404 page, not another app.
+    assert_eq!(host.get("nope", "/").0, 404);
+
+    host.ok(&["config:set", "GREETING=config vars", "-a", "hello"]);
+    assert_eq!(
+        host.get("hello", "/"),
+        (200, "Hello from config vars\n".into())
+    );
+    assert_eq!(
+        host.ok(&["config:get", "GREETING", "-a", "hello"]),
+        "config vars\n"
+    );
+
+    let rolled = host.ok(&["rollback", "v1", "-a", "hello"]);
+    assert!(rolled.contains("Rollback to v1"), "{rolled}");
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    let releases = host.ok(&["releases", "-a", "hello"]);
+    let lines: Vec<&str> = releases.lines().collect();
+    assert!(
+        lines[1].starts_with("v3")
+            && lines[1].contains("Rollback to v1")
+            && lines[1].contains("(current)"),
+        "{releases}"
+    );
+    assert!(
+        lines[2].starts_with("v2") && lines[2].contains("Set GREETING config vars"),
+        "{releases}"
+    );
+    assert!(
+        lines[3].starts_with("v1") && lines[3].contains("Deploy "),
+        "{releases}"
+    );
+
+    let again = host.push("hello", &sample("hello"));
+    assert!(
+        again.contains("nothing to upload") && again.contains("(0 bytes)"),
+        "{again}"
+    );
+
+    host.ok(&["ps:scale", "web=3", "-a", "hello"]);
+    let ps = host.ok(&["ps", "-a", "hello"]);
+    for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
+        assert!(ps.contains(dyno), "{ps}");
+    }
+    for _ in 0..9 {
+        assert_eq!(host.get("hello", "/").0, 200);
+    }
+    let router = host.ok(&["logs", "--source", "router", "-n", "9", "-a", "hello"]);
+    for dyno in ["dyno=web.1 ", "dyno=web.2 ", "dyno=web.3 "] {
+        assert!(
+            router.contains(dyno),
+            "no request reached {dyno}:\n{router}"
+        );
+    }
+    // `logs --tail` follows new lines as they happen.
+    let tail = Running::spawn(host.command(&[
+        "logs", "--tail", "-n", "0", "--source", "router", "-a", "hello",
+    ]));
+    let seen = poll_until("the tail to show a request to /tailed", SOON, || {
+        host.get("hello", "/tailed");
+        tail.line_with("path=\"/tailed\"")
+            .ok_or_else(|| tail.output())
+    });
+    assert!(
+        seen.contains("wdeploy[router]: at=info") && seen.contains("status=200"),
+        "{seen}"
+    );
+    drop(tail);
+
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+    assert!(logs.contains("app[web.2]: handling / on web.2"), "{logs}");
+    assert!(
+        logs.contains("wdeploy[api]: Release v2: Set GREETING config vars"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("wdeploy[web.3]: State changed from starting to up"),
+        "{logs}"
+    );
+    assert!(logs.contains("wdeploy[api]: Scaled to web=3"), "{logs}");
+}
+
+#[test]
+fn one_off_dynos_stream_output_and_exit_status() {
+    let host = TestHost::start();
+    host.create_and_push("faults", faults_app().path());
+    let out = host.cli(&["run", "worker", "-a", "faults"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("crasher: giving up"), "{text}");
+    let logs = host.ok(&["logs", "--dyno", "run.1000", "-a", "faults"]);
+    assert!(logs.contains("app[run.1000]: crasher: giving up"), "{logs}");
+    assert!(logs.contains("Process exited with status 1"), "{logs}");
+}
+
+#[test]
+fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() {
+    let host = TestHost::start();
+    host.create_and_push("faults", faults_app().path());
+    assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+
+    let app = faults_app().with_procfile("web: web\nrelease: crasher\n");
+    let out = host.cli(&[
+        "push",
+        "-a",
+        "faults",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("       crasher: giving up"),
+        "release output not streamed:\n{text}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("release v2 failed, the previous release keeps serving: the release command failed with exit status 1"), "{err}");
+    assert_eq!(host.get("faults", "/"), (200, "ok\n".into()));
+    let releases = host.ok(&["releases", "-a", "faults"]);
+    assert!(
+        releases.lines().nth(1).unwrap().contains("(failed)"),
+        "{releases}"
+    );
+    assert!(
+        releases.lines().nth(2).unwrap().contains("(current)"),
+        "{releases}"
+    );
+}
+
+#[test]
+fn a_component_of_the_wrong_world_is_refused_at_release_time() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "mixed-up", "--no-link"]);
+    // `web` must be an HTTP handler; the worker component is a command.
+    let app = copy_sample("hello").with_procfile("web: worker\n");
+    let err = host.fails(&[
+        "push",
+        "-a",
+        "mixed-up",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(
+            "process type `web`: component worker.wasm does not export wasi:http/incoming-handler"
+        ),
+        "{err}"
+    );
+    let releases = host.ok(&["releases", "-a", "mixed-up"]);
+    assert!(releases.contains("(failed)"), "{releases}");
+}
+
+#[test]
+fn a_component_importing_an_unknown_interface_is_refused_at_push() {
+    let host = TestHost::with_app("hello");
+    let stranger = stranger_app();
+    let err = host.fails(&[
+        "push",
+        "-a",
+        "hello",
+        "--dir",
+        stranger.path().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(
+            "process type `worker`: component stranger.wasm imports wasi:foo/bar@1.0.0, \
+             which this host does not provide"
+        ),
+        "{err}"
+    );
+    // Nothing of it was deployed: the previous release serves, its dynos untouched.
+    assert_eq!(host.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    let releases = host.ok(&["releases", "-a", "hello"]);
+    assert!(
+        releases.lines().nth(1).unwrap().contains("(failed)"),
+        "{releases}"
+    );
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+    assert!(
+        logs.contains("Release v2 failed: process type `worker`: component stranger.wasm"),
+        "{logs}"
+    );
+    assert!(!logs.contains("command `stranger"), "{logs}");
+}
+
+#[test]
+fn twenty_deploys_under_continuous_load_fail_no_request() {
+    let host = TestHost::with_app("hello");
+    host.ok(&["ps:scale", "web=2", "-a", "hello"]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, host_header) = (host.url("/"), host.host_header("hello"));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, url, host_header) = (stop.clone(), url.clone(), host_header.clone());
+            std::thread::spawn(move || {
+                let agent = http();
+                let (mut ok, mut failures) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match agent.get(&url).header("host", &host_header).call() {
+                        Ok(mut r) if r.status() == 200 => {
+                            let _ = r.body_mut().read_to_string();
+                            ok += 1;
+                        }
+                        Ok(r) => failures.push(format!("status {}", r.status())),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (ok, failures)
+            })
+        })
+        .collect();
+
+    // Each config change is a new release started with preboot.
+    for n in 1..=20 {
+        host.ok(&[
+            "config:set",
+            &format!("GREETING=release {n}"),
+            "-a",
+            "hello",
+        ]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for thread in load {
+        let (ok, failures) = thread.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} requests failed: {failures:?}",
+            failures.len()
+        );
+        total += ok;
+    }
+    assert!(total > 20, "only {total} requests were made");
+    assert_eq!(
+        host.get("hello", "/"),
+        (200, "Hello from release 20\n".into())
+    );
+}

@@ -1,0 +1,104 @@
+//! Stopping dynos and hosts: workers get their stdin closed and a grace period, web
+//! requests in flight finish across a restart and a host's SIGTERM.
+
+use crate::fixture::*;
+
+#[test]
+fn stopping_workers_close_stdin_then_give_a_grace_period() {
+    let host = TestHost::start_with(&["--stop-grace", "2"]);
+    host.create_and_push("hello", &sample("hello"));
+    host.ok(&["ps:scale", "worker=1", "-a", "hello"]);
+    let logs = poll_until("worker.1's first tick", SOON, || {
+        let logs = host.ok(&["logs", "--dyno", "worker.1", "-a", "hello"]);
+        if logs.contains("app[worker.1]: tick 1") {
+            Ok(logs)
+        } else {
+            Err(logs)
+        }
+    });
+    assert!(logs.contains("tick 1"), "{logs}");
+
+    // A worker that watches stdin exits cleanly when it closes.
+    host.ok(&["ps:scale", "worker=0", "-a", "hello"]);
+    let logs = host.ok(&["logs", "--dyno", "worker.1", "-a", "hello"]);
+    let stopping = logs
+        .find("Stopping process: stdin closed, 2s to exit")
+        .expect(&logs);
+    let clean = logs
+        .find("app[worker.1]: worker: stdin closed, shutting down")
+        .expect(&logs);
+    let exited = logs
+        .find("wdeploy[worker.1]: Process exited with status 0")
+        .expect(&logs);
+    let down = logs
+        .find("wdeploy[worker.1]: State changed from up to down")
+        .expect(&logs);
+    assert!(
+        stopping < clean && clean < exited && exited < down,
+        "{logs}"
+    );
+    assert!(!logs.contains("R12"), "{logs}");
+
+    // One that ignores it is stopped after the grace period, with an R12 line.
+    let app = faults_app().with_procfile("web: web\nspinner: spinner\n");
+    host.create_and_push("busy", app.path());
+    host.ok(&["ps:scale", "spinner=1", "-a", "busy"]);
+    let ps = poll_until("spinner.1 to be up", SOON, || {
+        let ps = host.ok(&["ps", "-a", "busy"]);
+        if ps.contains("spinner.1: up") {
+            Ok(ps)
+        } else {
+            Err(ps)
+        }
+    });
+    assert!(ps.contains("spinner.1: up"), "{ps}");
+    host.ok(&["ps:scale", "spinner=0", "-a", "busy"]);
+    let logs = host.ok(&["logs", "--dyno", "spinner.1", "-a", "busy"]);
+    assert!(
+        logs.contains("Error R12 (Exit timeout) -> the process did not exit within 2s"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("wdeploy[spinner.1]: State changed from up to down"),
+        "{logs}"
+    );
+    assert_eq!(host.get("hello", "/").0, 200);
+}
+
+#[test]
+fn in_flight_requests_finish_across_a_restart_and_a_host_sigterm() {
+    let mut host = TestHost::start_with(&["--stop-grace", "2"]);
+    host.create_and_push("faults", faults_app().path());
+    let slow = |host: &TestHost| {
+        let (url, header) = (host.url("/slow?ms=1500"), host.host_header("faults"));
+        std::thread::spawn(move || {
+            let mut r = http().get(&url).header("host", &header).call().unwrap();
+            (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+        })
+    };
+    // Waits until the guest has started serving the `nth` slow request.
+    let in_flight = |host: &TestHost, nth: usize| {
+        poll_until("the slow request to reach a dyno", SOON, || {
+            let logs = host.ok(&["logs", "--source", "app", "-a", "faults"]);
+            if logs.matches("slow: sleeping 1500ms").count() >= nth {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        })
+    };
+
+    // `restart` boots a new web.1 and retires the old one only after its request.
+    let request = slow(&host);
+    in_flight(&host, 1);
+    host.ok(&["restart", "-a", "faults"]);
+    assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".into()));
+
+    // SIGTERM stops the host only after the request in flight is answered.
+    let request = slow(&host);
+    in_flight(&host, 2);
+    host.sigterm();
+    assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".into()));
+    let status = host.wait_exit(SOON);
+    assert!(status.success(), "host exited with {status}");
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests: the real `wdeploy` binary (`host`, the CLI, `dev`), the real
+//! buildpacks, wasmtime and HTTP over loopback. One binary, a module per area, all behind
+//! one fixture ([`fixture`]: `TestHost`, `dev`, the apps, `poll_until`).
+//!
+//! The user-facing samples (`samples/`) are built by their real buildpacks through one
+//! shared build cache; the test-only guests (faults, stranger) are built once by
+//! `wdeploy-test-components` and deployed as prebuilt components.
+//!
+//! `WDEPLOY_SKIP_POLYGLOT=1` skips the tests that need pip or npm (`polyglot`).
+
+mod fixture;
+
+mod addons;
+mod api;
+mod buildpacks;
+mod deploy;
+mod dev;
+mod durability;
+mod isolation;
+mod lifecycle;
+mod polyglot;

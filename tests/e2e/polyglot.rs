@@ -1,0 +1,130 @@
+//! The Python and JavaScript samples, built by their real buildpacks (which install
+//! componentize-py with pip and componentize-js with npm): deployed to a host, and their
+//! build errors in `dev`. Every test here returns at once when `WDEPLOY_SKIP_POLYGLOT` is
+//! set (see [`skip_polyglot`]).
+
+use crate::fixture::*;
+
+/// Pushes a polyglot sample and checks what every sample does: the web greets with
+/// GREETING, counts visits in the key-value add-on across a restart, and the worker's
+/// lines reach the log stream.
+fn polyglot_sample_serves_config_kv_and_worker_logs(
+    sample_name: &str,
+    buildpack: &str,
+    language: &str,
+    worker_line: &str,
+) {
+    let host = TestHost::start();
+    let app = sample_name;
+    host.ok(&["apps:create", app, "--no-link"]);
+    host.ok(&["config:set", "GREETING=Howdy", "-a", app]);
+    let pushed = host.push(app, &sample(sample_name));
+    assert!(
+        pushed.contains(&format!("-----> {buildpack} app detected")),
+        "{pushed}"
+    );
+    let visit = |n: u64| (200, format!("Howdy from {language}! Visit number {n}\n"));
+    assert_eq!(host.get(app, "/"), visit(1));
+    assert_eq!(host.get(app, "/"), visit(2));
+    host.ok(&["restart", "-a", app]);
+    assert_eq!(host.get(app, "/"), visit(3));
+    assert_eq!(host.ok(&["kv:get", "visits", "-a", app]), "3\n");
+
+    host.ok(&["ps:scale", "worker=1", "-a", app]);
+    let logs = poll_until(&format!("worker.1 to log `{worker_line}`"), SOON, || {
+        let logs = host.ok(&["logs", "--dyno", "worker.1", "-a", app]);
+        if logs.contains(&format!("app[worker.1]: {worker_line}")) {
+            Ok(logs)
+        } else {
+            Err(logs)
+        }
+    });
+    assert!(logs.contains(worker_line), "{logs}");
+}
+
+#[test]
+fn the_python_sample_is_built_by_its_buildpack_and_serves() {
+    if skip_polyglot() {
+        return;
+    }
+    polyglot_sample_serves_config_kv_and_worker_logs(
+        "python-web",
+        "python",
+        "Python",
+        "python tick 1",
+    );
+}
+
+#[test]
+fn the_javascript_sample_is_built_by_its_buildpack_and_serves() {
+    if skip_polyglot() {
+        return;
+    }
+    // Two requests to one dyno in a row also prove the buildpack's request isolation: a
+    // reused StarlingMonkey instance cannot answer a second fetch event.
+    polyglot_sample_serves_config_kv_and_worker_logs(
+        "js-web",
+        "javascript",
+        "JavaScript",
+        "js tick 1",
+    );
+}
+
+#[test]
+fn a_python_syntax_error_is_reported_as_python_reports_it() {
+    if skip_polyglot() {
+        return;
+    }
+    let app = copy_sample("python-web");
+    app.write("worker.py", "def broken(:\n    pass\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(out.contains("  File \"worker.py\", line 1"), "{out}");
+    assert!(out.contains("SyntaxError: invalid syntax"), "{out}");
+    assert!(
+        out.contains("could not build worker.py: see the Python error above"),
+        "{out}"
+    );
+    assert!(!out.contains("Caused by"), "tool noise:\n{out}");
+}
+
+#[test]
+fn a_missing_python_import_shows_the_python_traceback_only() {
+    if skip_polyglot() {
+        return;
+    }
+    let app = copy_sample("python-web");
+    app.write("worker.py", "import nosuchthing\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(
+        out.contains("ModuleNotFoundError: No module named 'nosuchthing'"),
+        "{out}"
+    );
+    assert!(out.contains("could not build worker.py"), "{out}");
+    assert!(!out.contains("Caused by"), "tool noise:\n{out}");
+}
+
+#[test]
+fn a_javascript_syntax_error_is_reported_as_node_reports_it() {
+    if skip_polyglot() {
+        return;
+    }
+    let app = copy_sample("js-web");
+    app.write("worker.js", "export const run = {\n  run( {\n};\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(out.contains("       worker.js:3"), "{out}");
+    assert!(out.contains("SyntaxError"), "{out}");
+    assert!(
+        out.contains("JavaScript syntax error in worker.js"),
+        "{out}"
+    );
+    assert!(!out.contains("    at "), "stack frames:\n{out}");
+}
