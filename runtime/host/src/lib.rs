@@ -2,9 +2,9 @@
 //! them, streams their logs, and carries out the control API over a store.
 //!
 //! Layers, bottom up (each only uses the ones before it):
-//! - `guest/`: the engine and everything one component instance needs;
-//! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
 //! - `logs/`: each app's log stream;
+//! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
+//! - `guest/`: the engine and everything one component instance needs;
 //! - `release`: a release loaded into the engine (compiled, pre-instantiated);
 //! - `dyno/`: web and worker dynos made of instances of a release;
 //! - `app`: one app's formation of dynos (deploys with preboot, scaling, restarts);

@@ -13,7 +13,6 @@ mod config;
 mod keyvalue;
 mod queue;
 
-use crate::guest::data::StoreData;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -82,12 +81,18 @@ impl HasData for HasAddons {
     type Data<'a> = AddonView<'a>;
 }
 
-/// Adds every add-on interface to the engine's linker.
-pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    bindings::Addons::add_to_linker::<StoreData, HasAddons>(linker, |data: &mut StoreData| {
-        AddonView {
-            addons: &data.addons,
-            table: &mut data.table,
-        }
-    })
+impl<'a> AddonView<'a> {
+    /// The add-ons of an instance and the resource table their handles live in.
+    pub fn new(addons: &'a AppAddons, table: &'a mut ResourceTable) -> Self {
+        AddonView { addons, table }
+    }
+}
+
+/// Adds every add-on interface to a linker whose store data `view` projects onto an
+/// [`AddonView`] (the guest layer's store data does, so this module needs nothing of it).
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> AddonView<'_>,
+) -> wasmtime::Result<()> {
+    bindings::Addons::add_to_linker::<T, HasAddons>(linker, view)
 }

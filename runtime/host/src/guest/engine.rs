@@ -107,9 +107,11 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
-        crate::addons::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking the add-ons")?;
+        crate::addons::add_to_linker(&mut linker, |data: &mut StoreData| {
+            crate::addons::AddonView::new(&data.addons, &mut data.table)
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking the add-ons")?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
