@@ -3,7 +3,7 @@
 //! any failure into an API error at this one boundary.
 
 use super::Host;
-use super::errors::{Result, invalid};
+use super::errors::{ControlError, Result, invalid};
 use crate::dyno::status::DynoSnapshot;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -31,6 +31,25 @@ impl Host {
             formation: self.store.control.formation(&app.name).await?,
             name: app.name.clone(),
         })
+    }
+
+    async fn app_list(&self) -> Result<Vec<AppInfo>> {
+        let mut infos = Vec::new();
+        for app in self.store.control.apps().await? {
+            infos.push(self.app_info(&app).await?);
+        }
+        Ok(infos)
+    }
+
+    /// The digests of `digests` the store lacks, in order.
+    async fn missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
+        let mut missing = Vec::new();
+        for digest in digests {
+            if !self.store.blobs.has(&digest).await? {
+                missing.push(digest);
+            }
+        }
+        Ok(missing)
     }
 
     async fn create(&self, req: CreateApp) -> Result<AppInfo> {
@@ -161,17 +180,7 @@ impl Platform for Host {
     }
 
     async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {
-        let mut infos = Vec::new();
-        for app in self
-            .store
-            .control
-            .apps()
-            .await
-            .map_err(super::errors::ControlError::from)?
-        {
-            infos.push(self.app_info(&app).await?);
-        }
-        Ok(infos)
+        Ok(self.app_list().await?)
     }
 
     async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError> {
@@ -179,13 +188,8 @@ impl Platform for Host {
     }
 
     async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError> {
-        let stored = self
-            .store
-            .control
-            .app(app)
-            .await
-            .map_err(super::errors::ControlError::from)?;
-        Ok(self.app_info(&stored).await?)
+        let stored = self.store.control.app(app).await;
+        Ok(self.app_info(&stored.map_err(ControlError::from)?).await?)
     }
 
     async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError> {
@@ -193,19 +197,7 @@ impl Platform for Host {
     }
 
     async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError> {
-        let mut missing = Vec::new();
-        for digest in digests {
-            let has = self
-                .store
-                .blobs
-                .has(&digest)
-                .await
-                .map_err(super::errors::ControlError::from)?;
-            if !has {
-                missing.push(digest);
-            }
-        }
-        Ok(missing)
+        Ok(self.missing(digests).await?)
     }
 
     async fn put_blob(&self, digest: &Digest, body: BlobStream) -> Result<(), ApiError> {
@@ -250,7 +242,7 @@ impl Platform for Host {
 
     async fn formation(&self, app: &AppName) -> Result<Formation, ApiError> {
         let formation = self.store.control.formation(app).await;
-        Ok(formation.map_err(super::errors::ControlError::from)?)
+        Ok(formation.map_err(ControlError::from)?)
     }
 
     async fn scale(
