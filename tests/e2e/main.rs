@@ -12,6 +12,7 @@ mod fixture;
 
 mod addons;
 mod api;
+mod attacks;
 mod buildpacks;
 mod deploy;
 mod dev;

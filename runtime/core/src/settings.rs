@@ -23,6 +23,10 @@ pub enum Isolation {
     Request,
 }
 
+/// Longest `web.timeout`: an hour (a deadline must be a time the host can compute; a
+/// request that needs longer belongs in a worker).
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+
 /// Requests per warm instance before it is recycled, unless `web.max_requests` says.
 pub const DEFAULT_MAX_REQUESTS: u64 = 10_000;
 
@@ -110,9 +114,9 @@ impl AppSettings {
     pub fn parse(text: &str) -> Result<AppSettings, SettingsError> {
         let settings: AppSettings =
             toml::from_str(text).map_err(|e| SettingsError(format!("{SETTINGS_FILE}: {e}")))?;
-        if settings.web.timeout == 0 {
+        if !(1..=MAX_TIMEOUT_SECS).contains(&settings.web.timeout) {
             return Err(SettingsError(format!(
-                "{SETTINGS_FILE}: web.timeout must be at least 1 second"
+                "{SETTINGS_FILE}: web.timeout must be between 1 and {MAX_TIMEOUT_SECS} seconds"
             )));
         }
         if !(1..=65536).contains(&settings.limits.memory_mb) {
@@ -141,6 +145,10 @@ mod tests {
         assert_eq!(s.web.timeout, 30);
         assert!(AppSettings::parse("[web]\nisolation = \"bogus\"\n").is_err());
         assert!(AppSettings::parse("[web]\nisolaton = \"request\"\n").is_err());
+        for timeout in ["0", "3601", "9223372036854775807"] {
+            let err = AppSettings::parse(&format!("[web]\ntimeout = {timeout}\n")).unwrap_err();
+            assert!(err.to_string().contains("between 1 and 3600"), "{err}");
+        }
     }
 
     #[test]

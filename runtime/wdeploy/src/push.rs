@@ -19,6 +19,11 @@ pub struct PushArgs {
     /// python, javascript, wasm) or the path of a folder with bin/detect and bin/compile
     #[arg(long, value_name = "NAME|PATH")]
     pub buildpack: Option<String>,
+    /// Also hand the app's config vars to the buildpack (its ENV_DIR), for a buildpack
+    /// that reads them on purpose. Off by default: config vars come from the host, and
+    /// whoever can set them there must not configure the build on this machine.
+    #[arg(long)]
+    pub build_env: bool,
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<()> {
@@ -35,8 +40,13 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("app directory {} not found", dir.display()))?;
 
-    // Config vars reach the buildpack as ENV_DIR, as on Heroku.
-    let config = client.config(&app)?;
+    // Config vars are the app's data for its dynos. The build runs here, on the pusher's
+    // machine, so they reach its ENV_DIR only when the user asks (--build-env).
+    let config = if args.build_env {
+        client.config(&app)?
+    } else {
+        Default::default()
+    };
     println!("-----> Building {app} from {}", dir.display());
     let slug = AppBuild::new(&dir, args.buildpack.as_deref())?
         .build(&config, &mut |line| println!("{line}"))?;
