@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use wdeploy_core::{AppName, Formation, ProcessType, dyno};
+use wdeploy_core::{AppName, DynoState, Formation, ProcessType, dyno};
 
 /// The dynos of one app.
 ///
@@ -39,8 +39,17 @@ pub struct AppRuntime {
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
     current: RwLock<Option<Arc<Release>>>,
+    /// One-off dynos running now (`run.N`, `release.N`), so `ps` shows them and stopping
+    /// the app stops them: a one-off of a destroyed app must not live on.
+    one_off_dynos: Mutex<BTreeMap<String, OneOff>>,
     one_offs: AtomicU64,
     next_pick: AtomicU64,
+}
+
+/// A running one-off dyno: what `ps` shows of it, and how to stop it.
+struct OneOff {
+    snapshot: DynoSnapshot,
+    abort: tokio::task::AbortHandle,
 }
 
 impl AppRuntime {
@@ -65,6 +74,7 @@ impl AppRuntime {
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
+            one_off_dynos: Mutex::new(BTreeMap::new()),
             one_offs: AtomicU64::new(0),
             next_pick: AtomicU64::new(0),
         })
@@ -98,6 +108,12 @@ impl AppRuntime {
     pub fn dynos(&self) -> Vec<DynoSnapshot> {
         let mut all: Vec<_> = self.web_dynos().iter().map(WebDyno::snapshot).collect();
         all.extend(self.workers.lock().iter().map(WorkerDyno::snapshot));
+        all.extend(
+            self.one_off_dynos
+                .lock()
+                .values()
+                .map(|o| o.snapshot.clone()),
+        );
         all
     }
 
@@ -259,10 +275,33 @@ impl AppRuntime {
         }
         let n = 1000 + self.one_offs.fetch_add(1, Ordering::Relaxed) % 9000;
         let name = format!("{prefix}.{n}");
+        let command = release
+            .procfile
+            .get(process_type)
+            .map_or_else(String::new, |p| {
+                let shown = if args.is_empty() { &p.args } else { &args };
+                std::iter::once(&p.component)
+                    .chain(shown)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        let snapshot = DynoSnapshot {
+            name: name.clone(),
+            process_type: process_type.clone(),
+            state: DynoState::Up,
+            since: chrono::Utc::now(),
+            next_start: None,
+            release: release.version,
+            command,
+        };
         let this = self.clone();
         let (task_name, process_type) = (name.clone(), process_type.clone());
+        // Registered under the lock the task takes to deregister, so a one-off that ends at
+        // once cannot leave a stale entry behind.
+        let mut running = self.one_off_dynos.lock();
         let task = tokio::spawn(async move {
-            run_one_off(
+            let ended = run_one_off(
                 WorkerDynoSpec {
                     engine: &this.engine,
                     release: &release,
@@ -275,8 +314,17 @@ impl AppRuntime {
                 },
                 &args,
             )
-            .await
+            .await;
+            this.one_off_dynos.lock().remove(&task_name);
+            ended
         });
+        running.insert(
+            name.clone(),
+            OneOff {
+                snapshot,
+                abort: task.abort_handle(),
+            },
+        );
         Ok((name, task))
     }
 
@@ -291,6 +339,13 @@ impl AppRuntime {
         drop(old_web);
         let workers = std::mem::take(&mut *self.workers.lock());
         self.stop_workers(workers).await;
+        let one_offs = std::mem::take(&mut *self.one_off_dynos.lock());
+        for (name, one_off) in one_offs {
+            // Stopped at the guest's next yield (within an epoch tick).
+            one_off.abort.abort();
+            self.logs
+                .platform(&name, "Stopping process: the app is stopping");
+        }
     }
 
     async fn start_web(&self, release: &Arc<Release>, n: u32) -> anyhow::Result<WebDyno> {

@@ -328,3 +328,54 @@ async fn request_isolation_gives_every_request_a_fresh_instance() {
     assert_eq!(router_lines, 2);
     runtime.stop().await;
 }
+
+#[tokio::test]
+async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
+    let fx = Fixture::new();
+    let app = name("oneoff");
+    let release = fx
+        .release(
+            &app,
+            &[
+                ("web.wasm", components::FAULTS_WEB),
+                ("spinner.wasm", components::FAULTS_SPINNER),
+            ],
+            "web: web\nspin: spinner\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime(&app);
+    runtime
+        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+        .await
+        .expect("deploys");
+    let (one_off, task) = runtime
+        .run(&"spin".parse().unwrap(), Vec::new())
+        .expect("a one-off starts");
+    let listed = runtime
+        .dynos()
+        .into_iter()
+        .find(|d| d.name == one_off)
+        .expect("ps lists the one-off");
+    assert_eq!(
+        (
+            listed.process_type.as_str(),
+            listed.state,
+            listed.command.as_str()
+        ),
+        ("spin", DynoState::Up, "spinner.wasm")
+    );
+
+    // A spinner never exits on its own: stopping the app (as destroying it does) stops it.
+    runtime.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the one-off stops with its app");
+    assert!(
+        ended.is_err(),
+        "the one-off was stopped, not finished: {ended:?}"
+    );
+    assert!(runtime.dynos().is_empty(), "{:?}", runtime.dynos());
+    assert!(log_text(&runtime.logs).contains("Stopping process: the app is stopping"));
+}
