@@ -98,8 +98,14 @@ async fn serve(runtime: Arc<AppRuntime>) -> std::net::SocketAddr {
 
 /// A GET over a fresh connection: (status, body).
 async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
+    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n")).await
+}
+
+/// Sends a request head (its request line and headers, without the blank line), with
+/// `Connection: close`, over a fresh connection: (status, body).
+async fn send(addr: std::net::SocketAddr, head: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let request = format!("{head}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read");
@@ -378,4 +384,67 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
     );
     assert!(runtime.dynos().is_empty(), "{:?}", runtime.dynos());
     assert!(log_text(&runtime.logs).contains("Stopping process: the app is stopping"));
+}
+
+#[tokio::test]
+async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly() {
+    let fx = Fixture::new();
+    let app = name("faults");
+    let release = fx
+        .release(
+            &app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime(&app);
+    runtime
+        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+        .await
+        .expect("deploys");
+    let addr = serve(runtime.clone()).await;
+    let header = |name: &str, extra: &str| {
+        format!("GET /header?name={name} HTTP/1.1\r\nHost: faults.localhost\r\n{extra}")
+    };
+
+    // X-Forwarded-For gets the client's address appended; Proto and Port are the
+    // router's, whatever the client claimed.
+    let (_, body) = send(
+        addr,
+        &header("x-forwarded-for", "X-Forwarded-For: 203.0.113.9\r\n"),
+    )
+    .await;
+    assert_eq!(body, "203.0.113.9, 127.0.0.1\n");
+    let (_, body) = send(
+        addr,
+        &header("x-forwarded-proto", "X-Forwarded-Proto: https\r\n"),
+    )
+    .await;
+    assert_eq!(body, "http\n");
+    let (_, body) = send(addr, &header("x-forwarded-port", "")).await;
+    assert_eq!(body, format!("{}\n", addr.port()));
+    let (_, body) = send(addr, &header("via", "")).await;
+    assert_eq!(body, "1.1 wdeploy\n");
+
+    // Two Host headers are a bad request; a fully qualified name (trailing dot) is the
+    // same app; in absolute form the URI's authority routes, as the guest sees it.
+    let (status, body) = send(
+        addr,
+        "GET / HTTP/1.1\r\nHost: faults.localhost\r\nHost: other.localhost\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        get(addr, "faults.localhost.", "/").await,
+        (200, "ok\n".into())
+    );
+    let (status, body) = send(
+        addr,
+        "GET http://faults.localhost/authority HTTP/1.1\r\nHost: other.localhost\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "faults.localhost\n"));
+    runtime.stop().await;
 }

@@ -60,7 +60,8 @@ impl Router {
                 host
             }
         });
-        let host = host.to_ascii_lowercase();
+        // `app.localhost.` is the same name, fully qualified.
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         let name = host
             .strip_suffix(&self.domain)
             .and_then(|rest| rest.strip_suffix('.'));
@@ -95,13 +96,20 @@ impl Router {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            let port = stream.local_addr().map_or(0, |a| a.port());
             let router = self.clone();
             let service = hyper::service::service_fn(move |req| {
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer).await) }
+                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer, port).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                // A client gets 30 s to send its headers (Heroku's router allows the same),
+                // in a buffer of at most 64 KiB, so a slow or endless header holds neither
+                // a connection nor memory for long.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -119,27 +127,35 @@ impl Router {
         }
     }
 
-    /// Serves one request: find the app and a dyno, pass the request, log the outcome.
-    pub async fn route(
+    /// Serves one request that came in on the router's `port`: find the app and a dyno,
+    /// pass the request, log the outcome.
+    async fn route(
         &self,
         mut req: hyper::Request<Incoming>,
         peer: SocketAddr,
+        port: u16,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
-        let host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("")
-            .to_string();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id) if valid_request_id(id) => id.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        // RFC 9112 §3.2: one Host header, and a request in absolute form is routed by its
+        // URI's authority (what the guest sees too), whatever Host says.
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            return page(400, &request_id, "Bad Request: more than one Host header\n");
+        }
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("")
+            .to_string();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
+        forwarded_headers(req.headers_mut(), peer, port);
         let mut line = RouterLine {
             method: req.method().to_string(),
             path: req
@@ -205,6 +221,32 @@ impl Router {
         hyper::Response::from_parts(parts, Metered::wrap(body, line, started, logs))
     }
 }
+
+/// Longest a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest read buffer of a connection: a request's headers must fit.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// What the app learns of the client, as Heroku's router tells it: `X-Forwarded-For`
+/// (the client's address appended to any it sent), `X-Forwarded-Proto` and
+/// `X-Forwarded-Port` (set by the router, never taken from the client), and `Via`.
+fn forwarded_headers(headers: &mut http::HeaderMap, peer: SocketAddr, port: u16) {
+    let client = peer.ip().to_string();
+    let chain = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
+        _ => client,
+    };
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert(FORWARDED_FOR, value);
+    }
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(FORWARDED_PORT, HeaderValue::from(port));
+    headers.append(http::header::VIA, HeaderValue::from_static("1.1 wdeploy"));
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+const FORWARDED_PORT: &str = "x-forwarded-port";
 
 /// Answers with an error page and writes the router's `at=error` line.
 fn error(

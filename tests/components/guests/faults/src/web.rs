@@ -91,6 +91,16 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
             }
             "/fetch" => fetch(&param("authority"), &param("path")),
             "/env" => (200, format!("{}\n", std::env::var(param("name")).unwrap_or_default())),
+            "/header" => {
+                // Every value of one request header, one per line, as the guest sees it.
+                let values = request.headers().get(&param("name"));
+                let lines: String = values
+                    .iter()
+                    .map(|v| format!("{}\n", String::from_utf8_lossy(v)))
+                    .collect();
+                (200, lines)
+            }
+            "/authority" => (200, format!("{}\n", request.authority().unwrap_or_default())),
             _ => (404, "not found\n".to_string()),
         };
         respond(response_out, status, &text);
