@@ -72,12 +72,18 @@ impl LogStream {
     }
 
     /// Appends a line written now.
+    /// Appends a line. Text that could forge another line or reorder what a terminal
+    /// shows (a key named with a newline and ESC, say) is escaped, whatever its source.
     pub fn write(&self, kind: LogSource, process: impl Into<Arc<str>>, text: impl Into<String>) {
+        let mut text = text.into();
+        if text.chars().any(needs_escape) {
+            text = sanitize(text.as_bytes());
+        }
         self.push(LogLine {
             at: Utc::now(),
             kind,
             process: process.into(),
-            text: text.into(),
+            text,
         });
     }
 
@@ -119,15 +125,27 @@ impl LogStream {
 }
 
 /// Makes guest output safe to print: control characters (other than tab) are escaped.
+/// Control characters (but tab), Unicode line and paragraph separators and the
+/// bidirectional formatting characters: what could end a line or make a terminal show
+/// one line's text as another's.
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}'
+                | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 pub fn sanitize(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let text = text.strip_suffix('\r').unwrap_or(&text);
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
+    if !text.chars().any(needs_escape) {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() && c != '\t' {
+        if needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -178,5 +196,25 @@ mod tests {
     fn escapes_control_characters() {
         assert_eq!(sanitize(b"a\x1b[31mb\r"), "a\\u{1b}[31mb");
         assert_eq!(sanitize(b"tab\there"), "tab\there");
+        assert_eq!(
+            sanitize("a\u{202E}b\u{2028}c".as_bytes()),
+            "a\\u{202e}b\\u{2028}c"
+        );
+    }
+
+    #[test]
+    fn platform_lines_cannot_forge_other_lines() {
+        let logs = LogStream::new();
+        logs.platform(
+            "api",
+            "Set key `x\n2026-11-25T10:00:00+00:00 app[web.1]: \u{1b}[2Kforged`",
+        );
+        let (history, _) = logs.replay_and_subscribe(10);
+        let shown = history[0].to_string();
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(
+            shown.contains("\\n2026") && shown.contains("\\u{1b}"),
+            "{shown}"
+        );
     }
 }
