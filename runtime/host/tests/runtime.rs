@@ -5,6 +5,7 @@
 //! tests.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +70,27 @@ impl Fixture {
             },
         )
         .await
+    }
+
+    /// The faults web component as `app`'s one web dyno, served by a router on loopback.
+    async fn serve_faults_web(&self, app: &str, settings: &str) -> (Arc<AppRuntime>, SocketAddr) {
+        let app = name(app);
+        let release = self
+            .release(
+                &app,
+                &[("web.wasm", components::FAULTS_WEB)],
+                "web: web\n",
+                settings,
+            )
+            .await
+            .expect("release loads");
+        let runtime = self.runtime(&app);
+        runtime
+            .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+            .await
+            .expect("deploys");
+        let addr = serve(runtime.clone()).await;
+        (runtime, addr)
     }
 
     fn runtime(&self, app: &AppName) -> Arc<AppRuntime> {
@@ -165,25 +187,7 @@ fn name(s: &str) -> AppName {
 #[tokio::test]
 async fn a_web_dyno_keeps_warm_instances_and_survives_a_trapping_request() {
     let fx = Fixture::new();
-    let app = name("faults");
-    let release = fx
-        .release(
-            &app,
-            &[("web.wasm", components::FAULTS_WEB)],
-            "web: web\n",
-            "",
-        )
-        .await
-        .expect("release loads");
-    let runtime = fx.runtime(&app);
-    runtime
-        .deploy(
-            release,
-            &Formation::one_of_each(&Procfile::parse("web: web\n").unwrap()),
-        )
-        .await
-        .expect("deploys");
-    let addr = serve(runtime.clone()).await;
+    let (runtime, addr) = fx.serve_faults_web("faults", "").await;
 
     assert_eq!(
         get(addr, "faults.localhost", "/").await,
@@ -305,22 +309,9 @@ async fn a_component_importing_what_the_host_lacks_is_refused_by_name() {
 #[tokio::test]
 async fn request_isolation_gives_every_request_a_fresh_instance() {
     let fx = Fixture::new();
-    let app = name("fresh");
-    let release = fx
-        .release(
-            &app,
-            &[("web.wasm", components::FAULTS_WEB)],
-            "web: web\n",
-            "[web]\nisolation = \"request\"\n",
-        )
-        .await
-        .expect("release loads");
-    let runtime = fx.runtime(&app);
-    runtime
-        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
-        .await
-        .expect("deploys");
-    let addr = serve(runtime.clone()).await;
+    let (runtime, addr) = fx
+        .serve_faults_web("fresh", "[web]\nisolation = \"request\"\n")
+        .await;
     let first = get(addr, "fresh.localhost", "/count").await;
     let second = get(addr, "fresh.localhost", "/count").await;
     assert_eq!(first, second, "each request starts from a fresh instance");
@@ -389,22 +380,7 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
 #[tokio::test]
 async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly() {
     let fx = Fixture::new();
-    let app = name("faults");
-    let release = fx
-        .release(
-            &app,
-            &[("web.wasm", components::FAULTS_WEB)],
-            "web: web\n",
-            "",
-        )
-        .await
-        .expect("release loads");
-    let runtime = fx.runtime(&app);
-    runtime
-        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
-        .await
-        .expect("deploys");
-    let addr = serve(runtime.clone()).await;
+    let (runtime, addr) = fx.serve_faults_web("faults", "").await;
     let header = |name: &str, extra: &str| {
         format!("GET /header?name={name} HTTP/1.1\r\nHost: faults.localhost\r\n{extra}")
     };
