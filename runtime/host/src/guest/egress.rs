@@ -6,7 +6,7 @@
 //! host, outgoing requests to such addresses are refused with `destination-IP-prohibited`;
 //! `wdeploy dev` (a laptop, where calling a local service is the point) allows them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wasmtime_wasi_http::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum Egress {
 impl Egress {
     /// Refuses a request whose host is, or resolves to, a non-public address. The name is
     /// resolved again when the request connects; a name that changes its answer in
-    /// between is a window this check does not close.
+    /// between (DNS rebinding) is a window this check does not close yet (issue 12).
     pub async fn check(self, uri: &http::Uri) -> Result<(), Error> {
         if self == Egress::Any {
             return Ok(());
@@ -47,34 +47,67 @@ impl Egress {
     }
 }
 
-/// Whether an address is on the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast or unspecified).
+/// IPv4 blocks a guest may not reach: the IANA IPv4 Special-Purpose Address Registry
+/// (all of it, globally reachable entries included: they are infrastructure, not
+/// services an app calls), multicast and the limited broadcast address.
+const SPECIAL_V4: &[(Ipv4Addr, u8)] = &[
+    (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
+    (Ipv4Addr::new(10, 0, 0, 0), 8),      // private
+    (Ipv4Addr::new(100, 64, 0, 0), 10),   // shared address space (CGN)
+    (Ipv4Addr::new(127, 0, 0, 0), 8),     // loopback
+    (Ipv4Addr::new(169, 254, 0, 0), 16),  // link local (cloud metadata)
+    (Ipv4Addr::new(172, 16, 0, 0), 12),   // private
+    (Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments
+    (Ipv4Addr::new(192, 0, 2, 0), 24),    // documentation (TEST-NET-1)
+    (Ipv4Addr::new(192, 31, 196, 0), 24), // AS112-v4
+    (Ipv4Addr::new(192, 52, 193, 0), 24), // AMT
+    (Ipv4Addr::new(192, 88, 99, 0), 24),  // deprecated 6to4 relay anycast
+    (Ipv4Addr::new(192, 168, 0, 0), 16),  // private
+    (Ipv4Addr::new(192, 175, 48, 0), 24), // direct delegation AS112
+    (Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking
+    (Ipv4Addr::new(198, 51, 100, 0), 24), // documentation (TEST-NET-2)
+    (Ipv4Addr::new(203, 0, 113, 0), 24),  // documentation (TEST-NET-3)
+    (Ipv4Addr::new(224, 0, 0, 0), 4),     // multicast
+    (Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, and 255.255.255.255
+];
+
+/// IPv6 blocks inside global unicast (2000::/3) a guest may not reach, from the IANA
+/// IPv6 Special-Purpose Address Registry. Everything outside 2000::/3 (loopback,
+/// unspecified, IPv4-compatible `::/96`, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, discard
+/// 100::/64, unique local fc00::/7, link local fe80::/10, site local fec0::/10,
+/// multicast, SRv6 5f00::/16) is refused as well; IPv4-mapped addresses are judged as
+/// the IPv4 address they carry.
+const SPECIAL_V6: &[(Ipv6Addr, u8)] = &[
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
+    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16), // 6to4 (wraps any IPv4 address)
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
+];
+
+/// Whether an address is on the public internet: in no special-purpose block.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
+        IpAddr::V4(v4) => !SPECIAL_V4
+            .iter()
+            .any(|(net, len)| in_prefix(u32::from(v4).into(), u32::from(*net).into(), *len, 32)),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+            let bits = u128::from(v6);
+            let global_unicast = in_prefix(bits, 0x2000 << 112, 3, 128);
+            global_unicast
+                && !SPECIAL_V6
+                    .iter()
+                    .any(|(net, len)| in_prefix(bits, u128::from(*net), *len, 128))
         }
     }
+}
+
+/// Whether the top `len` of `width` bits of `addr` are those of `net`.
+fn in_prefix(addr: u128, net: u128, len: u8, width: u32) -> bool {
+    let host_bits = width - u32::from(len);
+    (addr >> host_bits) == (net >> host_bits)
 }
 
 #[cfg(test)]
@@ -95,10 +128,45 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            // The gaps the attack found, and the rest of the registries.
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.7",
+            "192.88.99.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2001::1",
+            "2001:db8::1",
+            "3fff::1",
+            "fec0::1",
+            "fc00::1",
+            "100::1",
+            "5f00::1",
+            "ff02::1",
+            "::",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "8.8.8.8",
+            "198.20.0.1",
+            "223.255.255.255",
+            "2606:4700::1111",
+            "2a00:1450::1",
+            "::ffff:1.1.1.1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
