@@ -35,13 +35,6 @@ impl Formation {
         self.0.insert(process_type, quantity);
     }
 
-    /// Applies a scale request: each named type gets its new quantity, others stay.
-    pub fn apply(&mut self, patch: &Formation) {
-        for (t, n) in &patch.0 {
-            self.0.insert(t.clone(), *n);
-        }
-    }
-
     /// What of this formation a release can run: its process types, minus `release`
     /// (which runs once per deploy, never as a dyno of the formation).
     pub fn runnable_in(&self, procfile: &Procfile) -> Formation {
@@ -98,10 +91,9 @@ mod tests {
     #[test]
     fn runnable_part_and_wire_form() {
         let procfile = Procfile::parse("web: web\nworker: w\nrelease: r\n").unwrap();
-        let mut f: Formation = serde_json::from_str(r#"{"web":2,"release":1,"old":3}"#).unwrap();
+        let f: Formation = serde_json::from_str(r#"{"web":2,"release":1,"old":3}"#).unwrap();
         assert_eq!(f.runnable_in(&procfile).summary(), "web=2");
-        f.apply(&serde_json::from_str(r#"{"worker":1}"#).unwrap());
-        assert_eq!(f.quantity("worker"), 1);
+        assert_eq!((f.quantity("old"), f.quantity("worker")), (3, 0));
         assert_eq!(
             serde_json::to_string(&Formation::one_of_each(&procfile)).unwrap(),
             r#"{"web":1,"worker":1}"#

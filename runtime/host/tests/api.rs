@@ -252,35 +252,12 @@ async fn blobs_are_verified_and_listed_as_missing_until_uploaded() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
-    let put = |bytes: &'static [u8], digest: String| {
-        Request::builder()
-            .method("PUT")
-            .uri(format!("/blobs/{digest}"))
-            .header("authorization", format!("Bearer {}", api.token))
-            .body(Body::from(bytes))
-            .expect("request")
-    };
-    let wrong = api
-        .api
-        .clone()
-        .oneshot(put(b"other bytes", digest.to_string()))
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let bad = api
-        .api
-        .clone()
-        .oneshot(put(content, "sha256:nothex".into()))
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let ok = api
-        .api
-        .clone()
-        .oneshot(put(content, digest.to_string()))
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::CREATED);
+    let wrong = api.put_blob(digest.as_str(), b"other bytes".to_vec()).await;
+    assert_eq!(wrong, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = api.put_blob("sha256:nothex", content.to_vec()).await;
+    assert_eq!(bad, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = api.put_blob(digest.as_str(), content.to_vec()).await;
+    assert_eq!(ok, StatusCode::CREATED);
     let (_, body) = api
         .call(
             "POST",
@@ -382,15 +359,27 @@ impl ApiFixture {
     /// Uploads `bytes` as a blob; returns its digest.
     async fn upload(&self, bytes: Vec<u8>) -> wdeploy_core::Digest {
         let digest = wdeploy_core::Digest::of_bytes(&bytes);
+        assert_eq!(
+            self.put_blob(digest.as_str(), bytes).await,
+            StatusCode::CREATED
+        );
+        digest
+    }
+
+    /// `PUT /blobs/{digest}` with `bytes` as the body (raw, not JSON): its status.
+    async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> StatusCode {
         let req = Request::builder()
             .method("PUT")
             .uri(format!("/blobs/{digest}"))
             .header("authorization", format!("Bearer {}", self.token))
             .body(Body::from(bytes))
             .expect("request");
-        let response = self.api.clone().oneshot(req).await.expect("response");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        digest
+        self.api
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("response")
+            .status()
     }
 
     /// Uploads the components and their manifest; returns the slug id.

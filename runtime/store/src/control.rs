@@ -26,7 +26,8 @@ pub trait ControlStore: Send + Sync + 'static {
     /// them; add-on data is the add-on store's).
     async fn delete_app(&self, name: &AppName) -> Result<()>;
 
-    /// Appends `new` as `version` of the app's release log, if that version is still free.
+    /// Appends `new` as `version` of the app's release log, if that version is still free:
+    /// pending when it has a slug to start, succeeded when it only changes config.
     async fn append_release(&self, app: &AppName, version: u64, new: NewRelease)
     -> Result<Release>;
     /// Records how a pending release ended. Only a pending release changes status.

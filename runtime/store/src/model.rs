@@ -28,7 +28,8 @@ pub struct Release {
     pub status: ReleaseStatus,
 }
 
-/// What a new release is made of; the time is the store's.
+/// What a new release is made of; the time and the first status are the store's: pending
+/// while a slug is being started, succeeded at once for a config change before any slug.
 #[derive(Debug, Clone)]
 pub struct NewRelease {
     pub slug: Option<Digest>,
@@ -37,7 +38,6 @@ pub struct NewRelease {
     pub config: BTreeMap<String, String>,
     pub description: String,
     pub author: String,
-    pub status: ReleaseStatus,
 }
 
 /// The head of an app's release log: what a read-modify-write of it starts from.

@@ -57,9 +57,24 @@ pub struct Host {
 /// One app this host runs.
 struct AppEntry {
     runtime: Arc<AppRuntime>,
-    /// The newest release version this host has made (and tried to put live). Held across
-    /// "record a release, then run it", so the app's releases go live in version order.
-    releasing: tokio::sync::Mutex<u64>,
+    /// One permit: held across "record a release, then run it" (and by scaling, which
+    /// must apply to the release that goes live), so the app's releases go live in
+    /// version order. It orders work; the data it is about lives in the store.
+    releasing: tokio::sync::Semaphore,
+}
+
+impl AppEntry {
+    /// Waits for this app's release in progress, if any, to finish.
+    async fn release_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.releasing.acquire().await.map_err(|_| {
+            // Never closed; the error exists only because the type allows it.
+            wdeploy_api::ApiError::internal(format!(
+                "the release queue of {} closed",
+                self.runtime.name
+            ))
+            .into()
+        })
+    }
 }
 
 impl Host {
@@ -149,7 +164,7 @@ impl Host {
                 self.router.add_app(runtime.clone());
                 Arc::new(AppEntry {
                     runtime,
-                    releasing: tokio::sync::Mutex::new(0),
+                    releasing: tokio::sync::Semaphore::new(1),
                 })
             })
             .clone()

@@ -98,7 +98,7 @@ impl Host {
         let entry = self.existing(app).await?;
         let runtime = &entry.runtime;
         // Scaling waits for a release going live, so it applies to the new release.
-        let _releasing = entry.releasing.lock().await;
+        let _turn = entry.release_turn().await?;
         let release = runtime.current_release();
         for (process_type, quantity) in patch.iter() {
             if quantity > MAX_DYNOS_PER_TYPE {

@@ -99,9 +99,8 @@ impl Host {
         make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
     ) -> Result<StoredRelease> {
         let runtime = &entry.runtime;
-        let mut releasing = entry.releasing.lock().await;
+        let _turn = entry.release_turn().await?;
         let mut record = self.append(app, make).await?;
-        *releasing = record.version;
         runtime.logs.platform(
             "api",
             format!(
@@ -150,12 +149,7 @@ impl Host {
     ) -> Result<StoredRelease> {
         for _ in 0..APPEND_ATTEMPTS {
             let head = self.store.control.release_head(app).await?;
-            let mut new = make(head.current)?;
-            new.status = if new.slug.is_some() {
-                ReleaseStatus::Pending
-            } else {
-                ReleaseStatus::Succeeded
-            };
+            let new = make(head.current)?;
             match self
                 .store
                 .control
@@ -224,7 +218,6 @@ impl Host {
                     config: current.map(|r| r.config).unwrap_or_default(),
                     description: req.description.clone(),
                     author: by.0.clone(),
-                    status: ReleaseStatus::Pending,
                 })
             })
             .await?;
@@ -279,7 +272,6 @@ impl Host {
                     config: target.config.clone(),
                     description: format!("Rollback to v{target_version}"),
                     author: by.0.clone(),
-                    status: ReleaseStatus::Pending,
                 })
             })
             .await?;
@@ -319,7 +311,6 @@ impl Host {
                     config,
                     description,
                     author: by.0.clone(),
-                    status: ReleaseStatus::Pending,
                 })
             })
             .await?;
@@ -367,7 +358,7 @@ fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
         user: r.author.clone(),
         created_at: r.created_at.to_rfc3339(),
         status: r.status,
-        current: current == Some(r.version) && r.status == ReleaseStatus::Succeeded,
+        current: current == Some(r.version),
     }
 }
 

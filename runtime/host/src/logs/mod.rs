@@ -72,23 +72,26 @@ impl LogStream {
     }
 
     /// Appends a line written now.
-    /// Appends a line. Text that could forge another line or reorder what a terminal
-    /// shows (a key named with a newline and ESC, say) is escaped, whatever its source.
+    /// Appends a line whose text is already safe to show: a guest's output escaped by
+    /// [`writer::LogWriter`], or a router line made of parts hyper has validated (method,
+    /// URI, visible-ASCII header values). The hot paths, so nothing is scanned again.
     pub fn write(&self, kind: LogSource, process: impl Into<Arc<str>>, text: impl Into<String>) {
-        let mut text = text.into();
-        if text.chars().any(needs_escape) {
-            text = sanitize(text.as_bytes());
-        }
         self.push(LogLine {
             at: Utc::now(),
             kind,
             process: process.into(),
-            text,
+            text: text.into(),
         });
     }
 
-    /// Appends a platform line about `process` (a dyno name, or `api`).
+    /// Appends a platform line about `process` (a dyno name, or `api`). Its text often
+    /// quotes what users and guests chose (a key name, a trap message), so anything that
+    /// could forge another line or reorder what a terminal shows is escaped.
     pub fn platform(&self, process: &str, text: impl Into<String>) {
+        let mut text = text.into();
+        if text.chars().any(needs_escape) {
+            text = sanitize(text.as_bytes());
+        }
         self.write(LogSource::Platform, process, text);
     }
 

@@ -201,11 +201,7 @@ impl Router {
                 );
             }
             Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
-                logs.write(
-                    LogSource::Platform,
-                    dyno.name(),
-                    format!("Request {request_id} failed: {e}"),
-                );
+                logs.platform(dyno.name(), format!("Request {request_id} failed: {e}"));
                 return error(line, &logs, started, 503, ("H10", "App crashed"));
             }
             // Whichever notices first, the router's timer or the guest's deadline.

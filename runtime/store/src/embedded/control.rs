@@ -132,6 +132,11 @@ impl ControlDb {
             return Err(StoreError::NotFound(format!("app {app}")));
         }
         let now = Utc::now();
+        let status = if new.slug.is_some() {
+            ReleaseStatus::Pending
+        } else {
+            ReleaseStatus::Succeeded
+        };
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO releases (app, version, slug, procfile, settings, config, description, author, created_at, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -145,7 +150,7 @@ impl ControlDb {
                 new.description,
                 new.author,
                 now.to_rfc3339(),
-                new.status.as_str()
+                status.as_str()
             ],
         )?;
         if inserted == 0 {
@@ -165,7 +170,7 @@ impl ControlDb {
             description: new.description,
             author: new.author,
             created_at: now,
-            status: new.status,
+            status,
         })
     }
 
@@ -458,7 +463,6 @@ mod tests {
                 .collect(),
             description: description.into(),
             author: "admin".into(),
-            status: ReleaseStatus::Pending,
         }
     }
 

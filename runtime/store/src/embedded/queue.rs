@@ -11,7 +11,7 @@ use crate::error::AddonError;
 use crate::model::{Job, QueueStats};
 use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
-use wdeploy_core::addons::{DONE_RETENTION, MAX_LEASE, MAX_PAYLOAD_BYTES};
+use wdeploy_core::addons::{DONE_RETENTION, MAX_LEASE, MAX_PAYLOAD_BYTES, MIN_LEASE};
 
 impl AddonDb {
     /// Appends a job to `queue` and returns its id.
@@ -42,10 +42,11 @@ impl AddonDb {
         now: i64,
     ) -> Result<Option<Job>> {
         check_name("queue", queue)?;
-        if lease.is_zero() || lease > MAX_LEASE {
+        if lease < MIN_LEASE || lease > MAX_LEASE {
             return Err(AddonError::Invalid(format!(
-                "a lease of {}s is outside 1..={}s",
+                "a lease of {}s is outside {}..={}s",
                 lease.as_secs(),
+                MIN_LEASE.as_secs(),
                 MAX_LEASE.as_secs()
             )));
         }
