@@ -6,6 +6,7 @@ use crate::dyno::status::DynoSnapshot;
 use crate::dyno::web::{WebDyno, WebDynoSpec};
 use crate::dyno::worker::{WorkerDyno, WorkerDynoSpec, run_one_off};
 use crate::guest::engine::Engine;
+use crate::guest::lane::Lane;
 use crate::logs::LogStream;
 use crate::release::Release;
 use anyhow::{Context, bail};
@@ -28,6 +29,8 @@ pub struct AppRuntime {
     pub name: AppName,
     pub logs: Arc<LogStream>,
     engine: Arc<Engine>,
+    /// The threads this app's guests run on, apart from every other app's.
+    lane: Lane,
     run_dir: PathBuf,
     /// The port dynos are told in `PORT` (the router's).
     port: u16,
@@ -63,6 +66,12 @@ impl AppRuntime {
         stop_grace: Duration,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
+            lane: Lane::new(
+                name.clone(),
+                logs.clone(),
+                engine.cpu_governor(),
+                engine.lane_options(),
+            ),
             name,
             logs,
             engine,
@@ -299,11 +308,13 @@ impl AppRuntime {
         let (task_name, process_type) = (name.clone(), process_type.clone());
         // Registered under the lock the task takes to deregister, so a one-off that ends at
         // once cannot leave a stale entry behind.
+        let lane = self.lane.handle()?;
         let mut running = self.one_off_dynos.lock();
-        let task = tokio::spawn(async move {
+        let task = lane.clone().spawn(async move {
             let ended = run_one_off(
                 WorkerDynoSpec {
                     engine: &this.engine,
+                    lane: &lane,
                     release: &release,
                     logs: &this.logs,
                     process_type: &process_type,
@@ -352,6 +363,7 @@ impl AppRuntime {
         let name = format!("web.{n}");
         WebDyno::start(WebDynoSpec {
             engine: &self.engine,
+            lane: &self.lane.handle()?,
             release,
             logs: &self.logs,
             name: &name,
@@ -370,6 +382,7 @@ impl AppRuntime {
     ) -> anyhow::Result<WorkerDyno> {
         WorkerDyno::start(WorkerDynoSpec {
             engine: &self.engine,
+            lane: &self.lane.handle()?,
             release,
             logs: &self.logs,
             process_type,

@@ -13,6 +13,7 @@ use crate::dyno::status::DynoSnapshot;
 use crate::guest::data::StoreData;
 use crate::guest::engine::Engine;
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
+use crate::guest::lane::{AbortOnDrop, LaneHandle};
 use crate::logs::LogStream;
 use crate::release::Release;
 use anyhow::Context;
@@ -67,6 +68,8 @@ pub struct WebDyno {
 struct Inner {
     name: Arc<str>,
     engine: Arc<Engine>,
+    /// The app's guest threads: every instance of this dyno is made and run there.
+    lane: LaneHandle,
     release: Arc<Release>,
     logs: Arc<LogStream>,
     env: Vec<(String, String)>,
@@ -87,6 +90,7 @@ struct Inner {
 /// Where and how to start a web dyno.
 pub struct WebDynoSpec<'a> {
     pub engine: &'a Arc<Engine>,
+    pub lane: &'a LaneHandle,
     pub release: &'a Arc<Release>,
     pub logs: &'a Arc<LogStream>,
     pub name: &'a str,
@@ -108,6 +112,7 @@ impl WebDyno {
         let inner = Arc::new(Inner {
             name: spec.name.into(),
             engine: spec.engine.clone(),
+            lane: spec.lane.clone(),
             release: release.clone(),
             logs: spec.logs.clone(),
             env: release.dyno_env(spec.name, spec.port),
@@ -128,9 +133,13 @@ impl WebDyno {
             spec.name,
             format!("Starting process with command `{}`", inner.args.join(" ")),
         );
-        let first = inner
-            .instantiate()
+        let booting = inner.clone();
+        let first = spec
+            .lane
+            .run(async move { booting.instantiate().await })
             .await
+            .map_err(anyhow::Error::from)
+            .and_then(|first| first)
             .with_context(|| format!("{} failed to boot", spec.name))?;
         if inner.isolation == Isolation::Dyno {
             inner.idle_list().push(first);
@@ -170,41 +179,77 @@ impl WebDyno {
         self.inner.timeout
     }
 
-    /// Serves one request on an idle (or new) instance.
+    /// Serves one request on an idle (or new) instance, on the app's lane. Dropping the
+    /// returned future before the response head is ready stops the guest's work too (the
+    /// client is gone); once the head is out, the guest finishes its body on the lane.
+    /// The guest must have answered by `deadline` (see [`WebDyno::timeout`]).
     pub async fn handle(
         &self,
         req: hyper::Request<Incoming>,
+        deadline: Instant,
     ) -> Result<hyper::Response<HyperOutgoingBody>, DynoError> {
         let inner = self.inner.clone();
         inner.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(inner.clone());
-        let permit = inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| DynoError::Boot("dyno is stopping".into()))?;
-        let reused = inner.idle_list().pop();
+        let (head, head_ready) = oneshot::channel();
+        let task = inner.lane.spawn(inner.clone().serve(req, deadline, head));
+        let abort = AbortOnDrop(task.abort_handle());
+        match head_ready.await {
+            Ok(result) => {
+                abort.disarm();
+                result
+            }
+            // The lane dropped the request: its app is stopping.
+            Err(_) => Err(DynoError::Boot("dyno is stopping".into())),
+        }
+    }
+}
+
+impl Inner {
+    /// The guest side of a request, run on the lane: sends the response head (or why
+    /// there is none) through `head` as soon as the guest sets it, then drives the guest
+    /// until its call returns, so a streamed body is written from here.
+    async fn serve(
+        self: Arc<Self>,
+        req: hyper::Request<Incoming>,
+        deadline: Instant,
+        head: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, DynoError>>,
+    ) {
+        let permit = match self.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _ = head.send(Err(DynoError::Boot("dyno is stopping".into())));
+                return;
+            }
+        };
+        let reused = self.idle_list().pop();
         let mut warm = match reused {
             Some(warm) => warm,
-            None => inner
-                .instantiate()
-                .await
-                .map_err(|e| DynoError::Boot(format!("{e:#}")))?,
+            None => match self.instantiate().await {
+                Ok(warm) => warm,
+                Err(e) => {
+                    let _ = head.send(Err(DynoError::Boot(format!("{e:#}"))));
+                    return;
+                }
+            },
         };
 
         let (sender, mut receiver) = oneshot::channel();
         let data = warm.store.data_mut();
-        let request = data
+        let prepared = data
             .http()
             .new_incoming_request(Scheme::Http, req)
-            .map_err(|e| DynoError::Boot(e.to_string()))?;
-        let out = data
-            .http()
-            .new_response_outparam(sender)
-            .map_err(|e| DynoError::Boot(e.to_string()))?;
-        data.deadline = Some(Instant::now() + inner.timeout);
+            .and_then(|request| Ok((request, data.http().new_response_outparam(sender)?)));
+        let (request, out) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let _ = head.send(Err(DynoError::Boot(e.to_string())));
+                return;
+            }
+        };
+        data.deadline = Some(deadline);
 
+        let inner = self.clone();
         let mut call = Box::pin(async move {
             let result = warm
                 .proxy
@@ -217,40 +262,40 @@ impl WebDyno {
             outcome
         });
 
-        // Drive the guest here until it sets its response. Most handlers also finish their
+        // Drive the guest until it sets its response. Most handlers also finish their
         // body in that same turn, and then the whole response goes out in one write.
         let (response, finished) = tokio::select! {
             biased;
             response = &mut receiver => (response.ok(), None),
             outcome = &mut call => (receiver.try_recv().ok(), Some(outcome)),
         };
-        match response {
-            Some(Ok(response)) => {
-                if finished.is_none() {
-                    // The guest is still streaming its body: let it go on in its own task
-                    // while the router sends the head to the client.
-                    tokio::spawn(call);
-                    return Ok(response);
+        let result = match response {
+            Some(Ok(response)) => match finished {
+                // The guest is still streaming its body: the head goes out now.
+                None => Ok(response),
+                Some(_) => {
+                    let (parts, body) = response.into_parts();
+                    Ok(hyper::Response::from_parts(parts, collect_ready(body)))
                 }
-                let (parts, body) = response.into_parts();
-                Ok(hyper::Response::from_parts(parts, collect_ready(body)))
-            }
-            Some(Err(code)) => {
-                if finished.is_none() {
-                    tokio::spawn(call);
-                }
-                Err(DynoError::Guest(format!("{code:?}")))
-            }
-            // No response was set: the call ended (or must end) without one.
-            None => match finished {
-                Some(outcome) => outcome.and(Err(DynoError::NoResponse)),
-                None => call.await.and(Err(DynoError::NoResponse)),
             },
+            Some(Err(code)) => Err(DynoError::Guest(format!("{code:?}"))),
+            // No response was set: the call ended (or must end) without one.
+            None => {
+                let outcome = match finished {
+                    Some(outcome) => outcome,
+                    None => (&mut call).await,
+                };
+                let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
+                return;
+            }
+        };
+        let _ = head.send(result);
+        if finished.is_none() {
+            // Errors past the head are the guest's own (logged by `finish`).
+            let _ = call.await;
         }
     }
-}
 
-impl Inner {
     /// What happens to an instance after a request: back to the idle list while it is
     /// healthy and under its request budget, otherwise dropped (and its slot freed).
     fn finish(&self, mut warm: Warm, result: wasmtime::Result<()>) -> Result<(), DynoError> {

@@ -5,6 +5,7 @@ use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::status::{DynoSnapshot, DynoStatus};
 use crate::guest::engine::Engine;
 use crate::guest::instance::{InstanceEnv, describe_failure, exit_status, new_store};
+use crate::guest::lane::LaneHandle;
 use crate::logs::LogStream;
 use crate::release::Release;
 use parking_lot::Mutex;
@@ -41,6 +42,8 @@ struct StopSignal {
 /// Where and how to start a worker dyno.
 pub struct WorkerDynoSpec<'a> {
     pub engine: &'a Arc<Engine>,
+    /// The app's guest threads, where the supervisor and its guest run.
+    pub lane: &'a LaneHandle,
     pub release: &'a Arc<Release>,
     pub logs: &'a Arc<LogStream>,
     pub process_type: &'a ProcessType,
@@ -56,7 +59,7 @@ impl WorkerDyno {
         let status = supervisor.status.clone();
         let stop = supervisor.stop.clone();
         let command = supervisor.args.join(" ");
-        let task = tokio::spawn(supervisor.run());
+        let task = spec.lane.spawn(supervisor.run());
         Ok(WorkerDyno {
             name: spec.name.into(),
             process_type: spec.process_type.clone(),

@@ -87,7 +87,8 @@ pub struct HttpHooks {
 }
 
 impl WasiHttpHooks for HttpHooks {
-    /// Outgoing requests go through [`Egress`] before wasmtime-wasi-http sends them.
+    /// Outgoing requests are sent by [`crate::guest::outgoing`], to the very addresses
+    /// [`Egress`] judged.
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -107,14 +108,8 @@ impl WasiHttpHooks for HttpHooks {
         drop(fut);
         let egress = self.egress;
         Box::new(async move {
-            use http_body_util::BodyExt;
-            egress.check(request.uri()).await?;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io)
-                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-            ))
+            let (response, io) = crate::guest::outgoing::send(egress, request, options).await?;
+            Ok((response, io))
         })
     }
 

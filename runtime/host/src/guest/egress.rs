@@ -6,7 +6,7 @@
 //! host, outgoing requests to such addresses are refused with `destination-IP-prohibited`;
 //! `wdeploy dev` (a laptop, where calling a local service is the point) allows them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use wasmtime_wasi_http::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,32 +18,37 @@ pub enum Egress {
 }
 
 impl Egress {
-    /// Refuses a request whose host is, or resolves to, a non-public address. The name is
-    /// resolved again when the request connects; a name that changes its answer in
-    /// between (DNS rebinding) is a window this check does not close yet (issue 12).
-    pub async fn check(self, uri: &http::Uri) -> Result<(), Error> {
-        if self == Egress::Any {
-            return Ok(());
-        }
+    /// The addresses a request to `uri` may connect to: the host's, resolved once here.
+    /// Under `PublicOnly`, a host that is, or resolves to, any non-public address is
+    /// refused. The sender connects to exactly these addresses and never resolves the name
+    /// again, so a name that changes its answer after this check (DNS rebinding) cannot
+    /// steer the connection to a private address.
+    pub async fn resolve(self, uri: &http::Uri) -> Result<Vec<SocketAddr>, Error> {
         let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
                 .map_err(|_| Error::DnsError {
                     rcode: None,
                     info_code: None,
                 })?
-                .map(|a| a.ip())
                 .collect(),
         };
-        if addresses.is_empty() || addresses.iter().any(|ip| !is_public(*ip)) {
+        if addresses.is_empty() {
+            return Err(Error::DnsError {
+                rcode: None,
+                info_code: None,
+            });
+        }
+        if self == Egress::PublicOnly && addresses.iter().any(|a| !is_public(a.ip())) {
             tracing::debug!(%host, "outgoing request to a non-public address refused");
             return Err(Error::DestinationIpProhibited);
         }
-        Ok(())
+        Ok(addresses)
     }
 }
 
@@ -175,11 +180,21 @@ mod tests {
     async fn a_host_refuses_loopback_and_dev_allows_it() {
         let uri: http::Uri = "http://127.0.0.1:7070/apps".parse().unwrap();
         assert!(matches!(
-            Egress::PublicOnly.check(&uri).await,
+            Egress::PublicOnly.resolve(&uri).await,
             Err(Error::DestinationIpProhibited)
         ));
         let named: http::Uri = "http://localhost:7070/".parse().unwrap();
-        assert!(Egress::PublicOnly.check(&named).await.is_err());
-        assert!(Egress::Any.check(&uri).await.is_ok());
+        assert!(Egress::PublicOnly.resolve(&named).await.is_err());
+        let allowed = Egress::Any
+            .resolve(&uri)
+            .await
+            .expect("dev allows loopback");
+        assert_eq!(allowed, vec!["127.0.0.1:7070".parse().unwrap()]);
+        let https: http::Uri = "https://[::1]/".parse().unwrap();
+        let allowed = Egress::Any
+            .resolve(&https)
+            .await
+            .expect("dev allows loopback");
+        assert_eq!(allowed, vec!["[::1]:443".parse().unwrap()]);
     }
 }

@@ -1,7 +1,9 @@
 //! The host's one wasmtime engine: async, pooling allocator, epoch interruption, compile cache.
 
+use crate::guest::cpu::{CpuGovernor, Thresholds};
 use crate::guest::data::StoreData;
 use crate::guest::egress::Egress;
+use crate::guest::lane::LaneOptions;
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -32,6 +34,8 @@ pub struct EngineOptions {
     pub keep_resident_bytes: usize,
     /// Where guests' outgoing HTTP may go.
     pub egress: Egress,
+    /// The threads each app's guests run on.
+    pub lanes: LaneOptions,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +46,7 @@ impl Default for EngineOptions {
             cache_dir: None,
             keep_resident_bytes: 1 << 20,
             egress: Egress::PublicOnly,
+            lanes: LaneOptions::default(),
         }
     }
 }
@@ -52,6 +57,9 @@ pub struct Engine {
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
     egress: Egress,
+    lanes: LaneOptions,
+    /// Watches every app's lane and demotes busy ones.
+    governor: Arc<CpuGovernor>,
     /// Compiled components by digest. Releases of the same code (a config change, a
     /// rollback, many apps running one slug) share one copy, and a compile started when
     /// the blob was uploaded is joined by the release that needs it, never repeated.
@@ -136,6 +144,9 @@ impl Engine {
             linker,
             cache_dir: options.cache_dir.clone(),
             egress: options.egress,
+            lanes: options.lanes,
+            governor: CpuGovernor::start(Thresholds::default())
+                .context("starting the CPU governor")?,
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))
@@ -148,6 +159,16 @@ impl Engine {
     /// Where guests' outgoing HTTP may go, for every store of this engine.
     pub fn egress(&self) -> Egress {
         self.egress
+    }
+
+    /// How every app's lane of guest threads is made.
+    pub fn lane_options(&self) -> LaneOptions {
+        self.lanes
+    }
+
+    /// The governor every lane registers with.
+    pub fn cpu_governor(&self) -> &CpuGovernor {
+        &self.governor
     }
 
     pub fn linker(&self) -> &Linker<StoreData> {

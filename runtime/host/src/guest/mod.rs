@@ -3,9 +3,12 @@
 //! and the egress rule for guests' outgoing HTTP. Nothing here knows about dynos or apps
 //! beyond the add-on binding an instance carries.
 
+pub mod cpu;
 pub mod data;
 pub mod egress;
 pub mod engine;
 pub mod imports;
 pub mod instance;
+pub mod lane;
+pub mod outgoing;
 pub mod quota;

@@ -22,7 +22,8 @@ const SUBSCRIBER_LAG: usize = 4096;
 pub struct LogLine {
     pub at: DateTime<Utc>,
     pub kind: LogSource,
-    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines. Shared, so
+    /// The dyno (`web.1`), or `router`, or `api` for app-wide platform lines (`scheduler`
+    /// for the CPU governor's). Shared, so
     /// a dyno's lines do not each allocate its name.
     pub process: Arc<str>,
     pub text: String,

@@ -187,7 +187,15 @@ impl Router {
         };
         line.dyno = Some(dyno.name().to_string());
         line.connect_ms = started.elapsed().as_millis();
-        let outcome = tokio::time::timeout(dyno.timeout(), dyno.handle(req)).await;
+        // The guest's deadline runs from the request's arrival; the dyno enforces it (and
+        // logs the crash). The router's own timer is a backstop a little later, for a guest
+        // that waits in a host call past its deadline.
+        let deadline = tokio::time::Instant::now() + dyno.timeout();
+        let outcome = tokio::time::timeout_at(
+            deadline + DEADLINE_BACKSTOP,
+            dyno.handle(req, deadline.into_std()),
+        )
+        .await;
         let mut response = match outcome {
             Ok(Ok(response)) => response,
             // The dyno already logged why ("Instance crashed: …").
@@ -218,6 +226,10 @@ impl Router {
     }
 }
 
+/// How long after a request's deadline the router gives up on the dyno by itself: the
+/// guest's own deadline (checked on its lane at every epoch tick) normally ends the
+/// request first and says so in the log.
+const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
 /// Longest a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest read buffer of a connection: a request's headers must fit.

@@ -1,0 +1,375 @@
+//! CPU fairness between apps: a busy app slows itself, not its neighbours.
+//!
+//! Every app's guests run on threads of their own (its [lane](super::lane)), so the
+//! kernel shares the CPU between apps as it does between threads. That alone is fair in
+//! the long run but not for latency: a quiet app's request that wakes its lane while
+//! busy lanes hold every core waits for the scheduler's next tick (about 5 ms at p99 on a
+//! 2-core host), ten times its idle latency. So the governor watches how much CPU each
+//! lane wants (the time its threads ran or waited to run, every 100 ms) and lowers the
+//! priority of a lane that wanted most of a core for half a second (`nice` 19): the
+//! kernel then preempts it
+//! the moment a normal-priority thread (the router, the API, a quiet app) wakes up.
+//! When the app calms down its lane gets normal priority back. The app learns both in
+//! its own log.
+//!
+//! Lowering a thread's priority needs no privilege; raising it back needs
+//! `CAP_SYS_NICE` (or an `RLIMIT_NICE` allowing it). Without it, a lane once demoted
+//! stays demoted until the host restarts, and the host says so once.
+
+use crate::logs::LogStream;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use wdeploy_core::AppName;
+
+/// How often lanes' CPU time is read.
+const PERIOD: Duration = Duration::from_millis(100);
+/// A lane is demoted once it used [`Thresholds::busy`] of one core over this many periods.
+const BUSY_WINDOW: usize = 5;
+/// A demoted lane is restored once it used less than [`Thresholds::calm`] over this many.
+const CALM_WINDOW: usize = 20;
+/// The `nice` value of a demoted lane's threads (the lowest priority there is).
+const DEMOTED_NICE: i32 = 19;
+/// The process name of the governor's lines in an app's log.
+const LOG_NAME: &str = "scheduler";
+
+/// When a lane counts as busy, and as calm again, in cores wanted (1.0: runnable all the
+/// time on one thread).
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub busy: f64,
+    pub calm: f64,
+}
+
+impl Default for Thresholds {
+    /// Most of a core for half a second is busy (a request-serving app rarely holds a core
+    /// that long); a quarter of a core over two seconds is calm.
+    fn default() -> Self {
+        Thresholds {
+            busy: 0.6,
+            calm: 0.25,
+        }
+    }
+}
+
+/// Watches every lane's CPU use; one per engine, on a thread of its own.
+pub struct CpuGovernor {
+    thresholds: Thresholds,
+    lanes: Mutex<Vec<Weak<LaneCpu>>>,
+    stop: AtomicBool,
+    /// Set once restoring a lane's priority was refused (no `CAP_SYS_NICE`).
+    cannot_restore: AtomicBool,
+}
+
+/// One lane's threads and what the governor knows of them.
+pub struct LaneCpu {
+    app: AppName,
+    logs: Arc<LogStream>,
+    state: Mutex<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    /// Each live thread's demand (see [`thread_demand_ns`]) when last read.
+    threads: HashMap<libc::pid_t, u64>,
+    /// Nanoseconds the lane's threads wanted the CPU in each recent period, newest last.
+    recent: VecDeque<u64>,
+    demoted: bool,
+}
+
+impl CpuGovernor {
+    /// Starts the governor's thread; it ends when the governor is dropped.
+    pub fn start(thresholds: Thresholds) -> std::io::Result<Arc<CpuGovernor>> {
+        let governor = Arc::new(CpuGovernor {
+            thresholds,
+            lanes: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            cannot_restore: AtomicBool::new(false),
+        });
+        let watched = Arc::downgrade(&governor);
+        std::thread::Builder::new()
+            .name("wdeploy-cpu".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(PERIOD);
+                    let Some(governor) = watched.upgrade() else {
+                        return;
+                    };
+                    if governor.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    governor.tick();
+                }
+            })?;
+        Ok(governor)
+    }
+
+    /// A new lane to watch; its threads register themselves as they start.
+    pub fn watch(&self, app: AppName, logs: Arc<LogStream>) -> Arc<LaneCpu> {
+        let lane = Arc::new(LaneCpu {
+            app,
+            logs,
+            state: Mutex::new(LaneState::default()),
+        });
+        self.lanes.lock().push(Arc::downgrade(&lane));
+        lane
+    }
+
+    fn tick(&self) {
+        let lanes: Vec<Arc<LaneCpu>> = {
+            let mut lanes = self.lanes.lock();
+            lanes.retain(|lane| lane.strong_count() > 0);
+            lanes.iter().filter_map(Weak::upgrade).collect()
+        };
+        for lane in lanes {
+            lane.tick(self.thresholds, &self.cannot_restore);
+        }
+    }
+}
+
+impl Drop for CpuGovernor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl LaneCpu {
+    /// Called on each new thread of the lane: it is watched, and starts at the lane's
+    /// current priority.
+    pub fn register_current_thread(&self) {
+        let tid = current_tid();
+        let mut state = self.state.lock();
+        state
+            .threads
+            .insert(tid, thread_demand_ns(tid).unwrap_or(0));
+        if state.demoted {
+            set_nice(tid, DEMOTED_NICE);
+        }
+    }
+
+    /// Called as a lane thread stops.
+    pub fn unregister_current_thread(&self) {
+        self.state.lock().threads.remove(&current_tid());
+    }
+
+    /// Whether the lane runs at low priority now.
+    pub fn is_demoted(&self) -> bool {
+        self.state.lock().demoted
+    }
+
+    fn tick(&self, thresholds: Thresholds, cannot_restore: &AtomicBool) {
+        let mut state = self.state.lock();
+        let mut used = 0;
+        state
+            .threads
+            .retain(|&tid, last| match thread_demand_ns(tid) {
+                Some(now) => {
+                    used += now.saturating_sub(*last);
+                    *last = now;
+                    true
+                }
+                // The thread ended without unregistering (it cannot, but be safe).
+                None => false,
+            });
+        state.recent.push_back(used);
+        while state.recent.len() > CALM_WINDOW {
+            state.recent.pop_front();
+        }
+        let busy = share(&state.recent, BUSY_WINDOW);
+        let calm = share(&state.recent, CALM_WINDOW);
+        if !state.demoted && busy >= thresholds.busy && state.recent.len() >= BUSY_WINDOW {
+            state.demoted = true;
+            for &tid in state.threads.keys() {
+                set_nice(tid, DEMOTED_NICE);
+            }
+            tracing::info!(app = %self.app, cores = busy, "busy app demoted to low CPU priority");
+            self.logs.platform(
+                LOG_NAME,
+                format!(
+                    "Warning: the app's dynos kept {busy:.2} CPU cores busy over the last {:.1}s; \
+                     they run at low priority until it calms down, so other apps keep their share",
+                    (BUSY_WINDOW as u32 * PERIOD).as_secs_f64()
+                ),
+            );
+        } else if state.demoted
+            && calm < thresholds.calm
+            && state.recent.len() >= CALM_WINDOW
+            && !cannot_restore.load(Ordering::Relaxed)
+        {
+            let restored = state.threads.keys().all(|&tid| set_nice(tid, 0));
+            if !restored {
+                // Keep it demoted (some threads are); say once why it stays so.
+                if !cannot_restore.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot restore the CPU priority of calm apps (the host lacks CAP_SYS_NICE); \
+                         a busy app stays at low priority until the host restarts"
+                    );
+                }
+                return;
+            }
+            state.demoted = false;
+            tracing::info!(app = %self.app, "calm app restored to normal CPU priority");
+            self.logs.platform(
+                LOG_NAME,
+                format!(
+                    "The app's dynos kept {calm:.2} CPU cores busy over the last {:.0}s; they run at normal priority again",
+                    (CALM_WINDOW as u32 * PERIOD).as_secs_f64()
+                ),
+            );
+        }
+    }
+}
+
+/// The CPU cores (in units of one core) used over the newest `n` periods.
+fn share(recent: &VecDeque<u64>, n: usize) -> f64 {
+    let n = n.min(recent.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let used: u64 = recent.iter().rev().take(n).sum();
+    used as f64 / (n as u32 * PERIOD).as_nanos() as f64
+}
+
+fn current_tid() -> libc::pid_t {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// How long a thread has wanted the CPU so far, in nanoseconds: the time it ran plus the
+/// time it waited to run, from `/proc/thread-self/../schedstat`. On a loaded host a
+/// busy-looping guest may run only a fifth of the time, but it is runnable all of the
+/// time, and that is what makes it busy. Where the kernel keeps no schedstat, the time it
+/// ran (its per-thread CPU clock) stands in. `None` once the thread is gone.
+fn thread_demand_ns(tid: libc::pid_t) -> Option<u64> {
+    match std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")) {
+        Ok(text) => {
+            let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+            match (fields.next(), fields.next()) {
+                (Some(Ok(ran)), Some(Ok(waited))) => Some(ran.saturating_add(waited)),
+                _ => thread_cpu_ns(tid),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => thread_cpu_ns(tid),
+    }
+}
+
+/// A thread's CPU time so far, from the kernel's per-thread clock, which Linux names by
+/// thread id (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`, as glibc's
+/// `pthread_getcpuclockid` builds it). `None` once the thread is gone.
+fn thread_cpu_ns(tid: libc::pid_t) -> Option<u64> {
+    let clock = ((!tid) << 3) | 6;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write; an unknown clock id is an error return.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
+}
+
+/// Sets one thread's `nice` value; false when refused.
+fn set_nice(tid: libc::pid_t, nice: i32) -> bool {
+    // SAFETY: plain syscall on a thread id of this process; a stale id is an error return.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's CPU time, as the C library gives it.
+    fn own_cpu_ns() -> u64 {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to write.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) },
+            0
+        );
+        now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    }
+
+    #[test]
+    fn a_threads_demand_is_at_least_its_cpu_time() {
+        let tid = current_tid();
+        let ran = thread_cpu_ns(tid).expect("own clock");
+        let wanted = thread_demand_ns(tid).expect("own schedstat");
+        // schedstat is updated at scheduling events, so allow it to lag a little.
+        assert!(wanted + 50_000_000 >= ran, "{wanted} < {ran}");
+        assert_eq!(thread_demand_ns(-5), None);
+    }
+
+    #[test]
+    fn a_threads_clock_by_id_is_its_cpu_time() {
+        let tid = current_tid();
+        let spin = std::time::Instant::now();
+        let start = own_cpu_ns();
+        let mut n = 0u64;
+        // Bounded by wall time: a loaded machine gives the thread less than a core.
+        while own_cpu_ns() - start < 20_000_000 && spin.elapsed() < Duration::from_secs(10) {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+        let before = own_cpu_ns();
+        let by_id = thread_cpu_ns(tid).expect("own clock");
+        let after = own_cpu_ns();
+        assert!(
+            (before..=after).contains(&by_id),
+            "{before} <= {by_id} <= {after}"
+        );
+        assert_eq!(thread_cpu_ns(-5), None);
+    }
+
+    #[test]
+    fn shares_are_in_cores() {
+        let period = PERIOD.as_nanos() as u64;
+        let recent: VecDeque<u64> = [0, period, period, period / 2].into_iter().collect();
+        assert!((share(&recent, 2) - 0.75).abs() < 1e-9);
+        assert!((share(&recent, 10) - 0.625).abs() < 1e-9);
+        assert_eq!(share(&VecDeque::new(), 5), 0.0);
+    }
+
+    #[test]
+    fn a_busy_lane_is_demoted_and_a_calm_one_restored() {
+        // Any spinning counts as busy here: the machine running the test may be loaded.
+        let governor = CpuGovernor::start(Thresholds {
+            busy: 0.02,
+            calm: 0.01,
+        })
+        .expect("governor");
+        let logs = LogStream::new();
+        let lane = governor.watch("spinning".parse().expect("name"), logs.clone());
+        let spinner = {
+            let lane = lane.clone();
+            std::thread::spawn(move || {
+                lane.register_current_thread();
+                let spin = std::time::Instant::now();
+                let mut n = 0u64;
+                // Bounded: a loaded machine may give the thread less than a core.
+                while spin.elapsed() < Duration::from_secs(10) && !lane.is_demoted() {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                let demoted = lane.is_demoted();
+                lane.unregister_current_thread();
+                demoted
+            })
+        };
+        assert!(
+            spinner.join().expect("spinner"),
+            "a spinning lane was not demoted"
+        );
+        let (history, _) = logs.replay_and_subscribe(10);
+        assert!(
+            history
+                .iter()
+                .any(|l| l.text.contains("run at low priority")),
+            "{history:?}"
+        );
+    }
+}
