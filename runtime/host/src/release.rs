@@ -2,12 +2,11 @@
 
 use crate::addons::AppAddons;
 use crate::guest::data::StoreData;
-use crate::guest::engine::Engine;
+use crate::guest::engine::{Engine, Loaded};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wdeploy_core::{AppName, AppSettings, Digest, Process, ProcessType, Procfile};
@@ -26,6 +25,8 @@ pub struct Release {
     pub addons: Arc<AppAddons>,
     web: Option<ProxyPre<StoreData>>,
     commands: HashMap<ProcessType, CommandPre<StoreData>>,
+    /// Keeps the compiled components in the engine's memory while the release lives.
+    _compiled: Vec<Loaded>,
 }
 
 /// What a release is made of, before loading.
@@ -49,7 +50,7 @@ impl Release {
     /// → `wasi:cli/run`. Nothing starts if any of this fails.
     pub async fn load(engine: &Arc<Engine>, spec: ReleaseSpec) -> anyhow::Result<Arc<Release>> {
         spec.procfile.check_components(spec.components.keys())?;
-        let mut compiled: HashMap<String, Component> = HashMap::new();
+        let mut compiled: HashMap<String, Loaded> = HashMap::new();
         for process in spec.procfile.processes.values() {
             if compiled.contains_key(&process.component) {
                 continue;
@@ -68,7 +69,7 @@ impl Release {
         let mut web = None;
         let mut commands = HashMap::new();
         for process in spec.procfile.processes.values() {
-            let component = &compiled[&process.component];
+            let component = &compiled[&process.component].component;
             let pre = crate::guest::imports::instantiate_pre(engine, component, &process.component)
                 .with_context(|| format!("process type `{}`", process.name))?;
             if process.is_web() {
@@ -95,6 +96,7 @@ impl Release {
             config: spec.config,
             web,
             commands,
+            _compiled: compiled.into_values().collect(),
         }))
     }
 

@@ -9,14 +9,24 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wdeploy_core::Digest;
 use wdeploy_core::wasm::{WasmKind, kind_of_file};
+
+/// A component compiled and kept in memory for as long as a release holds this.
+pub struct Loaded {
+    pub component: Component,
+    /// Keeps the engine's shared entry alive (see `Engine::loaded`).
+    _shared: Arc<OnceCell<Component>>,
+}
+
+/// Compiles that run at once (see `Engine::compiling`).
+const COMPILES_AT_ONCE: usize = 2;
 
 /// How often the epoch advances; the granularity of guest yielding and deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -30,6 +40,8 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// Where compiled components are cached, keyed by content digest and engine.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the compile cache keeps; the least recently used files go first.
+    pub cache_limit_bytes: u64,
     /// Memory and table bytes per pool slot kept mapped when an instance is freed.
     pub keep_resident_bytes: usize,
     /// Where guests' outgoing HTTP may go.
@@ -44,6 +56,7 @@ impl Default for EngineOptions {
             max_instances: 1000,
             max_memory_bytes: 4 << 30,
             cache_dir: None,
+            cache_limit_bytes: 2 << 30,
             keep_resident_bytes: 1 << 20,
             egress: Egress::PublicOnly,
             lanes: LaneOptions::default(),
@@ -56,15 +69,21 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
+    cache_limit_bytes: u64,
     egress: Egress,
     lanes: LaneOptions,
     /// Watches every app's lane and demotes busy ones.
     governor: Arc<CpuGovernor>,
-    /// Compiled components by digest. Releases of the same code (a config change, a
-    /// rollback, many apps running one slug) share one copy, and a compile started when
-    /// the blob was uploaded is joined by the release that needs it, never repeated.
-    /// Entries live as long as the host: it loads only what its apps' releases name.
-    loaded: Mutex<HashMap<Digest, Arc<OnceCell<Component>>>>,
+    /// Compiled components by digest, held by the releases that run them ([`Loaded`]).
+    /// Releases of the same code (a config change, a rollback, many apps running one
+    /// slug) share one copy, and a compile in progress is joined, never repeated. When no
+    /// release holds a component any more, it leaves memory (the compile cache on disk
+    /// still has it).
+    loaded: Mutex<HashMap<Digest, Weak<OnceCell<Component>>>>,
+    /// Compiles running at once. Each one already uses every core (wasmtime compiles
+    /// functions in parallel), so more would only add memory and threads: a burst of
+    /// uploads queues here instead of starting a compile each.
+    compiling: Semaphore,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
 }
@@ -143,11 +162,13 @@ impl Engine {
             engine,
             linker,
             cache_dir: options.cache_dir.clone(),
+            cache_limit_bytes: options.cache_limit_bytes,
             egress: options.egress,
             lanes: options.lanes,
             governor: CpuGovernor::start(Thresholds::default())
                 .context("starting the CPU governor")?,
             loaded: Mutex::new(HashMap::new()),
+            compiling: Semaphore::new(COMPILES_AT_ONCE),
             ticker_stop,
         }))
     }
@@ -175,36 +196,52 @@ impl Engine {
         &self.linker
     }
 
-    /// The compiled component of a digest: from memory, or the compile cache when a
-    /// compatible engine compiled it before, or compiled now. Compiling is CPU-heavy, so it
-    /// runs off the async threads; callers asking for the same digest meanwhile wait for
-    /// that one compile.
+    /// The compiled component of a digest: from memory while a release holds it, or the
+    /// compile cache when a compatible engine compiled it before, or compiled now.
+    /// Compiling is CPU-heavy, so it runs off the async threads, a few at a time; callers
+    /// asking for the same digest meanwhile wait for that one compile.
     pub async fn load_component(
         self: &Arc<Self>,
         path: &Path,
         digest: &Digest,
-    ) -> anyhow::Result<Component> {
-        let cell = self
-            .loaded
-            .lock()
-            .entry(digest.clone())
-            .or_default()
-            .clone();
+    ) -> anyhow::Result<Loaded> {
+        let cell = {
+            let mut loaded = self.loaded.lock();
+            match loaded.get(digest).and_then(Weak::upgrade) {
+                Some(cell) => cell,
+                None => {
+                    loaded.retain(|_, cell| cell.strong_count() > 0);
+                    let cell = Arc::new(OnceCell::new());
+                    loaded.insert(digest.clone(), Arc::downgrade(&cell));
+                    cell
+                }
+            }
+        };
         let component = cell
             .get_or_try_init(|| {
                 let this = self.clone();
                 let path = path.to_path_buf();
                 let digest = digest.clone();
                 async move {
+                    let _turn = this
+                        .compiling
+                        .acquire()
+                        .await
+                        .context("the engine is shutting down")?;
+                    let compiler = this.clone();
                     tokio::task::spawn_blocking(move || {
-                        this.load_component_blocking(&path, &digest)
+                        compiler.load_component_blocking(&path, &digest)
                     })
                     .await
                     .context("compile task panicked")?
                 }
             })
-            .await?;
-        Ok(component.clone())
+            .await?
+            .clone();
+        Ok(Loaded {
+            component,
+            _shared: cell,
+        })
     }
 
     /// Starts compiling a freshly uploaded blob if it is a component, so the release that
@@ -248,10 +285,13 @@ impl Engine {
         let component = Component::new(&self.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling {}", file_name(path)))?;
-        if let Some(cached) = cached
-            && let Err(e) = write_cache(&component, &cached)
-        {
-            tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
+        if let Some(cached) = cached {
+            match write_cache(&component, &cached) {
+                Ok(()) => prune_cache(&cached, self.cache_limit_bytes),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}")
+                }
+            }
         }
         Ok(component)
     }
@@ -283,8 +323,90 @@ fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Marks a cache file as just used, for [`prune_cache`]'s least-recently-used order.
+fn touch(path: &Path) {
+    let now = std::time::SystemTime::now();
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(now);
+    }
+}
+
+/// Deletes the least recently used files of the compile cache holding `written` until it
+/// holds at most `limit` bytes (never `written` itself). A cache file that goes is only a
+/// compile to redo: the blob store keeps every component.
+fn prune_cache(written: &Path, limit: u64) {
+    let Some(dir) = written.parent() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    if total <= limit {
+        return;
+    }
+    files.sort();
+    for (_, len, path) in files {
+        if total <= limit {
+            break;
+        }
+        if path == written {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total = total.saturating_sub(len);
+                tracing::debug!(path = %path.display(), "pruned compile cache entry");
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "could not prune compile cache: {e}"),
+        }
+    }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_compile_cache_drops_its_least_recently_used_files_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let file = |name: &str, age: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [0u8; 100]).expect("write");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(old + Duration::from_secs(age))
+                .expect("mtime");
+            path
+        };
+        let oldest = file("a.cwasm", 1);
+        let used = file("b.cwasm", 2);
+        let written = file("c.cwasm", 0);
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, [0u8; 500]).expect("write");
+        touch(&used);
+
+        prune_cache(&written, 250);
+        assert!(!oldest.exists(), "the least recently used entry stays");
+        assert!(used.exists() && written.exists(), "a recent entry went");
+        assert!(other.exists(), "only cache entries are pruned");
+    }
 }
