@@ -275,7 +275,10 @@ impl Engine {
             // same compatibility hash (it is in the file name), in a directory only the
             // host writes; wasmtime still checks the header before using it.
             match unsafe { Component::deserialize_file(&self.engine, cached) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    touch(cached);
+                    return Ok(component);
+                }
                 Err(e) => {
                     tracing::warn!(path = %cached.display(), "ignoring bad compile cache entry: {e:#}")
                 }
