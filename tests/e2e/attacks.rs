@@ -326,7 +326,37 @@ fn header_and_idle_timeouts_close_connections() {
             "{listener}: an idle connection closed after {:?}, before the idle timeout",
             silent.elapsed()
         );
+
+        // The next request's head, trickling in on a kept-alive connection: closed at
+        // the header timeout too.
+        let mut again = connect_from(Ipv4Addr::LOCALHOST, port);
+        again.write_all(request).expect("send a request");
+        assert!(read_answer(&mut again).starts_with(status), "{listener}");
+        again.write_all(UNFINISHED_HEAD).expect("send a head");
+        let trickled = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            again.write_all(b"a").is_err()
+        });
+        assert!(
+            trickled || read_until_closed(&mut again, Duration::from_secs(1)).is_ok(),
+            "{listener}: a second head trickling in for 20 s is still open"
+        );
     }
+
+    // A response that is a stream (`logs --tail`) may stay silent past the idle timeout:
+    // its client is reading, there is nothing to send.
+    host.ok(&["apps:create", "quiet", "--no-link"]);
+    let mut tail = connect_from(Ipv4Addr::LOCALHOST, host.api_port());
+    let request = format!(
+        "GET /apps/quiet/log-sessions?tail=true HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        host.token
+    );
+    tail.write_all(request.as_bytes())
+        .expect("ask for the log stream");
+    let open = read_until_closed(&mut tail, Duration::from_secs(10))
+        .expect_err("a quiet log stream closed by the idle timeout");
+    assert!(open.contains("HTTP/1.1 200"), "{open}");
 }
 
 /// Reads one answer with a `content-length` body from a kept-alive connection.

@@ -3,6 +3,7 @@
 //! starts it whenever it waits for a head, idle keep-alive included (so a kept-alive
 //! connection would be closed at 30 s, never at 55), and has no idle timer; the listener
 //! keeps both deadlines itself from what this clock sees: the socket's reads and writes
+//! (a write the socket refuses means a client not reading)
 //! ([`Watched`]), the requests hyper hands to the service and the responses it finishes
 //! ([`Tracked`]).
 
@@ -19,6 +20,9 @@ use tokio::time::Instant;
 
 pub(super) struct Clock {
     state: Mutex<State>,
+    /// Told when a deadline may have come closer (a head began, a request started or
+    /// ended, a write was refused), so the connection's driver looks again.
+    changed: tokio::sync::Notify,
 }
 
 struct State {
@@ -30,10 +34,9 @@ struct State {
     head_started: Option<Instant>,
     /// When the connection last had no request in progress.
     idle_since: Instant,
-    /// When a byte was last read or written.
-    last_io: Instant,
-    /// A byte of the current response was written.
-    responding: bool,
+    /// Since when the socket has refused more bytes (the client stopped reading);
+    /// `None` while writes go through.
+    write_blocked: Option<Instant>,
 }
 
 /// Why a connection is closed.
@@ -43,7 +46,7 @@ pub(super) enum Expired {
     Headers,
     /// Nothing was sent on an idle kept-alive connection.
     Idle,
-    /// The client stopped reading the response.
+    /// The client stopped reading the response for the idle timeout.
     Stalled,
 }
 
@@ -55,20 +58,22 @@ impl Clock {
                 in_flight: 0,
                 head_started: Some(now),
                 idle_since: now,
-                last_io: now,
-                responding: false,
+                write_blocked: None,
             }),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
     /// The next deadline and what passing it means; `None` while the service works on
-    /// a request (its own timeout bounds that: the router's `web.timeout`).
+    /// a request and its client reads what it is sent (the service's own timeout bounds
+    /// the work: the router's `web.timeout`; a stream such as `logs --tail` may be
+    /// silent for long).
     pub(super) fn deadline(&self, limits: &ListenerLimits) -> Option<(Instant, Expired)> {
         let state = self.state.lock();
         if state.in_flight > 0 {
             return state
-                .responding
-                .then(|| (state.last_io + limits.idle_timeout, Expired::Stalled));
+                .write_blocked
+                .map(|since| (since + limits.idle_timeout, Expired::Stalled));
         }
         Some(match state.head_started {
             Some(at) => (at + limits.header_timeout, Expired::Headers),
@@ -76,20 +81,27 @@ impl Clock {
         })
     }
 
+    /// Resolves when the deadline may have changed since the last call.
+    pub(super) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
     fn read(&self) {
         let mut state = self.state.lock();
-        let now = Instant::now();
-        state.last_io = now;
         if state.in_flight == 0 && state.head_started.is_none() {
-            state.head_started = Some(now);
+            state.head_started = Some(Instant::now());
+            self.changed.notify_one();
         }
     }
 
-    fn wrote(&self) {
+    /// A write went through (`true`) or the socket's buffer is full (`false`).
+    fn wrote(&self, went_through: bool) {
         let mut state = self.state.lock();
-        state.last_io = Instant::now();
-        if state.in_flight > 0 {
-            state.responding = true;
+        if went_through {
+            state.write_blocked = None;
+        } else if state.write_blocked.is_none() {
+            state.write_blocked = Some(Instant::now());
+            self.changed.notify_one();
         }
     }
 
@@ -97,7 +109,7 @@ impl Clock {
         let mut state = self.state.lock();
         state.in_flight += 1;
         state.head_started = None;
-        state.responding = false;
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 }
@@ -112,8 +124,8 @@ impl Drop for InFlight {
         state.in_flight -= 1;
         if state.in_flight == 0 {
             state.idle_since = Instant::now();
-            state.responding = false;
         }
+        self.0.changed.notify_one();
     }
 }
 
@@ -151,8 +163,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.wrote();
+        match polled {
+            Poll::Ready(Ok(n)) if n > 0 => self.clock.wrote(true),
+            Poll::Pending => self.clock.wrote(false),
+            _ => {}
         }
         polled
     }
@@ -163,8 +177,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.wrote();
+        match polled {
+            Poll::Ready(Ok(n)) if n > 0 => self.clock.wrote(true),
+            Poll::Pending => self.clock.wrote(false),
+            _ => {}
         }
         polled
     }
@@ -272,12 +288,20 @@ mod tests {
         // Bytes of the head do not move the deadline (slowloris).
         clock.read();
         assert_eq!(clock.deadline(&limits), Some((at, Expired::Headers)));
-        // A request in progress has no deadline until its response is written…
+        // A request in progress has no deadline while its client reads what it is sent,
+        // however long the response takes…
         let in_flight = clock.request_started();
         assert_eq!(clock.deadline(&limits), None);
-        // …then one of idle time between writes (a client that stops reading).
-        clock.wrote();
-        assert_eq!(clock.deadline(&limits).unwrap().1, Expired::Stalled);
+        clock.wrote(true);
+        assert_eq!(clock.deadline(&limits), None);
+        // …but one when the client stops reading, which a write that goes through ends.
+        clock.wrote(false);
+        let (stalled_at, why) = clock.deadline(&limits).unwrap();
+        assert_eq!(why, Expired::Stalled);
+        clock.wrote(false);
+        assert_eq!(clock.deadline(&limits), Some((stalled_at, why)));
+        clock.wrote(true);
+        assert_eq!(clock.deadline(&limits), None);
         // Once answered, the connection idles until the next request's first byte.
         drop(in_flight);
         let (idle_until, why) = clock.deadline(&limits).unwrap();

@@ -18,7 +18,8 @@ pub struct ListenerLimits {
     /// connection opened, for its first request). Heroku's router allows 30 s.
     pub header_timeout: Duration,
     /// A kept-alive connection with no request in progress is closed after this long
-    /// without a byte from the client; so is one whose client stops reading a response.
+    /// without a byte from the client; so is one whose client stops reading a response
+    /// (its socket refusing more bytes) for this long.
     /// Heroku's router allows 55 s.
     pub idle_timeout: Duration,
 }

@@ -95,12 +95,13 @@ pub async fn serve<S, B>(
             tokio::pin!(conn);
             loop {
                 let deadline = clock.deadline(&limits);
-                // With no deadline (a request in progress), look again after a while.
+                // With no deadline (a request in progress), wait for a change.
                 let wake = deadline.map_or_else(
                     || tokio::time::Instant::now() + limits.idle_timeout,
                     |(at, _)| at,
                 );
                 tokio::select! {
+                    () = clock.changed() => {}
                     ended = &mut conn => {
                         if let Err(e) = ended {
                             tracing::debug!(listener = name, "connection from {peer} ended: {e}");
