@@ -35,8 +35,7 @@ pub use guest::egress::Egress;
 pub use guest::engine::{Engine, EngineOptions};
 pub use guest::imports::instantiate_pre;
 pub use listener::{
-    HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_HEADER_BYTES, raise_fd_limit,
-    serve as serve_http,
+    HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,
 };
 pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, Egress, Engine, EngineOptions, Host, HostConfig, ListenerLimits, Router,
-    raise_fd_limit,
+    Backoff, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT,
+    ListenerLimits, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -53,10 +53,10 @@ pub struct HostArgs {
     pub max_connections_per_ip: Option<usize>,
     /// Seconds a client has to send a request's headers, from its first byte (from
     /// connecting, for a connection's first request)
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = HEADER_TIMEOUT.as_secs_f64())]
     pub header_timeout: f64,
     /// Seconds a kept-alive connection may stay silent between requests
-    #[arg(long, default_value_t = 55.0)]
+    #[arg(long, default_value_t = IDLE_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
 }
 
