@@ -2,6 +2,8 @@
 //! them, streams their logs, and carries out the control API over a store.
 //!
 //! Layers, bottom up (each only uses the ones before it):
+//! - `listener/`: the HTTP listeners' limits (connections, timeouts, header bytes),
+//!   which the router and the control API serve through;
 //! - `logs/`: each app's log stream;
 //! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
 //! - `guest/`: the engine and everything one component instance needs;
@@ -20,6 +22,7 @@ mod app;
 mod control;
 mod dyno;
 mod guest;
+mod listener;
 mod logs;
 mod release;
 mod router;
@@ -31,6 +34,9 @@ pub use dyno::backoff::Backoff;
 pub use guest::egress::Egress;
 pub use guest::engine::{Engine, EngineOptions};
 pub use guest::imports::instantiate_pre;
+pub use listener::{
+    HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,
+};
 pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;

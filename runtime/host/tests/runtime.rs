@@ -119,7 +119,12 @@ async fn serve(runtime: Arc<AppRuntime>) -> std::net::SocketAddr {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(router.serve(listener, std::future::pending(), Duration::from_secs(1)));
+    tokio::spawn(router.serve(
+        listener,
+        wdeploy_host::ListenerLimits::default(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
     addr
 }
 

@@ -139,6 +139,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = signal_watch::channel(false);
     let server = tokio::spawn(router.clone().serve(
         listener,
+        wdeploy_host::ListenerLimits::default(),
         async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use wdeploy_host::{Backoff, Egress, Engine, EngineOptions, Host, HostConfig, Router};
+use wdeploy_host::{
+    Backoff, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT,
+    ListenerLimits, Router, raise_fd_limit,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
@@ -40,6 +43,21 @@ pub struct HostArgs {
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
     pub allow_private_egress: bool,
+    /// Open connections each of the router and the API accepts at once; past it a new
+    /// one gets a 503 and is closed [default: sized from the open-files limit]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Open connections one client address may hold on each of the router and the API
+    /// [default: 1024, at most --max-connections]
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a client has to send a request's headers, from its first byte (from
+    /// connecting, for a connection's first request)
+    #[arg(long, default_value_t = HEADER_TIMEOUT.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Seconds a kept-alive connection may stay silent between requests
+    #[arg(long, default_value_t = IDLE_TIMEOUT.as_secs_f64())]
+    pub idle_timeout: f64,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -51,6 +69,7 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let limits = listener_limits(&args)?;
     let data = match args.data {
         Some(dir) => dir,
         None => default_data_dir()?,
@@ -129,15 +148,19 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     };
     let router_task = tokio::spawn(router.clone().serve(
         router_listener,
+        limits.clone(),
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
     let api = wdeploy_api::server::router(host.clone());
-    let api_task = tokio::spawn(
-        axum::serve(api_listener, api)
-            .with_graceful_shutdown(wait_stop(stop_rx.clone()))
-            .into_future(),
-    );
+    let api_task = tokio::spawn(wdeploy_host::serve_http(
+        "api",
+        api_listener,
+        limits,
+        move |_, _| hyper_util::service::TowerToHyperService::new(api.clone()),
+        wait_stop(stop_rx.clone()),
+        STOP_GRACE,
+    ));
 
     println!("wdeploy host: data in {}", data.display());
     println!(
@@ -167,6 +190,43 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let _ = router_task.await;
     let _ = api_task.await;
     Ok(())
+}
+
+/// The router's and the API's limits from the flags, the open-files limit raised first
+/// (each connection is a file descriptor).
+fn listener_limits(args: &HostArgs) -> anyhow::Result<ListenerLimits> {
+    let mut limits = match raise_fd_limit() {
+        Ok(fd_limit) => ListenerLimits::for_fd_limit(fd_limit),
+        Err(e) => {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+            ListenerLimits::default()
+        }
+    };
+    if let Some(max) = args.max_connections {
+        anyhow::ensure!(max >= 1, "--max-connections must be at least 1");
+        limits.max_connections = max;
+        limits.max_connections_per_ip = limits.max_connections_per_ip.min(max);
+    }
+    if let Some(max) = args.max_connections_per_ip {
+        anyhow::ensure!(
+            (1..=limits.max_connections).contains(&max),
+            "--max-connections-per-ip must be between 1 and --max-connections ({})",
+            limits.max_connections
+        );
+        limits.max_connections_per_ip = max;
+    }
+    limits.header_timeout = seconds("--header-timeout", args.header_timeout)?;
+    limits.idle_timeout = seconds("--idle-timeout", args.idle_timeout)?;
+    Ok(limits)
+}
+
+/// A timeout flag: more than 0 and at most an hour.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0 && value <= 3600.0,
+        "{flag} must be more than 0 and at most 3600 seconds"
+    );
+    Ok(Duration::from_secs_f64(value))
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {

@@ -4,12 +4,12 @@ mod line;
 
 use crate::app::AppRuntime;
 use crate::dyno::web::DynoError;
+use crate::listener::ListenerLimits;
 use crate::logs::{LogSource, LogStream};
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::rt::TokioIo;
 use line::{Metered, RouterLine};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -73,58 +73,23 @@ impl Router {
         self.fallback.read().clone()
     }
 
-    /// Accepts connections until `shutdown` resolves, then lets open connections finish
-    /// their current requests (for at most `grace`).
+    /// Accepts connections within `limits` until `shutdown` resolves, then lets open
+    /// connections finish their current requests (for at most `grace`).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        limits: ListenerLimits,
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("router accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let port = stream.local_addr().map_or(0, |a| a.port());
+        let service = |peer: SocketAddr, port: u16| {
             let router = self.clone();
-            let service = hyper::service::service_fn(move |req| {
+            hyper::service::service_fn(move |req| {
                 let router = router.clone();
                 async move { Ok::<_, std::convert::Infallible>(router.route(req, peer, port).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                // A client gets 30 s to send its headers (Heroku's router allows the same),
-                // in a buffer of at most 64 KiB, so a slow or endless header holds neither
-                // a connection nor memory for long.
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("connection from {peer} ended: {e}");
-                }
-            });
-        }
-        drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("router stopped with requests still in flight after {grace:?}");
-        }
+            })
+        };
+        crate::listener::serve("router", listener, limits, service, shutdown, grace).await;
     }
 
     /// Serves one request that came in on the router's `port`: find the app and a dyno,
@@ -230,10 +195,6 @@ impl Router {
 /// guest's own deadline (checked on its lane at every epoch tick) normally ends the
 /// request first and says so in the log.
 const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
-/// Longest a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest read buffer of a connection: a request's headers must fit.
-const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// What the app learns of the client, as Heroku's router tells it: `X-Forwarded-For`
 /// (the client's address appended to any it sent), `X-Forwarded-Proto` and
