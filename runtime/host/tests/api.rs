@@ -35,7 +35,10 @@ impl ApiFixture {
                 domain: "localhost".into(),
                 router_port: 8080,
                 backoff: Backoff::default(),
-                stop_grace: Duration::from_secs(1),
+                deadlines: wdeploy_host::Deadlines {
+                    stop: Duration::from_secs(1),
+                    ..wdeploy_host::Deadlines::default()
+                },
             },
             store,
             engine,

@@ -106,7 +106,10 @@ impl Fixture {
             self.dir.path().join("dynos"),
             0,
             Backoff::new(vec![Duration::from_millis(200)], Duration::from_secs(60)),
-            Duration::from_secs(1),
+            wdeploy_host::Deadlines {
+                stop: Duration::from_secs(1),
+                ..wdeploy_host::Deadlines::default()
+            },
         )
     }
 }
@@ -358,7 +361,7 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .await
         .expect("deploys");
     let (one_off, task) = runtime
-        .run(&"spin".parse().unwrap(), Vec::new())
+        .run(&"spin".parse().unwrap(), Vec::new(), None)
         .expect("a one-off starts");
     let listed = runtime
         .dynos()
