@@ -421,7 +421,9 @@ async fn release_phase(
         Vec::new(),
         None,
     )?;
-    let stop = task.abort_handle();
+    // However this phase ends (done, timed out, cancelled, or dropped with a request
+    // that went away), the release command does not outlive it.
+    let _stop = AbortOnDrop(task.abort_handle());
     progress
         .say(format!(
             "-----> Running release command `{}` as {name}",
@@ -434,7 +436,6 @@ async fn release_phase(
     let why = tokio::select! {
         ended = followed => ended,
         () = tokio::time::sleep(limit) => {
-            stop.abort();
             let why = format!(
                 "the release command ran past the release timeout of {} and was stopped",
                 human(limit)
@@ -444,7 +445,6 @@ async fn release_phase(
             anyhow::bail!(why)
         }
         () = cancel.cancelled() => {
-            stop.abort();
             runtime.logs.platform(&name, "Stopping process: the release was cancelled");
             runtime.logs.platform(&name, "State changed from up to complete");
             anyhow::bail!("the release was cancelled while its release command ran")
@@ -457,6 +457,15 @@ async fn release_phase(
         }
         Ok(code) => anyhow::bail!("the release command failed with exit status {code}"),
         Err(why) => anyhow::bail!("the release command crashed: {why}"),
+    }
+}
+
+/// Stops a task (at its guest's next yield) when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
