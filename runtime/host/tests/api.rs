@@ -233,6 +233,21 @@ async fn rollback_needs_a_release_with_a_slug() {
 }
 
 #[tokio::test]
+async fn cancelling_needs_a_release_in_progress() {
+    let api = ApiFixture::new().await;
+    let (status, body) = api
+        .call("POST", "/apps/nowhere/releases/cancel", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    api.create_app("calm").await;
+    api.call("PATCH", "/apps/calm/config-vars", Some(json!({ "A": "1" })))
+        .await;
+    let (status, body) = api.call("POST", "/apps/calm/releases/cancel", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["message"], "calm has no release in progress");
+}
+
+#[tokio::test]
 async fn blobs_are_verified_and_listed_as_missing_until_uploaded() {
     let api = ApiFixture::new().await;
     let content = b"not really a component";
