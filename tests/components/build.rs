@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("stranger", &[("STRANGER", "stranger.wasm")]),
+    ("stuck", &[("STUCK", "stuck.wasm")]),
 ];
 
 /// Variables of the outer build that must not reach the nested one.

@@ -49,7 +49,7 @@ fn the_counter_is_exact_across_three_dynos_survives_restarts_and_apps_never_shar
     assert_eq!(host.get("counter", "/count"), (200, total.clone()));
     host.kill_9();
     host.restart();
-    assert_eq!(host.get("counter", "/count"), (200, total));
+    assert_eq!(host.wait_restored("counter", "/count"), (200, total));
     assert_eq!(
         host.get("counter", "/"),
         (200, format!("{}\n", CLIENTS * EACH + 1))

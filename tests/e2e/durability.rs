@@ -45,12 +45,23 @@ fn a_host_killed_with_sigkill_comes_back_with_the_same_release_and_formation() {
 
     host.kill_9();
     host.restart();
-    assert_eq!(host.get("hello", "/"), (200, "Hello from durable\n".into()));
+    // Restored once the host listens: the app answers when it is up.
+    assert_eq!(
+        host.wait_restored("hello", "/"),
+        (200, "Hello from durable\n".into())
+    );
     assert_eq!(host.ok(&["releases", "-a", "hello"]), releases_before);
-    let ps = host.ok(&["ps", "-a", "hello"]);
-    for dyno in ["web.1: up", "web.2: up", "worker.1: "] {
-        assert!(ps.contains(dyno), "{ps}");
-    }
+    let ps = poll_until("every dyno back", SOON, || {
+        let ps = host.ok(&["ps", "-a", "hello"]);
+        if ["web.1: up", "web.2: up", "worker.1: "]
+            .iter()
+            .all(|dyno| ps.contains(dyno))
+        {
+            Ok(ps)
+        } else {
+            Err(ps)
+        }
+    });
     assert!(!ps.contains("web.3"), "{ps}");
     // The compiled components came from the on-disk cache, not a recompile.
     assert!(host.data().join("compiled").read_dir().unwrap().count() >= 2);
@@ -104,7 +115,7 @@ fn kill_9_in_the_middle_of_changes_leaves_a_consistent_store() {
         if acknowledged_web == web {
             assert!(formation.contains(&format!("web={web}")), "{formation}");
         }
-        assert_eq!(host.get("hello", "/").0, 200);
+        assert_eq!(host.wait_restored("hello", "/").0, 200);
     }
 }
 
@@ -134,7 +145,7 @@ fn kill_9_in_the_middle_of_a_push_leaves_a_consistent_store() {
     let releases = host.ok(&["releases", "-a", "hello"]);
     assert!(!releases.contains("(pending)"), "{releases}");
     // An acknowledged push is live; an unacknowledged one is either whole or absent.
-    let (status, body) = host.get("hello", "/");
+    let (status, body) = host.wait_restored("hello", "/");
     assert_eq!(status, 200);
     if pushed {
         assert_eq!(body, "ok\n", "{releases}");

@@ -197,6 +197,10 @@ impl Client {
             &Rollback { version },
         )
     }
+    /// Cancels the release going live; returns it once it is recorded as failed.
+    pub fn cancel_release(&self, app: &str) -> Result<ReleaseInfo> {
+        self.send("POST", &format!("/apps/{app}/releases/cancel"), &())
+    }
     pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
         self.get(&format!("/apps/{app}/config-vars"))
     }

@@ -78,6 +78,8 @@ pub trait Platform: Send + Sync + 'static {
         by: &Caller,
         req: Rollback,
     ) -> Result<ReleaseInfo, ApiError>;
+    /// Stops the release going live (its release phase or boot); returns it, failed.
+    async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo, ApiError>;
     async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ApiError>;
     async fn patch_config(
         &self,
@@ -123,6 +125,7 @@ pub fn router(platform: Shared) -> Router {
         .route("/apps/{app}", get(app).delete(destroy_app))
         .route("/blobs/missing", post(missing_blobs))
         .route("/apps/{app}/releases", get(releases).post(create_release))
+        .route("/apps/{app}/releases/cancel", post(cancel_release))
         .route("/apps/{app}/rollback", post(rollback))
         .route("/apps/{app}/config-vars", get(config).patch(patch_config))
         .route("/apps/{app}/formation", get(formation).patch(scale))
@@ -348,6 +351,14 @@ async fn rollback(
     JsonBody(req): JsonBody<Rollback>,
 ) -> Result<Json<ReleaseInfo>, ApiError> {
     p.rollback(&app, &caller(by), req).await.map(Json)
+}
+
+async fn cancel_release(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    by: Option<axum::Extension<Caller>>,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    p.cancel_release(&app, &caller(by)).await.map(Json)
 }
 
 async fn config(

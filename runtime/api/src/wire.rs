@@ -75,6 +75,9 @@ pub struct RunRequest {
     pub process_type: ProcessType,
     #[serde(default)]
     pub args: Vec<String>,
+    /// Seconds the dyno may live (Heroku's `time_to_live`); the host's limit caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_live: Option<u64>,
 }
 
 /// Every error body: `{"id": "not_found", "message": "…"}`.

@@ -1,6 +1,7 @@
 //! One app's running dynos: its formation of the current release, release swaps,
 //! scaling, restarts and one-off dynos.
 
+use crate::deadlines::{Deadlines, human};
 use crate::dyno::backoff::Backoff;
 use crate::dyno::status::DynoSnapshot;
 use crate::dyno::web::{WebDyno, WebDynoSpec};
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use wdeploy_core::{AppName, DynoState, Formation, ProcessType, dyno};
 
 /// The dynos of one app.
@@ -36,8 +38,8 @@ pub struct AppRuntime {
     port: u16,
     /// The crash restart schedule every worker dyno starts with.
     backoff: Backoff,
-    /// How long a stopping worker has to exit after its stdin closes.
-    stop_grace: Duration,
+    /// How long boots and one-offs may take, and stopping workers have to exit.
+    deadlines: Deadlines,
     formation: tokio::sync::Mutex<Formation>,
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
@@ -63,7 +65,7 @@ impl AppRuntime {
         run_dir: PathBuf,
         port: u16,
         backoff: Backoff,
-        stop_grace: Duration,
+        deadlines: Deadlines,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
             lane: Lane::new(
@@ -78,7 +80,7 @@ impl AppRuntime {
             run_dir,
             port,
             backoff,
-            stop_grace,
+            deadlines,
             formation: tokio::sync::Mutex::new(Formation::new()),
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
@@ -87,6 +89,10 @@ impl AppRuntime {
             one_offs: AtomicU64::new(0),
             next_pick: AtomicU64::new(0),
         })
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     pub fn current_release(&self) -> Option<Arc<Release>> {
@@ -131,8 +137,25 @@ impl AppRuntime {
     /// taking requests but finish those in flight. If any new dyno fails to boot, the old
     /// release keeps serving and the error is returned.
     pub async fn deploy(&self, release: Arc<Release>, formation: &Formation) -> anyhow::Result<()> {
-        let mut running = self.formation.lock().await;
-        self.deploy_locked(&mut running, release, formation).await
+        self.deploy_until(release, formation, &CancellationToken::new())
+            .await
+    }
+
+    /// [`AppRuntime::deploy`] that gives up, with the old release still serving, when
+    /// `cancel` fires before the new web dynos are up (`releases:cancel`, a destroy).
+    /// Once they are up the switch completes: a deploy is never left half done.
+    pub async fn deploy_until(
+        &self,
+        release: Arc<Release>,
+        formation: &Formation,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut running = tokio::select! {
+            running = self.formation.lock() => running,
+            () = cancel.cancelled() => bail!("cancelled before v{} started", release.version),
+        };
+        self.deploy_locked(&mut running, release, formation, cancel)
+            .await
     }
 
     async fn deploy_locked(
@@ -140,11 +163,23 @@ impl AppRuntime {
         running: &mut Formation,
         release: Arc<Release>,
         formation: &Formation,
+        cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let web_count = formation.quantity(ProcessType::WEB);
         let mut fresh = Vec::new();
         for n in 1..=web_count {
-            fresh.push(self.start_web(&release, n).await?);
+            // Dropping a booting dyno stops its instance at the guest's next yield.
+            let booted = tokio::select! {
+                booted = self.start_web(&release, n) => booted?,
+                () = cancel.cancelled() => {
+                    self.logs.platform(
+                        &format!("web.{n}"),
+                        "Stopping process: the release was cancelled while it started",
+                    );
+                    bail!("cancelled while web.{n} of v{} was starting", release.version)
+                }
+            };
+            fresh.push(booted);
         }
         let old_web = self.swap_web(fresh);
         self.retire_web(&old_web);
@@ -224,7 +259,9 @@ impl AppRuntime {
         let mut running = self.formation.lock().await;
         let Some(name) = dyno else {
             let formation = running.clone();
-            return self.deploy_locked(&mut running, release, &formation).await;
+            return self
+                .deploy_locked(&mut running, release, &formation, &CancellationToken::new())
+                .await;
         };
         let (process_type, n) = dyno::parse_name(name)
             .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
@@ -247,7 +284,7 @@ impl AppRuntime {
             };
             workers.remove(index)
         };
-        old.stop(self.stop_grace).await;
+        old.stop(self.deadlines.stop).await;
         let fresh = self.start_worker(&release, &process_type, n)?;
         self.workers.lock().push(fresh);
         Ok(())
@@ -255,25 +292,30 @@ impl AppRuntime {
 
     /// Runs a one-off dyno `run.N` of the current release to completion.
     /// Returns its name at once and its outcome through the join handle.
+    /// It is stopped once it has run for `lifetime` (at most the host's one-off limit).
     pub fn run(
         self: &Arc<Self>,
         process_type: &ProcessType,
         args: Vec<String>,
+        lifetime: Option<Duration>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         let release = self
             .current_release()
             .context("the app has no release to run")?;
-        self.one_off(release, "run", process_type, args)
+        let lifetime = self.deadlines.one_off_lifetime(lifetime);
+        self.one_off(release, "run", process_type, args, Some(lifetime))
     }
 
     /// Runs a one-off dyno `PREFIX.N` of `release` (the current one for `run`, the one
-    /// about to go live for the release phase).
+    /// about to go live for the release phase), stopped after `lifetime` if given.
+    /// Aborting the returned task stops the dyno and takes it out of `ps`.
     pub fn one_off(
         self: &Arc<Self>,
         release: Arc<Release>,
         prefix: &str,
         process_type: &ProcessType,
         args: Vec<String>,
+        lifetime: Option<Duration>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         if release.command(process_type).is_none() {
             bail!(
@@ -311,7 +353,12 @@ impl AppRuntime {
         let lane = self.lane.handle()?;
         let mut running = self.one_off_dynos.lock();
         let task = lane.clone().spawn(async move {
-            let ended = run_one_off(
+            // Leaves `ps` however the task ends, aborted included.
+            let _listed = Listed {
+                runtime: this.clone(),
+                name: task_name.clone(),
+            };
+            let running = run_one_off(
                 WorkerDynoSpec {
                     engine: &this.engine,
                     lane: &lane,
@@ -322,12 +369,27 @@ impl AppRuntime {
                     run_dir: &this.run_dir,
                     port: this.port,
                     backoff: this.backoff.clone(),
+                    boot_timeout: this.deadlines.boot,
                 },
                 &args,
-            )
-            .await;
-            this.one_off_dynos.lock().remove(&task_name);
-            ended
+            );
+            let Some(lifetime) = lifetime else {
+                return running.await;
+            };
+            match tokio::time::timeout(lifetime, running).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    let why = format!(
+                        "it ran past its time limit of {} and was stopped",
+                        human(lifetime)
+                    );
+                    this.logs
+                        .platform(&task_name, format!("Stopping process: {why}"));
+                    this.logs
+                        .platform(&task_name, "State changed from up to complete");
+                    Err(why)
+                }
+            }
         });
         running.insert(
             name.clone(),
@@ -359,19 +421,44 @@ impl AppRuntime {
         }
     }
 
+    /// Starts web dyno `n` and boots its first instance within the boot deadline
+    /// (Heroku's R10): a start function that never returns is stopped there.
     async fn start_web(&self, release: &Arc<Release>, n: u32) -> anyhow::Result<WebDyno> {
         let name = format!("web.{n}");
-        WebDyno::start(WebDynoSpec {
+        let boot = self.deadlines.boot;
+        let lane = self.lane.handle()?;
+        let started = WebDyno::start(WebDynoSpec {
             engine: &self.engine,
-            lane: &self.lane.handle()?,
+            lane: &lane,
             release,
             logs: &self.logs,
             name: &name,
             run_dir: &self.run_dir,
             port: self.port,
-        })
-        .await
-        .with_context(|| format!("v{} could not start {name}", release.version))
+        });
+        tokio::pin!(started);
+        tokio::select! {
+            started = &mut started => {
+                started.with_context(|| format!("v{} could not start {name}", release.version))
+            }
+            () = tokio::time::sleep(boot) => {
+                // Said before the booting dyno is dropped (which stops its instance).
+                self.logs.platform(
+                    &name,
+                    format!(
+                        "Error R10 (Boot timeout) -> {name} did not start within {} of launch",
+                        human(boot)
+                    ),
+                );
+                self.logs.platform(&name, "Stopping process");
+                bail!(
+                    "v{} could not start {name}: Error R10 (Boot timeout): its component did not \
+                     finish starting (its start functions) within {} of launch",
+                    release.version,
+                    human(boot)
+                )
+            }
+        }
     }
 
     fn start_worker(
@@ -390,12 +477,13 @@ impl AppRuntime {
             run_dir: &self.run_dir,
             port: self.port,
             backoff: self.backoff.clone(),
+            boot_timeout: self.deadlines.boot,
         })
     }
 
     /// Stops workers together, each with the grace period to exit.
     async fn stop_workers(&self, workers: Vec<WorkerDyno>) {
-        futures::future::join_all(workers.into_iter().map(|w| w.stop(self.stop_grace))).await;
+        futures::future::join_all(workers.into_iter().map(|w| w.stop(self.deadlines.stop))).await;
     }
 
     /// Atomically replaces the web dynos the router sees; returns the previous list.
@@ -414,5 +502,17 @@ impl AppRuntime {
                 ),
             );
         }
+    }
+}
+
+/// A one-off dyno's entry in `ps`, removed when its task ends or is aborted.
+struct Listed {
+    runtime: Arc<AppRuntime>,
+    name: String,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.runtime.one_off_dynos.lock().remove(&self.name);
     }
 }

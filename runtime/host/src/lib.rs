@@ -8,6 +8,7 @@
 //! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
 //! - `guest/`: the engine and everything one component instance needs;
 //! - `release`: a release loaded into the engine (compiled, pre-instantiated);
+//! - `deadlines`: how long a boot, a release phase and a one-off may take;
 //! - `dyno/`: web and worker dynos made of instances of a release;
 //! - `app`: one app's formation of dynos (deploys with preboot, scaling, restarts);
 //! - `router/`: the HTTP front, routing by host name to an app's web dynos;
@@ -20,6 +21,7 @@
 mod addons;
 mod app;
 mod control;
+mod deadlines;
 mod dyno;
 mod guest;
 mod listener;
@@ -30,6 +32,7 @@ mod router;
 pub use addons::INTERFACES as ADDON_INTERFACES;
 pub use app::AppRuntime;
 pub use control::{Host, HostConfig};
+pub use deadlines::Deadlines;
 pub use dyno::backoff::Backoff;
 pub use guest::egress::Egress;
 pub use guest::engine::{Engine, EngineOptions};

@@ -35,7 +35,10 @@ impl ApiFixture {
                 domain: "localhost".into(),
                 router_port: 8080,
                 backoff: Backoff::default(),
-                stop_grace: Duration::from_secs(1),
+                deadlines: wdeploy_host::Deadlines {
+                    stop: Duration::from_secs(1),
+                    ..wdeploy_host::Deadlines::default()
+                },
             },
             store,
             engine,
@@ -227,6 +230,21 @@ async fn rollback_needs_a_release_with_a_slug() {
         .call("POST", "/apps/roll/rollback", Some(json!({ "version": 9 })))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn cancelling_needs_a_release_in_progress() {
+    let api = ApiFixture::new().await;
+    let (status, body) = api
+        .call("POST", "/apps/nowhere/releases/cancel", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    api.create_app("calm").await;
+    api.call("PATCH", "/apps/calm/config-vars", Some(json!({ "A": "1" })))
+        .await;
+    let (status, body) = api.call("POST", "/apps/calm/releases/cancel", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["message"], "calm has no release in progress");
 }
 
 #[tokio::test]

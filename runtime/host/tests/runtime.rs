@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
 use wdeploy_host::{
-    AppRuntime, Backoff, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    AppRuntime, Backoff, Deadlines, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
 };
 use wdeploy_store::AddonStore;
 use wdeploy_test_components as components;
@@ -49,6 +49,19 @@ impl Fixture {
         procfile: &str,
         settings: &str,
     ) -> anyhow::Result<Arc<Release>> {
+        self.release_with(app, components, procfile, settings, &[])
+            .await
+    }
+
+    /// [`Fixture::release`] with more config vars.
+    async fn release_with(
+        &self,
+        app: &AppName,
+        components: &[(&str, &str)],
+        procfile: &str,
+        settings: &str,
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Arc<Release>> {
         let components: BTreeMap<String, (Digest, PathBuf)> = components
             .iter()
             .map(|(name, path)| {
@@ -67,10 +80,11 @@ impl Fixture {
                 settings: AppSettings::parse(settings)?,
                 // One instance per web dyno: a request waits until the previous one has
                 // handed its instance back, so which instance serves is deterministic.
-                config: BTreeMap::from([
-                    ("GREETING".to_string(), "hi".to_string()),
-                    ("WEB_CONCURRENCY".to_string(), "1".to_string()),
-                ]),
+                config: [("GREETING", "hi"), ("WEB_CONCURRENCY", "1")]
+                    .iter()
+                    .chain(vars)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 addons: self.addons.clone(),
             },
         )
@@ -99,6 +113,11 @@ impl Fixture {
     }
 
     fn runtime(&self, app: &AppName) -> Arc<AppRuntime> {
+        self.runtime_with(app, Deadlines::default())
+    }
+
+    /// An app runtime with these deadlines (stopping workers get 1 s).
+    fn runtime_with(&self, app: &AppName, deadlines: Deadlines) -> Arc<AppRuntime> {
         AppRuntime::new(
             app.clone(),
             self.engine.clone(),
@@ -106,7 +125,10 @@ impl Fixture {
             self.dir.path().join("dynos"),
             0,
             Backoff::new(vec![Duration::from_millis(200)], Duration::from_secs(60)),
-            Duration::from_secs(1),
+            Deadlines {
+                stop: Duration::from_secs(1),
+                ..deadlines
+            },
         )
     }
 }
@@ -363,7 +385,7 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .await
         .expect("deploys");
     let (one_off, task) = runtime
-        .run(&"spin".parse().unwrap(), Vec::new())
+        .run(&"spin".parse().unwrap(), Vec::new(), None)
         .expect("a one-off starts");
     let listed = runtime
         .dynos()
@@ -438,4 +460,163 @@ async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly
     .await;
     assert_eq!((status, body.as_str()), (200, "faults.localhost\n"));
     runtime.stop().await;
+}
+
+/// The stuck web component, looping in its start function (`BOOT_LOOP_AFTER=0`).
+async fn stuck_release(fx: &Fixture, app: &AppName) -> Arc<Release> {
+    fx.release_with(
+        app,
+        &[("stuck.wasm", components::STUCK)],
+        "web: stuck\n",
+        "",
+        &[("BOOT_LOOP_AFTER", "0")],
+    )
+    .await
+    .expect("release loads")
+}
+
+#[tokio::test]
+async fn a_start_function_that_never_returns_is_stopped_at_the_boot_deadline() {
+    let fx = Fixture::new();
+    let app = name("booting");
+    let runtime = fx.runtime_with(
+        &app,
+        Deadlines {
+            boot: Duration::from_millis(500),
+            ..Deadlines::default()
+        },
+    );
+    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
+    let good = fx
+        .release(
+            &app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    runtime.deploy(good, &web).await.expect("deploys");
+    let addr = serve(runtime.clone()).await;
+
+    let started = Instant::now();
+    let err = runtime
+        .deploy(stuck_release(&fx, &app).await, &web)
+        .await
+        .expect_err("a start function that loops cannot boot");
+    // Generous against a loaded machine; before the deadline this never returned.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("could not start web.1: Error R10 (Boot timeout)"),
+        "{err}"
+    );
+    assert!(err.contains("within 500ms of launch"), "{err}");
+    assert!(log_text(&runtime.logs).contains("Error R10 (Boot timeout) -> web.1 did not start"));
+    // The release that was up keeps serving.
+    assert_eq!(
+        get(addr, "booting.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+}
+
+#[tokio::test]
+async fn a_boot_in_progress_is_cancelled_and_the_old_release_keeps_serving() {
+    let fx = Fixture::new();
+    let app = name("cancelled");
+    // The default boot deadline (60 s): only the cancellation can end this boot soon.
+    let runtime = fx.runtime(&app);
+    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
+    let good = fx
+        .release(
+            &app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    runtime.deploy(good, &web).await.expect("deploys");
+    let addr = serve(runtime.clone()).await;
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stuck = stuck_release(&fx, &app).await;
+    let deploy = runtime.deploy_until(stuck, &web, &cancel);
+    let cancelling = async {
+        poll_until("web.1 to start booting", Duration::from_secs(20), || {
+            log_text(&runtime.logs)
+                .matches("Starting process")
+                .nth(1)
+                .map(|_| ())
+        })
+        .await;
+        cancel.cancel();
+    };
+    let started = Instant::now();
+    let (outcome, ()) = tokio::join!(deploy, cancelling);
+    let err = format!("{:#}", outcome.expect_err("the boot was cancelled"));
+    assert!(
+        err.contains("cancelled while web.1 of v1 was starting"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        get(addr, "cancelled.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    // The app still changes: its formation lock was let go.
+    runtime.restart(None).await.expect("restarts");
+}
+
+#[tokio::test]
+async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
+    let fx = Fixture::new();
+    let app = name("limited");
+    let release = fx
+        .release(
+            &app,
+            &[("spinner.wasm", components::FAULTS_SPINNER)],
+            "spin: spinner\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    let runtime = fx.runtime_with(
+        &app,
+        Deadlines {
+            one_off: Duration::from_secs(600),
+            ..Deadlines::default()
+        },
+    );
+    runtime
+        .deploy(release, &Formation::new())
+        .await
+        .expect("deploys");
+    let (one_off, task) = runtime
+        .run(
+            &"spin".parse().unwrap(),
+            Vec::new(),
+            Some(Duration::from_millis(300)),
+        )
+        .expect("a one-off starts");
+    let ended = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the one-off stops at its time limit")
+        .expect("its task ends by itself");
+    assert_eq!(
+        ended,
+        Err("it ran past its time limit of 300ms and was stopped".to_string())
+    );
+    assert!(runtime.dynos().is_empty(), "{:?}", runtime.dynos());
+    assert!(log_text(&runtime.logs).contains(&format!(
+        "[{one_off}]: Stopping process: it ran past its time limit of 300ms"
+    )));
 }

@@ -118,7 +118,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         run_dir.path.clone(),
         port,
         Backoff::default(),
-        WORKER_GRACE,
+        wdeploy_host::Deadlines {
+            stop: WORKER_GRACE,
+            ..wdeploy_host::Deadlines::default()
+        },
     );
     let mut version = 1;
     let release = Release::load(

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT,
-    ListenerLimits, Router, raise_fd_limit,
+    Backoff, Deadlines, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig,
+    IDLE_TIMEOUT, ListenerLimits, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +58,17 @@ pub struct HostArgs {
     /// Seconds a kept-alive connection may stay silent between requests
     #[arg(long, default_value_t = IDLE_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
+    /// Seconds a dyno has to start (its component's start functions) before Error R10
+    /// (Boot timeout) stops it
+    #[arg(long, default_value_t = Deadlines::DEFAULT_BOOT.as_secs_f64())]
+    pub boot_timeout: f64,
+    /// Seconds a release command (`release:` in the Procfile) may run before it is
+    /// stopped and the release fails
+    #[arg(long, default_value_t = Deadlines::DEFAULT_RELEASE.as_secs_f64())]
+    pub release_timeout: f64,
+    /// Seconds a one-off dyno (`wdeploy run`) may live at most
+    #[arg(long, default_value_t = Deadlines::DEFAULT_ONE_OFF.as_secs_f64())]
+    pub one_off_timeout: f64,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -65,6 +76,18 @@ pub struct HostArgs {
 const MAX_INSTANCES: u32 = 16_000;
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The longest deadline a flag may set (a week): past it a deadline is no deadline.
+const MAX_DEADLINE_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A deadline flag's value: positive seconds, at most a week.
+fn deadline(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        secs.is_finite() && secs > 0.0 && secs <= MAX_DEADLINE_SECS,
+        "--{flag} must be a number of seconds above 0 and at most {MAX_DEADLINE_SECS}"
+    );
+    Ok(Duration::from_secs_f64(secs))
+}
 
 pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -104,6 +127,12 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         args.stop_grace.is_finite() && (0.0..=3600.0).contains(&args.stop_grace),
         "--stop-grace must be between 0 and 3600 seconds"
     );
+    let deadlines = Deadlines {
+        boot: deadline("boot-timeout", args.boot_timeout)?,
+        release: deadline("release-timeout", args.release_timeout)?,
+        one_off: deadline("one-off-timeout", args.one_off_timeout)?,
+        stop: Duration::from_secs_f64(args.stop_grace),
+    };
     anyhow::ensure!(
         (1..=MAX_INSTANCES).contains(&args.max_instances),
         "--max-instances must be between 1 and {MAX_INSTANCES}"
@@ -133,15 +162,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             domain: args.domain.clone(),
             router_port: router_addr.port(),
             backoff,
-            stop_grace: Duration::from_secs_f64(args.stop_grace),
+            deadlines,
         },
         store,
         engine,
         router.clone(),
     )
     .await?;
-    host.restore().await.context("restoring apps")?;
-
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -161,6 +188,17 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
+
+    // Apps come back once the router and the API answer: an app not up yet gets a 503
+    // meanwhile, and one that cannot boot holds back neither the host nor the others.
+    let restoring = tokio::spawn({
+        let host = host.clone();
+        async move {
+            if let Err(e) = host.restore().await {
+                tracing::error!("restoring apps: {e:#}");
+            }
+        }
+    });
 
     println!("wdeploy host: data in {}", data.display());
     println!(
@@ -186,6 +224,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     }
     println!("wdeploy host: stopping");
     let _ = stop_tx.send(true);
+    restoring.abort();
     host.stop().await;
     let _ = router_task.await;
     let _ = api_task.await;

@@ -55,6 +55,10 @@ enum Command {
     Releases(AppArg),
     /// Go back to an earlier release (as a new release)
     Rollback(releases::RollbackArgs),
+    /// Stop the release going live (its release command or boot); it fails and the
+    /// previous release keeps serving
+    #[command(name = "releases:cancel")]
+    ReleasesCancel(AppArg),
     /// Show config vars
     Config(AppArg),
     /// Show one config var
@@ -111,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::Rollback(args) => releases::rollback(args),
+        Command::ReleasesCancel(args) => releases::cancel(args),
         Command::Config(args) => config::list(args),
         Command::ConfigGet(args) => config::get(args),
         Command::ConfigSet(args) => config::set(args),

@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// start with `-`)
     #[arg(required = true)]
     pub command: Vec<String>,
+    /// Stop the dyno after this many seconds (the host's one-off limit applies anyway)
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 /// Streams the one-off dyno's output; returns its exit status.
@@ -94,6 +97,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &RunRequest {
             process_type,
             args: command.collect(),
+            time_to_live: args.timeout,
         },
     )?;
     let mut out = std::io::stdout();

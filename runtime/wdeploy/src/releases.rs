@@ -1,4 +1,4 @@
-//! `releases`, `rollback [vN]`.
+//! `releases`, `rollback [vN]`, `releases:cancel`.
 
 use crate::session::{self, AppArg};
 use anyhow::Context;
@@ -44,5 +44,15 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         .transpose()?;
     let release = session::client()?.rollback(&app, version)?;
     println!("{}: now v{}", release.description, release.version);
+    Ok(())
+}
+
+pub fn cancel(args: AppArg) -> anyhow::Result<()> {
+    let app = args.resolve()?;
+    let release = session::client()?.cancel_release(&app)?;
+    println!(
+        "Cancelled v{} ({}): {}",
+        release.version, release.description, release.status
+    );
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! - `faults`: `web` (routes that trap, loop, hog memory, sleep, flood the log…),
 //!   `crasher` (a worker that exits with status 1 at once), `spinner` (a worker that
 //!   busy-loops and ignores stdin);
-//! - `stranger`: a worker importing `wasi:foo/bar@1.0.0`, which no host provides.
+//! - `stranger`: a worker importing `wasi:foo/bar@1.0.0`, which no host provides;
+//! - `stuck`: a web component whose start function loops forever once the clock passes
+//!   `BOOT_LOOP_AFTER` (Unix seconds, a config var).
 
 use std::path::Path;
 
@@ -17,6 +19,8 @@ pub const FAULTS_CRASHER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_CRASHER");
 pub const FAULTS_SPINNER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_SPINNER");
 /// The worker importing an interface no host provides (`stranger.wasm`).
 pub const STRANGER: &str = env!("WDEPLOY_TEST_COMPONENT_STRANGER");
+/// The web component whose start function can loop (`stuck.wasm`).
+pub const STUCK: &str = env!("WDEPLOY_TEST_COMPONENT_STUCK");
 
 /// Every component `faults` builds.
 pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
@@ -24,6 +28,8 @@ pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
 pub const FAULTS_PROCFILE: &str = include_str!("../guests/faults/Procfile");
 /// `stranger`'s own Procfile (`worker: stranger`).
 pub const STRANGER_PROCFILE: &str = include_str!("../guests/stranger/Procfile");
+/// `stuck`'s own Procfile (`web: stuck`).
+pub const STUCK_PROCFILE: &str = include_str!("../guests/stuck/Procfile");
 
 /// Lays out an app folder the `wasm` buildpack deploys as it is: each of `components`
 /// copied to the top of `dir` under its file name, and `procfile` as its `Procfile`.
@@ -45,6 +51,11 @@ pub fn faults_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, FAULTS, FAULTS_PROCFILE)
 }
 
+/// The `stuck` app: its component and its own Procfile.
+pub fn stuck_app(dir: &Path) -> std::io::Result<()> {
+    lay_out_app(dir, &[STUCK], STUCK_PROCFILE)
+}
+
 /// The `stranger` app: its component and its own Procfile.
 pub fn stranger_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, &[STRANGER], STRANGER_PROCFILE)
@@ -64,6 +75,7 @@ mod tests {
             (FAULTS_CRASHER, "crasher.wasm"),
             (FAULTS_SPINNER, "spinner.wasm"),
             (STRANGER, "stranger.wasm"),
+            (STUCK, "stuck.wasm"),
         ] {
             assert!(path.ends_with(file), "{path}");
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -18,6 +18,7 @@ mod releases;
 mod streams;
 
 use crate::app::AppRuntime;
+use crate::deadlines::Deadlines;
 use crate::dyno::backoff::Backoff;
 use crate::guest::engine::Engine;
 use crate::logs::LogStream;
@@ -26,7 +27,9 @@ use errors::Result;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use tokio_util::sync::CancellationToken;
 use wdeploy_core::AppName;
 use wdeploy_store::Store;
 
@@ -40,12 +43,20 @@ pub struct HostConfig {
     pub router_port: u16,
     /// How crashed worker dynos are restarted.
     pub backoff: Backoff,
-    /// How long a stopping worker has to exit after its stdin closes.
-    pub stop_grace: std::time::Duration,
+    /// How long boots, release phases and one-off dynos may take, and how long a
+    /// stopping worker has to exit after its stdin closes.
+    pub deadlines: Deadlines,
 }
+
+/// Apps restored at once after a restart: enough that one slow boot does not hold the
+/// others back, few enough that a host with many apps does not compile them all at once.
+const RESTORE_CONCURRENCY: usize = 4;
 
 /// The host: store + engine + router + every app's runtime.
 pub struct Host {
+    /// The host itself, for work that must finish even if the request that began it
+    /// goes away (a destroy).
+    me: Weak<Host>,
     config: HostConfig,
     store: Store,
     engine: Arc<Engine>,
@@ -61,6 +72,33 @@ struct AppEntry {
     /// must apply to the release that goes live), so the app's releases go live in
     /// version order. It orders work; the data it is about lives in the store.
     releasing: tokio::sync::Semaphore,
+    /// The release going live now (or being restored), and how to stop it.
+    in_progress: Mutex<Option<InProgress>>,
+    /// Set by a destroy: releases still waiting for their turn give up at once.
+    destroying: AtomicBool,
+}
+
+/// A release on its way live: `cancel` stops it (its release phase or its boot), and
+/// `finished` fires once it has ended and its status is recorded.
+#[derive(Clone)]
+struct InProgress {
+    version: u64,
+    cancel: CancellationToken,
+    finished: CancellationToken,
+}
+
+/// Marks a release in progress on its app for as long as it lives.
+struct GoingLive<'a> {
+    entry: &'a AppEntry,
+    cancel: CancellationToken,
+    finished: CancellationToken,
+}
+
+impl Drop for GoingLive<'_> {
+    fn drop(&mut self) {
+        *self.entry.in_progress.lock() = None;
+        self.finished.cancel();
+    }
 }
 
 impl AppEntry {
@@ -74,6 +112,33 @@ impl AppEntry {
             ))
             .into()
         })
+    }
+
+    /// Records that `version` is going live until the returned guard drops; its token
+    /// is cancelled by [`AppEntry::cancel_in_progress`].
+    fn going_live(&self, version: u64) -> GoingLive<'_> {
+        let (cancel, finished) = (CancellationToken::new(), CancellationToken::new());
+        *self.in_progress.lock() = Some(InProgress {
+            version,
+            cancel: cancel.clone(),
+            finished: finished.clone(),
+        });
+        GoingLive {
+            entry: self,
+            cancel,
+            finished,
+        }
+    }
+
+    /// Cancels the release in progress, if any: what it was.
+    fn cancel_in_progress(&self) -> Option<InProgress> {
+        let in_progress = self.in_progress.lock().clone()?;
+        in_progress.cancel.cancel();
+        Some(in_progress)
+    }
+
+    fn is_destroying(&self) -> bool {
+        self.destroying.load(Ordering::SeqCst)
     }
 }
 
@@ -98,7 +163,8 @@ impl Host {
         let token = bootstrap::admin_token(&*store.control, &config.data_dir)
             .await
             .context("making the admin token")?;
-        let host = Arc::new(Host {
+        let host = Arc::new_cyclic(|me| Host {
+            me: me.clone(),
             config,
             store,
             engine,
@@ -110,27 +176,55 @@ impl Host {
     }
 
     /// Brings every app back at its current release and formation (after a restart).
+    ///
+    /// Meant to run once the router and the API listen: every app is routed at once (an
+    /// app not up yet answers 503), then apps start a few at a time, each under its
+    /// release turn and the boot deadline, so one app that cannot boot delays nobody and
+    /// can be cancelled or destroyed meanwhile.
     pub async fn restore(&self) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let mut pending = Vec::new();
         for app in self.store.control.apps().await? {
-            let Some(release) = self.store.control.release_head(&app.name).await?.current else {
-                continue;
-            };
-            if release.slug.is_none() {
-                continue;
-            }
-            let entry = self.entry(&app.name);
-            match self.start(&entry.runtime, &release).await {
-                Ok(()) => tracing::info!(app = %app.name, version = release.version, "restored"),
+            let head = match self.store.control.release_head(&app.name).await {
+                Ok(head) => head,
                 Err(e) => {
-                    tracing::error!(app = %app.name, "could not restore v{}: {e:#}", release.version);
-                    entry.runtime.logs.platform(
-                        "api",
-                        format!("Could not restore v{}: {e:#}", release.version),
-                    );
+                    tracing::error!(app = %app.name, "could not read the releases: {e}");
+                    continue;
                 }
+            };
+            let entry = self.entry(&app.name);
+            if let Some(release) = head.current.filter(|r| r.slug.is_some()) {
+                pending.push((entry, release));
             }
         }
+        futures::stream::iter(pending)
+            .for_each_concurrent(RESTORE_CONCURRENCY, |(entry, release)| async move {
+                self.restore_app(&entry, &release).await;
+            })
+            .await;
         Ok(())
+    }
+
+    async fn restore_app(&self, entry: &AppEntry, release: &wdeploy_store::Release) {
+        let name = &entry.runtime.name;
+        let Ok(_turn) = entry.release_turn().await else {
+            return;
+        };
+        // A release made since the host started (or a destroy) came first.
+        if entry.is_destroying() || entry.runtime.current_release().is_some() {
+            return;
+        }
+        let going = entry.going_live(release.version);
+        match self.start(&entry.runtime, release, &going.cancel).await {
+            Ok(()) => tracing::info!(app = %name, version = release.version, "restored"),
+            Err(e) => {
+                tracing::error!(app = %name, "could not restore v{}: {e:#}", release.version);
+                entry.runtime.logs.platform(
+                    "api",
+                    format!("Could not restore v{}: {e:#}", release.version),
+                );
+            }
+        }
     }
 
     /// Stops every app's dynos.
@@ -159,15 +253,43 @@ impl Host {
                     self.run_dir.clone(),
                     self.config.router_port,
                     self.config.backoff.clone(),
-                    self.config.stop_grace,
+                    self.config.deadlines,
                 );
                 self.router.add_app(runtime.clone());
                 Arc::new(AppEntry {
                     runtime,
                     releasing: tokio::sync::Semaphore::new(1),
+                    in_progress: Mutex::new(None),
+                    destroying: AtomicBool::new(false),
                 })
             })
             .clone()
+    }
+
+    /// Destroys an app to the end, whoever waits for it: a release in progress is
+    /// cancelled (not waited for), releases queued behind it give up, then its dynos
+    /// stop and its add-on data and records go.
+    async fn destroy_now(&self, app: &AppName) -> Result<()> {
+        let entry = self.entry(app);
+        entry.destroying.store(true, Ordering::SeqCst);
+        if let Some(going) = entry.cancel_in_progress() {
+            entry.runtime.logs.platform(
+                "api",
+                format!("Cancelling v{}: the app is being destroyed", going.version),
+            );
+        }
+        let _turn = entry.release_turn().await?;
+        self.forget(app).await;
+        // Add-on data first: a new app of the same name must start empty.
+        self.store.addons.delete_app(app).await?;
+        Ok(self.store.control.delete_app(app).await?)
+    }
+
+    /// The host as an `Arc`, for work spawned to outlive a request.
+    fn shared(&self) -> Result<Arc<Host>> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| wdeploy_api::ApiError::internal("the host is stopping").into())
     }
 
     /// Forgets an app's runtime (on destroy) and stops its dynos.

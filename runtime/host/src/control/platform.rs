@@ -72,10 +72,11 @@ impl Host {
 
     async fn destroy(&self, app: &AppName) -> Result<()> {
         self.existing(app).await?;
-        self.forget(app).await;
-        // Add-on data first: a new app of the same name must start empty.
-        self.store.addons.delete_app(app).await?;
-        Ok(self.store.control.delete_app(app).await?)
+        // Finishes even if the client goes away: an app is never left half destroyed.
+        let (host, app) = (self.shared()?, app.clone());
+        tokio::spawn(async move { host.destroy_now(&app).await })
+            .await
+            .map_err(|e| ApiError::internal(format!("destroying the app failed: {e}")))?
     }
 
     async fn store_blob(&self, digest: &Digest, body: BlobStream) -> Result<()> {
@@ -225,6 +226,10 @@ impl Platform for Host {
         req: Rollback,
     ) -> Result<ReleaseInfo, ApiError> {
         Ok(Host::rollback(self, app, by, req).await?)
+    }
+
+    async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo, ApiError> {
+        Ok(Host::cancel_release(self, app, by).await?)
     }
 
     async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ApiError> {

@@ -6,10 +6,12 @@ use super::errors::{ControlError, Result};
 use super::streams::follow_one_off;
 use super::{AppEntry, Host};
 use crate::app::AppRuntime;
+use crate::deadlines::human;
 use crate::release::{Release, ReleaseSpec};
 use futures::SinkExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{Caller, Progress};
 use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseInfo, Rollback};
@@ -24,14 +26,16 @@ const APPEND_ATTEMPTS: usize = 16;
 
 impl Host {
     /// Loads a stored release (verifying every blob) and runs it at the stored formation;
-    /// no release phase (it ran when the release was made).
+    /// no release phase (it ran when the release was made). `cancel` stops it until its
+    /// web dynos are up.
     pub(super) async fn start(
         &self,
         runtime: &Arc<AppRuntime>,
         release: &StoredRelease,
+        cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let loaded = self.load(release).await?;
-        self.run_formation(runtime, loaded).await
+        let loaded = until_cancelled(cancel, self.load(release)).await?;
+        self.run_formation(runtime, loaded, cancel).await
     }
 
     /// Runs a loaded release at the app's stored formation, with preboot.
@@ -39,9 +43,10 @@ impl Host {
         &self,
         runtime: &Arc<AppRuntime>,
         loaded: Arc<Release>,
+        cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let formation = self.formation_for(&loaded).await?;
-        runtime.deploy(loaded, &formation).await
+        runtime.deploy_until(loaded, &formation, cancel).await
     }
 
     async fn load(&self, release: &StoredRelease) -> anyhow::Result<Arc<Release>> {
@@ -100,6 +105,9 @@ impl Host {
     ) -> Result<StoredRelease> {
         let runtime = &entry.runtime;
         let _turn = entry.release_turn().await?;
+        if entry.is_destroying() {
+            return Err(ApiError::conflict(format!("{app} is being destroyed")).into());
+        }
         let mut record = self.append(app, make).await?;
         runtime.logs.platform(
             "api",
@@ -111,7 +119,10 @@ impl Host {
         if record.slug.is_none() {
             return Ok(record);
         }
-        let outcome = self.go_live(runtime, &record, progress).await;
+        let going = entry.going_live(record.version);
+        let outcome = self
+            .go_live(runtime, &record, progress, &going.cancel)
+            .await;
         let status = match outcome {
             Ok(()) => ReleaseStatus::Succeeded,
             Err(_) => ReleaseStatus::Failed,
@@ -120,6 +131,8 @@ impl Host {
             .control
             .finish_release(app, record.version, status)
             .await?;
+        // Recorded: whoever cancelled it may read its status now.
+        drop(going);
         record.status = status;
         match outcome {
             Ok(()) => {
@@ -171,16 +184,40 @@ impl Host {
         runtime: &Arc<AppRuntime>,
         record: &StoredRelease,
         progress: &Reporter,
+        cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let loaded = self.load(record).await?;
-        release_phase(runtime, &loaded, progress).await?;
+        let loaded = until_cancelled(cancel, self.load(record)).await?;
+        release_phase(runtime, &loaded, progress, cancel).await?;
         progress
             .say(format!(
                 "-----> Starting v{} (the old dynos stop once it is up)",
                 record.version
             ))
             .await;
-        self.run_formation(runtime, loaded).await
+        self.run_formation(runtime, loaded, cancel).await
+    }
+
+    /// `releases:cancel`: stops the release going live (its release phase or its boot)
+    /// and returns it once it is recorded as failed; the previous release keeps serving.
+    pub(super) async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo> {
+        let entry = self.existing(app).await?;
+        let Some(going) = entry.cancel_in_progress() else {
+            return Err(ApiError::invalid(format!("{app} has no release in progress")).into());
+        };
+        entry
+            .runtime
+            .logs
+            .platform("api", format!("Cancelling v{} by {}", going.version, by.0));
+        going.finished.cancelled().await;
+        let record = self.store.control.release(app, going.version).await?;
+        let current = self
+            .store
+            .control
+            .release_head(app)
+            .await?
+            .current
+            .map(|r| r.version);
+        Ok(release_info(&record, current))
     }
 
     /// The release log as the API shows it, newest first.
@@ -364,10 +401,14 @@ fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
 
 /// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
 /// log stream and to `progress`. A non-zero exit or a trap fails the release.
+///
+/// It has the host's release timeout to finish; past it, or when `cancel` fires, the
+/// command is stopped and the release fails.
 async fn release_phase(
     runtime: &Arc<AppRuntime>,
     release: &Arc<Release>,
     progress: &Reporter,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(process) = release.procfile.get(ProcessType::RELEASE) else {
         return Ok(());
@@ -378,7 +419,11 @@ async fn release_phase(
         "release",
         &ProcessType::release(),
         Vec::new(),
+        None,
     )?;
+    // However this phase ends (done, timed out, cancelled, or dropped with a request
+    // that went away), the release command does not outlive it.
+    let _stop = AbortOnDrop(task.abort_handle());
     progress
         .say(format!(
             "-----> Running release command `{}` as {name}",
@@ -386,13 +431,52 @@ async fn release_phase(
         ))
         .await;
     let mut out = progress.sender();
-    match follow_one_off(&mut live, &name, task, &mut out, "       ").await {
+    let limit = runtime.deadlines().release;
+    let followed = follow_one_off(&mut live, &name, task, &mut out, "       ");
+    let why = tokio::select! {
+        ended = followed => ended,
+        () = tokio::time::sleep(limit) => {
+            let why = format!(
+                "the release command ran past the release timeout of {} and was stopped",
+                human(limit)
+            );
+            runtime.logs.platform(&name, format!("Error: {why}"));
+            runtime.logs.platform(&name, "State changed from up to complete");
+            anyhow::bail!(why)
+        }
+        () = cancel.cancelled() => {
+            runtime.logs.platform(&name, "Stopping process: the release was cancelled");
+            runtime.logs.platform(&name, "State changed from up to complete");
+            anyhow::bail!("the release was cancelled while its release command ran")
+        }
+    };
+    match why {
         Ok(0) => {
             progress.say("-----> Release command succeeded").await;
             Ok(())
         }
         Ok(code) => anyhow::bail!("the release command failed with exit status {code}"),
         Err(why) => anyhow::bail!("the release command crashed: {why}"),
+    }
+}
+
+/// Stops a task (at its guest's next yield) when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `work`, or an error once `cancel` fires first (dropping `work`).
+async fn until_cancelled<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        done = work => done,
+        () = cancel.cancelled() => anyhow::bail!("the release was cancelled"),
     }
 }
 

@@ -17,7 +17,10 @@ impl Host {
         let entry = self.existing(app).await?;
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
-        let (name, task) = runtime.run(&req.process_type, req.args).map_err(invalid)?;
+        let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
+        let (name, task) = runtime
+            .run(&req.process_type, req.args, lifetime)
+            .map_err(invalid)?;
         let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
         tokio::spawn(async move {
             let _ = tx

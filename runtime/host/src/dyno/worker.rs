@@ -51,6 +51,8 @@ pub struct WorkerDynoSpec<'a> {
     pub run_dir: &'a std::path::Path,
     pub port: u16,
     pub backoff: Backoff,
+    /// How long instantiation (the component's start functions) may take.
+    pub boot_timeout: Duration,
 }
 
 impl WorkerDyno {
@@ -161,6 +163,7 @@ struct Supervisor {
     args: Vec<String>,
     run_dir: PathBuf,
     backoff: Backoff,
+    boot_timeout: Duration,
 }
 
 impl Supervisor {
@@ -186,6 +189,7 @@ impl Supervisor {
                 .collect(),
             run_dir: spec.run_dir.to_path_buf(),
             backoff: spec.backoff.clone(),
+            boot_timeout: spec.boot_timeout,
         })
     }
 
@@ -252,9 +256,16 @@ impl Supervisor {
             stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
         };
         let mut store = new_store(&self.engine, env).map_err(|e| format!("{e:#}"))?;
-        let command = pre
-            .instantiate_async(&mut store)
+        // A start function that never returns is stopped at the boot deadline (it yields
+        // at every epoch tick, so dropping the future stops it there).
+        let command = tokio::time::timeout(self.boot_timeout, pre.instantiate_async(&mut store))
             .await
+            .map_err(|_| {
+                format!(
+                    "Error R10 (Boot timeout) -> the process did not start within {} of launch",
+                    crate::deadlines::human(self.boot_timeout)
+                )
+            })?
             .map_err(|e| describe_failure(&e))?;
         self.status.set(DynoState::Up);
         self.logs
