@@ -169,6 +169,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         router.clone(),
     )
     .await?;
+    // Every app is routed (a 503 until it is up) before the router listens.
+    let apps = host
+        .routed_apps()
+        .await
+        .context("listing the apps to restore")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -194,9 +199,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let restoring = tokio::spawn({
         let host = host.clone();
         async move {
-            if let Err(e) = host.restore().await {
-                tracing::error!("restoring apps: {e:#}");
-            }
+            host.restore_apps(apps).await;
         }
     });
 

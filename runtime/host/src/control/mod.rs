@@ -175,34 +175,50 @@ impl Host {
         Ok((host, token))
     }
 
-    /// Brings every app back at its current release and formation (after a restart).
-    ///
-    /// Meant to run once the router and the API listen: every app is routed at once (an
-    /// app not up yet answers 503), then apps start a few at a time, each under its
-    /// release turn and the boot deadline, so one app that cannot boot delays nobody and
-    /// can be cancelled or destroyed meanwhile.
-    pub async fn restore(&self) -> anyhow::Result<()> {
-        use futures::StreamExt;
-        let mut pending = Vec::new();
-        for app in self.store.control.apps().await? {
-            let head = match self.store.control.release_head(&app.name).await {
-                Ok(head) => head,
-                Err(e) => {
-                    tracing::error!(app = %app.name, "could not read the releases: {e}");
-                    continue;
-                }
-            };
-            let entry = self.entry(&app.name);
-            if let Some(release) = head.current.filter(|r| r.slug.is_some()) {
-                pending.push((entry, release));
-            }
+    /// Every app the store knows, given a runtime (so the router answers it, with a 503
+    /// until it is up) at once, without starting anything: `wdeploy host` calls this
+    /// before it listens, so no request right after a restart finds "no such app".
+    pub async fn routed_apps(&self) -> anyhow::Result<Vec<AppName>> {
+        let apps: Vec<AppName> = self
+            .store
+            .control
+            .apps()
+            .await?
+            .into_iter()
+            .map(|app| app.name)
+            .collect();
+        for app in &apps {
+            self.entry(app);
         }
-        futures::stream::iter(pending)
-            .for_each_concurrent(RESTORE_CONCURRENCY, |(entry, release)| async move {
+        Ok(apps)
+    }
+
+    /// Brings `apps` back at their current release and formation (after a restart).
+    ///
+    /// Meant to run once the router and the API listen (every app is already routed by
+    /// [`Host::routed_apps`] and answers 503 until it is up); apps start a few at a time,
+    /// each under its release turn and the boot deadline, so one app that cannot boot
+    /// delays nobody and can be cancelled or destroyed meanwhile.
+    pub async fn restore_apps(&self, apps: Vec<AppName>) {
+        use futures::StreamExt;
+        futures::stream::iter(apps)
+            .for_each_concurrent(RESTORE_CONCURRENCY, |app| async move {
+                let head = match self.store.control.release_head(&app).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        tracing::error!(app = %app, "could not read the releases: {e}");
+                        return;
+                    }
+                };
+                let Some(release) = head.current.filter(|r| r.slug.is_some()) else {
+                    return;
+                };
+                let Some(entry) = self.apps.lock().get(&app).cloned() else {
+                    return; // destroyed meanwhile
+                };
                 self.restore_app(&entry, &release).await;
             })
             .await;
-        Ok(())
     }
 
     async fn restore_app(&self, entry: &AppEntry, release: &wdeploy_store::Release) {
