@@ -54,3 +54,73 @@ fn config_vars_never_configure_the_build() {
         (200, "Hello from wdeploy\n".into())
     );
 }
+
+/// What the files under `dir` take on the host's disk (allocated blocks, as `du` counts).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable dyno dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    total
+}
+
+/// A dyno writing without end fills its own `limits.disk_mb` and gets a full disk's
+/// error, while the host's disk holds no more than the quota and a neighbour writes on;
+/// an app cannot ask for more disk than the host allows.
+#[test]
+fn a_dyno_filling_its_disk_hits_its_quota_not_the_host() {
+    let host = TestHost::start_with(&["--max-disk-mb", "16"]);
+    let filler = faults_app().with_settings("[limits]\ndisk_mb = 4\n");
+    host.create_and_push("filler", filler.path());
+    let neighbour = faults_app().with_settings("[limits]\ndisk_mb = 16\n");
+    host.create_and_push("neighbour", neighbour.path());
+
+    let quota: u64 = 4 << 20;
+    let started = std::time::Instant::now();
+    let (status, body) = host.get("filler", "/fill?mb=256");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(", then "), "the disk never filled: {body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, body) = host.get("filler", "/fill?mb=256&name=raw&raw=1");
+    assert!(body.contains("name: \"insufficient-space\""), "{body}");
+    let (_, body) = host.get("filler", "/touch?n=100000");
+    assert!(body.contains("then StorageFull"), "{body}");
+    let used = disk_usage(&host.data().join("dynos/filler"));
+    assert!(
+        used <= quota + (64 << 10),
+        "{used} bytes on the host's disk"
+    );
+
+    assert_eq!(
+        host.get("neighbour", "/fill?mb=8"),
+        (200, "filled 8388608 bytes, no error\n".into())
+    );
+    assert_eq!(host.get("filler", "/"), (200, "ok\n".into()));
+
+    host.ok(&["apps:create", "greedy", "--no-link"]);
+    let greedy = faults_app().with_settings("[limits]\ndisk_mb = 64\n");
+    let err = host.fails(&[
+        "push",
+        "-a",
+        "greedy",
+        "--dir",
+        greedy.path().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("limits.disk_mb = 64 is more than this host allows per dyno (16 MiB"),
+        "{err}"
+    );
+}

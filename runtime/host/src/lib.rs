@@ -29,7 +29,7 @@ pub use app::AppRuntime;
 pub use control::{Host, HostConfig};
 pub use dyno::backoff::Backoff;
 pub use guest::egress::Egress;
-pub use guest::engine::{Engine, EngineOptions};
+pub use guest::engine::{DEFAULT_MAX_DISK_MB, Engine, EngineOptions};
 pub use guest::imports::instantiate_pre;
 pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};

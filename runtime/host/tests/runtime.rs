@@ -434,3 +434,77 @@ async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly
     assert_eq!((status, body.as_str()), (200, "faults.localhost\n"));
     runtime.stop().await;
 }
+
+/// What the files under `dir` take on the host's disk (allocated blocks, as `du` counts).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable dyno dir") {
+            let entry = entry.expect("entry");
+            let meta = std::fs::symlink_metadata(entry.path()).expect("metadata");
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_dyno_filling_its_disk_gets_a_full_disk_and_its_neighbour_writes_on() {
+    let fx = Fixture::new();
+    let (filler, addr) = fx
+        .serve_faults_web("filler", "[limits]\ndisk_mb = 4\n")
+        .await;
+    let (neighbour, neighbour_addr) = fx.serve_faults_web("neighbour", "").await;
+    let quota: u64 = 4 << 20;
+    let dir = fx.dir.path().join("dynos/filler");
+
+    // Writing 16 MiB into a 4 MiB disk fails after about 4 MiB, and the host's disk holds
+    // no more than that. The guest's wasi-libc reports any failed stream write as EIO;
+    // a guest asking wasi:filesystem why (`filesystem-error-code`) hears it is a full
+    // disk, as does one creating a file (ENOSPC, Rust's StorageFull).
+    let (status, body) = get(addr, "filler.localhost", "/fill?mb=16").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(", then "), "{body}");
+    let filled: u64 = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a byte count");
+    assert!(filled >= quota - (256 << 10) && filled <= quota, "{body}");
+    let used = disk_usage(&dir);
+    assert!(used <= quota + (64 << 10), "{used} bytes on disk");
+    let (_, body) = get(addr, "filler.localhost", "/fill?mb=16&name=raw&raw=1").await;
+    assert!(body.contains("name: \"insufficient-space\""), "{body}");
+    let (_, body) = get(addr, "filler.localhost", "/fill?mb=16&name=more&append=1").await;
+    assert!(
+        body.starts_with("filled 0 bytes, then StorageFull"),
+        "{body}"
+    );
+    let (_, body) = get(addr, "filler.localhost", "/touch?n=100000").await;
+    assert!(body.contains("then StorageFull"), "{body}");
+    assert!(disk_usage(&dir) <= quota + (64 << 10));
+
+    // The neighbour on the same host writes as usual.
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/fill?mb=8").await,
+        (200, "filled 8388608 bytes, no error\n".into())
+    );
+
+    // Deleting a file frees its space, as on a real disk.
+    assert_eq!(
+        get(addr, "filler.localhost", "/remove?name=fill").await,
+        (200, "removed fill\n".into())
+    );
+    assert_eq!(
+        get(addr, "filler.localhost", "/fill?mb=2&name=again").await,
+        (200, "filled 2097152 bytes, no error\n".into())
+    );
+    assert!(disk_usage(&dir) <= quota + (64 << 10));
+    filler.stop().await;
+    neighbour.stop().await;
+}

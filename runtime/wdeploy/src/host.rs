@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use wdeploy_host::{Backoff, Egress, Engine, EngineOptions, Host, HostConfig, Router};
+use wdeploy_host::{
+    Backoff, DEFAULT_MAX_DISK_MB, Egress, Engine, EngineOptions, Host, HostConfig, Router,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
@@ -36,6 +38,10 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
+    /// The most ephemeral disk (MiB) an app may ask for per dyno with `[limits] disk_mb`
+    /// in its wdeploy.toml (512 unless it asks); a release asking for more is refused
+    #[arg(long, default_value_t = DEFAULT_MAX_DISK_MB)]
+    pub max_disk_mb: u64,
     /// Let guests' outgoing HTTP reach loopback, private and link-local addresses (by
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
@@ -89,9 +95,15 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         (1..=MAX_INSTANCES).contains(&args.max_instances),
         "--max-instances must be between 1 and {MAX_INSTANCES}"
     );
+    anyhow::ensure!(
+        (1..=wdeploy_core::settings::MAX_DISK_MB).contains(&args.max_disk_mb),
+        "--max-disk-mb must be between 1 and {}",
+        wdeploy_core::settings::MAX_DISK_MB
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
+        max_disk_bytes: args.max_disk_mb << 20,
         egress: if args.allow_private_egress {
             Egress::Any
         } else {

@@ -103,7 +103,12 @@ impl WebDyno {
             .procfile
             .get(ProcessType::WEB)
             .context("the release has no web process type")?;
-        let dir = EphemeralDir::create(spec.run_dir, &release.app, spec.name)?;
+        let dir = EphemeralDir::create(
+            spec.run_dir,
+            &release.app,
+            spec.name,
+            spec.engine.disk_limit_bytes(&release.settings),
+        )?;
         let concurrency = release.web_concurrency();
         let inner = Arc::new(Inner {
             name: spec.name.into(),
@@ -292,6 +297,7 @@ impl Inner {
             env: &self.env,
             args: &self.args,
             dir: self.dir.path(),
+            disk: self.dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
             addons: self.release.addons.clone(),

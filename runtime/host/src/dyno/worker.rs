@@ -225,8 +225,13 @@ impl Supervisor {
     /// One life of the guest: its exit status, or why it crashed.
     pub(crate) async fn run_once(&self) -> Result<i32, String> {
         // Every start gets a fresh, empty filesystem, removed when this life ends.
-        let dir = EphemeralDir::create(&self.run_dir, &self.release.app, &self.name)
-            .map_err(|e| format!("{e:#}"))?;
+        let dir = EphemeralDir::create(
+            &self.run_dir,
+            &self.release.app,
+            &self.name,
+            self.engine.disk_limit_bytes(&self.release.settings),
+        )
+        .map_err(|e| format!("{e:#}"))?;
         let pre = self
             .release
             .command(&self.process_type)
@@ -243,6 +248,7 @@ impl Supervisor {
             env: &self.env,
             args: &self.args,
             dir: dir.path(),
+            disk: dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),

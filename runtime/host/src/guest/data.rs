@@ -2,6 +2,7 @@
 //! add-ons and its limits.
 
 use crate::addons::AppAddons;
+use crate::guest::disk::DiskQuota;
 use crate::guest::egress::Egress;
 use crate::guest::quota::Quota;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct StoreData {
     /// The add-ons of the instance's app (bound when the release was loaded).
     pub addons: Arc<AppAddons>,
     pub quota: Quota,
+    /// The ephemeral disk quota of the instance's dyno (shared by its instances).
+    pub disk: Arc<DiskQuota>,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
@@ -32,6 +35,7 @@ impl StoreData {
         wasi: WasiCtx,
         addons: Arc<AppAddons>,
         memory_limit_bytes: usize,
+        disk: Arc<DiskQuota>,
         egress: Egress,
     ) -> StoreData {
         StoreData {
@@ -47,6 +51,7 @@ impl StoreData {
             },
             addons,
             quota: Quota::new(memory_limit_bytes),
+            disk,
             deadline: None,
         }
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wdeploy_core::Digest;
 use wdeploy_core::wasm::{WasmKind, kind_of_file};
+use wdeploy_core::{AppSettings, Digest};
 
 /// How often the epoch advances; the granularity of guest yielding and deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -32,7 +32,12 @@ pub struct EngineOptions {
     pub keep_resident_bytes: usize,
     /// Where guests' outgoing HTTP may go.
     pub egress: Egress,
+    /// The most ephemeral disk a dyno may ask for (`limits.disk_mb`), in bytes.
+    pub max_disk_bytes: u64,
 }
+
+/// `wdeploy host --max-disk-mb` unless given: apps may ask for up to 2 GiB per dyno.
+pub const DEFAULT_MAX_DISK_MB: u64 = 2048;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -42,6 +47,7 @@ impl Default for EngineOptions {
             cache_dir: None,
             keep_resident_bytes: 1 << 20,
             egress: Egress::PublicOnly,
+            max_disk_bytes: DEFAULT_MAX_DISK_MB << 20,
         }
     }
 }
@@ -52,6 +58,7 @@ pub struct Engine {
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
     egress: Egress,
+    max_disk_bytes: u64,
     /// Compiled components by digest. Releases of the same code (a config change, a
     /// rollback, many apps running one slug) share one copy, and a compile started when
     /// the blob was uploaded is joined by the release that needs it, never repeated.
@@ -104,6 +111,10 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // Files go through the dyno's disk quota (over wasmtime-wasi's filesystem types).
+        crate::guest::quota_fs::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the quota-checked filesystem")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
@@ -136,6 +147,7 @@ impl Engine {
             linker,
             cache_dir: options.cache_dir.clone(),
             egress: options.egress,
+            max_disk_bytes: options.max_disk_bytes,
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))
@@ -148,6 +160,25 @@ impl Engine {
     /// Where guests' outgoing HTTP may go, for every store of this engine.
     pub fn egress(&self) -> Egress {
         self.egress
+    }
+
+    /// Whether this host can give an app what its settings ask for: a release asking for
+    /// more disk than the host's ceiling is refused with what to change.
+    pub fn check_settings(&self, settings: &AppSettings) -> Result<(), String> {
+        if settings.disk_limit_bytes() > self.max_disk_bytes {
+            return Err(format!(
+                "wdeploy.toml: limits.disk_mb = {} is more than this host allows per dyno ({} MiB; `wdeploy host --max-disk-mb`)",
+                settings.limits.disk_mb,
+                self.max_disk_bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ephemeral disk quota of a dyno of an app with `settings`: what it asks for,
+    /// within the host's ceiling (which may have been lowered since the release was made).
+    pub fn disk_limit_bytes(&self, settings: &AppSettings) -> u64 {
+        settings.disk_limit_bytes().min(self.max_disk_bytes)
     }
 
     pub fn linker(&self) -> &Linker<StoreData> {

@@ -18,6 +18,8 @@ pub struct InstanceEnv<'a> {
     /// argv: the component name then the Procfile arguments.
     pub args: &'a [String],
     pub dir: &'a Path,
+    /// The quota of `dir`, shared by the dyno's instances.
+    pub disk: Arc<crate::guest::disk::DiskQuota>,
     pub logs: &'a Arc<LogStream>,
     pub memory_limit_bytes: usize,
     /// The app's add-ons, bound to the app of the dyno's release.
@@ -49,6 +51,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         builder.build(),
         env.addons,
         env.memory_limit_bytes,
+        env.disk,
         engine.egress(),
     );
     let mut store = Store::new(engine.wasmtime(), state);

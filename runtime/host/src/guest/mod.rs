@@ -1,11 +1,14 @@
 //! Running guest code: the one wasmtime engine of a host, the `Store` of each instance
 //! with what it carries (WASI context, add-ons, limits), the import check, memory quotas
+//! the ephemeral disk quota (with the `wasi:filesystem` that enforces it)
 //! and the egress rule for guests' outgoing HTTP. Nothing here knows about dynos or apps
 //! beyond the add-on binding an instance carries.
 
 pub mod data;
+pub mod disk;
 pub mod egress;
 pub mod engine;
 pub mod imports;
 pub mod instance;
 pub mod quota;
+pub mod quota_fs;
