@@ -3,6 +3,7 @@
 
 use crate::fixture::*;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 /// Config vars are set through the API by anyone with access to the app; they must never
 /// configure the build on the pushing machine (RUSTC_WRAPPER would run a program there).
@@ -90,7 +91,7 @@ fn a_dyno_filling_its_disk_hits_its_quota_not_the_host() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(", then "), "the disk never filled: {body}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
@@ -123,4 +124,56 @@ fn a_dyno_filling_its_disk_hits_its_quota_not_the_host() {
         err.contains("limits.disk_mb = 64 is more than this host allows per dyno (16 MiB"),
         "{err}"
     );
+}
+
+/// The host's resident memory, from `/proc/PID/status`.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// Guests that grow their memory to the quota and crash give it back to the kernel when
+/// their instance goes: the host does not stay gigabytes resident while idle.
+#[test]
+fn memory_of_crashed_memory_hogs_goes_back_to_the_kernel() {
+    let host = TestHost::start();
+    let app = faults_app().with_settings("[limits]\nmemory_mb = 192\n");
+    host.create_and_push("hog", app.path());
+    assert_eq!(host.get("hog", "/"), (200, "ok\n".into()));
+    let baseline = resident_bytes(host.pid());
+
+    for _ in 0..8 {
+        let (status, body) = host.get("hog", "/alloc");
+        assert_eq!(status, 500, "{body}");
+    }
+    let logs = host.ok(&["logs", "-a", "hog"]);
+    assert_eq!(
+        logs.matches("Error R14 (Memory quota exceeded)").count(),
+        8,
+        "{logs}"
+    );
+    // 8 × 192 MiB were touched; all but a few MiB must be gone soon after.
+    let bound = baseline + (96 << 20);
+    poll_until(
+        "the host's memory back near its baseline",
+        Duration::from_secs(10),
+        || {
+            let now = resident_bytes(host.pid());
+            if now <= bound {
+                Ok(now)
+            } else {
+                Err(format!(
+                    "{} MiB resident, baseline {} MiB",
+                    now >> 20,
+                    baseline >> 20
+                ))
+            }
+        },
+    );
+    assert_eq!(host.get("hog", "/"), (200, "ok\n".into()));
 }

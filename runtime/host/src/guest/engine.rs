@@ -93,8 +93,13 @@ impl Engine {
             .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(options.keep_resident_bytes)
             .pagemap_scan(wasmtime::Enabled::Auto)
-            // What does go back to the kernel goes in batches, one flush for many slots.
-            .decommit_batch_size(64);
+            // What a freed slot touched beyond that goes back to the kernel at once, not
+            // in batches: a batch waits for 64 freed slots per queue shard, so a few
+            // instances that grew to their memory quota and crashed kept gigabytes
+            // resident on an idle host. Small instances are not slowed: with
+            // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
+            // decommit at all and is reused at once (wasmtime skips the queue for it).
+            .decommit_batch_size(1);
         let mut config = Config::new();
         config
             // Dynos are WASI 0.2 components: no component-model-async, so calls take the
