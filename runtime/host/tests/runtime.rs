@@ -25,13 +25,16 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Engine::new(&EngineOptions {
+        Fixture::with_engine(EngineOptions {
             max_instances: 32,
             max_memory_bytes: 256 << 20,
             ..EngineOptions::default()
         })
-        .expect("engine");
+    }
+
+    fn with_engine(options: EngineOptions) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::new(&options).expect("engine");
         let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"))
             .expect("add-ons database");
         Fixture {
@@ -49,6 +52,21 @@ impl Fixture {
         procfile: &str,
         settings: &str,
     ) -> anyhow::Result<Arc<Release>> {
+        // One instance per web dyno: a request waits until the previous one has handed
+        // its instance back, so which instance serves is deterministic.
+        self.release_with_config(app, components, procfile, settings, "1")
+            .await
+    }
+
+    /// [`Fixture::release`] with `WEB_CONCURRENCY` instances per web dyno.
+    async fn release_with_config(
+        &self,
+        app: &AppName,
+        components: &[(&str, &str)],
+        procfile: &str,
+        settings: &str,
+        web_concurrency: &str,
+    ) -> anyhow::Result<Arc<Release>> {
         let components: BTreeMap<String, (Digest, PathBuf)> = components
             .iter()
             .map(|(name, path)| {
@@ -65,11 +83,9 @@ impl Fixture {
                 components,
                 procfile: Procfile::parse(procfile)?,
                 settings: AppSettings::parse(settings)?,
-                // One instance per web dyno: a request waits until the previous one has
-                // handed its instance back, so which instance serves is deterministic.
                 config: BTreeMap::from([
                     ("GREETING".to_string(), "hi".to_string()),
-                    ("WEB_CONCURRENCY".to_string(), "1".to_string()),
+                    ("WEB_CONCURRENCY".to_string(), web_concurrency.to_string()),
                 ]),
                 addons: self.addons.clone(),
             },
@@ -506,5 +522,86 @@ async fn a_dyno_filling_its_disk_gets_a_full_disk_and_its_neighbour_writes_on() 
     );
     assert!(disk_usage(&dir) <= quota + (64 << 10));
     filler.stop().await;
+    neighbour.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_holding_its_share_of_instances_gets_h11_and_its_neighbours_run_on() {
+    // A pool of 6 instances, at most 3 per app.
+    let fx = Fixture::with_engine(EngineOptions {
+        max_instances: 6,
+        max_app_instances: Some(3),
+        max_memory_bytes: 256 << 20,
+        ..EngineOptions::default()
+    });
+    let web = serde_json::from_str::<Formation>(r#"{"web":1}"#).unwrap();
+    let greedy = fx.runtime(&name("greedy"));
+    let release = fx
+        .release_with_config(
+            &name("greedy"),
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+            "8",
+        )
+        .await
+        .expect("release loads");
+    greedy.deploy(release, &web).await.expect("deploys");
+    let (neighbour, neighbour_addr) = fx.serve_faults_web("neighbour", "").await;
+    let addr = serve(greedy.clone()).await;
+
+    // Eight slow requests at once: the app gets three instances, the other five are
+    // refused at once with H11 in its own log, not by exhausting the host's pool.
+    let slow: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get(addr, "greedy.localhost", "/slow?ms=3000")))
+        .collect();
+    let h11 = |logs: &LogStream| log_text(logs).matches("code=H11").count();
+    poll_until("five H11 router lines", Duration::from_secs(20), || {
+        (h11(&greedy.logs) == 5).then_some(())
+    })
+    .await;
+
+    // Meanwhile the neighbour serves, and restarts (which boots a new instance first).
+    let started = Instant::now();
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    neighbour
+        .restart(None)
+        .await
+        .expect("the neighbour restarts");
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut statuses = Vec::new();
+    for request in slow {
+        let (status, body) = request.await.expect("request task");
+        if status == 503 {
+            assert!(body.contains("H11"), "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 503, 503, 503, 503, 503]);
+    let logs = log_text(&greedy.logs);
+    assert!(
+        logs.contains("already runs 3 instances, its share of this host's instance pool"),
+        "{logs}"
+    );
+    assert_eq!(h11(&neighbour.logs), 0);
+    // Its requests done, the app is served again.
+    assert_eq!(
+        get(addr, "greedy.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    greedy.stop().await;
     neighbour.stop().await;
 }

@@ -38,6 +38,10 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
+    /// Instances one app may hold at once over all its dynos, its share of the pool (by
+    /// default a quarter of --max-instances); past it, its own requests get 503 H11
+    #[arg(long)]
+    pub max_app_instances: Option<u32>,
     /// The most ephemeral disk (MiB) an app may ask for per dyno with `[limits] disk_mb`
     /// in its wdeploy.toml (512 unless it asks); a release asking for more is refused
     #[arg(long, default_value_t = DEFAULT_MAX_DISK_MB)]
@@ -95,6 +99,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         (1..=MAX_INSTANCES).contains(&args.max_instances),
         "--max-instances must be between 1 and {MAX_INSTANCES}"
     );
+    if let Some(share) = args.max_app_instances {
+        anyhow::ensure!(
+            (1..=args.max_instances).contains(&share),
+            "--max-app-instances must be between 1 and --max-instances ({})",
+            args.max_instances
+        );
+    }
     anyhow::ensure!(
         (1..=wdeploy_core::settings::MAX_DISK_MB).contains(&args.max_disk_mb),
         "--max-disk-mb must be between 1 and {}",
@@ -104,6 +115,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
         max_disk_bytes: args.max_disk_mb << 20,
+        max_app_instances: args.max_app_instances,
         egress: if args.allow_private_egress {
             Egress::Any
         } else {

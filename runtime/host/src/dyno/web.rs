@@ -13,6 +13,7 @@ use crate::dyno::status::DynoSnapshot;
 use crate::guest::data::StoreData;
 use crate::guest::engine::Engine;
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
+use crate::guest::share::ShareExhausted;
 use crate::logs::LogStream;
 use crate::release::Release;
 use anyhow::Context;
@@ -48,6 +49,19 @@ pub enum DynoError {
     /// A new instance could not be created.
     #[error("could not start an instance: {0}")]
     Boot(String),
+    /// The app already runs all the instances its share of the host allows.
+    #[error("{0}")]
+    OverShare(ShareExhausted),
+}
+
+impl DynoError {
+    /// Why an instance for a request could not be created.
+    fn instantiating(e: anyhow::Error) -> DynoError {
+        match e.downcast_ref::<ShareExhausted>() {
+            Some(over) => DynoError::OverShare(over.clone()),
+            None => DynoError::Boot(format!("{e:#}")),
+        }
+    }
 }
 
 /// One warm instance and the store it lives in.
@@ -195,7 +209,7 @@ impl WebDyno {
             None => inner
                 .instantiate()
                 .await
-                .map_err(|e| DynoError::Boot(format!("{e:#}")))?,
+                .map_err(DynoError::instantiating)?,
         };
 
         let (sender, mut receiver) = oneshot::channel();
@@ -293,6 +307,7 @@ impl Inner {
             .web()
             .context("the release has no web component")?;
         let env = InstanceEnv {
+            app: &self.release.app,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,

@@ -244,6 +244,7 @@ impl Supervisor {
         let (stdin_writer, stdin_reader) = tokio::io::duplex(64);
         *self.stop.stdin.lock() = Some(stdin_writer);
         let env = InstanceEnv {
+            app: &self.release.app,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,

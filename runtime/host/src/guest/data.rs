@@ -5,6 +5,7 @@ use crate::addons::AppAddons;
 use crate::guest::disk::DiskQuota;
 use crate::guest::egress::Egress;
 use crate::guest::quota::Quota;
+use crate::guest::share::ShareSlot;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -26,6 +27,8 @@ pub struct StoreData {
     pub quota: Quota,
     /// The ephemeral disk quota of the instance's dyno (shared by its instances).
     pub disk: Arc<DiskQuota>,
+    /// The instance's place in its app's share of the pool, given back with the store.
+    pub share: ShareSlot,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
@@ -36,6 +39,7 @@ impl StoreData {
         addons: Arc<AppAddons>,
         memory_limit_bytes: usize,
         disk: Arc<DiskQuota>,
+        share: ShareSlot,
         egress: Egress,
     ) -> StoreData {
         StoreData {
@@ -52,6 +56,7 @@ impl StoreData {
             addons,
             quota: Quota::new(memory_limit_bytes),
             disk,
+            share,
             deadline: None,
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::guest::data::StoreData;
 use crate::guest::egress::Egress;
+use crate::guest::share::InstanceShares;
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub struct EngineOptions {
     pub egress: Egress,
     /// The most ephemeral disk a dyno may ask for (`limits.disk_mb`), in bytes.
     pub max_disk_bytes: u64,
+    /// Instances one app may hold at once, over all its dynos; `None`: a quarter of
+    /// `max_instances` (so one app can never take the whole pool).
+    pub max_app_instances: Option<u32>,
 }
 
 /// `wdeploy host --max-disk-mb` unless given: apps may ask for up to 2 GiB per dyno.
@@ -48,6 +52,7 @@ impl Default for EngineOptions {
             keep_resident_bytes: 1 << 20,
             egress: Egress::PublicOnly,
             max_disk_bytes: DEFAULT_MAX_DISK_MB << 20,
+            max_app_instances: None,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct Engine {
     cache_dir: Option<PathBuf>,
     egress: Egress,
     max_disk_bytes: u64,
+    /// Each app's share of the instance pool.
+    shares: Arc<InstanceShares>,
     /// Compiled components by digest. Releases of the same code (a config change, a
     /// rollback, many apps running one slug) share one copy, and a compile started when
     /// the blob was uploaded is joined by the release that needs it, never repeated.
@@ -153,6 +160,7 @@ impl Engine {
             cache_dir: options.cache_dir.clone(),
             egress: options.egress,
             max_disk_bytes: options.max_disk_bytes,
+            shares: InstanceShares::new(options.max_app_instances.unwrap_or(n / 4).clamp(1, n)),
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))
@@ -184,6 +192,11 @@ impl Engine {
     /// within the host's ceiling (which may have been lowered since the release was made).
     pub fn disk_limit_bytes(&self, settings: &AppSettings) -> u64 {
         settings.disk_limit_bytes().min(self.max_disk_bytes)
+    }
+
+    /// Each app's share of the instance pool; every store takes a slot of its app's.
+    pub fn shares(&self) -> &Arc<InstanceShares> {
+        &self.shares
     }
 
     pub fn linker(&self) -> &Linker<StoreData> {

@@ -13,6 +13,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 /// What every instance of a dyno shares: its name, env, args, filesystem and log stream.
 pub struct InstanceEnv<'a> {
+    /// The app whose share of the pool the instance takes.
+    pub app: &'a wdeploy_core::AppName,
     pub dyno: &'a Arc<str>,
     pub env: &'a [(String, String)],
     /// argv: the component name then the Procfile arguments.
@@ -30,7 +32,13 @@ pub struct InstanceEnv<'a> {
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
 /// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
+///
+/// An app already holding its share of the pool gets [`ShareExhausted`] (before anything
+/// is allocated).
+///
+/// [`ShareExhausted`]: crate::guest::share::ShareExhausted
 pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
+    let share = engine.shares().take(env.app)?;
     let mut builder = WasiCtx::builder();
     builder
         .envs(env.env)
@@ -52,6 +60,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         env.addons,
         env.memory_limit_bytes,
         env.disk,
+        share,
         engine.egress(),
     );
     let mut store = Store::new(engine.wasmtime(), state);

@@ -1,4 +1,4 @@
-//! Running guest code: the one wasmtime engine of a host, the `Store` of each instance
+//! Running guest code: the one wasmtime engine of a host and each app's share of it, the `Store` of each instance
 //! with what it carries (WASI context, add-ons, limits), the import check, memory quotas
 //! the ephemeral disk quota (with the `wasi:filesystem` that enforces it)
 //! and the egress rule for guests' outgoing HTTP. Nothing here knows about dynos or apps
@@ -12,3 +12,4 @@ pub mod imports;
 pub mod instance;
 pub mod quota;
 pub mod quota_fs;
+pub mod share;
