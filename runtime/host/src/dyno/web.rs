@@ -13,7 +13,7 @@ use crate::dyno::status::DynoSnapshot;
 use crate::guest::data::StoreData;
 use crate::guest::engine::Engine;
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
-use crate::guest::share::ShareExhausted;
+use crate::guest::share::{Purpose, ShareExhausted};
 use crate::logs::LogStream;
 use crate::release::Release;
 use anyhow::Context;
@@ -148,7 +148,7 @@ impl WebDyno {
             format!("Starting process with command `{}`", inner.args.join(" ")),
         );
         let first = inner
-            .instantiate()
+            .instantiate(Purpose::Boot)
             .await
             .with_context(|| format!("{} failed to boot", spec.name))?;
         if inner.isolation == Isolation::Dyno {
@@ -207,7 +207,7 @@ impl WebDyno {
         let mut warm = match reused {
             Some(warm) => warm,
             None => inner
-                .instantiate()
+                .instantiate(Purpose::Request)
                 .await
                 .map_err(DynoError::instantiating)?,
         };
@@ -301,13 +301,14 @@ impl Inner {
         self.idle.lock()
     }
 
-    async fn instantiate(&self) -> anyhow::Result<Warm> {
+    async fn instantiate(&self, purpose: Purpose) -> anyhow::Result<Warm> {
         let pre = self
             .release
             .web()
             .context("the release has no web component")?;
         let env = InstanceEnv {
             app: &self.release.app,
+            purpose,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,

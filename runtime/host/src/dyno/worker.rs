@@ -245,6 +245,7 @@ impl Supervisor {
         *self.stop.stdin.lock() = Some(stdin_writer);
         let env = InstanceEnv {
             app: &self.release.app,
+            purpose: crate::guest::share::Purpose::Boot,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,

@@ -160,7 +160,12 @@ impl Engine {
             cache_dir: options.cache_dir.clone(),
             egress: options.egress,
             max_disk_bytes: options.max_disk_bytes,
-            shares: InstanceShares::new(options.max_app_instances.unwrap_or(n / 4).clamp(1, n)),
+            shares: InstanceShares::new(
+                n,
+                options.max_app_instances.unwrap_or(n / 4),
+                // Kept for booting dynos: 1/32 of the pool, at least one.
+                (n / 32).max(1),
+            ),
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         }))

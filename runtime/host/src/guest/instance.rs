@@ -15,6 +15,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 pub struct InstanceEnv<'a> {
     /// The app whose share of the pool the instance takes.
     pub app: &'a wdeploy_core::AppName,
+    /// Whether the instance boots a dyno (and may take the pool's boot reserve).
+    pub purpose: crate::guest::share::Purpose,
     pub dyno: &'a Arc<str>,
     pub env: &'a [(String, String)],
     /// argv: the component name then the Procfile arguments.
@@ -38,7 +40,7 @@ pub struct InstanceEnv<'a> {
 ///
 /// [`ShareExhausted`]: crate::guest::share::ShareExhausted
 pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
-    let share = engine.shares().take(env.app)?;
+    let share = engine.shares().take(env.app, env.purpose)?;
     let mut builder = WasiCtx::builder();
     builder
         .envs(env.env)
