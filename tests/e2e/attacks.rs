@@ -177,3 +177,47 @@ fn memory_of_crashed_memory_hogs_goes_back_to_the_kernel() {
     );
     assert_eq!(host.get("hog", "/"), (200, "ok\n".into()));
 }
+
+/// One app's slow requests take its own share of the instance pool, not the host's: the
+/// requests over its share get 503 H11 in its own log, and a neighbour serves and
+/// restarts as usual.
+#[test]
+fn an_app_with_slow_requests_keeps_to_its_share_of_instances() {
+    let host = TestHost::start_with(&["--max-instances", "8", "--max-app-instances", "3"]);
+    host.create_and_push("greedy", faults_app().path());
+    host.ok(&["config:set", "WEB_CONCURRENCY=10", "-a", "greedy"]);
+    host.create_and_push("neighbour", faults_app().path());
+
+    let statuses = std::thread::scope(|scope| {
+        let slow: Vec<_> = (0..10)
+            .map(|_| scope.spawn(|| host.get("greedy", "/slow?ms=4000")))
+            .collect();
+        // While they run, the neighbour answers and restarts.
+        poll_until("greedy's requests over its share refused", SOON, || {
+            let logs = host.ok(&["logs", "-a", "greedy", "--source", "router"]);
+            (logs.matches("code=H11").count() == 7).then_some(())
+        });
+        assert_eq!(host.get("neighbour", "/"), (200, "ok\n".into()));
+        host.ok(&["restart", "-a", "neighbour"]);
+        assert_eq!(host.get("neighbour", "/"), (200, "ok\n".into()));
+        let mut statuses: Vec<u16> = slow
+            .into_iter()
+            .map(|request| {
+                let (status, body) = request.join().expect("request thread");
+                assert!(status == 200 || body.contains("H11"), "{status} {body}");
+                status
+            })
+            .collect();
+        statuses.sort();
+        statuses
+    });
+    assert_eq!(statuses, [200, 200, 200, 503, 503, 503, 503, 503, 503, 503]);
+    let logs = host.ok(&["logs", "-a", "greedy"]);
+    assert!(
+        logs.contains("already runs 3 instances, its share of this host's instance pool"),
+        "{logs}"
+    );
+    let neighbour_logs = host.ok(&["logs", "-a", "neighbour"]);
+    assert!(!neighbour_logs.contains("code=H1"), "{neighbour_logs}");
+    assert_eq!(host.get("greedy", "/"), (200, "ok\n".into()));
+}
