@@ -49,7 +49,8 @@ pub enum DynoError {
     /// A new instance could not be created.
     #[error("could not start an instance: {0}")]
     Boot(String),
-    /// The app already runs all the instances its share of the host allows.
+    /// No new instance for this request: the app runs all its share of the pool allows,
+    /// or the pool is down to the slots kept for booting dynos.
     #[error("{0}")]
     OverShare(ShareExhausted),
 }
