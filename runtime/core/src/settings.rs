@@ -8,6 +8,7 @@
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
+//! disk_mb = 512           # ephemeral filesystem per dyno (a host sets a ceiling)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -57,11 +58,24 @@ impl Default for WebSettings {
 pub struct LimitSettings {
     /// Linear memory quota per component instance, in MiB.
     pub memory_mb: u64,
+    /// Ephemeral filesystem quota per dyno, in MiB: what its files (and directory entries)
+    /// may take on the host's disk. A host refuses a release asking for more than its own
+    /// ceiling (`wdeploy host --max-disk-mb`).
+    pub disk_mb: u64,
 }
+
+/// Ephemeral disk per dyno unless `limits.disk_mb` says.
+pub const DEFAULT_DISK_MB: u64 = 512;
+
+/// Largest `limits.disk_mb` a `wdeploy.toml` may name (1 TiB); a host's ceiling is lower.
+pub const MAX_DISK_MB: u64 = 1 << 20;
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        LimitSettings { memory_mb: 512 }
+        LimitSettings {
+            memory_mb: 512,
+            disk_mb: DEFAULT_DISK_MB,
+        }
     }
 }
 
@@ -124,12 +138,22 @@ impl AppSettings {
                 "{SETTINGS_FILE}: limits.memory_mb must be between 1 and 65536"
             )));
         }
+        if !(1..=MAX_DISK_MB).contains(&settings.limits.disk_mb) {
+            return Err(SettingsError(format!(
+                "{SETTINGS_FILE}: limits.disk_mb must be between 1 and {MAX_DISK_MB}"
+            )));
+        }
         Ok(settings)
     }
 
     /// The per-instance memory quota in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
         (self.limits.memory_mb as usize) << 20
+    }
+
+    /// The per-dyno ephemeral disk quota in bytes.
+    pub fn disk_limit_bytes(&self) -> u64 {
+        self.limits.disk_mb << 20
     }
 }
 
@@ -148,6 +172,19 @@ mod tests {
         for timeout in ["0", "3601", "9223372036854775807"] {
             let err = AppSettings::parse(&format!("[web]\ntimeout = {timeout}\n")).unwrap_err();
             assert!(err.to_string().contains("between 1 and 3600"), "{err}");
+        }
+    }
+
+    #[test]
+    fn disk_quota_defaults_to_512_mib_and_is_bounded() {
+        let s = AppSettings::parse("").unwrap();
+        assert_eq!(s.limits.disk_mb, 512);
+        assert_eq!(s.disk_limit_bytes(), 512 << 20);
+        let s = AppSettings::parse("[limits]\ndisk_mb = 8\n").unwrap();
+        assert_eq!(s.disk_limit_bytes(), 8 << 20);
+        for bad in ["0", "1048577", "-1"] {
+            let err = AppSettings::parse(&format!("[limits]\ndisk_mb = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("disk_mb"), "{err}");
         }
     }
 

@@ -25,13 +25,16 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Engine::new(&EngineOptions {
+        Fixture::with_engine(EngineOptions {
             max_instances: 32,
             max_memory_bytes: 256 << 20,
             ..EngineOptions::default()
         })
-        .expect("engine");
+    }
+
+    fn with_engine(options: EngineOptions) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::new(&options).expect("engine");
         let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"))
             .expect("add-ons database");
         Fixture {
@@ -619,4 +622,159 @@ async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
     assert!(log_text(&runtime.logs).contains(&format!(
         "[{one_off}]: Stopping process: it ran past its time limit of 300ms"
     )));
+}
+
+/// What the files under `dir` take on the host's disk (allocated blocks, as `du` counts).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable dyno dir") {
+            let entry = entry.expect("entry");
+            let meta = std::fs::symlink_metadata(entry.path()).expect("metadata");
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_dyno_filling_its_disk_gets_a_full_disk_and_its_neighbour_writes_on() {
+    let fx = Fixture::new();
+    let (filler, addr) = fx
+        .serve_faults_web("filler", "[limits]\ndisk_mb = 4\n")
+        .await;
+    let (neighbour, neighbour_addr) = fx.serve_faults_web("neighbour", "").await;
+    let quota: u64 = 4 << 20;
+    let dir = fx.dir.path().join("dynos/filler");
+
+    // Writing 16 MiB into a 4 MiB disk fails after about 4 MiB, and the host's disk holds
+    // no more than that. The guest's wasi-libc reports any failed stream write as EIO;
+    // a guest asking wasi:filesystem why (`filesystem-error-code`) hears it is a full
+    // disk, as does one creating a file (ENOSPC, Rust's StorageFull).
+    let (status, body) = get(addr, "filler.localhost", "/fill?mb=16").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(", then "), "{body}");
+    let filled: u64 = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a byte count");
+    assert!(filled >= quota - (256 << 10) && filled <= quota, "{body}");
+    let used = disk_usage(&dir);
+    assert!(used <= quota + (64 << 10), "{used} bytes on disk");
+    let (_, body) = get(addr, "filler.localhost", "/fill?mb=16&name=raw&raw=1").await;
+    assert!(body.contains("name: \"insufficient-space\""), "{body}");
+    let (_, body) = get(addr, "filler.localhost", "/fill?mb=16&name=more&append=1").await;
+    assert!(
+        body.starts_with("filled 0 bytes, then StorageFull"),
+        "{body}"
+    );
+    let (_, body) = get(addr, "filler.localhost", "/touch?n=100000").await;
+    assert!(body.contains("then StorageFull"), "{body}");
+    assert!(disk_usage(&dir) <= quota + (64 << 10));
+
+    // The neighbour on the same host writes as usual.
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/fill?mb=8").await,
+        (200, "filled 8388608 bytes, no error\n".into())
+    );
+
+    // Deleting a file frees its space, as on a real disk.
+    assert_eq!(
+        get(addr, "filler.localhost", "/remove?name=fill").await,
+        (200, "removed fill\n".into())
+    );
+    assert_eq!(
+        get(addr, "filler.localhost", "/fill?mb=2&name=again").await,
+        (200, "filled 2097152 bytes, no error\n".into())
+    );
+    assert!(disk_usage(&dir) <= quota + (64 << 10));
+    filler.stop().await;
+    neighbour.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_holding_its_share_of_instances_gets_h11_and_its_neighbours_run_on() {
+    // A pool of 6 instances, at most 3 per app.
+    let fx = Fixture::with_engine(EngineOptions {
+        max_instances: 6,
+        max_app_instances: Some(3),
+        max_memory_bytes: 256 << 20,
+        ..EngineOptions::default()
+    });
+    let web = serde_json::from_str::<Formation>(r#"{"web":1}"#).unwrap();
+    let greedy = fx.runtime(&name("greedy"));
+    let release = fx
+        .release_with(
+            &name("greedy"),
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+            &[("WEB_CONCURRENCY", "8")],
+        )
+        .await
+        .expect("release loads");
+    greedy.deploy(release, &web).await.expect("deploys");
+    let (neighbour, neighbour_addr) = fx.serve_faults_web("neighbour", "").await;
+    let addr = serve(greedy.clone()).await;
+
+    // Eight slow requests at once: the app gets three instances, the other five are
+    // refused at once with H11 in its own log, not by exhausting the host's pool.
+    let slow: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get(addr, "greedy.localhost", "/slow?ms=3000")))
+        .collect();
+    let h11 = |logs: &LogStream| log_text(logs).matches("code=H11").count();
+    poll_until("five H11 router lines", Duration::from_secs(20), || {
+        (h11(&greedy.logs) == 5).then_some(())
+    })
+    .await;
+
+    // Meanwhile the neighbour serves, and restarts (which boots a new instance first).
+    let started = Instant::now();
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    neighbour
+        .restart(None)
+        .await
+        .expect("the neighbour restarts");
+    assert_eq!(
+        get(neighbour_addr, "neighbour.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut statuses = Vec::new();
+    for request in slow {
+        let (status, body) = request.await.expect("request task");
+        if status == 503 {
+            assert!(body.contains("H11"), "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 503, 503, 503, 503, 503]);
+    let logs = log_text(&greedy.logs);
+    assert!(
+        logs.contains("already runs 3 instances, its share of this host's instance pool"),
+        "{logs}"
+    );
+    assert_eq!(h11(&neighbour.logs), 0);
+    // Its requests done, the app is served again.
+    assert_eq!(
+        get(addr, "greedy.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    greedy.stop().await;
+    neighbour.stop().await;
 }

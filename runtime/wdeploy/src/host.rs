@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, Deadlines, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig,
-    IDLE_TIMEOUT, ListenerLimits, Router, raise_fd_limit,
+    Backoff, DEFAULT_MAX_DISK_MB, Deadlines, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host,
+    HostConfig, IDLE_TIMEOUT, ListenerLimits, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,14 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
+    /// Instances one app may hold at once over all its dynos, its share of the pool (by
+    /// default a quarter of --max-instances); past it, its own requests get 503 H11
+    #[arg(long)]
+    pub max_app_instances: Option<u32>,
+    /// The most ephemeral disk (MiB) an app may ask for per dyno with `[limits] disk_mb`
+    /// in its wdeploy.toml (512 unless it asks); a release asking for more is refused
+    #[arg(long, default_value_t = DEFAULT_MAX_DISK_MB)]
+    pub max_disk_mb: u64,
     /// Let guests' outgoing HTTP reach loopback, private and link-local addresses (by
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
@@ -137,9 +145,23 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         (1..=MAX_INSTANCES).contains(&args.max_instances),
         "--max-instances must be between 1 and {MAX_INSTANCES}"
     );
+    if let Some(share) = args.max_app_instances {
+        anyhow::ensure!(
+            (1..=args.max_instances).contains(&share),
+            "--max-app-instances must be between 1 and --max-instances ({})",
+            args.max_instances
+        );
+    }
+    anyhow::ensure!(
+        (1..=wdeploy_core::settings::MAX_DISK_MB).contains(&args.max_disk_mb),
+        "--max-disk-mb must be between 1 and {}",
+        wdeploy_core::settings::MAX_DISK_MB
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
+        max_disk_bytes: args.max_disk_mb << 20,
+        max_app_instances: args.max_app_instances,
         egress: if args.allow_private_egress {
             Egress::Any
         } else {

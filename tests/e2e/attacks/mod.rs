@@ -1,6 +1,7 @@
 //! The host attacked as a hostile client or tenant would (issue 12): each test reproduces
 //! an attack against the real binary on loopback and checks that it no longer works.
 
+mod budgets;
 mod build;
 mod deadlines;
 mod listeners;

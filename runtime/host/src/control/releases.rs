@@ -240,7 +240,11 @@ impl Host {
     ) -> Result<ReleaseInfo> {
         let entry = self.existing(app).await?;
         Procfile::parse(&req.procfile).map_err(|e| ApiError::invalid(e.to_string()))?;
-        AppSettings::parse(&req.settings).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let settings =
+            AppSettings::parse(&req.settings).map_err(|e| ApiError::invalid(e.to_string()))?;
+        self.engine
+            .check_settings(&settings)
+            .map_err(ApiError::invalid)?;
         if !self.store.blobs.has(&req.slug).await? {
             return Err(
                 ApiError::invalid(format!("slug {} has not been uploaded", req.slug)).into(),

@@ -1,7 +1,10 @@
-//! A dyno's ephemeral filesystem: an empty private directory, removed when the dyno is gone.
+//! A dyno's ephemeral filesystem: an empty private directory with a disk quota, removed
+//! when the dyno is gone.
 
+use crate::guest::disk::DiskQuota;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An empty directory owned by one dyno. It is removed when dropped, which happens once
@@ -9,13 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct EphemeralDir {
     path: PathBuf,
+    /// What the dyno's instances may write into it (`limits.disk_mb`).
+    quota: Arc<DiskQuota>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 impl EphemeralDir {
-    /// Creates `base/app/dyno-N`, fresh and empty.
-    pub fn create(base: &Path, app: &str, dyno: &str) -> anyhow::Result<EphemeralDir> {
+    /// Creates `base/app/dyno-N`, fresh and empty, with a quota of `limit` bytes.
+    pub fn create(base: &Path, app: &str, dyno: &str, limit: u64) -> anyhow::Result<EphemeralDir> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = base.join(app).join(format!("{dyno}-{n}"));
         if path.exists() {
@@ -23,11 +28,16 @@ impl EphemeralDir {
         }
         std::fs::create_dir_all(&path)
             .with_context(|| format!("creating the filesystem of {dyno} at {}", path.display()))?;
-        Ok(EphemeralDir { path })
+        let quota = DiskQuota::new(&path, limit);
+        Ok(EphemeralDir { path, quota })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn quota(&self) -> &Arc<DiskQuota> {
+        &self.quota
     }
 }
 
@@ -46,7 +56,8 @@ mod tests {
     #[test]
     fn created_empty_and_removed_on_drop() {
         let base = tempfile::tempdir().unwrap();
-        let dir = super::EphemeralDir::create(base.path(), "app", "web.1").unwrap();
+        let dir = super::EphemeralDir::create(base.path(), "app", "web.1", 1 << 20).unwrap();
+        assert_eq!(dir.quota().limit(), 1 << 20);
         let path = dir.path().to_path_buf();
         assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0);
         std::fs::write(path.join("f"), "x").unwrap();

@@ -14,6 +14,7 @@ use crate::guest::data::StoreData;
 use crate::guest::engine::Engine;
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
 use crate::guest::lane::{AbortOnDrop, LaneHandle};
+use crate::guest::share::{Purpose, ShareExhausted};
 use crate::logs::LogStream;
 use crate::release::Release;
 use anyhow::Context;
@@ -49,6 +50,20 @@ pub enum DynoError {
     /// A new instance could not be created.
     #[error("could not start an instance: {0}")]
     Boot(String),
+    /// No new instance for this request: the app runs all its share of the pool allows,
+    /// or the pool is down to the slots kept for booting dynos.
+    #[error("{0}")]
+    OverShare(ShareExhausted),
+}
+
+impl DynoError {
+    /// Why an instance for a request could not be created.
+    fn instantiating(e: anyhow::Error) -> DynoError {
+        match e.downcast_ref::<ShareExhausted>() {
+            Some(over) => DynoError::OverShare(over.clone()),
+            None => DynoError::Boot(format!("{e:#}")),
+        }
+    }
 }
 
 /// One warm instance and the store it lives in.
@@ -107,7 +122,12 @@ impl WebDyno {
             .procfile
             .get(ProcessType::WEB)
             .context("the release has no web process type")?;
-        let dir = EphemeralDir::create(spec.run_dir, &release.app, spec.name)?;
+        let dir = EphemeralDir::create(
+            spec.run_dir,
+            &release.app,
+            spec.name,
+            spec.engine.disk_limit_bytes(&release.settings),
+        )?;
         let concurrency = release.web_concurrency();
         let inner = Arc::new(Inner {
             name: spec.name.into(),
@@ -136,7 +156,7 @@ impl WebDyno {
         let booting = inner.clone();
         let first = spec
             .lane
-            .run(async move { booting.instantiate().await })
+            .run(async move { booting.instantiate(Purpose::Boot).await })
             .await
             .map_err(anyhow::Error::from)
             .and_then(|first| first)
@@ -225,10 +245,10 @@ impl Inner {
         let reused = self.idle_list().pop();
         let mut warm = match reused {
             Some(warm) => warm,
-            None => match self.instantiate().await {
+            None => match self.instantiate(Purpose::Request).await {
                 Ok(warm) => warm,
                 Err(e) => {
-                    let _ = head.send(Err(DynoError::Boot(format!("{e:#}"))));
+                    let _ = head.send(Err(DynoError::instantiating(e)));
                     return;
                 }
             },
@@ -327,16 +347,19 @@ impl Inner {
         self.idle.lock()
     }
 
-    async fn instantiate(&self) -> anyhow::Result<Warm> {
+    async fn instantiate(&self, purpose: Purpose) -> anyhow::Result<Warm> {
         let pre = self
             .release
             .web()
             .context("the release has no web component")?;
         let env = InstanceEnv {
+            app: &self.release.app,
+            purpose,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,
             dir: self.dir.path(),
+            disk: self.dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
             addons: self.release.addons.clone(),

@@ -232,8 +232,13 @@ impl Supervisor {
     /// One life of the guest: its exit status, or why it crashed.
     pub(crate) async fn run_once(&self) -> Result<i32, String> {
         // Every start gets a fresh, empty filesystem, removed when this life ends.
-        let dir = EphemeralDir::create(&self.run_dir, &self.release.app, &self.name)
-            .map_err(|e| format!("{e:#}"))?;
+        let dir = EphemeralDir::create(
+            &self.run_dir,
+            &self.release.app,
+            &self.name,
+            self.engine.disk_limit_bytes(&self.release.settings),
+        )
+        .map_err(|e| format!("{e:#}"))?;
         let pre = self
             .release
             .command(&self.process_type)
@@ -246,10 +251,13 @@ impl Supervisor {
         let (stdin_writer, stdin_reader) = tokio::io::duplex(64);
         *self.stop.stdin.lock() = Some(stdin_writer);
         let env = InstanceEnv {
+            app: &self.release.app,
+            purpose: crate::guest::share::Purpose::Boot,
             dyno: &self.name,
             env: &self.env,
             args: &self.args,
             dir: dir.path(),
+            disk: dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),

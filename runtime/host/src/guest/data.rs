@@ -2,8 +2,10 @@
 //! add-ons and its limits.
 
 use crate::addons::AppAddons;
+use crate::guest::disk::DiskQuota;
 use crate::guest::egress::Egress;
 use crate::guest::quota::Quota;
+use crate::guest::share::ShareSlot;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -23,6 +25,10 @@ pub struct StoreData {
     /// The add-ons of the instance's app (bound when the release was loaded).
     pub addons: Arc<AppAddons>,
     pub quota: Quota,
+    /// The ephemeral disk quota of the instance's dyno (shared by its instances).
+    pub disk: Arc<DiskQuota>,
+    /// The instance's place in its app's share of the pool, given back with the store.
+    pub share: ShareSlot,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
@@ -32,6 +38,8 @@ impl StoreData {
         wasi: WasiCtx,
         addons: Arc<AppAddons>,
         memory_limit_bytes: usize,
+        disk: Arc<DiskQuota>,
+        share: ShareSlot,
         egress: Egress,
     ) -> StoreData {
         StoreData {
@@ -47,6 +55,8 @@ impl StoreData {
             },
             addons,
             quota: Quota::new(memory_limit_bytes),
+            disk,
+            share,
             deadline: None,
         }
     }

@@ -4,6 +4,7 @@ use crate::guest::cpu::{CpuGovernor, Thresholds};
 use crate::guest::data::StoreData;
 use crate::guest::egress::Egress;
 use crate::guest::lane::LaneOptions;
+use crate::guest::share::InstanceShares;
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -15,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wdeploy_core::Digest;
 use wdeploy_core::wasm::{WasmKind, kind_of_file};
+use wdeploy_core::{AppSettings, Digest};
 
 /// A component compiled and kept in memory for as long as a release holds this.
 pub struct Loaded {
@@ -48,7 +49,15 @@ pub struct EngineOptions {
     pub egress: Egress,
     /// The threads each app's guests run on.
     pub lanes: LaneOptions,
+    /// The most ephemeral disk a dyno may ask for (`limits.disk_mb`), in bytes.
+    pub max_disk_bytes: u64,
+    /// Instances one app may hold at once, over all its dynos; `None`: a quarter of
+    /// `max_instances` (so one app can never take the whole pool).
+    pub max_app_instances: Option<u32>,
 }
+
+/// `wdeploy host --max-disk-mb` unless given: apps may ask for up to 2 GiB per dyno.
+pub const DEFAULT_MAX_DISK_MB: u64 = 2048;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -60,6 +69,8 @@ impl Default for EngineOptions {
             keep_resident_bytes: 1 << 20,
             egress: Egress::PublicOnly,
             lanes: LaneOptions::default(),
+            max_disk_bytes: DEFAULT_MAX_DISK_MB << 20,
+            max_app_instances: None,
         }
     }
 }
@@ -71,6 +82,9 @@ pub struct Engine {
     cache_dir: Option<PathBuf>,
     cache_limit_bytes: u64,
     egress: Egress,
+    max_disk_bytes: u64,
+    /// Each app's share of the instance pool.
+    shares: Arc<InstanceShares>,
     lanes: LaneOptions,
     /// Watches every app's lane and demotes busy ones.
     governor: Arc<CpuGovernor>,
@@ -113,8 +127,13 @@ impl Engine {
             .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(options.keep_resident_bytes)
             .pagemap_scan(wasmtime::Enabled::Auto)
-            // What does go back to the kernel goes in batches, one flush for many slots.
-            .decommit_batch_size(64);
+            // What a freed slot touched beyond that goes back to the kernel at once, not
+            // in batches: a batch waits for 64 freed slots per queue shard, so a few
+            // instances that grew to their memory quota and crashed kept gigabytes
+            // resident on an idle host. Small instances are not slowed: with
+            // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
+            // decommit at all and is reused at once (wasmtime skips the queue for it).
+            .decommit_batch_size(1);
         let mut config = Config::new();
         config
             // Dynos are WASI 0.2 components: no component-model-async, so calls take the
@@ -131,6 +150,10 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // Files go through the dyno's disk quota (over wasmtime-wasi's filesystem types).
+        crate::guest::quota_fs::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the quota-checked filesystem")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
@@ -167,6 +190,13 @@ impl Engine {
             lanes: options.lanes,
             governor: CpuGovernor::start(Thresholds::default())
                 .context("starting the CPU governor")?,
+            max_disk_bytes: options.max_disk_bytes,
+            shares: InstanceShares::new(
+                n,
+                options.max_app_instances.unwrap_or(n / 4),
+                // Kept for booting dynos: 1/32 of the pool, at least one.
+                (n / 32).max(1),
+            ),
             loaded: Mutex::new(HashMap::new()),
             compiling: Semaphore::new(COMPILES_AT_ONCE),
             ticker_stop,
@@ -190,6 +220,30 @@ impl Engine {
     /// The governor every lane registers with.
     pub fn cpu_governor(&self) -> &CpuGovernor {
         &self.governor
+    }
+
+    /// Whether this host can give an app what its settings ask for: a release asking for
+    /// more disk than the host's ceiling is refused with what to change.
+    pub fn check_settings(&self, settings: &AppSettings) -> Result<(), String> {
+        if settings.disk_limit_bytes() > self.max_disk_bytes {
+            return Err(format!(
+                "wdeploy.toml: limits.disk_mb = {} is more than this host allows per dyno ({} MiB; `wdeploy host --max-disk-mb`)",
+                settings.limits.disk_mb,
+                self.max_disk_bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ephemeral disk quota of a dyno of an app with `settings`: what it asks for,
+    /// within the host's ceiling (which may have been lowered since the release was made).
+    pub fn disk_limit_bytes(&self, settings: &AppSettings) -> u64 {
+        settings.disk_limit_bytes().min(self.max_disk_bytes)
+    }
+
+    /// Each app's share of the instance pool; every store takes a slot of its app's.
+    pub fn shares(&self) -> &Arc<InstanceShares> {
+        &self.shares
     }
 
     pub fn linker(&self) -> &Linker<StoreData> {

@@ -13,11 +13,17 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 /// What every instance of a dyno shares: its name, env, args, filesystem and log stream.
 pub struct InstanceEnv<'a> {
+    /// The app whose share of the pool the instance takes.
+    pub app: &'a wdeploy_core::AppName,
+    /// Whether the instance boots a dyno (and may take the pool's boot reserve).
+    pub purpose: crate::guest::share::Purpose,
     pub dyno: &'a Arc<str>,
     pub env: &'a [(String, String)],
     /// argv: the component name then the Procfile arguments.
     pub args: &'a [String],
     pub dir: &'a Path,
+    /// The quota of `dir`, shared by the dyno's instances.
+    pub disk: Arc<crate::guest::disk::DiskQuota>,
     pub logs: &'a Arc<LogStream>,
     pub memory_limit_bytes: usize,
     /// The app's add-ons, bound to the app of the dyno's release.
@@ -28,7 +34,13 @@ pub struct InstanceEnv<'a> {
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
 /// (so a busy loop never stalls other dynos) and trap once `deadline` has passed.
+///
+/// An app already holding its share of the pool gets [`ShareExhausted`] (before anything
+/// is allocated).
+///
+/// [`ShareExhausted`]: crate::guest::share::ShareExhausted
 pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<StoreData>> {
+    let share = engine.shares().take(env.app, env.purpose)?;
     let mut builder = WasiCtx::builder();
     builder
         .envs(env.env)
@@ -49,6 +61,8 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         builder.build(),
         env.addons,
         env.memory_limit_bytes,
+        env.disk,
+        share,
         engine.egress(),
     );
     let mut store = Store::new(engine.wasmtime(), state);

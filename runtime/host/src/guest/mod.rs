@@ -1,10 +1,12 @@
-//! Running guest code: the one wasmtime engine of a host, the `Store` of each instance
+//! Running guest code: the one wasmtime engine of a host and each app's share of it, the `Store` of each instance
 //! with what it carries (WASI context, add-ons, limits), the import check, memory quotas
+//! the ephemeral disk quota (with the `wasi:filesystem` that enforces it)
 //! and the egress rule for guests' outgoing HTTP. Nothing here knows about dynos or apps
 //! beyond the add-on binding an instance carries.
 
 pub mod cpu;
 pub mod data;
+pub mod disk;
 pub mod egress;
 pub mod engine;
 pub mod imports;
@@ -12,3 +14,5 @@ pub mod instance;
 pub mod lane;
 pub mod outgoing;
 pub mod quota;
+pub mod quota_fs;
+pub mod share;

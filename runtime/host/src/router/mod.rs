@@ -173,6 +173,12 @@ impl Router {
                     ("H13", "Connection closed without response"),
                 );
             }
+            // The app's own requests hold its whole share of the host: like Heroku's
+            // H11 (backlog too deep), the app is not keeping up with its traffic.
+            Ok(Err(e @ DynoError::OverShare(_))) => {
+                logs.platform(dyno.name(), format!("Request {request_id} refused: {e}"));
+                return error(line, &logs, started, 503, ("H11", "Backlog too deep"));
+            }
             Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
                 logs.platform(dyno.name(), format!("Request {request_id} failed: {e}"));
                 return error(line, &logs, started, 503, ("H10", "App crashed"));

@@ -13,6 +13,13 @@
 //! - `/slow?ms=N`     → answers after N milliseconds
 //! - `/handles`       → leaks host resources (header maps) until something gives
 //! - `/fetch?authority=A&path=P` → an outgoing GET of http://A/P; its status, or the error
+//! - `/fill?mb=N&name=F[&append=1]` → writes file F (default `fill`) with Rust's std in
+//!   64 KiB pieces until N MiB are written or a write fails: `filled B bytes, then KIND:
+//!   ERROR` or `filled B bytes, no error`
+//! - `/fill?mb=N&name=F&raw=1` → the same through `wasi:filesystem` itself (4 KiB
+//!   `blocking-write-and-flush`es), the error being the stream's `filesystem-error-code`
+//! - `/touch?n=N`     → creates up to N empty files `t0`, `t1`…: `touched C files, then …`
+//! - `/remove?name=F` → removes file F
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +96,19 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 (200, format!("slept {ms}ms\n"))
             }
+            "/fill" if param("raw") == "1" => {
+                fill_raw(&param("name"), param("mb").parse().unwrap_or(1))
+            }
+            "/fill" => fill(
+                &param("name"),
+                param("mb").parse().unwrap_or(1),
+                param("append") == "1",
+            ),
+            "/touch" => touch(param("n").parse().unwrap_or(1)),
+            "/remove" => match std::fs::remove_file(format!("/{}", param("name"))) {
+                Ok(()) => (200, format!("removed {}\n", param("name"))),
+                Err(e) => (500, format!("cannot remove: {e}\n")),
+            },
             "/fetch" => fetch(&param("authority"), &param("path")),
             "/env" => (200, format!("{}\n", std::env::var(param("name")).unwrap_or_default())),
             "/header" => {
@@ -105,6 +125,81 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
         };
         respond(response_out, status, &text);
     }
+}
+
+/// Writes `mb` MiB to `/name` (created or truncated; appended to with `append`) as an
+/// app filling its disk would, and says how far it got and how the disk refused.
+fn fill(name: &str, mb: u64, append: bool) -> (u16, String) {
+    let name = if name.is_empty() { "fill" } else { name };
+    let path = format!("/{name}");
+    let opened = if append {
+        std::fs::OpenOptions::new().create(true).append(true).open(&path)
+    } else {
+        std::fs::File::create(&path)
+    };
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) => return (200, format!("filled 0 bytes, then {:?}: {e}\n", e.kind())),
+    };
+    let piece = vec![0x5au8; 64 << 10];
+    let mut written: u64 = 0;
+    while written < mb << 20 {
+        if let Err(e) = file.write_all(&piece) {
+            return (200, format!("filled {written} bytes, then {:?}: {e}\n", e.kind()));
+        }
+        written += piece.len() as u64;
+    }
+    (200, format!("filled {written} bytes, no error\n"))
+}
+
+/// [`fill`] without Rust's std and wasi-libc (which report every failed stream write as
+/// EIO): the error code the host gives for the stream's failure, as a guest can ask it.
+fn fill_raw(name: &str, mb: u64) -> (u16, String) {
+    use wasi::filesystem::preopens::get_directories;
+    use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags, filesystem_error_code};
+    use wasi::io::streams::StreamError;
+    let name = if name.is_empty() { "fill" } else { name };
+    let Some((root, _)) = get_directories().into_iter().next() else {
+        return (500, "no preopened directory\n".to_string());
+    };
+    let file = match root.open_at(
+        PathFlags::empty(),
+        name,
+        OpenFlags::CREATE | OpenFlags::TRUNCATE,
+        DescriptorFlags::WRITE,
+    ) {
+        Ok(file) => file,
+        Err(code) => return (200, format!("filled 0 bytes, then {code:?}\n")),
+    };
+    let stream = match file.write_via_stream(0) {
+        Ok(stream) => stream,
+        Err(code) => return (200, format!("filled 0 bytes, then {code:?}\n")),
+    };
+    let piece = [0x5au8; 4096];
+    let mut written: u64 = 0;
+    while written < mb << 20 {
+        match stream.blocking_write_and_flush(&piece) {
+            Ok(()) => written += piece.len() as u64,
+            Err(StreamError::LastOperationFailed(e)) => {
+                let code = filesystem_error_code(&e);
+                return (200, format!("filled {written} bytes, then {code:?}\n"));
+            }
+            Err(StreamError::Closed) => {
+                return (200, format!("filled {written} bytes, then closed\n"));
+            }
+        }
+    }
+    (200, format!("filled {written} bytes, no error\n"))
+}
+
+/// Creates up to `n` empty files, as an app exhausting the host's inodes would.
+fn touch(n: u64) -> (u16, String) {
+    for i in 0..n {
+        if let Err(e) = std::fs::File::create(format!("/t{i}")) {
+            return (200, format!("touched {i} files, then {:?}: {e}\n", e.kind()));
+        }
+    }
+    (200, format!("touched {n} files, no error\n"))
 }
 
 /// An outgoing GET through wasi:http, as an app calling another service would.
