@@ -5,16 +5,18 @@
 //! the long run but not for latency: a quiet app's request that wakes its lane while
 //! busy lanes hold every core waits for the scheduler's next tick (about 5 ms at p99 on a
 //! 2-core host), ten times its idle latency. So the governor watches how much CPU each
-//! lane wants (the time its threads ran or waited to run, every 100 ms) and lowers the
-//! priority of a lane that wanted most of a core for half a second (`nice` 19): the
-//! kernel then preempts it
-//! the moment a normal-priority thread (the router, the API, a quiet app) wakes up.
-//! When the app calms down its lane gets normal priority back. The app learns both in
-//! its own log.
-//!
-//! Lowering a thread's priority needs no privilege; raising it back needs
-//! `CAP_SYS_NICE` (or an `RLIMIT_NICE` allowing it). Without it, a lane once demoted
-//! stays demoted until the host restarts, and the host says so once.
+//! lane wants (the time its threads ran or waited to run, every 100 ms), and a lane that
+//! wanted most of a core for half a second is confined to the *batch* cores: all but a
+//! reserved quarter of the host's cores (at least one). The reserved cores stay free
+//! for the router, the API and every app that is not busy, so a quiet app's request
+//! finds a core waiting instead of a busy guest to preempt. Busy apps share the batch
+//! cores fairly among themselves: they slow themselves, and each other, not their
+//! neighbours. When an app calms down its lane may use every core again. The app learns
+//! both in its own log. (Lowering a busy lane's priority instead, with `nice` 19 or even
+//! `SCHED_IDLE`, was measured first: the kernel still let the running guest finish its
+//! slice, and the quiet app's p99 went from 0.6 ms to about 4 ms. Moving threads between
+//! cores also needs no privilege, in either direction.) A host with one core has no
+//! batch cores and only shares by threads.
 
 use crate::logs::LogStream;
 use parking_lot::Mutex;
@@ -30,8 +32,6 @@ const PERIOD: Duration = Duration::from_millis(100);
 const BUSY_WINDOW: usize = 5;
 /// A demoted lane is restored once it used less than [`Thresholds::calm`] over this many.
 const CALM_WINDOW: usize = 20;
-/// The `nice` value of a demoted lane's threads (the lowest priority there is).
-const DEMOTED_NICE: i32 = 19;
 /// The process name of the governor's lines in an app's log.
 const LOG_NAME: &str = "scheduler";
 
@@ -57,17 +57,64 @@ impl Default for Thresholds {
 /// Watches every lane's CPU use; one per engine, on a thread of its own.
 pub struct CpuGovernor {
     thresholds: Thresholds,
+    placement: Arc<Placement>,
     lanes: Mutex<Vec<Weak<LaneCpu>>>,
     stop: AtomicBool,
-    /// Set once restoring a lane's priority was refused (no `CAP_SYS_NICE`).
-    cannot_restore: AtomicBool,
 }
 
 /// One lane's threads and what the governor knows of them.
 pub struct LaneCpu {
     app: AppName,
     logs: Arc<LogStream>,
+    placement: Arc<Placement>,
     state: Mutex<LaneState>,
+}
+
+/// The cores a lane's threads may run on: every core the host may use, or the batch
+/// cores while it is busy.
+struct Placement {
+    everywhere: libc::cpu_set_t,
+    /// `None` on a host with a single core.
+    batch: Option<libc::cpu_set_t>,
+}
+
+impl Placement {
+    /// From the cores this process may run on (its affinity, which a container or
+    /// `taskset` may have narrowed): the first quarter of them (at least one) reserved.
+    fn of_this_process() -> Placement {
+        // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+        let mut everywhere: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid set to write, of the size passed.
+        let ok = unsafe {
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut everywhere)
+        } == 0;
+        let cores: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: the index is below CPU_SETSIZE.
+            .filter(|&cpu| ok && unsafe { libc::CPU_ISSET(cpu, &everywhere) })
+            .collect();
+        let batch = (cores.len() >= 2).then(|| {
+            let reserved = (cores.len() / 4).max(1);
+            // SAFETY: as above.
+            let mut batch: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for &cpu in &cores[reserved..] {
+                // SAFETY: the index is below CPU_SETSIZE.
+                unsafe { libc::CPU_SET(cpu, &mut batch) };
+            }
+            batch
+        });
+        Placement { everywhere, batch }
+    }
+
+    /// Places one thread; false when refused (the thread is gone).
+    fn place(&self, tid: libc::pid_t, busy: bool) -> bool {
+        let set = match (&self.batch, busy) {
+            (Some(batch), true) => batch,
+            _ => &self.everywhere,
+        };
+        // SAFETY: a valid set of the size passed; on Linux a thread id names one thread,
+        // and a stale id is an error return.
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
+    }
 }
 
 #[derive(Default)]
@@ -84,9 +131,9 @@ impl CpuGovernor {
     pub fn start(thresholds: Thresholds) -> std::io::Result<Arc<CpuGovernor>> {
         let governor = Arc::new(CpuGovernor {
             thresholds,
+            placement: Arc::new(Placement::of_this_process()),
             lanes: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
-            cannot_restore: AtomicBool::new(false),
         });
         let watched = Arc::downgrade(&governor);
         std::thread::Builder::new()
@@ -111,6 +158,7 @@ impl CpuGovernor {
         let lane = Arc::new(LaneCpu {
             app,
             logs,
+            placement: self.placement.clone(),
             state: Mutex::new(LaneState::default()),
         });
         self.lanes.lock().push(Arc::downgrade(&lane));
@@ -124,7 +172,7 @@ impl CpuGovernor {
             lanes.iter().filter_map(Weak::upgrade).collect()
         };
         for lane in lanes {
-            lane.tick(self.thresholds, &self.cannot_restore);
+            lane.tick(self.thresholds);
         }
     }
 }
@@ -136,8 +184,8 @@ impl Drop for CpuGovernor {
 }
 
 impl LaneCpu {
-    /// Called on each new thread of the lane: it is watched, and starts at the lane's
-    /// current priority.
+    /// Called on each new thread of the lane: it is watched, and starts on the lane's
+    /// current cores.
     pub fn register_current_thread(&self) {
         let tid = current_tid();
         let mut state = self.state.lock();
@@ -145,7 +193,7 @@ impl LaneCpu {
             .threads
             .insert(tid, thread_demand_ns(tid).unwrap_or(0));
         if state.demoted {
-            set_nice(tid, DEMOTED_NICE);
+            self.placement.place(tid, true);
         }
     }
 
@@ -154,12 +202,12 @@ impl LaneCpu {
         self.state.lock().threads.remove(&current_tid());
     }
 
-    /// Whether the lane runs at low priority now.
+    /// Whether the lane is confined to the batch cores now.
     pub fn is_demoted(&self) -> bool {
         self.state.lock().demoted
     }
 
-    fn tick(&self, thresholds: Thresholds, cannot_restore: &AtomicBool) {
+    fn tick(&self, thresholds: Thresholds) {
         let mut state = self.state.lock();
         let mut used = 0;
         state
@@ -182,39 +230,27 @@ impl LaneCpu {
         if !state.demoted && busy >= thresholds.busy && state.recent.len() >= BUSY_WINDOW {
             state.demoted = true;
             for &tid in state.threads.keys() {
-                set_nice(tid, DEMOTED_NICE);
+                self.placement.place(tid, true);
             }
-            tracing::info!(app = %self.app, cores = busy, "busy app demoted to low CPU priority");
+            tracing::info!(app = %self.app, cores = busy, "busy app confined to the batch cores");
             self.logs.platform(
                 LOG_NAME,
                 format!(
                     "Warning: the app's dynos kept {busy:.2} CPU cores busy over the last {:.1}s; \
-                     they run at low priority until it calms down, so other apps keep their share",
+                     they run on the batch cores until it calms down, so other apps keep their share",
                     (BUSY_WINDOW as u32 * PERIOD).as_secs_f64()
                 ),
             );
-        } else if state.demoted
-            && calm < thresholds.calm
-            && state.recent.len() >= CALM_WINDOW
-            && !cannot_restore.load(Ordering::Relaxed)
-        {
-            let restored = state.threads.keys().all(|&tid| set_nice(tid, 0));
-            if !restored {
-                // Keep it demoted (some threads are); say once why it stays so.
-                if !cannot_restore.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "cannot restore the CPU priority of calm apps (the host lacks CAP_SYS_NICE); \
-                         a busy app stays at low priority until the host restarts"
-                    );
-                }
-                return;
-            }
+        } else if state.demoted && calm < thresholds.calm && state.recent.len() >= CALM_WINDOW {
             state.demoted = false;
-            tracing::info!(app = %self.app, "calm app restored to normal CPU priority");
+            for &tid in state.threads.keys() {
+                self.placement.place(tid, false);
+            }
+            tracing::info!(app = %self.app, "calm app may use every core again");
             self.logs.platform(
                 LOG_NAME,
                 format!(
-                    "The app's dynos kept {calm:.2} CPU cores busy over the last {:.0}s; they run at normal priority again",
+                    "The app's dynos kept {calm:.2} CPU cores busy over the last {:.0}s; they may use every core again",
                     (CALM_WINDOW as u32 * PERIOD).as_secs_f64()
                 ),
             );
@@ -270,12 +306,6 @@ fn thread_cpu_ns(tid: libc::pid_t) -> Option<u64> {
         return None;
     }
     Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
-}
-
-/// Sets one thread's `nice` value; false when refused.
-fn set_nice(tid: libc::pid_t, nice: i32) -> bool {
-    // SAFETY: plain syscall on a thread id of this process; a stale id is an error return.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0 }
 }
 
 #[cfg(test)]
@@ -368,7 +398,7 @@ mod tests {
         assert!(
             history
                 .iter()
-                .any(|l| l.text.contains("run at low priority")),
+                .any(|l| l.text.contains("run on the batch cores")),
             "{history:?}"
         );
     }
