@@ -24,6 +24,7 @@ mod logs;
 mod release;
 mod router;
 
+pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
 pub use app::AppRuntime;
 pub use control::{Host, HostConfig};
@@ -31,6 +32,7 @@ pub use dyno::backoff::Backoff;
 pub use guest::egress::Egress;
 pub use guest::engine::{Engine, EngineOptions};
 pub use guest::imports::instantiate_pre;
+pub use logs::rate::LogRate;
 pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;

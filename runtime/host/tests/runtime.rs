@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
 use wdeploy_host::{
-    AppRuntime, Backoff, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    AddonBinding, AppRuntime, Backoff, Engine, EngineOptions, LogRate, LogStream, Release,
+    ReleaseSpec, Router,
 };
-use wdeploy_store::AddonStore;
+use wdeploy_store::{AddonStore, AppId, Tenant};
 use wdeploy_test_components as components;
 
 struct Fixture {
@@ -32,7 +33,7 @@ impl Fixture {
             ..EngineOptions::default()
         })
         .expect("engine");
-        let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"))
+        let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"), &[])
             .expect("add-ons database");
         Fixture {
             dir,
@@ -56,6 +57,17 @@ impl Fixture {
                 (name.to_string(), (digest, PathBuf::from(path)))
             })
             .collect();
+        let settings = AppSettings::parse(settings)?;
+        let id = AppId::local(app);
+        self.addons.create_app(&id).await?;
+        let addons = AddonBinding {
+            store: self.addons.clone(),
+            tenant: Tenant {
+                app: id,
+                quota_bytes: settings.addons_quota_bytes(None),
+            },
+            logs: LogStream::new(),
+        };
         Release::load(
             &self.engine,
             ReleaseSpec {
@@ -64,14 +76,14 @@ impl Fixture {
                 slug_id: Digest::of_bytes(procfile.as_bytes()),
                 components,
                 procfile: Procfile::parse(procfile)?,
-                settings: AppSettings::parse(settings)?,
+                settings,
                 // One instance per web dyno: a request waits until the previous one has
                 // handed its instance back, so which instance serves is deterministic.
                 config: BTreeMap::from([
                     ("GREETING".to_string(), "hi".to_string()),
                     ("WEB_CONCURRENCY".to_string(), "1".to_string()),
                 ]),
-                addons: self.addons.clone(),
+                addons,
             },
         )
         .await
@@ -79,6 +91,17 @@ impl Fixture {
 
     /// The faults web component as `app`'s one web dyno, served by a router on loopback.
     async fn serve_faults_web(&self, app: &str, settings: &str) -> (Arc<AppRuntime>, SocketAddr) {
+        self.serve_faults_web_logging(app, settings, LogStream::new())
+            .await
+    }
+
+    /// As [`Fixture::serve_faults_web`], the app's lines going to `logs`.
+    async fn serve_faults_web_logging(
+        &self,
+        app: &str,
+        settings: &str,
+        logs: Arc<LogStream>,
+    ) -> (Arc<AppRuntime>, SocketAddr) {
         let app = name(app);
         let release = self
             .release(
@@ -89,7 +112,7 @@ impl Fixture {
             )
             .await
             .expect("release loads");
-        let runtime = self.runtime(&app);
+        let runtime = self.runtime_logging(&app, logs);
         runtime
             .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
             .await
@@ -99,10 +122,14 @@ impl Fixture {
     }
 
     fn runtime(&self, app: &AppName) -> Arc<AppRuntime> {
+        self.runtime_logging(app, LogStream::new())
+    }
+
+    fn runtime_logging(&self, app: &AppName, logs: Arc<LogStream>) -> Arc<AppRuntime> {
         AppRuntime::new(
             app.clone(),
             self.engine.clone(),
-            LogStream::new(),
+            logs,
             self.dir.path().join("dynos"),
             0,
             Backoff::new(vec![Duration::from_millis(200)], Duration::from_secs(60)),
@@ -433,4 +460,78 @@ async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly
     .await;
     assert_eq!((status, body.as_str()), (200, "faults.localhost\n"));
     runtime.stop().await;
+}
+
+/// Lines of `live` received so far: (the app's, those the L10 lines say were dropped).
+fn count_lines(
+    live: &mut tokio::sync::broadcast::Receiver<Arc<wdeploy_host::LogLine>>,
+) -> (usize, usize) {
+    let (mut app, mut dropped) = (0, 0);
+    loop {
+        match live.try_recv() {
+            Ok(line) if line.kind == LogSource::App => app += 1,
+            Ok(line) => {
+                if let Some(rest) = line
+                    .text
+                    .strip_prefix("Error L10 (output buffer overflow): ")
+                {
+                    let n = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
+                    dropped += n.expect("L10 line with a count");
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => return (app, dropped),
+            Err(e) => panic!("the subscriber lost lines: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_app_flooding_its_log_loses_its_own_lines_and_its_neighbour_none() {
+    let fx = Fixture::new();
+    let rate = LogRate {
+        per_second: 200,
+        burst: 1000,
+    };
+    let (flooder, flooder_addr) = fx
+        .serve_faults_web_logging("flooder", "", LogStream::with_rate(rate))
+        .await;
+    let (quiet, quiet_addr) = fx
+        .serve_faults_web_logging("quiet", "", LogStream::with_rate(rate))
+        .await;
+    let mut flood_live = flooder.logs.subscribe();
+    let mut quiet_live = quiet.logs.subscribe();
+
+    // 20,000 lines (and one of 25,000 bytes, split in three) beside 500 (and the three).
+    let started = Instant::now();
+    let (flood, calm) = tokio::join!(
+        get(flooder_addr, "flooder.localhost", "/flood?lines=20000"),
+        get(quiet_addr, "quiet.localhost", "/flood?lines=500"),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(flood, (200, "flooded\n".into()));
+    assert_eq!(calm, (200, "flooded\n".into()));
+
+    // Every line of the neighbour arrived, and nothing was dropped there.
+    let (quiet_lines, quiet_dropped) = count_lines(&mut quiet_live);
+    assert_eq!((quiet_lines, quiet_dropped), (503, 0));
+
+    // The flooder got its burst and the rate, no more; the drops are told (at most once
+    // a second, the last once its first drop is a second old, here when logs are read).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ = flooder.logs.replay_and_subscribe(0);
+    let (passed, dropped) = count_lines(&mut flood_live);
+    let allowed = 1000 + (200.0 * elapsed.as_secs_f64()) as usize + 1;
+    assert!(
+        (1000..=allowed).contains(&passed),
+        "{passed} lines passed in {elapsed:?}"
+    );
+    assert_eq!(passed + dropped, 20_003, "every line passed or counted");
+    let l10 = log_text(&flooder.logs).matches("Error L10").count();
+    assert!(
+        (1..=2 + elapsed.as_secs() as usize).contains(&l10),
+        "{l10} L10 lines in {elapsed:?}"
+    );
+    assert!(!log_text(&quiet.logs).contains("Error L10"));
+    flooder.stop().await;
+    quiet.stop().await;
 }

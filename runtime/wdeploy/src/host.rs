@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use wdeploy_host::{Backoff, Egress, Engine, EngineOptions, Host, HostConfig, Router};
+use wdeploy_host::{Backoff, Egress, Engine, EngineOptions, Host, HostConfig, LogRate, Router};
 
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
@@ -40,6 +40,17 @@ pub struct HostArgs {
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
     pub allow_private_egress: bool,
+    /// The most add-on storage (keys, values, queued jobs) any one app may hold, in MB; an
+    /// app's `limits.addons_mb` (default 100) asks for less or more within it
+    #[arg(long, default_value_t = 1024)]
+    pub max_addons_mb: u64,
+    /// Log lines per second each app's dynos may write (bursts of --log-burst); lines
+    /// over it are dropped and counted in an `Error L10` line
+    #[arg(long, default_value_t = LogRate::default().per_second)]
+    pub log_rate: u32,
+    /// Log lines an app's dynos may write at once before --log-rate applies
+    #[arg(long, default_value_t = LogRate::default().burst)]
+    pub log_burst: u32,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -89,6 +100,15 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         (1..=MAX_INSTANCES).contains(&args.max_instances),
         "--max-instances must be between 1 and {MAX_INSTANCES}"
     );
+    anyhow::ensure!(
+        (1..=wdeploy_core::settings::MAX_ADDONS_MB).contains(&args.max_addons_mb),
+        "--max-addons-mb must be between 1 and {}",
+        wdeploy_core::settings::MAX_ADDONS_MB
+    );
+    anyhow::ensure!(
+        args.log_rate >= 1 && args.log_burst >= 1,
+        "--log-rate and --log-burst must be at least 1"
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
@@ -115,6 +135,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             router_port: router_addr.port(),
             backoff,
             stop_grace: Duration::from_secs_f64(args.stop_grace),
+            max_addons_mb: args.max_addons_mb,
+            log_rate: LogRate {
+                per_second: args.log_rate,
+                burst: args.log_burst,
+            },
         },
         store,
         engine,

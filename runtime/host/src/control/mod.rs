@@ -42,6 +42,10 @@ pub struct HostConfig {
     pub backoff: Backoff,
     /// How long a stopping worker has to exit after its stdin closes.
     pub stop_grace: std::time::Duration,
+    /// The most add-on storage any app gets, in MB, whatever its `limits.addons_mb`.
+    pub max_addons_mb: u64,
+    /// Lines per second each app's dynos may log (the rest are dropped and counted).
+    pub log_rate: crate::logs::rate::LogRate,
 }
 
 /// The host: store + engine + router + every app's runtime.
@@ -155,7 +159,7 @@ impl Host {
                 let runtime = AppRuntime::new(
                     app.clone(),
                     self.engine.clone(),
-                    LogStream::new(),
+                    LogStream::with_rate(self.config.log_rate),
                     self.run_dir.clone(),
                     self.config.router_port,
                     self.config.backoff.clone(),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{
-    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, TextStream,
+    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, ReleasePage, TextStream,
 };
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Digest, Formation};
@@ -61,8 +61,8 @@ impl Host {
             .parse()
             .map_err(|e: wdeploy_core::app_name::AppNameError| ApiError::invalid(e.to_string()))?;
         let app = self.store.control.create_app(&name).await?;
-        // Add-on data left by an app of the same name whose destroy was interrupted.
-        self.store.addons.delete_app(&name).await?;
+        // A fresh id, so no add-on data of an earlier app of this name can be reached.
+        self.store.addons.create_app(&app.id).await?;
         self.entry(&name)
             .runtime
             .logs
@@ -71,10 +71,12 @@ impl Host {
     }
 
     async fn destroy(&self, app: &AppName) -> Result<()> {
-        self.existing(app).await?;
+        let id = self.store.control.app(app).await?.id;
         self.forget(app).await;
-        // Add-on data first: a new app of the same name must start empty.
-        self.store.addons.delete_app(app).await?;
+        // Add-on data first (a destroy interrupted between the two leaves an app that can
+        // be destroyed again, never data without an app); from then on dynos still bound
+        // to this id can no longer write.
+        self.store.addons.delete_app(&id).await?;
         Ok(self.store.control.delete_app(app).await?)
     }
 
@@ -214,8 +216,12 @@ impl Platform for Host {
         Ok(self.deploy(app, by, req, progress).await?)
     }
 
-    async fn releases(&self, app: &AppName) -> Result<Vec<ReleaseInfo>, ApiError> {
-        Ok(self.release_list(app).await?)
+    async fn releases(
+        &self,
+        app: &AppName,
+        page: ReleasePage,
+    ) -> Result<Vec<ReleaseInfo>, ApiError> {
+        Ok(self.release_list(app, page).await?)
     }
 
     async fn rollback(
