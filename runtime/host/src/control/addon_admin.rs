@@ -11,7 +11,8 @@ use wdeploy_store::Tenant;
 
 impl Host {
     /// The app's add-on data as its current release sees it: its id, and its quota (the
-    /// host's ceiling before any release), so the operator's writes count like the app's.
+    /// default `limits.addons_mb` before any release, within the host's ceiling), so the
+    /// operator's writes count like the app's.
     async fn tenant(&self, app: &AppName) -> Result<Tenant> {
         let id = self.store.control.app(app).await?.id;
         let settings = self
