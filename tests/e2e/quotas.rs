@@ -40,9 +40,10 @@ fn an_app_filling_its_add_on_storage_gets_errors_and_its_neighbour_does_not() {
                 first_job.get_or_insert(body.trim().to_string());
             }
             _ => {
-                assert_eq!(status, 500, "{body}");
+                // The sample answers the queue's `invalid` error value with a 413.
+                assert_eq!(status, 413, "{body}");
                 assert!(
-                    body.contains("add-on storage quota exceeded")
+                    body.starts_with("job refused: add-on storage quota exceeded")
                         && body.contains("limits.addons_mb"),
                     "{body}"
                 );

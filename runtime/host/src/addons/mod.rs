@@ -82,9 +82,8 @@ impl AppAddons {
         &*self.store
     }
 
-    /// Notes a failure of the store itself in the host's log (the guest gets the WIT
-    /// error value either way).
-    /// Notes an over-quota refusal in the app's log (rate limited).
+    /// Notes a failure of the store itself in the host's log, and an over-quota refusal
+    /// in the app's (rate limited); the guest gets the WIT error value either way.
     fn report<T>(&self, outcome: AddonResult<T>) -> AddonResult<T> {
         match &outcome {
             Err(AddonError::Backend(e)) => {

@@ -11,12 +11,12 @@ fn to_wit(e: AddonError) -> queue::Error {
     match e {
         AddonError::NoSuchJob(_) => queue::Error::NoSuchJob,
         AddonError::Backend(_) => queue::Error::Other("the job queue is unavailable".into()),
-        e @ (AddonError::OverQuota { .. } | AddonError::AppGone) => {
-            queue::Error::Other(e.to_string())
-        }
-        e @ (AddonError::TooLarge { .. } | AddonError::Invalid(_)) => {
-            queue::Error::Invalid(e.to_string())
-        }
+        e @ AddonError::AppGone => queue::Error::Other(e.to_string()),
+        // A job over what the app's quota has left is over the host's limits, as the
+        // WIT's `invalid` says (the message names the quota).
+        e @ (AddonError::TooLarge { .. }
+        | AddonError::Invalid(_)
+        | AddonError::OverQuota { .. }) => queue::Error::Invalid(e.to_string()),
     }
 }
 
