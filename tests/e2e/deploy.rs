@@ -57,6 +57,16 @@ fn push_config_rollback_scale_and_logs() {
         lines[3].starts_with("v1") && lines[3].contains("Deploy "),
         "{releases}"
     );
+    // `-n` shows the newest N (a page of the host's log, not the whole of it).
+    let newest = host.ok(&["releases", "-n", "2", "-a", "hello"]);
+    let versions: Vec<&str> = newest
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(versions, ["v3", "v2"], "{newest}");
+    let err = host.fails(&["releases", "-n", "0", "-a", "hello"]);
+    assert!(err.contains("0 is not in 1..=1000"), "{err}");
 
     let again = host.push("hello", &sample("hello"));
     assert!(

@@ -20,3 +20,4 @@ mod durability;
 mod isolation;
 mod lifecycle;
 mod polyglot;
+mod quotas;

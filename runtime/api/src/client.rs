@@ -187,8 +187,27 @@ impl Client {
             message: "the host ended the release stream without a result".into(),
         })
     }
-    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseInfo>> {
-        self.get(&format!("/apps/{app}/releases"))
+    /// The newest `limit` releases (the host's default page when `None`) older than
+    /// `before`, newest first.
+    pub fn releases(
+        &self,
+        app: &str,
+        limit: Option<u32>,
+        before: Option<u64>,
+    ) -> Result<Vec<ReleaseInfo>> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(before) = before {
+            query.push(format!("before={before}"));
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        self.get(&format!("/apps/{app}/releases{query}"))
     }
     pub fn rollback(&self, app: &str, version: Option<u64>) -> Result<ReleaseInfo> {
         self.send(

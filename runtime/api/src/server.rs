@@ -48,6 +48,49 @@ pub struct LogQuery {
     pub source: Option<LogSource>,
 }
 
+/// `GET /apps/{app}/releases?limit=N&before=V`: a page of the release log, newest first,
+/// as Heroku pages its lists; the next page is `before` the oldest version of this one.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ReleaseQuery {
+    /// Releases per page: [`DEFAULT_RELEASES_PAGE`] unless given, at most
+    /// [`MAX_RELEASES_PAGE`].
+    pub limit: Option<u32>,
+    /// Only releases older than this version.
+    pub before: Option<u64>,
+}
+
+/// Releases per page when the query does not say.
+pub const DEFAULT_RELEASES_PAGE: u32 = 100;
+/// Most releases per page.
+pub const MAX_RELEASES_PAGE: u32 = 1000;
+
+/// A checked [`ReleaseQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleasePage {
+    pub limit: u32,
+    pub before: Option<u64>,
+}
+
+impl ReleaseQuery {
+    fn page(self) -> Result<ReleasePage, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_RELEASES_PAGE);
+        if !(1..=MAX_RELEASES_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit={limit}: a page holds 1 to {MAX_RELEASES_PAGE} releases"
+            )));
+        }
+        if self.before == Some(0) {
+            return Err(ApiError::invalid(
+                "before=0: versions start at 1 (use the oldest version of the last page)",
+            ));
+        }
+        Ok(ReleasePage {
+            limit,
+            before: self.before,
+        })
+    }
+}
+
 /// What the host does for each API call. Every app-scoped call gets a valid [`AppName`]
 /// (a path naming no valid app is answered 404 before the host is asked).
 #[async_trait]
@@ -71,7 +114,12 @@ pub trait Platform: Send + Sync + 'static {
         req: CreateRelease,
         progress: Progress,
     ) -> Result<ReleaseInfo, ApiError>;
-    async fn releases(&self, app: &AppName) -> Result<Vec<ReleaseInfo>, ApiError>;
+    /// A page of the release log, newest first.
+    async fn releases(
+        &self,
+        app: &AppName,
+        page: ReleasePage,
+    ) -> Result<Vec<ReleaseInfo>, ApiError>;
     async fn rollback(
         &self,
         app: &AppName,
@@ -340,8 +388,9 @@ async fn create_release(
 async fn releases(
     State(p): State<Shared>,
     AppPath(app): AppPath,
+    QueryParams(query): QueryParams<ReleaseQuery>,
 ) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
-    p.releases(&app).await.map(Json)
+    p.releases(&app, query.page()?).await.map(Json)
 }
 
 async fn rollback(

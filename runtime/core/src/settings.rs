@@ -9,6 +9,7 @@
 //! [limits]
 //! memory_mb = 512         # per instance
 //! disk_mb = 512           # ephemeral filesystem per dyno (a host sets a ceiling)
+//! addons_mb = 100         # the app's add-on data (keys, values, jobs); a host may cap it
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,9 @@ pub struct LimitSettings {
     /// may take on the host's disk. A host refuses a release asking for more than its own
     /// ceiling (`wdeploy host --max-disk-mb`).
     pub disk_mb: u64,
+    /// Add-on storage quota of the app (keys, values and job payloads), in MiB. A host
+    /// caps it (`wdeploy host --max-addons-mb`).
+    pub addons_mb: u64,
 }
 
 /// Ephemeral disk per dyno unless `limits.disk_mb` says.
@@ -70,11 +74,21 @@ pub const DEFAULT_DISK_MB: u64 = 512;
 /// Largest `limits.disk_mb` a `wdeploy.toml` may name (1 TiB); a host's ceiling is lower.
 pub const MAX_DISK_MB: u64 = 1 << 20;
 
+/// `limits.addons_mb` unless the app says: 100 MB holds about 100,000 values of 1 KB,
+/// plenty for the counters, sessions and job queues a key-value add-on is for (Heroku's
+/// smallest Key-Value Store plan holds 25 MB), while 50 apps filling theirs still fit
+/// on a small node's disk.
+pub const DEFAULT_ADDONS_MB: u64 = 100;
+/// Largest `limits.addons_mb` a `wdeploy.toml` may ask for (1 TiB); a host's ceiling is
+/// usually far lower.
+pub const MAX_ADDONS_MB: u64 = 1 << 20;
+
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             memory_mb: 512,
             disk_mb: DEFAULT_DISK_MB,
+            addons_mb: DEFAULT_ADDONS_MB,
         }
     }
 }
@@ -143,7 +157,22 @@ impl AppSettings {
                 "{SETTINGS_FILE}: limits.disk_mb must be between 1 and {MAX_DISK_MB}"
             )));
         }
+        if !(1..=MAX_ADDONS_MB).contains(&settings.limits.addons_mb) {
+            return Err(SettingsError(format!(
+                "{SETTINGS_FILE}: limits.addons_mb must be between 1 and {MAX_ADDONS_MB}"
+            )));
+        }
         Ok(settings)
+    }
+
+    /// The app's add-on storage quota in bytes: what it asks for, but never more than a
+    /// host's `ceiling_mb`.
+    pub fn addons_quota_bytes(&self, ceiling_mb: Option<u64>) -> u64 {
+        let mb = match ceiling_mb {
+            Some(ceiling) => self.limits.addons_mb.min(ceiling),
+            None => self.limits.addons_mb,
+        };
+        mb << 20
     }
 
     /// The per-instance memory quota in bytes.
@@ -185,6 +214,20 @@ mod tests {
         for bad in ["0", "1048577", "-1"] {
             let err = AppSettings::parse(&format!("[limits]\ndisk_mb = {bad}\n")).unwrap_err();
             assert!(err.to_string().contains("disk_mb"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_addons_quota_is_the_apps_within_the_hosts_ceiling() {
+        let default = AppSettings::parse("").unwrap();
+        assert_eq!(default.addons_quota_bytes(None), DEFAULT_ADDONS_MB << 20);
+        let big = AppSettings::parse("[limits]\naddons_mb = 5000\n").unwrap();
+        assert_eq!(big.addons_quota_bytes(Some(1024)), 1024 << 20);
+        let small = AppSettings::parse("[limits]\naddons_mb = 5\n").unwrap();
+        assert_eq!(small.addons_quota_bytes(Some(1024)), 5 << 20);
+        for bad in ["0", "1048577", "-1"] {
+            let err = AppSettings::parse(&format!("[limits]\naddons_mb = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("addons_mb"), "{err}");
         }
     }
 

@@ -29,6 +29,7 @@ mod logs;
 mod release;
 mod router;
 
+pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
 pub use app::AppRuntime;
 pub use control::{Host, HostConfig};
@@ -40,6 +41,7 @@ pub use guest::imports::instantiate_pre;
 pub use listener::{
     HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,
 };
+pub use logs::rate::LogRate;
 pub use logs::{LogLine, LogSource, LogStream};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;

@@ -1,6 +1,6 @@
 //! A release loaded into the engine: compiled components, pre-instantiated per process type.
 
-use crate::addons::AppAddons;
+use crate::addons::{AddonBinding, AppAddons};
 use crate::guest::data::StoreData;
 use crate::guest::engine::{Engine, Loaded};
 use anyhow::{Context, bail};
@@ -10,7 +10,6 @@ use std::sync::Arc;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wdeploy_core::{AppName, AppSettings, Digest, Process, ProcessType, Procfile};
-use wdeploy_store::AddonStore;
 
 /// Everything needed to start dynos of one release, prepared once.
 pub struct Release {
@@ -39,8 +38,9 @@ pub struct ReleaseSpec {
     pub procfile: Procfile,
     pub settings: AppSettings,
     pub config: BTreeMap<String, String>,
-    /// Where the app's add-on data lives (the store's add-on facet).
-    pub addons: Arc<dyn AddonStore>,
+    /// Where the app's add-on data lives (the store's add-on facet), under which id and
+    /// quota.
+    pub addons: AddonBinding,
 }
 
 impl Release {

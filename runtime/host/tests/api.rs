@@ -39,6 +39,8 @@ impl ApiFixture {
                     stop: Duration::from_secs(1),
                     ..wdeploy_host::Deadlines::default()
                 },
+                max_addons_mb: 1024,
+                log_rate: Default::default(),
             },
             store,
             engine,
@@ -149,6 +151,68 @@ async fn apps_are_created_listed_refused_and_destroyed() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = api.call("GET", "/apps", None).await;
     assert_eq!(body, json!([]));
+}
+
+#[tokio::test]
+async fn the_release_log_is_listed_in_pages_newest_first() {
+    let api = ApiFixture::new().await;
+    api.create_app("paged").await;
+    for i in 0..25 {
+        let (status, body) = api
+            .call(
+                "PATCH",
+                "/apps/paged/config-vars",
+                Some(json!({ "N": i.to_string() })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let versions = |page: &Value| -> Vec<u64> {
+        let page = page.as_array().expect("a list of releases");
+        page.iter()
+            .map(|r| r["version"].as_u64().unwrap())
+            .collect()
+    };
+    let (status, first) = api.call("GET", "/apps/paged/releases?limit=10", None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(versions(&first), (16..=25).rev().collect::<Vec<_>>());
+    assert_eq!(first[0]["current"], true);
+    // The next page starts before the oldest of this one; `current` still marks only v25.
+    let (_, second) = api
+        .call("GET", "/apps/paged/releases?limit=10&before=16", None)
+        .await;
+    assert_eq!(versions(&second), (6..=15).rev().collect::<Vec<_>>());
+    assert!(
+        second
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["current"] == false)
+    );
+    let (_, last) = api
+        .call("GET", "/apps/paged/releases?before=6&limit=10", None)
+        .await;
+    assert_eq!(versions(&last), [5, 4, 3, 2, 1]);
+    let (_, none) = api.call("GET", "/apps/paged/releases?before=1", None).await;
+    assert_eq!(versions(&none), Vec::<u64>::new());
+    // Without a limit, the default page (100) holds the whole of this log.
+    let (_, all) = api.call("GET", "/apps/paged/releases", None).await;
+    assert_eq!(versions(&all).len(), 25);
+
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "before=0",
+        "before=-1",
+    ] {
+        let (status, body) = api
+            .call("GET", &format!("/apps/paged/releases?{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let (_, body) = api.call("GET", "/apps/paged/releases?limit=0", None).await;
+    assert!(body.to_string().contains("1 to 1000"), "{body}");
 }
 
 #[tokio::test]

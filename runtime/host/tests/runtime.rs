@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
 use wdeploy_host::{
-    AppRuntime, Backoff, Deadlines, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    AddonBinding, AppRuntime, Backoff, Deadlines, Engine, EngineOptions, LogRate, LogStream,
+    Release, ReleaseSpec, Router,
 };
-use wdeploy_store::AddonStore;
+use wdeploy_store::{AddonStore, AppId, Tenant};
 use wdeploy_test_components as components;
 
 struct Fixture {
@@ -35,7 +36,7 @@ impl Fixture {
     fn with_engine(options: EngineOptions) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let engine = Engine::new(&options).expect("engine");
-        let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"))
+        let addons = wdeploy_store::embedded::open_addons(&dir.path().join("addons.db"), &[])
             .expect("add-ons database");
         Fixture {
             dir,
@@ -72,6 +73,17 @@ impl Fixture {
                 (name.to_string(), (digest, PathBuf::from(path)))
             })
             .collect();
+        let settings = AppSettings::parse(settings)?;
+        let id = AppId::local(app);
+        self.addons.create_app(&id).await?;
+        let addons = AddonBinding {
+            store: self.addons.clone(),
+            tenant: Tenant {
+                app: id,
+                quota_bytes: settings.addons_quota_bytes(None),
+            },
+            logs: LogStream::new(),
+        };
         Release::load(
             &self.engine,
             ReleaseSpec {
@@ -80,7 +92,7 @@ impl Fixture {
                 slug_id: Digest::of_bytes(procfile.as_bytes()),
                 components,
                 procfile: Procfile::parse(procfile)?,
-                settings: AppSettings::parse(settings)?,
+                settings,
                 // One instance per web dyno: a request waits until the previous one has
                 // handed its instance back, so which instance serves is deterministic.
                 config: [("GREETING", "hi"), ("WEB_CONCURRENCY", "1")]
@@ -88,7 +100,7 @@ impl Fixture {
                     .chain(vars)
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                addons: self.addons.clone(),
+                addons,
             },
         )
         .await
@@ -96,6 +108,17 @@ impl Fixture {
 
     /// The faults web component as `app`'s one web dyno, served by a router on loopback.
     async fn serve_faults_web(&self, app: &str, settings: &str) -> (Arc<AppRuntime>, SocketAddr) {
+        self.serve_faults_web_logging(app, settings, LogStream::new())
+            .await
+    }
+
+    /// As [`Fixture::serve_faults_web`], the app's lines going to `logs`.
+    async fn serve_faults_web_logging(
+        &self,
+        app: &str,
+        settings: &str,
+        logs: Arc<LogStream>,
+    ) -> (Arc<AppRuntime>, SocketAddr) {
         let app = name(app);
         let release = self
             .release(
@@ -106,7 +129,7 @@ impl Fixture {
             )
             .await
             .expect("release loads");
-        let runtime = self.runtime(&app);
+        let runtime = self.runtime_logging(&app, logs);
         runtime
             .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
             .await
@@ -116,15 +139,29 @@ impl Fixture {
     }
 
     fn runtime(&self, app: &AppName) -> Arc<AppRuntime> {
-        self.runtime_with(app, Deadlines::default())
+        self.runtime_with(app, Deadlines::default(), LogStream::new())
     }
 
-    /// An app runtime with these deadlines (stopping workers get 1 s).
-    fn runtime_with(&self, app: &AppName, deadlines: Deadlines) -> Arc<AppRuntime> {
+    fn runtime_logging(&self, app: &AppName, logs: Arc<LogStream>) -> Arc<AppRuntime> {
+        self.runtime_with(app, Deadlines::default(), logs)
+    }
+
+    /// An app runtime with these deadlines.
+    fn runtime_with_deadlines(&self, app: &AppName, deadlines: Deadlines) -> Arc<AppRuntime> {
+        self.runtime_with(app, deadlines, LogStream::new())
+    }
+
+    /// An app runtime with these deadlines (stopping workers get 1 s), logging to `logs`.
+    fn runtime_with(
+        &self,
+        app: &AppName,
+        deadlines: Deadlines,
+        logs: Arc<LogStream>,
+    ) -> Arc<AppRuntime> {
         AppRuntime::new(
             app.clone(),
             self.engine.clone(),
-            LogStream::new(),
+            logs,
             self.dir.path().join("dynos"),
             0,
             Backoff::new(vec![Duration::from_millis(200)], Duration::from_secs(60)),
@@ -482,7 +519,7 @@ async fn stuck_release(fx: &Fixture, app: &AppName) -> Arc<Release> {
 async fn a_start_function_that_never_returns_is_stopped_at_the_boot_deadline() {
     let fx = Fixture::new();
     let app = name("booting");
-    let runtime = fx.runtime_with(
+    let runtime = fx.runtime_with_deadlines(
         &app,
         Deadlines {
             boot: Duration::from_millis(500),
@@ -592,7 +629,7 @@ async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
         )
         .await
         .expect("release loads");
-    let runtime = fx.runtime_with(
+    let runtime = fx.runtime_with_deadlines(
         &app,
         Deadlines {
             one_off: Duration::from_secs(600),
@@ -777,4 +814,78 @@ async fn an_app_holding_its_share_of_instances_gets_h11_and_its_neighbours_run_o
     );
     greedy.stop().await;
     neighbour.stop().await;
+}
+
+/// Lines of `live` received so far: (the app's, those the L10 lines say were dropped).
+fn count_lines(
+    live: &mut tokio::sync::broadcast::Receiver<Arc<wdeploy_host::LogLine>>,
+) -> (usize, usize) {
+    let (mut app, mut dropped) = (0, 0);
+    loop {
+        match live.try_recv() {
+            Ok(line) if line.kind == LogSource::App => app += 1,
+            Ok(line) => {
+                if let Some(rest) = line
+                    .text
+                    .strip_prefix("Error L10 (output buffer overflow): ")
+                {
+                    let n = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
+                    dropped += n.expect("L10 line with a count");
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => return (app, dropped),
+            Err(e) => panic!("the subscriber lost lines: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_app_flooding_its_log_loses_its_own_lines_and_its_neighbour_none() {
+    let fx = Fixture::new();
+    let rate = LogRate {
+        per_second: 200,
+        burst: 1000,
+    };
+    let (flooder, flooder_addr) = fx
+        .serve_faults_web_logging("flooder", "", LogStream::with_rate(rate))
+        .await;
+    let (quiet, quiet_addr) = fx
+        .serve_faults_web_logging("quiet", "", LogStream::with_rate(rate))
+        .await;
+    let mut flood_live = flooder.logs.subscribe();
+    let mut quiet_live = quiet.logs.subscribe();
+
+    // 20,000 lines (and one of 25,000 bytes, split in three) beside 500 (and the three).
+    let started = Instant::now();
+    let (flood, calm) = tokio::join!(
+        get(flooder_addr, "flooder.localhost", "/flood?lines=20000"),
+        get(quiet_addr, "quiet.localhost", "/flood?lines=500"),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(flood, (200, "flooded\n".into()));
+    assert_eq!(calm, (200, "flooded\n".into()));
+
+    // Every line of the neighbour arrived, and nothing was dropped there.
+    let (quiet_lines, quiet_dropped) = count_lines(&mut quiet_live);
+    assert_eq!((quiet_lines, quiet_dropped), (503, 0));
+
+    // The flooder got its burst and the rate, no more; the drops are told (at most once
+    // a second, the last once its first drop is a second old, here when logs are read).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ = flooder.logs.replay_and_subscribe(0);
+    let (passed, dropped) = count_lines(&mut flood_live);
+    let allowed = 1000 + (200.0 * elapsed.as_secs_f64()) as usize + 1;
+    assert!(
+        (1000..=allowed).contains(&passed),
+        "{passed} lines passed in {elapsed:?}"
+    );
+    assert_eq!(passed + dropped, 20_003, "every line passed or counted");
+    let l10 = log_text(&flooder.logs).matches("Error L10").count();
+    assert!(
+        (1..=2 + elapsed.as_secs() as usize).contains(&l10),
+        "{l10} L10 lines in {elapsed:?}"
+    );
+    assert!(!log_text(&quiet.logs).contains("Error L10"));
+    flooder.stop().await;
+    quiet.stop().await;
 }

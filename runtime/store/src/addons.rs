@@ -1,28 +1,33 @@
 //! The apps' add-on data: key-value buckets and job queues.
 
 use crate::error::{AddonError, AddonResult};
-use crate::model::{Job, KeyPage, QueueStats};
+use crate::model::{AppId, Job, KeyPage, QueueStats, Tenant};
 use async_trait::async_trait;
 use std::time::Duration;
-use wdeploy_core::AppName;
 use wdeploy_core::addons::MAX_NAME_BYTES;
 
-/// Every app's key-value buckets and job queues. Every call names the app it serves
-/// (the host's binding of the instance, never the guest) and touches that app's data
-/// only. Limits are those of [`wdeploy_core::addons`], enforced alike by every backend;
-/// a call over one returns [`AddonError::TooLarge`] or `Invalid` naming it.
+/// Every app's key-value buckets and job queues, keyed by app id (never by name, which a
+/// later app may take). Every call names the app it serves (the host's binding of the
+/// instance, never the guest) and touches that app's data only. Limits are those of
+/// [`wdeploy_core::addons`] plus the app's quota, enforced alike by every backend: a call
+/// over one returns [`AddonError::TooLarge`], `Invalid` or `OverQuota` naming it.
+///
+/// The quota counts [`stored_bytes`] of every key and job the app holds, kept as a running
+/// total changed in the same transaction as each write (no scan per write). A write of an
+/// app that is not registered (never created, or destroyed) fails with `AppGone`, so a
+/// dyno outliving its app cannot leave data behind.
 #[async_trait]
 pub trait AddonStore: Send + Sync + 'static {
-    async fn get(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<Option<Vec<u8>>>;
-    async fn exists(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<bool>;
-    async fn set(&self, app: &AppName, bucket: &str, key: &str, value: Vec<u8>) -> AddonResult<()>;
+    async fn get(&self, app: &Tenant, bucket: &str, key: &str) -> AddonResult<Option<Vec<u8>>>;
+    async fn exists(&self, app: &Tenant, bucket: &str, key: &str) -> AddonResult<bool>;
+    async fn set(&self, app: &Tenant, bucket: &str, key: &str, value: Vec<u8>) -> AddonResult<()>;
     /// Deleting a missing key does nothing.
-    async fn delete(&self, app: &AppName, bucket: &str, key: &str) -> AddonResult<()>;
+    async fn delete(&self, app: &Tenant, bucket: &str, key: &str) -> AddonResult<()>;
     /// Adds `delta` to the counter at `key` (missing counts as 0; counters are decimal
     /// text) and returns the new value, exactly, however many dynos increment at once.
     async fn increment(
         &self,
-        app: &AppName,
+        app: &Tenant,
         bucket: &str,
         key: &str,
         delta: u64,
@@ -30,36 +35,40 @@ pub trait AddonStore: Send + Sync + 'static {
     /// Keys starting with `prefix` in byte order, a page from `offset`.
     async fn keys(
         &self,
-        app: &AppName,
+        app: &Tenant,
         bucket: &str,
         prefix: &str,
         offset: u64,
     ) -> AddonResult<KeyPage>;
     async fn get_many(
         &self,
-        app: &AppName,
+        app: &Tenant,
         bucket: &str,
         keys: Vec<String>,
     ) -> AddonResult<Vec<Option<Vec<u8>>>>;
     async fn set_many(
         &self,
-        app: &AppName,
+        app: &Tenant,
         bucket: &str,
         entries: Vec<(String, Vec<u8>)>,
     ) -> AddonResult<()>;
-    async fn delete_many(&self, app: &AppName, bucket: &str, keys: Vec<String>) -> AddonResult<()>;
+    async fn delete_many(&self, app: &Tenant, bucket: &str, keys: Vec<String>) -> AddonResult<()>;
 
     /// Appends a job to `queue`; returns its id.
-    async fn enqueue(&self, app: &AppName, queue: &str, payload: Vec<u8>) -> AddonResult<u64>;
+    async fn enqueue(&self, app: &Tenant, queue: &str, payload: Vec<u8>) -> AddonResult<u64>;
     /// Leases the oldest visible job of `queue` for `lease`, if there is one. A job whose
     /// lease ends before it is acked is visible again (at least once delivery).
-    async fn take(&self, app: &AppName, queue: &str, lease: Duration) -> AddonResult<Option<Job>>;
-    async fn ack(&self, app: &AppName, id: u64) -> AddonResult<()>;
-    async fn queue_stats(&self, app: &AppName) -> AddonResult<Vec<QueueStats>>;
+    async fn take(&self, app: &Tenant, queue: &str, lease: Duration) -> AddonResult<Option<Job>>;
+    async fn ack(&self, app: &Tenant, id: u64) -> AddonResult<()>;
+    async fn queue_stats(&self, app: &Tenant) -> AddonResult<Vec<QueueStats>>;
 
-    /// Removes every key and job of `app` (on destroy, so a new app of the same name
-    /// starts empty).
-    async fn delete_app(&self, app: &AppName) -> AddonResult<()>;
+    /// Registers a new app (with no data): its writes are accepted from now on.
+    async fn create_app(&self, app: &AppId) -> AddonResult<()>;
+    /// Removes every key and job of `app` and its registration (on destroy): later writes
+    /// of instances still bound to it fail with `AppGone`.
+    async fn delete_app(&self, app: &AppId) -> AddonResult<()>;
+    /// Bytes the app's data counts against its quota.
+    async fn usage(&self, app: &AppId) -> AddonResult<u64>;
 }
 
 /// Refuses an over-long bucket or queue name, or an empty one.
@@ -76,4 +85,15 @@ pub fn check_size(what: &'static str, size: usize, limit: usize) -> AddonResult<
         return Err(AddonError::TooLarge { what, size, limit });
     }
     Ok(())
+}
+
+/// What one stored row costs against a quota beyond its own bytes: the row's header, its
+/// index entries and page slack, so many tiny entries cannot hold far more disk than the
+/// quota says.
+pub const ROW_OVERHEAD_BYTES: u64 = 64;
+
+/// Bytes a key (with its bucket name) and value, or a job (with its queue name and
+/// payload), count against the app's quota.
+pub fn stored_bytes(name: &str, key: &str, value_len: usize) -> u64 {
+    ROW_OVERHEAD_BYTES + name.len() as u64 + key.len() as u64 + value_len as u64
 }

@@ -37,8 +37,16 @@ pub trait ControlStore: Send + Sync + 'static {
         version: u64,
         status: ReleaseStatus,
     ) -> Result<()>;
-    /// The release log, newest first.
+    /// The whole release log, newest first.
     async fn releases(&self, app: &AppName) -> Result<Vec<Release>>;
+    /// One page of the release log, newest first: at most `limit` releases older than
+    /// `before` (from the newest when `None`). Costs the page, not the log.
+    async fn releases_page(
+        &self,
+        app: &AppName,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Release>>;
     async fn release(&self, app: &AppName, version: u64) -> Result<Release>;
     /// The newest version and the current (newest succeeded) release.
     async fn release_head(&self, app: &AppName) -> Result<ReleaseHead>;

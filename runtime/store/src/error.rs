@@ -48,6 +48,15 @@ pub enum AddonError {
     Invalid(String),
     #[error("job {0} not found")]
     NoSuchJob(u64),
+    /// The write would take the app's add-on data past its quota (`limits.addons_mb`).
+    #[error(
+        "add-on storage quota exceeded: the app holds {used} bytes of its {quota} byte quota (limits.addons_mb) and this write needs {needed} more; delete keys or ack jobs first"
+    )]
+    OverQuota { used: u64, quota: u64, needed: u64 },
+    /// The app this instance was bound to has been destroyed: its data is gone and a new
+    /// app of the same name is someone else.
+    #[error("the app this dyno belongs to was destroyed")]
+    AppGone,
     #[error("add-on storage: {0}")]
     Backend(String),
 }

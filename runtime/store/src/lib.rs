@@ -22,7 +22,7 @@ pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
 pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
-pub use model::{App, Job, KeyPage, NewRelease, QueueStats, Release, ReleaseHead};
+pub use model::{App, AppId, Job, KeyPage, NewRelease, QueueStats, Release, ReleaseHead, Tenant};
 
 use std::sync::Arc;
 

@@ -7,7 +7,59 @@ use wdeploy_core::{AppName, Digest, ReleaseStatus};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub name: AppName,
+    /// Made when the app is created and never reused: what its add-on data is keyed by,
+    /// so a new app of the same name never inherits (or is reached by) an old one's.
+    pub id: AppId,
     pub created_at: DateTime<Utc>,
+}
+
+/// An app's identity, as opposed to its name (which a later app may take again): 32
+/// lowercase hex digits, random (a v4 UUID from a CSPRNG: 122 random bits), so an id can
+/// be neither guessed nor made to collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(String);
+
+impl AppId {
+    /// A fresh, random id.
+    pub fn random() -> AppId {
+        AppId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The id of the one app of a `wdeploy dev` add-ons database, the same on every run
+    /// (derived from its name: a laptop's own data, nothing to guess).
+    pub fn local(name: &AppName) -> AppId {
+        AppId(Digest::of_bytes(format!("wdeploy dev {name}").as_bytes()).hex()[..32].to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for AppId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AppId, String> {
+        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(AppId(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not an app id (32 lowercase hex digits)"))
+        }
+    }
+}
+
+impl std::fmt::Display for AppId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whose add-on data a call touches and how much it may hold: what the host binds an
+/// instance to (from the app's id and its release's `limits.addons_mb`), never a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub app: AppId,
+    /// Bytes of add-on data the app may hold (see [`crate::addons::stored_bytes`]).
+    pub quota_bytes: u64,
 }
 
 /// One immutable entry of an app's release log.

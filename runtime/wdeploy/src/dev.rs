@@ -15,9 +15,10 @@ use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_buildpack::Slug;
 use wdeploy_core::{AppName, Formation};
 use wdeploy_host::{
-    AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release, ReleaseSpec, Router,
+    AddonBinding, AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release,
+    ReleaseSpec, Router,
 };
-use wdeploy_store::AddonStore;
+use wdeploy_store::{AddonStore, AppId, Tenant};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -80,8 +81,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let addons = wdeploy_store::embedded::open_addons(&data_dir.join("addons.db"))
-        .context("opening the add-ons database")?;
+    // One app, always the same id: a database of an older wdeploy (keyed by the app's
+    // name) is re-keyed to it.
+    let app_id = AppId::local(&app);
+    let addons = wdeploy_store::embedded::open_addons(
+        &data_dir.join("addons.db"),
+        &[(app.clone(), app_id.clone())],
+    )
+    .context("opening the add-ons database")?;
 
     // Watch before the first build, so an edit made at any point after it started is seen.
     let (_watcher, mut changes) = watch::watch(&dir)?;
@@ -110,6 +117,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
 
     let logs = LogStream::new();
+    let addons = DevAddons {
+        store: addons,
+        id: app_id,
+        logs: logs.clone(),
+    };
     let mut lines = logs.subscribe();
     let runtime = AppRuntime::new(
         app.clone(),
@@ -217,7 +229,7 @@ async fn swap(
     version: u64,
     slug: &Slug,
     config: BTreeMap<String, String>,
-    addons: &Arc<dyn AddonStore>,
+    addons: &DevAddons,
 ) -> anyhow::Result<()> {
     let spec = release_spec(app, version, slug, config, addons.clone());
     let release = Release::load(engine, spec).await?;
@@ -233,7 +245,7 @@ fn release_spec(
     version: u64,
     slug: &Slug,
     config: BTreeMap<String, String>,
-    addons: Arc<dyn AddonStore>,
+    addons: DevAddons,
 ) -> ReleaseSpec {
     ReleaseSpec {
         app: app.clone(),
@@ -251,9 +263,31 @@ fn release_spec(
             })
             .collect(),
         procfile: slug.procfile.clone(),
+        addons: addons.binding(&slug.settings),
         settings: slug.settings.clone(),
         config,
-        addons,
+    }
+}
+
+/// The add-ons of the one app `dev` runs: its own database, the same id every run.
+#[derive(Clone)]
+struct DevAddons {
+    store: Arc<dyn AddonStore>,
+    id: AppId,
+    logs: Arc<LogStream>,
+}
+
+impl DevAddons {
+    /// On a laptop the app gets the quota it asks for (no host ceiling).
+    fn binding(&self, settings: &wdeploy_core::AppSettings) -> AddonBinding {
+        AddonBinding {
+            store: self.store.clone(),
+            tenant: Tenant {
+                app: self.id.clone(),
+                quota_bytes: settings.addons_quota_bytes(None),
+            },
+            logs: self.logs.clone(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
     Backoff, DEFAULT_MAX_DISK_MB, Deadlines, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host,
-    HostConfig, IDLE_TIMEOUT, ListenerLimits, Router, raise_fd_limit,
+    HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +77,17 @@ pub struct HostArgs {
     /// Seconds a one-off dyno (`wdeploy run`) may live at most
     #[arg(long, default_value_t = Deadlines::DEFAULT_ONE_OFF.as_secs_f64())]
     pub one_off_timeout: f64,
+    /// The most add-on storage (keys, values, queued jobs) any one app may hold, in MB; an
+    /// app's `limits.addons_mb` (default 100) asks for less or more within it
+    #[arg(long, default_value_t = 1024)]
+    pub max_addons_mb: u64,
+    /// Log lines per second each app's dynos may write (bursts of --log-burst); lines
+    /// over it are dropped and counted in an `Error L10` line
+    #[arg(long, default_value_t = LogRate::default().per_second)]
+    pub log_rate: u32,
+    /// Log lines an app's dynos may write at once before --log-rate applies
+    #[arg(long, default_value_t = LogRate::default().burst)]
+    pub log_burst: u32,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -157,6 +168,15 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         "--max-disk-mb must be between 1 and {}",
         wdeploy_core::settings::MAX_DISK_MB
     );
+    anyhow::ensure!(
+        (1..=wdeploy_core::settings::MAX_ADDONS_MB).contains(&args.max_addons_mb),
+        "--max-addons-mb must be between 1 and {}",
+        wdeploy_core::settings::MAX_ADDONS_MB
+    );
+    anyhow::ensure!(
+        args.log_rate >= 1 && args.log_burst >= 1,
+        "--log-rate and --log-burst must be at least 1"
+    );
     let engine = Engine::new(&EngineOptions {
         cache_dir: Some(data.join("compiled")),
         max_instances: args.max_instances,
@@ -185,6 +205,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             router_port: router_addr.port(),
             backoff,
             deadlines,
+            max_addons_mb: args.max_addons_mb,
+            log_rate: LogRate {
+                per_second: args.log_rate,
+                burst: args.log_burst,
+            },
         },
         store,
         engine,

@@ -51,8 +51,8 @@ enum Command {
     AppsDestroy(apps::DestroyArgs),
     /// Build the app here and deploy it as a new release
     Push(push::PushArgs),
-    /// List the app's releases
-    Releases(AppArg),
+    /// List the app's releases, newest first
+    Releases(releases::ReleasesArgs),
     /// Go back to an earlier release (as a new release)
     Rollback(releases::RollbackArgs),
     /// Stop the release going live (its release command or boot); it fails and the

@@ -2,11 +2,22 @@
 
 use crate::session::{self, AppArg};
 use anyhow::Context;
+use wdeploy_api::server::MAX_RELEASES_PAGE;
 use wdeploy_core::ReleaseStatus;
 
-pub fn list(args: AppArg) -> anyhow::Result<()> {
-    let app = args.resolve()?;
-    let releases = session::client()?.releases(&app)?;
+#[derive(Debug, clap::Args)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// How many releases to show, newest first (as Heroku, 15 unless told)
+    #[arg(short = 'n', long = "num", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_RELEASES_PAGE as i64))]
+    pub num: u32,
+}
+
+pub fn list(args: ReleasesArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let releases = session::client()?.releases(&app, Some(args.num), None)?;
     println!("=== {app} Releases");
     for r in releases {
         let mark = if r.current {

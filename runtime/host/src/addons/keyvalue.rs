@@ -56,25 +56,25 @@ impl store::HostBucket for AddonView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().get(&a.app, &bucket, &key).await)
+        a.kv(a.store().get(&a.tenant, &bucket, &key).await)
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().set(&a.app, &bucket, &key, value).await)
+        a.kv(a.store().set(&a.tenant, &bucket, &key, value).await)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().delete(&a.app, &bucket, &key).await)
+        a.kv(a.store().delete(&a.tenant, &bucket, &key).await)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().exists(&a.app, &bucket, &key).await)
+        a.kv(a.store().exists(&a.tenant, &bucket, &key).await)
     }
 
     async fn list_keys(
@@ -86,7 +86,7 @@ impl store::HostBucket for AddonView<'_> {
         let a = self.addons;
         let page = a.kv(a
             .store()
-            .keys(&a.app, &bucket, "", cursor.unwrap_or(0))
+            .keys(&a.tenant, &bucket, "", cursor.unwrap_or(0))
             .await)?;
         Ok(page.map(|page| store::KeyResponse {
             keys: page.keys,
@@ -109,7 +109,7 @@ impl atomics::Host for AddonView<'_> {
     ) -> KvResult<u64> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().increment(&a.app, &bucket, &key, delta).await)
+        a.kv(a.store().increment(&a.tenant, &bucket, &key, delta).await)
     }
 }
 
@@ -121,7 +121,7 @@ impl batch::Host for AddonView<'_> {
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        let values = a.store().get_many(&a.app, &bucket, keys.clone()).await;
+        let values = a.store().get_many(&a.tenant, &bucket, keys.clone()).await;
         a.kv(values.map(|values| {
             keys.into_iter()
                 .zip(values)
@@ -137,12 +137,12 @@ impl batch::Host for AddonView<'_> {
     ) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().set_many(&a.app, &bucket, key_values).await)
+        a.kv(a.store().set_many(&a.tenant, &bucket, key_values).await)
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
         let a = self.addons;
-        a.kv(a.store().delete_many(&a.app, &bucket, keys).await)
+        a.kv(a.store().delete_many(&a.tenant, &bucket, keys).await)
     }
 }

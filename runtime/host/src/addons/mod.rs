@@ -6,18 +6,23 @@
 //! it publishes: a change there that the host does not follow fails to compile.
 //!
 //! Isolation: every instance's store data holds an [`AppAddons`] bound to the app of its
-//! release when the instance is created. Guests name buckets, keys and queues, never an
-//! app, and every query is scoped to the bound app.
+//! release when the instance is created: to the app's id (a new app of the same name is
+//! another tenant) and its add-on quota. Guests name buckets, keys and queues, never an
+//! app, and every query is scoped to the bound app. Over its quota a guest gets the
+//! interface's error value, and the app's log an `R18` line now and then (`notice.rs`).
 
 mod config;
 mod keyvalue;
+mod notice;
 mod queue;
 
+use crate::logs::LogStream;
+use notice::QuotaNotice;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wdeploy_core::AppName;
-use wdeploy_store::{AddonError, AddonResult, AddonStore};
+use wdeploy_store::{AddonError, AddonResult, AddonStore, Tenant};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -40,18 +45,36 @@ pub const INTERFACES: &[&str] = &[
     "wdeploy:platform/queue@0.1.0",
 ];
 
+/// Where a release's add-on data lives and whose it is: what the host (or `dev`) hands
+/// [`crate::Release::load`].
+pub struct AddonBinding {
+    pub store: Arc<dyn AddonStore>,
+    /// The app's id and its quota (the release's `limits.addons_mb`, capped by the host).
+    pub tenant: Tenant,
+    /// The app's log stream, told when the quota refuses a write.
+    pub logs: Arc<LogStream>,
+}
+
 /// One app's add-ons, as its instances see them: bound to the app when the release is
 /// loaded, shared by every instance of every dyno of that release.
 pub struct AppAddons {
     pub app: AppName,
+    tenant: Tenant,
     store: Arc<dyn AddonStore>,
     /// The release's config vars, served by `wasi:config/store`.
     config: BTreeMap<String, String>,
+    over_quota: QuotaNotice,
 }
 
 impl AppAddons {
-    pub fn new(app: AppName, store: Arc<dyn AddonStore>, config: BTreeMap<String, String>) -> Self {
-        AppAddons { app, store, config }
+    pub fn new(app: AppName, binding: AddonBinding, config: BTreeMap<String, String>) -> Self {
+        AppAddons {
+            app,
+            tenant: binding.tenant,
+            store: binding.store,
+            config,
+            over_quota: QuotaNotice::new(binding.logs),
+        }
     }
 
     /// The store, for calls on behalf of this app only.
@@ -59,11 +82,17 @@ impl AppAddons {
         &*self.store
     }
 
-    /// Notes a failure of the store itself in the host's log (the guest gets the WIT
-    /// error value either way).
+    /// Notes a failure of the store itself in the host's log, and an over-quota refusal
+    /// in the app's (rate limited); the guest gets the WIT error value either way.
     fn report<T>(&self, outcome: AddonResult<T>) -> AddonResult<T> {
-        if let Err(AddonError::Backend(e)) = &outcome {
-            tracing::error!(app = %self.app, "add-on storage failed: {e}");
+        match &outcome {
+            Err(AddonError::Backend(e)) => {
+                tracing::error!(app = %self.app, "add-on storage failed: {e}");
+            }
+            Err(AddonError::OverQuota { used, quota, .. }) => {
+                self.over_quota.refused(*used, *quota);
+            }
+            _ => {}
         }
         outcome
     }

@@ -7,16 +7,34 @@ use wdeploy_api::ApiError;
 use wdeploy_api::server::Caller;
 use wdeploy_api::wire::{KvEntry, KvKeys, QueueInfo};
 use wdeploy_core::AppName;
+use wdeploy_store::Tenant;
 
 impl Host {
+    /// The app's add-on data as its current release sees it: its id, and its quota (the
+    /// default `limits.addons_mb` before any release, within the host's ceiling), so the
+    /// operator's writes count like the app's.
+    async fn tenant(&self, app: &AppName) -> Result<Tenant> {
+        let id = self.store.control.app(app).await?.id;
+        let settings = self
+            .entry(app)
+            .runtime
+            .current_release()
+            .map(|r| r.settings.clone())
+            .unwrap_or_default();
+        Ok(Tenant {
+            app: id,
+            quota_bytes: settings.addons_quota_bytes(Some(self.config.max_addons_mb)),
+        })
+    }
+
     pub(super) async fn kv_list(
         &self,
         app: &AppName,
         bucket: &str,
         prefix: &str,
     ) -> Result<KvKeys> {
-        self.existing(app).await?;
-        let page = self.store.addons.keys(app, bucket, prefix, 0).await?;
+        let tenant = self.tenant(app).await?;
+        let page = self.store.addons.keys(&tenant, bucket, prefix, 0).await?;
         Ok(KvKeys {
             bucket: bucket.to_string(),
             keys: page.keys,
@@ -25,11 +43,11 @@ impl Host {
     }
 
     pub(super) async fn kv_read(&self, app: &AppName, bucket: &str, key: &str) -> Result<KvEntry> {
-        self.existing(app).await?;
+        let tenant = self.tenant(app).await?;
         let value = self
             .store
             .addons
-            .get(app, bucket, key)
+            .get(&tenant, bucket, key)
             .await?
             .ok_or_else(|| {
                 ApiError::not_found(format!("key `{key}` not found in bucket {bucket} of {app}"))
@@ -45,11 +63,12 @@ impl Host {
         key: &str,
         value: String,
     ) -> Result<KvEntry> {
-        let entry = self.existing(app).await?;
+        let tenant = self.tenant(app).await?;
+        let entry = self.entry(app);
         let bytes = value.into_bytes();
         self.store
             .addons
-            .set(app, bucket, key, bytes.clone())
+            .set(&tenant, bucket, key, bytes.clone())
             .await?;
         entry.runtime.logs.platform(
             "api",
@@ -59,8 +78,8 @@ impl Host {
     }
 
     pub(super) async fn queue_list(&self, app: &AppName) -> Result<Vec<QueueInfo>> {
-        self.existing(app).await?;
-        let stats = self.store.addons.queue_stats(app).await?;
+        let tenant = self.tenant(app).await?;
+        let stats = self.store.addons.queue_stats(&tenant).await?;
         Ok(stats
             .into_iter()
             .map(|q| QueueInfo {

@@ -60,10 +60,10 @@ fn store_error(e: StoreError) -> ApiError {
 /// Limits and bad names are the caller's (422); a missing job is 404.
 fn addon_error(e: AddonError) -> ApiError {
     match e {
-        e @ (AddonError::TooLarge { .. } | AddonError::Invalid(_)) => {
-            ApiError::invalid(e.to_string())
-        }
-        e @ AddonError::NoSuchJob(_) => ApiError::not_found(e.to_string()),
+        e @ (AddonError::TooLarge { .. }
+        | AddonError::Invalid(_)
+        | AddonError::OverQuota { .. }) => ApiError::invalid(e.to_string()),
+        e @ (AddonError::NoSuchJob(_) | AddonError::AppGone) => ApiError::not_found(e.to_string()),
         e @ AddonError::Backend(_) => ApiError::internal(e.to_string()),
     }
 }

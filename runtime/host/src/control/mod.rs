@@ -46,6 +46,10 @@ pub struct HostConfig {
     /// How long boots, release phases and one-off dynos may take, and how long a
     /// stopping worker has to exit after its stdin closes.
     pub deadlines: Deadlines,
+    /// The most add-on storage any app gets, in MB, whatever its `limits.addons_mb`.
+    pub max_addons_mb: u64,
+    /// Lines per second each app's dynos may log (the rest are dropped and counted).
+    pub log_rate: crate::logs::rate::LogRate,
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the
@@ -265,7 +269,7 @@ impl Host {
                 let runtime = AppRuntime::new(
                     app.clone(),
                     self.engine.clone(),
-                    LogStream::new(),
+                    LogStream::with_rate(self.config.log_rate),
                     self.run_dir.clone(),
                     self.config.router_port,
                     self.config.backoff.clone(),
@@ -295,9 +299,12 @@ impl Host {
             );
         }
         let _turn = entry.release_turn().await?;
+        let id = self.store.control.app(app).await?.id;
         self.forget(app).await;
-        // Add-on data first: a new app of the same name must start empty.
-        self.store.addons.delete_app(app).await?;
+        // Add-on data first (a destroy interrupted between the two leaves an app that can
+        // be destroyed again, never data without an app); from then on dynos still bound
+        // to this id can no longer write.
+        self.store.addons.delete_app(&id).await?;
         Ok(self.store.control.delete_app(app).await?)
     }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{
-    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, TextStream,
+    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, ReleasePage, TextStream,
 };
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Digest, Formation};
@@ -61,8 +61,8 @@ impl Host {
             .parse()
             .map_err(|e: wdeploy_core::app_name::AppNameError| ApiError::invalid(e.to_string()))?;
         let app = self.store.control.create_app(&name).await?;
-        // Add-on data left by an app of the same name whose destroy was interrupted.
-        self.store.addons.delete_app(&name).await?;
+        // A fresh id, so no add-on data of an earlier app of this name can be reached.
+        self.store.addons.create_app(&app.id).await?;
         self.entry(&name)
             .runtime
             .logs
@@ -215,8 +215,12 @@ impl Platform for Host {
         Ok(self.deploy(app, by, req, progress).await?)
     }
 
-    async fn releases(&self, app: &AppName) -> Result<Vec<ReleaseInfo>, ApiError> {
-        Ok(self.release_list(app).await?)
+    async fn releases(
+        &self,
+        app: &AppName,
+        page: ReleasePage,
+    ) -> Result<Vec<ReleaseInfo>, ApiError> {
+        Ok(self.release_list(app, page).await?)
     }
 
     async fn rollback(

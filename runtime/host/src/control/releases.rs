@@ -5,6 +5,7 @@
 use super::errors::{ControlError, Result};
 use super::streams::follow_one_off;
 use super::{AppEntry, Host};
+use crate::addons::AddonBinding;
 use crate::app::AppRuntime;
 use crate::deadlines::human;
 use crate::release::{Release, ReleaseSpec};
@@ -13,12 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
-use wdeploy_api::server::{Caller, Progress};
+use wdeploy_api::server::{Caller, Progress, ReleasePage};
 use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseInfo, Rollback};
 use wdeploy_core::{
     AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
 };
-use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError};
+use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError, Tenant};
 
 /// How many times a read-modify-write of the release log is retried when a concurrent
 /// change (another request, another node) took the version first.
@@ -34,7 +35,7 @@ impl Host {
         release: &StoredRelease,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let loaded = until_cancelled(cancel, self.load(release)).await?;
+        let loaded = until_cancelled(cancel, self.load(runtime, release)).await?;
         self.run_formation(runtime, loaded, cancel).await
     }
 
@@ -49,7 +50,11 @@ impl Host {
         runtime.deploy_until(loaded, &formation, cancel).await
     }
 
-    async fn load(&self, release: &StoredRelease) -> anyhow::Result<Arc<Release>> {
+    async fn load(
+        &self,
+        runtime: &AppRuntime,
+        release: &StoredRelease,
+    ) -> anyhow::Result<Arc<Release>> {
         use anyhow::Context;
         let slug_id = release.slug.clone().context("the release has no slug")?;
         let manifest: SlugManifest =
@@ -62,6 +67,9 @@ impl Host {
         }
         let procfile = Procfile::parse(&release.procfile)?;
         let settings = AppSettings::parse(&release.settings)?;
+        let addons = self
+            .addon_binding(&release.app, &settings, &runtime.logs)
+            .await?;
         Release::load(
             &self.engine,
             ReleaseSpec {
@@ -72,10 +80,40 @@ impl Host {
                 procfile,
                 settings,
                 config: release.config.clone(),
-                addons: self.store.addons.clone(),
+                addons,
             },
         )
         .await
+    }
+
+    /// The app's add-ons as a release of it sees them: keyed by the app's id (so a dyno
+    /// that outlives its app never reaches a new app of the same name), with the quota
+    /// the release asks for, capped by the host's ceiling (said in the app's log).
+    async fn addon_binding(
+        &self,
+        app: &AppName,
+        settings: &AppSettings,
+        logs: &Arc<crate::logs::LogStream>,
+    ) -> anyhow::Result<AddonBinding> {
+        let id = self.store.control.app(app).await?.id;
+        let ceiling = self.config.max_addons_mb;
+        if settings.limits.addons_mb > ceiling {
+            logs.platform(
+                "api",
+                format!(
+                    "limits.addons_mb = {} is over this host's ceiling; the app gets {ceiling} MB",
+                    settings.limits.addons_mb
+                ),
+            );
+        }
+        Ok(AddonBinding {
+            store: self.store.addons.clone(),
+            tenant: Tenant {
+                app: id,
+                quota_bytes: settings.addons_quota_bytes(Some(ceiling)),
+            },
+            logs: logs.clone(),
+        })
     }
 
     /// The stored formation, limited to what the release can run; a first deploy of an
@@ -186,7 +224,7 @@ impl Host {
         progress: &Reporter,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let loaded = until_cancelled(cancel, self.load(record)).await?;
+        let loaded = until_cancelled(cancel, self.load(runtime, record)).await?;
         release_phase(runtime, &loaded, progress, cancel).await?;
         progress
             .say(format!(
@@ -221,13 +259,20 @@ impl Host {
     }
 
     /// The release log as the API shows it, newest first.
-    pub(super) async fn release_list(&self, app: &AppName) -> Result<Vec<ReleaseInfo>> {
-        let releases = self.store.control.releases(app).await?;
-        // The current release is the newest succeeded one: found once, not per row.
-        let current = releases
-            .iter()
-            .find(|r| r.status == ReleaseStatus::Succeeded)
-            .map(|r| r.version);
+    /// A page of the release log: one indexed range read, whatever the log's length.
+    pub(super) async fn release_list(
+        &self,
+        app: &AppName,
+        page: ReleasePage,
+    ) -> Result<Vec<ReleaseInfo>> {
+        let releases = self
+            .store
+            .control
+            .releases_page(app, page.before, page.limit)
+            .await?;
+        // The current release (the newest succeeded) may be on another page: asked once.
+        let head = self.store.control.release_head(app).await?;
+        let current = head.current.map(|r| r.version);
         Ok(releases.iter().map(|r| release_info(r, current)).collect())
     }
 

@@ -1,12 +1,16 @@
 //! The log stream: per-app ordered lines from dynos, the router and the platform.
+//! Dynos' lines are rate limited per app (`rate.rs`).
 
+pub mod rate;
 pub mod writer;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use rate::{Bucket, LogRate};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::broadcast;
 pub use wdeploy_core::LogSource;
 
@@ -52,24 +56,63 @@ impl fmt::Display for LogLine {
 /// One app's log stream: a bounded history plus live subscribers.
 ///
 /// Writers never wait on readers: a subscriber that falls behind loses lines and is told
-/// how many (`broadcast::error::RecvError::Lagged`).
+/// how many (`broadcast::error::RecvError::Lagged`). Dynos' lines pass at the stream's
+/// [`LogRate`]; the rest are dropped, counted and reported (L10).
 pub struct LogStream {
     history: Mutex<VecDeque<Arc<LogLine>>>,
     live: broadcast::Sender<Arc<LogLine>>,
+    rate: Mutex<Bucket>,
 }
 
 impl Default for LogStream {
     fn default() -> Self {
-        LogStream {
-            history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
-            live: broadcast::channel(SUBSCRIBER_LAG).0,
-        }
+        LogStream::build(LogRate::default())
     }
 }
 
 impl LogStream {
+    /// A stream at the default [`LogRate`].
     pub fn new() -> Arc<LogStream> {
         Arc::new(LogStream::default())
+    }
+
+    /// A stream whose dynos may write `rate`.
+    pub fn with_rate(rate: LogRate) -> Arc<LogStream> {
+        Arc::new(LogStream::build(rate))
+    }
+
+    fn build(rate: LogRate) -> LogStream {
+        LogStream {
+            history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
+            live: broadcast::channel(SUBSCRIBER_LAG).0,
+            rate: Mutex::new(Bucket::new(rate)),
+        }
+    }
+
+    /// Appends a line a dyno wrote (raw bytes, escaped here) if the app's rate allows;
+    /// a line over it is dropped before any work is spent on it, and counted.
+    pub fn app_line(&self, process: &Arc<str>, raw: &[u8]) {
+        let now = Instant::now();
+        let (admitted, notice) = {
+            let mut bucket = self.rate.lock();
+            let admitted = bucket.admit(now);
+            (admitted, bucket.notice(now))
+        };
+        if let Some(notice) = notice {
+            self.write(LogSource::Platform, "logs", notice);
+        }
+        if admitted {
+            self.write(LogSource::App, process.clone(), sanitize(raw));
+        }
+    }
+
+    /// Writes the L10 line of lines dropped since the last one, if one is due: so a
+    /// reader learns of the end of a flood even if the app wrote nothing after it.
+    fn report_dropped(&self) {
+        let notice = self.rate.lock().notice(Instant::now());
+        if let Some(notice) = notice {
+            self.write(LogSource::Platform, "logs", notice);
+        }
     }
 
     /// Appends a line written now.
@@ -113,6 +156,7 @@ impl LogStream {
         &self,
         n: usize,
     ) -> (Vec<Arc<LogLine>>, broadcast::Receiver<Arc<LogLine>>) {
+        self.report_dropped();
         let history = self.history.lock();
         let recent = history
             .iter()
@@ -194,6 +238,39 @@ mod tests {
         assert_eq!(recent.len(), BUFFER_LINES);
         assert_eq!(recent[0].text, "10");
         assert_eq!(logs.replay_and_subscribe(2).0.len(), 2);
+    }
+
+    #[test]
+    fn dyno_lines_over_the_rate_are_dropped_and_counted() {
+        let logs = LogStream::with_rate(LogRate {
+            per_second: 1,
+            burst: 5,
+        });
+        let web: Arc<str> = "web.1".into();
+        for n in 0..100 {
+            logs.app_line(&web, format!("line {n}").as_bytes());
+        }
+        logs.platform("api", "not rate limited");
+        // Drops are told once the first is a second old (here: when the logs are read).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (lines, _) = logs.replay_and_subscribe(usize::MAX);
+        let texts: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let app = texts
+            .iter()
+            .filter(|t| t.contains(" app[web.1]: line "))
+            .count();
+        assert!((5..=7).contains(&app), "{texts:#?}");
+        let l10: Vec<&String> = texts.iter().filter(|t| t.contains("Error L10")).collect();
+        assert_eq!(l10.len(), 1, "{texts:#?}");
+        assert!(l10[0].contains("wdeploy[logs]: Error L10 (output buffer overflow): "));
+        let dropped: usize = l10[0]
+            .split(": ")
+            .nth(2)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        assert_eq!(app + dropped, 100, "{texts:#?}");
+        assert!(texts.iter().any(|t| t.ends_with("not rate limited")));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! half lines); the partial line survives across the guest's `get-stdout` calls because
 //! every stream handed out shares one buffer.
 
-use crate::logs::{LogSource, LogStream, MAX_LINE_BYTES, sanitize};
+use crate::logs::{LogStream, MAX_LINE_BYTES};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::pin::Pin;
@@ -56,9 +56,8 @@ impl LogWriter {
 
 impl Pending {
     fn emit_full(&mut self) {
-        let text = sanitize(&self.partial);
+        self.logs.app_line(&self.dyno, &self.partial);
         self.partial.clear();
-        self.logs.write(LogSource::App, self.dyno.clone(), text);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
-use crate::model::{App, NewRelease, Release, ReleaseHead};
+use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -25,7 +25,10 @@ pub struct ControlDb {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS apps (
     name TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    -- AppId: random, made at creation, never reused. NULL only in a database made before
+    -- ids, until `open` gives each app one.
+    id TEXT
 );
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
@@ -58,12 +61,13 @@ const RELEASE_COLUMNS: &str =
 
 impl ControlDb {
     pub fn open(path: &Path) -> Result<ControlDb> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        give_apps_ids(&mut conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
         })
@@ -71,22 +75,24 @@ impl ControlDb {
 
     pub fn create_app(&self, name: &AppName) -> Result<App> {
         let now = Utc::now();
+        let id = AppId::random();
         let inserted = self.conn.lock().execute(
-            "INSERT OR IGNORE INTO apps (name, created_at) VALUES (?1, ?2)",
-            params![name.as_str(), now.to_rfc3339()],
+            "INSERT OR IGNORE INTO apps (name, created_at, id) VALUES (?1, ?2, ?3)",
+            params![name.as_str(), now.to_rfc3339(), id.as_str()],
         )?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!("app {name} already exists")));
         }
         Ok(App {
             name: name.clone(),
+            id,
             created_at: now,
         })
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare("SELECT name, created_at FROM apps ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, created_at, id FROM apps ORDER BY name")?;
         let rows = stmt.query_map([], row_to_app)?;
         rows.map(|row| row?).collect()
     }
@@ -95,7 +101,7 @@ impl ControlDb {
         self.conn
             .lock()
             .query_row(
-                "SELECT name, created_at FROM apps WHERE name = ?1",
+                "SELECT name, created_at, id FROM apps WHERE name = ?1",
                 params![name.as_str()],
                 row_to_app,
             )
@@ -200,6 +206,25 @@ impl ControlDb {
             "SELECT {RELEASE_COLUMNS} FROM releases WHERE app = ?1 ORDER BY version DESC"
         ))?;
         let rows = stmt.query_map(params![app.as_str()], row_to_release)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// At most `limit` releases older than `before`, newest first: a range of the
+    /// primary key, read in order and cut at `limit`.
+    pub fn releases_page(
+        &self,
+        app: &AppName,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Release>> {
+        self.app(app)?;
+        let before = before.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE app = ?1 AND version < ?2
+             ORDER BY version DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![app.as_str(), before, limit], row_to_release)?;
         rows.map(|r| r?).collect()
     }
 
@@ -351,6 +376,16 @@ impl ControlStore for EmbeddedControl {
         let app = app.clone();
         self.blocking(move |db| db.releases(&app)).await
     }
+    async fn releases_page(
+        &self,
+        app: &AppName,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Release>> {
+        let app = app.clone();
+        self.blocking(move |db| db.releases_page(&app, before, limit))
+            .await
+    }
     async fn release(&self, app: &AppName, version: u64) -> Result<Release> {
         let app = app.clone();
         self.blocking(move |db| db.release(&app, version)).await
@@ -409,10 +444,42 @@ type Row<T> = rusqlite::Result<Result<T>>;
 fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
     let name: String = r.get(0)?;
     let created: String = r.get(1)?;
-    Ok(stored(&name).map(|name| App {
-        name,
-        created_at: parse_time(&created),
-    }))
+    let id: Option<String> = r.get(2)?;
+    Ok((|| {
+        Ok(App {
+            name: stored(&name)?,
+            id: stored(id.as_deref().unwrap_or_default())?,
+            created_at: parse_time(&created),
+        })
+    })())
+}
+
+/// Gives every app of a database made before app ids its id (and adds the column), in
+/// one transaction; a database that has them is left as it is.
+fn give_apps_ids(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let has_column = tx
+        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'id'")?
+        .exists([])?;
+    if !has_column {
+        tx.execute_batch("ALTER TABLE apps ADD COLUMN id TEXT")?;
+    }
+    let unnamed: Vec<String> = tx
+        .prepare("SELECT name FROM apps WHERE id IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in &unnamed {
+        tx.execute(
+            "UPDATE apps SET id = ?2 WHERE name = ?1",
+            params![name, AppId::random().as_str()],
+        )?;
+    }
+    tx.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS apps_id ON apps (id)")?;
+    tx.commit()?;
+    if !unnamed.is_empty() {
+        tracing::info!("gave {} app(s) made before app ids an id", unnamed.len());
+    }
+    Ok(())
 }
 
 fn row_to_release(r: &rusqlite::Row<'_>) -> Row<Release> {
@@ -524,6 +591,14 @@ mod tests {
         );
         let head = state.release_head(&hello).unwrap();
         assert_eq!((head.latest, head.current.unwrap().version), (3, 1));
+        let versions = |before, limit| -> Vec<u64> {
+            let page = state.releases_page(&hello, before, limit).unwrap();
+            page.iter().map(|r| r.version).collect()
+        };
+        assert_eq!(versions(None, 2), [3, 2]);
+        assert_eq!(versions(Some(2), 2), [1]);
+        assert_eq!(versions(Some(1), 2), Vec::<u64>::new());
+        assert_eq!(versions(Some(u64::MAX), 10), [3, 2, 1]);
         assert_eq!(state.formation(&hello).unwrap().quantity("web"), 3);
         assert!(matches!(
             state.releases(&name("nope")),
@@ -531,5 +606,33 @@ mod tests {
         ));
         state.delete_app(&hello).unwrap();
         assert!(state.apps().unwrap().is_empty());
+    }
+
+    #[test]
+    fn apps_made_before_ids_get_one_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE apps (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+                 INSERT INTO apps VALUES ('one', '2026-01-01T00:00:00Z');
+                 INSERT INTO apps VALUES ('two', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        let ids = |state: &ControlDb| -> Vec<AppId> {
+            state.apps().unwrap().into_iter().map(|a| a.id).collect()
+        };
+        let first = ids(&ControlDb::open(&db).unwrap());
+        assert_eq!(first.len(), 2);
+        assert_ne!(first[0], first[1]);
+        let state = ControlDb::open(&db).unwrap();
+        assert_eq!(ids(&state), first, "ids are kept, not made again");
+        // A new app of a destroyed one's name is someone else.
+        let one = name("one");
+        state.delete_app(&one).unwrap();
+        let again = state.create_app(&one).unwrap();
+        assert_ne!(again.id, first[0]);
+        assert_eq!(state.app(&one).unwrap().id, again.id);
     }
 }

@@ -4,8 +4,8 @@
 //! holding a decimal number (as other wasi:keyvalue hosts store them), so `kv:get` shows
 //! them as text.
 
-use super::addons_db::{AddonDb, Result};
-use crate::addons::{check_name, check_size};
+use super::addons_db::{AddonDb, Result, charge, refund};
+use crate::addons::{check_name, check_size, stored_bytes};
 use crate::error::AddonError;
 use crate::model::KeyPage;
 use rusqlite::{OptionalExtension, params};
@@ -29,26 +29,27 @@ impl AddonDb {
         Ok(self.get(app, bucket, key)?.is_some())
     }
 
-    pub fn set(&self, app: &str, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+    pub fn set(&self, app: &str, quota: u64, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
         check_entry(bucket, key, value)?;
-        self.write(|tx| put(tx, app, bucket, key, value))
+        self.write(|tx| put(tx, app, quota, bucket, key, value))
     }
 
     /// Deletes a key; deleting a missing key does nothing.
     pub fn delete(&self, app: &str, bucket: &str, key: &str) -> Result<()> {
         check_key(bucket, key)?;
-        self.write(|tx| {
-            tx.execute(
-                "DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
-                params![app, bucket, key],
-            )?;
-            Ok(())
-        })
+        self.write(|tx| remove(tx, app, bucket, key))
     }
 
     /// Adds `delta` to the counter at `key` (a missing key counts as 0) and returns the new
     /// value. One write transaction: exact however many dynos increment at once.
-    pub fn increment(&self, app: &str, bucket: &str, key: &str, delta: u64) -> Result<u64> {
+    pub fn increment(
+        &self,
+        app: &str,
+        quota: u64,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64> {
         check_key(bucket, key)?;
         self.write(|tx| {
             let current: Option<Vec<u8>> = tx
@@ -72,7 +73,7 @@ impl AddonDb {
             let next = current.checked_add(delta).ok_or_else(|| {
                 AddonError::Invalid(format!("incrementing `{key}` overflows a u64"))
             })?;
-            put(tx, app, bucket, key, next.to_string().as_bytes())?;
+            put(tx, app, quota, bucket, key, next.to_string().as_bytes())?;
             Ok(next)
         })
     }
@@ -136,14 +137,20 @@ impl AddonDb {
     }
 
     /// Sets several keys in one transaction: all or none.
-    pub fn set_many(&self, app: &str, bucket: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+    pub fn set_many(
+        &self,
+        app: &str,
+        quota: u64,
+        bucket: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<()> {
         check_batch(entries.len())?;
         for (key, value) in entries {
             check_entry(bucket, key, value)?;
         }
         self.write(|tx| {
             for (key, value) in entries {
-                put(tx, app, bucket, key, value)?;
+                put(tx, app, quota, bucket, key, value)?;
             }
             Ok(())
         })
@@ -155,29 +162,54 @@ impl AddonDb {
             check_key(bucket, key)?;
         }
         self.write(|tx| {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?;
             for key in keys {
-                stmt.execute(params![app, bucket, key])?;
+                remove(tx, app, bucket, key)?;
             }
             Ok(())
         })
     }
 }
 
-fn put(
+/// Bytes the entry at `key` counts now (0 when missing).
+fn current_bytes(
     tx: &rusqlite::Transaction<'_>,
     app: &str,
     bucket: &str,
     key: &str,
+) -> Result<u64> {
+    let len: Option<i64> = tx
+        .prepare_cached("SELECT length(value) FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?
+        .query_row(params![app, bucket, key], |r| r.get(0))
+        .optional()?;
+    Ok(len.map_or(0, |len| stored_bytes(bucket, key, len.max(0) as usize)))
+}
+
+/// Writes an entry, counting the change in size against the app's quota first.
+fn put(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    quota: u64,
+    bucket: &str,
+    key: &str,
     value: &[u8],
 ) -> Result<()> {
+    let before = current_bytes(tx, app, bucket, key)?;
+    let after = stored_bytes(bucket, key, value.len());
+    charge(tx, app, quota, after as i64 - before as i64)?;
     tx.prepare_cached(
         "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (app, bucket, key) DO UPDATE SET value = excluded.value",
     )?
     .execute(params![app, bucket, key, value])?;
     Ok(())
+}
+
+/// Deletes an entry (if present) and stops counting it.
+fn remove(tx: &rusqlite::Transaction<'_>, app: &str, bucket: &str, key: &str) -> Result<()> {
+    let bytes = current_bytes(tx, app, bucket, key)?;
+    tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?
+        .execute(params![app, bucket, key])?;
+    refund(tx, app, bytes)
 }
 
 fn check_key(bucket: &str, key: &str) -> Result<()> {
@@ -204,23 +236,38 @@ mod tests {
     use super::*;
 
     use super::super::addons_db::AddonDb;
-    use super::super::addons_db::open_temp as open;
+    use super::super::addons_db::{NO_QUOTA, open_temp as open};
 
     #[test]
     fn values_survive_reopening_and_apps_are_isolated() {
         let (dir, addons) = open();
         addons
-            .set("a", "default", "greeting", b"hi from a")
+            .set("a", NO_QUOTA, "default", "greeting", b"hi from a")
             .unwrap();
         addons
-            .set("b", "default", "greeting", b"hi from b")
+            .set("b", NO_QUOTA, "default", "greeting", b"hi from b")
             .unwrap();
-        assert_eq!(addons.increment("a", "default", "hits", 2).unwrap(), 2);
-        assert_eq!(addons.increment("a", "default", "hits", 3).unwrap(), 5);
-        assert_eq!(addons.increment("b", "default", "hits", 1).unwrap(), 1);
+        assert_eq!(
+            addons
+                .increment("a", NO_QUOTA, "default", "hits", 2)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            addons
+                .increment("a", NO_QUOTA, "default", "hits", 3)
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            addons
+                .increment("b", NO_QUOTA, "default", "hits", 1)
+                .unwrap(),
+            1
+        );
         drop(addons);
 
-        let addons = AddonDb::open(&dir.path().join("addons.db")).unwrap();
+        let addons = AddonDb::open(&dir.path().join("addons.db"), &[]).unwrap();
         assert_eq!(
             addons.get("a", "default", "greeting").unwrap().as_deref(),
             Some(&b"hi from a"[..])
@@ -245,7 +292,9 @@ mod tests {
     fn keys_and_values_are_capped_with_a_clear_error() {
         let (_dir, addons) = open();
         let long_key = "k".repeat(MAX_KEY_BYTES + 1);
-        let err = addons.set("a", "default", &long_key, b"v").unwrap_err();
+        let err = addons
+            .set("a", NO_QUOTA, "default", &long_key, b"v")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -254,37 +303,49 @@ mod tests {
             )
         );
         let big = vec![0u8; MAX_VALUE_BYTES + 1];
-        let err = addons.set("a", "default", "k", &big).unwrap_err();
+        let err = addons.set("a", NO_QUOTA, "default", "k", &big).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("value of 1048577 bytes is over"),
             "{err}"
         );
         addons
-            .set("a", "default", "k", &big[..MAX_VALUE_BYTES])
+            .set("a", NO_QUOTA, "default", "k", &big[..MAX_VALUE_BYTES])
             .unwrap();
         assert!(matches!(
-            addons.set("a", &"b".repeat(65), "k", b"v"),
+            addons.set("a", NO_QUOTA, &"b".repeat(65), "k", b"v"),
             Err(AddonError::TooLarge { what: "bucket", .. })
         ));
-        addons.set("a", "default", "word", b"abc").unwrap();
+        addons
+            .set("a", NO_QUOTA, "default", "word", b"abc")
+            .unwrap();
         assert!(
             addons
-                .increment("a", "default", "word", 1)
+                .increment("a", NO_QUOTA, "default", "word", 1)
                 .unwrap_err()
                 .to_string()
                 .contains("not a decimal number")
         );
         addons
-            .set("a", "default", "max", u64::MAX.to_string().as_bytes())
+            .set(
+                "a",
+                NO_QUOTA,
+                "default",
+                "max",
+                u64::MAX.to_string().as_bytes(),
+            )
             .unwrap();
-        assert!(addons.increment("a", "default", "max", 1).is_err());
+        assert!(
+            addons
+                .increment("a", NO_QUOTA, "default", "max", 1)
+                .is_err()
+        );
         // A refused batch writes nothing.
         let entries = vec![
             ("ok".to_string(), b"1".to_vec()),
             ("too-big".to_string(), big.clone()),
         ];
-        assert!(addons.set_many("a", "default", &entries).is_err());
+        assert!(addons.set_many("a", NO_QUOTA, "default", &entries).is_err());
         assert_eq!(addons.get("a", "default", "ok").unwrap(), None);
     }
 
@@ -293,11 +354,13 @@ mod tests {
         let (_dir, addons) = open();
         for n in 0..(PAGE_KEYS + 5) {
             addons
-                .set("a", "default", &format!("user/{n:05}"), b"x")
+                .set("a", NO_QUOTA, "default", &format!("user/{n:05}"), b"x")
                 .unwrap();
         }
-        addons.set("a", "default", "users", b"x").unwrap();
-        addons.set("b", "default", "user/zzz", b"x").unwrap();
+        addons.set("a", NO_QUOTA, "default", "users", b"x").unwrap();
+        addons
+            .set("b", NO_QUOTA, "default", "user/zzz", b"x")
+            .unwrap();
         let first = addons.keys("a", "default", "user/", 0).unwrap();
         assert_eq!(first.keys.len(), PAGE_KEYS);
         assert_eq!(first.keys[0], "user/00000");
@@ -313,6 +376,7 @@ mod tests {
         addons
             .set_many(
                 "a",
+                NO_QUOTA,
                 "default",
                 &[("x".into(), b"1".to_vec()), ("y".into(), b"2".to_vec())],
             )
@@ -338,7 +402,7 @@ mod tests {
                 let addons = addons.clone();
                 std::thread::spawn(move || {
                     (0..25)
-                        .map(|_| addons.increment("a", "default", "n", 1).unwrap())
+                        .map(|_| addons.increment("a", NO_QUOTA, "default", "n", 1).unwrap())
                         .collect::<Vec<_>>()
                 })
             })

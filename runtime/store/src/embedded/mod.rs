@@ -17,8 +17,10 @@ pub use control::{ControlDb, EmbeddedControl};
 
 use crate::Store;
 use crate::error::{AddonError, Result, StoreError};
+use crate::model::AppId;
 use std::path::Path;
 use std::sync::Arc;
+use wdeploy_core::AppName;
 
 /// Opens (or creates) the embedded store in `data_dir`. Releases left pending by a kill
 /// are marked failed (they were never acknowledged) and half-written uploads removed.
@@ -34,7 +36,14 @@ pub fn open(data_dir: &Path) -> Result<Store> {
         tracing::warn!("{interrupted} release(s) interrupted by the last stop were marked failed");
     }
     let blobs = BlobDir::open(&data_dir.join("blobs"))?;
-    let addons = open_addons(&data_dir.join("addons.db"))?;
+    // The apps that exist, so add-on data still keyed by name is re-keyed to their ids
+    // (once) and each is registered in the add-ons database.
+    let apps: Vec<(AppName, AppId)> = control
+        .apps()?
+        .into_iter()
+        .map(|app| (app.name, app.id))
+        .collect();
+    let addons = open_addons(&data_dir.join("addons.db"), &apps)?;
     Ok(Store {
         control: Arc::new(EmbeddedControl(Arc::new(control))),
         blobs: Arc::new(blobs),
@@ -42,9 +51,15 @@ pub fn open(data_dir: &Path) -> Result<Store> {
     })
 }
 
-/// Opens just an add-ons database (what `wdeploy dev` keeps between runs).
-pub fn open_addons(path: &Path) -> Result<Arc<dyn crate::AddonStore>> {
-    let db = AddonDb::open(path).map_err(|e| StoreError::Backend(e.to_string()))?;
+/// Opens an add-ons database for the apps `apps` (each registered; data an older
+/// database keyed by their names is re-keyed to their ids). `wdeploy dev` opens its own,
+/// kept between runs, for its one app.
+pub fn open_addons(path: &Path, apps: &[(AppName, AppId)]) -> Result<Arc<dyn crate::AddonStore>> {
+    let apps: Vec<(String, AppId)> = apps
+        .iter()
+        .map(|(name, id)| (name.to_string(), id.clone()))
+        .collect();
+    let db = AddonDb::open(path, &apps).map_err(|e| StoreError::Backend(e.to_string()))?;
     private_database(path)?;
     Ok(Arc::new(EmbeddedAddons(Arc::new(db))))
 }
@@ -93,7 +108,99 @@ impl From<rusqlite::Error> for AddonError {
 
 #[cfg(test)]
 mod tests {
+    use crate::{AddonError, Tenant};
     use std::os::unix::fs::PermissionsExt;
+    use wdeploy_core::AppName;
+
+    fn tenant(app: &crate::App) -> Tenant {
+        Tenant {
+            app: app.id.clone(),
+            quota_bytes: 1 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_made_before_app_ids_is_migrated_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        rusqlite::Connection::open(data.join("state.db"))
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE apps (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+                 INSERT INTO apps VALUES ('hello', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        rusqlite::Connection::open(data.join("addons.db"))
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE kv (app TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+                    value BLOB NOT NULL, PRIMARY KEY (app, bucket, key)) WITHOUT ROWID;
+                 CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL,
+                    queue TEXT NOT NULL, payload BLOB NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL,
+                    enqueued_at INTEGER NOT NULL, done_at INTEGER);
+                 INSERT INTO kv VALUES ('hello', 'default', 'hits', X'3132');
+                 INSERT INTO kv VALUES ('destroyed', 'default', 'hits', X'39');",
+            )
+            .unwrap();
+        let hello: AppName = "hello".parse().unwrap();
+        let store = super::open(data).unwrap();
+        let app = store.control.app(&hello).await.unwrap();
+        let kv = store.addons.get(&tenant(&app), "default", "hits").await;
+        assert_eq!(kv.unwrap().as_deref(), Some(&b"12"[..]));
+        assert!(store.addons.usage(&app.id).await.unwrap() > 0);
+        drop(store);
+        let store = super::open(data).unwrap();
+        assert_eq!(store.control.app(&hello).await.unwrap().id, app.id);
+        let app = tenant(&app);
+        let n = store.addons.increment(&app, "default", "hits", 1);
+        assert_eq!(n.await.unwrap(), 13);
+    }
+
+    #[tokio::test]
+    async fn a_dyno_of_a_destroyed_app_cannot_reach_a_new_app_of_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = super::open(tmp.path()).unwrap();
+        let name: AppName = "xapp".parse().unwrap();
+        // As the host creates and destroys an app.
+        let old = store.control.create_app(&name).await.unwrap();
+        store.addons.create_app(&old.id).await.unwrap();
+        let bound = tenant(&old);
+        store
+            .addons
+            .set(&bound, "default", "secret", b"old".to_vec())
+            .await
+            .unwrap();
+        store.addons.delete_app(&old.id).await.unwrap();
+        store.control.delete_app(&name).await.unwrap();
+        let new = store.control.create_app(&name).await.unwrap();
+        store.addons.create_app(&new.id).await.unwrap();
+        assert_ne!(new.id, old.id);
+
+        let fresh = tenant(&new);
+        assert_eq!(
+            store.addons.get(&fresh, "default", "secret").await.unwrap(),
+            None
+        );
+        // The old binding writes nowhere: not into the new app, not back into its own.
+        let write = store.addons.set(&bound, "default", "secret", b"x".to_vec());
+        assert!(matches!(write.await, Err(AddonError::AppGone)));
+        let job = store.addons.enqueue(&bound, "jobs", b"x".to_vec());
+        assert!(matches!(job.await, Err(AddonError::AppGone)));
+        assert_eq!(
+            store.addons.get(&fresh, "default", "secret").await.unwrap(),
+            None
+        );
+        assert!(
+            store
+                .addons
+                .take(&fresh, "jobs", std::time::Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.addons.usage(&new.id).await.unwrap(), 0);
+    }
 
     fn mode(path: &std::path::Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -5,8 +5,8 @@
 //! expired lease needs no update to make the job visible again; `take` simply finds it.
 //! Leases are wall-clock times, so they run on across host restarts.
 
-use super::addons_db::{AddonDb, Result, now_ms};
-use crate::addons::{check_name, check_size};
+use super::addons_db::{AddonDb, JOB_ROW_BYTES, Result, charge, now_ms, refund};
+use crate::addons::{check_name, check_size, stored_bytes};
 use crate::error::AddonError;
 use crate::model::{Job, QueueStats};
 use rusqlite::{OptionalExtension, params};
@@ -15,11 +15,17 @@ use wdeploy_core::addons::{DONE_RETENTION, MAX_LEASE, MAX_PAYLOAD_BYTES, MIN_LEA
 
 impl AddonDb {
     /// Appends a job to `queue` and returns its id.
-    pub fn enqueue(&self, app: &str, queue: &str, payload: &[u8]) -> Result<u64> {
+    pub fn enqueue(&self, app: &str, quota: u64, queue: &str, payload: &[u8]) -> Result<u64> {
         check_name("queue", queue)?;
         check_size("payload", payload.len(), MAX_PAYLOAD_BYTES)?;
         let now = now_ms();
         self.write(|tx| {
+            charge(
+                tx,
+                app,
+                quota,
+                stored_bytes(queue, "", payload.len()) as i64,
+            )?;
             tx.execute(
                 "INSERT INTO jobs (app, queue, payload, visible_at, enqueued_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -99,11 +105,16 @@ impl AddonDb {
                 }
             }
             // Done jobs are kept a while for `queue:stats`, then dropped.
-            tx.execute(
-                "DELETE FROM jobs WHERE app = ?1 AND done_at IS NOT NULL AND done_at < ?2",
-                params![app, now - DONE_RETENTION.as_millis() as i64],
-            )?;
-            Ok(())
+            let dropped: i64 = tx
+                .prepare_cached(&format!(
+                    "DELETE FROM jobs WHERE app = ?1 AND done_at IS NOT NULL AND done_at < ?2
+                     RETURNING {JOB_ROW_BYTES}"
+                ))?
+                .query_map(params![app, now - DONE_RETENTION.as_millis() as i64], |r| {
+                    r.get::<_, i64>(0)
+                })?
+                .sum::<rusqlite::Result<i64>>()?;
+            refund(tx, app, dropped.max(0) as u64)
         })
     }
 
@@ -139,15 +150,15 @@ mod tests {
     use super::*;
 
     use super::super::addons_db::AddonDb;
-    use super::super::addons_db::open_temp as open;
+    use super::super::addons_db::{NO_QUOTA, open_temp as open};
 
     const LEASE: Duration = Duration::from_secs(30);
 
     #[test]
     fn jobs_come_out_in_order_once_each_and_again_after_a_lease_expires() {
         let (_dir, addons) = open();
-        let first = addons.enqueue("a", "jobs", b"one").unwrap();
-        let second = addons.enqueue("a", "jobs", b"two").unwrap();
+        let first = addons.enqueue("a", NO_QUOTA, "jobs", b"one").unwrap();
+        let second = addons.enqueue("a", NO_QUOTA, "jobs", b"two").unwrap();
         let now = now_ms();
 
         let job = addons.take_at("a", "jobs", LEASE, now).unwrap().unwrap();
@@ -191,12 +202,12 @@ mod tests {
     #[test]
     fn queues_are_per_app_and_survive_reopening() {
         let (dir, addons) = open();
-        let id = addons.enqueue("a", "jobs", b"for a").unwrap();
-        addons.enqueue("b", "jobs", b"for b").unwrap();
+        let id = addons.enqueue("a", NO_QUOTA, "jobs", b"for a").unwrap();
+        addons.enqueue("b", NO_QUOTA, "jobs", b"for b").unwrap();
         assert!(matches!(addons.ack("b", id), Err(AddonError::NoSuchJob(_))));
         drop(addons);
 
-        let addons = AddonDb::open(&dir.path().join("addons.db")).unwrap();
+        let addons = AddonDb::open(&dir.path().join("addons.db"), &[]).unwrap();
         let job = addons.take("b", "jobs", LEASE).unwrap().unwrap();
         assert_eq!(job.payload, b"for b");
         assert_eq!(addons.take("b", "jobs", LEASE).unwrap(), None);
@@ -212,14 +223,21 @@ mod tests {
         let (_dir, addons) = open();
         let big = vec![0u8; MAX_PAYLOAD_BYTES + 1];
         assert_eq!(
-            addons.enqueue("a", "jobs", &big).unwrap_err().to_string(),
+            addons
+                .enqueue("a", NO_QUOTA, "jobs", &big)
+                .unwrap_err()
+                .to_string(),
             format!(
                 "payload of {} bytes is over the limit of {MAX_PAYLOAD_BYTES} bytes",
                 MAX_PAYLOAD_BYTES + 1
             )
         );
-        assert!(addons.enqueue("a", "", b"x").is_err());
-        assert!(addons.enqueue("a", &"q".repeat(65), b"x").is_err());
+        assert!(addons.enqueue("a", NO_QUOTA, "", b"x").is_err());
+        assert!(
+            addons
+                .enqueue("a", NO_QUOTA, &"q".repeat(65), b"x")
+                .is_err()
+        );
         assert!(addons.take("a", "jobs", Duration::ZERO).is_err());
         assert!(
             addons
@@ -235,14 +253,20 @@ mod tests {
     #[test]
     fn done_jobs_are_forgotten_after_the_retention() {
         let (_dir, addons) = open();
-        let old = addons.enqueue("a", "jobs", b"old").unwrap();
+        let old = addons.enqueue("a", NO_QUOTA, "jobs", b"old").unwrap();
         let now = now_ms();
         addons.take_at("a", "jobs", LEASE, now).unwrap();
         addons.ack_at("a", old, now).unwrap();
-        let new = addons.enqueue("a", "jobs", b"new").unwrap();
+        let new = addons.enqueue("a", NO_QUOTA, "jobs", b"new").unwrap();
         let later = now + DONE_RETENTION.as_millis() as i64 + 1;
         addons.take_at("a", "jobs", LEASE, later).unwrap();
+        let before = addons.usage("a").unwrap();
         addons.ack_at("a", new, later).unwrap();
         assert_eq!(addons.queue_stats_at("a", later).unwrap()[0].done, 1);
+        // The dropped job no longer counts against the quota; the kept one does.
+        assert_eq!(
+            before - addons.usage("a").unwrap(),
+            crate::addons::stored_bytes("jobs", "", 3)
+        );
     }
 }
