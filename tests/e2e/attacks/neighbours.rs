@@ -29,7 +29,7 @@ fn busy_apps_slow_themselves_not_a_quiet_neighbour() {
         host.ok(&["ps:scale", "worker=4", "-a", busy]);
     }
     for busy in ["busy1", "busy2"] {
-        // The governor tells the busy app, in its own log, that it was demoted.
+        // The governor tells the busy app, in its own log, that it is confined.
         poll_until("four spinning workers, demoted", SOON, || {
             let logs = host.ok(&["logs", "-n", "200", "-a", busy]);
             let spinning = logs.matches("spinner: spinning").count();

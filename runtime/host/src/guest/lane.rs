@@ -7,8 +7,8 @@
 //! is fair between apps: an app that busy-loops in eight workers competes for the CPU as
 //! one thread, slows itself, and cannot queue other apps' requests behind its guests as
 //! one shared async executor would (there the quiet app's request waited behind every
-//! busy guest's time slice). The [CPU governor](super::cpu) lowers the priority of a busy
-//! lane, so busy guests never delay the router, the API or a quiet app's request.
+//! busy guest's time slice). The [CPU governor](super::cpu) confines a busy lane to the
+//! batch cores, so busy guests never delay the router, the API or a quiet app's request.
 //!
 //! Guests still yield to their lane on every epoch tick, so one app's dynos share its
 //! lane among themselves.
@@ -62,8 +62,8 @@ pub struct LaneHandle {
 pub struct LaneStopped;
 
 impl Lane {
-    /// A lane for `app`, watched by `governor`, which writes to `logs` when it changes
-    /// the lane's priority.
+    /// A lane for `app`, watched by `governor`, which writes to `logs` when it confines
+    /// the lane to the batch cores or frees it.
     pub fn new(
         app: AppName,
         logs: Arc<LogStream>,
