@@ -29,7 +29,8 @@ if [ -z "$candidate" ]; then
 fi
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null -H "Host: $2" "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 cp -r samples/hello "$work/hello-fresh"
@@ -37,19 +38,13 @@ printf '[web]\nisolation = "request"\n' >"$work/hello-fresh/wdeploy.toml"
 
 # Starts a host of binary $1 with hello (reuse) and hello-fresh (request isolation).
 start() {
-  local bin=$1 data=$work/data-$RANDOM
-  api=$(free_port); router=$(free_port)
-  "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" >"$work/host.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do [ -f "$data/admin-token" ] && break; sleep 0.1; done
-  export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN
-  WDEPLOY_TOKEN=$(cat "$data/admin-token")
+  local bin=$1
+  start_host "$bin"
   "$bin" apps:create hello --no-link >/dev/null
   "$bin" push -a hello --dir samples/hello >"$work/push.log" 2>&1
   "$bin" apps:create hello-fresh --no-link >/dev/null
   "$bin" push -a hello-fresh --dir "$work/hello-fresh" >>"$work/push.log" 2>&1
 }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 rps() { # host-name
   wait_http "http://127.0.0.1:$router/" "$1"
   wrk -t"$threads" -c"$connections" -d"$duration" -H "Host: $1" "http://127.0.0.1:$router/" |
@@ -67,7 +62,7 @@ for round in $(seq 1 "$rounds"); do
     start "$bin"
     reuse=$(rps hello.localhost)
     request=$(rps hello-fresh.localhost)
-    stop
+    stop_host
     add "$side-reuse" "$reuse"
     add "$side-request" "$request"
     printf '%-6s %-10s %14s %14s\n' "$round" "$side" "$reuse" "$request"

@@ -30,7 +30,8 @@ cp "$spinner" "$work/busy/"
 echo "worker: spinner" >"$work/busy/Procfile"
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # p50 and p99 in ms of $requests sequential GETs of the quiet app over one connection.
 latency() {
@@ -55,14 +56,7 @@ EOF
 echo "quiet app latency, ${requests} sequential keep-alive GETs, loopback ($(nproc) cores)"
 printf '%-50s %10s %10s %10s %10s %12s\n' build idle-p50 idle-p99 busy-p50 busy-p99 p99-busy/idle
 for bin in "${builds[@]}"; do
-  data=$work/data-$RANDOM
-  api=$(free_port)
-  router=$(free_port)
-  "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" >"$work/host.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do [ -f "$data/admin-token" ] && break; sleep 0.1; done
-  export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN
-  WDEPLOY_TOKEN=$(cat "$data/admin-token")
+  start_host "$bin"
   "$bin" apps:create hello --no-link >/dev/null
   "$bin" push -a hello --dir samples/hello >"$work/push.log" 2>&1
   read -r idle50 idle99 < <(latency)
@@ -73,9 +67,7 @@ for bin in "${builds[@]}"; do
   done
   sleep 2
   read -r busy50 busy99 < <(latency)
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
+  stop_host
   ratio=$(python3 -c "print(f'{$busy99 / $idle99:.2f}')")
   printf '%-50s %10s %10s %10s %10s %12s\n' "$bin" "$idle50" "$idle99" "$busy50" "$busy99" "$ratio"
 done

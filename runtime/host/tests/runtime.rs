@@ -502,6 +502,27 @@ async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly
     runtime.stop().await;
 }
 
+/// The faults web component as one web dyno of `runtime`, served on loopback: the
+/// release that keeps serving while a later one cannot boot.
+async fn serve_a_good_release(
+    fx: &Fixture,
+    runtime: &Arc<AppRuntime>,
+    app: &AppName,
+) -> (Formation, SocketAddr) {
+    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
+    let good = fx
+        .release(
+            app,
+            &[("web.wasm", components::FAULTS_WEB)],
+            "web: web\n",
+            "",
+        )
+        .await
+        .expect("release loads");
+    runtime.deploy(good, &web).await.expect("deploys");
+    (web, serve(runtime.clone()).await)
+}
+
 /// The stuck web component, looping in its start function (`BOOT_LOOP_AFTER=0`).
 async fn stuck_release(fx: &Fixture, app: &AppName) -> Arc<Release> {
     fx.release_with(
@@ -526,18 +547,7 @@ async fn a_start_function_that_never_returns_is_stopped_at_the_boot_deadline() {
             ..Deadlines::default()
         },
     );
-    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
-    let good = fx
-        .release(
-            &app,
-            &[("web.wasm", components::FAULTS_WEB)],
-            "web: web\n",
-            "",
-        )
-        .await
-        .expect("release loads");
-    runtime.deploy(good, &web).await.expect("deploys");
-    let addr = serve(runtime.clone()).await;
+    let (web, addr) = serve_a_good_release(&fx, &runtime, &app).await;
 
     let started = Instant::now();
     let err = runtime
@@ -570,18 +580,7 @@ async fn a_boot_in_progress_is_cancelled_and_the_old_release_keeps_serving() {
     let app = name("cancelled");
     // The default boot deadline (60 s): only the cancellation can end this boot soon.
     let runtime = fx.runtime(&app);
-    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
-    let good = fx
-        .release(
-            &app,
-            &[("web.wasm", components::FAULTS_WEB)],
-            "web: web\n",
-            "",
-        )
-        .await
-        .expect("release loads");
-    runtime.deploy(good, &web).await.expect("deploys");
-    let addr = serve(runtime.clone()).await;
+    let (web, addr) = serve_a_good_release(&fx, &runtime, &app).await;
 
     let cancel = tokio_util::sync::CancellationToken::new();
     let stuck = stuck_release(&fx, &app).await;
