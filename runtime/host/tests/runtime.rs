@@ -888,3 +888,39 @@ async fn an_app_flooding_its_log_loses_its_own_lines_and_its_neighbour_none() {
     flooder.stop().await;
     quiet.stop().await;
 }
+
+/// All of an app's instances share one memory budget (`--max-app-memory-mb`): an
+/// instance growing past what is left crashes with R15 even below its own quota, and
+/// another app, with a budget of its own, is untouched.
+#[tokio::test]
+async fn an_app_growing_past_its_memory_budget_crashes_alone() {
+    let fx = Fixture::with_engine(EngineOptions {
+        max_instances: 32,
+        max_memory_bytes: 256 << 20,
+        max_app_memory_bytes: 48 << 20,
+        ..EngineOptions::default()
+    });
+    let settings = "[limits]\nmemory_mb = 128\n";
+    let (hog, hog_addr) = fx.serve_faults_web("hog", settings).await;
+    let (quiet, quiet_addr) = fx.serve_faults_web("quiet", settings).await;
+    assert_eq!(get(hog_addr, "hog.localhost", "/alloc").await.0, 500);
+    let said = log_text(&hog.logs);
+    assert!(
+        said.contains("Error R15 (Memory quota vastly exceeded)")
+            && said.contains("budget is 48 MiB"),
+        "{said}"
+    );
+    assert!(!said.contains("R14"), "{said}");
+    // The crashed instance gave its memory back: the app serves again.
+    assert_eq!(
+        get(hog_addr, "hog.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    assert_eq!(
+        get(quiet_addr, "quiet.localhost", "/").await,
+        (200, "ok\n".into())
+    );
+    assert!(!log_text(&quiet.logs).contains("R15"));
+    hog.stop().await;
+    quiet.stop().await;
+}

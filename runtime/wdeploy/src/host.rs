@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, DEFAULT_MAX_DISK_MB, Deadlines, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host,
-    HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate, Router, raise_fd_limit,
+    Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, Egress, Engine,
+    EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate, Router,
+    raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +48,10 @@ pub struct HostArgs {
     /// in its wdeploy.toml (512 unless it asks); a release asking for more is refused
     #[arg(long, default_value_t = DEFAULT_MAX_DISK_MB)]
     pub max_disk_mb: u64,
+    /// Linear memory (MiB) all of one app's instances may hold together; growing past it
+    /// crashes the growing instance with Error R15
+    #[arg(long, default_value_t = DEFAULT_MAX_APP_MEMORY_MB)]
+    pub max_app_memory_mb: usize,
     /// Let guests' outgoing HTTP reach loopback, private and link-local addresses (by
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
@@ -164,6 +169,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(
+        args.max_app_memory_mb >= 1,
+        "--max-app-memory-mb must be at least 1"
+    );
+    anyhow::ensure!(
         (1..=wdeploy_core::settings::MAX_DISK_MB).contains(&args.max_disk_mb),
         "--max-disk-mb must be between 1 and {}",
         wdeploy_core::settings::MAX_DISK_MB
@@ -182,6 +191,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances,
         max_disk_bytes: args.max_disk_mb << 20,
         max_app_instances: args.max_app_instances,
+        max_app_memory_bytes: args.max_app_memory_mb.saturating_mul(1 << 20),
         egress: if args.allow_private_egress {
             Egress::Any
         } else {

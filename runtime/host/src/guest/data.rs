@@ -27,8 +27,6 @@ pub struct StoreData {
     pub quota: Quota,
     /// The ephemeral disk quota of the instance's dyno (shared by its instances).
     pub disk: Arc<DiskQuota>,
-    /// The instance's place in its app's share of the pool, given back with the store.
-    pub share: ShareSlot,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
@@ -54,9 +52,10 @@ impl StoreData {
                 table
             },
             addons,
-            quota: Quota::new(memory_limit_bytes),
+            // The instance's place in its app's share of the pool (and of its app's
+            // memory budget), given back with the store.
+            quota: Quota::new(memory_limit_bytes, share),
             disk,
-            share,
             deadline: None,
         }
     }

@@ -54,7 +54,14 @@ pub struct EngineOptions {
     /// Instances one app may hold at once, over all its dynos; `None`: a quarter of
     /// `max_instances` (so one app can never take the whole pool).
     pub max_app_instances: Option<u32>,
+    /// Linear memory one app's instances may hold together, in bytes.
+    pub max_app_memory_bytes: usize,
 }
+
+/// `wdeploy host --max-app-memory-mb` unless given: what all of one app's instances may
+/// hold together (4 GiB: 8 instances at the default 512 MiB quota, and many more small
+/// ones), so one app cannot take a host's memory however many instances it runs.
+pub const DEFAULT_MAX_APP_MEMORY_MB: usize = 4096;
 
 /// `wdeploy host --max-disk-mb` unless given: apps may ask for up to 2 GiB per dyno.
 pub const DEFAULT_MAX_DISK_MB: u64 = 2048;
@@ -71,6 +78,7 @@ impl Default for EngineOptions {
             lanes: LaneOptions::default(),
             max_disk_bytes: DEFAULT_MAX_DISK_MB << 20,
             max_app_instances: None,
+            max_app_memory_bytes: DEFAULT_MAX_APP_MEMORY_MB << 20,
         }
     }
 }
@@ -196,6 +204,7 @@ impl Engine {
                 options.max_app_instances.unwrap_or(n / 4),
                 // Kept for booting dynos: 1/32 of the pool, at least one.
                 (n / 32).max(1),
+                options.max_app_memory_bytes,
             ),
             loaded: Mutex::new(HashMap::new()),
             compiling: Semaphore::new(COMPILES_AT_ONCE),

@@ -95,6 +95,13 @@ pub fn describe_failure(e: &wasmtime::Error) -> String {
             quota.quota >> 20
         );
     }
+    if let Some(over) = e.downcast_ref::<crate::guest::share::AppMemoryExceeded>() {
+        return format!(
+            "Error R15 (Memory quota vastly exceeded): the app's instances would hold {} MiB together, its budget is {} MiB",
+            over.wanted >> 20,
+            over.budget >> 20
+        );
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return trap.to_string();
     }

@@ -18,6 +18,8 @@ use wdeploy_core::AppName;
 #[derive(Debug)]
 pub struct InstanceShares {
     per_app: u32,
+    /// Linear memory one app's instances may hold together, in bytes.
+    memory_per_app: usize,
     /// Slots of the pool only booting dynos may take.
     reserve: u32,
     pool: u32,
@@ -28,6 +30,8 @@ pub struct InstanceShares {
 struct InUse {
     total: u32,
     by_app: HashMap<AppName, u32>,
+    /// Linear memory each app's live instances have grown to, in bytes.
+    memory_by_app: HashMap<AppName, usize>,
 }
 
 /// What an instance is for, which decides whether it may take the boot reserve.
@@ -51,20 +55,39 @@ pub enum ShareExhausted {
     Pool { reserve: u32 },
 }
 
-/// One instance of an app, counted until it is dropped.
+/// Growing an instance's memory would take its app past its memory budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "app {app}'s instances would hold {wanted} bytes of memory together, its budget is {budget}"
+)]
+pub struct AppMemoryExceeded {
+    pub app: AppName,
+    pub wanted: usize,
+    pub budget: usize,
+}
+
+/// One instance of an app, counted (with the memory it grew to) until it is dropped.
 #[derive(Debug)]
 pub struct ShareSlot {
     shares: Arc<InstanceShares>,
     app: AppName,
+    /// Bytes of linear memory this instance has been allowed to grow to.
+    memory: usize,
 }
 
 impl InstanceShares {
     /// Shares of `per_app` instances out of a pool of `pool`, of which `reserve` are
-    /// kept for booting dynos.
-    pub fn new(pool: u32, per_app: u32, reserve: u32) -> Arc<InstanceShares> {
+    /// kept for booting dynos, and `memory_per_app` bytes of linear memory per app.
+    pub fn new(
+        pool: u32,
+        per_app: u32,
+        reserve: u32,
+        memory_per_app: usize,
+    ) -> Arc<InstanceShares> {
         let pool = pool.max(1);
         Arc::new(InstanceShares {
             per_app: per_app.clamp(1, pool),
+            memory_per_app,
             reserve: reserve.min(pool - 1),
             pool,
             in_use: Mutex::new(InUse::default()),
@@ -106,13 +129,41 @@ impl InstanceShares {
         Ok(ShareSlot {
             shares: self.clone(),
             app: app.clone(),
+            memory: 0,
         })
+    }
+}
+
+impl ShareSlot {
+    /// Lets this instance's memory grow by `bytes`, unless the app's instances together
+    /// would then hold more than its budget.
+    pub fn grow_memory(&mut self, bytes: usize) -> Result<(), AppMemoryExceeded> {
+        let budget = self.shares.memory_per_app;
+        let mut in_use = self.shares.in_use.lock();
+        let held = in_use.memory_by_app.entry(self.app.clone()).or_insert(0);
+        let wanted = held.saturating_add(bytes);
+        if wanted > budget {
+            return Err(AppMemoryExceeded {
+                app: self.app.clone(),
+                wanted,
+                budget,
+            });
+        }
+        *held = wanted;
+        self.memory += bytes;
+        Ok(())
     }
 }
 
 impl Drop for ShareSlot {
     fn drop(&mut self) {
         let mut in_use = self.shares.in_use.lock();
+        if let Some(held) = in_use.memory_by_app.get_mut(&self.app) {
+            *held = held.saturating_sub(self.memory);
+            if *held == 0 {
+                in_use.memory_by_app.remove(&self.app);
+            }
+        }
         in_use.total = in_use.total.saturating_sub(1);
         if let Some(count) = in_use.by_app.get_mut(&self.app) {
             *count = count.saturating_sub(1);
@@ -133,7 +184,7 @@ mod tests {
 
     #[test]
     fn an_app_holds_at_most_its_share_and_others_are_unaffected() {
-        let shares = InstanceShares::new(100, 2, 0);
+        let shares = InstanceShares::new(100, 2, 0, usize::MAX);
         let (greedy, quiet) = (app("greedy"), app("quiet"));
         let a = shares.take(&greedy, Purpose::Request).unwrap();
         let _b = shares.take(&greedy, Purpose::Request).unwrap();
@@ -158,7 +209,7 @@ mod tests {
     #[test]
     fn the_last_slots_are_kept_for_booting_dynos() {
         // A pool of 4 with 1 kept: busy apps' requests get 3 slots between them.
-        let shares = InstanceShares::new(4, 2, 1);
+        let shares = InstanceShares::new(4, 2, 1, usize::MAX);
         let _a = shares.take(&app("alpha"), Purpose::Request).unwrap();
         let _b = shares.take(&app("alpha"), Purpose::Request).unwrap();
         let _c = shares.take(&app("beta"), Purpose::Request).unwrap();
@@ -170,8 +221,27 @@ mod tests {
         let boot = shares.take(&app("quiet"), Purpose::Boot).unwrap();
         drop(boot);
         // A reserve never swallows the whole pool.
-        let tiny = InstanceShares::new(1, 5, 3);
+        let tiny = InstanceShares::new(1, 5, 3, usize::MAX);
         assert_eq!(tiny.per_app(), 1);
         let _only = tiny.take(&app("alpha"), Purpose::Request).unwrap();
+    }
+
+    #[test]
+    fn an_apps_instances_share_one_memory_budget_and_give_it_back() {
+        let shares = InstanceShares::new(100, 10, 0, 100);
+        let (big, other) = (app("big"), app("other"));
+        let mut first = shares.take(&big, Purpose::Boot).unwrap();
+        let mut second = shares.take(&big, Purpose::Request).unwrap();
+        first.grow_memory(60).unwrap();
+        let refused = second.grow_memory(50).unwrap_err();
+        assert_eq!((refused.wanted, refused.budget), (110, 100));
+        second.grow_memory(40).unwrap();
+        // Another app has a budget of its own.
+        let mut theirs = shares.take(&other, Purpose::Boot).unwrap();
+        theirs.grow_memory(100).unwrap();
+        // A dropped instance gives its memory back.
+        drop(first);
+        second.grow_memory(60).unwrap();
+        assert!(second.grow_memory(1).is_err());
     }
 }
