@@ -72,11 +72,13 @@ impl Host {
 
     async fn destroy(&self, app: &AppName) -> Result<()> {
         self.existing(app).await?;
-        // Finishes even if the client goes away: an app is never left half destroyed.
+        // An app is never left half destroyed.
         let (host, app) = (self.shared()?, app.clone());
-        tokio::spawn(async move { host.destroy_now(&app).await })
-            .await
-            .map_err(|e| ApiError::internal(format!("destroying the app failed: {e}")))?
+        to_the_end(
+            "destroying the app",
+            async move { host.destroy_now(&app).await },
+        )
+        .await
     }
 
     async fn store_blob(&self, digest: &Digest, body: BlobStream) -> Result<()> {
@@ -156,6 +158,18 @@ impl Host {
     }
 }
 
+/// Runs a change in a task of its own and waits for it: a client that goes away mid-way
+/// (which drops the request's future) cannot stop it half done, with a release left
+/// pending until the next restart or an app half destroyed.
+async fn to_the_end<T: Send + 'static>(
+    what: &str,
+    change: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| ApiError::internal(format!("{what} failed: {e}")))?
+}
+
 fn dyno_info(d: DynoSnapshot) -> DynoInfo {
     DynoInfo {
         name: d.name,
@@ -229,7 +243,11 @@ impl Platform for Host {
         by: &Caller,
         req: Rollback,
     ) -> Result<ReleaseInfo, ApiError> {
-        Ok(Host::rollback(self, app, by, req).await?)
+        let (host, app, by) = (self.shared()?, app.clone(), by.clone());
+        Ok(to_the_end("rolling back", async move {
+            host.rollback(&app, &by, req).await
+        })
+        .await?)
     }
 
     async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo, ApiError> {
@@ -246,7 +264,9 @@ impl Platform for Host {
         by: &Caller,
         patch: ConfigPatch,
     ) -> Result<BTreeMap<String, String>, ApiError> {
-        Ok(Host::patch_config(self, app, by, patch).await?)
+        let (host, app, by) = (self.shared()?, app.clone(), by.clone());
+        let changing = async move { host.patch_config(&app, &by, patch).await };
+        Ok(to_the_end("changing the config", changing).await?)
     }
 
     async fn formation(&self, app: &AppName) -> Result<Formation, ApiError> {
