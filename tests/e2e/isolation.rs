@@ -225,12 +225,7 @@ fn request_isolation_gives_a_fresh_instance_per_request() {
 fn warm_instances_keep_memory_between_requests() {
     let app = faults_app();
     let tmp = tempfile::tempdir().unwrap();
-    let env = write_env(tmp.path(), "WEB_CONCURRENCY=1");
-    let mut dev = dev(
-        app.path(),
-        tmp.path(),
-        &["--env-file", env.to_str().unwrap()],
-    );
+    let mut dev = dev_with_one_instance(app.path(), tmp.path());
     let port = dev.port();
     let counts: Vec<_> = (0..3)
         .map(|_| get(&format!("http://127.0.0.1:{port}/count")).1)
@@ -246,16 +241,18 @@ fn warm_instances_keep_memory_between_requests() {
 fn warm_instances_are_recycled_after_max_requests() {
     let app = faults_app().with_settings("[web]\nmax_requests = 2\n");
     let tmp = tempfile::tempdir().unwrap();
-    let env = write_env(tmp.path(), "WEB_CONCURRENCY=1");
-    let mut dev = dev(
-        app.path(),
-        tmp.path(),
-        &["--env-file", env.to_str().unwrap()],
-    );
+    let mut dev = dev_with_one_instance(app.path(), tmp.path());
     let port = dev.port();
     let counts: Vec<_> = (0..5)
         .map(|_| get(&format!("http://127.0.0.1:{port}/count")).1)
         .collect();
     assert_eq!(counts, ["1\n", "2\n", "1\n", "2\n", "1\n"]);
     assert!(dev.interrupt(SOON).success());
+}
+
+/// `wdeploy dev` of APP with `WEB_CONCURRENCY=1`: one warm instance serves every request,
+/// so which instance answers is known.
+fn dev_with_one_instance(app: &std::path::Path, tmp: &std::path::Path) -> Running {
+    let env = write_env(tmp, "WEB_CONCURRENCY=1");
+    dev(app, tmp, &["--env-file", env.to_str().unwrap()])
 }

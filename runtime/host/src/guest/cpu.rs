@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_lane_is_demoted_and_a_calm_one_restored() {
+    fn a_busy_lane_is_confined_and_told_so() {
         // Any spinning counts as busy here: the machine running the test may be loaded.
         let governor = CpuGovernor::start(Thresholds {
             busy: 0.02,

@@ -115,10 +115,10 @@ impl LogStream {
         }
     }
 
-    /// Appends a line written now.
-    /// Appends a line whose text is already safe to show: a guest's output escaped by
-    /// [`writer::LogWriter`], or a router line made of parts hyper has validated (method,
-    /// URI, visible-ASCII header values). The hot paths, so nothing is scanned again.
+    /// Appends a line, stamped now, whose text is already safe to show: a guest's output
+    /// escaped by [`LogStream::app_line`], or a router line made of parts hyper has
+    /// validated (method, URI, visible-ASCII header values). The hot paths, so nothing is
+    /// scanned again.
     pub fn write(&self, kind: LogSource, process: impl Into<Arc<str>>, text: impl Into<String>) {
         self.push(LogLine {
             at: Utc::now(),
