@@ -28,7 +28,12 @@ impl ApiFixture {
             ..EngineOptions::default()
         })
         .expect("engine");
-        let store = wdeploy_store::embedded::open(dir.path()).expect("store");
+        let me = wdeploy_store::NodeInfo {
+            name: "test".parse().expect("node name"),
+            advertise: String::new(),
+            started_at: chrono::Utc::now(),
+        };
+        let store = wdeploy_store::embedded::open(dir.path(), me).expect("store");
         let (host, token) = Host::open(
             HostConfig {
                 data_dir: dir.path().to_path_buf(),

@@ -27,9 +27,13 @@ pub enum StoreError {
     TooLarge { limit: u64 },
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The backend itself failed (a database error, a lost connection).
+    /// The backend itself failed (a database error).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The cluster store cannot be reached now (NATS down or cut off): nothing was
+    /// changed; the same call works again once it is back.
+    #[error("the cluster store is unavailable ({0}); try again when NATS is reachable")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

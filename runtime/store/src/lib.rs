@@ -1,35 +1,47 @@
 //! The store boundary: everything a host keeps durably, behind one interface the rest of
 //! the host codes against without knowing which backend runs.
 //!
-//! A [`Store`] has three facets: [`ControlStore`] (apps, release logs with their config
+//! A [`Store`] has five facets: [`ControlStore`] (apps, release logs with their config
 //! vars, formation, API tokens), [`BlobStore`] (slug manifests and components by content
-//! digest) and [`AddonStore`] (the apps' key-value buckets and job queues). All calls are
+//! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
+//! live nodes and the dynos each runs) and [`LogBus`] (log lines between nodes). All calls are
 //! async; a backend that blocks (SQLite, files) does so on blocking threads, never on
 //! the async workers that also run guests and the router. Errors are typed
 //! ([`StoreError`], [`AddonError`]) the same for every backend.
 //!
-//! [`embedded`] is the default backend (files + SQLite under a data directory). This
-//! crate knows nothing of wasmtime or HTTP.
+//! [`embedded`] is the default backend (files + SQLite under a data directory; a cluster
+//! of one). [`cluster`] keeps the same facets in NATS JetStream, shared by every node of a
+//! cluster. This crate knows nothing of wasmtime or HTTP.
 
 pub mod addons;
 pub mod blobs;
+pub mod cluster;
 pub mod control;
 pub mod embedded;
 pub mod error;
+pub mod log_bus;
 pub mod model;
+pub mod nodes;
 
 pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
 pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
-pub use model::{App, AppId, Job, KeyPage, NewRelease, QueueStats, Release, ReleaseHead, Tenant};
+pub use log_bus::LogBus;
+pub use model::{
+    App, AppId, DynoRecord, Job, KeyPage, LogRecord, NewRelease, NodeDynos, NodeInfo, NodeName,
+    QueueStats, Release, ReleaseHead, Tenant,
+};
+pub use nodes::Nodes;
 
 use std::sync::Arc;
 
-/// A host's store: the three facets of one backend.
+/// A host's store: the facets of one backend.
 #[derive(Clone)]
 pub struct Store {
     pub control: Arc<dyn ControlStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub addons: Arc<dyn AddonStore>,
+    pub nodes: Arc<dyn Nodes>,
+    pub log_bus: Arc<dyn LogBus>,
 }

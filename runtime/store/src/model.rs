@@ -129,3 +129,96 @@ pub struct QueueStats {
     /// Acked within the add-ons' done-job retention.
     pub done: u64,
 }
+
+/// A node's name in its cluster: like a host name, `[a-z0-9][a-z0-9-]{0,62}`, so it is
+/// also a valid NATS subject and key token.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for NodeName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NodeName, String> {
+        let valid = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+            && !s.starts_with('-');
+        if valid {
+            Ok(NodeName(s.to_string()))
+        } else {
+            Err(format!(
+                "`{s}` is not a node name: use 1 to 63 lowercase letters, digits and dashes, not starting with a dash"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for NodeName {
+    type Error = String;
+    fn try_from(s: String) -> Result<NodeName, String> {
+        s.parse()
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(n: NodeName) -> String {
+        n.0
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A live node as the others see it, from its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    pub name: NodeName,
+    /// Where other nodes' routers forward requests for the web dynos this node runs
+    /// (`host:port` of its router).
+    pub advertise: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// One dyno as `ps` shows it, wherever it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DynoRecord {
+    pub name: String,
+    pub process_type: wdeploy_core::ProcessType,
+    pub state: wdeploy_core::DynoState,
+    pub since: DateTime<Utc>,
+    /// While crashed: when the next start is due.
+    pub next_start: Option<DateTime<Utc>>,
+    pub release: u64,
+    pub command: String,
+}
+
+/// The dynos of one app that one node runs, as that node last recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeDynos {
+    pub node: NodeName,
+    pub dynos: Vec<DynoRecord>,
+}
+
+/// A log line on its way between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogRecord {
+    /// The node whose dyno, router or platform wrote it.
+    pub node: NodeName,
+    pub at: DateTime<Utc>,
+    pub kind: wdeploy_core::LogSource,
+    /// `web.1`, `router`, `api`…
+    pub process: String,
+    pub text: String,
+}

@@ -203,7 +203,12 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     // The embedded store: blobs and SQLite under the data dir.
     let store = {
         let dir = data.clone();
-        tokio::task::spawn_blocking(move || wdeploy_store::embedded::open(&dir))
+        let me = wdeploy_store::NodeInfo {
+            name: wdeploy_store::nodes::default_node_name(),
+            advertise: router_addr.to_string(),
+            started_at: chrono::Utc::now(),
+        };
+        tokio::task::spawn_blocking(move || wdeploy_store::embedded::open(&dir, me))
             .await
             .context("opening the store")?
             .with_context(|| format!("opening the store in {}", data.display()))?

@@ -54,6 +54,8 @@ fn store_error(e: StoreError) -> ApiError {
         }
         e @ StoreError::TooLarge { .. } => ApiError::new(413, "payload_too_large", e.to_string()),
         e @ (StoreError::Io(_) | StoreError::Backend(_)) => ApiError::internal(e.to_string()),
+        // Nothing was changed: the same call works again once NATS is back.
+        e @ StoreError::Unavailable(_) => ApiError::new(503, "unavailable", e.to_string()),
     }
 }
 

@@ -8,24 +8,26 @@ mod addons_db;
 mod blobs;
 mod control;
 mod kv;
+mod nodes;
 mod queue;
 
 pub use addons::EmbeddedAddons;
 pub use addons_db::AddonDb;
 pub use blobs::BlobDir;
 pub use control::{ControlDb, EmbeddedControl};
+pub use nodes::{LocalNode, NoBus};
 
 use crate::Store;
 use crate::error::{AddonError, Result, StoreError};
-use crate::model::AppId;
+use crate::model::{AppId, NodeInfo};
 use std::path::Path;
 use std::sync::Arc;
 use wdeploy_core::AppName;
 
-/// Opens (or creates) the embedded store in `data_dir`. Releases left pending by a kill
+/// Opens (or creates) the embedded store in `data_dir`, for the host `me` (the only node). Releases left pending by a kill
 /// are marked failed (they were never acknowledged) and half-written uploads removed.
 /// Blocking: call before serving, or from a blocking thread.
-pub fn open(data_dir: &Path) -> Result<Store> {
+pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
     std::fs::create_dir_all(data_dir)?;
     // Config vars (database passwords, API keys) live here: the host's user only.
     set_mode(data_dir, 0o700)?;
@@ -48,6 +50,8 @@ pub fn open(data_dir: &Path) -> Result<Store> {
         control: Arc::new(EmbeddedControl(Arc::new(control))),
         blobs: Arc::new(blobs),
         addons,
+        nodes: Arc::new(LocalNode::new(me)),
+        log_bus: Arc::new(NoBus),
     })
 }
 
@@ -112,6 +116,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use wdeploy_core::AppName;
 
+    fn me() -> crate::NodeInfo {
+        crate::NodeInfo {
+            name: "test".parse().unwrap(),
+            advertise: String::new(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+
     fn tenant(app: &crate::App) -> Tenant {
         Tenant {
             app: app.id.clone(),
@@ -144,13 +156,13 @@ mod tests {
             )
             .unwrap();
         let hello: AppName = "hello".parse().unwrap();
-        let store = super::open(data).unwrap();
+        let store = super::open(data, me()).unwrap();
         let app = store.control.app(&hello).await.unwrap();
         let kv = store.addons.get(&tenant(&app), "default", "hits").await;
         assert_eq!(kv.unwrap().as_deref(), Some(&b"12"[..]));
         assert!(store.addons.usage(&app.id).await.unwrap() > 0);
         drop(store);
-        let store = super::open(data).unwrap();
+        let store = super::open(data, me()).unwrap();
         assert_eq!(store.control.app(&hello).await.unwrap().id, app.id);
         let app = tenant(&app);
         let n = store.addons.increment(&app, "default", "hits", 1);
@@ -160,7 +172,7 @@ mod tests {
     #[tokio::test]
     async fn a_dyno_of_a_destroyed_app_cannot_reach_a_new_app_of_its_name() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = super::open(tmp.path()).unwrap();
+        let store = super::open(tmp.path(), me()).unwrap();
         let name: AppName = "xapp".parse().unwrap();
         // As the host creates and destroys an app.
         let old = store.control.create_app(&name).await.unwrap();
@@ -210,7 +222,7 @@ mod tests {
     fn the_data_dir_and_databases_are_private_to_the_host_user() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let _store = super::open(&data).unwrap();
+        let _store = super::open(&data, me()).unwrap();
         assert_eq!(mode(&data), 0o700);
         for file in ["state.db", "state.db-wal", "addons.db", "addons.db-wal"] {
             assert_eq!(mode(&data.join(file)), 0o600, "{file}");

