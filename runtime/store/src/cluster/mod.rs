@@ -13,6 +13,12 @@
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
 //! instead of waiting for it to come back; the client reconnects by itself.
 
+mod log_bus;
+mod nodes;
+
+pub use log_bus::ClusterLogBus;
+pub use nodes::ClusterNodes;
+
 use crate::error::{Result, StoreError};
 use crate::model::{NodeInfo, NodeName};
 use async_nats::jetstream;

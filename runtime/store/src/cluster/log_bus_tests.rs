@@ -1,0 +1,169 @@
+//! [`ClusterLogBus`] against a real `nats-server`: nodes on connections of their own.
+
+use super::*;
+use crate::cluster::testing::NatsServer;
+use chrono::Utc;
+use std::time::Instant;
+use wdeploy_core::LogSource;
+
+async fn bus(server: &NatsServer, name: &str) -> (Nats, ClusterLogBus) {
+    let me: NodeName = name.parse().unwrap();
+    let nats = Nats::connect(&server.url(), &me).await.unwrap();
+    let bus = ClusterLogBus::open(&nats, me).await.unwrap();
+    (nats, bus)
+}
+
+fn line(node: &str, text: String) -> LogRecord {
+    LogRecord {
+        node: node.parse().unwrap(),
+        at: Utc::now(),
+        kind: LogSource::App,
+        process: "web.1".to_string(),
+        text,
+    }
+}
+
+/// The next `n` lines of `lines`, failing after `within`.
+async fn take(
+    lines: &mut BoxStream<'static, (AppId, LogRecord)>,
+    n: usize,
+    within: Duration,
+) -> Vec<(AppId, LogRecord)> {
+    let mut got = Vec::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, lines.next()).await {
+            Ok(Some(line)) => got.push(line),
+            _ => panic!("{} of {n} lines in {within:?}", got.len()),
+        }
+    }
+    got
+}
+
+/// The texts of `app`'s lines, in the order received.
+fn texts(lines: &[(AppId, LogRecord)], app: &AppId) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(a, _)| a == app)
+        .map(|(_, l)| l.text.clone())
+        .collect()
+}
+
+async fn nothing_more(lines: &mut BoxStream<'static, (AppId, LogRecord)>) {
+    let more = tokio::time::timeout(Duration::from_millis(500), lines.next()).await;
+    assert!(more.is_err(), "unexpected line {more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_reach_the_other_nodes_kept_and_live() {
+    let server = NatsServer::start().unwrap();
+    let (_a_nats, a) = bus(&server, "node-a").await;
+    let (_b_nats, b) = bus(&server, "node-b").await;
+    let (x, y) = (AppId::random(), AppId::random());
+    let mut at_b = b.subscribe().await.unwrap();
+
+    for n in 0..2000 {
+        a.publish(&x, line("node-a", format!("x-{n}")));
+        if n % 200 == 0 {
+            // b's own lines are not shown back to it.
+            b.publish(&y, line("node-b", format!("own-{n}")));
+            a.publish(&y, line("node-a", format!("y-{}", n / 200)));
+        }
+    }
+    let got = take(&mut at_b, 2010, Duration::from_secs(20)).await;
+    assert!(got.iter().all(|(_, l)| l.node.as_str() == "node-a"));
+    let expected_x: Vec<String> = (0..2000).map(|n| format!("x-{n}")).collect();
+    let expected_y: Vec<String> = (0..10).map(|n| format!("y-{n}")).collect();
+    assert_eq!(texts(&got, &x), expected_x);
+    assert_eq!(texts(&got, &y), expected_y);
+    nothing_more(&mut at_b).await;
+    assert_eq!(a.dropped(), 0);
+
+    // A node that comes later reads what the stream keeps: the last 1,500 lines of x.
+    let (_c_nats, c) = bus(&server, "node-c").await;
+    let mut at_c = c.subscribe().await.unwrap();
+    let got = take(&mut at_c, 1500 + 10 + 10, Duration::from_secs(20)).await;
+    let expected_x: Vec<String> = (500..2000).map(|n| format!("x-{n}")).collect();
+    assert_eq!(texts(&got, &x), expected_x);
+    let of_a: Vec<(AppId, LogRecord)> = got
+        .iter()
+        .filter(|(_, l)| l.node.as_str() == "node-a")
+        .cloned()
+        .collect();
+    assert_eq!(texts(&of_a, &y), expected_y);
+    let of_b: Vec<(AppId, LogRecord)> = got
+        .into_iter()
+        .filter(|(_, l)| l.node.as_str() == "node-b")
+        .collect();
+    let expected_own: Vec<String> = (0..10).map(|n| format!("own-{}", n * 200)).collect();
+    assert_eq!(texts(&of_b, &y), expected_own);
+    nothing_more(&mut at_c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_never_waits_and_lines_flow_again_after_an_outage() {
+    let mut server = NatsServer::start().unwrap();
+    let (a_nats, a) = bus(&server, "node-a").await;
+    let (_b_nats, b) = bus(&server, "node-b").await;
+    let x = AppId::random();
+    let mut at_b = b.subscribe().await.unwrap();
+    for n in 0..100 {
+        a.publish(&x, line("node-a", format!("before-{n}")));
+    }
+    let got = take(&mut at_b, 100, Duration::from_secs(10)).await;
+    assert_eq!(got.last().unwrap().1.text, "before-99");
+
+    server.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a_nats.is_connected() {
+        assert!(Instant::now() < deadline, "still connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        b.subscribe().await.map(|_| ()),
+        Err(crate::error::StoreError::Unavailable(_))
+    ));
+    let started = Instant::now();
+    for n in 0..100_000 {
+        a.publish(&x, line("node-a", format!("away-{n}")));
+    }
+    let took = started.elapsed();
+    eprintln!("100,000 lines published in {took:?} with NATS away");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // Everything not still queued was dropped; nothing waits for NATS.
+    assert!(
+        a.dropped() >= 100_000 - PUBLISH_QUEUE as u64,
+        "{}",
+        a.dropped()
+    );
+
+    server.resume().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a_nats.is_connected() {
+        assert!(Instant::now() < deadline, "not connected again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = Instant::now();
+    for n in 0..100 {
+        a.publish(&x, line("node-a", format!("after-{n}")));
+    }
+    // The after- lines arrive in order, once; nothing from before the outage again (a
+    // few queued away- lines may get through once the connection is back).
+    let mut after = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while after.len() < 100 {
+        let Ok(Some((_, l))) = tokio::time::timeout_at(deadline, at_b.next()).await else {
+            panic!("{} of 100 lines after the outage: {after:?}", after.len());
+        };
+        assert!(!l.text.starts_with("before-"), "{} again", l.text);
+        if l.text.starts_with("after-") {
+            after.push(l.text);
+        }
+    }
+    eprintln!(
+        "lines flowing again {:?} after reconnecting",
+        back.elapsed()
+    );
+    let expected: Vec<String> = (0..100).map(|n| format!("after-{n}")).collect();
+    assert_eq!(after, expected);
+}

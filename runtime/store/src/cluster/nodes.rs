@@ -1,0 +1,351 @@
+//! [`Nodes`] in JetStream: heartbeats in a KV bucket whose entries expire, each node's
+//! dyno records in another, and change hints from watching every bucket the nodes
+//! converge on.
+//!
+//! - `wdeploy-nodes`: key = node name, value = JSON [`NodeInfo`]; the bucket's `max_age`
+//!   is [`HEARTBEAT_TTL`], so a node that stops heartbeating vanishes by itself (no node
+//!   has to notice and clean up after a dead one);
+//! - `wdeploy-dynos`: key = `<app id>.<node>`, value = JSON `Vec<DynoRecord>`; one key
+//!   per node so nodes never write the same key (no compare-and-swap needed), and the app
+//!   id first so one app's records are read with the filter `<app id>.*` alone.
+
+use crate::cluster::{Nats, unavailable};
+use crate::error::{Result, StoreError};
+use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo};
+use crate::nodes::{HEARTBEAT_TTL, Nodes};
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
+use async_nats::jetstream::kv;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Heartbeats: an entry per live node, expiring [`HEARTBEAT_TTL`] after its last put.
+pub const NODES_BUCKET: &str = "wdeploy-nodes";
+/// What each node says it runs, per app.
+pub const DYNOS_BUCKET: &str = "wdeploy-dynos";
+/// The control buckets (written by the control facet): a change there may change which
+/// dynos should run where.
+pub const CONTROL_BUCKETS: [&str; 3] = ["wdeploy-apps", "wdeploy-formation", "wdeploy-releases"];
+
+/// How often the change watcher looks at the connection, to notice an outage (and a
+/// reconnect it may have missed in between) and start its watches again.
+const CONNECTION_CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How long the change watcher waits before trying again after failing to watch.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// The cluster's [`Nodes`], shared with the other nodes through NATS.
+pub struct ClusterNodes {
+    nats: Nats,
+    me: NodeInfo,
+    nodes: kv::Store,
+    dynos: kv::Store,
+    /// Bumped by the change watcher on every change; `changes()` streams follow it, so a
+    /// burst of changes reaches a slow reader as one item.
+    changed: watch::Receiver<u64>,
+    /// Stops the change watcher when this is dropped.
+    _stop_watcher: DropGuard,
+}
+
+impl ClusterNodes {
+    /// Opens (creating if absent) the nodes, dynos and control buckets and starts watching
+    /// them for `changes()`. Does not heartbeat: the host does, every `HEARTBEAT_EVERY`.
+    pub async fn open(nats: &Nats, me: NodeInfo) -> Result<ClusterNodes> {
+        nats.check()?;
+        let nodes = nats
+            .bucket(kv::Config {
+                bucket: NODES_BUCKET.to_string(),
+                description: "wdeploy: live nodes (heartbeats that expire)".to_string(),
+                history: 1,
+                max_age: HEARTBEAT_TTL,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                // An expired heartbeat leaves a marker behind, so watchers hear that a
+                // node died (an entry that just ages out is removed silently).
+                limit_markers: Some(HEARTBEAT_TTL),
+                ..Default::default()
+            })
+            .await?;
+        let dynos = nats.bucket(plain_bucket(DYNOS_BUCKET)).await?;
+        for name in CONTROL_BUCKETS {
+            nats.bucket(plain_bucket(name)).await?;
+        }
+        let (tx, changed) = watch::channel(0u64);
+        let stop = CancellationToken::new();
+        tokio::spawn(watch_changes(nats.clone(), tx, stop.clone()));
+        Ok(ClusterNodes {
+            nats: nats.clone(),
+            me,
+            nodes,
+            dynos,
+            changed,
+            _stop_watcher: stop.drop_guard(),
+        })
+    }
+}
+
+/// A bucket keeping the last value of each key, on disk.
+fn plain_bucket(name: &str) -> kv::Config {
+    kv::Config {
+        bucket: name.to_string(),
+        history: 1,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Nodes for ClusterNodes {
+    fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        self.nats.check()?;
+        let value = serde_json::to_vec(&self.me).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.nodes
+            .put(self.me.name.as_str(), value.into())
+            .await
+            .map_err(|e| unavailable(format!("heartbeating: {e}")))?;
+        Ok(())
+    }
+
+    async fn leave(&self) -> Result<()> {
+        self.nats.check()?;
+        self.nodes
+            .purge(self.me.name.as_str())
+            .await
+            .map_err(|e| unavailable(format!("leaving the cluster: {e}")))
+    }
+
+    async fn live(&self) -> Result<Vec<NodeInfo>> {
+        self.nats.check()?;
+        let mut live = Vec::new();
+        for (key, value) in last_values(&self.nats, &self.nodes, ">").await? {
+            match serde_json::from_slice::<NodeInfo>(&value) {
+                Ok(info) => live.push(info),
+                // Another version's record, or garbage: not a node this one can use.
+                Err(e) => tracing::warn!(node = %key, "unreadable heartbeat: {e}"),
+            }
+        }
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(live)
+    }
+
+    async fn set_dynos(&self, app: &AppId, dynos: Vec<DynoRecord>) -> Result<()> {
+        self.nats.check()?;
+        let key = format!("{app}.{}", self.me.name);
+        if dynos.is_empty() {
+            return self
+                .dynos
+                .purge(&key)
+                .await
+                .map_err(|e| unavailable(format!("removing the dyno record {key}: {e}")));
+        }
+        let value = serde_json::to_vec(&dynos).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.dynos
+            .put(&key, value.into())
+            .await
+            .map_err(|e| unavailable(format!("recording the dynos {key}: {e}")))?;
+        Ok(())
+    }
+
+    async fn dynos(&self, app: &AppId) -> Result<Vec<NodeDynos>> {
+        self.nats.check()?;
+        let mut all = Vec::new();
+        for (key, value) in last_values(&self.nats, &self.dynos, &format!("{app}.*")).await? {
+            let node = key.rsplit('.').next().unwrap_or_default().parse();
+            let dynos = serde_json::from_slice::<Vec<DynoRecord>>(&value);
+            match (node, dynos) {
+                (Ok(node), Ok(dynos)) => all.push(NodeDynos { node, dynos }),
+                _ => tracing::warn!(key = %key, "unreadable dyno record"),
+            }
+        }
+        all.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(all)
+    }
+
+    async fn changes(&self) -> Result<BoxStream<'static, ()>> {
+        self.nats.check()?;
+        let mut rx = self.changed.clone();
+        // Only what changes from now on.
+        rx.borrow_and_update();
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })))
+    }
+
+    fn is_connected(&self) -> bool {
+        self.nats.is_connected()
+    }
+}
+
+/// The current value of every key of `bucket` matching `filter` (a key pattern with NATS
+/// wildcards), as `(key, value)`; deleted and purged keys left out. Reads only the keys
+/// the filter matches (the stream's last message per subject), not the whole bucket.
+async fn last_values(
+    nats: &Nats,
+    bucket: &kv::Store,
+    filter: &str,
+) -> Result<Vec<(String, Bytes)>> {
+    let what = || format!("reading {}/{filter}", bucket.name);
+    let consumer = bucket
+        .stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: nats.client.new_inbox(),
+            filter_subject: format!("{}{filter}", bucket.prefix),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            replay_policy: ReplayPolicy::Instant,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(format!("{}: {e}", what())))?;
+    // Nothing matches: no message will come to say so.
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(Vec::new());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable(format!("{}: {e}", what())))?;
+    let mut values = Vec::new();
+    let read = async {
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| unavailable(format!("{}: {e}", what())))?;
+            let info = message
+                .info()
+                .map_err(|e| unavailable(format!("{}: {e}", what())))?;
+            let pending = info.pending;
+            let key = message.subject.strip_prefix(bucket.prefix.as_str());
+            if let (true, Some(key)) = (is_value(&message.message), key) {
+                values.push((key.to_string(), message.payload.clone()));
+            }
+            if pending == 0 {
+                return Ok(());
+            }
+        }
+        Err(unavailable(format!("{}: the consumer ended", what())))
+    };
+    tokio::time::timeout(super::CALL_TIMEOUT, read)
+        .await
+        .map_err(|_| unavailable(format!("{}: timed out", what())))??;
+    Ok(values)
+}
+
+/// Whether a bucket's message holds a value (rather than marking a delete, a purge or,
+/// on buckets with limit markers, an expiry).
+fn is_value(message: &async_nats::Message) -> bool {
+    let Some(headers) = message.headers.as_ref() else {
+        return true;
+    };
+    let operation = headers.get("KV-Operation").map(|v| v.as_str());
+    matches!(operation, None | Some("PUT")) && headers.get("Nats-Marker-Reason").is_none()
+}
+
+/// Watches every bucket the nodes converge on and bumps `tx` on each change, until
+/// `stop`. The watches are made again after an outage (or when one fails), with one bump
+/// then: changes made while this node was cut off were not seen.
+async fn watch_changes(nats: Nats, tx: watch::Sender<u64>, stop: CancellationToken) {
+    let bump = || tx.send_modify(|n| *n = n.wrapping_add(1));
+    let stats = nats.client.statistics();
+    let mut first = true;
+    loop {
+        if !first && !pause(&stop, RETRY_AFTER).await {
+            return;
+        }
+        let missed_some = !first;
+        first = false;
+        if !nats.is_connected() {
+            continue;
+        }
+        let connects = stats.connects.load(Ordering::Relaxed);
+        let watches = match open_watches(&nats).await {
+            Ok(watches) => watches,
+            Err(e) => {
+                tracing::debug!("watching the cluster's buckets: {e}");
+                continue;
+            }
+        };
+        if missed_some {
+            bump();
+        }
+        let mut events = futures::stream::select_all(watches);
+        // The nodes the nodes bucket's watch has seen alive: a heartbeat of one of them
+        // changes nothing (each node puts one a second), its arrival or departure does.
+        let mut members = HashSet::new();
+        let mut check = tokio::time::interval(CONNECTION_CHECK_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.next() => match event {
+                    Some(Ok(entry)) => {
+                        if entry.bucket != NODES_BUCKET || joined_or_left(&mut members, entry) {
+                            bump();
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("watching the cluster's buckets: {e}");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = check.tick() => {
+                    // Down, or down and back up since the watches were made: they may
+                    // have missed changes (or died with the server), so make them again.
+                    if !nats.is_connected() || stats.connects.load(Ordering::Relaxed) != connects {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a nodes bucket entry changes who is in the cluster (rather than being one
+/// more heartbeat of a node already in it).
+fn joined_or_left(members: &mut HashSet<String>, entry: kv::Entry) -> bool {
+    match entry.operation {
+        kv::Operation::Put => members.insert(entry.key),
+        kv::Operation::Delete | kv::Operation::Purge => members.remove(&entry.key),
+    }
+}
+
+/// Sleeps `how_long`; false when `stop` came first.
+async fn pause(stop: &CancellationToken, how_long: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(how_long) => true,
+    }
+}
+
+/// A watch of every key of each bucket the nodes converge on (each created if absent).
+async fn open_watches(nats: &Nats) -> Result<Vec<kv::Watch>> {
+    let mut watches = Vec::new();
+    for name in [NODES_BUCKET, DYNOS_BUCKET]
+        .into_iter()
+        .chain(CONTROL_BUCKETS)
+    {
+        let bucket = match name {
+            NODES_BUCKET => nats.js.get_key_value(name).await,
+            _ => Ok(nats.bucket(plain_bucket(name)).await?),
+        }
+        .map_err(|e| unavailable(format!("opening the KV bucket {name}: {e}")))?;
+        let watch = match name {
+            // With the current entries first, to know who is in before telling changes.
+            NODES_BUCKET => bucket.watch_with_history(">").await,
+            _ => bucket.watch_all().await,
+        }
+        .map_err(|e| unavailable(format!("watching the KV bucket {name}: {e}")))?;
+        watches.push(watch);
+    }
+    Ok(watches)
+}
+
+#[cfg(test)]
+#[path = "nodes_tests.rs"]
+mod tests;
