@@ -101,17 +101,46 @@ async fn lines_reach_the_other_nodes_kept_and_live() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_bus_stops_its_publisher() {
+    let server = NatsServer::start().unwrap();
+    let (_nats, a) = bus(&server, "node-a").await;
+    let counter = a.dropped.clone();
+    assert_eq!(Arc::strong_count(&counter), 3);
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&counter) > 1 {
+        assert!(Instant::now() < deadline, "the publishing task still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_never_waits_and_lines_flow_again_after_an_outage() {
     let mut server = NatsServer::start().unwrap();
     let (a_nats, a) = bus(&server, "node-a").await;
     let (_b_nats, b) = bus(&server, "node-b").await;
     let x = AppId::random();
     let mut at_b = b.subscribe().await.unwrap();
+    // Another reader, read all along (through the outage), by a task of its own.
+    let (_c_nats, c) = bus(&server, "node-c").await;
+    let mut at_c = c.subscribe().await.unwrap();
+    let (to_c, mut from_c) = tokio::sync::mpsc::unbounded_channel();
+    let reading = tokio::spawn(async move {
+        while let Some(line) = at_c.next().await {
+            if to_c.send(line).is_err() {
+                return;
+            }
+        }
+    });
     for n in 0..100 {
         a.publish(&x, line("node-a", format!("before-{n}")));
     }
     let got = take(&mut at_b, 100, Duration::from_secs(10)).await;
     assert_eq!(got.last().unwrap().1.text, "before-99");
+    for n in 0..100 {
+        let got = tokio::time::timeout(Duration::from_secs(5), from_c.recv()).await;
+        assert_eq!(got.unwrap().unwrap().1.text, format!("before-{n}"));
+    }
 
     server.stop();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -123,9 +152,13 @@ async fn publishing_never_waits_and_lines_flow_again_after_an_outage() {
         b.subscribe().await.map(|_| ()),
         Err(crate::error::StoreError::Unavailable(_))
     ));
+    // Made first, to time the publishing alone.
+    let lines: Vec<LogRecord> = (0..100_000)
+        .map(|n| line("node-a", format!("away-{n}")))
+        .collect();
     let started = Instant::now();
-    for n in 0..100_000 {
-        a.publish(&x, line("node-a", format!("away-{n}")));
+    for line in lines {
+        a.publish(&x, line);
     }
     let took = started.elapsed();
     eprintln!("100,000 lines published in {took:?} with NATS away");
@@ -137,6 +170,8 @@ async fn publishing_never_waits_and_lines_flow_again_after_an_outage() {
         a.dropped()
     );
 
+    // Long enough for the client's own consumer retries to back off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     server.resume().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !a_nats.is_connected() {
@@ -166,4 +201,20 @@ async fn publishing_never_waits_and_lines_flow_again_after_an_outage() {
     );
     let expected: Vec<String> = (0..100).map(|n| format!("after-{n}")).collect();
     assert_eq!(after, expected);
+
+    let mut after = Vec::new();
+    while after.len() < 100 {
+        let Ok(Some((_, l))) = tokio::time::timeout_at(deadline, from_c.recv()).await else {
+            panic!(
+                "{} of 100 lines after the outage at c: {after:?}",
+                after.len()
+            );
+        };
+        assert!(!l.text.starts_with("before-"), "{} again at c", l.text);
+        if l.text.starts_with("after-") {
+            after.push(l.text);
+        }
+    }
+    assert_eq!(after, expected);
+    reading.abort();
 }

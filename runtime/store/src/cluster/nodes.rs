@@ -205,6 +205,10 @@ async fn last_values(
         })
         .await
         .map_err(|e| unavailable(format!("{}: {e}", what())))?;
+    let _cleanup = DeleteConsumer {
+        stream: bucket.stream.clone(),
+        name: consumer.cached_info().name.clone(),
+    };
     // Nothing matches: no message will come to say so.
     if consumer.cached_info().num_pending == 0 {
         return Ok(Vec::new());
@@ -235,6 +239,25 @@ async fn last_values(
         .await
         .map_err(|_| unavailable(format!("{}: timed out", what())))??;
     Ok(values)
+}
+
+/// Deletes a one-read consumer when dropped, in the background: left alone, the server
+/// would keep it 30 s (its inactive threshold), and a reconciler reads every few seconds.
+struct DeleteConsumer {
+    stream: async_nats::jetstream::stream::Stream,
+    name: String,
+}
+
+impl Drop for DeleteConsumer {
+    fn drop(&mut self) {
+        let (stream, name) = (self.stream.clone(), std::mem::take(&mut self.name));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // Gone already (NATS restarted) or NATS away: the server drops it anyway.
+                let _ = stream.delete_consumer(&name).await;
+            });
+        }
+    }
 }
 
 /// Whether a bucket's message holds a value (rather than marking a delete, a purge or,

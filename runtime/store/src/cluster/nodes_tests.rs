@@ -148,6 +148,33 @@ async fn dyno_records_per_app_and_node() {
     b.set_dynos(&app1, vec![]).await.unwrap();
     assert!(a.dynos(&app1).await.unwrap().is_empty());
     assert_eq!(a.dynos(&app2).await.unwrap().len(), 1);
+
+    // Reads leave no consumers behind: only the two nodes' change watches remain.
+    for _ in 0..20 {
+        a.dynos(&app2).await.unwrap();
+        a.dynos(&app3).await.unwrap();
+    }
+    let mut stream = a.dynos.stream.clone();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let consumers = stream.info().await.unwrap().state.consumer_count;
+        if consumers == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{consumers} consumers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_node_stops_its_watcher() {
+    let server = NatsServer::start().unwrap();
+    let a = node(&server, "node-a").await;
+    let mut changes = a.changes().await.unwrap();
+    drop(a);
+    // The watcher ended (and with it the hints' source): the stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(2), changes.next()).await;
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
 }
 
 fn dyno_names(node: &NodeDynos) -> Vec<&str> {
