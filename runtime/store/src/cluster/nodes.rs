@@ -287,7 +287,11 @@ async fn watch_changes(nats: Nats, tx: watch::Sender<u64>, stop: CancellationTok
             continue;
         }
         let connects = stats.connects.load(Ordering::Relaxed);
-        let watches = match open_watches(&nats).await {
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = open_watches(&nats) => opened,
+        };
+        let watches = match opened {
             Ok(watches) => watches,
             Err(e) => {
                 tracing::debug!("watching the cluster's buckets: {e}");
