@@ -13,6 +13,12 @@
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
 //! instead of waiting for it to come back; the client reconnects by itself.
 
+mod blobs;
+mod control;
+
+pub use blobs::ClusterBlobs;
+pub use control::ClusterControl;
+
 use crate::error::{Result, StoreError};
 use crate::model::{NodeInfo, NodeName};
 use async_nats::jetstream;
