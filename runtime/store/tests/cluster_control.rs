@@ -1,6 +1,7 @@
 //! The cluster control store against a real `nats-server`, reached by two connections
 //! as two nodes would: create-if-absent and compare-and-swap hold across them.
 
+use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +54,7 @@ fn formation(json: &str) -> Formation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_are_created_once_and_deleted_with_their_data() {
-    let (_server, a, b) = two_nodes().await;
+    let (server, a, b) = two_nodes().await;
     let hello = name("hello");
     let first = a.create_app(&hello).await.unwrap();
     let err = b.create_app(&hello).await.unwrap_err();
@@ -94,6 +95,16 @@ async fn apps_are_created_once_and_deleted_with_their_data() {
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(a.app(&hello).await, Err(StoreError::NotFound(_))));
+    // Its releases (and head) and formation are gone from the buckets, not just unreachable.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let releases = js.get_key_value("wdeploy-releases").await.unwrap();
+    let keys: Vec<String> = releases.keys().await.unwrap().try_collect().await.unwrap();
+    assert!(
+        !keys.iter().any(|k| k.starts_with(first.id.as_str())),
+        "{keys:?}"
+    );
+    let formation = js.get_key_value("wdeploy-formation").await.unwrap();
+    assert_eq!(formation.get(first.id.as_str()).await.unwrap(), None);
 
     // A new app of the same name is someone else, and starts empty at v1.
     let again = a.create_app(&hello).await.unwrap();
