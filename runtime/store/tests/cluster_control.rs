@@ -1,0 +1,348 @@
+//! The cluster control store against a real `nats-server`, reached by two connections
+//! as two nodes would: create-if-absent and compare-and-swap hold across them.
+
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_store::cluster::testing::NatsServer;
+use wdeploy_store::cluster::{ClusterControl, Nats};
+use wdeploy_store::{ControlStore, NewRelease, StoreError};
+
+async fn node(server: &NatsServer, name: &str) -> (Nats, Arc<ClusterControl>) {
+    let nats = Nats::connect(&server.url(), &name.parse().unwrap())
+        .await
+        .unwrap();
+    let control = ClusterControl::open(&nats).await.unwrap();
+    (nats, Arc::new(control))
+}
+
+async fn two_nodes() -> (NatsServer, Arc<ClusterControl>, Arc<ClusterControl>) {
+    let server = NatsServer::start().unwrap();
+    let (_, a) = node(&server, "node-a").await;
+    let (_, b) = node(&server, "node-b").await;
+    (server, a, b)
+}
+
+fn name(s: &str) -> AppName {
+    s.parse().unwrap()
+}
+
+fn deploy(description: &str) -> NewRelease {
+    NewRelease {
+        slug: Some(Digest::of_bytes(b"slug")),
+        procfile: "web: web\n".into(),
+        settings: String::new(),
+        config: BTreeMap::new(),
+        description: description.into(),
+        author: "admin".into(),
+    }
+}
+
+fn config_change(config: BTreeMap<String, String>) -> NewRelease {
+    NewRelease {
+        slug: None,
+        config,
+        ..deploy("Set config")
+    }
+}
+
+fn formation(json: &str) -> Formation {
+    serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_created_once_and_deleted_with_their_data() {
+    let (server, a, b) = two_nodes().await;
+    let hello = name("hello");
+    let first = a.create_app(&hello).await.unwrap();
+    let err = b.create_app(&hello).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    b.create_app(&name("abc")).await.unwrap();
+    let names: Vec<String> = a
+        .apps()
+        .await
+        .unwrap()
+        .iter()
+        .map(|app| app.name.to_string())
+        .collect();
+    assert_eq!(names, ["abc", "hello"]);
+    assert_eq!(b.app(&hello).await.unwrap(), first);
+    assert!(matches!(
+        a.app(&name("nope")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        a.releases(&name("nope")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        a.append_release(&name("nope"), 1, deploy("x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    a.append_release(&hello, 1, deploy("Deploy 1"))
+        .await
+        .unwrap();
+    a.append_release(&hello, 2, deploy("Deploy 2"))
+        .await
+        .unwrap();
+    a.scale(&hello, &formation(r#"{"web":2}"#)).await.unwrap();
+    b.delete_app(&hello).await.unwrap();
+    assert!(matches!(
+        a.delete_app(&hello).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(a.app(&hello).await, Err(StoreError::NotFound(_))));
+    // Its releases (and head) and formation are gone from the buckets, not just unreachable.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let releases = js.get_key_value("wdeploy-releases").await.unwrap();
+    let keys: Vec<String> = releases.keys().await.unwrap().try_collect().await.unwrap();
+    assert!(
+        !keys.iter().any(|k| k.starts_with(first.id.as_str())),
+        "{keys:?}"
+    );
+    let formation = js.get_key_value("wdeploy-formation").await.unwrap();
+    assert_eq!(formation.get(first.id.as_str()).await.unwrap(), None);
+
+    // A new app of the same name is someone else, and starts empty at v1.
+    let again = a.create_app(&hello).await.unwrap();
+    assert_ne!(again.id, first.id);
+    let head = b.release_head(&hello).await.unwrap();
+    assert_eq!((head.latest, head.current.is_none()), (0, true));
+    assert!(b.releases(&hello).await.unwrap().is_empty());
+    assert!(b.formation(&hello).await.unwrap().is_empty());
+    let v1 = b.append_release(&hello, 1, deploy("Fresh")).await.unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(a.apps().await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_appends_of_one_version_have_one_winner() {
+    let (_server, a, b) = two_nodes().await;
+    let app = name("racer");
+    a.create_app(&app).await.unwrap();
+    a.append_release(&app, 1, deploy("v1")).await.unwrap();
+    for version in 2..=8 {
+        let (ra, rb) = tokio::join!(
+            a.append_release(&app, version, deploy("from a")),
+            b.append_release(&app, version, deploy("from b")),
+        );
+        let (won, lost) = match (ra, rb) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            (ra, rb) => panic!("v{version}: expected one winner, got {ra:?} and {rb:?}"),
+        };
+        assert_eq!(won.version, version);
+        assert!(
+            matches!(lost, StoreError::VersionTaken { version: v, .. } if v == version),
+            "{lost}"
+        );
+        // The log keeps the winner's.
+        let stored = b.release(&app, version).await.unwrap();
+        assert_eq!(stored.description, won.description);
+    }
+    // Versions stay dense: a version past the newest + 1 is refused.
+    let gap = a.append_release(&app, 10, deploy("gap")).await.unwrap_err();
+    assert!(matches!(gap, StoreError::Invalid(_)), "{gap}");
+    assert_eq!(a.release_head(&app).await.unwrap().latest, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_modify_writes_on_two_nodes_lose_nothing() {
+    let (_server, a, b) = two_nodes().await;
+    let app = name("busy");
+    a.create_app(&app).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (store, app) = (if i % 2 == 0 { a.clone() } else { b.clone() }, app.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let head = store.release_head(&app).await.unwrap();
+                let mut config = head.current.map(|r| r.config).unwrap_or_default();
+                config.insert(format!("K{i}"), i.to_string());
+                match store
+                    .append_release(&app, head.latest + 1, config_change(config))
+                    .await
+                {
+                    Ok(release) => return release.version,
+                    Err(StoreError::VersionTaken { .. }) => continue,
+                    Err(e) => panic!("cycle {i}: {e}"),
+                }
+            }
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=20).collect::<Vec<u64>>());
+    let log = b.releases(&app).await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.version).collect::<Vec<_>>(),
+        (1..=20).rev().collect::<Vec<u64>>()
+    );
+    let head = a.release_head(&app).await.unwrap();
+    assert_eq!(head.latest, 20);
+    let current = head.current.unwrap();
+    assert_eq!(current.version, 20);
+    assert_eq!(current.config.len(), 20, "every cycle's change is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_finish_once_and_page_like_the_embedded_store() {
+    let (_server, a, b) = two_nodes().await;
+    let app = name("pages");
+    a.create_app(&app).await.unwrap();
+    let v1 = a.append_release(&app, 1, deploy("Deploy 1")).await.unwrap();
+    assert_eq!(v1.status, ReleaseStatus::Pending);
+    b.finish_release(&app, 1, ReleaseStatus::Succeeded)
+        .await
+        .unwrap();
+    a.append_release(&app, 2, deploy("Deploy 2")).await.unwrap();
+    a.finish_release(&app, 2, ReleaseStatus::Failed)
+        .await
+        .unwrap();
+    // Only a pending release changes status.
+    b.finish_release(&app, 2, ReleaseStatus::Succeeded)
+        .await
+        .unwrap();
+    b.finish_release(&app, 1, ReleaseStatus::Failed)
+        .await
+        .unwrap();
+    a.append_release(&app, 3, deploy("Deploy 3")).await.unwrap();
+    // Finishing what does not exist changes nothing, like the embedded store.
+    a.finish_release(&app, 9, ReleaseStatus::Failed)
+        .await
+        .unwrap();
+    a.finish_release(&name("nope"), 1, ReleaseStatus::Failed)
+        .await
+        .unwrap();
+
+    let statuses: Vec<ReleaseStatus> = b
+        .releases(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    use ReleaseStatus::*;
+    assert_eq!(statuses, [Pending, Failed, Succeeded]);
+    let head = b.release_head(&app).await.unwrap();
+    assert_eq!((head.latest, head.current.unwrap().version), (3, 1));
+
+    let versions = |before, limit| {
+        let b = b.clone();
+        let app = app.clone();
+        async move {
+            let page = b.releases_page(&app, before, limit).await.unwrap();
+            page.iter().map(|r| r.version).collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(versions(None, 2).await, [3, 2]);
+    assert_eq!(versions(Some(2), 2).await, [1]);
+    assert_eq!(versions(Some(1), 2).await, Vec::<u64>::new());
+    assert_eq!(versions(Some(u64::MAX), 10).await, [3, 2, 1]);
+    assert_eq!(versions(None, 0).await, Vec::<u64>::new());
+    let release = a.release(&app, 2).await.unwrap();
+    assert_eq!(
+        (release.app.as_str(), release.description.as_str()),
+        ("pages", "Deploy 2")
+    );
+    assert!(matches!(
+        a.release(&app, 4).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scales_on_two_nodes_all_land() {
+    let (_server, a, b) = two_nodes().await;
+    let app = name("scaled");
+    a.create_app(&app).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10u32 {
+        let (store, app) = (if i % 2 == 0 { a.clone() } else { b.clone() }, app.clone());
+        tasks.push(tokio::spawn(async move {
+            let patch = formation(&format!(r#"{{"p{i}":{i},"web":{i}}}"#));
+            store.scale(&app, &patch).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = b.formation(&app).await.unwrap();
+    for i in 0..10u32 {
+        assert_eq!(after.quantity(format!("p{i}")), i, "{}", after.summary());
+    }
+    let after = a.scale(&app, &formation(r#"{"web":7}"#)).await.unwrap();
+    assert_eq!((after.quantity("web"), after.quantity("p3")), (7, 3));
+    assert!(matches!(
+        a.formation(&name("nope")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shared() {
+    let (_server, a, b) = two_nodes().await;
+    assert!(!b.has_tokens().await.unwrap());
+    let hash = Digest::of_bytes(b"token");
+    a.add_token(&hash, "admin").await.unwrap();
+    assert!(b.has_tokens().await.unwrap());
+    assert_eq!(b.token(&hash).await.unwrap().as_deref(), Some("admin"));
+    assert_eq!(b.token(&Digest::of_bytes(b"other")).await.unwrap(), None);
+    b.add_token(&hash, "renamed").await.unwrap();
+    assert_eq!(a.token(&hash).await.unwrap().as_deref(), Some("renamed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_nats_is_down_and_work_once_it_is_back() {
+    let mut server = NatsServer::start().unwrap();
+    let (nats, control) = node(&server, "node-a").await;
+    let app = name("offline");
+    control.create_app(&app).await.unwrap();
+    server.stop();
+
+    // The first call may race the client noticing; it still ends, as Unavailable.
+    let started = Instant::now();
+    let err = control.app(&app).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    while nats.is_connected() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let outcomes = [
+        control.app(&app).await.map(drop),
+        control.apps().await.map(drop),
+        control.create_app(&name("other")).await.map(drop),
+        control.append_release(&app, 1, deploy("x")).await.map(drop),
+        control.release_head(&app).await.map(drop),
+        control
+            .scale(&app, &formation(r#"{"web":1}"#))
+            .await
+            .map(drop),
+        control.has_tokens().await.map(drop),
+    ];
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    server.resume().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nats.is_connected() {
+        assert!(Instant::now() < deadline, "did not reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(control.app(&app).await.unwrap().name, app);
+}
