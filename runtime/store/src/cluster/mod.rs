@@ -13,6 +13,10 @@
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
 //! instead of waiting for it to come back; the client reconnects by itself.
 
+mod addons;
+
+pub use addons::ClusterAddons;
+
 use crate::error::{Result, StoreError};
 use crate::model::{NodeInfo, NodeName};
 use async_nats::jetstream;
