@@ -19,7 +19,9 @@
 //! revision 0, or the revision of its delete marker), retried when another node wrote
 //! first: that is what keeps counters exact, job ids unique and leases exclusive across
 //! nodes. Listing reads one app's keys only, through a consumer filtered on the app's
-//! (and bucket's or queue's) subjects.
+//! (and bucket's or queue's) subjects. Keys are removed by purging their subject from
+//! the stream rather than by KV deletes, so no delete markers pile up for those scans to
+//! wade through (every job leaves its keys once done).
 //!
 //! Quota: KV has no transaction spanning the usage key and the data key, so the order is
 //! chosen so usage never under-counts: growth is charged (CAS on `<app>.usage`, refused
@@ -45,6 +47,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The KV bucket holding every app's add-on data.
 const BUCKET: &str = "wdeploy-addons";
+
+/// Room left in a message for its subject's headers beside the value (the
+/// compare-and-swap header takes about 60 bytes).
+const HEADER_ROOM: usize = 1024;
 
 /// How many times a compare-and-swap is retried against other writers before giving up
 /// (a bound against livelock; real contention settles in a few rounds).
@@ -111,11 +117,11 @@ impl ClusterAddons {
     /// Writes `value` at `key` if its revision is still `revision`: `Ok(false)` when
     /// another writer got there first.
     async fn swap(&self, key: &str, value: Bytes, revision: u64) -> AddonResult<bool> {
-        let len = value.len();
+        self.check_fits(value.len())?;
         match self.kv.update(key, value, revision).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(self.write_error(key, len, e)),
+            Err(e) => Err(unavailable(format!("writing {key}: {e}"))),
         }
     }
 
@@ -139,18 +145,20 @@ impl ClusterAddons {
             .map_err(|e| unavailable(format!("removing {key}: {e}")))
     }
 
-    /// A failed write, saying so when the value is over what the NATS server accepts in
-    /// one message (its `max_payload`, 1 MB by default: values up to the 1 MiB limit, plus
-    /// the compare-and-swap header, need `max_payload: 2MB` in the server's config).
-    fn write_error(&self, key: &str, len: usize, e: impl std::fmt::Display) -> AddonError {
+    /// Refuses, before sending it, a value the NATS server would not take in one message
+    /// (its `max_payload`, 1 MB by default, counts the compare-and-swap header too): the
+    /// server answers an oversized message by closing the connection, which would cut
+    /// every other call of this node off for a reconnect. Values up to the add-ons' 1 MiB
+    /// limit need `max_payload: 2MB` in the server's configuration.
+    fn check_fits(&self, len: usize) -> AddonResult<()> {
         let max = self.nats.client.server_info().max_payload;
-        if len + 1024 > max {
-            return AddonError::Backend(format!(
+        if len.saturating_add(HEADER_ROOM) > max {
+            return Err(AddonError::Backend(format!(
                 "the cluster's NATS server takes messages of at most {max} bytes (max_payload) \
                  and this value is {len} bytes: set `max_payload: 2MB` in its configuration"
-            ));
+            )));
         }
-        unavailable(format!("writing {key}: {e}"))
+        Ok(())
     }
 
     /// Counts `grow` more bytes against the app's quota before a write that needs them:

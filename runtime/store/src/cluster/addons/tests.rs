@@ -22,7 +22,7 @@ async fn cluster(n: usize) -> (NatsServer, Vec<Arc<ClusterAddons>>) {
 }
 
 /// A registered app with `quota` bytes.
-async fn app(store: &ClusterAddons, quota: u64) -> Tenant {
+async fn register(store: &ClusterAddons, quota: u64) -> Tenant {
     let app = Tenant {
         app: AppId::random(),
         quota_bytes: quota,
@@ -35,8 +35,8 @@ async fn app(store: &ClusterAddons, quota: u64) -> Tenant {
 async fn keys_with_any_bytes_are_shared_listed_in_byte_order_and_per_app() {
     let (_server, nodes) = cluster(2).await;
     let (a, b) = (&nodes[0], &nodes[1]);
-    let app = app(a, NO_QUOTA).await;
-    let other = app_on(a).await;
+    let app = register(a, NO_QUOTA).await;
+    let other = register(a, NO_QUOTA).await;
 
     let odd = [
         "",
@@ -138,14 +138,10 @@ async fn keys_with_any_bytes_are_shared_listed_in_byte_order_and_per_app() {
     assert!(!a.exists(&app, "default", "page/00001").await.unwrap());
 }
 
-async fn app_on(store: &ClusterAddons) -> Tenant {
-    app(store, NO_QUOTA).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_increments_over_three_nodes_count_exactly() {
     let (_server, nodes) = cluster(3).await;
-    let app = app(&nodes[0], NO_QUOTA).await;
+    let app = register(&nodes[0], NO_QUOTA).await;
     let started = Instant::now();
     let tasks: Vec<_> = (0..300)
         .map(|n| {
@@ -173,7 +169,7 @@ async fn three_hundred_increments_over_three_nodes_count_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_on_two_nodes_process_every_job_exactly_once() {
     let (_server, nodes) = cluster(2).await;
-    let app = app(&nodes[0], NO_QUOTA).await;
+    let app = register(&nodes[0], NO_QUOTA).await;
     let mut ids = Vec::new();
     for n in 0..20 {
         let node = &nodes[n % 2];
@@ -224,7 +220,7 @@ async fn workers_on_two_nodes_process_every_job_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_lease_expires_is_taken_again_by_another_node() {
     let (_server, nodes) = cluster(2).await;
-    let app = app(&nodes[0], NO_QUOTA).await;
+    let app = register(&nodes[0], NO_QUOTA).await;
     let id = nodes[0]
         .enqueue(&app, "jobs", b"work".to_vec())
         .await
@@ -255,7 +251,7 @@ async fn a_job_whose_lease_expires_is_taken_again_by_another_node() {
 async fn done_jobs_are_forgotten_after_the_retention() {
     let (_server, nodes) = cluster(1).await;
     let store = &nodes[0];
-    let app = app(store, NO_QUOTA).await;
+    let app = register(store, NO_QUOTA).await;
     let now = now_ms();
     let old = store
         .enqueue_at(&app, "jobs", b"old".to_vec(), now)
@@ -284,7 +280,7 @@ async fn the_quota_refuses_what_would_pass_it_and_deletes_give_room_back() {
     let (a, b) = (&nodes[0], &nodes[1]);
     let entry = stored_bytes("default", "k0", 100);
     let quota = entry * 3;
-    let app = app(a, quota).await;
+    let app = register(a, quota).await;
     for n in 0..3 {
         nodes[n % 2]
             .set(&app, "default", &format!("k{n}"), vec![0; 100])
@@ -341,8 +337,8 @@ async fn writes_of_an_app_not_registered_or_deleted_are_refused() {
         a.set(&never, "default", "k", b"v".to_vec()).await,
         Err(AddonError::AppGone)
     ));
-    let app = app(a, NO_QUOTA).await;
-    let neighbour = app_on(b).await;
+    let app = register(a, NO_QUOTA).await;
+    let neighbour = register(b, NO_QUOTA).await;
     a.set(&app, "default", "k", b"v".to_vec()).await.unwrap();
     a.increment(&app, "default", "n", 1).await.unwrap();
     let id = a.enqueue(&app, "jobs", b"j".to_vec()).await.unwrap();
@@ -518,7 +514,7 @@ async fn the_cluster_answers_as_the_embedded_backend_does() {
 async fn calls_fail_fast_while_nats_is_down() {
     let (mut server, nodes) = cluster(1).await;
     let store = &nodes[0];
-    let app = app(store, NO_QUOTA).await;
+    let app = register(store, NO_QUOTA).await;
     store
         .set(&app, "default", "k", b"v".to_vec())
         .await
@@ -560,4 +556,44 @@ async fn calls_fail_fast_while_nats_is_down() {
     }
     let value = store.get(&app, "default", "k").await.unwrap();
     assert_eq!(value.as_deref(), Some(&b"v"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_key_fits_and_a_value_over_max_payload_is_refused_cleanly() {
+    let (_server, nodes) = cluster(1).await;
+    let store = &nodes[0];
+    let app = register(store, NO_QUOTA).await;
+    let key = "\u{7f}".repeat(MAX_KEY_BYTES);
+    let bucket = "\u{1}".repeat(wdeploy_core::addons::MAX_NAME_BYTES);
+    store.set(&app, &bucket, &key, b"v".to_vec()).await.unwrap();
+    assert_eq!(
+        store.keys(&app, &bucket, &key, 0).await.unwrap().keys,
+        vec![key.clone()]
+    );
+    let value = vec![7; wdeploy_core::addons::MAX_VALUE_BYTES];
+    let started = Instant::now();
+    let written = store.set(&app, "default", "big", value).await;
+    // The test server keeps NATS's default max_payload (1 MB): refused before sending,
+    // so the connection stays up (the server would close it) and usage is handed back.
+    assert!(
+        matches!(&written, Err(AddonError::Backend(m)) if m.contains("max_payload: 2MB")),
+        "{written:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(store.nats.is_connected());
+    assert_eq!(
+        store.usage(&app.app).await.unwrap(),
+        stored_bytes(&bucket, &key, 1)
+    );
+    let fits = vec![7; 1_000_000];
+    store
+        .set(&app, "default", "big", fits.clone())
+        .await
+        .unwrap();
+    let read = store.get(&app, "default", "big").await.unwrap();
+    assert_eq!(read, Some(fits));
+    let payload = vec![7; MAX_PAYLOAD_BYTES];
+    let id = store.enqueue(&app, "jobs", payload.clone()).await.unwrap();
+    let job = store.take(&app, "jobs", LEASE).await.unwrap().unwrap();
+    assert_eq!((job.id, job.payload), (id, payload));
 }
