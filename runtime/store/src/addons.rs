@@ -4,7 +4,10 @@ use crate::error::{AddonError, AddonResult};
 use crate::model::{AppId, Job, KeyPage, QueueStats, Tenant};
 use async_trait::async_trait;
 use std::time::Duration;
-use wdeploy_core::addons::MAX_NAME_BYTES;
+use wdeploy_core::addons::{
+    MAX_BATCH, MAX_KEY_BYTES, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MAX_VALUE_BYTES,
+    MIN_LEASE,
+};
 
 /// Every app's key-value buckets and job queues, keyed by app id (never by name, which a
 /// later app may take). Every call names the app it serves (the host's binding of the
@@ -77,6 +80,48 @@ pub fn check_name(what: &'static str, name: &str) -> AddonResult<()> {
         return Err(AddonError::Invalid(format!("{what} name is empty")));
     }
     check_size(what, name.len(), MAX_NAME_BYTES)
+}
+
+/// Refuses a bad bucket name or an over-long key (or key prefix).
+pub fn check_key(bucket: &str, key: &str) -> AddonResult<()> {
+    check_name("bucket", bucket)?;
+    check_size("key", key.len(), MAX_KEY_BYTES)
+}
+
+/// Refuses what [`check_key`] refuses, or an over-large value.
+pub fn check_entry(bucket: &str, key: &str, value: &[u8]) -> AddonResult<()> {
+    check_key(bucket, key)?;
+    check_size("value", value.len(), MAX_VALUE_BYTES)
+}
+
+/// Refuses a batch call of more than [`MAX_BATCH`] keys.
+pub fn check_batch(n: usize) -> AddonResult<()> {
+    if n > MAX_BATCH {
+        return Err(AddonError::Invalid(format!(
+            "a batch of {n} keys is over the limit of {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a bad queue name or an over-large job payload.
+pub fn check_job(queue: &str, payload: &[u8]) -> AddonResult<()> {
+    check_name("queue", queue)?;
+    check_size("payload", payload.len(), MAX_PAYLOAD_BYTES)
+}
+
+/// Refuses a bad queue name or a lease outside [`MIN_LEASE`]..=[`MAX_LEASE`].
+pub fn check_take(queue: &str, lease: Duration) -> AddonResult<()> {
+    check_name("queue", queue)?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        return Err(AddonError::Invalid(format!(
+            "a lease of {}s is outside {}..={}s",
+            lease.as_secs(),
+            MIN_LEASE.as_secs(),
+            MAX_LEASE.as_secs()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses `size` bytes of `what` over `limit`.

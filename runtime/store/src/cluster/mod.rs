@@ -13,11 +13,13 @@
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
 //! instead of waiting for it to come back; the client reconnects by itself.
 
+mod addons;
 mod blobs;
 mod control;
 mod log_bus;
 mod nodes;
 
+pub use addons::ClusterAddons;
 pub use blobs::ClusterBlobs;
 pub use control::ClusterControl;
 pub use log_bus::ClusterLogBus;

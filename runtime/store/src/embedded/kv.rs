@@ -5,11 +5,11 @@
 //! them as text.
 
 use super::addons_db::{AddonDb, Result, charge, refund};
-use crate::addons::{check_name, check_size, stored_bytes};
+use crate::addons::{check_batch, check_entry, check_key, stored_bytes};
 use crate::error::AddonError;
 use crate::model::KeyPage;
 use rusqlite::{OptionalExtension, params};
-use wdeploy_core::addons::{MAX_BATCH, MAX_KEY_BYTES, MAX_VALUE_BYTES, PAGE_KEYS};
+use wdeploy_core::addons::PAGE_KEYS;
 
 impl AddonDb {
     pub fn get(&self, app: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -212,28 +212,10 @@ fn remove(tx: &rusqlite::Transaction<'_>, app: &str, bucket: &str, key: &str) ->
     refund(tx, app, bytes)
 }
 
-fn check_key(bucket: &str, key: &str) -> Result<()> {
-    check_name("bucket", bucket)?;
-    check_size("key", key.len(), MAX_KEY_BYTES)
-}
-
-fn check_entry(bucket: &str, key: &str, value: &[u8]) -> Result<()> {
-    check_key(bucket, key)?;
-    check_size("value", value.len(), MAX_VALUE_BYTES)
-}
-
-fn check_batch(n: usize) -> Result<()> {
-    if n > MAX_BATCH {
-        return Err(AddonError::Invalid(format!(
-            "a batch of {n} keys is over the limit of {MAX_BATCH}"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wdeploy_core::addons::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
     use super::super::addons_db::AddonDb;
     use super::super::addons_db::{NO_QUOTA, open_temp as open};

@@ -6,18 +6,17 @@
 //! Leases are wall-clock times, so they run on across host restarts.
 
 use super::addons_db::{AddonDb, JOB_ROW_BYTES, Result, charge, now_ms, refund};
-use crate::addons::{check_name, check_size, stored_bytes};
+use crate::addons::{check_job, check_take, stored_bytes};
 use crate::error::AddonError;
 use crate::model::{Job, QueueStats};
 use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
-use wdeploy_core::addons::{DONE_RETENTION, MAX_LEASE, MAX_PAYLOAD_BYTES, MIN_LEASE};
+use wdeploy_core::addons::DONE_RETENTION;
 
 impl AddonDb {
     /// Appends a job to `queue` and returns its id.
     pub fn enqueue(&self, app: &str, quota: u64, queue: &str, payload: &[u8]) -> Result<u64> {
-        check_name("queue", queue)?;
-        check_size("payload", payload.len(), MAX_PAYLOAD_BYTES)?;
+        check_job(queue, payload)?;
         let now = now_ms();
         self.write(|tx| {
             charge(
@@ -47,15 +46,7 @@ impl AddonDb {
         lease: Duration,
         now: i64,
     ) -> Result<Option<Job>> {
-        check_name("queue", queue)?;
-        if lease < MIN_LEASE || lease > MAX_LEASE {
-            return Err(AddonError::Invalid(format!(
-                "a lease of {}s is outside {}..={}s",
-                lease.as_secs(),
-                MIN_LEASE.as_secs(),
-                MAX_LEASE.as_secs()
-            )));
-        }
+        check_take(queue, lease)?;
         let until = now + lease.as_millis() as i64;
         self.write(|tx| {
             Ok(tx
@@ -148,6 +139,7 @@ impl AddonDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wdeploy_core::addons::{MAX_LEASE, MAX_PAYLOAD_BYTES};
 
     use super::super::addons_db::AddonDb;
     use super::super::addons_db::{NO_QUOTA, open_temp as open};
