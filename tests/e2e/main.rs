@@ -14,6 +14,7 @@ mod addons;
 mod api;
 mod attacks;
 mod buildpacks;
+mod cluster;
 mod deploy;
 mod dev;
 mod durability;

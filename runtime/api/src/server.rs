@@ -95,8 +95,10 @@ impl ReleaseQuery {
 /// (a path naming no valid app is answered 404 before the host is asked).
 #[async_trait]
 pub trait Platform: Send + Sync + 'static {
-    /// The caller a bearer token belongs to.
-    async fn authenticate(&self, token: &str) -> Option<Caller>;
+    /// The caller a bearer token belongs to (`None`: nobody's). An error when the
+    /// tokens cannot be read now (the store away): the client learns that, not that its
+    /// token is wrong.
+    async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError>;
     async fn apps(&self) -> Result<Vec<AppInfo>, ApiError>;
     async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError>;
     async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError>;
@@ -207,7 +209,10 @@ async fn authenticate(State(platform): State<Shared>, mut req: Request, next: Ne
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let caller = match token {
-        Some(token) => platform.authenticate(token).await,
+        Some(token) => match platform.authenticate(token).await {
+            Ok(caller) => caller,
+            Err(e) => return e.into_response(),
+        },
         None => None,
     };
     match caller {

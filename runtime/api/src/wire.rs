@@ -68,6 +68,9 @@ pub struct DynoInfo {
     pub next_start: Option<String>,
     pub release: u64,
     pub command: String,
+    /// The node running it (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! isolation = "request"   # "dyno" (default): warm instances reused across requests
 //! timeout = 30            # seconds a request may take
 //! max_requests = 10000    # requests per warm instance before it is recycled (0: never)
+//! placement = "every-node" # in a cluster: web=N on every node; "spread" (default): N in all
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
@@ -25,6 +26,17 @@ pub enum Isolation {
     Request,
 }
 
+/// Where an app's web dynos run in a cluster of hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// `web=N` dynos in all, spread over the nodes (what the count means on Heroku).
+    #[default]
+    Spread,
+    /// `web=N` dynos on every node, close to every user (the edge mode).
+    EveryNode,
+}
+
 /// Longest `web.timeout`: an hour (a deadline must be a time the host can compute; a
 /// request that needs longer belongs in a worker).
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
@@ -42,6 +54,8 @@ pub struct WebSettings {
     /// that leaks memory or handles is reset now and then (0: never). Like gunicorn's
     /// `max_requests`; measured in BENCHMARKS.md to cost nothing visible at this value.
     pub max_requests: u64,
+    /// In a cluster: spread `web=N` over the nodes, or run it on every node.
+    pub placement: Placement,
 }
 
 impl Default for WebSettings {
@@ -50,6 +64,7 @@ impl Default for WebSettings {
             isolation: Isolation::Dyno,
             timeout: 30,
             max_requests: DEFAULT_MAX_REQUESTS,
+            placement: Placement::Spread,
         }
     }
 }
@@ -197,6 +212,9 @@ mod tests {
         assert_eq!(s.web.isolation, Isolation::Request);
         assert_eq!(s.web.timeout, 30);
         assert!(AppSettings::parse("[web]\nisolation = \"bogus\"\n").is_err());
+        let edge = AppSettings::parse("[web]\nplacement = \"every-node\"\n").unwrap();
+        assert_eq!(edge.web.placement, Placement::EveryNode);
+        assert!(AppSettings::parse("[web]\nplacement = \"everywhere\"\n").is_err());
         assert!(AppSettings::parse("[web]\nisolaton = \"request\"\n").is_err());
         for timeout in ["0", "3601", "9223372036854775807"] {
             let err = AppSettings::parse(&format!("[web]\ntimeout = {timeout}\n")).unwrap_err();

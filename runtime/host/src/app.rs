@@ -1,6 +1,7 @@
 //! One app's running dynos: its formation of the current release, release swaps,
 //! scaling, restarts and one-off dynos.
 
+use crate::cluster::placement::Share;
 use crate::deadlines::{Deadlines, human};
 use crate::dyno::backoff::Backoff;
 use crate::dyno::status::DynoSnapshot;
@@ -18,14 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use wdeploy_core::{AppName, DynoState, Formation, ProcessType, dyno};
+use wdeploy_core::{AppName, DynoState, ProcessType, dyno};
 
 /// The dynos of one app.
 ///
-/// Changes (deploy, scale, restart, stop) take `formation`, a lock that owns the
-/// formation being run, and hold it for the whole change, so they apply one at a time.
-/// What readers need at any moment is published beside it in locks of its own, written
-/// only by a change that holds `formation`: the web dynos the router picks from (an
+/// Changes (deploy, scale, restart, stop) take `share`, a lock that owns the share of the
+/// formation this node runs (all of it on a single host; in a cluster, the dynos
+/// placement gives this node), and hold it for the whole change, so they apply one at a
+/// time. What readers need at any moment is published beside it in locks of its own,
+/// written only by a change that holds `share`: the web dynos the router picks from (an
 /// `Arc<Vec>` swapped whole), the workers `ps` lists, and the current release.
 pub struct AppRuntime {
     pub name: AppName,
@@ -40,7 +42,7 @@ pub struct AppRuntime {
     backoff: Backoff,
     /// How long boots and one-offs may take, and stopping workers have to exit.
     deadlines: Deadlines,
-    formation: tokio::sync::Mutex<Formation>,
+    share: tokio::sync::Mutex<Share>,
     web: RwLock<Arc<Vec<WebDyno>>>,
     workers: Mutex<Vec<WorkerDyno>>,
     current: RwLock<Option<Arc<Release>>>,
@@ -81,7 +83,7 @@ impl AppRuntime {
             port,
             backoff,
             deadlines,
-            formation: tokio::sync::Mutex::new(Formation::new()),
+            share: tokio::sync::Mutex::new(Share::default()),
             web: RwLock::new(Arc::new(Vec::new())),
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
@@ -132,12 +134,17 @@ impl AppRuntime {
         all
     }
 
-    /// Runs `formation` of `release`, with preboot: the new web dynos start and boot
+    /// The dynos this node runs now (by the last change).
+    pub async fn share(&self) -> Share {
+        self.share.lock().await.clone()
+    }
+
+    /// Runs `share` of `release`'s formation, with preboot: the new web dynos start and boot
     /// first; only when all are up does the router switch to them, and the old ones stop
     /// taking requests but finish those in flight. If any new dyno fails to boot, the old
     /// release keeps serving and the error is returned.
-    pub async fn deploy(&self, release: Arc<Release>, formation: &Formation) -> anyhow::Result<()> {
-        self.deploy_until(release, formation, &CancellationToken::new())
+    pub async fn deploy(&self, release: Arc<Release>, share: &Share) -> anyhow::Result<()> {
+        self.deploy_until(release, share, &CancellationToken::new())
             .await
     }
 
@@ -147,27 +154,26 @@ impl AppRuntime {
     pub async fn deploy_until(
         &self,
         release: Arc<Release>,
-        formation: &Formation,
+        share: &Share,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut running = tokio::select! {
-            running = self.formation.lock() => running,
+            running = self.share.lock() => running,
             () = cancel.cancelled() => bail!("cancelled before v{} started", release.version),
         };
-        self.deploy_locked(&mut running, release, formation, cancel)
+        self.deploy_locked(&mut running, release, share, cancel)
             .await
     }
 
     async fn deploy_locked(
         &self,
-        running: &mut Formation,
+        running: &mut Share,
         release: Arc<Release>,
-        formation: &Formation,
+        share: &Share,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let web_count = formation.quantity(ProcessType::WEB);
         let mut fresh = Vec::new();
-        for n in 1..=web_count {
+        for n in share.numbers(&ProcessType::web()) {
             // Dropping a booting dyno stops its instance at the guest's next yield.
             let booted = tokio::select! {
                 booted = self.start_web(&release, n) => booted?,
@@ -187,36 +193,44 @@ impl AppRuntime {
         let old_workers = std::mem::take(&mut *self.workers.lock());
         self.stop_workers(old_workers).await;
         let mut workers = Vec::new();
-        for (process_type, count) in formation.iter() {
+        for (process_type, n) in share.iter() {
             if process_type.is_web() || process_type.is_release() {
                 continue;
             }
-            for n in 1..=count {
-                workers.push(self.start_worker(&release, process_type, n)?);
-            }
+            workers.push(self.start_worker(&release, process_type, n)?);
         }
         *self.workers.lock() = workers;
-        *running = formation.clone();
+        *running = share.clone();
         *self.current.write() = Some(release);
         Ok(())
     }
 
-    /// Changes how many dynos of each type run, without touching the ones that stay.
-    pub async fn scale(&self, formation: &Formation) -> anyhow::Result<()> {
-        let mut running = self.formation.lock().await;
+    /// Runs `share` instead of the dynos running now, without touching the ones that
+    /// stay: new web dynos boot before they are routed to, and the ones that go stop
+    /// taking requests (those in flight finish).
+    pub async fn scale(&self, share: &Share) -> anyhow::Result<()> {
+        let mut running = self.share.lock().await;
         let Some(release) = self.current_release() else {
-            *running = formation.clone();
+            *running = share.clone();
             return Ok(());
         };
-        let want_web = formation.quantity(ProcessType::WEB) as usize;
         let web = self.web_dynos();
-        if want_web != web.len() {
-            let mut next: Vec<WebDyno> = web.iter().take(want_web).cloned().collect();
-            for n in web.len() + 1..=want_web {
-                next.push(self.start_web(&release, n as u32).await?);
+        let wanted: Vec<u32> = share.numbers(&ProcessType::web()).collect();
+        let have: Vec<u32> = web.iter().map(|d| number(d.name())).collect();
+        if wanted != have {
+            let mut next: Vec<WebDyno> = Vec::new();
+            for n in wanted {
+                match web.iter().find(|d| number(d.name()) == n) {
+                    Some(kept) => next.push(kept.clone()),
+                    None => next.push(self.start_web(&release, n).await?),
+                }
             }
-            let old = self.swap_web(next);
-            let surplus: Vec<WebDyno> = old.iter().skip(want_web).cloned().collect();
+            let surplus: Vec<WebDyno> = web
+                .iter()
+                .filter(|d| !share.contains(&ProcessType::web(), number(d.name())))
+                .cloned()
+                .collect();
+            self.swap_web(next);
             self.retire_web(&surplus);
         }
 
@@ -224,30 +238,27 @@ impl AppRuntime {
         {
             let mut workers = self.workers.lock();
             let mut kept = Vec::new();
-            let mut counts: BTreeMap<ProcessType, u32> = BTreeMap::new();
             for worker in workers.drain(..) {
                 let process_type = worker.snapshot().process_type;
-                let have = counts.entry(process_type.clone()).or_default();
-                if *have < formation.quantity(&process_type) {
-                    *have += 1;
+                if share.contains(&process_type, number(worker.name())) {
                     kept.push(worker);
                 } else {
                     stopping.push(worker);
                 }
             }
-            for (process_type, want) in formation.iter() {
+            for (process_type, n) in share.iter() {
                 if process_type.is_web() || process_type.is_release() {
                     continue;
                 }
-                let have = counts.get(process_type).copied().unwrap_or(0);
-                for n in have + 1..=want {
+                let name = format!("{process_type}.{n}");
+                if !kept.iter().any(|w| w.name() == name) {
                     kept.push(self.start_worker(&release, process_type, n)?);
                 }
             }
             *workers = kept;
         }
         self.stop_workers(stopping).await;
-        *running = formation.clone();
+        *running = share.clone();
         Ok(())
     }
 
@@ -256,11 +267,11 @@ impl AppRuntime {
         let release = self
             .current_release()
             .context("the app has no release running")?;
-        let mut running = self.formation.lock().await;
+        let mut running = self.share.lock().await;
         let Some(name) = dyno else {
-            let formation = running.clone();
+            let share = running.clone();
             return self
-                .deploy_locked(&mut running, release, &formation, &CancellationToken::new())
+                .deploy_locked(&mut running, release, &share, &CancellationToken::new())
                 .await;
         };
         let (process_type, n) = dyno::parse_name(name)
@@ -404,7 +415,7 @@ impl AppRuntime {
     /// Stops every dyno. Web dynos stop taking requests; their filesystems go when the
     /// requests still in flight finish.
     pub async fn stop(&self) {
-        let _running = self.formation.lock().await;
+        let _running = self.share.lock().await;
         let old_web = self.swap_web(Vec::new());
         for dyno in old_web.iter() {
             self.logs.platform(dyno.name(), "Stopping process");
@@ -503,6 +514,11 @@ impl AppRuntime {
             );
         }
     }
+}
+
+/// The number of a dyno (`web.3` → 3); 0 for a name without one (never made here).
+fn number(name: &str) -> u32 {
+    dyno::parse_name(name).map_or(0, |(_, n)| n)
 }
 
 /// A one-off dyno's entry in `ps`, removed when its task ends or is aborted.

@@ -10,7 +10,9 @@
 //! - `release`: a release loaded into the engine (compiled, pre-instantiated);
 //! - `deadlines`: how long a boot, a release phase and a one-off may take;
 //! - `dyno/`: web and worker dynos made of instances of a release;
-//! - `app`: one app's formation of dynos (deploys with preboot, scaling, restarts);
+//! - `cluster`: this host as a node: live nodes and the placement of dynos on them;
+//! - `app`: one app's share of its formation of dynos (deploys with preboot, scaling,
+//!   restarts);
 //! - `router/`: the HTTP front, routing by host name to an app's web dynos;
 //! - `control/`: the [`Host`]: the control API's [`wdeploy_api::server::Platform`] over
 //!   a [`wdeploy_store::Store`] and the apps' runtimes.
@@ -20,6 +22,7 @@
 
 mod addons;
 mod app;
+mod cluster;
 mod control;
 mod deadlines;
 mod dyno;
@@ -32,6 +35,7 @@ mod router;
 pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
 pub use app::AppRuntime;
+pub use cluster::placement::Share;
 pub use control::{Host, HostConfig};
 pub use deadlines::Deadlines;
 pub use dyno::backoff::Backoff;

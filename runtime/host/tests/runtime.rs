@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
 use wdeploy_host::{
     AddonBinding, AppRuntime, Backoff, Deadlines, Engine, EngineOptions, LogRate, LogStream,
-    Release, ReleaseSpec, Router,
+    Release, ReleaseSpec, Router, Share,
 };
 use wdeploy_store::{AddonStore, AppId, Tenant};
 use wdeploy_test_components as components;
@@ -131,7 +131,10 @@ impl Fixture {
             .expect("release loads");
         let runtime = self.runtime_logging(&app, logs);
         runtime
-            .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+            .deploy(
+                release,
+                &Share::whole(&serde_json::from_str(r#"{"web":1}"#).unwrap()),
+            )
             .await
             .expect("deploys");
         let addr = serve(runtime.clone()).await;
@@ -315,7 +318,10 @@ async fn a_crashing_worker_is_restarted_with_back_off_and_scaling_keeps_the_rest
         .expect("release loads");
     let runtime = fx.runtime(&app);
     let formation: Formation = serde_json::from_str(r#"{"web":1,"worker":1}"#).unwrap();
-    runtime.deploy(release, &formation).await.expect("deploys");
+    runtime
+        .deploy(release, &Share::whole(&formation))
+        .await
+        .expect("deploys");
 
     poll_until("a crash and a restart", Duration::from_secs(30), || {
         let logs = log_text(&runtime.logs);
@@ -336,7 +342,7 @@ async fn a_crashing_worker_is_restarted_with_back_off_and_scaling_keeps_the_rest
     );
 
     let more: Formation = serde_json::from_str(r#"{"web":3,"worker":0}"#).unwrap();
-    runtime.scale(&more).await.expect("scales");
+    runtime.scale(&Share::whole(&more)).await.expect("scales");
     let names: Vec<_> = runtime.dynos().into_iter().map(|d| d.name).collect();
     assert_eq!(names, ["web.1", "web.2", "web.3"]);
     runtime.stop().await;
@@ -421,7 +427,10 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .expect("release loads");
     let runtime = fx.runtime(&app);
     runtime
-        .deploy(release, &serde_json::from_str(r#"{"web":1}"#).unwrap())
+        .deploy(
+            release,
+            &Share::whole(&serde_json::from_str(r#"{"web":1}"#).unwrap()),
+        )
         .await
         .expect("deploys");
     let (one_off, task) = runtime
@@ -519,7 +528,10 @@ async fn serve_a_good_release(
         )
         .await
         .expect("release loads");
-    runtime.deploy(good, &web).await.expect("deploys");
+    runtime
+        .deploy(good, &Share::whole(&web))
+        .await
+        .expect("deploys");
     (web, serve(runtime.clone()).await)
 }
 
@@ -551,7 +563,7 @@ async fn a_start_function_that_never_returns_is_stopped_at_the_boot_deadline() {
 
     let started = Instant::now();
     let err = runtime
-        .deploy(stuck_release(&fx, &app).await, &web)
+        .deploy(stuck_release(&fx, &app).await, &Share::whole(&web))
         .await
         .expect_err("a start function that loops cannot boot");
     // Generous against a loaded machine; before the deadline this never returned.
@@ -584,7 +596,8 @@ async fn a_boot_in_progress_is_cancelled_and_the_old_release_keeps_serving() {
 
     let cancel = tokio_util::sync::CancellationToken::new();
     let stuck = stuck_release(&fx, &app).await;
-    let deploy = runtime.deploy_until(stuck, &web, &cancel);
+    let share = Share::whole(&web);
+    let deploy = runtime.deploy_until(stuck, &share, &cancel);
     let cancelling = async {
         poll_until("web.1 to start booting", Duration::from_secs(20), || {
             log_text(&runtime.logs)
@@ -636,7 +649,7 @@ async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
         },
     );
     runtime
-        .deploy(release, &Formation::new())
+        .deploy(release, &Share::default())
         .await
         .expect("deploys");
     let (one_off, task) = runtime
@@ -755,7 +768,10 @@ async fn an_app_holding_its_share_of_instances_gets_h11_and_its_neighbours_run_o
         )
         .await
         .expect("release loads");
-    greedy.deploy(release, &web).await.expect("deploys");
+    greedy
+        .deploy(release, &Share::whole(&web))
+        .await
+        .expect("deploys");
     let (neighbour, neighbour_addr) = fx.serve_faults_web("neighbour", "").await;
     let addr = serve(greedy.clone()).await;
 

@@ -30,7 +30,7 @@ pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
 pub use model::{
     App, AppId, DynoRecord, Job, KeyPage, LogRecord, NewRelease, NodeDynos, NodeInfo, NodeName,
-    QueueStats, Release, ReleaseHead, Tenant,
+    QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
 };
 pub use nodes::Nodes;
 

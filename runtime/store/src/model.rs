@@ -78,6 +78,9 @@ pub struct Release {
     pub author: String,
     pub created_at: DateTime<Utc>,
     pub status: ReleaseStatus,
+    /// The node that made it and takes it live, where the store keeps it (the cluster
+    /// store): a release still pending when its node is gone will never finish.
+    pub node: Option<NodeName>,
 }
 
 /// What a new release is made of; the time and the first status are the store's: pending
@@ -90,6 +93,8 @@ pub struct NewRelease {
     pub config: BTreeMap<String, String>,
     pub description: String,
     pub author: String,
+    /// The node making it (see [`Release::node`]).
+    pub node: Option<NodeName>,
 }
 
 /// The head of an app's release log: what a read-modify-write of it starts from.
@@ -221,4 +226,14 @@ pub struct LogRecord {
     /// `web.1`, `router`, `api`…
     pub process: String,
     pub text: String,
+}
+
+/// A request that every node restart its dynos of an app (or the one dyno named, on
+/// whichever node runs it): `restart` sent to any node reaches them all.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestartRequest {
+    /// Grows with every request of the app: a node acts on each number once.
+    pub number: u64,
+    /// `web.2`; `None` for all of the app's dynos.
+    pub dyno: Option<String>,
 }

@@ -2,7 +2,7 @@
 //! nodes converge on may have changed. On the embedded store a host is a cluster of one.
 
 use crate::error::Result;
-use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, NodeName};
+use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, NodeName, RestartRequest};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use std::time::Duration;
@@ -32,6 +32,11 @@ pub trait Nodes: Send + Sync + 'static {
     /// Every node's record of `app`'s dynos, by node (records of dead nodes included:
     /// check them against [`Nodes::live`]).
     async fn dynos(&self, app: &AppId) -> Result<Vec<NodeDynos>>;
+    /// Asks every node to restart its dynos of `app` (only `dyno`, wherever it runs,
+    /// when named); returns the request.
+    async fn request_restart(&self, app: &AppId, dyno: Option<&str>) -> Result<RestartRequest>;
+    /// The app's newest restart request, if it ever had one.
+    async fn restart_request(&self, app: &AppId) -> Result<Option<RestartRequest>>;
     /// One item each time apps, releases, formation, nodes or dyno records may have
     /// changed, anywhere in the cluster. A hint, not a log: items may be merged or (while
     /// the backend is away) lost, so a reconciler also looks at a steady interval.

@@ -31,6 +31,7 @@ fn name(s: &str) -> AppName {
 
 fn deploy(description: &str) -> NewRelease {
     NewRelease {
+        node: None,
         slug: Some(Digest::of_bytes(b"slug")),
         procfile: "web: web\n".into(),
         settings: String::new(),
@@ -42,6 +43,7 @@ fn deploy(description: &str) -> NewRelease {
 
 fn config_change(config: BTreeMap<String, String>) -> NewRelease {
     NewRelease {
+        node: None,
         slug: None,
         config,
         ..deploy("Set config")

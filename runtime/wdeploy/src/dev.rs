@@ -16,7 +16,7 @@ use wdeploy_buildpack::Slug;
 use wdeploy_core::{AppName, Formation};
 use wdeploy_host::{
     AddonBinding, AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release,
-    ReleaseSpec, Router,
+    ReleaseSpec, Router, Share,
 };
 use wdeploy_store::{AddonStore, AppId, Tenant};
 
@@ -142,7 +142,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )
     .await?;
     let started = runtime
-        .deploy(release.clone(), &Formation::one_of_each(&release.procfile))
+        .deploy(
+            release.clone(),
+            &Share::whole(&Formation::one_of_each(&release.procfile)),
+        )
         .await;
     if let Err(e) = started {
         runtime.stop().await;
@@ -234,7 +237,10 @@ async fn swap(
     let spec = release_spec(app, version, slug, config, addons.clone());
     let release = Release::load(engine, spec).await?;
     runtime
-        .deploy(release.clone(), &Formation::one_of_each(&release.procfile))
+        .deploy(
+            release.clone(),
+            &Share::whole(&Formation::one_of_each(&release.procfile)),
+        )
         .await
 }
 

@@ -93,6 +93,17 @@ pub struct HostArgs {
     /// Log lines an app's dynos may write at once before --log-rate applies
     #[arg(long, default_value_t = LogRate::default().burst)]
     pub log_burst: u32,
+    /// Run as one node of a cluster whose state is in this NATS server (with JetStream),
+    /// shared by every node; without it the host keeps everything in --data
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (default: the machine's host name)
+    #[arg(long, requires = "cluster")]
+    pub node: Option<wdeploy_store::NodeName>,
+    /// HOST:PORT other nodes forward requests to this node's router at (default: the
+    /// router's --listen address, which must then not be 0.0.0.0)
+    #[arg(long, requires = "cluster", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
 }
 
 /// Past this the instance pool's reserved address space (4 GiB per memory slot) nears
@@ -200,18 +211,36 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         ..EngineOptions::default()
     })?;
     let router = Router::new(&args.domain);
-    // The embedded store: blobs and SQLite under the data dir.
-    let store = {
-        let dir = data.clone();
-        let me = wdeploy_store::NodeInfo {
-            name: wdeploy_store::nodes::default_node_name(),
-            advertise: router_addr.to_string(),
-            started_at: chrono::Utc::now(),
-        };
-        tokio::task::spawn_blocking(move || wdeploy_store::embedded::open(&dir, me))
-            .await
-            .context("opening the store")?
-            .with_context(|| format!("opening the store in {}", data.display()))?
+    let me = wdeploy_store::NodeInfo {
+        name: args
+            .node
+            .clone()
+            .unwrap_or_else(wdeploy_store::nodes::default_node_name),
+        advertise: advertised(args.advertise.as_deref(), router_addr)?,
+        started_at: chrono::Utc::now(),
+    };
+    anyhow::ensure!(
+        args.cluster.is_none() || !me.advertise.is_empty(),
+        "the router listens on {router_addr}, which other nodes cannot reach: say where they \
+         can with --advertise HOST:PORT"
+    );
+    let store = match &args.cluster {
+        // The cluster store: state in NATS JetStream, blobs cached under the data dir.
+        Some(url) => wdeploy_store::cluster::open(wdeploy_store::cluster::ClusterOptions {
+            url: url.clone(),
+            me: me.clone(),
+            cache_dir: data.join("blobs"),
+        })
+        .await
+        .with_context(|| format!("joining the cluster at {url}"))?,
+        // The embedded store: blobs and SQLite under the data dir.
+        None => {
+            let dir = data.clone();
+            tokio::task::spawn_blocking(move || wdeploy_store::embedded::open(&dir, me))
+                .await
+                .context("opening the store")?
+                .with_context(|| format!("opening the store in {}", data.display()))?
+        }
     };
     let (host, new_token) = Host::open(
         HostConfig {
@@ -264,6 +293,9 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             host.restore_apps(apps).await;
         }
     });
+    // Heartbeats, other nodes' log lines, and converging on the store's state.
+    let node_stop = tokio_util::sync::CancellationToken::new();
+    let node_task = tokio::spawn(host.clone().run_node(node_stop.clone()));
 
     println!("wdeploy host: data in {}", data.display());
     println!(
@@ -272,6 +304,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         router_addr.port()
     );
     println!("wdeploy host: API on http://{api_addr}");
+    if let Some(url) = &args.cluster {
+        let node = host.node();
+        println!(
+            "wdeploy host: node {} of the cluster at {url} (other nodes forward to {})",
+            node.name, node.advertise
+        );
+    }
     if let Some(token) = new_token {
         println!(
             "wdeploy host: admin token (shown once, also in {}):",
@@ -290,10 +329,28 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     println!("wdeploy host: stopping");
     let _ = stop_tx.send(true);
     restoring.abort();
+    node_stop.cancel();
+    let _ = node_task.await;
     host.stop().await;
     let _ = router_task.await;
     let _ = api_task.await;
     Ok(())
+}
+
+/// The address other nodes reach this node's router at.
+fn advertised(flag: Option<&str>, router: SocketAddr) -> anyhow::Result<String> {
+    match flag {
+        Some(addr) => {
+            anyhow::ensure!(
+                addr.rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                "--advertise must be HOST:PORT, like 10.0.0.5:8080"
+            );
+            Ok(addr.to_string())
+        }
+        None if router.ip().is_unspecified() => Ok(String::new()),
+        None => Ok(router.to_string()),
+    }
 }
 
 /// The router's and the API's limits from the flags, the open-files limit raised first

@@ -35,7 +35,7 @@ enum Command {
     /// Build the app in DIR and run it locally, rebuilding on every change
     Dev(dev::DevArgs),
     /// Run a host: router, dynos, control API and store in one process
-    Host(host::HostArgs),
+    Host(Box<host::HostArgs>),
     /// Save the host URL and token the other commands use
     Login(apps::LoginArgs),
     /// List apps
@@ -106,7 +106,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => block_on(dev::run(args)),
-        Command::Host(args) => block_on(host::run(args)),
+        Command::Host(args) => block_on(host::run(*args)),
         Command::Login(args) => apps::login(args),
         Command::Apps => apps::list(),
         Command::AppsCreate(args) => apps::create(args),

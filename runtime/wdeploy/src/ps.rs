@@ -18,12 +18,19 @@ pub fn ps(args: AppArg) -> anyhow::Result<()> {
             println!("=== {}: `{}`", d.process_type, d.command);
             last_type = Some(d.process_type.clone());
         }
+        let node = d
+            .node
+            .as_deref()
+            .map_or(String::new(), |n| format!(" on {n}"));
         match &d.next_start {
             Some(next) => println!(
-                "{}: {} since {} (v{}), next start at {next}",
+                "{}: {} since {} (v{}){node}, next start at {next}",
                 d.name, d.state, d.since, d.release
             ),
-            None => println!("{}: {} since {} (v{})", d.name, d.state, d.since, d.release),
+            None => println!(
+                "{}: {} since {} (v{}){node}",
+                d.name, d.state, d.since, d.release
+            ),
         }
     }
     Ok(())

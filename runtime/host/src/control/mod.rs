@@ -8,16 +8,20 @@
 //! - `streams`: log streams and one-off dynos' output;
 //! - `addon_admin`: `kv:*` and `queue:stats`;
 //! - `platform`: the API's `Platform` trait, call by call;
+//! - `converge`: this node's part of the cluster: heartbeats, other nodes' log lines, and
+//!   the loop that makes the dynos it runs match the store (placement, new releases);
 //! - `errors`: how failures reach clients.
 
 mod addon_admin;
 mod bootstrap;
+mod converge;
 mod errors;
 mod platform;
 mod releases;
 mod streams;
 
 use crate::app::AppRuntime;
+use crate::cluster::Membership;
 use crate::deadlines::Deadlines;
 use crate::dyno::backoff::Backoff;
 use crate::guest::engine::Engine;
@@ -31,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::AppName;
-use wdeploy_store::Store;
+use wdeploy_store::{App, AppId, DynoRecord, LogRecord, Store};
 
 /// Where the host keeps its local data and how it is reached.
 #[derive(Debug, Clone)]
@@ -67,6 +71,20 @@ pub struct Host {
     router: Arc<Router>,
     run_dir: PathBuf,
     apps: Mutex<HashMap<AppName, Arc<AppEntry>>>,
+    /// The live nodes as this one sees them (only itself on the embedded store).
+    membership: Membership,
+    /// Apps by id, for the lines other nodes send.
+    ids: Mutex<HashMap<AppId, AppName>>,
+    /// The release each app last failed to start on this node: not tried again by the
+    /// converge loop until a newer one comes (a deploy here says why at once).
+    failed: Mutex<HashMap<AppName, u64>>,
+    /// The dyno records this node last published, by app.
+    published: Mutex<HashMap<AppId, Vec<DynoRecord>>>,
+    /// The newest restart request of each app this node has acted on (or found when it
+    /// first looked: requests from before it started are history).
+    restarts_seen: Mutex<HashMap<AppId, u64>>,
+    /// Wakes the converge loop early (after a change made here).
+    nudge: tokio::sync::Notify,
 }
 
 /// One app this host runs.
@@ -80,6 +98,8 @@ struct AppEntry {
     in_progress: Mutex<Option<InProgress>>,
     /// Set by a destroy: releases still waiting for their turn give up at once.
     destroying: AtomicBool,
+    /// The app's id, once known (its log lines go to the other nodes under it).
+    id: std::sync::OnceLock<AppId>,
 }
 
 /// A release on its way live: `cancel` stops it (its release phase or its boot), and
@@ -167,6 +187,8 @@ impl Host {
         let token = bootstrap::admin_token(&*store.control, &config.data_dir)
             .await
             .context("making the admin token")?;
+        let node = store.nodes.me().clone();
+        router.set_node(node.name.as_str());
         let host = Arc::new_cyclic(|me| Host {
             me: me.clone(),
             config,
@@ -175,26 +197,30 @@ impl Host {
             router,
             run_dir,
             apps: Mutex::new(HashMap::new()),
+            membership: Membership::new(node),
+            ids: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            published: Mutex::new(HashMap::new()),
+            restarts_seen: Mutex::new(HashMap::new()),
+            nudge: tokio::sync::Notify::new(),
         });
         Ok((host, token))
+    }
+
+    /// This node, as the other nodes of its cluster see it.
+    pub fn node(&self) -> &wdeploy_store::NodeInfo {
+        self.membership.me()
     }
 
     /// Every app the store knows, given a runtime (so the router answers it, with a 503
     /// until it is up) at once, without starting anything: `wdeploy host` calls this
     /// before it listens, so no request right after a restart finds "no such app".
     pub async fn routed_apps(&self) -> anyhow::Result<Vec<AppName>> {
-        let apps: Vec<AppName> = self
-            .store
-            .control
-            .apps()
-            .await?
-            .into_iter()
-            .map(|app| app.name)
-            .collect();
+        let apps = self.store.control.apps().await?;
         for app in &apps {
-            self.entry(app);
+            self.entry_for(app);
         }
-        Ok(apps)
+        Ok(apps.into_iter().map(|app| app.name).collect())
     }
 
     /// Brings `apps` back at their current release and formation (after a restart).
@@ -205,6 +231,13 @@ impl Host {
     /// delays nobody and can be cancelled or destroyed meanwhile.
     pub async fn restore_apps(&self, apps: Vec<AppName>) {
         use futures::StreamExt;
+        // In a cluster, only this node's share: the live nodes first.
+        if let Err(e) = self.store.nodes.heartbeat().await {
+            tracing::warn!("heartbeat before restoring: {e}");
+        }
+        if let Ok(live) = self.store.nodes.live().await {
+            self.membership.observe(live);
+        }
         futures::stream::iter(apps)
             .for_each_concurrent(RESTORE_CONCURRENCY, |app| async move {
                 let head = match self.store.control.release_head(&app).await {
@@ -238,6 +271,8 @@ impl Host {
         match self.start(&entry.runtime, release, &going.cancel).await {
             Ok(()) => tracing::info!(app = %name, version = release.version, "restored"),
             Err(e) => {
+                // Not tried again by the converge loop: a newer release will be.
+                self.failed.lock().insert(name.clone(), release.version);
                 tracing::error!(app = %name, "could not restore v{}: {e:#}", release.version);
                 entry.runtime.logs.platform(
                     "api",
@@ -257,8 +292,32 @@ impl Host {
 
     /// An app that exists in the store, with its runtime.
     async fn existing(&self, app: &AppName) -> Result<Arc<AppEntry>> {
-        self.store.control.app(app).await?;
-        Ok(self.entry(app))
+        let app = self.store.control.app(app).await?;
+        Ok(self.entry_for(&app))
+    }
+
+    /// The app's runtime, created on first use, its log lines also sent to the other
+    /// nodes (under the app's id).
+    fn entry_for(&self, app: &App) -> Arc<AppEntry> {
+        let entry = self.entry(&app.name);
+        if entry.id.set(app.id.clone()).is_ok() {
+            self.ids.lock().insert(app.id.clone(), app.name.clone());
+            let (bus, id) = (self.store.log_bus.clone(), app.id.clone());
+            let node = self.membership.me().name.clone();
+            entry.runtime.logs.set_outbox(Box::new(move |line| {
+                bus.publish(
+                    &id,
+                    LogRecord {
+                        node: node.clone(),
+                        at: line.at,
+                        kind: line.kind,
+                        process: line.process.to_string(),
+                        text: line.text.clone(),
+                    },
+                );
+            }));
+        }
+        entry
     }
 
     /// The app's runtime, created (and routed) on first use.
@@ -281,6 +340,7 @@ impl Host {
                     releasing: tokio::sync::Semaphore::new(1),
                     in_progress: Mutex::new(None),
                     destroying: AtomicBool::new(false),
+                    id: std::sync::OnceLock::new(),
                 })
             })
             .clone()
@@ -319,6 +379,16 @@ impl Host {
     async fn forget(&self, app: &AppName) {
         let entry = self.apps.lock().remove(app);
         self.router.remove_app(app);
+        self.router.peers().set(app.as_str(), Vec::new());
+        self.failed.lock().remove(app);
+        if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
+            self.ids.lock().remove(id);
+            self.published.lock().remove(id);
+            self.restarts_seen.lock().remove(id);
+            if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
+                tracing::debug!(app = %app, "could not clear the dyno records: {e}");
+            }
+        }
         if let Some(entry) = entry {
             entry.runtime.stop().await;
         }

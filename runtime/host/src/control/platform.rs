@@ -131,11 +131,16 @@ impl Host {
             }
         }
         let formation = self.store.control.scale(app, &patch).await?;
-        if let Some(release) = release {
+        if let (Some(release), Some(id)) = (release, entry.id.get()) {
+            let runnable = formation.runnable_in(&release.procfile);
+            let share = self
+                .membership
+                .share_of(id, &runnable, release.settings.web.placement);
             runtime
-                .scale(&formation.runnable_in(&release.procfile))
+                .scale(&share)
                 .await
                 .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            self.nudge();
         }
         runtime
             .logs
@@ -144,17 +149,60 @@ impl Host {
     }
 
     async fn dyno_list(&self, app: &AppName) -> Result<Vec<DynoInfo>> {
-        let entry = self.existing(app).await?;
-        Ok(entry.runtime.dynos().into_iter().map(dyno_info).collect())
+        let record = self.store.control.app(app).await?;
+        let entry = self.entry_for(&record);
+        let mut dynos: Vec<DynoInfo> = self
+            .cluster_dynos(&record, &entry)
+            .await
+            .into_iter()
+            .map(|(node, d)| DynoInfo {
+                node: Some(node),
+                ..dyno_info(d)
+            })
+            .collect();
+        dynos.sort_by(|a, b| {
+            (&a.process_type, &a.name, &a.node).cmp(&(&b.process_type, &b.name, &b.node))
+        });
+        Ok(dynos)
     }
 
+    /// Restarts the named dyno wherever it runs, or every dyno of the app on every node:
+    /// this node's at once, the others' through a restart request they act on at their
+    /// next look. Under the app's release turn, so this node's converge loop does not
+    /// take its own request for another one.
     async fn restart_dynos(&self, app: &AppName, dyno: Option<&str>) -> Result<()> {
-        let entry = self.existing(app).await?;
+        let record = self.store.control.app(app).await?;
+        let entry = self.entry_for(&record);
         let runtime = &entry.runtime;
-        runtime
-            .logs
-            .platform("api", format!("Restarting {}", dyno.unwrap_or("all dynos")));
-        runtime.restart(dyno).await.map_err(invalid)
+        let _turn = entry.release_turn().await?;
+        let local = dyno.is_none_or(|name| runtime.dynos().iter().any(|d| d.name == name));
+        if local {
+            runtime
+                .logs
+                .platform("api", format!("Restarting {}", dyno.unwrap_or("all dynos")));
+            if dyno.is_some() || runtime.current_release().is_some() {
+                runtime.restart(dyno).await.map_err(invalid)?;
+            }
+            if dyno.is_some() {
+                return Ok(());
+            }
+        } else {
+            let elsewhere = self
+                .cluster_dynos(&record, &entry)
+                .await
+                .into_iter()
+                .any(|(_, d)| Some(d.name.as_str()) == dyno);
+            if !elsewhere {
+                let name = dyno.unwrap_or_default();
+                return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+            }
+        }
+        let request = self.store.nodes.request_restart(&record.id, dyno).await?;
+        self.restarts_seen
+            .lock()
+            .insert(record.id.clone(), request.number);
+        self.nudge();
+        Ok(())
     }
 }
 
@@ -179,19 +227,15 @@ fn dyno_info(d: DynoSnapshot) -> DynoInfo {
         next_start: d.next_start.map(|t| t.to_rfc3339()),
         release: d.release,
         command: d.command,
+        node: None,
     }
 }
 
 #[async_trait]
 impl Platform for Host {
-    async fn authenticate(&self, token: &str) -> Option<Caller> {
-        match super::bootstrap::caller(&*self.store.control, token).await {
-            Ok(name) => name.map(Caller),
-            Err(e) => {
-                tracing::error!("checking a token failed: {:?}", ApiError::from(e));
-                None
-            }
-        }
+    async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError> {
+        let name = super::bootstrap::caller(&*self.store.control, token).await;
+        Ok(name?.map(Caller))
     }
 
     async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {

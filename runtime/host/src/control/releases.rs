@@ -25,6 +25,9 @@ use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError, Tenant};
 /// change (another request, another node) took the version first.
 const APPEND_ATTEMPTS: usize = 16;
 
+/// How long a change waits for a release going live elsewhere to finish.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Host {
     /// Loads a stored release (verifying every blob) and runs it at the stored formation;
     /// no release phase (it ran when the release was made). `cancel` stops it until its
@@ -39,7 +42,8 @@ impl Host {
         self.run_formation(runtime, loaded, cancel).await
     }
 
-    /// Runs a loaded release at the app's stored formation, with preboot.
+    /// Runs a loaded release at this node's share of the app's stored formation, with
+    /// preboot.
     async fn run_formation(
         &self,
         runtime: &Arc<AppRuntime>,
@@ -47,7 +51,13 @@ impl Host {
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let formation = self.formation_for(&loaded).await?;
-        runtime.deploy_until(loaded, &formation, cancel).await
+        let id = self.store.control.app(&loaded.app).await?.id;
+        let share = self
+            .membership
+            .share_of(&id, &formation, loaded.settings.web.placement);
+        runtime.deploy_until(loaded, &share, cancel).await?;
+        self.nudge();
+        Ok(())
     }
 
     async fn load(
@@ -177,6 +187,12 @@ impl Host {
                 runtime
                     .logs
                     .platform("api", format!("Deployed v{}", record.version));
+                let has_web = Procfile::parse(&record.procfile)
+                    .is_ok_and(|p| p.get(ProcessType::WEB).is_some());
+                if has_web && runtime.web_dynos().is_empty() {
+                    self.wait_served_elsewhere(app, record.version, progress)
+                        .await;
+                }
                 Ok(record)
             }
             Err(e) => {
@@ -199,8 +215,11 @@ impl Host {
         make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
     ) -> Result<StoredRelease> {
         for _ in 0..APPEND_ATTEMPTS {
-            let head = self.store.control.release_head(app).await?;
-            let new = make(head.current)?;
+            let head = self.settled_head(app).await?;
+            let new = NewRelease {
+                node: Some(self.membership.me().name.clone()),
+                ..make(head.current)?
+            };
             match self
                 .store
                 .control
@@ -215,6 +234,96 @@ impl Host {
             "{app} is being changed by many requests at once; try again"
         ))
         .into())
+    }
+
+    /// The head of the release log once no release is going live: a change made on top
+    /// of the current release while another node takes a newer one live would leave that
+    /// one's change out (two `config:set`s on two nodes). On one host the release turn
+    /// already orders them; across nodes the log itself is what they wait on.
+    async fn settled_head(&self, app: &AppName) -> Result<wdeploy_store::ReleaseHead> {
+        let started = std::time::Instant::now();
+        loop {
+            let head = self.store.control.release_head(app).await?;
+            let current = head.current.as_ref().map_or(0, |r| r.version);
+            if head.latest == current {
+                return Ok(head);
+            }
+            let newest = self.store.control.release(app, head.latest).await?;
+            if newest.status != ReleaseStatus::Pending {
+                return Ok(head);
+            }
+            // Made by a node that is gone (killed mid-release): it never will finish.
+            if let Some(node) = newest.node.as_ref().filter(|n| !self.membership.is_live(n)) {
+                let failed = ReleaseStatus::Failed;
+                if let Err(e) = self
+                    .store
+                    .control
+                    .finish_release(app, newest.version, failed)
+                    .await
+                {
+                    // Another node marked it first; the next look sees it finished.
+                    tracing::debug!(app = %app, "marking v{} failed: {e}", newest.version);
+                }
+                tracing::warn!(app = %app, "v{} was left pending by node {node}, which is gone: marked failed", newest.version);
+                if let Some(entry) = self.apps.lock().get(app).cloned() {
+                    entry.runtime.logs.platform(
+                        "api",
+                        format!(
+                            "Release v{} failed: node {node}, which was taking it live, is gone",
+                            newest.version
+                        ),
+                    );
+                }
+                continue;
+            }
+            if started.elapsed() > SETTLE_WAIT {
+                return Err(ApiError::conflict(format!(
+                    "v{} of {app} is still going live (on another node); try again once it has \
+                     finished",
+                    head.latest
+                ))
+                .into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (up to the boot deadline) until another node serves `version`, when
+    /// placement gave this node none of the app's web dynos: a push then ends with the
+    /// release answering, through this node's router too.
+    async fn wait_served_elsewhere(&self, app: &AppName, version: u64, progress: &Reporter) {
+        let Ok(record) = self.store.control.app(app).await else {
+            return;
+        };
+        progress
+            .say(format!(
+                "-----> Waiting for v{version}'s web dynos on the other nodes"
+            ))
+            .await;
+        self.nudge();
+        let deadline = std::time::Instant::now() + self.config.deadlines.boot;
+        while std::time::Instant::now() < deadline {
+            if let Ok(records) = self.store.nodes.dynos(&record.id).await {
+                let serving = records.iter().any(|r| {
+                    self.membership.is_live(&r.node)
+                        && r.dynos.iter().any(|d| {
+                            d.process_type.is_web()
+                                && d.release == version
+                                && d.state == wdeploy_core::DynoState::Up
+                        })
+                });
+                if serving {
+                    self.learn_peers(&record, &records);
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        progress
+            .say(format!(
+                "       v{version} is live; its web dynos are still starting"
+            ))
+            .await;
     }
 
     async fn go_live(
@@ -304,6 +413,7 @@ impl Host {
                     config: current.map(|r| r.config).unwrap_or_default(),
                     description: req.description.clone(),
                     author: by.0.clone(),
+                    node: None, // set by `append`
                 })
             })
             .await?;
@@ -358,6 +468,7 @@ impl Host {
                     config: target.config.clone(),
                     description: format!("Rollback to v{target_version}"),
                     author: by.0.clone(),
+                    node: None, // set by `append`
                 })
             })
             .await?;
@@ -397,6 +508,7 @@ impl Host {
                     config,
                     description,
                     author: by.0.clone(),
+                    node: None, // set by `append`
                 })
             })
             .await?;

@@ -62,7 +62,13 @@ pub struct LogStream {
     history: Mutex<VecDeque<Arc<LogLine>>>,
     live: broadcast::Sender<Arc<LogLine>>,
     rate: Mutex<Bucket>,
+    /// Where this node's own lines also go (the log bus, so every node of a cluster
+    /// shows them); set once the app's id is known.
+    outbox: std::sync::OnceLock<Outbox>,
 }
+
+/// Takes each line written on this node, without waiting.
+pub type Outbox = Box<dyn Fn(&LogLine) + Send + Sync>;
 
 impl Default for LogStream {
     fn default() -> Self {
@@ -86,7 +92,14 @@ impl LogStream {
             history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
             live: broadcast::channel(SUBSCRIBER_LAG).0,
             rate: Mutex::new(Bucket::new(rate)),
+            outbox: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands every line written here from now on to `outbox` as well (the first call
+    /// wins: an app's stream has one).
+    pub fn set_outbox(&self, outbox: Outbox) {
+        let _ = self.outbox.set(outbox);
     }
 
     /// Appends a line a dyno wrote (raw bytes, escaped here) if the app's rate allows;
@@ -120,12 +133,16 @@ impl LogStream {
     /// validated (method, URI, visible-ASCII header values). The hot paths, so nothing is
     /// scanned again.
     pub fn write(&self, kind: LogSource, process: impl Into<Arc<str>>, text: impl Into<String>) {
-        self.push(LogLine {
+        let line = LogLine {
             at: Utc::now(),
             kind,
             process: process.into(),
             text: text.into(),
-        });
+        };
+        if let Some(outbox) = self.outbox.get() {
+            outbox(&line);
+        }
+        self.push(line);
     }
 
     /// Appends a platform line about `process` (a dyno name, or `api`). Its text often
@@ -139,6 +156,8 @@ impl LogStream {
         self.write(LogSource::Platform, process, text);
     }
 
+    /// Appends a line as it is: one another node wrote (never handed to the outbox), or
+    /// one [`LogStream::write`] made.
     pub fn push(&self, line: LogLine) {
         let line = Arc::new(line);
         let mut history = self.history.lock();

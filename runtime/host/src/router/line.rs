@@ -23,6 +23,8 @@ pub struct RouterLine {
     pub request_id: String,
     pub fwd: String,
     pub dyno: Option<String>,
+    /// The node whose router served the request.
+    pub node: Arc<str>,
     /// Heroku-style error code (`H12`, `H13`, `H14`…) and its description.
     pub error: Option<(&'static str, &'static str)>,
     pub connect_ms: u128,
@@ -39,13 +41,14 @@ impl fmt::Display for RouterLine {
         }
         write!(
             f,
-            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} connect={}ms service={}ms status={} bytes={} protocol=http",
+            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} node={} connect={}ms service={}ms status={} bytes={} protocol=http",
             self.method,
             self.path.replace('"', "%22"),
             self.host,
             self.request_id,
             self.fwd,
             self.dyno.as_deref().unwrap_or(""),
+            self.node,
             self.connect_ms,
             self.service_ms,
             self.status,

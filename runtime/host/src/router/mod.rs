@@ -1,5 +1,6 @@
 //! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
 
+pub mod forward;
 mod line;
 
 use crate::app::AppRuntime;
@@ -7,6 +8,7 @@ use crate::dyno::web::DynoError;
 use crate::listener::ListenerLimits;
 use crate::logs::{LogSource, LogStream};
 use bytes::Bytes;
+use forward::{FORWARDED_BY, ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
@@ -27,6 +29,10 @@ pub struct Router {
     apps: RwLock<HashMap<String, Arc<AppRuntime>>>,
     /// In `dev`, the one app every request goes to, whatever its Host header.
     fallback: RwLock<Option<Arc<AppRuntime>>>,
+    /// The other nodes running each app's web dynos, for apps with none here.
+    peers: Peers,
+    /// This node's name, in router lines (`node=`).
+    node: RwLock<Arc<str>>,
 }
 
 impl Router {
@@ -35,7 +41,19 @@ impl Router {
             domain: domain.to_ascii_lowercase(),
             apps: RwLock::new(HashMap::new()),
             fallback: RwLock::new(None),
+            peers: Peers::default(),
+            node: RwLock::new("local".into()),
         })
+    }
+
+    /// Names this node in router lines.
+    pub fn set_node(&self, node: &str) {
+        *self.node.write() = node.into();
+    }
+
+    /// The other nodes that run up web dynos of each app.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
     }
 
     pub fn add_app(&self, app: Arc<AppRuntime>) {
@@ -131,6 +149,7 @@ impl Router {
             request_id: request_id.clone(),
             fwd: peer.ip().to_string(),
             dyno: None,
+            node: self.node.read().clone(),
             error: None,
             connect_ms: 0,
             service_ms: 0,
@@ -148,7 +167,29 @@ impl Router {
         };
         let logs = app.logs.clone();
         let Some(dyno) = app.pick_web() else {
-            return error(line, &logs, started, 503, ("H14", "No web dynos running"));
+            // Another node may run the app's web dynos; a request forwarded once is
+            // served here or not at all.
+            if req.headers().contains_key(FORWARDED_BY) || !self.peers.has(app.name.as_str()) {
+                return error(line, &logs, started, 503, ("H14", "No web dynos running"));
+            }
+            let me = self.node.read().clone();
+            return match self.peers.forward(app.name.as_str(), req, &me).await {
+                // The serving node writes the router line (with its `node=`).
+                Ok((response, _node)) => response,
+                Err(ForwardError::NoPeer) => {
+                    error(line, &logs, started, 503, ("H14", "No web dynos running"))
+                }
+                Err(ForwardError::Failed(why)) => {
+                    tracing::warn!(app = %app.name, "forwarding failed: {why}");
+                    error(
+                        line,
+                        &logs,
+                        started,
+                        503,
+                        ("H13", "Connection closed without response"),
+                    )
+                }
+            };
         };
         line.dyno = Some(dyno.name().to_string());
         line.connect_ms = started.elapsed().as_millis();

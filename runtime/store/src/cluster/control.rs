@@ -72,6 +72,9 @@ struct StoredRelease {
     author: String,
     created_at: DateTime<Utc>,
     status: ReleaseStatus,
+    /// The node taking it live (absent in releases of an older wdeploy).
+    #[serde(default)]
+    node: Option<crate::model::NodeName>,
 }
 
 /// `ID.head`: a version known to exist, at most the newest (a lower bound, never ahead).
@@ -300,6 +303,7 @@ impl ControlStore for ClusterControl {
             author: new.author,
             created_at: Utc::now(),
             status,
+            node: new.node,
         };
         let value = encode(&stored)?;
         let key = release_key(&id, version);
@@ -572,5 +576,6 @@ fn to_release(app: &AppName, r: StoredRelease) -> Release {
         author: r.author,
         created_at: r.created_at,
         status: r.status,
+        node: r.node,
     }
 }

@@ -18,6 +18,7 @@ mod blobs;
 mod control;
 mod log_bus;
 mod nodes;
+mod scan;
 
 pub use addons::ClusterAddons;
 pub use blobs::ClusterBlobs;
@@ -143,6 +144,22 @@ impl Nats {
     }
 }
 
+/// Joins the cluster at `options.url`: connects, checks the schema, opens every facet.
+/// Fails at once (rather than waiting for NATS) when no server answers, or when the
+/// cluster keeps its state in another schema version.
+pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
+    use std::sync::Arc;
+    let nats = Nats::connect(&options.url, &options.me.name).await?;
+    nats.check_schema().await?;
+    Ok(crate::Store {
+        control: Arc::new(ClusterControl::open(&nats).await?),
+        blobs: Arc::new(ClusterBlobs::open(&nats, &options.cache_dir).await?),
+        addons: Arc::new(ClusterAddons::open(&nats).await?),
+        nodes: Arc::new(ClusterNodes::open(&nats, options.me.clone()).await?),
+        log_bus: Arc::new(ClusterLogBus::open(&nats, options.me.name.clone()).await?),
+    })
+}
+
 /// An `Unavailable` error saying what was being done.
 pub(crate) fn unavailable(what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(what.to_string())
@@ -219,6 +236,28 @@ pub mod testing {
                 let _ = child.wait();
             }
         }
+    }
+
+    /// Records `version` as the schema of the cluster at `url` (as a node of another
+    /// wdeploy version would have), to check that a node refuses to join it.
+    pub fn write_schema(url: &str, version: u32) -> crate::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let nats = super::Nats::connect(url, &"schema-writer".parse().expect("a name")).await?;
+            let meta = nats
+                .bucket(async_nats::jetstream::kv::Config {
+                    bucket: super::META_BUCKET.to_string(),
+                    history: 1,
+                    ..Default::default()
+                })
+                .await?;
+            meta.put(super::SCHEMA_KEY, version.to_string().into())
+                .await
+                .map_err(|e| super::unavailable(format!("writing the schema: {e}")))?;
+            Ok(())
+        })
     }
 
     impl Drop for NatsServer {

@@ -9,14 +9,13 @@
 //!   per node so nodes never write the same key (no compare-and-swap needed), and the app
 //!   id first so one app's records are read with the filter `<app id>.*` alone.
 
+use crate::cluster::scan::last_values;
 use crate::cluster::{Nats, unavailable};
 use crate::error::{Result, StoreError};
-use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo};
+use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, RestartRequest};
 use crate::nodes::{HEARTBEAT_TTL, Nodes};
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::collections::HashSet;
@@ -125,7 +124,9 @@ impl Nodes for ClusterNodes {
     async fn live(&self) -> Result<Vec<NodeInfo>> {
         self.nats.check()?;
         let mut live = Vec::new();
-        for (key, value) in last_values(&self.nats, &self.nodes, ">").await? {
+        let heartbeats = last_values(&self.nats, &self.nodes, ">", false).await;
+        for found in heartbeats.map_err(|e| unavailable(format!("reading the heartbeats: {e}")))? {
+            let (key, value) = (found.key, found.value);
             match serde_json::from_slice::<NodeInfo>(&value) {
                 Ok(info) => live.push(info),
                 // Another version's record, or garbage: not a node this one can use.
@@ -157,7 +158,9 @@ impl Nodes for ClusterNodes {
     async fn dynos(&self, app: &AppId) -> Result<Vec<NodeDynos>> {
         self.nats.check()?;
         let mut all = Vec::new();
-        for (key, value) in last_values(&self.nats, &self.dynos, &format!("{app}.*")).await? {
+        let records = last_values(&self.nats, &self.dynos, &format!("{app}.*"), false).await;
+        for found in records.map_err(|e| unavailable(format!("reading the dyno records: {e}")))? {
+            let (key, value) = (found.key, found.value);
             let node = key.rsplit('.').next().unwrap_or_default().parse();
             let dynos = serde_json::from_slice::<Vec<DynoRecord>>(&value);
             match (node, dynos) {
@@ -167,6 +170,40 @@ impl Nodes for ClusterNodes {
         }
         all.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(all)
+    }
+
+    /// Kept in the dynos bucket under `restart.ID` (outside the `ID.*` dyno records); the
+    /// request's number is the key's revision, which only grows.
+    async fn request_restart(&self, app: &AppId, dyno: Option<&str>) -> Result<RestartRequest> {
+        self.nats.check()?;
+        let value = serde_json::to_vec(&dyno).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let number = self
+            .dynos
+            .put(restart_key(app), value.into())
+            .await
+            .map_err(|e| unavailable(format!("asking the nodes to restart: {e}")))?;
+        Ok(RestartRequest {
+            number,
+            dyno: dyno.map(str::to_string),
+        })
+    }
+
+    async fn restart_request(&self, app: &AppId) -> Result<Option<RestartRequest>> {
+        self.nats.check()?;
+        let entry = self
+            .dynos
+            .entry(restart_key(app))
+            .await
+            .map_err(|e| unavailable(format!("reading the restart requests: {e}")))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(None);
+        };
+        let dyno: Option<String> = serde_json::from_slice(&entry.value)
+            .map_err(|e| StoreError::Backend(format!("unreadable restart request: {e}")))?;
+        Ok(Some(RestartRequest {
+            number: entry.revision,
+            dyno,
+        }))
     }
 
     async fn changes(&self) -> Result<BoxStream<'static, ()>> {
@@ -185,89 +222,9 @@ impl Nodes for ClusterNodes {
     }
 }
 
-/// The current value of every key of `bucket` matching `filter` (a key pattern with NATS
-/// wildcards), as `(key, value)`; deleted and purged keys left out. Reads only the keys
-/// the filter matches (the stream's last message per subject), not the whole bucket.
-async fn last_values(
-    nats: &Nats,
-    bucket: &kv::Store,
-    filter: &str,
-) -> Result<Vec<(String, Bytes)>> {
-    let what = || format!("reading {}/{filter}", bucket.name);
-    let consumer = bucket
-        .stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: nats.client.new_inbox(),
-            filter_subject: format!("{}{filter}", bucket.prefix),
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            replay_policy: ReplayPolicy::Instant,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable(format!("{}: {e}", what())))?;
-    let _cleanup = DeleteConsumer {
-        stream: bucket.stream.clone(),
-        name: consumer.cached_info().name.clone(),
-    };
-    // Nothing matches: no message will come to say so.
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(Vec::new());
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| unavailable(format!("{}: {e}", what())))?;
-    let mut values = Vec::new();
-    let read = async {
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| unavailable(format!("{}: {e}", what())))?;
-            let info = message
-                .info()
-                .map_err(|e| unavailable(format!("{}: {e}", what())))?;
-            let pending = info.pending;
-            let key = message.subject.strip_prefix(bucket.prefix.as_str());
-            if let (true, Some(key)) = (is_value(&message.message), key) {
-                values.push((key.to_string(), message.payload.clone()));
-            }
-            if pending == 0 {
-                return Ok(());
-            }
-        }
-        Err(unavailable(format!("{}: the consumer ended", what())))
-    };
-    tokio::time::timeout(super::CALL_TIMEOUT, read)
-        .await
-        .map_err(|_| unavailable(format!("{}: timed out", what())))??;
-    Ok(values)
-}
-
-/// Deletes a one-read consumer when dropped, in the background: left alone, the server
-/// would keep it 30 s (its inactive threshold), and a reconciler reads every few seconds.
-struct DeleteConsumer {
-    stream: async_nats::jetstream::stream::Stream,
-    name: String,
-}
-
-impl Drop for DeleteConsumer {
-    fn drop(&mut self) {
-        let (stream, name) = (self.stream.clone(), std::mem::take(&mut self.name));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                // Gone already (NATS restarted) or NATS away: the server drops it anyway.
-                let _ = stream.delete_consumer(&name).await;
-            });
-        }
-    }
-}
-
-/// Whether a bucket's message holds a value (rather than marking a delete, a purge or,
-/// on buckets with limit markers, an expiry).
-fn is_value(message: &async_nats::Message) -> bool {
-    let Some(headers) = message.headers.as_ref() else {
-        return true;
-    };
-    let operation = headers.get("KV-Operation").map(|v| v.as_str());
-    matches!(operation, None | Some("PUT")) && headers.get("Nats-Marker-Reason").is_none()
+/// Where an app's newest restart request is kept.
+fn restart_key(app: &AppId) -> String {
+    format!("restart.{app}")
 }
 
 /// Watches every bucket the nodes converge on and bumps `tx` on each change, until

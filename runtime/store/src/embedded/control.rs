@@ -177,6 +177,8 @@ impl ControlDb {
             author: new.author,
             created_at: now,
             status,
+            // One host: a release it left pending is failed when it opens the store.
+            node: None,
         })
     }
 
@@ -505,6 +507,7 @@ fn row_to_release(r: &rusqlite::Row<'_>) -> Row<Release> {
             status: ReleaseStatus::parse(&status).ok_or_else(|| {
                 StoreError::Backend(format!("stored release status `{status}` is unknown"))
             })?,
+            node: None,
         })
     })())
 }
@@ -521,6 +524,7 @@ mod tests {
 
     fn new_release(description: &str, config: &[(&str, &str)]) -> NewRelease {
         NewRelease {
+            node: None,
             slug: Some(Digest::of_bytes(b"slug")),
             procfile: "web: web\n".into(),
             settings: String::new(),

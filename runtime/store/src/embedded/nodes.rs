@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::log_bus::LogBus;
-use crate::model::{AppId, DynoRecord, LogRecord, NodeDynos, NodeInfo};
+use crate::model::{AppId, DynoRecord, LogRecord, NodeDynos, NodeInfo, RestartRequest};
 use crate::nodes::Nodes;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -58,6 +58,16 @@ impl Nodes for LocalNode {
             })
             .into_iter()
             .collect())
+    }
+    /// This host restarts its own dynos itself; there is no other node to ask.
+    async fn request_restart(&self, _app: &AppId, dyno: Option<&str>) -> Result<RestartRequest> {
+        Ok(RestartRequest {
+            number: 0,
+            dyno: dyno.map(str::to_string),
+        })
+    }
+    async fn restart_request(&self, _app: &AppId) -> Result<Option<RestartRequest>> {
+        Ok(None)
     }
     /// Nothing changes behind this host's back: it acts on every change itself.
     async fn changes(&self) -> Result<BoxStream<'static, ()>> {

@@ -33,14 +33,13 @@ mod kv;
 mod queue;
 
 use crate::addons::{AddonStore, stored_bytes};
-use crate::cluster::{CALL_TIMEOUT, Nats};
+use crate::cluster::Nats;
+use crate::cluster::scan::{Scanned, last_values};
 use crate::error::{AddonError, AddonResult, Result};
 use crate::model::{AppId, Job, KeyPage, QueueStats, Tenant};
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::kv::{Config, Store, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -223,60 +222,11 @@ impl ClusterAddons {
     }
 
     /// The last value of every key matching `filter` (a subject filter under the bucket,
-    /// like `<app>.q.<queue>.*`), deleted keys left out; with `headers_only` the values
-    /// are left empty (for listing keys without moving their data). Reads through an
-    /// ordered consumer filtered on `filter`, so other apps' keys are never scanned.
+    /// like `<app>.q.<queue>.*`), deleted keys left out; other apps' keys never scanned.
     async fn scan(&self, filter: &str, headers_only: bool) -> AddonResult<Vec<Scanned>> {
-        let consumer = self
-            .kv
-            .stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.nats.client.new_inbox(),
-                description: Some("wdeploy add-ons scan".to_string()),
-                filter_subject: format!("{}{filter}", self.kv.prefix),
-                headers_only,
-                replay_policy: ReplayPolicy::Instant,
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
+        last_values(&self.nats, &self.kv, filter, headers_only)
             .await
-            .map_err(|e| unavailable(format!("listing {filter}: {e}")))?;
-        // Nothing matches: no message will come, so do not wait for one.
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(Vec::new());
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(format!("listing {filter}: {e}")))?;
-        let mut found = Vec::new();
-        loop {
-            let next = tokio::time::timeout(CALL_TIMEOUT, messages.next())
-                .await
-                .map_err(|_| unavailable(format!("listing {filter}: timed out")))?;
-            let message = next
-                .ok_or_else(|| unavailable(format!("listing {filter}: the listing ended early")))?
-                .map_err(|e| unavailable(format!("listing {filter}: {e}")))?;
-            let (revision, pending) = {
-                let info = message
-                    .info()
-                    .map_err(|e| unavailable(format!("listing {filter}: {e}")))?;
-                (info.stream_sequence, info.pending)
-            };
-            let deleted = message.headers.as_ref().is_some_and(|h| {
-                h.get("KV-Operation").is_some() || h.get("Nats-Marker-Reason").is_some()
-            });
-            if !deleted && let Some(key) = message.subject.strip_prefix(self.kv.prefix.as_str()) {
-                found.push(Scanned {
-                    key: key.to_string(),
-                    revision,
-                    value: message.payload.clone(),
-                });
-            }
-            if pending == 0 {
-                return Ok(found);
-            }
-        }
+            .map_err(|e| unavailable(format!("listing {filter}: {e}")))
     }
 }
 
@@ -389,12 +339,6 @@ struct Slot {
 }
 
 /// One key found by [`ClusterAddons::scan`], relative to the bucket.
-struct Scanned {
-    key: String,
-    revision: u64,
-    value: Bytes,
-}
-
 fn usage_key(app: &AppId) -> String {
     format!("{app}.usage")
 }

@@ -1,0 +1,393 @@
+//! This node's part of the cluster (a cluster of one on the embedded store): it says it
+//! is alive, shows the log lines other nodes' dynos write, and converges.
+//!
+//! Converging is level-triggered: each look reads the live nodes, every app, its current
+//! release and its formation from the store, and makes what this node runs match — the
+//! current release, and the dynos placement gives this node. It looks whenever the store
+//! says something changed and at a steady interval, so a missed change is repaired by
+//! the next look. A look that cannot reach the store changes nothing: the dynos running
+//! keep running.
+//!
+//! Web dynos that move to another node are handed over with preboot: this node keeps
+//! serving with one until the new owner's record shows it up.
+
+use super::{AppEntry, Host};
+use crate::dyno::status::DynoSnapshot;
+use crate::logs::LogLine;
+use crate::router::forward::Peer;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wdeploy_core::ProcessType;
+use wdeploy_store::nodes::HEARTBEAT_EVERY;
+use wdeploy_store::{App, DynoRecord, NodeDynos};
+
+/// The steady interval between two looks.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// The least time between two looks, so a burst of changes costs one look.
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(200);
+
+impl Host {
+    /// Runs this node's part of the cluster until `stop` fires, then leaves the cluster
+    /// (so the others take over its dynos without waiting for its heartbeat to expire).
+    pub async fn run_node(self: Arc<Self>, stop: CancellationToken) {
+        tokio::join!(
+            self.heartbeats(stop.clone()),
+            self.relay_logs(stop.clone()),
+            self.converge_loop(stop.clone()),
+        );
+        if let Err(e) = self.store.nodes.leave().await {
+            tracing::warn!("could not leave the cluster: {e}");
+        }
+    }
+
+    /// Wakes the converge loop now (after a deploy or a scale made on this node).
+    pub(super) fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    async fn heartbeats(&self, stop: CancellationToken) {
+        let mut failing = false;
+        loop {
+            match self.store.nodes.heartbeat().await {
+                Ok(()) if failing => {
+                    tracing::info!("heartbeats reach the cluster store again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    tracing::warn!("heartbeat failed (the dynos here keep running): {e}");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            }
+        }
+    }
+
+    /// Shows other nodes' lines in this node's log streams.
+    async fn relay_logs(&self, stop: CancellationToken) {
+        loop {
+            match self.store.log_bus.subscribe().await {
+                Ok(mut lines) => loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        line = lines.next() => match line {
+                            Some((app, record)) => self.show_remote_line(&app, record),
+                            None => break,
+                        },
+                    }
+                },
+                Err(e) => tracing::debug!("log bus: {e}"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn show_remote_line(&self, app: &wdeploy_store::AppId, record: wdeploy_store::LogRecord) {
+        let Some(name) = self.ids.lock().get(app).cloned() else {
+            return; // an app this node has not seen yet (or destroyed)
+        };
+        let Some(entry) = self.apps.lock().get(&name).cloned() else {
+            return;
+        };
+        entry.runtime.logs.push(LogLine {
+            at: record.at,
+            kind: record.kind,
+            process: record.process.into(),
+            text: record.text,
+        });
+    }
+
+    async fn converge_loop(&self, stop: CancellationToken) {
+        let mut changes = None;
+        loop {
+            if changes.is_none() {
+                changes = self.store.nodes.changes().await.ok();
+            }
+            self.converge().await;
+            let changed = async {
+                match changes.as_mut() {
+                    Some(stream) => stream.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(LOOK_EVERY) => {}
+                () = self.nudge.notified() => {}
+                item = changed => {
+                    if item.is_none() {
+                        changes = None; // the watch ended: make a new one
+                    }
+                }
+            }
+            tokio::time::sleep(LOOK_AT_MOST_EVERY).await;
+        }
+    }
+
+    /// One look at the whole store.
+    async fn converge(&self) {
+        let live = match self.store.nodes.live().await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::debug!("converge: {e}");
+                return;
+            }
+        };
+        if self.membership.observe(live) {
+            let names: Vec<String> = self
+                .membership
+                .live()
+                .iter()
+                .map(|n| n.name.to_string())
+                .collect();
+            tracing::info!("live nodes: {}", names.join(", "));
+        }
+        let apps = match self.store.control.apps().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::debug!("converge: {e}");
+                return;
+            }
+        };
+        // Apps destroyed through another node.
+        let exist: HashSet<_> = apps.iter().map(|a| a.name.clone()).collect();
+        let gone: Vec<_> = self
+            .apps
+            .lock()
+            .iter()
+            .filter(|(name, entry)| !exist.contains(*name) && entry.id.get().is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            // Still absent when read again: not an app being created right now.
+            if matches!(
+                self.store.control.app(&name).await,
+                Err(wdeploy_store::StoreError::NotFound(_))
+            ) {
+                tracing::info!(app = %name, "destroyed on another node");
+                self.forget(&name).await;
+            }
+        }
+        for app in &apps {
+            if let Err(e) = self.converge_app(app).await {
+                tracing::debug!(app = %app.name, "converge: {e:#}");
+            }
+        }
+    }
+
+    /// Makes this node run the app's current release and its share of the formation,
+    /// then publishes what it runs and learns which nodes serve the app.
+    async fn converge_app(&self, app: &App) -> anyhow::Result<()> {
+        let entry = self.entry_for(app);
+        if entry.is_destroying() {
+            return Ok(());
+        }
+        let records = self.store.nodes.dynos(&app.id).await?;
+        // A change in progress here (a deploy, a scale) holds the turn: look next time.
+        if let Ok(_turn) = entry.releasing.try_acquire() {
+            self.converge_dynos(app, &entry, &records).await?;
+            self.answer_restarts(app, &entry).await?;
+        }
+        self.publish_dynos(app, &entry).await?;
+        self.learn_peers(app, &records);
+        Ok(())
+    }
+
+    async fn converge_dynos(
+        &self,
+        app: &App,
+        entry: &AppEntry,
+        records: &[NodeDynos],
+    ) -> anyhow::Result<()> {
+        let runtime = &entry.runtime;
+        let head = self.store.control.release_head(&app.name).await?;
+        let Some(current) = head.current.filter(|r| r.slug.is_some()) else {
+            return Ok(());
+        };
+        let running = runtime.current_release();
+        if running.as_ref().map(|r| r.version) != Some(current.version) {
+            if self.failed.lock().get(&app.name) == Some(&current.version) {
+                return Ok(());
+            }
+            let going = entry.going_live(current.version);
+            if let Err(e) = self.start(runtime, &current, &going.cancel).await {
+                self.failed.lock().insert(app.name.clone(), current.version);
+                let node = self.membership.me().name.clone();
+                tracing::error!(app = %app.name, "could not start v{}: {e:#}", current.version);
+                runtime.logs.platform(
+                    "api",
+                    format!("Could not start v{} on node {node}: {e:#}", current.version),
+                );
+            }
+            return Ok(());
+        }
+        let Some(release) = running else {
+            return Ok(());
+        };
+        let formation = self
+            .store
+            .control
+            .formation(&app.name)
+            .await?
+            .runnable_in(&release.procfile);
+        let placement = release.settings.web.placement;
+        let mut share = self.membership.share_of(&app.id, &formation, placement);
+        // Preboot across nodes: a web dyno placed elsewhere now keeps serving here until
+        // its new node runs it.
+        let web = ProcessType::web();
+        for n in runtime.share().await.numbers(&web) {
+            if share.contains(&web, n) {
+                continue;
+            }
+            let Some(owner) = self
+                .membership
+                .owner_of(&app.id, &formation, placement, &web, n)
+            else {
+                continue; // scaled away: it simply stops
+            };
+            let name = format!("web.{n}");
+            let taken_over = records.iter().any(|r| {
+                r.node == owner
+                    && r.dynos.iter().any(|d| {
+                        d.name == name
+                            && d.state == wdeploy_core::DynoState::Up
+                            && d.release == release.version
+                    })
+            });
+            if !taken_over {
+                share.insert(web.clone(), n);
+            }
+        }
+        if share != runtime.share().await {
+            tracing::info!(app = %app.name, "running {}", share.summary());
+            runtime.scale(&share).await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts this node's dynos that a restart request made on another node names.
+    async fn answer_restarts(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
+        let Some(request) = self.store.nodes.restart_request(&app.id).await? else {
+            // None yet: the first one made from now on is new.
+            self.restarts_seen.lock().entry(app.id.clone()).or_insert(0);
+            return Ok(());
+        };
+        let seen = self
+            .restarts_seen
+            .lock()
+            .insert(app.id.clone(), request.number);
+        if seen.is_none_or(|seen| seen >= request.number) {
+            return Ok(());
+        }
+        let runtime = &entry.runtime;
+        let ours = match &request.dyno {
+            None => runtime.current_release().is_some(),
+            Some(name) => runtime.dynos().iter().any(|d| &d.name == name),
+        };
+        if ours {
+            let what = request.dyno.as_deref().unwrap_or("all dynos");
+            runtime.logs.platform(
+                "api",
+                format!("Restarting {what} on node {}", self.membership.me().name),
+            );
+            runtime.restart(request.dyno.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the dynos this node runs of `app`, when they changed.
+    async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
+        let dynos: Vec<DynoRecord> = entry.runtime.dynos().into_iter().map(record).collect();
+        if self.published.lock().get(&app.id) == Some(&dynos) {
+            return Ok(());
+        }
+        self.store.nodes.set_dynos(&app.id, dynos.clone()).await?;
+        self.published.lock().insert(app.id.clone(), dynos);
+        Ok(())
+    }
+
+    /// The other live nodes running up web dynos of `app`, for the router.
+    pub(super) fn learn_peers(&self, app: &App, records: &[NodeDynos]) {
+        let me = &self.membership.me().name;
+        let live = self.membership.live();
+        let peers = records
+            .iter()
+            .filter(|r| &r.node != me)
+            .filter(|r| {
+                r.dynos
+                    .iter()
+                    .any(|d| d.process_type.is_web() && d.state == wdeploy_core::DynoState::Up)
+            })
+            .filter_map(|r| live.iter().find(|n| n.name == r.node))
+            .filter(|n| !n.advertise.is_empty())
+            .map(|n| Peer {
+                node: n.name.to_string(),
+                addr: n.advertise.clone(),
+            })
+            .collect();
+        self.router.peers().set(app.name.as_str(), peers);
+    }
+
+    /// Every node's dynos of `app` as `ps` shows them: this node's as they are now, the
+    /// other live nodes' as they last recorded them.
+    pub(super) async fn cluster_dynos(
+        &self,
+        app: &App,
+        entry: &AppEntry,
+    ) -> Vec<(String, DynoSnapshot)> {
+        let me = self.membership.me().name.clone();
+        let mut all: Vec<(String, DynoSnapshot)> = entry
+            .runtime
+            .dynos()
+            .into_iter()
+            .map(|d| (me.to_string(), d))
+            .collect();
+        if let Ok(records) = self.store.nodes.dynos(&app.id).await {
+            for r in records {
+                if r.node == me || !self.membership.is_live(&r.node) {
+                    continue;
+                }
+                all.extend(
+                    r.dynos
+                        .into_iter()
+                        .map(|d| (r.node.to_string(), snapshot(d))),
+                );
+            }
+        }
+        all
+    }
+}
+
+fn record(d: DynoSnapshot) -> DynoRecord {
+    DynoRecord {
+        name: d.name,
+        process_type: d.process_type,
+        state: d.state,
+        since: d.since,
+        next_start: d.next_start,
+        release: d.release,
+        command: d.command,
+    }
+}
+
+fn snapshot(d: DynoRecord) -> DynoSnapshot {
+    DynoSnapshot {
+        name: d.name,
+        process_type: d.process_type,
+        state: d.state,
+        since: d.since,
+        next_start: d.next_start,
+        release: d.release,
+        command: d.command,
+    }
+}

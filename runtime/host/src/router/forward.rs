@@ -1,0 +1,145 @@
+//! Requests for an app with no web dyno on this node go to a node that runs one.
+//!
+//! Which nodes run up web dynos of which app comes from the dyno records every node
+//! publishes (refreshed by this node's reconciler into [`Peers`]). A node that refuses
+//! the connection (down, or its heartbeat not yet expired) is skipped at once and
+//! avoided for a few seconds: the request never reached it, so the next node gets it. A
+//! request forwarded once is never forwarded again (`x-wdeploy-forwarded`), so two nodes
+//! with stale views cannot bounce it between them.
+
+use http::HeaderValue;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Set on a request one node forwards to another (its value: the forwarding node).
+pub const FORWARDED_BY: &str = "x-wdeploy-forwarded";
+
+/// How long connecting to a peer may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an unreachable peer is skipped without trying it.
+const AVOID_FOR: Duration = Duration::from_secs(3);
+
+/// Another node serving an app: its name and its router's advertised address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub node: String,
+    pub addr: String,
+}
+
+/// The nodes running up web dynos of each app, other than this one.
+#[derive(Default)]
+pub struct Peers {
+    by_app: RwLock<HashMap<String, Arc<Vec<Peer>>>>,
+    unreachable: Mutex<HashMap<String, Instant>>,
+    next: AtomicUsize,
+}
+
+/// Why a request could not be forwarded.
+pub enum ForwardError {
+    /// No node could be connected to: the request reached none.
+    NoPeer,
+    /// The peer took the request but failed before a response.
+    Failed(String),
+}
+
+impl Peers {
+    /// Replaces the peers of `app` (empty: none).
+    pub fn set(&self, app: &str, peers: Vec<Peer>) {
+        let mut by_app = self.by_app.write();
+        if peers.is_empty() {
+            by_app.remove(app);
+        } else if by_app.get(app).is_none_or(|old| **old != peers) {
+            by_app.insert(app.to_string(), Arc::new(peers));
+        }
+    }
+
+    pub fn has(&self, app: &str) -> bool {
+        self.by_app.read().contains_key(app)
+    }
+
+    /// Sends `req` to a peer of `app`, trying the next one when one cannot be reached;
+    /// returns the peer's response and its name.
+    pub async fn forward(
+        &self,
+        app: &str,
+        mut req: hyper::Request<Incoming>,
+        me: &str,
+    ) -> Result<(hyper::Response<HyperOutgoingBody>, String), ForwardError> {
+        let Some(peers) = self.by_app.read().get(app).cloned() else {
+            return Err(ForwardError::NoPeer);
+        };
+        if let Ok(value) = HeaderValue::from_str(me) {
+            req.headers_mut().insert(FORWARDED_BY, value);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..peers.len() {
+            let peer = &peers[(start + i) % peers.len()];
+            if self.avoided(&peer.addr) {
+                continue;
+            }
+            let Some(mut sender) = self.connect(peer).await else {
+                continue;
+            };
+            let response = sender
+                .send_request(req)
+                .await
+                .map_err(|e| ForwardError::Failed(format!("{}: {e}", peer.node)))?;
+            let (parts, body) = response.into_parts();
+            let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
+            return Ok((hyper::Response::from_parts(parts, body), peer.node.clone()));
+        }
+        Err(ForwardError::NoPeer)
+    }
+
+    fn avoided(&self, addr: &str) -> bool {
+        let mut unreachable = self.unreachable.lock();
+        match unreachable.get(addr) {
+            Some(since) if since.elapsed() < AVOID_FOR => true,
+            Some(_) => {
+                unreachable.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A fresh HTTP/1 connection to `peer`, or `None` (and the peer avoided) if it does
+    /// not answer.
+    async fn connect(
+        &self,
+        peer: &Peer,
+    ) -> Option<hyper::client::conn::http1::SendRequest<Incoming>> {
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&peer.addr)).await;
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return self.unreachable(peer, &e.to_string()),
+            Err(_) => return self.unreachable(peer, "connect timed out"),
+        };
+        let _ = stream.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(stream);
+        match hyper::client::conn::http1::handshake(io).await {
+            Ok((sender, connection)) => {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Some(sender)
+            }
+            Err(e) => self.unreachable(peer, &e.to_string()),
+        }
+    }
+
+    fn unreachable<T>(&self, peer: &Peer, why: &str) -> Option<T> {
+        tracing::warn!(node = %peer.node, addr = %peer.addr, "peer unreachable: {why}");
+        self.unreachable
+            .lock()
+            .insert(peer.addr.clone(), Instant::now());
+        None
+    }
+}

@@ -1,0 +1,409 @@
+//! A cluster of three real hosts on one real `nats-server` (JetStream), on loopback:
+//! state shared, dynos placed over the nodes, requests forwarded, logs gathered, and the
+//! faults a cluster must ride out (a node killed, NATS away).
+
+use crate::fixture::*;
+use std::time::Duration;
+
+/// How long a moved dyno may take to come up elsewhere: the 15 s from the
+/// heartbeat expiring, plus the heartbeat's time to live.
+const MOVE: Duration = Duration::from_secs(25);
+
+/// `ps` of APP as one node sees it: (dyno, node) of every dyno that is up.
+fn up_dynos(node: &TestHost, app: &str) -> Vec<(String, String)> {
+    let ps = node.ok(&["ps", "-a", app]);
+    let mut up: Vec<(String, String)> = ps
+        .lines()
+        .filter(|l| l.contains(": up since"))
+        .filter_map(|l| {
+            let dyno = l.split(':').next()?.to_string();
+            let on = l.rsplit_once(" on ")?.1.trim().to_string();
+            Some((dyno, on))
+        })
+        .collect();
+    up.sort();
+    up
+}
+
+/// Waits until NODE's `ps` shows one up web dyno of APP on each of a, b and c.
+fn one_web_dyno_per_node(node: &TestHost, app: &str) -> Vec<(String, String)> {
+    poll_until("one web dyno on each node", MOVE, || {
+        let up: Vec<_> = up_dynos(node, app)
+            .into_iter()
+            .filter(|(dyno, _)| dyno.starts_with("web."))
+            .collect();
+        let mut nodes: Vec<&str> = up.iter().map(|(_, n)| n.as_str()).collect();
+        nodes.sort();
+        if nodes == ["a", "b", "c"] {
+            Ok(up)
+        } else {
+            Err(format!("{up:?}"))
+        }
+    })
+}
+
+#[test]
+fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
+    let cluster = Cluster::start(3);
+    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
+    a.create_and_push("hello", &sample("hello"));
+    assert_eq!(a.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    // The other nodes answer through their routers: forwarded to a's web dyno at first,
+    // then from their own when the app is scaled.
+    for node in [b, c] {
+        poll_until("the other nodes to serve hello", SOON, || {
+            match node.get("hello", "/") {
+                (200, body) if body == "Hello from wdeploy\n" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+    for node in [a, b, c] {
+        let releases = node.ok(&["releases", "-a", "hello"]);
+        assert!(releases.contains("v1"), "{releases}");
+        assert_eq!(
+            node.ok(&["apps"])
+                .lines()
+                .filter(|l| l.contains("hello"))
+                .count(),
+            1
+        );
+    }
+
+    // web=3 means three in all: one per node.
+    a.ok(&["ps:scale", "web=3", "-a", "hello"]);
+    let spread = one_web_dyno_per_node(b, "hello");
+    for node in [a, c] {
+        assert_eq!(
+            one_web_dyno_per_node(node, "hello"),
+            spread,
+            "every node's ps agrees"
+        );
+    }
+
+    // Two config changes at once on two nodes: both land, as two releases.
+    std::thread::scope(|s| {
+        s.spawn(|| b.ok(&["config:set", "FIRST=1", "-a", "hello"]));
+        s.spawn(|| c.ok(&["config:set", "SECOND=2", "-a", "hello"]));
+    });
+    for node in [a, b, c] {
+        let config = node.ok(&["config", "-a", "hello"]);
+        assert!(
+            config.contains("FIRST") && config.contains("SECOND"),
+            "{config}"
+        );
+        let releases = node.ok(&["releases", "-a", "hello"]);
+        assert!(
+            releases.contains("v2") && releases.contains("v3"),
+            "{releases}"
+        );
+    }
+    a.ok(&["config:set", "GREETING=the cluster", "-a", "hello"]);
+    for node in [a, b, c] {
+        poll_until("every node to serve the new config", MOVE, || {
+            match node.get("hello", "/") {
+                (200, body) if body == "Hello from the cluster\n" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+
+    // `logs --tail` on a shows the lines of dynos running on b and c.
+    let mut tail = Running::spawn(a.command(&["logs", "--tail", "-a", "hello", "-n", "0"]));
+    let remote: Vec<String> = spread
+        .iter()
+        .filter(|(_, node)| node != "a")
+        .map(|(dyno, _)| format!("app[{dyno}]: handling /"))
+        .collect();
+    poll_until("a's tail to show b's and c's dynos", MOVE, || {
+        for node in [b, c] {
+            node.get("hello", "/");
+        }
+        let out = tail.output();
+        match remote.iter().find(|line| !out.contains(line.as_str())) {
+            None => Ok(()),
+            Some(missing) => Err(format!("no `{missing}` in:\n{out}")),
+        }
+    });
+    tail.kill_9();
+    let router = a.ok(&["logs", "--source", "router", "-a", "hello", "-n", "300"]);
+    for node in ["a", "b", "c"] {
+        assert!(router.contains(&format!("node={node} ")), "{router}");
+    }
+}
+
+/// A client per router, each GETting `/` of an app every 20 ms until stopped.
+struct ClientLoops {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl ClientLoops {
+    fn start(nodes: &[&TestHost], app: &str) -> ClientLoops {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let clients = nodes
+            .iter()
+            .map(|node| {
+                let (url, header, stop) = (node.url("/"), node.host_header(app), stop.clone());
+                std::thread::spawn(move || {
+                    let agent = http();
+                    let (mut requests, mut failures) = (0, Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        requests += 1;
+                        match agent.get(&url).header("host", &header).call() {
+                            Ok(r) if r.status().as_u16() == 200 => {}
+                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    (requests, failures)
+                })
+            })
+            .collect();
+        ClientLoops { stop, clients }
+    }
+
+    /// Stops the clients: each one's (requests, failures with what they were).
+    fn finish(self) -> Vec<(u64, Vec<String>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn a_node_killed_loses_nothing_and_its_dynos_come_back_on_the_others() {
+    let mut cluster = Cluster::start(3);
+    {
+        let a = cluster.node("a");
+        a.create_and_push("hello", &sample("hello"));
+        a.ok(&["config:set", "KEPT=yes", "-a", "hello"]);
+        a.ok(&["ps:scale", "web=3", "-a", "hello"]);
+        one_web_dyno_per_node(a, "hello");
+    }
+    let clients = ClientLoops::start(&[cluster.node("a"), cluster.node("c")], "hello");
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.nodes[1].kill_9();
+    let a = cluster.node("a");
+    poll_until("three web dynos on a and c", MOVE, || {
+        let up = up_dynos(a, "hello");
+        let on_survivors = up.iter().filter(|(d, n)| d.starts_with("web.") && n != "b");
+        if on_survivors.count() == 3 && up.iter().all(|(_, n)| n != "b") {
+            Ok(())
+        } else {
+            Err(format!("{up:?}"))
+        }
+    });
+    for (requests, failures) in clients.finish() {
+        assert!(requests > 10, "{requests}");
+        assert!(
+            failures.is_empty(),
+            "{} of {requests} failed: {failures:?}",
+            failures.len()
+        );
+    }
+    // Everything acknowledged before the kill is still there, on both survivors.
+    for node in [cluster.node("a"), cluster.node("c")] {
+        assert!(node.ok(&["config", "-a", "hello"]).contains("KEPT"));
+        assert!(node.ok(&["releases", "-a", "hello"]).contains("v2"));
+        assert_eq!(node.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    }
+}
+
+#[test]
+fn add_on_data_is_exact_and_jobs_run_once_across_nodes() {
+    let cluster = Cluster::start(3);
+    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
+    a.create_and_push("counter", &sample("counter"));
+    a.ok(&["ps:scale", "web=3", "-a", "counter"]);
+    one_web_dyno_per_node(c, "counter");
+    // 300 requests at once, 10 clients per router.
+    let counts: Vec<u64> = std::thread::scope(|s| {
+        let clients: Vec<_> = [a, b, c]
+            .iter()
+            .flat_map(|node| std::iter::repeat_n(*node, 10))
+            .map(|node| {
+                s.spawn(move || {
+                    let agent = http();
+                    (0..10)
+                        .map(|_| {
+                            let mut r = agent
+                                .get(&node.url("/"))
+                                .header("host", &node.host_header("counter"))
+                                .call()
+                                .unwrap();
+                            let body = r.body_mut().read_to_string().unwrap();
+                            assert_eq!(r.status().as_u16(), 200, "{body}");
+                            body.trim().parse::<u64>().unwrap()
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let mut counts = counts;
+    counts.sort();
+    assert_eq!(counts, (1..=300).collect::<Vec<_>>());
+    assert_eq!(b.get("counter", "/count"), (200, "300\n".into()));
+
+    a.create_and_push("jobs", &sample("jobs"));
+    a.ok(&["ps:scale", "worker=2", "-a", "jobs"]);
+    poll_until("workers on two nodes", MOVE, || {
+        let up = up_dynos(a, "jobs");
+        let workers: std::collections::BTreeSet<&str> = up
+            .iter()
+            .filter(|(d, _)| d.starts_with("worker."))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if workers.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{up:?}"))
+        }
+    });
+    let ids: Vec<(u64, String)> = (0..20)
+        .map(|n| {
+            let text = format!("job number {n}");
+            let node = [a, b, c][n % 3];
+            let (status, body) = node.post("jobs", "/jobs", &text);
+            assert_eq!(status, 202, "{body}");
+            (body.trim().parse().unwrap(), text)
+        })
+        .collect();
+    for (id, text) in &ids {
+        let expected = format!("done: {}\n", text.to_uppercase());
+        poll_until(&format!("job {id}"), SOON, || {
+            match c.get("jobs", &format!("/jobs/{id}")) {
+                (_, body) if body == expected => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        let key = format!("job/{id}/runs");
+        assert_eq!(b.ok(&["kv:get", &key, "-a", "jobs"]), "1\n", "{key}");
+    }
+}
+
+#[test]
+fn the_cluster_rides_out_nats_going_away_and_refuses_a_node_of_another_schema() {
+    let mut cluster = Cluster::start(3);
+    {
+        let a = cluster.node("a");
+        a.create_and_push("hello", &sample("hello"));
+        a.ok(&["ps:scale", "web=3", "-a", "hello"]);
+        one_web_dyno_per_node(a, "hello");
+        a.ok(&["config:set", "BEFORE=1", "-a", "hello"]);
+    }
+    cluster.nats.stop();
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        for node in &cluster.nodes {
+            assert_eq!(
+                node.get("hello", "/").0,
+                200,
+                "a node stopped serving without NATS"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = std::time::Instant::now();
+    let err = cluster
+        .node("b")
+        .fails(&["config:set", "DURING=1", "-a", "hello"]);
+    assert!(err.contains("the cluster store is unavailable"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it hung: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    cluster.nats.resume().expect("nats-server again");
+    let b = cluster.node("b");
+    poll_until("config:set to work again", SOON, || {
+        let out = b.cli(&["config:set", "AFTER=1", "-a", "hello"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+    for node in &cluster.nodes {
+        let config = node.ok(&["config", "-a", "hello"]);
+        assert!(
+            config.contains("BEFORE") && config.contains("AFTER"),
+            "{config}"
+        );
+        assert!(!config.contains("DURING"), "{config}");
+        assert_eq!(node.get("hello", "/").0, 200);
+    }
+
+    // A node of another state schema does not join.
+    wdeploy_store::cluster::testing::write_schema(&cluster.nats.url(), 99).unwrap();
+    let out = wdeploy()
+        .args(["host", "--data"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .args(["--cluster", &cluster.nats.url(), "--node", "d"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("schema v1") && err.contains("schema v99"),
+        "{err}"
+    );
+}
+
+#[test]
+fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
+    let cluster = Cluster::start(3);
+    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
+    a.create_and_push("hello", &sample("hello"));
+    a.ok(&["ps:scale", "web=3", "-a", "hello"]);
+    let spread = one_web_dyno_per_node(a, "hello");
+    let on_b = spread.iter().find(|(_, n)| n == "b").unwrap().0.clone();
+    // Restart b's dyno through c, then every dyno through a.
+    let logged = |wanted: Vec<String>| {
+        poll_until("the restarts in the log", MOVE, || {
+            let logs = a.ok(&["logs", "-a", "hello", "-n", "1500"]);
+            match wanted.iter().find(|w| !logs.contains(w.as_str())) {
+                None => Ok(()),
+                Some(missing) => Err(format!("no `{missing}`")),
+            }
+        })
+    };
+    c.ok(&["restart", &on_b, "-a", "hello"]);
+    logged(vec![format!("Restarting {on_b} on node b")]);
+    a.ok(&["restart", "-a", "hello"]);
+    logged(vec![
+        "Restarting all dynos on node b".to_string(),
+        "Restarting all dynos on node c".to_string(),
+    ]);
+    one_web_dyno_per_node(c, "hello");
+    let err = b.fails(&["restart", "web.9", "-a", "hello"]);
+    assert!(err.contains("no dyno web.9 is running"), "{err}");
+
+    // `placement = "every-node"`: web=1 means one web dyno on each node.
+    let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
+    b.create_and_push("edge", edge.path());
+    poll_until("web.1 of edge on every node", MOVE, || {
+        let up = up_dynos(c, "edge");
+        let expected: Vec<(String, String)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| ("web.1".to_string(), n.to_string()))
+            .collect();
+        if up == expected {
+            Ok(())
+        } else {
+            Err(format!("{up:?}"))
+        }
+    });
+}
