@@ -132,6 +132,25 @@ pub fn check_size(what: &'static str, size: usize, limit: usize) -> AddonResult<
     Ok(())
 }
 
+/// A counter's value after adding `delta` to `current` (missing counts as 0; counters are
+/// decimal text), or why it cannot be: the same rule for every backend.
+pub fn incremented(key: &str, current: Option<&[u8]>, delta: u64) -> AddonResult<u64> {
+    let current = match current {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                AddonError::Invalid(format!(
+                    "cannot increment `{key}`: its value is not a decimal number"
+                ))
+            })?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or_else(|| AddonError::Invalid(format!("incrementing `{key}` overflows a u64")))
+}
+
 /// What one stored row costs against a quota beyond its own bytes: the row's header, its
 /// index entries and page slack, so many tiny entries cannot hold far more disk than the
 /// quota says.

@@ -97,6 +97,18 @@ pub struct NewRelease {
     pub node: Option<NodeName>,
 }
 
+impl NewRelease {
+    /// The status it is appended with: pending while its slug is started, succeeded at
+    /// once for a config change before any slug.
+    pub fn first_status(&self) -> ReleaseStatus {
+        if self.slug.is_some() {
+            ReleaseStatus::Pending
+        } else {
+            ReleaseStatus::Succeeded
+        }
+    }
+}
+
 /// The head of an app's release log: what a read-modify-write of it starts from.
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseHead {

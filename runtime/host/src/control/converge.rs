@@ -307,7 +307,7 @@ impl Host {
 
     /// Records the dynos this node runs of `app`, when they changed.
     async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
-        let dynos: Vec<DynoRecord> = entry.runtime.dynos().into_iter().map(record).collect();
+        let dynos: Vec<DynoRecord> = entry.runtime.dynos();
         if self.published.lock().get(&app.id) == Some(&dynos) {
             return Ok(());
         }
@@ -357,37 +357,9 @@ impl Host {
                 if r.node == me || !self.membership.is_live(&r.node) {
                     continue;
                 }
-                all.extend(
-                    r.dynos
-                        .into_iter()
-                        .map(|d| (r.node.to_string(), snapshot(d))),
-                );
+                all.extend(r.dynos.into_iter().map(|d| (r.node.to_string(), d)));
             }
         }
         all
-    }
-}
-
-fn record(d: DynoSnapshot) -> DynoRecord {
-    DynoRecord {
-        name: d.name,
-        process_type: d.process_type,
-        state: d.state,
-        since: d.since,
-        next_start: d.next_start,
-        release: d.release,
-        command: d.command,
-    }
-}
-
-fn snapshot(d: DynoRecord) -> DynoSnapshot {
-    DynoSnapshot {
-        name: d.name,
-        process_type: d.process_type,
-        state: d.state,
-        since: d.since,
-        next_start: d.next_start,
-        release: d.release,
-        command: d.command,
     }
 }

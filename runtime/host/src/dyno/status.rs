@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use std::sync::Arc;
-use wdeploy_core::{DynoState, ProcessType};
+use wdeploy_core::DynoState;
 
 /// A dyno's state, updated by whoever supervises it and read by `ps`.
 #[derive(Debug, Clone)]
@@ -58,15 +58,6 @@ impl DynoStatus {
     }
 }
 
-/// One line of `ps`.
-#[derive(Debug, Clone)]
-pub struct DynoSnapshot {
-    pub name: String,
-    pub process_type: ProcessType,
-    pub state: DynoState,
-    pub since: DateTime<Utc>,
-    /// When a crashed dyno starts again.
-    pub next_start: Option<DateTime<Utc>>,
-    pub release: u64,
-    pub command: String,
-}
+/// One line of `ps`: the store's record of a dyno, so what a node publishes of its dynos
+/// for the others is what its own `ps` shows.
+pub type DynoSnapshot = wdeploy_store::DynoRecord;

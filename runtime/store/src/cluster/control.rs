@@ -288,11 +288,7 @@ impl ControlStore for ClusterControl {
                 "release v{version} of {app} does not follow the newest release: read the log's head again"
             )));
         }
-        let status = if new.slug.is_some() {
-            ReleaseStatus::Pending
-        } else {
-            ReleaseStatus::Succeeded
-        };
+        let status = new.first_status();
         let stored = StoredRelease {
             version,
             slug: new.slug,

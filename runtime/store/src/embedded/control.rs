@@ -138,11 +138,7 @@ impl ControlDb {
             return Err(StoreError::NotFound(format!("app {app}")));
         }
         let now = Utc::now();
-        let status = if new.slug.is_some() {
-            ReleaseStatus::Pending
-        } else {
-            ReleaseStatus::Succeeded
-        };
+        let status = new.first_status();
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO releases (app, version, slug, procfile, settings, config, description, author, created_at, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

@@ -6,7 +6,6 @@
 
 use super::addons_db::{AddonDb, Result, charge, refund};
 use crate::addons::{check_batch, check_entry, check_key, stored_bytes};
-use crate::error::AddonError;
 use crate::model::KeyPage;
 use rusqlite::{OptionalExtension, params};
 use wdeploy_core::addons::PAGE_KEYS;
@@ -59,20 +58,7 @@ impl AddonDb {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let current = match current {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        AddonError::Invalid(format!(
-                            "cannot increment `{key}`: its value is not a decimal number"
-                        ))
-                    })?,
-            };
-            let next = current.checked_add(delta).ok_or_else(|| {
-                AddonError::Invalid(format!("incrementing `{key}` overflows a u64"))
-            })?;
+            let next = crate::addons::incremented(key, current.as_deref(), delta)?;
             put(tx, app, quota, bucket, key, next.to_string().as_bytes())?;
             Ok(next)
         })
@@ -215,6 +201,7 @@ fn remove(tx: &rusqlite::Transaction<'_>, app: &str, bucket: &str, key: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AddonError;
     use wdeploy_core::addons::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
     use super::super::addons_db::AddonDb;

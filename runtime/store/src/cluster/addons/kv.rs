@@ -65,20 +65,7 @@ impl ClusterAddons {
         self.ready()?;
         let value = self
             .put_with(app, bucket, key, |current| {
-                let current = match current {
-                    None => 0,
-                    Some(bytes) => std::str::from_utf8(bytes)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            AddonError::Invalid(format!(
-                                "cannot increment `{key}`: its value is not a decimal number"
-                            ))
-                        })?,
-                };
-                let next = current.checked_add(delta).ok_or_else(|| {
-                    AddonError::Invalid(format!("incrementing `{key}` overflows a u64"))
-                })?;
+                let next = crate::addons::incremented(key, current, delta)?;
                 Ok(Bytes::from(next.to_string()))
             })
             .await?;
