@@ -42,6 +42,22 @@ fn one_web_dyno_per_node(node: &TestHost, app: &str) -> Vec<(String, String)> {
     })
 }
 
+/// Waits until every node's `ps` shows the same one web dyno of APP per node: dynos may
+/// move while placement settles after a scale (each with preboot).
+fn settled_spread(nodes: &[&TestHost], app: &str) -> Vec<(String, String)> {
+    poll_until("every node's ps to agree", MOVE, || {
+        let seen: Vec<_> = nodes
+            .iter()
+            .map(|node| one_web_dyno_per_node(node, app))
+            .collect();
+        if seen.iter().all(|s| s == &seen[0]) {
+            Ok(seen[0].clone())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+}
+
 #[test]
 fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
     let cluster = Cluster::start(3);
@@ -72,14 +88,7 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
 
     // web=3 means three in all: one per node.
     a.ok(&["ps:scale", "web=3", "-a", "hello"]);
-    let spread = one_web_dyno_per_node(b, "hello");
-    for node in [a, c] {
-        assert_eq!(
-            one_web_dyno_per_node(node, "hello"),
-            spread,
-            "every node's ps agrees"
-        );
-    }
+    let spread = settled_spread(&[a, b, c], "hello");
 
     // Two config changes at once on two nodes: both land, as two releases.
     std::thread::scope(|s| {
@@ -368,7 +377,7 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
     a.create_and_push("hello", &sample("hello"));
     a.ok(&["ps:scale", "web=3", "-a", "hello"]);
-    let spread = one_web_dyno_per_node(a, "hello");
+    let spread = settled_spread(&[a, b, c], "hello");
     let on_b = spread.iter().find(|(_, n)| n == "b").unwrap().0.clone();
     // Restart b's dyno through c, then every dyno through a.
     let logged = |wanted: Vec<String>| {

@@ -318,9 +318,31 @@ impl Host {
 
     /// The other live nodes running up web dynos of `app`, for the router.
     pub(super) fn learn_peers(&self, app: &App, records: &[NodeDynos]) {
+        self.router
+            .peers()
+            .set(app.name.as_str(), self.peers_in(records));
+    }
+
+    /// The peers of the app named `app` from the store's dyno records now (the router's
+    /// lookup for an app it knows no peers of).
+    pub(super) async fn find_peers(&self, app: &str) -> Vec<Peer> {
+        let Ok(name) = app.parse::<wdeploy_core::AppName>() else {
+            return Vec::new();
+        };
+        let Ok(record) = self.store.control.app(&name).await else {
+            return Vec::new();
+        };
+        match self.store.nodes.dynos(&record.id).await {
+            Ok(records) => self.peers_in(&records),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The live nodes other than this one whose records show an up web dyno.
+    fn peers_in(&self, records: &[NodeDynos]) -> Vec<Peer> {
         let me = &self.membership.me().name;
         let live = self.membership.live();
-        let peers = records
+        records
             .iter()
             .filter(|r| &r.node != me)
             .filter(|r| {
@@ -334,8 +356,7 @@ impl Host {
                 node: n.name.to_string(),
                 addr: n.advertise.clone(),
             })
-            .collect();
-        self.router.peers().set(app.name.as_str(), peers);
+            .collect()
     }
 
     /// Every node's dynos of `app` as `ps` shows them: this node's as they are now, the

@@ -204,6 +204,16 @@ impl Host {
             restarts_seen: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
         });
+        let weak = Arc::downgrade(&host);
+        host.router.peers().set_finder(Arc::new(move |app: String| {
+            let host = weak.clone();
+            Box::pin(async move {
+                match host.upgrade() {
+                    Some(host) => host.find_peers(&app).await,
+                    None => Vec::new(),
+                }
+            })
+        }));
         Ok((host, token))
     }
 

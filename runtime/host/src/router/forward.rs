@@ -32,12 +32,31 @@ pub struct Peer {
     pub addr: String,
 }
 
+/// How often the router asks the store for the peers of an app it knows none for.
+const LOOKUP_EVERY: Duration = Duration::from_millis(500);
+
+/// Finds the peers of an app on demand (from the nodes' dyno records): the host's.
+pub type Finder =
+    Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Vec<Peer>> + Send + Sync>;
+
+/// Idle connections kept per peer: enough for a busy app's concurrent requests to reuse
+/// theirs, few enough that a peer is not held open needlessly (it closes idle ones after
+/// its own keep-alive timeout anyway).
+const IDLE_PER_PEER: usize = 32;
+
+type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+
 /// The nodes running up web dynos of each app, other than this one.
 #[derive(Default)]
 pub struct Peers {
     by_app: RwLock<HashMap<String, Arc<Vec<Peer>>>>,
     unreachable: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
+    /// Connections to peers ready for another request, by address.
+    idle: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+    finder: std::sync::OnceLock<Finder>,
+    /// When each app's peers were last looked up on demand.
+    looked_up: Mutex<HashMap<String, Instant>>,
 }
 
 /// Why a request could not be forwarded.
@@ -63,6 +82,37 @@ impl Peers {
         self.by_app.read().contains_key(app)
     }
 
+    /// How to find an app's peers when none are known (set once, by the host).
+    pub fn set_finder(&self, finder: Finder) {
+        let _ = self.finder.set(finder);
+    }
+
+    /// Whether `app` has peers, looking them up now if none are known: a release another
+    /// node just made may be served before this node's next look. At most one lookup per
+    /// app per [`LOOKUP_EVERY`], so requests for an app with no web dyno anywhere cannot
+    /// turn into a flood of store calls.
+    pub async fn known_or_found(&self, app: &str) -> bool {
+        if self.has(app) {
+            return true;
+        }
+        let Some(finder) = self.finder.get().cloned() else {
+            return false;
+        };
+        {
+            let mut looked_up = self.looked_up.lock();
+            let now = Instant::now();
+            match looked_up.get(app) {
+                Some(at) if now - *at < LOOKUP_EVERY => return false,
+                _ => {
+                    looked_up.insert(app.to_string(), now);
+                }
+            }
+        }
+        let peers = finder(app.to_string()).await;
+        self.set(app, peers);
+        self.has(app)
+    }
+
     /// Sends `req` to a peer of `app`, trying the next one when one cannot be reached;
     /// returns the peer's response and its name.
     pub async fn forward(
@@ -83,6 +133,20 @@ impl Peers {
             if self.avoided(&peer.addr) {
                 continue;
             }
+            // A kept connection the peer closed meanwhile gives the request back unsent;
+            // it then goes on a fresh one.
+            if let Some(mut sender) = self.reuse(&peer.addr) {
+                match sender.try_send_request(req).await {
+                    Ok(response) => return Ok(self.answer(peer, sender, response)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => {
+                            let why = e.into_error();
+                            return Err(ForwardError::Failed(format!("{}: {why}", peer.node)));
+                        }
+                    },
+                }
+            }
             let Some(mut sender) = self.connect(peer).await else {
                 continue;
             };
@@ -90,11 +154,44 @@ impl Peers {
                 .send_request(req)
                 .await
                 .map_err(|e| ForwardError::Failed(format!("{}: {e}", peer.node)))?;
-            let (parts, body) = response.into_parts();
-            let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-            return Ok((hyper::Response::from_parts(parts, body), peer.node.clone()));
+            return Ok(self.answer(peer, sender, response));
         }
         Err(ForwardError::NoPeer)
+    }
+
+    /// The peer's response as the router sends it; its connection goes back to the idle
+    /// ones once the response is done with (if there is room).
+    fn answer(
+        &self,
+        peer: &Peer,
+        mut sender: Sender,
+        response: hyper::Response<Incoming>,
+    ) -> (hyper::Response<HyperOutgoingBody>, String) {
+        let (idle, addr) = (self.idle.clone(), peer.addr.clone());
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = idle.lock();
+                let kept = idle.entry(addr).or_default();
+                if kept.len() < IDLE_PER_PEER {
+                    kept.push(sender);
+                }
+            }
+        });
+        let (parts, body) = response.into_parts();
+        let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
+        (hyper::Response::from_parts(parts, body), peer.node.clone())
+    }
+
+    /// A kept connection to `addr` ready for a request, if there is one.
+    fn reuse(&self, addr: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock();
+        let kept = idle.get_mut(addr)?;
+        while let Some(sender) = kept.pop() {
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
     }
 
     fn avoided(&self, addr: &str) -> bool {

@@ -169,7 +169,9 @@ impl Router {
         let Some(dyno) = app.pick_web() else {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
-            if req.headers().contains_key(FORWARDED_BY) || !self.peers.has(app.name.as_str()) {
+            if req.headers().contains_key(FORWARDED_BY)
+                || !self.peers.known_or_found(app.name.as_str()).await
+            {
                 return error(line, &logs, started, 503, ("H14", "No web dynos running"));
             }
             let me = self.node.read().clone();
