@@ -205,6 +205,11 @@ impl Host {
             nudge: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&host);
+        host.router.set_app_finder(Arc::new(move |name: String| {
+            let host = weak.clone();
+            Box::pin(async move { host.upgrade()?.find_app(&name).await })
+        }));
+        let weak = Arc::downgrade(&host);
         host.router.peers().set_finder(Arc::new(move |app: String| {
             let host = weak.clone();
             Box::pin(async move {
@@ -298,6 +303,14 @@ impl Host {
         for app in apps {
             app.runtime.stop().await;
         }
+    }
+
+    /// The runtime of the app named `name` if the store has it (routed from now on): for
+    /// a request that reaches this node before its next look has seen a new app.
+    async fn find_app(&self, name: &str) -> Option<Arc<AppRuntime>> {
+        let name: AppName = name.parse().ok()?;
+        let app = self.store.control.app(&name).await.ok()?;
+        Some(self.entry_for(&app).runtime.clone())
     }
 
     /// An app that exists in the store, with its runtime.

@@ -33,7 +33,19 @@ pub struct Router {
     peers: Peers,
     /// This node's name, in router lines (`node=`).
     node: RwLock<Arc<str>>,
+    app_finder: std::sync::OnceLock<AppFinder>,
+    /// Lookups of apps the router does not know, so made-up names cannot flood the store.
+    /// The current second's start and the lookups made in it.
+    lookups: parking_lot::Mutex<(Instant, u32)>,
 }
+
+/// Finds an app by name that the router does not know yet, routing it if it exists.
+pub type AppFinder = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Option<Arc<AppRuntime>>> + Send + Sync,
+>;
+
+/// Lookups of unknown app names the router makes per second at most.
+const NEW_APP_LOOKUPS: u32 = 20;
 
 impl Router {
     pub fn new(domain: &str) -> Arc<Router> {
@@ -43,6 +55,8 @@ impl Router {
             fallback: RwLock::new(None),
             peers: Peers::default(),
             node: RwLock::new("local".into()),
+            app_finder: std::sync::OnceLock::new(),
+            lookups: parking_lot::Mutex::new((Instant::now(), 0)),
         })
     }
 
@@ -69,8 +83,36 @@ impl Router {
         *self.fallback.write() = Some(app);
     }
 
-    /// The app a Host header (`NAME.DOMAIN[:port]`) names.
-    fn app_for(&self, host: &str) -> Option<Arc<AppRuntime>> {
+    /// How to find an app this router does not know yet (one made through another node
+    /// a moment ago): set once, by the host.
+    pub fn set_app_finder(&self, finder: AppFinder) {
+        let _ = self.app_finder.set(finder);
+    }
+
+    /// The app a Host header names, asking the host for one the router does not know yet
+    /// (within [`NEW_APP_LOOKUPS`] a second, whatever names clients make up).
+    async fn app_or_found(&self, host: &str) -> Option<Arc<AppRuntime>> {
+        if let Some(app) = self.app_for(host) {
+            return Some(app);
+        }
+        let name = self.name_in(host)?;
+        let finder = self.app_finder.get()?.clone();
+        {
+            let mut lookups = self.lookups.lock();
+            let now = Instant::now();
+            if now - lookups.0 >= Duration::from_secs(1) {
+                *lookups = (now, 0);
+            }
+            if lookups.1 >= NEW_APP_LOOKUPS {
+                return None;
+            }
+            lookups.1 += 1;
+        }
+        finder(name).await
+    }
+
+    /// The app name in a Host header (`NAME.DOMAIN[:port]`), if it is under the domain.
+    fn name_in(&self, host: &str) -> Option<String> {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 h
@@ -80,11 +122,15 @@ impl Router {
         });
         // `app.localhost.` is the same name, fully qualified.
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-        let name = host
-            .strip_suffix(&self.domain)
-            .and_then(|rest| rest.strip_suffix('.'));
-        if let Some(name) = name
-            && let Some(app) = self.apps.read().get(name)
+        host.strip_suffix(&self.domain)
+            .and_then(|rest| rest.strip_suffix('.'))
+            .map(str::to_string)
+    }
+
+    /// The app a Host header (`NAME.DOMAIN[:port]`) names.
+    fn app_for(&self, host: &str) -> Option<Arc<AppRuntime>> {
+        if let Some(name) = self.name_in(host)
+            && let Some(app) = self.apps.read().get(&name)
         {
             return Some(app.clone());
         }
@@ -157,7 +203,7 @@ impl Router {
             bytes: 0,
         };
 
-        let Some(app) = self.app_for(&host) else {
+        let Some(app) = self.app_or_found(&host).await else {
             tracing::info!(%host, "no such app");
             return page(
                 404,
