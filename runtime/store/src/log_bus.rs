@@ -13,6 +13,11 @@ pub trait LogBus: Send + Sync + 'static {
     /// Hands a line of `app` to the other nodes. Never waits: a line the bus cannot take
     /// now (the backend away, its buffer full) is dropped, so dynos never slow down.
     fn publish(&self, app: &AppId, line: LogRecord);
+    /// Whether any other node hears what is published: when none can, writers need not
+    /// copy their lines into records at all (the per-line cost of a cluster of one).
+    fn carries_lines(&self) -> bool {
+        true
+    }
     /// Lines other nodes published: the ones still kept (at most the log buffer per app,
     /// oldest first), then live ones, in the order each node published them.
     async fn subscribe(&self) -> Result<BoxStream<'static, (AppId, LogRecord)>>;

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use placement::Share;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use wdeploy_core::Formation;
+use wdeploy_core::{Formation, ProcessType};
 use wdeploy_core::settings::Placement;
 use wdeploy_store::{AppId, NodeInfo, NodeName};
 
@@ -93,16 +93,24 @@ impl Membership {
         placement::share_of(app, formation, &self.live_names(), &self.me.name, placement)
     }
 
-    /// The node that runs dyno `n` of `process_type`, if placement gives it to one node.
-    pub fn owner_of(
+    /// The node each dyno of `formation` runs on (web dynos of an `every-node` app
+    /// aside: every node runs them).
+    pub fn assign(
         &self,
         app: &AppId,
         formation: &Formation,
         placement: Placement,
-        process_type: &wdeploy_core::ProcessType,
-        n: u32,
-    ) -> Option<NodeName> {
+    ) -> BTreeMap<(ProcessType, u32), NodeName> {
         placement::assign(app, formation, &self.live_names(), placement)
-            .remove(&(process_type.clone(), n))
+    }
+
+    /// This node's dynos in `owners` (an [`Membership::assign`] of `formation`).
+    pub fn share_in(
+        &self,
+        owners: &BTreeMap<(ProcessType, u32), NodeName>,
+        formation: &Formation,
+        placement: Placement,
+    ) -> Share {
+        placement::share_in(owners, formation, &self.me.name, placement)
     }
 }

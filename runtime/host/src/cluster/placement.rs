@@ -122,10 +122,20 @@ pub fn share_of(
     me: &NodeName,
     web: WebPlacement,
 ) -> Share {
+    share_in(&assign(app, formation, nodes, web), formation, me, web)
+}
+
+/// The dynos `me` runs of an assignment of `formation` (see [`assign`]).
+pub fn share_in(
+    owners: &BTreeMap<(ProcessType, u32), NodeName>,
+    formation: &Formation,
+    me: &NodeName,
+    web: WebPlacement,
+) -> Share {
     let mut share = Share::default();
-    for ((process_type, n), owner) in assign(app, formation, nodes, web) {
-        if &owner == me {
-            share.insert(process_type, n);
+    for ((process_type, n), owner) in owners {
+        if owner == me {
+            share.insert(process_type.clone(), *n);
         }
     }
     if web == WebPlacement::EveryNode {

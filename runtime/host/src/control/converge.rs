@@ -216,12 +216,12 @@ impl Host {
         };
         let running = runtime.current_release();
         if running.as_ref().map(|r| r.version) != Some(current.version) {
-            if self.failed.lock().get(&app.name) == Some(&current.version) {
+            if entry.node.lock().failed == Some(current.version) {
                 return Ok(());
             }
             let going = entry.going_live(current.version);
             if let Err(e) = self.start(runtime, &current, &going.cancel).await {
-                self.failed.lock().insert(app.name.clone(), current.version);
+                entry.node.lock().failed = Some(current.version);
                 let node = self.membership.me().name.clone();
                 tracing::error!(app = %app.name, "could not start v{}: {e:#}", current.version);
                 runtime.logs.platform(
@@ -241,23 +241,22 @@ impl Host {
             .await?
             .runnable_in(&release.procfile);
         let placement = release.settings.web.placement;
-        let mut share = self.membership.share_of(&app.id, &formation, placement);
+        let owners = self.membership.assign(&app.id, &formation, placement);
+        let mut share = self.membership.share_in(&owners, &formation, placement);
+        let running_share = runtime.share().await;
         // Preboot across nodes: a web dyno placed elsewhere now keeps serving here until
         // its new node runs it.
         let web = ProcessType::web();
-        for n in runtime.share().await.numbers(&web) {
+        for n in running_share.numbers(&web) {
             if share.contains(&web, n) {
                 continue;
             }
-            let Some(owner) = self
-                .membership
-                .owner_of(&app.id, &formation, placement, &web, n)
-            else {
+            let Some(owner) = owners.get(&(web.clone(), n)) else {
                 continue; // scaled away: it simply stops
             };
             let name = format!("web.{n}");
             let taken_over = records.iter().any(|r| {
-                r.node == owner
+                &r.node == owner
                     && r.dynos.iter().any(|d| {
                         d.name == name
                             && d.state == wdeploy_core::DynoState::Up
@@ -268,7 +267,7 @@ impl Host {
                 share.insert(web.clone(), n);
             }
         }
-        if share != runtime.share().await {
+        if share != running_share {
             tracing::info!(app = %app.name, "running {}", share.summary());
             runtime.scale(&share).await?;
         }
@@ -279,13 +278,10 @@ impl Host {
     async fn answer_restarts(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
         let Some(request) = self.store.nodes.restart_request(&app.id).await? else {
             // None yet: the first one made from now on is new.
-            self.restarts_seen.lock().entry(app.id.clone()).or_insert(0);
+            entry.node.lock().restarts_seen.get_or_insert(0);
             return Ok(());
         };
-        let seen = self
-            .restarts_seen
-            .lock()
-            .insert(app.id.clone(), request.number);
+        let seen = entry.node.lock().restarts_seen.replace(request.number);
         if seen.is_none_or(|seen| seen >= request.number) {
             return Ok(());
         }
@@ -308,11 +304,11 @@ impl Host {
     /// Records the dynos this node runs of `app`, when they changed.
     async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
         let dynos: Vec<DynoRecord> = entry.runtime.dynos();
-        if self.published.lock().get(&app.id) == Some(&dynos) {
+        if entry.node.lock().published.as_ref() == Some(&dynos) {
             return Ok(());
         }
         self.store.nodes.set_dynos(&app.id, dynos.clone()).await?;
-        self.published.lock().insert(app.id.clone(), dynos);
+        entry.node.lock().published = Some(dynos);
         Ok(())
     }
 

@@ -75,14 +75,6 @@ pub struct Host {
     membership: Membership,
     /// Apps by id, for the lines other nodes send.
     ids: Mutex<HashMap<AppId, AppName>>,
-    /// The release each app last failed to start on this node: not tried again by the
-    /// converge loop until a newer one comes (a deploy here says why at once).
-    failed: Mutex<HashMap<AppName, u64>>,
-    /// The dyno records this node last published, by app.
-    published: Mutex<HashMap<AppId, Vec<DynoRecord>>>,
-    /// The newest restart request of each app this node has acted on (or found when it
-    /// first looked: requests from before it started are history).
-    restarts_seen: Mutex<HashMap<AppId, u64>>,
     /// Wakes the converge loop early (after a change made here).
     nudge: tokio::sync::Notify,
 }
@@ -100,6 +92,21 @@ struct AppEntry {
     destroying: AtomicBool,
     /// The app's id, once known (its log lines go to the other nodes under it).
     id: std::sync::OnceLock<AppId>,
+    /// What this node knows of the app as a node of its cluster.
+    node: Mutex<NodeState>,
+}
+
+/// An app's state on this node as its cluster's converge loop keeps it.
+#[derive(Default)]
+struct NodeState {
+    /// The release this node last failed to start: not tried again by the converge loop
+    /// until a newer one comes (a deploy here says why at once).
+    failed: Option<u64>,
+    /// The dyno records this node last published.
+    published: Option<Vec<DynoRecord>>,
+    /// The newest restart request acted on (or found at the first look: requests from
+    /// before this node started are history); `None` before the first look.
+    restarts_seen: Option<u64>,
 }
 
 /// A release on its way live: `cancel` stops it (its release phase or its boot), and
@@ -199,9 +206,6 @@ impl Host {
             apps: Mutex::new(HashMap::new()),
             membership: Membership::new(node),
             ids: Mutex::new(HashMap::new()),
-            failed: Mutex::new(HashMap::new()),
-            published: Mutex::new(HashMap::new()),
-            restarts_seen: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&host);
@@ -287,7 +291,7 @@ impl Host {
             Ok(()) => tracing::info!(app = %name, version = release.version, "restored"),
             Err(e) => {
                 // Not tried again by the converge loop: a newer release will be.
-                self.failed.lock().insert(name.clone(), release.version);
+                entry.node.lock().failed = Some(release.version);
                 tracing::error!(app = %name, "could not restore v{}: {e:#}", release.version);
                 entry.runtime.logs.platform(
                     "api",
@@ -325,6 +329,9 @@ impl Host {
         let entry = self.entry(&app.name);
         if entry.id.set(app.id.clone()).is_ok() {
             self.ids.lock().insert(app.id.clone(), app.name.clone());
+            if !self.store.log_bus.carries_lines() {
+                return entry; // a cluster of one: no line need be copied for anyone
+            }
             let (bus, id) = (self.store.log_bus.clone(), app.id.clone());
             let node = self.membership.me().name.clone();
             entry.runtime.logs.set_outbox(Box::new(move |line| {
@@ -364,6 +371,7 @@ impl Host {
                     in_progress: Mutex::new(None),
                     destroying: AtomicBool::new(false),
                     id: std::sync::OnceLock::new(),
+                    node: Mutex::new(NodeState::default()),
                 })
             })
             .clone()
@@ -403,11 +411,8 @@ impl Host {
         let entry = self.apps.lock().remove(app);
         self.router.remove_app(app);
         self.router.peers().set(app.as_str(), Vec::new());
-        self.failed.lock().remove(app);
         if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
             self.ids.lock().remove(id);
-            self.published.lock().remove(id);
-            self.restarts_seen.lock().remove(id);
             if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
                 tracing::debug!(app = %app, "could not clear the dyno records: {e}");
             }

@@ -198,9 +198,7 @@ impl Host {
             }
         }
         let request = self.store.nodes.request_restart(&record.id, dyno).await?;
-        self.restarts_seen
-            .lock()
-            .insert(record.id.clone(), request.number);
+        entry.node.lock().restarts_seen = Some(request.number);
         self.nudge();
         Ok(())
     }

@@ -32,7 +32,7 @@ pub struct Router {
     /// The other nodes running each app's web dynos, for apps with none here.
     peers: Peers,
     /// This node's name, in router lines (`node=`).
-    node: RwLock<Arc<str>>,
+    node: std::sync::OnceLock<Arc<str>>,
     app_finder: std::sync::OnceLock<AppFinder>,
     /// Lookups of apps the router does not know, so made-up names cannot flood the store.
     /// The current second's start and the lookups made in it.
@@ -54,15 +54,19 @@ impl Router {
             apps: RwLock::new(HashMap::new()),
             fallback: RwLock::new(None),
             peers: Peers::default(),
-            node: RwLock::new("local".into()),
+            node: std::sync::OnceLock::new(),
             app_finder: std::sync::OnceLock::new(),
             lookups: parking_lot::Mutex::new((Instant::now(), 0)),
         })
     }
 
-    /// Names this node in router lines.
+    /// Names this node in router lines (once: a node keeps its name).
     pub fn set_node(&self, node: &str) {
-        *self.node.write() = node.into();
+        let _ = self.node.set(node.into());
+    }
+
+    fn node(&self) -> Arc<str> {
+        self.node.get().cloned().unwrap_or_else(|| "local".into())
     }
 
     /// The other nodes that run up web dynos of each app.
@@ -195,7 +199,7 @@ impl Router {
             request_id: request_id.clone(),
             fwd: peer.ip().to_string(),
             dyno: None,
-            node: self.node.read().clone(),
+            node: self.node(),
             error: None,
             connect_ms: 0,
             service_ms: 0,
@@ -220,7 +224,7 @@ impl Router {
             {
                 return error(line, &logs, started, 503, ("H14", "No web dynos running"));
             }
-            let me = self.node.read().clone();
+            let me = self.node();
             return match self.peers.forward(app.name.as_str(), req, &me).await {
                 // The serving node writes the router line (with its `node=`).
                 Ok((response, _node)) => response,

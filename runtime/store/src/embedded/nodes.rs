@@ -84,6 +84,9 @@ pub struct NoBus;
 #[async_trait]
 impl LogBus for NoBus {
     fn publish(&self, _app: &AppId, _line: LogRecord) {}
+    fn carries_lines(&self) -> bool {
+        false
+    }
     async fn subscribe(&self) -> Result<BoxStream<'static, (AppId, LogRecord)>> {
         Ok(Box::pin(futures::stream::pending()))
     }
