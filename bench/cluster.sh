@@ -91,21 +91,9 @@ home=$("$bin" ps -a hello | sed -n 's/^web\.1: up .* on \([a-c]\)$/\1/p')
 other=a
 [ "$home" = a ] && other=b
 rate() { # NODE: req/s and p99 ms of $requests sequential GETs through NODE's router
-  python3 - "${router[$1]}" "$requests" <<'PY'
-import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port)
-times = []
-for i in range(n + 100):
-    t = time.perf_counter()
-    conn.request("GET", "/", headers={"Host": "hello.localhost"})
-    r = conn.getresponse(); r.read()
-    assert r.status == 200, r.status
-    if i >= 100:
-        times.append(time.perf_counter() - t)
-total = sum(times); times.sort()
-print(f"{n / total:.0f} {times[len(times) * 99 // 100] * 1000:.3f}")
-PY
+  local rps p99
+  read -r rps _ p99 < <(sequential_gets "${router[$1]}" hello.localhost "$requests")
+  echo "$rps $p99"
 }
 read -r local_rps local_p99 < <(rate "$home")
 read -r fwd_rps fwd_p99 < <(rate "$other")

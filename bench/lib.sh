@@ -21,3 +21,25 @@ start_host() {
 }
 
 stop_host() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+
+# sequential_gets PORT HOST N: N sequential keep-alive GETs of / with Host HOST on
+# 127.0.0.1:PORT (after 100 to warm up); prints req/s, p50 and p99 in ms.
+sequential_gets() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import http.client, sys, time
+port, host, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+times = []
+for i in range(n + 100):
+    started = time.perf_counter()
+    conn.request("GET", "/", headers={"Host": host})
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+    if i >= 100:
+        times.append(time.perf_counter() - started)
+total = sum(times)
+times.sort()
+print(f"{n / total:.0f} {times[len(times) // 2] * 1000:.3f} {times[len(times) * 99 // 100] * 1000:.3f}")
+PY
+}

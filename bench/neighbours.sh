@@ -35,22 +35,9 @@ export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config R
 
 # p50 and p99 in ms of $requests sequential GETs of the quiet app over one connection.
 latency() {
-  python3 - "$router" "$requests" <<'EOF'
-import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port)
-times = []
-for i in range(n + 100):
-    started = time.perf_counter()
-    conn.request("GET", "/", headers={"Host": "hello.localhost"})
-    response = conn.getresponse()
-    response.read()
-    assert response.status == 200, response.status
-    if i >= 100:
-        times.append(time.perf_counter() - started)
-times.sort()
-print(f"{times[len(times) // 2] * 1000:.3f} {times[len(times) * 99 // 100] * 1000:.3f}")
-EOF
+  local p50 p99
+  read -r _ p50 p99 < <(sequential_gets "$router" hello.localhost "$requests")
+  echo "$p50 $p99"
 }
 
 echo "quiet app latency, ${requests} sequential keep-alive GETs, loopback ($(nproc) cores)"

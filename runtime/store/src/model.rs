@@ -126,6 +126,19 @@ pub struct KeyPage {
     pub next: Option<u64>,
 }
 
+impl KeyPage {
+    /// The page of keys read from `offset`, fetched one past a page
+    /// ([`wdeploy_core::addons::PAGE_KEYS`] + 1) to learn whether another page follows.
+    pub fn from_fetched(mut keys: Vec<String>, offset: u64) -> KeyPage {
+        use wdeploy_core::addons::PAGE_KEYS;
+        let next = (keys.len() > PAGE_KEYS).then(|| {
+            keys.truncate(PAGE_KEYS);
+            offset + PAGE_KEYS as u64
+        });
+        KeyPage { keys, next }
+    }
+}
+
 /// A job leased to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {

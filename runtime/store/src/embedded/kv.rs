@@ -85,14 +85,8 @@ impl AddonDb {
                 ],
                 |r| r.get::<_, String>(0),
             )?;
-            let mut keys = rows.collect::<rusqlite::Result<Vec<String>>>()?;
-            let next = if keys.len() > PAGE_KEYS {
-                keys.truncate(PAGE_KEYS);
-                Some(offset + PAGE_KEYS as u64)
-            } else {
-                None
-            };
-            Ok(KeyPage { keys, next })
+            let keys = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(KeyPage::from_fetched(keys, offset))
         })
     }
 

@@ -98,20 +98,14 @@ impl ClusterAddons {
             })
             .collect();
         tokens.sort_unstable();
-        let mut keys: Vec<String> = tokens
+        let keys: Vec<String> = tokens
             .iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             // One more than a page, to know whether another follows.
             .take(PAGE_KEYS + 1)
             .filter_map(|token| unhex(token.strip_prefix('k')?))
             .collect();
-        let next = if keys.len() > PAGE_KEYS {
-            keys.truncate(PAGE_KEYS);
-            Some(offset + PAGE_KEYS as u64)
-        } else {
-            None
-        };
-        Ok(KeyPage { keys, next })
+        Ok(KeyPage::from_fetched(keys, offset))
     }
 
     pub(super) async fn kv_get_many(
