@@ -74,6 +74,31 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
             }
         });
     }
+    // A request through a node without the web dyno is forwarded: its request id is kept
+    // and the router line of the node that served it carries both.
+    let owner = up_dynos(a, "hello")[0].1.clone();
+    let forwarder = [a, b, c]
+        .into_iter()
+        .zip(["a", "b", "c"])
+        .find(|(_, name)| *name != owner)
+        .unwrap();
+    let request_id = "forwarded-request-0123456789";
+    let response = http()
+        .get(&forwarder.0.url("/"))
+        .header("host", &forwarder.0.host_header("hello"))
+        .header("x-request-id", request_id)
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["x-request-id"], request_id);
+    poll_until("the serving node's router line", SOON, || {
+        let router = a.ok(&["logs", "--source", "router", "-a", "hello", "-n", "300"]);
+        let line = router.lines().find(|l| l.contains(request_id));
+        match line {
+            Some(l) if l.contains(&format!("node={owner} ")) && l.contains("status=200") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
     for node in [a, b, c] {
         let releases = node.ok(&["releases", "-a", "hello"]);
         assert!(releases.contains("v1"), "{releases}");
@@ -144,24 +169,30 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
 /// A client per router, each GETting `/` of an app every 20 ms until stopped.
 struct ClientLoops {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered so far, all clients together.
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
     clients: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
 }
 
 impl ClientLoops {
     fn start(nodes: &[&TestHost], app: &str) -> ClientLoops {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let answered = std::sync::Arc::new(AtomicU64::new(0));
         let clients = nodes
             .iter()
             .map(|node| {
-                let (url, header, stop) = (node.url("/"), node.host_header(app), stop.clone());
+                let (url, header) = (node.url("/"), node.host_header(app));
+                let (stop, answered) = (stop.clone(), answered.clone());
                 std::thread::spawn(move || {
                     let agent = http();
                     let (mut requests, mut failures) = (0, Vec::new());
                     while !stop.load(Ordering::SeqCst) {
                         requests += 1;
                         match agent.get(&url).header("host", &header).call() {
-                            Ok(r) if r.status().as_u16() == 200 => {}
+                            Ok(r) if r.status().as_u16() == 200 => {
+                                answered.fetch_add(1, Ordering::SeqCst);
+                            }
                             Ok(r) => failures.push(format!("status {}", r.status())),
                             Err(e) => failures.push(e.to_string()),
                         }
@@ -171,7 +202,23 @@ impl ClientLoops {
                 })
             })
             .collect();
-        ClientLoops { stop, clients }
+        ClientLoops {
+            stop,
+            answered,
+            clients,
+        }
+    }
+
+    /// Waits until the clients have had `n` answers between them.
+    fn wait_answered(&self, n: u64) {
+        poll_until("the clients to be answered", SOON, || {
+            let answered = self.answered.load(std::sync::atomic::Ordering::SeqCst);
+            if answered >= n {
+                Ok(())
+            } else {
+                Err(format!("{answered} answers"))
+            }
+        });
     }
 
     /// Stops the clients: each one's (requests, failures with what they were).
@@ -195,10 +242,12 @@ fn a_node_killed_loses_nothing_and_its_dynos_come_back_on_the_others() {
         one_web_dyno_per_node(a, "hello");
     }
     let clients = ClientLoops::start(&[cluster.node("a"), cluster.node("c")], "hello");
-    std::thread::sleep(Duration::from_millis(300));
+    clients.wait_answered(20);
     cluster.nodes[1].kill_9();
     let a = cluster.node("a");
-    poll_until("three web dynos on a and c", MOVE, || {
+    // The bound: within 15 s of b's heartbeat expiring.
+    let moved = wdeploy_store::nodes::HEARTBEAT_TTL + Duration::from_secs(15);
+    poll_until("three web dynos on a and c", moved, || {
         let up = up_dynos(a, "hello");
         let on_survivors = up.iter().filter(|(d, n)| d.starts_with("web.") && n != "b");
         if on_survivors.count() == 3 && up.iter().all(|(_, n)| n != "b") {

@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use placement::Share;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use wdeploy_core::{Formation, ProcessType};
 use wdeploy_core::settings::Placement;
+use wdeploy_core::{Formation, ProcessType};
 use wdeploy_store::{AppId, NodeInfo, NodeName};
 
 /// How long a node missing from the heartbeats stays in this node's view, while this
