@@ -69,6 +69,7 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
     // Each fault gets its status and router code; the faulty app keeps serving.
     let faults = [
         ("/trap", 500, "code=H13"),
+        ("/forget", 500, "code=H13"),
         ("/loop", 503, "code=H12"),
         ("/alloc", 500, "code=H13"),
         ("/slow?ms=3000", 503, "code=H12"),
@@ -94,6 +95,12 @@ fn crash_loops_busy_workers_and_log_floods_never_disturb_other_apps() {
     );
     assert!(
         platform.contains("Instance crashed: deadline exceeded"),
+        "{platform}"
+    );
+    assert!(
+        platform.contains(
+            "Instance crashed: the handler returned without setting a response; replacing it"
+        ),
         "{platform}"
     );
 
@@ -234,6 +241,27 @@ fn warm_instances_keep_memory_between_requests() {
     // A trap discards the instance; its replacement starts from fresh memory.
     assert_eq!(get(&format!("http://127.0.0.1:{port}/trap")).0, 500);
     assert_eq!(get(&format!("http://127.0.0.1:{port}/count")).1, "1\n");
+    assert!(dev.interrupt(SOON).success());
+}
+
+#[test]
+fn an_instance_that_returns_without_a_response_is_replaced() {
+    let app = faults_app();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev_with_one_instance(app.path(), tmp.path());
+    let base = format!("http://127.0.0.1:{}", dev.port());
+    assert_eq!(get(&format!("{base}/count")), (200, "1\n".into()));
+    // The guest forgets to answer and could never answer again: it must not be reused.
+    assert_eq!(get(&format!("{base}/forget")).0, 500);
+    let line = dev.wait_for_text("code=H13", SOON);
+    assert!(line.contains("path=\"/forget\""), "{line}");
+    dev.wait_for_text(
+        "wdeploy[web.1]: Instance crashed: the handler returned without setting a response",
+        SOON,
+    );
+    assert_eq!(get(&format!("{base}/")), (200, "ok\n".into()));
+    // The replacement started from fresh memory.
+    assert_eq!(get(&format!("{base}/count")), (200, "1\n".into()));
     assert!(dev.interrupt(SOON).success());
 }
 

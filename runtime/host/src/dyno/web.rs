@@ -269,7 +269,6 @@ impl Inner {
         };
         data.deadline = Some(deadline);
 
-        let inner = self.clone();
         let mut call = Box::pin(async move {
             let result = warm
                 .proxy
@@ -277,9 +276,7 @@ impl Inner {
                 .call_handle(&mut warm.store, request, out)
                 .await;
             warm.store.data_mut().deadline = None;
-            let outcome = inner.finish(warm, result);
-            drop(permit);
-            outcome
+            (warm, result, permit)
         });
 
         // Drive the guest until it sets its response. Most handlers also finish their
@@ -287,39 +284,69 @@ impl Inner {
         let (response, finished) = tokio::select! {
             biased;
             response = &mut receiver => (response.ok(), None),
-            outcome = &mut call => (receiver.try_recv().ok(), Some(outcome)),
+            ended = &mut call => (receiver.try_recv().ok(), Some(ended)),
         };
+        let streaming = finished.is_none();
         let result = match response {
             Some(Ok(response)) => match finished {
                 // The guest is still streaming its body: the head goes out now.
                 None => Ok(response),
-                Some(_) => {
+                Some((warm, result, permit)) => {
+                    // A guest that set its head and then trapped has its head sent: what
+                    // it wrote of the body is what the client gets.
+                    let _ = self.finish(warm, result, Answered::Yes);
+                    drop(permit);
                     let (parts, body) = response.into_parts();
                     Ok(hyper::Response::from_parts(parts, collect_ready(body)))
                 }
             },
-            Some(Err(code)) => Err(DynoError::Guest(format!("{code:?}"))),
+            Some(Err(code)) => {
+                if let Some((warm, result, permit)) = finished {
+                    let _ = self.finish(warm, result, Answered::Yes);
+                    drop(permit);
+                }
+                Err(DynoError::Guest(format!("{code:?}")))
+            }
             // No response was set: the call ended (or must end) without one.
             None => {
-                let outcome = match finished {
-                    Some(outcome) => outcome,
+                let (warm, result, permit) = match finished {
+                    Some(ended) => ended,
                     None => (&mut call).await,
                 };
+                let outcome = self.finish(warm, result, Answered::No);
+                drop(permit);
                 let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
                 return;
             }
         };
         let _ = head.send(result);
-        if finished.is_none() {
+        if streaming {
             // Errors past the head are the guest's own (logged by `finish`).
-            let _ = call.await;
+            let (warm, result, permit) = call.await;
+            let _ = self.finish(warm, result, Answered::Yes);
+            drop(permit);
         }
     }
 
     /// What happens to an instance after a request: back to the idle list while it is
-    /// healthy and under its request budget, otherwise dropped (and its slot freed).
-    fn finish(&self, mut warm: Warm, result: wasmtime::Result<()>) -> Result<(), DynoError> {
+    /// healthy and under its request budget, otherwise dropped (and its slot freed). An
+    /// instance whose handler returned without setting a response is dropped too: its
+    /// state is whatever made it forget (a fetch handler that cannot answer twice, a
+    /// half-done request), so reusing it would fail every later request the same way.
+    fn finish(
+        &self,
+        mut warm: Warm,
+        result: wasmtime::Result<()>,
+        answered: Answered,
+    ) -> Result<(), DynoError> {
         match result {
+            Ok(()) if answered == Answered::No => {
+                self.logs.platform(
+                    &self.name,
+                    "Instance crashed: the handler returned without setting a response; replacing it",
+                );
+                Err(DynoError::NoResponse)
+            }
             Ok(()) => {
                 warm.served += 1;
                 let budget = self.max_requests;
@@ -377,6 +404,13 @@ impl Inner {
             served: 0,
         })
     }
+}
+
+/// Whether the guest set a response (or an error code) for the request it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    Yes,
+    No,
 }
 
 /// Keeps `in_flight` right however `handle` ends.

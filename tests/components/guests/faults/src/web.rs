@@ -5,6 +5,9 @@
 //! - `/loop`          → spins forever
 //! - `/alloc`         → allocates until something gives
 //! - `/count`         → a counter kept in guest memory (shows instance reuse)
+//! - `/forget`        → returns without setting a response, and leaves the instance
+//!   unable to answer again (as a fetch handler that cannot respond twice): every later
+//!   request to this instance also returns without a response
 //! - `/files`         → lists the dyno's filesystem root
 //! - `/write?name=N`  → writes file N
 //! - `/read?name=N`   → reads file N
@@ -22,7 +25,7 @@
 //! - `/remove?name=F` → removes file F
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -32,6 +35,7 @@ wasi::http::proxy::export!(Web);
 struct Web;
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
+static FORGOTTEN: AtomicBool = AtomicBool::new(false);
 
 impl wasi::exports::http::incoming_handler::Guest for Web {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -44,6 +48,13 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 .unwrap_or("")
                 .to_string()
         };
+        if path == "/forget" {
+            FORGOTTEN.store(true, Ordering::SeqCst);
+        }
+        if FORGOTTEN.load(Ordering::SeqCst) {
+            println!("forgetting to answer {path}");
+            return;
+        }
         let (status, text) = match path {
             "/" => (200, "ok\n".to_string()),
             "/trap" => panic!("deliberate trap from /trap"),
