@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark suite: wdeploy's router against `wasmtime serve` and a native hyper server,
 # the same hello component and load for each, in one run on this machine; then tuning
-# sweeps (WEB_CONCURRENCY, web.max_requests) and bench/fleet.py (cold start, router
-# latency with 1/100/1,000 apps, density up to 10,000 dynos).
+# sweeps (WEB_CONCURRENCY, web.max_requests), bench/fleet.py (cold start, router
+# latency with 1/100/1,000 apps, density up to 10,000 dynos) and bench/async.sh (WASI 0.3
+# components beside WASI 0.2 ones).
 #
 #   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
@@ -110,3 +111,5 @@ for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true
 pids=()
 python3 "$root/bench/fleet.py" --wdeploy "$W" --sample "$root/samples/hello"
+echo
+"$root/bench/async.sh"

@@ -12,6 +12,7 @@ mod fixture;
 
 mod addons;
 mod api;
+mod async_guests;
 mod attacks;
 mod buildpacks;
 mod cluster;

@@ -40,7 +40,9 @@ pub use control::{Host, HostConfig};
 pub use deadlines::Deadlines;
 pub use dyno::backoff::Backoff;
 pub use guest::egress::Egress;
-pub use guest::engine::{DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Engine, EngineOptions};
+pub use guest::engine::{
+    DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Engine, EngineOptions, Flavor,
+};
 pub use guest::imports::instantiate_pre;
 pub use listener::{
     HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,

@@ -2,13 +2,14 @@
 
 use crate::addons::{AddonBinding, AppAddons};
 use crate::guest::data::StoreData;
-use crate::guest::engine::{Engine, Loaded};
+use crate::guest::engine::{Engine, Flavor, Loaded};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wdeploy_core::{AppName, AppSettings, Digest, Process, ProcessType, Procfile};
 
 /// Everything needed to start dynos of one release, prepared once.
@@ -62,20 +63,39 @@ impl Release {
                     process.component
                 );
             };
-            let component = engine.load_component(path, digest).await?;
+            let component = engine
+                .load_component(&process.component, path, digest)
+                .await?;
             compiled.insert(process.component.clone(), component);
         }
 
         let mut web = None;
         let mut commands = HashMap::new();
         for process in spec.procfile.processes.values() {
-            let component = &compiled[&process.component].component;
-            let pre = crate::guest::imports::instantiate_pre(engine, component, &process.component)
-                .with_context(|| format!("process type `{}`", process.name))?;
+            let loaded = &compiled[&process.component];
+            if !process.is_web() && loaded.flavor == Flavor::Async {
+                bail!(
+                    "process type `{}`: component {} is a WASI 0.3 (component-model async) component; this host runs those as `web` only: build `{}` for WASI 0.2 (wasm32-wasip2, wasi:cli/run@0.2.x)",
+                    process.name,
+                    process.component,
+                    process.name
+                );
+            }
+            let pre = crate::guest::imports::instantiate_pre(
+                engine,
+                &loaded.component,
+                loaded.flavor,
+                &process.component,
+            )
+            .with_context(|| format!("process type `{}`", process.name))?;
             if process.is_web() {
-                let proxy = ProxyPre::new(pre)
-                    .map_err(|e| world_error(process, "wasi:http/incoming-handler", e))?;
-                web = Some(proxy);
+                let proxy = match loaded.flavor {
+                    Flavor::Plain => {
+                        wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map(ProxyPre::P2)
+                    }
+                    Flavor::Async => ServicePre::new(pre).map(ProxyPre::P3),
+                };
+                web = Some(proxy.map_err(|e| web_world_error(engine, process, loaded, e))?);
             } else {
                 let command =
                     CommandPre::new(pre).map_err(|e| world_error(process, "wasi:cli/run", e))?;
@@ -133,6 +153,30 @@ impl Release {
 
 /// Instances per web dyno when `WEB_CONCURRENCY` is not set.
 pub const DEFAULT_WEB_CONCURRENCY: usize = 4;
+
+/// Why a component cannot be a `web` process, with what it exports instead.
+fn web_world_error(
+    engine: &Engine,
+    process: &Process,
+    loaded: &Loaded,
+    e: wasmtime::Error,
+) -> anyhow::Error {
+    let exports: Vec<String> = loaded
+        .component
+        .component_type()
+        .exports(engine.wasmtime_for(loaded.flavor))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let found = if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        exports.join(", ")
+    };
+    anyhow::Error::from(e).context(format!(
+        "process type `{}`: component {} exports {found}; a web process exports wasi:http/incoming-handler@0.2.x (WASI 0.2) or wasi:http/handler@0.3.0 (WASI 0.3 as wasmtime 48 implements it)",
+        process.name, process.component
+    ))
+}
 
 fn world_error(process: &Process, export: &str, e: wasmtime::Error) -> anyhow::Error {
     anyhow::Error::from(e).context(format!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wdeploy_host::{Engine, EngineOptions};
+use wdeploy_host::{Engine, EngineOptions, Flavor};
 use wit_parser::{LiftLowerAbi, ManglingAndAbi, PackageId, Resolve};
 
 fn repo() -> PathBuf {
@@ -98,11 +98,11 @@ fn every_import_of_the_worlds_links_in_the_host() {
     let (resolve, package) = platform();
     let engine = engine();
     let web = component_of(&engine, &resolve, package, "web");
-    let pre = wdeploy_host::instantiate_pre(&engine, &web, "web.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &web, Flavor::Plain, "web.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     ProxyPre::new(pre).expect("web exports wasi:http/incoming-handler");
     let worker = component_of(&engine, &resolve, package, "worker");
-    let pre = wdeploy_host::instantiate_pre(&engine, &worker, "worker.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &worker, Flavor::Plain, "worker.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     CommandPre::new(pre).expect("worker exports wasi:cli/run");
 }
@@ -157,13 +157,14 @@ fn a_component_importing_what_the_host_lacks_is_refused_with_each_import_named()
         .expect("test WIT parses");
     let engine = engine();
     let component = component_of(&engine, &resolve, test, "stranger");
-    let err = wdeploy_host::instantiate_pre(&engine, &component, "stranger.wasm")
+    let err = wdeploy_host::instantiate_pre(&engine, &component, Flavor::Plain, "stranger.wasm")
         .err()
         .expect("refused");
     assert_eq!(
         format!("{err:#}"),
         "component stranger.wasm imports wasi:foo/bar@1.0.0 and wdeploy:nowhere/lost@0.1.0, \
-         which this host does not provide"
+         which this host does not provide (this host serves WASI 0.2.x and WASI 0.3.0's cli, \
+         clocks, random and http; build against one of those)"
     );
 }
 

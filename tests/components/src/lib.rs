@@ -7,7 +7,9 @@
 //!   busy-loops and ignores stdin);
 //! - `stranger`: a worker importing `wasi:foo/bar@1.0.0`, which no host provides;
 //! - `stuck`: a web component whose start function loops forever once the clock passes
-//!   `BOOT_LOOP_AFTER` (Unix seconds, a config var).
+//!   `BOOT_LOOP_AFTER` (Unix seconds, a config var);
+//! - `async-web`: a WASI 0.3 (component-model async) web component exporting
+//!   `wasi:http/handler@0.3.0`, with a streamed body, an add-on call, a trap and a loop.
 
 use std::path::Path;
 
@@ -22,6 +24,9 @@ pub const STRANGER: &str = env!("WDEPLOY_TEST_COMPONENT_STRANGER");
 /// The web component whose start function can loop (`stuck.wasm`).
 pub const STUCK: &str = env!("WDEPLOY_TEST_COMPONENT_STUCK");
 
+/// The WASI 0.3 web component (`async_web.wasm`).
+pub const ASYNC_WEB: &str = env!("WDEPLOY_TEST_COMPONENT_ASYNC_WEB");
+
 /// Every component `faults` builds.
 pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
 /// `faults`' own Procfile (`web: web`, `worker: crasher`).
@@ -30,6 +35,8 @@ pub const FAULTS_PROCFILE: &str = include_str!("../guests/faults/Procfile");
 pub const STRANGER_PROCFILE: &str = include_str!("../guests/stranger/Procfile");
 /// `stuck`'s own Procfile (`web: stuck`).
 pub const STUCK_PROCFILE: &str = include_str!("../guests/stuck/Procfile");
+/// `async-web`'s own Procfile (`web: async_web`).
+pub const ASYNC_WEB_PROCFILE: &str = include_str!("../guests/async-web/Procfile");
 
 /// Lays out an app folder the `wasm` buildpack deploys as it is: each of `components`
 /// copied to the top of `dir` under its file name, and `procfile` as its `Procfile`.
@@ -56,6 +63,11 @@ pub fn stuck_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, &[STUCK], STUCK_PROCFILE)
 }
 
+/// The `async-web` app: its component and its own Procfile.
+pub fn async_web_app(dir: &Path) -> std::io::Result<()> {
+    lay_out_app(dir, &[ASYNC_WEB], ASYNC_WEB_PROCFILE)
+}
+
 /// The `stranger` app: its component and its own Procfile.
 pub fn stranger_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, &[STRANGER], STRANGER_PROCFILE)
@@ -76,6 +88,7 @@ mod tests {
             (FAULTS_SPINNER, "spinner.wasm"),
             (STRANGER, "stranger.wasm"),
             (STUCK, "stuck.wasm"),
+            (ASYNC_WEB, "async_web.wasm"),
         ] {
             assert!(path.ends_with(file), "{path}");
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));

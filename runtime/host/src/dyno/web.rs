@@ -4,14 +4,19 @@
 //! `isolation = "dyno"` mode (the default) an instance that finished a request goes back to
 //! the idle list and serves the next one, so guest memory persists between requests as in
 //! a Heroku process. In `isolation = "request"` mode every request gets a fresh instance.
-//! An instance that traps or runs past its deadline is discarded; the next request
-//! instantiates a replacement from the release's pre-instantiated component.
+//! An instance that traps, runs past its deadline or returns without a response is
+//! discarded; the next request instantiates a replacement from the release's
+//! pre-instantiated component.
+//!
+//! WASI 0.2 handlers are called directly; WASI 0.3 (component-model async) handlers run
+//! in wasmtime's concurrent scheduler ([`Inner::serve_async`]), one request at a time per
+//! instance like the others, so limits, reuse and logs are the same for both.
 
 use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::ready_body::collect_ready;
 use crate::dyno::status::DynoSnapshot;
 use crate::guest::data::StoreData;
-use crate::guest::engine::Engine;
+use crate::guest::engine::{Engine, Flavor};
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
 use crate::guest::lane::{AbortOnDrop, LaneHandle};
 use crate::guest::share::{Purpose, ShareExhausted};
@@ -23,10 +28,10 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, oneshot};
-use wasmtime::Store;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::handler::{Prepared, Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wdeploy_core::DynoState;
@@ -69,6 +74,7 @@ impl DynoError {
 /// One warm instance and the store it lives in.
 struct Warm {
     store: Store<StoreData>,
+    /// Its `wasi:http` handler export: 0.2's `incoming-handler` or 0.3's `handler`.
     proxy: Proxy,
     /// Requests this instance has served; it is recycled at `web.max_requests`.
     served: u64,
@@ -254,6 +260,11 @@ impl Inner {
             },
         };
 
+        if let Proxy::P3(_) = warm.proxy {
+            self.serve_async(warm, permit, req, deadline, head).await;
+            return;
+        }
+
         let (sender, mut receiver) = oneshot::channel();
         let data = warm.store.data_mut();
         let prepared = data
@@ -270,11 +281,15 @@ impl Inner {
         data.deadline = Some(deadline);
 
         let mut call = Box::pin(async move {
-            let result = warm
-                .proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut warm.store, request, out)
-                .await;
+            let result = match &warm.proxy {
+                Proxy::P2(proxy) => {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut warm.store, request, out)
+                        .await
+                }
+                Proxy::P3(_) => Err(wasmtime::format_err!("a WASI 0.3 handler called as 0.2")),
+            };
             warm.store.data_mut().deadline = None;
             (warm, result, permit)
         });
@@ -326,6 +341,86 @@ impl Inner {
             let _ = self.finish(warm, result, Answered::Yes);
             drop(permit);
         }
+    }
+
+    /// [`Inner::serve`] for a WASI 0.3 handler. It runs in wasmtime's concurrent
+    /// scheduler, which must keep running after the handler has returned its response:
+    /// the guest writes the body from tasks of its own, so the request ends when the
+    /// instance has no such task left.
+    async fn serve_async(
+        self: &Arc<Self>,
+        mut warm: Warm,
+        permit: OwnedSemaphorePermit,
+        req: hyper::Request<Incoming>,
+        deadline: Instant,
+        head: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, DynoError>>,
+    ) {
+        use http_body_util::BodyExt as _;
+        let req = with_absolute_uri(req).map(|body| body.map_err(Into::into).boxed_unsync());
+        let (sender, mut receiver) = futures::channel::oneshot::channel();
+        warm.store.data_mut().deadline = Some(deadline);
+        // `Some(head)` while the guest has not answered.
+        let (unanswered, result) = {
+            let Warm { store, proxy, .. } = &mut warm;
+            let prepared = match Prepared::new(
+                store.as_context_mut(),
+                proxy,
+                req,
+                <StoreData as WasiHttpView>::http,
+                sender,
+            ) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    let _ = head.send(Err(DynoError::Boot(format!("{e:#}"))));
+                    return;
+                }
+            };
+            let run = store.run_concurrent(async |accessor| {
+                prepared.run(accessor, std::future::pending()).await?;
+                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                wasmtime::Result::Ok(())
+            });
+            // The epoch callback stops a guest that computes past its deadline; one that
+            // only waits (a timer, a task that never ends) is stopped here, so a request
+            // holds its instance no longer than a WASI 0.2 one could.
+            let mut run = Box::pin(async move {
+                match tokio::time::timeout_at(deadline.into(), run).await {
+                    Ok(ran) => ran,
+                    Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
+                }
+            });
+            let (response, ran) = tokio::select! {
+                biased;
+                response = &mut receiver => (response.ok(), None),
+                ran = &mut run => (receiver.try_recv().ok().flatten(), Some(ran)),
+            };
+            let answer = response
+                .map(|response| response.map_err(|e| DynoError::Guest(describe_failure(&e))));
+            let answered = match answer {
+                Some(answer) => {
+                    let _ = head.send(answer);
+                    None
+                }
+                None => Some(head),
+            };
+            // The guest writes its body (or winds down) until its last task ends.
+            let ran = match ran {
+                Some(ran) => ran,
+                None => run.await,
+            };
+            (answered, ran.and_then(|ran| ran))
+        };
+        warm.store.data_mut().deadline = None;
+        match unanswered {
+            None => {
+                let _ = self.finish(warm, result, Answered::Yes);
+            }
+            Some(head) => {
+                let outcome = self.finish(warm, result, Answered::No);
+                let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
+            }
+        }
+        drop(permit);
     }
 
     /// What happens to an instance after a request: back to the idle list while it is
@@ -391,6 +486,10 @@ impl Inner {
             memory_limit_bytes: self.memory_limit_bytes,
             addons: self.release.addons.clone(),
             stdin: None,
+            flavor: match pre {
+                ProxyPre::P2(_) => Flavor::Plain,
+                ProxyPre::P3(_) => Flavor::Async,
+            },
         };
         let mut store = new_store(&self.engine, env)?;
         let proxy = pre
@@ -404,6 +503,32 @@ impl Inner {
             served: 0,
         })
     }
+}
+
+/// The request with the absolute URI a WASI 0.3 guest reads its scheme and authority
+/// from (0.2's `new_incoming_request` takes them from the Host header itself). The router
+/// has checked the Host header; without one the URI stays as it is.
+fn with_absolute_uri(mut req: hyper::Request<Incoming>) -> hyper::Request<Incoming> {
+    if req.uri().authority().is_some() {
+        return req;
+    }
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.parse::<http::uri::Authority>().ok());
+    if let Some(authority) = host {
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// Whether the guest set a response (or an error code) for the request it was handed.

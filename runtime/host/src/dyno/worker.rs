@@ -262,6 +262,8 @@ impl Supervisor {
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),
             stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
+            // Commands are WASI 0.2 (`Release::load` refuses async ones).
+            flavor: crate::guest::engine::Flavor::Plain,
         };
         let mut store = new_store(&self.engine, env).map_err(|e| format!("{e:#}"))?;
         // A start function that never returns is stopped at the boot deadline (it yields

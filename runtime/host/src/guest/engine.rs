@@ -22,8 +22,39 @@ use wdeploy_core::{AppSettings, Digest};
 /// A component compiled and kept in memory for as long as a release holds this.
 pub struct Loaded {
     pub component: Component,
+    /// The engine it was compiled for (and whose stores instantiate it).
+    pub flavor: Flavor,
     /// Keeps the engine's shared entry alive (see `Engine::loaded`).
-    _shared: Arc<OnceCell<Component>>,
+    _shared: Arc<Compiled>,
+}
+
+/// A component being compiled, or compiled, for the engine of its flavor.
+type Compiled = OnceCell<(Component, Flavor)>;
+
+/// Which of the host's two wasmtime engines runs a component.
+///
+/// Every WASI 0.2 component uses the synchronous canonical ABI, and a call into it takes
+/// wasmtime's plain fiber path. Components of the WASI 0.3 generation use
+/// component-model async (`async func` exports, streams, futures): their stores must run
+/// wasmtime's concurrent scheduler, which costs every call of a plain component too
+/// (BENCHMARKS.md), so each kind gets an engine of its own and a plain component never
+/// pays for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The synchronous canonical ABI (WASI 0.2).
+    Plain,
+    /// Component-model async (WASI 0.3).
+    Async,
+}
+
+impl Flavor {
+    const ALL: [Flavor; 2] = [Flavor::Plain, Flavor::Async];
+}
+
+/// One wasmtime engine and the linker its components instantiate against.
+struct Flavored {
+    engine: wasmtime::Engine,
+    linker: Linker<StoreData>,
 }
 
 /// Compiles that run at once (see `Engine::compiling`).
@@ -83,10 +114,10 @@ impl Default for EngineOptions {
     }
 }
 
-/// The wasmtime engine and the linker every dyno instantiates against.
+/// The wasmtime engines and the linkers every dyno instantiates against.
 pub struct Engine {
-    engine: wasmtime::Engine,
-    linker: Linker<StoreData>,
+    plain: Flavored,
+    concurrent: Flavored,
     cache_dir: Option<PathBuf>,
     cache_limit_bytes: u64,
     egress: Egress,
@@ -101,7 +132,7 @@ pub struct Engine {
     /// slug) share one copy, and a compile in progress is joined, never repeated. When no
     /// release holds a component any more, it leaves memory (the compile cache on disk
     /// still has it).
-    loaded: Mutex<HashMap<Digest, Weak<OnceCell<Component>>>>,
+    loaded: Mutex<HashMap<Digest, Weak<Compiled>>>,
     /// Compiles running at once. Each one already uses every core (wasmtime compiles
     /// functions in parallel), so more would only add memory and threads: a burst of
     /// uploads queues here instead of starting a compile each.
@@ -112,75 +143,21 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(options: &EngineOptions) -> anyhow::Result<Arc<Engine>> {
-        let mut pool = PoolingAllocationConfig::default();
         let n = options.max_instances.max(1);
-        pool.total_component_instances(n)
-            // A Rust component is one core module plus a few small adapter instances.
-            .total_core_instances(n.saturating_mul(4))
-            // Each memory slot reserves 4 GiB of address space (so guest loads need no
-            // bounds checks): most components have one memory, and the pool is shared.
-            .total_memories(n.saturating_add(n / 8))
-            // A running guest call (a worker's whole life, a request) holds a fiber stack.
-            .total_stacks(n)
-            .total_tables(n.saturating_mul(4))
-            .max_memory_size(options.max_memory_bytes)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
-            // Reset a freed slot with memset over the pages the guest actually touched
-            // (found with PAGEMAP_SCAN where the kernel has it) instead of madvise: the
-            // pages stay mapped, so the next instance in the slot takes no page faults and
-            // the host no TLB shootdowns across cores. This is what makes a fresh
-            // instance per request cheap.
-            .linear_memory_keep_resident(options.keep_resident_bytes)
-            .table_keep_resident(options.keep_resident_bytes)
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            // What a freed slot touched beyond that goes back to the kernel at once, not
-            // in batches: a batch waits for 64 freed slots per queue shard, so a few
-            // instances that grew to their memory quota and crashed kept gigabytes
-            // resident on an idle host. Small instances are not slowed: with
-            // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
-            // decommit at all and is reused at once (wasmtime skips the queue for it).
-            .decommit_batch_size(1);
-        let mut config = Config::new();
-        config
-            // Dynos are WASI 0.2 components: no component-model-async, so calls take the
-            // plain fiber path instead of the concurrent scheduler's per-call tasks.
-            .concurrency_support(false)
-            .epoch_interruption(true)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = wasmtime::Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("configuring wasmtime")?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        // Files go through the dyno's disk quota (over wasmtime-wasi's filesystem types).
-        crate::guest::quota_fs::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking the quota-checked filesystem")?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking wasi:http")?;
-        crate::addons::add_to_linker(&mut linker, |data: &mut StoreData| {
-            crate::addons::AddonView::new(&data.addons, &mut data.table)
-        })
-        .map_err(anyhow::Error::from)
-        .context("linking the add-ons")?;
-
+        let plain = Flavored::new(options, Flavor::Plain)?;
+        let concurrent = Flavored::new(options, Flavor::Async)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
-            let engine = engine.clone();
+            let engines = [plain.engine.clone(), concurrent.engine.clone()];
             let stop = ticker_stop.clone();
             std::thread::Builder::new()
                 .name("wdeploy-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in &engines {
+                            engine.increment_epoch();
+                        }
                     }
                 })
                 .context("starting the epoch ticker")?;
@@ -190,8 +167,8 @@ impl Engine {
                 .with_context(|| format!("creating compile cache {}", dir.display()))?;
         }
         Ok(Arc::new(Engine {
-            engine,
-            linker,
+            plain,
+            concurrent,
             cache_dir: options.cache_dir.clone(),
             cache_limit_bytes: options.cache_limit_bytes,
             egress: options.egress,
@@ -212,8 +189,21 @@ impl Engine {
         }))
     }
 
+    /// The engine of WASI 0.2 components (the synchronous canonical ABI).
     pub fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.engine
+        &self.plain.engine
+    }
+
+    /// The engine of components of `flavor`.
+    pub fn wasmtime_for(&self, flavor: Flavor) -> &wasmtime::Engine {
+        &self.flavored(flavor).engine
+    }
+
+    fn flavored(&self, flavor: Flavor) -> &Flavored {
+        match flavor {
+            Flavor::Plain => &self.plain,
+            Flavor::Async => &self.concurrent,
+        }
     }
 
     /// Where guests' outgoing HTTP may go, for every store of this engine.
@@ -255,16 +245,21 @@ impl Engine {
         &self.shares
     }
 
-    pub fn linker(&self) -> &Linker<StoreData> {
-        &self.linker
+    /// What components of `flavor` may import.
+    pub fn linker(&self, flavor: Flavor) -> &Linker<StoreData> {
+        &self.flavored(flavor).linker
     }
 
     /// The compiled component of a digest: from memory while a release holds it, or the
     /// compile cache when a compatible engine compiled it before, or compiled now.
     /// Compiling is CPU-heavy, so it runs off the async threads, a few at a time; callers
     /// asking for the same digest meanwhile wait for that one compile.
+    ///
+    /// `name` is the component's own file name (`web.wasm`), for errors: `path` may be a
+    /// blob named by its digest.
     pub async fn load_component(
         self: &Arc<Self>,
+        name: &str,
         path: &Path,
         digest: &Digest,
     ) -> anyhow::Result<Loaded> {
@@ -285,6 +280,7 @@ impl Engine {
                 let this = self.clone();
                 let path = path.to_path_buf();
                 let digest = digest.clone();
+                let name = name.to_string();
                 async move {
                     let _turn = this
                         .compiling
@@ -293,7 +289,7 @@ impl Engine {
                         .context("the engine is shutting down")?;
                     let compiler = this.clone();
                     tokio::task::spawn_blocking(move || {
-                        compiler.load_component_blocking(&path, &digest)
+                        compiler.load_component_blocking(&name, &path, &digest)
                     })
                     .await
                     .context("compile task panicked")?
@@ -302,7 +298,8 @@ impl Engine {
             .await?
             .clone();
         Ok(Loaded {
-            component,
+            component: component.0,
+            flavor: component.1,
             _shared: cell,
         })
     }
@@ -322,36 +319,58 @@ impl Engine {
             if !is_component {
                 return;
             }
-            match this.load_component(&path, &digest).await {
+            match this.load_component(digest.as_ref(), &path, &digest).await {
                 Ok(_) => tracing::debug!(%digest, "precompiled uploaded component"),
                 Err(e) => tracing::debug!(%digest, "uploaded component does not compile: {e:#}"),
             }
         });
     }
 
-    fn load_component_blocking(&self, path: &Path, digest: &Digest) -> anyhow::Result<Component> {
-        let cached = self.cache_path(digest);
-        if let Some(cached) = &cached
-            && cached.exists()
-        {
+    /// Compiles a component for the engine its features need (see [`Flavor`]), or loads
+    /// it from the compile cache of either engine.
+    fn load_component_blocking(
+        &self,
+        name: &str,
+        path: &Path,
+        digest: &Digest,
+    ) -> anyhow::Result<(Component, Flavor)> {
+        for flavor in Flavor::ALL {
+            let Some(cached) = self.cache_path(flavor, digest) else {
+                break;
+            };
+            if !cached.exists() {
+                continue;
+            }
             // SAFETY: the file was written by `Component::serialize` of an engine with the
             // same compatibility hash (it is in the file name), in a directory only the
             // host writes; wasmtime still checks the header before using it.
-            match unsafe { Component::deserialize_file(&self.engine, cached) } {
+            match unsafe { Component::deserialize_file(self.wasmtime_for(flavor), &cached) } {
                 Ok(component) => {
-                    touch(cached);
-                    return Ok(component);
+                    touch(&cached);
+                    return Ok((component, flavor));
                 }
                 Err(e) => {
                     tracing::warn!(path = %cached.display(), "ignoring bad compile cache entry: {e:#}")
                 }
             }
         }
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("compiling {}", file_name(path)))?;
-        if let Some(cached) = cached {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+        // Nearly every component is plain WASI 0.2: the plain engine refuses an async one
+        // in validation, before any compiling, so trying it first costs next to nothing.
+        let (component, flavor) = match Component::new(&self.plain.engine, &bytes) {
+            Ok(component) => (component, Flavor::Plain),
+            Err(plain) => match Component::new(&self.concurrent.engine, &bytes) {
+                Ok(component) => (component, Flavor::Async),
+                // The async engine accepts more, so its error names the actual fault;
+                // the plain one's would only say that async features are off.
+                Err(e) => {
+                    tracing::debug!(component = name, "plain engine: {plain:#}");
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("compiling {name}"));
+                }
+            },
+        };
+        if let Some(cached) = self.cache_path(flavor, digest) {
             match write_cache(&component, &cached) {
                 Ok(()) => prune_cache(&cached, self.cache_limit_bytes),
                 Err(e) => {
@@ -359,17 +378,106 @@ impl Engine {
                 }
             }
         }
-        Ok(component)
+        Ok((component, flavor))
     }
 
-    fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
+    fn cache_path(&self, flavor: Flavor, digest: &Digest) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let hex = digest.hex();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
+        self.wasmtime_for(flavor)
             .precompile_compatibility_hash()
             .hash(&mut hasher);
         Some(dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish())))
+    }
+}
+
+impl Flavored {
+    /// An engine of `flavor` sized by `options`, and its linker: WASI 0.2 (with the
+    /// quota-checked filesystem), wasi:http and the add-ons for both; WASI 0.3's cli,
+    /// clocks, random and wasi:http for async components.
+    ///
+    /// WASI 0.3's filesystem and sockets are left out: the dyno's disk quota and the
+    /// egress rules are enforced on the 0.2 interfaces, so a component importing them is
+    /// refused by name at push instead of running unchecked.
+    fn new(options: &EngineOptions, flavor: Flavor) -> anyhow::Result<Flavored> {
+        // Sized for the whole host: see `allocation_strategy` below.
+        let mut pool = PoolingAllocationConfig::default();
+        let n = options.max_instances.max(1);
+        pool.total_component_instances(n)
+            // A Rust component is one core module plus a few small adapter instances.
+            .total_core_instances(n.saturating_mul(4))
+            // Each memory slot reserves 4 GiB of address space (so guest loads need no
+            // bounds checks): most components have one memory, and the pool is shared.
+            .total_memories(n.saturating_add(n / 8))
+            // A running guest call (a worker's whole life, a request) holds a fiber stack.
+            .total_stacks(n)
+            .total_tables(n.saturating_mul(4))
+            .max_memory_size(options.max_memory_bytes)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16)
+            // Reset a freed slot with memset over the pages the guest actually touched
+            // (found with PAGEMAP_SCAN where the kernel has it) instead of madvise: the
+            // pages stay mapped, so the next instance in the slot takes no page faults and
+            // the host no TLB shootdowns across cores. This is what makes a fresh
+            // instance per request cheap.
+            .linear_memory_keep_resident(options.keep_resident_bytes)
+            .table_keep_resident(options.keep_resident_bytes)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            // What a freed slot touched beyond that goes back to the kernel at once, not
+            // in batches: a batch waits for 64 freed slots per queue shard, so a few
+            // instances that grew to their memory quota and crashed kept gigabytes
+            // resident on an idle host. Small instances are not slowed: with
+            // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
+            // decommit at all and is reused at once (wasmtime skips the queue for it).
+            .decommit_batch_size(1);
+        let mut config = Config::new();
+        config
+            // Plain components take the plain fiber path instead of the concurrent
+            // scheduler's per-call tasks; async ones need the scheduler.
+            .concurrency_support(flavor == Flavor::Async)
+            .wasm_component_model_async(flavor == Flavor::Async)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(match flavor {
+                Flavor::Plain => InstanceAllocationStrategy::Pooling(pool),
+                // A pool reserves its address space up front (tens of TiB at the default
+                // sizes), and two would not fit in a process; async components are few
+                // so far, so they allocate on demand. How many instances an app holds
+                // and how much memory is still bounded by its share (`InstanceShares`)
+                // and quota, whichever engine runs it.
+                Flavor::Async => InstanceAllocationStrategy::OnDemand,
+            });
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        // Files go through the dyno's disk quota (over wasmtime-wasi's filesystem types).
+        crate::guest::quota_fs::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the quota-checked filesystem")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
+        crate::addons::add_to_linker(&mut linker, |data: &mut StoreData| {
+            crate::addons::AddonView::new(&data.addons, &mut data.table)
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking the add-ons")?;
+        if flavor == Flavor::Async {
+            wasmtime_wasi::p3::cli::add_to_linker(&mut linker)
+                .and_then(|()| wasmtime_wasi::p3::clocks::add_to_linker(&mut linker))
+                .and_then(|()| wasmtime_wasi::p3::random::add_to_linker(&mut linker))
+                .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
+                .map_err(anyhow::Error::from)
+                .context("linking WASI 0.3")?;
+        }
+        Ok(Flavored { engine, linker })
     }
 }
 
@@ -435,12 +543,6 @@ fn prune_cache(written: &Path, limit: u64) {
             Err(e) => tracing::warn!(path = %path.display(), "could not prune compile cache: {e}"),
         }
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! loaded (so a push is refused before any dyno starts), with every missing import named.
 
 use crate::guest::data::StoreData;
-use crate::guest::engine::Engine;
+use crate::guest::engine::{Engine, Flavor};
 use anyhow::bail;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
@@ -13,18 +13,31 @@ use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
 pub fn instantiate_pre(
     engine: &Engine,
     component: &Component,
+    flavor: Flavor,
     file: &str,
 ) -> anyhow::Result<InstancePre<StoreData>> {
-    let error = match engine.linker().instantiate_pre(component) {
+    let error = match engine.linker(flavor).instantiate_pre(component) {
         Ok(pre) => return Ok(pre),
         Err(e) => anyhow::Error::from(e),
     };
-    let missing = unprovided_imports(engine, component);
+    let missing = unprovided_imports(engine, component, flavor);
     if missing.is_empty() {
         return Err(error.context(format!("component {file} cannot be linked")));
     }
+    let wasi = if missing.iter().any(|name| name.starts_with("wasi:")) {
+        // Most often a WASI version from a newer (or release-candidate) toolchain.
+        format!(
+            " (this host serves WASI 0.2.x and WASI 0.3.0's cli, clocks, random and http{}; build against one of those)",
+            match flavor {
+                Flavor::Plain => "",
+                Flavor::Async => ", not its filesystem and sockets",
+            }
+        )
+    } else {
+        String::new()
+    };
     bail!(
-        "component {file} imports {}, which this host does not provide",
+        "component {file} imports {}, which this host does not provide{wasi}",
         join_names(&missing)
     )
 }
@@ -33,13 +46,13 @@ pub fn instantiate_pre(
 ///
 /// The linker stops at the first import that fails, so each one found is stubbed out in a
 /// scratch copy of the linker and the check runs again, until it passes.
-fn unprovided_imports(engine: &Engine, component: &Component) -> Vec<String> {
+fn unprovided_imports(engine: &Engine, component: &Component, flavor: Flavor) -> Vec<String> {
     let ty = component.component_type();
     let imports: Vec<(String, ComponentItem)> = ty
-        .imports(engine.wasmtime())
+        .imports(engine.wasmtime_for(flavor))
         .map(|(name, import)| (name.to_string(), import.ty))
         .collect();
-    let mut probe = engine.linker().clone();
+    let mut probe = engine.linker(flavor).clone();
     probe.allow_shadowing(true);
     let mut missing: Vec<String> = Vec::new();
     for _ in 0..imports.len() {
@@ -56,7 +69,7 @@ fn unprovided_imports(engine: &Engine, component: &Component) -> Vec<String> {
             break;
         }
         missing.push(name.clone());
-        if stub(&mut probe, engine, name, item).is_err() {
+        if stub(&mut probe, engine.wasmtime_for(flavor), name, item).is_err() {
             break;
         }
     }
@@ -66,7 +79,7 @@ fn unprovided_imports(engine: &Engine, component: &Component) -> Vec<String> {
 /// A stand-in for `name` that satisfies the type check (never called).
 fn stub(
     probe: &mut Linker<StoreData>,
-    engine: &Engine,
+    engine: &wasmtime::Engine,
     name: &str,
     item: &ComponentItem,
 ) -> wasmtime::Result<()> {
@@ -74,7 +87,7 @@ fn stub(
     match item {
         ComponentItem::ComponentInstance(instance) => {
             let mut stubbed = probe.instance(name)?;
-            for (export, item) in instance.exports(engine.wasmtime()) {
+            for (export, item) in instance.exports(engine) {
                 match item.ty {
                     ComponentItem::ComponentFunc(_) => {
                         stubbed.func_new(export, |_, _, _, _| wasmtime::bail!("not provided"))?

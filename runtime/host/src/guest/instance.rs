@@ -30,6 +30,8 @@ pub struct InstanceEnv<'a> {
     pub addons: Arc<crate::addons::AppAddons>,
     /// The guest's stdin; `None` gives an empty, closed one.
     pub stdin: Option<wasmtime_wasi::cli::AsyncStdinStream>,
+    /// The engine the component was compiled for.
+    pub flavor: crate::guest::engine::Flavor,
 }
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
@@ -65,7 +67,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         share,
         engine.egress(),
     );
-    let mut store = Store::new(engine.wasmtime(), state);
+    let mut store = Store::new(engine.wasmtime_for(env.flavor), state);
     store.limiter(|s| &mut s.quota);
     store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
         Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
