@@ -177,9 +177,14 @@ fn a_component_of_the_wrong_world_is_refused_at_release_time() {
         "--dir",
         app.path().to_str().unwrap(),
     ]);
+    // It says what the component exports and what a web process must export.
+    assert!(
+        err.contains("process type `web`: component worker.wasm exports wasi:cli/run@0.2."),
+        "{err}"
+    );
     assert!(
         err.contains(
-            "process type `web`: component worker.wasm does not export wasi:http/incoming-handler"
+            "a web process exports wasi:http/incoming-handler@0.2.x (WASI 0.2) or wasi:http/handler@0.3.0"
         ),
         "{err}"
     );

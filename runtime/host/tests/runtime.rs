@@ -380,7 +380,10 @@ async fn a_component_importing_what_the_host_lacks_is_refused_by_name() {
         .map(|_| ())
         .expect_err("a worker component cannot serve web");
     assert!(
-        format!("{err:#}").contains("does not export wasi:http/incoming-handler"),
+        format!("{err:#}").contains(
+            "component crasher.wasm exports wasi:cli/run@0.2.0; a web process exports \
+             wasi:http/incoming-handler@0.2.x (WASI 0.2) or wasi:http/handler@0.3.0"
+        ),
         "{err:#}"
     );
 }
