@@ -1,7 +1,8 @@
-//! The Python and JavaScript samples, built by their real buildpacks (which install
-//! componentize-py with pip and componentize-js with npm): deployed to a host, and their
-//! build errors in `dev`. Every test here returns at once when `WDEPLOY_SKIP_POLYGLOT` is
-//! set (see [`skip_polyglot`]).
+//! The Python and JavaScript samples and test apps, built by their real buildpacks (which
+//! install componentize-py with pip and componentize-js with npm): deployed to a host and
+//! run in `dev`, and their build errors. The test apps (`tests/e2e/apps/`) are written the
+//! way apps for other WebAssembly hosts are, and must build unchanged. Every test here returns at once when `WDEPLOY_SKIP_POLYGLOT` is set (see
+//! [`skip_polyglot`]).
 
 use crate::fixture::*;
 
@@ -127,4 +128,58 @@ fn a_javascript_syntax_error_is_reported_as_node_reports_it() {
         "{out}"
     );
     assert!(!out.contains("    at "), "stack frames:\n{out}");
+}
+
+/// `wdeploy dev` of the test app NAME (in place, so that a push of it reuses the build)
+/// with its add-on data in `tmp`, so that counts start at 1.
+fn dev_test_app(name: &str, tmp: &std::path::Path) -> Running {
+    let data = tmp.join("data");
+    dev(
+        &test_app(name),
+        &tmp.join("run"),
+        &["--data", data.to_str().unwrap()],
+    )
+}
+
+/// Waits for `line` in the logs of APP's dyno `worker.1` on `host`.
+fn wait_for_worker_line(host: &TestHost, app: &str, line: &str) {
+    poll_until(&format!("worker.1 to log `{line}`"), SOON, || {
+        let logs = host.ok(&["logs", "--dyno", "worker.1", "-a", app]);
+        if logs.contains(&format!("app[worker.1]: {line}")) {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    });
+}
+
+#[test]
+fn python_written_for_wasi_http_proxy_builds_unchanged_and_serves() {
+    if skip_polyglot() {
+        return;
+    }
+    // web.py imports wasi:http/types as `types` and answers through componentize-py's
+    // `poll_loop` (Stream for the request body, Sink for the response's); worker.py
+    // imports `types` and `poll_loop` too.
+    let app = "python-compat";
+    let answer =
+        |echo: &str, hits: u64| (200, format!("echo={echo} hits={hits} dyno=web.1 disk ok\n"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev_test_app(app, tmp.path());
+    let url = format!("http://127.0.0.1:{}/echo", dev.port());
+    assert_eq!(post(&url, "ping"), answer("ping", 1));
+    assert_eq!(post(&url, "pong"), answer("pong", 2));
+    dev.wait_for_text(
+        "app[worker.1]: python-compat worker ready to GET /status",
+        SOON,
+    );
+    assert!(dev.interrupt(SOON).success());
+
+    let host = TestHost::start();
+    host.create_and_push(app, &test_app(app));
+    assert_eq!(host.post(app, "/echo", "ping"), answer("ping", 1));
+    assert_eq!(host.ok(&["kv:get", "hits", "-a", app]), "1\n");
+    host.ok(&["ps:scale", "worker=1", "-a", app]);
+    wait_for_worker_line(&host, app, "python-compat worker ready to GET /status");
 }
