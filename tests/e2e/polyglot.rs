@@ -183,3 +183,76 @@ fn python_written_for_wasi_http_proxy_builds_unchanged_and_serves() {
     host.ok(&["ps:scale", "worker=1", "-a", app]);
     wait_for_worker_line(&host, app, "python-compat worker ready to GET /status");
 }
+
+#[test]
+fn javascript_importing_other_wasi_versions_and_bundled_with_esbuild_builds_and_serves() {
+    if skip_polyglot() {
+        return;
+    }
+    // web.js is shaped like an esbuild bundle importing wasi:cli/environment@0.2.4 and
+    // wasi:http/types@0.2.12; worker.js imports @0.2.4 and a local module importing
+    // @0.2.12 and @0.2.4. StarlingMonkey speaks 0.2.10.
+    let app = "js-compat";
+    let answer = |hits: u64| (200, format!("hits={hits} dyno=web.1 fields ok\n"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev_test_app(app, tmp.path());
+    let url = format!("http://127.0.0.1:{}/", dev.port());
+    assert_eq!(get(&url), answer(1));
+    assert_eq!(get(&url), answer(2));
+    dev.wait_for_text("app[worker.1]: js-compat tick 1", SOON);
+    assert!(dev.interrupt(SOON).success());
+
+    let host = TestHost::start();
+    host.create_and_push(app, &test_app(app));
+    assert_eq!(host.get(app, "/"), answer(1));
+    assert_eq!(host.ok(&["kv:get", "hits", "-a", app]), "1\n");
+    host.ok(&["ps:scale", "worker=1", "-a", app]);
+    wait_for_worker_line(&host, app, "js-compat tick 1");
+}
+
+#[test]
+fn a_javascript_import_the_platform_lacks_is_named_with_what_to_change() {
+    if skip_polyglot() {
+        return;
+    }
+    let app = copy_test_app("js-compat").with_procfile("web: web\n");
+    app.write(
+        "web.js",
+        "import { bar } from 'wasi:foo/bar@0.9.0';\n\
+         addEventListener('fetch', (e) => e.respondWith(new Response(bar())));\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(
+        out.contains(
+            "web.js imports wasi:foo/bar@0.9.0, which the platform does not provide to a JavaScript `web` process"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("at any version 0.2.x"), "{out}");
+    assert!(out.contains("Change the import to one of these."), "{out}");
+    assert!(!out.contains("ReferenceError"), "tool noise:\n{out}");
+    assert!(!out.contains("wizer"), "tool noise:\n{out}");
+}
+
+#[test]
+fn javascript_importing_an_npm_package_is_told_to_bundle_it() {
+    if skip_polyglot() {
+        return;
+    }
+    // Refused before componentize-js runs: it would fail in wizer with a ReferenceError.
+    let app = copy_test_app("js-compat").with_procfile("web: web\n");
+    app.write("web.js", "import pad from 'left-pad';\nexport { pad };\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    assert!(!dev.wait(BUILD).success());
+    let out = dev.output();
+    assert!(
+        out.contains("web.js imports left-pad, an npm package: componentize-js does not bundle them, so bundle web.js first"),
+        "{out}"
+    );
+    assert!(!out.contains("Building web.js"), "{out}");
+}

@@ -102,6 +102,7 @@ const BUILTIN: &[Builtin] = &[
             bp_file!("javascript", "bin/detect"),
             bp_file!("javascript", "bin/compile"),
             bp_file!("javascript", "js-worlds.wit"),
+            bp_file!("javascript", "lib/prepare.mjs"),
         ],
         extra: PLATFORM_WIT,
     },
