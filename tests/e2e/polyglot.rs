@@ -5,6 +5,7 @@
 //! [`skip_polyglot`]).
 
 use crate::fixture::*;
+use std::process::Command;
 
 /// Pushes a polyglot sample and checks what every sample does: the web greets with
 /// GREETING, counts visits in the key-value add-on across a restart, and the worker's
@@ -255,4 +256,70 @@ fn javascript_importing_an_npm_package_is_told_to_bundle_it() {
         "{out}"
     );
     assert!(!out.contains("Building web.js"), "{out}");
+}
+
+/// `wdeploy dev APP` with a build cache of its own, empty: a buildpack that installed
+/// its tools before failing would print "Installing".
+fn dev_on_a_fresh_cache(app: &std::path::Path, tmp: &std::path::Path) -> Running {
+    let mut cmd: Command = wdeploy();
+    cmd.arg("dev")
+        .arg(app)
+        .args(["--port", "0"])
+        .env("WDEPLOY_CACHE_DIR", tmp.join("cache"))
+        .env("WDEPLOY_RUN_DIR", tmp.join("run"));
+    Running::spawn_shared(cmd)
+}
+
+/// A Procfile mistake in a copy of the test app NAME, whose modules end in `.EXT`, is
+/// reported before its buildpack installs anything, in `dev` and in a push.
+fn procfile_mistakes_are_reported_before_installing(test_app_name: &str, ext: &str) {
+    let no_procfile = copy_test_app(test_app_name);
+    no_procfile.remove("Procfile");
+    no_procfile.remove(&format!("web.{ext}"));
+    let missing_module = copy_test_app(test_app_name).with_procfile("web: web\nworker: nosuch\n");
+    let cases = [
+        (
+            &no_procfile,
+            format!(
+                "no Procfile and no web.{ext}: add a Procfile (`web: web` builds web.{ext} into web.wasm)"
+            ),
+        ),
+        (
+            &missing_module,
+            format!("Procfile: process type `worker` runs nosuch, but there is no nosuch.{ext}"),
+        ),
+    ];
+    let host = TestHost::start();
+    host.ok(&["apps:create", test_app_name, "--no-link"]);
+    for (app, message) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dev = dev_on_a_fresh_cache(app.path(), tmp.path());
+        assert!(!dev.wait(BUILD).success());
+        let out = dev.output();
+        assert!(out.contains(&message), "{out}");
+        assert!(!out.contains("Installing"), "installed tools first:\n{out}");
+
+        let dir = app.path().to_str().unwrap();
+        let pushed = host.cli(&["push", "-a", test_app_name, "--dir", dir]);
+        assert!(!pushed.status.success());
+        // The build runs in the CLI, which prints the buildpack's lines on stdout.
+        let out = String::from_utf8_lossy(&pushed.stdout);
+        assert!(out.contains(&message), "{out}");
+    }
+}
+
+#[test]
+fn a_python_procfile_mistake_is_reported_before_installing_componentize_py() {
+    if skip_polyglot() {
+        return;
+    }
+    procfile_mistakes_are_reported_before_installing("python-compat", "py");
+}
+
+#[test]
+fn a_javascript_procfile_mistake_is_reported_before_installing_componentize_js() {
+    if skip_polyglot() {
+        return;
+    }
+    procfile_mistakes_are_reported_before_installing("js-compat", "js");
 }
