@@ -9,7 +9,7 @@ import os
 import humanize
 from wit_world import exports
 from wit_world.imports import atomics, wasi_keyvalue_store
-from wit_world.imports.wasi_http_types import (
+from wit_world.imports.types import (
     Fields,
     IncomingRequest,
     OutgoingBody,

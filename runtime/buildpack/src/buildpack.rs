@@ -87,6 +87,11 @@ const BUILTIN: &[Builtin] = &[
         files: &[
             bp_file!("python", "bin/detect"),
             bp_file!("python", "bin/compile"),
+            // Beside the platform's world.wit, whose package it belongs to.
+            (
+                "wit/py-worlds.wit",
+                include_str!("../../../buildpacks/python/py-worlds.wit"),
+            ),
         ],
         extra: PLATFORM_WIT,
     },
@@ -97,6 +102,7 @@ const BUILTIN: &[Builtin] = &[
             bp_file!("javascript", "bin/detect"),
             bp_file!("javascript", "bin/compile"),
             bp_file!("javascript", "js-worlds.wit"),
+            bp_file!("javascript", "lib/prepare.mjs"),
         ],
         extra: PLATFORM_WIT,
     },

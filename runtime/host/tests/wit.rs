@@ -2,7 +2,8 @@
 //! implements: every import of the `web` and `worker` worlds must link in the host's
 //! linker with the right types, the add-on interfaces must be the ones the host serves, a
 //! component importing something else must be refused with the import named, and the
-//! samples' vendored copies must match `wit/`.
+//! samples' vendored copies must match `wit/`. The Python buildpack's own worlds
+//! (`buildpacks/python/py-worlds.wit`) are held to the same checks.
 //!
 //! The components here are generated from the worlds (a dummy core module per world,
 //! wrapped by wit-component), so the check covers every function of every interface, not
@@ -119,6 +120,59 @@ fn the_worlds_import_exactly_the_add_ons_the_host_serves() {
         let imports = imports_of(&resolve, package, world);
         let missing: Vec<_> = served.difference(&imports).collect();
         assert!(missing.is_empty(), "{world} does not import {missing:?}");
+    }
+}
+
+/// `wit/` with the Python buildpack's worlds beside `world.wit`, where the buildpack
+/// writes them (they belong to its package), in a temp dir.
+fn platform_with_python_worlds() -> (Resolve, PackageId, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files_under(&repo().join("wit")) {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::copy(
+        repo().join("buildpacks/python/py-worlds.wit"),
+        dir.path().join("py-worlds.wit"),
+    )
+    .unwrap();
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve
+        .push_dir(dir.path())
+        .expect("py-worlds.wit parses beside wit/world.wit");
+    (resolve, package, dir)
+}
+
+#[test]
+fn the_python_worlds_link_in_the_host_and_import_the_add_ons() {
+    let (resolve, package, _dir) = platform_with_python_worlds();
+    let engine = engine();
+    let web = component_of(&engine, &resolve, package, "python-web");
+    let pre = wdeploy_host::instantiate_pre(&engine, &web, "web.wasm")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    ProxyPre::new(pre).expect("python-web exports wasi:http/incoming-handler");
+    let worker = component_of(&engine, &resolve, package, "python-worker");
+    let pre = wdeploy_host::instantiate_pre(&engine, &worker, "worker.wasm")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    CommandPre::new(pre).expect("python-worker exports wasi:cli/run");
+
+    for world in ["python-web", "python-worker"] {
+        let imports = imports_of(&resolve, package, world);
+        for addon in wdeploy_host::ADDON_INTERFACES {
+            assert!(imports.contains(*addon), "{world} does not import {addon}");
+        }
+        // The point of these worlds: wasi:http/types is the only `types`, so
+        // componentize-py names it `types` as in wasi:http/proxy.
+        assert!(
+            imports.contains("wasi:http/types@0.2.12"),
+            "{world}: {imports:?}"
+        );
+        let others: Vec<_> = imports
+            .iter()
+            .filter(|i| i.ends_with("/types@0.2.12") && *i != "wasi:http/types@0.2.12")
+            .collect();
+        assert!(others.is_empty(), "{world} also imports {others:?}");
     }
 }
 
