@@ -161,3 +161,65 @@ fn a_missing_env_file_is_refused() {
         dev.output()
     );
 }
+
+/// Sends a request head (without its blank line) to `dev`'s router over a fresh
+/// connection, with `Connection: close`: (status, body).
+fn send_raw(port: u16, head: &str) -> (u16, String) {
+    use std::io::Write as _;
+    let mut stream = connect_from(std::net::Ipv4Addr::LOCALHOST, port);
+    stream
+        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let response = read_until_closed(&mut stream, SOON).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// HTTP/1.1 requires Host: a request without one is a 400 from the router, with its
+/// line in the log (it was handed to the guest without an authority: a 503 `H10`). An
+/// HTTP/1.0 request may leave it out, and `dev`'s one app serves it as addressed.
+#[test]
+fn a_request_without_host_is_a_bad_request_unless_http_1_0() {
+    let app = faults_app().with_procfile("web: web\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let port = dev.port();
+
+    assert_eq!(
+        send_raw(port, "GET /missing-host HTTP/1.1\r\n"),
+        (400, "Bad Request: no Host header\n".into())
+    );
+    let line = dev.wait_for("the router's line", SOON, |l| {
+        l.contains("wdeploy[router]:") && l.contains("path=\"/missing-host\"")
+    });
+    assert!(
+        line.contains("at=error code=H25 desc=\"HTTP restriction: no Host header\"")
+            && line.contains("status=400"),
+        "{line}"
+    );
+    let (status, _) = send_raw(
+        port,
+        "GET /twice HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n",
+    );
+    assert_eq!(status, 400);
+    let line = dev.wait_for("the router's line", SOON, |l| {
+        l.contains("wdeploy[router]:") && l.contains("path=\"/twice\"")
+    });
+    assert!(line.contains("more than one Host header"), "{line}");
+
+    assert_eq!(
+        send_raw(port, "GET /authority HTTP/1.0\r\n"),
+        (200, format!("127.0.0.1:{port}\n"))
+    );
+    assert!(dev.interrupt(SOON).success());
+    assert!(!dev.output().contains("H10"), "{}", dev.output());
+}
