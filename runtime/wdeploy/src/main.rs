@@ -64,10 +64,10 @@ enum Command {
     /// Show one config var
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
-    /// Set config vars (a new release; dynos restart)
+    /// Set config vars (a new release; running dynos restart, or it waits for the first push)
     #[command(name = "config:set")]
     ConfigSet(config::SetArgs),
-    /// Unset config vars (a new release; dynos restart)
+    /// Unset config vars (a new release; running dynos restart, or it waits for the first push)
     #[command(name = "config:unset")]
     ConfigUnset(config::UnsetArgs),
     /// List the app's dynos
