@@ -223,3 +223,36 @@ fn a_request_without_host_is_a_bad_request_unless_http_1_0() {
     assert!(dev.interrupt(SOON).success());
     assert!(!dev.output().contains("H10"), "{}", dev.output());
 }
+
+/// An app with no `web` process type runs its other types and listens on nothing (the
+/// port `dev` would use stays someone else's); an edit that adds `web` listens then.
+#[test]
+fn an_app_without_web_runs_its_workers_and_listens_once_web_appears() {
+    let app = tempfile::tempdir().unwrap();
+    prebuilt_app(app.path());
+    std::fs::write(app.path().join("Procfile"), "worker: worker\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &["--port", &port]);
+
+    let running = dev.wait_for("what runs", BUILD, |l| l.contains(" v1 running "));
+    assert!(
+        running.ends_with(
+            " v1 running worker.1 (no web process type, so no HTTP listener; Ctrl-C to stop)"
+        ),
+        "{running}"
+    );
+    dev.wait_for_text("app[worker.1]: tick 1", SOON);
+    assert!(!dev.output().contains("listening on"), "{}", dev.output());
+
+    drop(taken);
+    std::fs::write(app.path().join("Procfile"), "web: web\nworker: worker\n").unwrap();
+    dev.wait_for_text("=====> v2 is serving", BUILD);
+    let listening = dev.wait_for_text("listening on http://127.0.0.1:", SOON);
+    assert!(listening.ends_with(&format!(":{port}")), "{listening}");
+    assert_eq!(dev.port().to_string(), port);
+    let (status, _) = get(&format!("http://127.0.0.1:{port}/greet"));
+    assert_eq!(status, 200);
+    assert!(dev.interrupt(SOON).success());
+}
