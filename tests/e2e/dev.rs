@@ -256,3 +256,41 @@ fn an_app_without_web_runs_its_workers_and_listens_once_web_appears() {
     assert_eq!(status, 200);
     assert!(dev.interrupt(SOON).success());
 }
+
+/// `dev`'s terminal shows the log stream, not wasmtime's own warnings: an app's outgoing
+/// request to a port nobody listens on made wasmtime-wasi-http warn `connect error`
+/// between the app's lines, though the app's own answer already says so. Asked for with
+/// `RUST_LOG` (or `WDEPLOY_LOG`), they are shown.
+#[test]
+fn the_dev_terminal_shows_wasmtimes_warnings_only_when_asked() {
+    let app = faults_app().with_procfile("web: web\n");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("/fetch?authority={}&path=x", closed.local_addr().unwrap());
+    drop(closed);
+    for asked in [None, Some("warn")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = dev_command(app.path(), tmp.path(), &[]);
+        cmd.env_remove("WDEPLOY_LOG").env_remove("RUST_LOG");
+        if let Some(filter) = asked {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut dev = Running::spawn_shared(cmd);
+        let port = dev.port();
+        let (status, body) = get(&format!("http://127.0.0.1:{port}{refused}"));
+        assert_eq!(
+            (status, body.as_str()),
+            (502, "fetch failed: ErrorCode::ConnectionRefused\n")
+        );
+        dev.wait_for("the router's line", SOON, |l| {
+            l.contains("wdeploy[router]:") && l.contains("path=\"/fetch")
+        });
+        if asked.is_some() {
+            dev.wait_for_text("WARN wasmtime_wasi_http", SOON);
+        }
+        // Once it has exited, all it printed (stdout and stderr) has been read.
+        assert!(dev.interrupt(SOON).success());
+        if asked.is_none() {
+            assert!(!dev.output().contains("WARN"), "{}", dev.output());
+        }
+    }
+}

@@ -97,10 +97,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WDEPLOY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -141,6 +138,22 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// What the host's own log (stderr) shows: `WDEPLOY_LOG`, else `RUST_LOG` (`EnvFilter`
+/// syntax), when set. By default warnings and errors, but only errors from wasmtime (and
+/// its WASI crates) and cranelift: their warnings are about what guests do (an outgoing
+/// request that failed, a client gone mid-body) or their own internals, and would
+/// interleave with the log stream `dev` prints, where the app's lines already say what
+/// went wrong.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_env("WDEPLOY_LOG")
+        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG))
+}
+
+/// See [`log_filter`]; targets match by prefix (`wasmtime` covers `wasmtime_wasi_http`).
+const DEFAULT_LOG: &str = "warn,wasmtime=error,cranelift=error";
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
