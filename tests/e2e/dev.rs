@@ -257,6 +257,35 @@ fn an_app_without_web_runs_its_workers_and_listens_once_web_appears() {
     assert!(dev.interrupt(SOON).success());
 }
 
+/// Guests never see the host's backtraces, whatever its environment: an error handed to
+/// a guest (a write past its disk quota) says what happened, and the `to-debug-string`
+/// the app logs carries no host stack with `RUST_BACKTRACE=1` (nor
+/// `RUST_LIB_BACKTRACE=1`) set for wdeploy.
+#[test]
+fn guests_see_no_host_backtraces_whatever_the_environment() {
+    let app = faults_app()
+        .with_procfile("web: web\n")
+        .with_settings("[limits]\ndisk_mb = 1\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = dev_command(app.path(), tmp.path(), &[]);
+    cmd.env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1");
+    let mut dev = Running::spawn_shared(cmd);
+    let port = dev.port();
+
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/fill?mb=4&name=raw&raw=1"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("insufficient-space"), "{body}");
+    let failed = dev.wait_for_text("app[web.1]: fill: the write failed: ", SOON);
+    assert!(failed.contains("No space left on device"), "{failed}");
+    // Once it has exited, all it printed has been read.
+    assert!(dev.interrupt(SOON).success());
+    let out = dev.output();
+    assert!(!out.contains("Stack backtrace"), "{out}");
+    assert!(!out.contains("wdeploy_host::"), "{out}");
+    assert!(!out.contains("std::backtrace"), "{out}");
+}
+
 /// `dev`'s terminal shows the log stream, not wasmtime's own warnings: an app's outgoing
 /// request to a port nobody listens on made wasmtime-wasi-http warn `connect error`
 /// between the app's lines, though the app's own answer already says so. Asked for with

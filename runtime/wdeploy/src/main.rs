@@ -96,6 +96,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    no_library_backtraces();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
@@ -137,6 +138,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Keeps host backtraces out of everything guests see, whatever the environment.
+///
+/// The errors a guest is handed (`wasi:io/error.to-debug-string`, filesystem and HTTP
+/// error details) are `wasmtime::Error`s. Like `anyhow::Error`s they capture a backtrace
+/// with `std::backtrace::Backtrace::capture` when made, which does so when
+/// `RUST_LIB_BACKTRACE` (else `RUST_BACKTRACE`) asks, and print it with `{:?}`, which is
+/// what `to-debug-string` returns. So with `RUST_BACKTRACE=1` the host's stack went into
+/// apps' logs, and each guest I/O error cost the host a stack walk. wdeploy prints its own
+/// errors with `{:#}`, which shows no backtrace, so turning library backtraces off hides
+/// nothing from the operator; panics still print theirs when `RUST_BACKTRACE` asks. (The
+/// buildpacks `dev` and `push` run inherit the setting, which only quietens their errors.)
+fn no_library_backtraces() {
+    // SAFETY: the first thing `main` does, before any thread exists that could read or
+    // write the environment at the same time (std reads this variable once, later).
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
 }
 
 /// What the host's own log (stderr) shows: `WDEPLOY_LOG`, else `RUST_LOG` (`EnvFilter`
