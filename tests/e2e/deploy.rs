@@ -3,6 +3,47 @@
 
 use crate::fixture::*;
 
+/// A config change says what it did: before the first push there is nothing to restart,
+/// so the vars are said to wait for it (and the push runs with them); after, the dynos
+/// restarted, with the release the change made.
+#[test]
+fn config_changes_before_the_first_push_say_they_wait_for_it() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "early", "--no-link"]);
+    assert_eq!(
+        host.ok(&[
+            "config:set",
+            "GREETING=early bird",
+            "LEFT=over",
+            "-a",
+            "early"
+        ]),
+        "Set GREETING, LEFT on early, v1 (nothing is deployed yet: it applies from the first push)\n"
+    );
+    assert_eq!(
+        host.ok(&["config:unset", "LEFT", "-a", "early"]),
+        "Unset LEFT on early, v2 (nothing is deployed yet: it applies from the first push)\n"
+    );
+
+    host.push("early", faults_app().with_procfile("web: web\n").path());
+    assert_eq!(
+        host.get("early", "/env?name=GREETING"),
+        (200, "early bird\n".into())
+    );
+    assert_eq!(
+        host.ok(&["config:set", "GREETING=on time", "-a", "early"]),
+        "Set GREETING and restarted early, v4\n"
+    );
+    assert_eq!(
+        host.get("early", "/env?name=GREETING"),
+        (200, "on time\n".into())
+    );
+    assert_eq!(
+        host.ok(&["config:unset", "GREETING", "-a", "early"]),
+        "Unset GREETING and restarted early, v5\n"
+    );
+}
+
 #[test]
 fn push_config_rollback_scale_and_logs() {
     let host = TestHost::start();

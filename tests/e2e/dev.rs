@@ -161,3 +161,165 @@ fn a_missing_env_file_is_refused() {
         dev.output()
     );
 }
+
+/// Sends a request head (without its blank line) to `dev`'s router over a fresh
+/// connection, with `Connection: close`: (status, body).
+fn send_raw(port: u16, head: &str) -> (u16, String) {
+    use std::io::Write as _;
+    let mut stream = connect_from(std::net::Ipv4Addr::LOCALHOST, port);
+    stream
+        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let response = read_until_closed(&mut stream, SOON).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// HTTP/1.1 requires Host: a request without one is a 400 from the router, with its
+/// line in the log (it was handed to the guest without an authority: a 503 `H10`). An
+/// HTTP/1.0 request may leave it out, and `dev`'s one app serves it as addressed.
+#[test]
+fn a_request_without_host_is_a_bad_request_unless_http_1_0() {
+    let app = faults_app().with_procfile("web: web\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &[]);
+    let port = dev.port();
+
+    assert_eq!(
+        send_raw(port, "GET /missing-host HTTP/1.1\r\n"),
+        (400, "Bad Request: no Host header\n".into())
+    );
+    let line = dev.wait_for("the router's line", SOON, |l| {
+        l.contains("wdeploy[router]:") && l.contains("path=\"/missing-host\"")
+    });
+    assert!(
+        line.contains("at=error code=H25 desc=\"HTTP restriction: no Host header\"")
+            && line.contains("status=400"),
+        "{line}"
+    );
+    let (status, _) = send_raw(
+        port,
+        "GET /twice HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n",
+    );
+    assert_eq!(status, 400);
+    let line = dev.wait_for("the router's line", SOON, |l| {
+        l.contains("wdeploy[router]:") && l.contains("path=\"/twice\"")
+    });
+    assert!(line.contains("more than one Host header"), "{line}");
+
+    assert_eq!(
+        send_raw(port, "GET /authority HTTP/1.0\r\n"),
+        (200, format!("127.0.0.1:{port}\n"))
+    );
+    assert!(dev.interrupt(SOON).success());
+    assert!(!dev.output().contains("H10"), "{}", dev.output());
+}
+
+/// An app with no `web` process type runs its other types and listens on nothing (the
+/// port `dev` would use stays someone else's); an edit that adds `web` listens then.
+#[test]
+fn an_app_without_web_runs_its_workers_and_listens_once_web_appears() {
+    let app = tempfile::tempdir().unwrap();
+    prebuilt_app(app.path());
+    std::fs::write(app.path().join("Procfile"), "worker: worker\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = dev(app.path(), tmp.path(), &["--port", &port]);
+
+    let running = dev.wait_for("what runs", BUILD, |l| l.contains(" v1 running "));
+    assert!(
+        running.ends_with(
+            " v1 running worker.1 (no web process type, so no HTTP listener; Ctrl-C to stop)"
+        ),
+        "{running}"
+    );
+    dev.wait_for_text("app[worker.1]: tick 1", SOON);
+    assert!(!dev.output().contains("listening on"), "{}", dev.output());
+
+    drop(taken);
+    std::fs::write(app.path().join("Procfile"), "web: web\nworker: worker\n").unwrap();
+    dev.wait_for_text("=====> v2 is serving", BUILD);
+    let listening = dev.wait_for_text("listening on http://127.0.0.1:", SOON);
+    assert!(listening.ends_with(&format!(":{port}")), "{listening}");
+    assert_eq!(dev.port().to_string(), port);
+    let (status, _) = get(&format!("http://127.0.0.1:{port}/greet"));
+    assert_eq!(status, 200);
+    assert!(dev.interrupt(SOON).success());
+}
+
+/// Guests never see the host's backtraces, whatever its environment: an error handed to
+/// a guest (a write past its disk quota) says what happened, and the `to-debug-string`
+/// the app logs carries no host stack with `RUST_BACKTRACE=1` (nor
+/// `RUST_LIB_BACKTRACE=1`) set for wdeploy.
+#[test]
+fn guests_see_no_host_backtraces_whatever_the_environment() {
+    let app = faults_app()
+        .with_procfile("web: web\n")
+        .with_settings("[limits]\ndisk_mb = 1\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = dev_command(app.path(), tmp.path(), &[]);
+    cmd.env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1");
+    let mut dev = Running::spawn_shared(cmd);
+    let port = dev.port();
+
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/fill?mb=4&name=raw&raw=1"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("insufficient-space"), "{body}");
+    let failed = dev.wait_for_text("app[web.1]: fill: the write failed: ", SOON);
+    assert!(failed.contains("No space left on device"), "{failed}");
+    // Once it has exited, all it printed has been read.
+    assert!(dev.interrupt(SOON).success());
+    let out = dev.output();
+    assert!(!out.contains("Stack backtrace"), "{out}");
+    assert!(!out.contains("wdeploy_host::"), "{out}");
+    assert!(!out.contains("std::backtrace"), "{out}");
+}
+
+/// `dev`'s terminal shows the log stream, not wasmtime's own warnings: an app's outgoing
+/// request to a port nobody listens on made wasmtime-wasi-http warn `connect error`
+/// between the app's lines, though the app's own answer already says so. Asked for with
+/// `RUST_LOG` (or `WDEPLOY_LOG`), they are shown.
+#[test]
+fn the_dev_terminal_shows_wasmtimes_warnings_only_when_asked() {
+    let app = faults_app().with_procfile("web: web\n");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("/fetch?authority={}&path=x", closed.local_addr().unwrap());
+    drop(closed);
+    for asked in [None, Some("warn")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = dev_command(app.path(), tmp.path(), &[]);
+        cmd.env_remove("WDEPLOY_LOG").env_remove("RUST_LOG");
+        if let Some(filter) = asked {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut dev = Running::spawn_shared(cmd);
+        let port = dev.port();
+        let (status, body) = get(&format!("http://127.0.0.1:{port}{refused}"));
+        assert_eq!(
+            (status, body.as_str()),
+            (502, "fetch failed: ErrorCode::ConnectionRefused\n")
+        );
+        dev.wait_for("the router's line", SOON, |l| {
+            l.contains("wdeploy[router]:") && l.contains("path=\"/fetch")
+        });
+        if asked.is_some() {
+            dev.wait_for_text("WARN wasmtime_wasi_http", SOON);
+        }
+        // Once it has exited, all it printed (stdout and stderr) has been read.
+        assert!(dev.interrupt(SOON).success());
+        if asked.is_none() {
+            assert!(!dev.output().contains("WARN"), "{}", dev.output());
+        }
+    }
+}

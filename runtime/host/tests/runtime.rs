@@ -501,6 +501,23 @@ async fn the_router_tells_the_app_about_the_client_and_reads_host_names_strictly
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // HTTP/1.1 requires a Host: without one (or with one that is not visible ASCII) the
+    // router answers 400 itself instead of handing the guest a request without an
+    // authority. HTTP/1.0 may omit it, but then names no app on a host.
+    let (status, body) = send(addr, "GET / HTTP/1.1\r\n").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "Bad Request: no Host header\n")
+    );
+    let (status, body) = send(addr, "GET / HTTP/1.1\r\nHost: faults.local\u{e9}host\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = send(addr, "GET / HTTP/1.0\r\n").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no Host header"), "{body}");
+    assert!(
+        !log_text(&runtime.logs).contains("status=400"),
+        "a request naming no app was logged as the app's"
+    );
     assert_eq!(
         get(addr, "faults.localhost.", "/").await,
         (200, "ok\n".into())

@@ -2,6 +2,7 @@
 
 use crate::session::{self, AppArg};
 use anyhow::bail;
+use wdeploy_api::Client;
 use wdeploy_api::wire::ConfigPatch;
 
 pub fn list(args: AppArg) -> anyhow::Result<()> {
@@ -52,11 +53,7 @@ pub fn set(args: SetArgs) -> anyhow::Result<()> {
     let client = session::client()?;
     client.patch_config(&app, &patch)?;
     let keys: Vec<_> = patch.keys().cloned().collect();
-    let version = client
-        .app(&app)?
-        .release
-        .map_or(String::new(), |v| format!(", v{v}"));
-    println!("Set {} and restarted {app}{version}", keys.join(", "));
+    println!("{}", outcome(&client, &app, "Set", &keys));
     Ok(())
 }
 
@@ -71,7 +68,29 @@ pub struct UnsetArgs {
 pub fn unset(args: UnsetArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let patch: ConfigPatch = args.keys.iter().map(|k| (k.clone(), None)).collect();
-    session::client()?.patch_config(&app, &patch)?;
-    println!("Unset {} and restarted {app}", args.keys.join(", "));
+    let client = session::client()?;
+    client.patch_config(&app, &patch)?;
+    println!("{}", outcome(&client, &app, "Unset", &args.keys));
     Ok(())
+}
+
+/// What a config change did, as the release it made says (asked for afterwards, as
+/// Heroku's CLI does): dynos restarted with the new values (`Set A and restarted hello,
+/// v3`), or, before the first push, nothing to restart (`… applies from the first push`).
+fn outcome(client: &Client, app: &str, verb: &str, keys: &[String]) -> String {
+    let keys = keys.join(", ");
+    let newest = client
+        .releases(app, Some(1), None)
+        .ok()
+        .and_then(|page| page.into_iter().next());
+    match newest {
+        Some(release) if release.slug.is_some() => {
+            format!("{verb} {keys} and restarted {app}, v{}", release.version)
+        }
+        Some(release) => format!(
+            "{verb} {keys} on {app}, v{} (nothing is deployed yet: it applies from the first push)",
+            release.version
+        ),
+        None => format!("{verb} {keys} on {app}"),
+    }
 }

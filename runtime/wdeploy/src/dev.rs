@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_buildpack::Slug;
-use wdeploy_core::{AppName, Formation};
+use wdeploy_core::{AppName, Formation, ProcessType, Procfile};
 use wdeploy_host::{
     AddonBinding, AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release,
     ReleaseSpec, Router, Share,
@@ -106,15 +106,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ..EngineOptions::default()
     })?;
     let run_dir = RunDir::new(args.run_dir)?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on 127.0.0.1:{} (is it in use? try --port)",
-                args.port
-            )
-        })?;
-    let port = listener.local_addr()?.port();
+    // An app without a web process type listens on nothing (so a worker-only app never
+    // clashes with another app on the port); one whose edit adds `web` listens then.
+    let listener = match slug.procfile.get(ProcessType::WEB) {
+        Some(_) => Some(listen(args.port).await?),
+        None => None,
+    };
+    let port = match &listener {
+        Some(listener) => listener.local_addr()?.port(),
+        None => args.port,
+    };
 
     let logs = LogStream::new();
     let addons = DevAddons {
@@ -154,22 +155,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let router = Router::new("localhost");
     router.set_fallback(runtime.clone());
-    let (stop_tx, mut stop_rx) = signal_watch::channel(false);
-    let server = tokio::spawn(router.clone().serve(
-        listener,
-        wdeploy_host::ListenerLimits::default(),
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
-        STOP_GRACE,
-    ));
+    let mut serving = listener.map(|listener| Serving::start(&router, listener));
     printer.note(&format!(
         "=====> add-on data (key-value, queues) in {}",
         data_dir.display()
     ));
-    printer.note(&format!(
-        "=====> {app} v{version} listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
-    ));
+    match &serving {
+        Some(_) => printer.note(&format!(
+            "=====> {app} v{version} listening on http://127.0.0.1:{port} (Ctrl-C to stop)"
+        )),
+        None => printer.note(&format!(
+            "=====> {app} v{version} running {} (no web process type, so no HTTP listener; Ctrl-C to stop)",
+            dyno_names(&release.procfile)
+        )),
+    }
 
     let (built_tx, mut built_rx) = mpsc::channel(1);
     let mut building = false;
@@ -194,7 +193,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                         let swapped = swap(&engine, &runtime, &app, version, &slug, config, &addons).await;
                         drain(&mut lines, &printer);
                         match swapped {
-                            Ok(()) => printer.note(&format!("=====> v{version} is serving")),
+                            Ok(has_web) => {
+                                printer.note(&format!("=====> v{version} is serving"));
+                                if has_web && serving.is_none() {
+                                    // The first build with `web`: listen now.
+                                    match listen(args.port).await {
+                                        Ok(listener) => {
+                                            let at = listener.local_addr().map_or(args.port, |a| a.port());
+                                            serving = Some(Serving::start(&router, listener));
+                                            printer.note(&format!("=====> {app} listening on http://127.0.0.1:{at}"));
+                                        }
+                                        Err(e) => printer.note(&format!("=====> {e:#}")),
+                                    }
+                                }
+                            }
                             Err(e) => {
                                 version -= 1;
                                 printer.note(&format!("=====> Deploy failed, v{version} keeps serving: {e:#}"));
@@ -214,9 +226,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     printer.note("=====> Stopping all processes");
-    let _ = stop_tx.send(true);
+    let stopped = serving.map(Serving::stop);
     runtime.stop().await;
-    let _ = server.await;
+    if let Some(stopped) = stopped {
+        let _ = stopped.await;
+    }
     drop(runtime);
     drain(&mut lines, &printer);
     drop(router);
@@ -224,7 +238,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads a new build and swaps it in with preboot.
+/// Loads a new build and swaps it in with preboot; true when it has a web process type.
 async fn swap(
     engine: &Arc<Engine>,
     runtime: &AppRuntime,
@@ -233,7 +247,7 @@ async fn swap(
     slug: &Slug,
     config: BTreeMap<String, String>,
     addons: &DevAddons,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let spec = release_spec(app, version, slug, config, addons.clone());
     let release = Release::load(engine, spec).await?;
     runtime
@@ -241,7 +255,56 @@ async fn swap(
             release.clone(),
             &Share::whole(&Formation::one_of_each(&release.procfile)),
         )
+        .await?;
+    Ok(release.procfile.get(ProcessType::WEB).is_some())
+}
+
+/// Binds the router's port on 127.0.0.1.
+async fn listen(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port} (is it in use? try --port)"))
+}
+
+/// The router serving on its listener, until told to stop.
+struct Serving {
+    stop: signal_watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    fn start(router: &Arc<Router>, listener: tokio::net::TcpListener) -> Serving {
+        let (stop, mut stopped) = signal_watch::channel(false);
+        let task = tokio::spawn(router.clone().serve(
+            listener,
+            wdeploy_host::ListenerLimits::default(),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+            STOP_GRACE,
+        ));
+        Serving { stop, task }
+    }
+
+    /// Stops taking connections; the returned task ends once requests in flight have
+    /// (within [`STOP_GRACE`]).
+    fn stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+/// The dynos `dev` runs of a Procfile, for people: `worker.1, clock.1`.
+fn dyno_names(procfile: &Procfile) -> String {
+    let names: Vec<String> = Formation::one_of_each(procfile)
+        .iter()
+        .map(|(process_type, _)| format!("{process_type}.1"))
+        .collect();
+    if names.is_empty() {
+        "no dynos".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// A release of a slug just built on this machine, its components read where the build

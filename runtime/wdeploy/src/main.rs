@@ -64,10 +64,10 @@ enum Command {
     /// Show one config var
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
-    /// Set config vars (a new release; dynos restart)
+    /// Set config vars (a new release; running dynos restart, or it waits for the first push)
     #[command(name = "config:set")]
     ConfigSet(config::SetArgs),
-    /// Unset config vars (a new release; dynos restart)
+    /// Unset config vars (a new release; running dynos restart, or it waits for the first push)
     #[command(name = "config:unset")]
     ConfigUnset(config::UnsetArgs),
     /// List the app's dynos
@@ -96,11 +96,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    no_library_backtraces();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WDEPLOY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -141,6 +139,39 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// Keeps host backtraces out of everything guests see, whatever the environment.
+///
+/// The errors a guest is handed (`wasi:io/error.to-debug-string`, filesystem and HTTP
+/// error details) are `wasmtime::Error`s. Like `anyhow::Error`s they capture a backtrace
+/// with `std::backtrace::Backtrace::capture` when made, which does so when
+/// `RUST_LIB_BACKTRACE` (else `RUST_BACKTRACE`) asks, and print it with `{:?}`, which is
+/// what `to-debug-string` returns. So with `RUST_BACKTRACE=1` the host's stack went into
+/// apps' logs, and each guest I/O error cost the host a stack walk. wdeploy prints its own
+/// errors with `{:#}`, which shows no backtrace, so turning library backtraces off hides
+/// nothing from the operator; panics still print theirs when `RUST_BACKTRACE` asks. (The
+/// buildpacks `dev` and `push` run inherit the setting, which only quietens their errors.)
+fn no_library_backtraces() {
+    // SAFETY: the first thing `main` does, before any thread exists that could read or
+    // write the environment at the same time (std reads this variable once, later).
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+}
+
+/// What the host's own log (stderr) shows: `WDEPLOY_LOG`, else `RUST_LOG` (`EnvFilter`
+/// syntax), when set. By default warnings and errors, but only errors from wasmtime (and
+/// its WASI crates) and cranelift: their warnings are about what guests do (an outgoing
+/// request that failed, a client gone mid-body) or their own internals, and would
+/// interleave with the log stream `dev` prints, where the app's lines already say what
+/// went wrong.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_env("WDEPLOY_LOG")
+        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG))
+}
+
+/// See [`log_filter`]; targets match by prefix (`wasmtime` covers `wasmtime_wasi_http`).
+const DEFAULT_LOG: &str = "warn,wasmtime=error,cranelift=error";
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()

@@ -34,12 +34,13 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Serves HTTP/1.1 on `listener` within `limits` until `shutdown` resolves, then lets
 /// open connections finish their current requests (for at most `grace`). `service`
-/// makes the service of one connection from the client's address and the local port.
+/// makes the service of one connection from the client's address and the local address
+/// it reached.
 pub async fn serve<S, B>(
     name: &'static str,
     listener: TcpListener,
     limits: ListenerLimits,
-    service: impl Fn(SocketAddr, u16) -> S,
+    service: impl Fn(SocketAddr, SocketAddr) -> S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
@@ -77,7 +78,9 @@ pub async fn serve<S, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let port = stream.local_addr().map_or(0, |a| a.port());
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let clock = Clock::new();
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
@@ -86,7 +89,7 @@ pub async fn serve<S, B>(
             .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(
                 TokioIo::new(Watched::new(stream, clock.clone())),
-                Tracked::new(service(peer, port), clock.clone()),
+                Tracked::new(service(peer, local), clock.clone()),
             );
         let conn = graceful.watch(conn);
         let limits = limits.clone();

@@ -141,6 +141,24 @@ impl Router {
         self.fallback.read().clone()
     }
 
+    /// Answers a request whose Host cannot be trusted with a 400, before any app sees
+    /// it. Its router line goes to the app it would have reached only where that is not
+    /// in doubt: `dev`'s one app. On a host it names no app for sure, so it is told in
+    /// the host's own log.
+    fn bad_request(
+        &self,
+        line: RouterLine,
+        bad: BadHost,
+        started: Instant,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let text = format!("Bad Request: {}\n", bad.what());
+        let Some(app) = self.fallback.read().clone() else {
+            tracing::info!(host = %line.host, request_id = %line.request_id, "bad request: {}", bad.what());
+            return page(400, &line.request_id, &text);
+        };
+        refuse(line, &app.logs, started, 400, ("H25", bad.desc()), &text)
+    }
+
     /// Accepts connections within `limits` until `shutdown` resolves, then lets open
     /// connections finish their current requests (for at most `grace`).
     pub async fn serve(
@@ -150,34 +168,43 @@ impl Router {
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
-        let service = |peer: SocketAddr, port: u16| {
+        let service = |peer: SocketAddr, local: SocketAddr| {
             let router = self.clone();
             hyper::service::service_fn(move |req| {
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer, port).await) }
+                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer, local).await) }
             })
         };
         crate::listener::serve("router", listener, limits, service, shutdown, grace).await;
     }
 
-    /// Serves one request that came in on the router's `port`: find the app and a dyno,
-    /// pass the request, log the outcome.
+    /// Serves one request that came in on the router's address `local`: find the app
+    /// and a dyno, pass the request, log the outcome.
     async fn route(
         &self,
         mut req: hyper::Request<Incoming>,
         peer: SocketAddr,
-        port: u16,
+        local: SocketAddr,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id) if valid_request_id(id) => id.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
-        // RFC 9112 §3.2: one Host header, and a request in absolute form is routed by its
-        // URI's authority (what the guest sees too), whatever Host says.
-        if req.headers().get_all(HOST).iter().count() > 1 {
-            return page(400, &request_id, "Bad Request: more than one Host header\n");
+        let bad_host = BadHost::of(&req);
+        // HTTP/1.0 may leave Host out. With one app to serve (`dev`), the request is its,
+        // addressed as the client reached the router (guests need an authority); on a
+        // host such a request names no app.
+        if bad_host.is_none()
+            && req.uri().authority().is_none()
+            && !req.headers().contains_key(HOST)
+            && self.fallback.read().is_some()
+            && let Ok(value) = HeaderValue::from_str(&local.to_string())
+        {
+            req.headers_mut().insert(HOST, value);
         }
+        // RFC 9112 §3.2: a request in absolute form is routed by its URI's authority
+        // (what the guest sees too), whatever Host says.
         let host = req
             .uri()
             .authority()
@@ -188,7 +215,7 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        forwarded_headers(req.headers_mut(), peer, port);
+        forwarded_headers(req.headers_mut(), peer, local.port());
         let mut line = RouterLine {
             method: req.method().to_string(),
             path: req
@@ -206,14 +233,18 @@ impl Router {
             status: 0,
             bytes: 0,
         };
+        if let Some(bad) = bad_host {
+            return self.bad_request(line, bad, started);
+        }
 
         let Some(app) = self.app_or_found(&host).await else {
             tracing::info!(%host, "no such app");
-            return page(
-                404,
-                &request_id,
-                &format!("No such app: nothing is deployed at {host}\n"),
-            );
+            let text = if host.is_empty() {
+                "No such app: the request names no host (it has no Host header)\n".to_string()
+            } else {
+                format!("No such app: nothing is deployed at {host}\n")
+            };
+            return page(404, &request_id, &text);
         };
         let logs = app.logs.clone();
         let Some(dyno) = app.pick_web() else {
@@ -318,23 +349,76 @@ const FORWARDED_PORT: &str = "x-forwarded-port";
 
 /// Answers with an error page and writes the router's `at=error` line.
 fn error(
-    mut line: RouterLine,
+    line: RouterLine,
     logs: &Arc<LogStream>,
     started: Instant,
     status: u16,
     code: (&'static str, &'static str),
 ) -> hyper::Response<HyperOutgoingBody> {
+    let text = format!("Application error ({}: {})\n", code.0, code.1);
+    refuse(line, logs, started, status, code, &text)
+}
+
+/// Answers with `text` and writes the router's `at=error` line with `code`.
+fn refuse(
+    mut line: RouterLine,
+    logs: &Arc<LogStream>,
+    started: Instant,
+    status: u16,
+    code: (&'static str, &'static str),
+    text: &str,
+) -> hyper::Response<HyperOutgoingBody> {
     line.error = Some(code);
     line.status = status;
-    let response = page(
-        status,
-        &line.request_id,
-        &format!("Application error ({}: {})\n", code.0, code.1),
-    );
+    let response = page(status, &line.request_id, text);
     line.bytes = response.body().size_hint().exact().unwrap_or(0);
     line.service_ms = started.elapsed().as_millis();
     logs.write(LogSource::Router, line::ROUTER.clone(), line.to_string());
     response
+}
+
+/// What is wrong with a request's Host (RFC 9112 §3.2): the router cannot tell which
+/// app it is for, nor hand it to a guest, which must be told an authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadHost {
+    /// An HTTP/1.1 request in origin form without a Host header (HTTP/1.0 may omit it).
+    Missing,
+    /// Two or more Host headers.
+    Repeated,
+    /// A Host header that is not visible ASCII.
+    Invalid,
+}
+
+impl BadHost {
+    fn of<B>(req: &hyper::Request<B>) -> Option<BadHost> {
+        let mut hosts = req.headers().get_all(HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(_), Some(_)) => Some(BadHost::Repeated),
+            (Some(host), None) if host.to_str().is_err() => Some(BadHost::Invalid),
+            (Some(_), None) => None,
+            (None, _) if req.uri().authority().is_some() => None,
+            (None, _) if req.version() <= http::Version::HTTP_10 => None,
+            (None, _) => Some(BadHost::Missing),
+        }
+    }
+
+    /// For the client: `Bad Request: no Host header`.
+    fn what(self) -> &'static str {
+        match self {
+            BadHost::Missing => "no Host header",
+            BadHost::Repeated => "more than one Host header",
+            BadHost::Invalid => "the Host header is not valid",
+        }
+    }
+
+    /// For the router line (Heroku's H25 is a request the router refuses as malformed).
+    fn desc(self) -> &'static str {
+        match self {
+            BadHost::Missing => "HTTP restriction: no Host header",
+            BadHost::Repeated => "HTTP restriction: more than one Host header",
+            BadHost::Invalid => "HTTP restriction: invalid Host header",
+        }
+    }
 }
 
 fn page(status: u16, request_id: &str, text: &str) -> hyper::Response<HyperOutgoingBody> {
@@ -372,5 +456,41 @@ mod tests {
         assert!(valid_request_id("0123456789abcdef0123"));
         assert!(!valid_request_id("short"));
         assert!(!valid_request_id("0123456789abcdef0123 with spaces"));
+    }
+
+    fn request(version: http::Version, uri: &str, hosts: &[&[u8]]) -> hyper::Request<()> {
+        let mut req = hyper::Request::builder()
+            .version(version)
+            .uri(uri)
+            .body(())
+            .expect("request");
+        for host in hosts {
+            let value = HeaderValue::from_bytes(host).expect("header value");
+            req.headers_mut().append(HOST, value);
+        }
+        req
+    }
+
+    #[test]
+    fn a_host_is_required_once_and_readable() {
+        use http::Version;
+        let bad = |version, uri, hosts: &[&[u8]]| BadHost::of(&request(version, uri, hosts));
+        assert_eq!(bad(Version::HTTP_11, "/", &[b"a.localhost"]), None);
+        assert_eq!(bad(Version::HTTP_11, "/", &[]), Some(BadHost::Missing));
+        // HTTP/1.0 may leave it out, and an absolute URI names its authority.
+        assert_eq!(bad(Version::HTTP_10, "/", &[]), None);
+        assert_eq!(bad(Version::HTTP_11, "http://a.localhost/", &[]), None);
+        assert_eq!(
+            bad(Version::HTTP_11, "/", &[b"a.localhost", b"b.localhost"]),
+            Some(BadHost::Repeated)
+        );
+        assert_eq!(
+            bad(Version::HTTP_10, "/", &[b"a.localhost", b"a.localhost"]),
+            Some(BadHost::Repeated)
+        );
+        assert_eq!(
+            bad(Version::HTTP_11, "/", &[b"caf\xe9.localhost"]),
+            Some(BadHost::Invalid)
+        );
     }
 }

@@ -20,7 +20,8 @@
 //!   64 KiB pieces until N MiB are written or a write fails: `filled B bytes, then KIND:
 //!   ERROR` or `filled B bytes, no error`
 //! - `/fill?mb=N&name=F&raw=1` → the same through `wasi:filesystem` itself (4 KiB
-//!   `blocking-write-and-flush`es), the error being the stream's `filesystem-error-code`
+//!   `blocking-write-and-flush`es), the error being the stream's `filesystem-error-code`;
+//!   the error's `to-debug-string` goes to the log (`fill: the write failed: …`)
 //! - `/touch?n=N`     → creates up to N empty files `t0`, `t1`…: `touched C files, then …`
 //! - `/remove?name=F` → removes file F
 
@@ -193,6 +194,8 @@ fn fill_raw(name: &str, mb: u64) -> (u16, String) {
             Ok(()) => written += piece.len() as u64,
             Err(StreamError::LastOperationFailed(e)) => {
                 let code = filesystem_error_code(&e);
+                // What the host says of the error, as an app logging it would show it.
+                println!("fill: the write failed: {}", e.to_debug_string());
                 return (200, format!("filled {written} bytes, then {code:?}\n"));
             }
             Err(StreamError::Closed) => {
