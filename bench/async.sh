@@ -33,9 +33,9 @@ echo "web: async_web" >"$work/async-web/Procfile"
 
 start_host "$W"
 "$W" apps:create hello --no-link >/dev/null
-"$W" push -a hello --dir samples/hello >"$work/push.log" 2>&1
+"$W" push -a hello --dir samples/hello >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
 "$W" apps:create async-web --no-link >/dev/null
-"$W" push -a async-web --dir "$work/async-web" >>"$work/push.log" 2>&1
+"$W" push -a async-web --dir "$work/async-web" >>"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
 
 declare -A rps
 run() { # name host

@@ -149,11 +149,11 @@ fn the_python_worlds_link_in_the_host_and_import_the_add_ons() {
     let (resolve, package, _dir) = platform_with_python_worlds();
     let engine = engine();
     let web = component_of(&engine, &resolve, package, "python-web");
-    let pre = wdeploy_host::instantiate_pre(&engine, &web, "web.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &web, Flavor::Plain, "web.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     ProxyPre::new(pre).expect("python-web exports wasi:http/incoming-handler");
     let worker = component_of(&engine, &resolve, package, "python-worker");
-    let pre = wdeploy_host::instantiate_pre(&engine, &worker, "worker.wasm")
+    let pre = wdeploy_host::instantiate_pre(&engine, &worker, Flavor::Plain, "worker.wasm")
         .unwrap_or_else(|e| panic!("{e:#}"));
     CommandPre::new(pre).expect("python-worker exports wasi:cli/run");
 

@@ -44,7 +44,7 @@ impl fmt::Display for RouterLine {
             "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} node={} connect={}ms service={}ms status={} bytes={} protocol=http",
             self.method,
             self.path.replace('"', "%22"),
-            self.host,
+            field_safe(&self.host),
             self.request_id,
             self.fwd,
             self.dyno.as_deref().unwrap_or(""),
@@ -55,6 +55,20 @@ impl fmt::Display for RouterLine {
             self.bytes,
         )
     }
+}
+
+/// An unquoted field's value as it may appear in the line: a client's Host header can hold
+/// spaces or quotes (visible ASCII and blanks are valid in a header value), which would
+/// otherwise read as extra `key=value` fields to whoever parses the log.
+fn field_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains([' ', '\t', '"']) {
+        return value.into();
+    }
+    value
+        .replace(' ', "%20")
+        .replace('\t', "%09")
+        .replace('"', "%22")
+        .into()
 }
 
 /// A response body that counts what it sends and writes the router line when it ends
@@ -121,5 +135,41 @@ impl Body for Metered {
 impl Drop for Metered {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_header_cannot_add_fields_to_the_line() {
+        let line = RouterLine {
+            method: "GET".into(),
+            path: "/\"x\"".into(),
+            host: "app.localhost status=200 dyno=\"web.9\"".into(),
+            request_id: "id".into(),
+            fwd: "127.0.0.1".into(),
+            dyno: Some("web.1".into()),
+            node: "local".into(),
+            error: None,
+            connect_ms: 0,
+            service_ms: 1,
+            status: 404,
+            bytes: 0,
+        };
+        let text = line.to_string();
+        assert!(
+            text.contains(
+                "path=\"/%22x%22\" host=app.localhost%20status=200%20dyno=%22web.9%22 request_id="
+            ),
+            "{text}"
+        );
+        let fields: Vec<&str> = text.split(' ').collect();
+        assert_eq!(
+            fields.iter().filter(|f| f.starts_with("status=")).count(),
+            1,
+            "{text}"
+        );
     }
 }
