@@ -137,7 +137,7 @@ fn a_component_needing_an_unserved_wasi_version_is_refused_by_name() {
     junk.write("Procfile", "web: web\n");
     host.ok(&["apps:create", "junk", "--no-link"]);
     let refused = host.fails(&["push", "-a", "junk", "--dir", junk.path().to_str().unwrap()]);
-    assert!(refused.contains("web.wasm"), "{refused}");
+    assert!(refused.contains("compiling web.wasm"), "{refused}");
     assert!(!refused.contains("sha256"), "{refused}");
 }
 

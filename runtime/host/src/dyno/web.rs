@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{AsContextMut, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{Prepared, Proxy, ProxyPre};
@@ -241,7 +241,8 @@ impl Inner {
         deadline: Instant,
         head: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, DynoError>>,
     ) {
-        let permit = match self.permits.clone().acquire_owned().await {
+        // Held until this returns, which is after `finish` has put the instance back.
+        let _permit = match self.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => {
                 let _ = head.send(Err(DynoError::Boot("dyno is stopping".into())));
@@ -249,7 +250,7 @@ impl Inner {
             }
         };
         let reused = self.idle_list().pop();
-        let mut warm = match reused {
+        let warm = match reused {
             Some(warm) => warm,
             None => match self.instantiate(Purpose::Request).await {
                 Ok(warm) => warm,
@@ -260,13 +261,25 @@ impl Inner {
             },
         };
 
-        if let Proxy::P3(_) = warm.proxy {
-            self.serve_async(warm, permit, req, deadline, head).await;
-            return;
-        }
+        let Warm {
+            mut store,
+            proxy,
+            served,
+        } = warm;
+        let proxy = match proxy {
+            Proxy::P2(proxy) => proxy,
+            proxy @ Proxy::P3(_) => {
+                let warm = Warm {
+                    store,
+                    proxy,
+                    served,
+                };
+                return self.serve_async(warm, req, deadline, head).await;
+            }
+        };
 
         let (sender, mut receiver) = oneshot::channel();
-        let data = warm.store.data_mut();
+        let data = store.data_mut();
         let prepared = data
             .http()
             .new_incoming_request(Scheme::Http, req)
@@ -281,17 +294,17 @@ impl Inner {
         data.deadline = Some(deadline);
 
         let mut call = Box::pin(async move {
-            let result = match &warm.proxy {
-                Proxy::P2(proxy) => {
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut warm.store, request, out)
-                        .await
-                }
-                Proxy::P3(_) => Err(wasmtime::format_err!("a WASI 0.3 handler called as 0.2")),
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await;
+            store.data_mut().deadline = None;
+            let warm = Warm {
+                store,
+                proxy: Proxy::P2(proxy),
+                served,
             };
-            warm.store.data_mut().deadline = None;
-            (warm, result, permit)
+            (warm, result)
         });
 
         // Drive the guest until it sets its response. Most handlers also finish their
@@ -306,30 +319,27 @@ impl Inner {
             Some(Ok(response)) => match finished {
                 // The guest is still streaming its body: the head goes out now.
                 None => Ok(response),
-                Some((warm, result, permit)) => {
+                Some((warm, result)) => {
                     // A guest that set its head and then trapped has its head sent: what
                     // it wrote of the body is what the client gets.
                     let _ = self.finish(warm, result, Answered::Yes);
-                    drop(permit);
                     let (parts, body) = response.into_parts();
                     Ok(hyper::Response::from_parts(parts, collect_ready(body)))
                 }
             },
             Some(Err(code)) => {
-                if let Some((warm, result, permit)) = finished {
+                if let Some((warm, result)) = finished {
                     let _ = self.finish(warm, result, Answered::Yes);
-                    drop(permit);
                 }
                 Err(DynoError::Guest(format!("{code:?}")))
             }
             // No response was set: the call ended (or must end) without one.
             None => {
-                let (warm, result, permit) = match finished {
+                let (warm, result) = match finished {
                     Some(ended) => ended,
                     None => (&mut call).await,
                 };
                 let outcome = self.finish(warm, result, Answered::No);
-                drop(permit);
                 let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
                 return;
             }
@@ -337,9 +347,8 @@ impl Inner {
         let _ = head.send(result);
         if streaming {
             // Errors past the head are the guest's own (logged by `finish`).
-            let (warm, result, permit) = call.await;
+            let (warm, result) = call.await;
             let _ = self.finish(warm, result, Answered::Yes);
-            drop(permit);
         }
     }
 
@@ -350,7 +359,6 @@ impl Inner {
     async fn serve_async(
         self: &Arc<Self>,
         mut warm: Warm,
-        permit: OwnedSemaphorePermit,
         req: hyper::Request<Incoming>,
         deadline: Instant,
         head: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, DynoError>>,
@@ -396,7 +404,7 @@ impl Inner {
             };
             let answer = response
                 .map(|response| response.map_err(|e| DynoError::Guest(describe_failure(&e))));
-            let answered = match answer {
+            let unanswered = match answer {
                 Some(answer) => {
                     let _ = head.send(answer);
                     None
@@ -408,7 +416,7 @@ impl Inner {
                 Some(ran) => ran,
                 None => run.await,
             };
-            (answered, ran.and_then(|ran| ran))
+            (unanswered, ran.and_then(|ran| ran))
         };
         warm.store.data_mut().deadline = None;
         match unanswered {
@@ -420,7 +428,6 @@ impl Inner {
                 let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
             }
         }
-        drop(permit);
     }
 
     /// What happens to an instance after a request: back to the idle list while it is

@@ -401,37 +401,6 @@ impl Flavored {
     /// egress rules are enforced on the 0.2 interfaces, so a component importing them is
     /// refused by name at push instead of running unchecked.
     fn new(options: &EngineOptions, flavor: Flavor) -> anyhow::Result<Flavored> {
-        // Sized for the whole host: see `allocation_strategy` below.
-        let mut pool = PoolingAllocationConfig::default();
-        let n = options.max_instances.max(1);
-        pool.total_component_instances(n)
-            // A Rust component is one core module plus a few small adapter instances.
-            .total_core_instances(n.saturating_mul(4))
-            // Each memory slot reserves 4 GiB of address space (so guest loads need no
-            // bounds checks): most components have one memory, and the pool is shared.
-            .total_memories(n.saturating_add(n / 8))
-            // A running guest call (a worker's whole life, a request) holds a fiber stack.
-            .total_stacks(n)
-            .total_tables(n.saturating_mul(4))
-            .max_memory_size(options.max_memory_bytes)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
-            // Reset a freed slot with memset over the pages the guest actually touched
-            // (found with PAGEMAP_SCAN where the kernel has it) instead of madvise: the
-            // pages stay mapped, so the next instance in the slot takes no page faults and
-            // the host no TLB shootdowns across cores. This is what makes a fresh
-            // instance per request cheap.
-            .linear_memory_keep_resident(options.keep_resident_bytes)
-            .table_keep_resident(options.keep_resident_bytes)
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            // What a freed slot touched beyond that goes back to the kernel at once, not
-            // in batches: a batch waits for 64 freed slots per queue shard, so a few
-            // instances that grew to their memory quota and crashed kept gigabytes
-            // resident on an idle host. Small instances are not slowed: with
-            // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
-            // decommit at all and is reused at once (wasmtime skips the queue for it).
-            .decommit_batch_size(1);
         let mut config = Config::new();
         config
             // Plain components take the plain fiber path instead of the concurrent
@@ -441,7 +410,7 @@ impl Flavored {
             .epoch_interruption(true)
             .memory_init_cow(true)
             .allocation_strategy(match flavor {
-                Flavor::Plain => InstanceAllocationStrategy::Pooling(pool),
+                Flavor::Plain => InstanceAllocationStrategy::Pooling(pool(options)),
                 // A pool reserves its address space up front (tens of TiB at the default
                 // sizes), and two would not fit in a process; async components are few
                 // so far, so they allocate on demand. How many instances an app holds
@@ -479,6 +448,41 @@ impl Flavored {
         }
         Ok(Flavored { engine, linker })
     }
+}
+
+/// The plain engine's instance pool, sized for the whole host (`max_instances`).
+fn pool(options: &EngineOptions) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = options.max_instances.max(1);
+    pool.total_component_instances(n)
+        // A Rust component is one core module plus a few small adapter instances.
+        .total_core_instances(n.saturating_mul(4))
+        // Each memory slot reserves 4 GiB of address space (so guest loads need no
+        // bounds checks): most components have one memory, and the pool is shared.
+        .total_memories(n.saturating_add(n / 8))
+        // A running guest call (a worker's whole life, a request) holds a fiber stack.
+        .total_stacks(n)
+        .total_tables(n.saturating_mul(4))
+        .max_memory_size(options.max_memory_bytes)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        // Reset a freed slot with memset over the pages the guest actually touched
+        // (found with PAGEMAP_SCAN where the kernel has it) instead of madvise: the
+        // pages stay mapped, so the next instance in the slot takes no page faults and
+        // the host no TLB shootdowns across cores. This is what makes a fresh
+        // instance per request cheap.
+        .linear_memory_keep_resident(options.keep_resident_bytes)
+        .table_keep_resident(options.keep_resident_bytes)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        // What a freed slot touched beyond that goes back to the kernel at once, not
+        // in batches: a batch waits for 64 freed slots per queue shard, so a few
+        // instances that grew to their memory quota and crashed kept gigabytes
+        // resident on an idle host. Small instances are not slowed: with
+        // PAGEMAP_SCAN, a slot whose dirty pages fit in `keep_resident` queues no
+        // decommit at all and is reused at once (wasmtime skips the queue for it).
+        .decommit_batch_size(1);
+    pool
 }
 
 impl Drop for Engine {
