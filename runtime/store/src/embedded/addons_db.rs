@@ -11,11 +11,13 @@
 //! Version 1 databases keyed rows by app name; [`AddonDb::open`] re-keys them to the
 //! apps' ids once, in one transaction, and drops the rows of apps that no longer exist.
 //!
-//! Writes go through one connection behind a mutex (SQLite has one writer anyway; waiting
-//! on an in-process lock is fairer and cheaper than SQLite's busy-retry loop), reads
+//! Writes go through one connection (SQLite has one writer anyway; waiting on an
+//! in-process lock is fairer and cheaper than SQLite's busy-retry loop), where concurrent
+//! writes are group-committed (`group_commit.rs`); reads
 //! through a small pool of connections that WAL lets run beside the writer. Every call
 //! blocks on disk I/O: async callers run it on a blocking thread.
 
+use super::group_commit::GroupWriter;
 use crate::error::AddonError;
 use crate::model::AppId;
 use parking_lot::Mutex;
@@ -31,7 +33,7 @@ pub(crate) type Result<T, E = AddonError> = std::result::Result<T, E>;
 /// The add-ons' database of one host (or of one `wdeploy dev` app).
 pub struct AddonDb {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: GroupWriter,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -103,21 +105,16 @@ impl AddonDb {
         tx.commit()?;
         Ok(AddonDb {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: GroupWriter::new(writer),
             readers: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `f` in an immediate write transaction and commits it.
-    pub(crate) fn write<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let mut conn = self.writer.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `f` in a write transaction and returns once that is committed (durable):
+    /// concurrent writes share a transaction and its fsync ([`GroupWriter`]), each in a
+    /// savepoint of its own, so a write that fails fails alone.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.writer.write(f)
     }
 
     /// Runs `f` on a read connection from the pool (opening one if all are busy).
@@ -173,12 +170,7 @@ impl AddonDb {
 /// Counts `delta` more bytes (`delta > 0`) against the app's quota, in the transaction of
 /// the write that stores them: refused over the quota, or when the app is not registered
 /// (destroyed while a dyno of it still ran).
-pub(crate) fn charge(
-    tx: &rusqlite::Transaction<'_>,
-    app: &str,
-    quota: u64,
-    delta: i64,
-) -> Result<()> {
+pub(crate) fn charge(tx: &Connection, app: &str, quota: u64, delta: i64) -> Result<()> {
     let used: i64 = tx
         .query_row("SELECT bytes FROM usage WHERE app = ?1", [app], |r| {
             r.get(0)
@@ -200,7 +192,7 @@ pub(crate) fn charge(
 }
 
 /// Stops counting `bytes` (deleted rows) against the app's quota.
-pub(crate) fn refund(tx: &rusqlite::Transaction<'_>, app: &str, bytes: u64) -> Result<()> {
+pub(crate) fn refund(tx: &Connection, app: &str, bytes: u64) -> Result<()> {
     if bytes > 0 {
         tx.execute(
             "UPDATE usage SET bytes = MAX(bytes - ?2, 0) WHERE app = ?1",

@@ -151,12 +151,7 @@ impl AddonDb {
 }
 
 /// Bytes the entry at `key` counts now (0 when missing).
-fn current_bytes(
-    tx: &rusqlite::Transaction<'_>,
-    app: &str,
-    bucket: &str,
-    key: &str,
-) -> Result<u64> {
+fn current_bytes(tx: &rusqlite::Connection, app: &str, bucket: &str, key: &str) -> Result<u64> {
     let len: Option<i64> = tx
         .prepare_cached("SELECT length(value) FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?
         .query_row(params![app, bucket, key], |r| r.get(0))
@@ -166,7 +161,7 @@ fn current_bytes(
 
 /// Writes an entry, counting the change in size against the app's quota first.
 fn put(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     app: &str,
     quota: u64,
     bucket: &str,
@@ -185,7 +180,7 @@ fn put(
 }
 
 /// Deletes an entry (if present) and stops counting it.
-fn remove(tx: &rusqlite::Transaction<'_>, app: &str, bucket: &str, key: &str) -> Result<()> {
+fn remove(tx: &rusqlite::Connection, app: &str, bucket: &str, key: &str) -> Result<()> {
     let bytes = current_bytes(tx, app, bucket, key)?;
     tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3")?
         .execute(params![app, bucket, key])?;
