@@ -11,11 +11,11 @@
 //! Version 1 databases keyed rows by app name; [`AddonDb::open`] re-keys them to the
 //! apps' ids once, in one transaction, and drops the rows of apps that no longer exist.
 //!
-//! Writes go through one connection (SQLite has one writer anyway; waiting on an
-//! in-process lock is fairer and cheaper than SQLite's busy-retry loop), where concurrent
-//! writes are group-committed (`group_commit.rs`); reads
-//! through a small pool of connections that WAL lets run beside the writer. Every call
-//! blocks on disk I/O: async callers run it on a blocking thread.
+//! Writes are queued to one connection owned by a writer thread (SQLite has one writer
+//! anyway), which commits concurrent writes together (`group_commit.rs`): write methods
+//! are async and return once their write is durable. Reads go through a small pool of
+//! connections that WAL lets run beside the writer, never waiting for it; they are
+//! blocking calls (see `addons.rs` for which run where).
 
 use super::group_commit::GroupWriter;
 use crate::error::AddonError;
@@ -105,7 +105,8 @@ impl AddonDb {
         tx.commit()?;
         Ok(AddonDb {
             path: path.to_path_buf(),
-            writer: GroupWriter::new(writer),
+            writer: GroupWriter::start(writer)
+                .map_err(|e| AddonError::Backend(format!("starting the add-on writer: {e}")))?,
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -113,8 +114,11 @@ impl AddonDb {
     /// Runs `f` in a write transaction and returns once that is committed (durable):
     /// concurrent writes share a transaction and its fsync ([`GroupWriter`]), each in a
     /// savepoint of its own, so a write that fails fails alone.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.writer.write(f)
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.writer.write(f).await
     }
 
     /// Runs `f` on a read connection from the pool (opening one if all are busy).
@@ -133,25 +137,29 @@ impl AddonDb {
     }
 
     /// Registers an app: its writes are accepted from now on.
-    pub fn create_app(&self, app: &str) -> Result<()> {
-        self.write(|tx| {
+    pub async fn create_app(&self, app: &str) -> Result<()> {
+        let app = app.to_string();
+        self.write(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO usage (app, bytes) VALUES (?1, 0)",
-                [app],
+                [&app],
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Removes every key and job of `app` and its registration (when the app is
     /// destroyed: instances still bound to it can no longer write).
-    pub fn delete_app(&self, app: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM kv WHERE app = ?1", [app])?;
-            tx.execute("DELETE FROM jobs WHERE app = ?1", [app])?;
-            tx.execute("DELETE FROM usage WHERE app = ?1", [app])?;
+    pub async fn delete_app(&self, app: &str) -> Result<()> {
+        let app = app.to_string();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM kv WHERE app = ?1", [&app])?;
+            tx.execute("DELETE FROM jobs WHERE app = ?1", [&app])?;
+            tx.execute("DELETE FROM usage WHERE app = ?1", [&app])?;
             Ok(())
         })
+        .await
     }
 
     /// Bytes the app's data counts against its quota (0 for an unknown app).
@@ -172,9 +180,8 @@ impl AddonDb {
 /// (destroyed while a dyno of it still ran).
 pub(crate) fn charge(tx: &Connection, app: &str, quota: u64, delta: i64) -> Result<()> {
     let used: i64 = tx
-        .query_row("SELECT bytes FROM usage WHERE app = ?1", [app], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT bytes FROM usage WHERE app = ?1")?
+        .query_row([app], |r| r.get(0))
         .optional()?
         .ok_or(AddonError::AppGone)?;
     if delta > 0 && used.saturating_add(delta) as u64 > quota {
@@ -184,10 +191,10 @@ pub(crate) fn charge(tx: &Connection, app: &str, quota: u64, delta: i64) -> Resu
             needed: delta as u64,
         });
     }
-    tx.execute(
-        "UPDATE usage SET bytes = MAX(bytes + ?2, 0) WHERE app = ?1",
-        params![app, delta],
-    )?;
+    if delta != 0 {
+        tx.prepare_cached("UPDATE usage SET bytes = MAX(bytes + ?2, 0) WHERE app = ?1")?
+            .execute(params![app, delta])?;
+    }
     Ok(())
 }
 
@@ -264,12 +271,12 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A fresh add-ons database in a temporary directory, for the store's unit tests.
 #[cfg(test)]
-pub(crate) fn open_temp() -> (tempfile::TempDir, AddonDb) {
+pub(crate) async fn open_temp() -> (tempfile::TempDir, AddonDb) {
     let dir = tempfile::tempdir().expect("temp dir");
     let addons = AddonDb::open(&dir.path().join("addons.db"), &[]).expect("open addons.db");
     // The unit tests' apps, by id: `a` and `b`.
-    addons.create_app("a").expect("register a");
-    addons.create_app("b").expect("register b");
+    addons.create_app("a").await.expect("register a");
+    addons.create_app("b").await.expect("register b");
     (dir, addons)
 }
 
@@ -298,8 +305,8 @@ mod tests {
             VALUES ('gone', 'jobs', X'6f6c64', 0, 0);
     ";
 
-    #[test]
-    fn a_database_keyed_by_names_is_rekeyed_to_ids_once() {
+    #[tokio::test]
+    async fn a_database_keyed_by_names_is_rekeyed_to_ids_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("addons.db");
         Connection::open(&path)
@@ -318,6 +325,7 @@ mod tests {
         assert_eq!(db.get("hello", "default", "greeting").unwrap(), None);
         let job = db
             .take(id, "jobs", std::time::Duration::from_secs(30))
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(job.payload, b"payload");
@@ -331,7 +339,9 @@ mod tests {
         assert_eq!(db.usage(id).unwrap(), expected);
         // Counters and writes carry on under the id.
         assert_eq!(
-            db.increment(id, u64::MAX, "default", "hits", 1).unwrap(),
+            db.increment(id, u64::MAX, "default", "hits", 1)
+                .await
+                .unwrap(),
             43
         );
         drop(db);
@@ -345,71 +355,92 @@ mod tests {
         assert_eq!(db.usage(id).unwrap(), expected);
     }
 
-    #[test]
-    fn writes_of_an_app_not_registered_or_destroyed_are_refused() {
-        let (_dir, db) = open_temp();
+    #[tokio::test]
+    async fn writes_of_an_app_not_registered_or_destroyed_are_refused() {
+        let (_dir, db) = open_temp().await;
         assert!(matches!(
-            db.set("never-created", NO_QUOTA, "default", "k", b"v"),
+            db.set("never-created", NO_QUOTA, "default", "k", b"v".to_vec())
+                .await,
             Err(AddonError::AppGone)
         ));
-        db.set("a", NO_QUOTA, "default", "k", b"v").unwrap();
-        db.enqueue("a", NO_QUOTA, "jobs", b"j").unwrap();
-        db.delete_app("a").unwrap();
+        db.set("a", NO_QUOTA, "default", "k", b"v".to_vec())
+            .await
+            .unwrap();
+        db.enqueue("a", NO_QUOTA, "jobs", b"j".to_vec())
+            .await
+            .unwrap();
+        db.delete_app("a").await.unwrap();
         // A dyno still bound to the destroyed app cannot write anything back.
         assert!(matches!(
-            db.set("a", NO_QUOTA, "default", "k", b"v"),
+            db.set("a", NO_QUOTA, "default", "k", b"v".to_vec()).await,
             Err(AddonError::AppGone)
         ));
         assert!(matches!(
-            db.enqueue("a", NO_QUOTA, "jobs", b"j"),
+            db.enqueue("a", NO_QUOTA, "jobs", b"j".to_vec()).await,
             Err(AddonError::AppGone)
         ));
         assert!(matches!(
-            db.increment("a", NO_QUOTA, "default", "n", 1),
+            db.increment("a", NO_QUOTA, "default", "n", 1).await,
             Err(AddonError::AppGone)
         ));
         assert_eq!(db.get("a", "default", "k").unwrap(), None);
         assert_eq!(db.usage("a").unwrap(), 0);
         // Its neighbour is untouched.
-        db.set("b", NO_QUOTA, "default", "k", b"v").unwrap();
+        db.set("b", NO_QUOTA, "default", "k", b"v".to_vec())
+            .await
+            .unwrap();
     }
 
-    #[test]
-    fn the_quota_counts_every_write_and_refuses_what_would_pass_it() {
-        let (_dir, db) = open_temp();
+    #[tokio::test]
+    async fn the_quota_counts_every_write_and_refuses_what_would_pass_it() {
+        let (_dir, db) = open_temp().await;
         let entry = stored_bytes("default", "k0", 100);
         let quota = entry * 3;
         for n in 0..3 {
-            db.set("a", quota, "default", &format!("k{n}"), &[0; 100])
+            db.set("a", quota, "default", &format!("k{n}"), vec![0; 100])
+                .await
                 .unwrap();
         }
         assert_eq!(db.usage("a").unwrap(), quota);
-        let err = db.set("a", quota, "default", "k3", &[0; 100]).unwrap_err();
+        let err = db
+            .set("a", quota, "default", "k3", vec![0; 100])
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, AddonError::OverQuota { used, quota: q, .. } if used == quota && q == quota),
             "{err}"
         );
         assert!(err.to_string().contains("limits.addons_mb"), "{err}");
         assert!(matches!(
-            db.enqueue("a", quota, "jobs", b"x"),
+            db.enqueue("a", quota, "jobs", b"x".to_vec()).await,
             Err(AddonError::OverQuota { .. })
         ));
         assert!(matches!(
-            db.set_many("a", quota, "default", &[("k9".into(), vec![1])]),
+            db.set_many("a", quota, "default", vec![("k9".into(), vec![1])])
+                .await,
             Err(AddonError::OverQuota { .. })
         ));
         // Overwriting with a value no bigger fits; a bigger one does not.
-        db.set("a", quota, "default", "k0", &[1; 50]).unwrap();
-        assert!(db.set("a", quota, "default", "k1", &[1; 200]).is_err());
+        db.set("a", quota, "default", "k0", vec![1; 50])
+            .await
+            .unwrap();
+        assert!(
+            db.set("a", quota, "default", "k1", vec![1; 200])
+                .await
+                .is_err()
+        );
         assert_eq!(db.usage("a").unwrap(), quota - 50);
         // Deleting gives room back.
-        db.delete("a", "default", "k2").unwrap();
-        db.delete_many("a", "default", &["k1".into(), "nope".into()])
+        db.delete("a", "default", "k2").await.unwrap();
+        db.delete_many("a", "default", vec!["k1".into(), "nope".into()])
+            .await
             .unwrap();
         assert_eq!(db.usage("a").unwrap(), stored_bytes("default", "k0", 50));
-        db.enqueue("a", quota, "jobs", &[0; 100]).unwrap();
+        db.enqueue("a", quota, "jobs", vec![0; 100]).await.unwrap();
         // A neighbour's quota is its own.
-        db.set("b", quota, "default", "k0", &[0; 100]).unwrap();
+        db.set("b", quota, "default", "k0", vec![0; 100])
+            .await
+            .unwrap();
         assert_eq!(db.usage("b").unwrap(), entry);
     }
 }

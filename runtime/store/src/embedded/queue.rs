@@ -15,15 +15,22 @@ use wdeploy_core::addons::DONE_RETENTION;
 
 impl AddonDb {
     /// Appends a job to `queue` and returns its id.
-    pub fn enqueue(&self, app: &str, quota: u64, queue: &str, payload: &[u8]) -> Result<u64> {
-        check_job(queue, payload)?;
+    pub async fn enqueue(
+        &self,
+        app: &str,
+        quota: u64,
+        queue: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64> {
+        check_job(queue, &payload)?;
         let now = now_ms();
-        self.write(|tx| {
+        let (app, queue) = (app.to_string(), queue.to_string());
+        self.write(move |tx| {
             charge(
                 tx,
-                app,
+                &app,
                 quota,
-                stored_bytes(queue, "", payload.len()) as i64,
+                stored_bytes(&queue, "", payload.len()) as i64,
             )?;
             tx.execute(
                 "INSERT INTO jobs (app, queue, payload, visible_at, enqueued_at)
@@ -32,14 +39,15 @@ impl AddonDb {
             )?;
             Ok(tx.last_insert_rowid() as u64)
         })
+        .await
     }
 
     /// Leases the oldest visible job of `queue` for `lease`, if there is one.
-    pub fn take(&self, app: &str, queue: &str, lease: Duration) -> Result<Option<Job>> {
-        self.take_at(app, queue, lease, now_ms())
+    pub async fn take(&self, app: &str, queue: &str, lease: Duration) -> Result<Option<Job>> {
+        self.take_at(app, queue, lease, now_ms()).await
     }
 
-    pub(crate) fn take_at(
+    pub(crate) async fn take_at(
         &self,
         app: &str,
         queue: &str,
@@ -48,7 +56,8 @@ impl AddonDb {
     ) -> Result<Option<Job>> {
         check_take(queue, lease)?;
         let until = now + lease.as_millis() as i64;
-        self.write(|tx| {
+        let (app, queue) = (app.to_string(), queue.to_string());
+        self.write(move |tx| {
             Ok(tx
                 .query_row(
                     "UPDATE jobs SET attempts = attempts + 1, visible_at = ?4
@@ -68,17 +77,19 @@ impl AddonDb {
                 )
                 .optional()?)
         })
+        .await
     }
 
     /// Marks a job of `app` done. Already done is fine (another worker finished it after
     /// this one's lease expired); an id `app` never enqueued is an error.
-    pub fn ack(&self, app: &str, id: u64) -> Result<()> {
-        self.ack_at(app, id, now_ms())
+    pub async fn ack(&self, app: &str, id: u64) -> Result<()> {
+        self.ack_at(app, id, now_ms()).await
     }
 
-    pub(crate) fn ack_at(&self, app: &str, id: u64, now: i64) -> Result<()> {
+    pub(crate) async fn ack_at(&self, app: &str, id: u64, now: i64) -> Result<()> {
         let id_sql = i64::try_from(id).map_err(|_| AddonError::NoSuchJob(id))?;
-        self.write(|tx| {
+        let app = app.to_string();
+        self.write(move |tx| {
             let updated = tx.execute(
                 "UPDATE jobs SET done_at = ?3 WHERE app = ?1 AND id = ?2 AND done_at IS NULL",
                 params![app, id_sql, now],
@@ -105,8 +116,9 @@ impl AddonDb {
                     r.get::<_, i64>(0)
                 })?
                 .sum::<rusqlite::Result<i64>>()?;
-            refund(tx, app, dropped.max(0) as u64)
+            refund(tx, &app, dropped.max(0) as u64)
         })
+        .await
     }
 
     /// Jobs per state for each of the app's queues, by queue name.
@@ -146,26 +158,43 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    #[test]
-    fn jobs_come_out_in_order_once_each_and_again_after_a_lease_expires() {
-        let (_dir, addons) = open();
-        let first = addons.enqueue("a", NO_QUOTA, "jobs", b"one").unwrap();
-        let second = addons.enqueue("a", NO_QUOTA, "jobs", b"two").unwrap();
+    #[tokio::test]
+    async fn jobs_come_out_in_order_once_each_and_again_after_a_lease_expires() {
+        let (_dir, addons) = open().await;
+        let first = addons
+            .enqueue("a", NO_QUOTA, "jobs", b"one".to_vec())
+            .await
+            .unwrap();
+        let second = addons
+            .enqueue("a", NO_QUOTA, "jobs", b"two".to_vec())
+            .await
+            .unwrap();
         let now = now_ms();
 
-        let job = addons.take_at("a", "jobs", LEASE, now).unwrap().unwrap();
+        let job = addons
+            .take_at("a", "jobs", LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (job.id, job.payload.as_slice(), job.attempt),
             (first, &b"one"[..], 1)
         );
-        let job = addons.take_at("a", "jobs", LEASE, now).unwrap().unwrap();
+        let job = addons
+            .take_at("a", "jobs", LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((job.id, job.attempt), (second, 1));
         // Both leased: nothing to take until a lease ends.
         assert_eq!(
-            addons.take_at("a", "jobs", LEASE, now + 29_999).unwrap(),
+            addons
+                .take_at("a", "jobs", LEASE, now + 29_999)
+                .await
+                .unwrap(),
             None
         );
-        addons.ack_at("a", second, now + 1000).unwrap();
+        addons.ack_at("a", second, now + 1000).await.unwrap();
         let stats = addons.queue_stats_at("a", now + 1000).unwrap();
         assert_eq!(
             stats,
@@ -180,43 +209,65 @@ mod tests {
         // The first job's worker never acked: after its lease it is delivered again.
         let later = now + 30_000;
         assert_eq!(addons.queue_stats_at("a", later).unwrap()[0].ready, 1);
-        let again = addons.take_at("a", "jobs", LEASE, later).unwrap().unwrap();
+        let again = addons
+            .take_at("a", "jobs", LEASE, later)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.id, again.attempt), (first, 2));
-        addons.ack_at("a", first, later).unwrap();
+        addons.ack_at("a", first, later).await.unwrap();
         // A late ack from the first worker is harmless.
-        addons.ack_at("a", first, later + 1).unwrap();
+        addons.ack_at("a", first, later + 1).await.unwrap();
         assert_eq!(
-            addons.take_at("a", "jobs", LEASE, later + 60_000).unwrap(),
+            addons
+                .take_at("a", "jobs", LEASE, later + 60_000)
+                .await
+                .unwrap(),
             None
         );
     }
 
-    #[test]
-    fn queues_are_per_app_and_survive_reopening() {
-        let (dir, addons) = open();
-        let id = addons.enqueue("a", NO_QUOTA, "jobs", b"for a").unwrap();
-        addons.enqueue("b", NO_QUOTA, "jobs", b"for b").unwrap();
-        assert!(matches!(addons.ack("b", id), Err(AddonError::NoSuchJob(_))));
+    #[tokio::test]
+    async fn queues_are_per_app_and_survive_reopening() {
+        let (dir, addons) = open().await;
+        let id = addons
+            .enqueue("a", NO_QUOTA, "jobs", b"for a".to_vec())
+            .await
+            .unwrap();
+        addons
+            .enqueue("b", NO_QUOTA, "jobs", b"for b".to_vec())
+            .await
+            .unwrap();
+        assert!(matches!(
+            addons.ack("b", id).await,
+            Err(AddonError::NoSuchJob(_))
+        ));
         drop(addons);
 
         let addons = AddonDb::open(&dir.path().join("addons.db"), &[]).unwrap();
-        let job = addons.take("b", "jobs", LEASE).unwrap().unwrap();
+        let job = addons.take("b", "jobs", LEASE).await.unwrap().unwrap();
         assert_eq!(job.payload, b"for b");
-        assert_eq!(addons.take("b", "jobs", LEASE).unwrap(), None);
-        assert_eq!(addons.take("a", "other", LEASE).unwrap(), None);
+        assert_eq!(addons.take("b", "jobs", LEASE).await.unwrap(), None);
+        assert_eq!(addons.take("a", "other", LEASE).await.unwrap(), None);
         assert_eq!(
-            addons.take("a", "jobs", LEASE).unwrap().unwrap().payload,
+            addons
+                .take("a", "jobs", LEASE)
+                .await
+                .unwrap()
+                .unwrap()
+                .payload,
             b"for a"
         );
     }
 
-    #[test]
-    fn names_payloads_and_leases_are_capped() {
-        let (_dir, addons) = open();
+    #[tokio::test]
+    async fn names_payloads_and_leases_are_capped() {
+        let (_dir, addons) = open().await;
         let big = vec![0u8; MAX_PAYLOAD_BYTES + 1];
         assert_eq!(
             addons
-                .enqueue("a", NO_QUOTA, "jobs", &big)
+                .enqueue("a", NO_QUOTA, "jobs", big.clone())
+                .await
                 .unwrap_err()
                 .to_string(),
             format!(
@@ -224,36 +275,49 @@ mod tests {
                 MAX_PAYLOAD_BYTES + 1
             )
         );
-        assert!(addons.enqueue("a", NO_QUOTA, "", b"x").is_err());
         assert!(
             addons
-                .enqueue("a", NO_QUOTA, &"q".repeat(65), b"x")
+                .enqueue("a", NO_QUOTA, "", b"x".to_vec())
+                .await
                 .is_err()
         );
-        assert!(addons.take("a", "jobs", Duration::ZERO).is_err());
+        assert!(
+            addons
+                .enqueue("a", NO_QUOTA, &"q".repeat(65), b"x".to_vec())
+                .await
+                .is_err()
+        );
+        assert!(addons.take("a", "jobs", Duration::ZERO).await.is_err());
         assert!(
             addons
                 .take("a", "jobs", MAX_LEASE + Duration::from_secs(1))
+                .await
                 .is_err()
         );
         assert!(matches!(
-            addons.ack("a", u64::MAX),
+            addons.ack("a", u64::MAX).await,
             Err(AddonError::NoSuchJob(_))
         ));
     }
 
-    #[test]
-    fn done_jobs_are_forgotten_after_the_retention() {
-        let (_dir, addons) = open();
-        let old = addons.enqueue("a", NO_QUOTA, "jobs", b"old").unwrap();
+    #[tokio::test]
+    async fn done_jobs_are_forgotten_after_the_retention() {
+        let (_dir, addons) = open().await;
+        let old = addons
+            .enqueue("a", NO_QUOTA, "jobs", b"old".to_vec())
+            .await
+            .unwrap();
         let now = now_ms();
-        addons.take_at("a", "jobs", LEASE, now).unwrap();
-        addons.ack_at("a", old, now).unwrap();
-        let new = addons.enqueue("a", NO_QUOTA, "jobs", b"new").unwrap();
+        addons.take_at("a", "jobs", LEASE, now).await.unwrap();
+        addons.ack_at("a", old, now).await.unwrap();
+        let new = addons
+            .enqueue("a", NO_QUOTA, "jobs", b"new".to_vec())
+            .await
+            .unwrap();
         let later = now + DONE_RETENTION.as_millis() as i64 + 1;
-        addons.take_at("a", "jobs", LEASE, later).unwrap();
+        addons.take_at("a", "jobs", LEASE, later).await.unwrap();
         let before = addons.usage("a").unwrap();
-        addons.ack_at("a", new, later).unwrap();
+        addons.ack_at("a", new, later).await.unwrap();
         assert_eq!(addons.queue_stats_at("a", later).unwrap()[0].done, 1);
         // The dropped job no longer counts against the quota; the kept one does.
         assert_eq!(
