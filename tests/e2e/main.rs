@@ -19,6 +19,7 @@ mod cluster;
 mod deploy;
 mod dev;
 mod durability;
+mod idle;
 mod isolation;
 mod lifecycle;
 mod polyglot;

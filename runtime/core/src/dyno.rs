@@ -14,6 +14,12 @@ pub enum DynoState {
 }
 
 impl DynoState {
+    /// Whether a web dyno in this state takes requests: an idle one does (the request
+    /// wakes it).
+    pub fn serves(self) -> bool {
+        matches!(self, DynoState::Up | DynoState::Idle)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DynoState::Starting => "starting",

@@ -6,6 +6,8 @@
 //! timeout = 30            # seconds a request may take
 //! max_requests = 10000    # requests per warm instance before it is recycled (0: never)
 //! placement = "every-node" # in a cluster: web=N on every node; "spread" (default): N in all
+//! idle_after = "15m"      # release the instances after this long without a request
+//!                         # ("never", or unset: the host's `--idle-after`, by default never)
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
@@ -13,6 +15,7 @@
 //! addons_mb = 100         # the app's add-on data (keys, values, jobs); a host may cap it
 //! ```
 
+use crate::idle::IdleAfter;
 use serde::{Deserialize, Serialize};
 
 /// How a web dyno maps requests onto component instances.
@@ -56,6 +59,11 @@ pub struct WebSettings {
     pub max_requests: u64,
     /// In a cluster: spread `web=N` over the nodes, or run it on every node.
     pub placement: Placement,
+    /// How long web dynos stay warm without a request before they release their
+    /// instances (`ps` shows them `idle`; the next request wakes one). Unset: the host's
+    /// default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_after: Option<IdleAfter>,
 }
 
 impl Default for WebSettings {
@@ -65,6 +73,7 @@ impl Default for WebSettings {
             timeout: 30,
             max_requests: DEFAULT_MAX_REQUESTS,
             placement: Placement::Spread,
+            idle_after: None,
         }
     }
 }

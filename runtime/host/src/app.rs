@@ -5,7 +5,7 @@ use crate::cluster::placement::Share;
 use crate::deadlines::{Deadlines, human};
 use crate::dyno::backoff::Backoff;
 use crate::dyno::status::DynoSnapshot;
-use crate::dyno::web::{WebDyno, WebDynoSpec};
+use crate::dyno::web::{WebDyno, WebDynoSpec, WebStart};
 use crate::dyno::worker::{WorkerDyno, WorkerDynoSpec, run_one_off};
 use crate::guest::engine::Engine;
 use crate::guest::lane::Lane;
@@ -34,7 +34,7 @@ pub struct AppRuntime {
     pub logs: Arc<LogStream>,
     engine: Arc<Engine>,
     /// The threads this app's guests run on, apart from every other app's.
-    lane: Lane,
+    lane: Arc<Lane>,
     run_dir: PathBuf,
     /// The port dynos are told in `PORT` (the router's).
     port: u16,
@@ -70,12 +70,12 @@ impl AppRuntime {
         deadlines: Deadlines,
     ) -> Arc<AppRuntime> {
         Arc::new(AppRuntime {
-            lane: Lane::new(
+            lane: Arc::new(Lane::new(
                 name.clone(),
                 logs.clone(),
                 engine.cpu_governor(),
                 engine.lane_options(),
-            ),
+            )),
             name,
             logs,
             engine,
@@ -104,6 +104,15 @@ impl AppRuntime {
     /// The web dynos serving now.
     pub fn web_dynos(&self) -> Arc<Vec<WebDyno>> {
         self.web.read().clone()
+    }
+
+    /// Puts to sleep the web dynos that had no request for their `idle_after` (see
+    /// [`WebDyno::sleep_if_idle`]); how many went idle.
+    pub fn sleep_idle(&self) -> usize {
+        self.web_dynos()
+            .iter()
+            .filter(|dyno| dyno.sleep_if_idle())
+            .count()
     }
 
     /// The least busy web dyno, if any is up; ties go round-robin so idle dynos share
@@ -144,7 +153,7 @@ impl AppRuntime {
     /// taking requests but finish those in flight. If any new dyno fails to boot, the old
     /// release keeps serving and the error is returned.
     pub async fn deploy(&self, release: Arc<Release>, share: &Share) -> anyhow::Result<()> {
-        self.deploy_until(release, share, &CancellationToken::new())
+        self.deploy_until(release, share, WebStart::Boot, &CancellationToken::new())
             .await
     }
 
@@ -155,13 +164,14 @@ impl AppRuntime {
         &self,
         release: Arc<Release>,
         share: &Share,
+        start: WebStart,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut running = tokio::select! {
             running = self.share.lock() => running,
             () = cancel.cancelled() => bail!("cancelled before v{} started", release.version),
         };
-        self.deploy_locked(&mut running, release, share, cancel)
+        self.deploy_locked(&mut running, release, share, start, cancel)
             .await
     }
 
@@ -170,13 +180,14 @@ impl AppRuntime {
         running: &mut Share,
         release: Arc<Release>,
         share: &Share,
+        start: WebStart,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut fresh = Vec::new();
         for n in share.numbers(&ProcessType::web()) {
             // Dropping a booting dyno stops its instance at the guest's next yield.
             let booted = tokio::select! {
-                booted = self.start_web(&release, n) => booted?,
+                booted = self.start_web(&release, n, start) => booted?,
                 () = cancel.cancelled() => {
                     self.logs.platform(
                         &format!("web.{n}"),
@@ -222,7 +233,7 @@ impl AppRuntime {
             for n in wanted {
                 match web.iter().find(|d| number(d.name()) == n) {
                     Some(kept) => next.push(kept.clone()),
-                    None => next.push(self.start_web(&release, n).await?),
+                    None => next.push(self.start_web(&release, n, WebStart::Boot).await?),
                 }
             }
             let surplus: Vec<WebDyno> = web
@@ -271,7 +282,13 @@ impl AppRuntime {
         let Some(name) = dyno else {
             let share = running.clone();
             return self
-                .deploy_locked(&mut running, release, &share, &CancellationToken::new())
+                .deploy_locked(
+                    &mut running,
+                    release,
+                    &share,
+                    WebStart::Boot,
+                    &CancellationToken::new(),
+                )
                 .await;
         };
         let (process_type, n) = dyno::parse_name(name)
@@ -281,7 +298,7 @@ impl AppRuntime {
             let Some(index) = web.iter().position(|d| d.name() == name) else {
                 bail!("no dyno {name} is running");
             };
-            let fresh = self.start_web(&release, n).await?;
+            let fresh = self.start_web(&release, n, WebStart::Boot).await?;
             let mut next: Vec<WebDyno> = web.iter().cloned().collect();
             let old = std::mem::replace(&mut next[index], fresh);
             self.swap_web(next);
@@ -434,18 +451,27 @@ impl AppRuntime {
 
     /// Starts web dyno `n` and boots its first instance within the boot deadline
     /// (Heroku's R10): a start function that never returns is stopped there.
-    async fn start_web(&self, release: &Arc<Release>, n: u32) -> anyhow::Result<WebDyno> {
+    async fn start_web(
+        &self,
+        release: &Arc<Release>,
+        n: u32,
+        start: WebStart,
+    ) -> anyhow::Result<WebDyno> {
         let name = format!("web.{n}");
         let boot = self.deadlines.boot;
-        let lane = self.lane.handle()?;
         let started = WebDyno::start(WebDynoSpec {
             engine: &self.engine,
-            lane: &lane,
+            lane: &self.lane,
             release,
             logs: &self.logs,
             name: &name,
             run_dir: &self.run_dir,
             port: self.port,
+            idle_after: match release.settings.web.idle_after {
+                Some(idle) => idle.duration(),
+                None => self.deadlines.idle_after,
+            },
+            start,
         });
         tokio::pin!(started);
         tokio::select! {

@@ -19,6 +19,9 @@ pub struct Deadlines {
     pub one_off: Duration,
     /// How long a stopping worker has to exit after its stdin closes (then R12).
     pub stop: Duration,
+    /// How long web dynos stay warm without a request before they go idle, for apps whose
+    /// `wdeploy.toml` does not say (`[web] idle_after`); `None`: they never do.
+    pub idle_after: Option<Duration>,
 }
 
 impl Deadlines {
@@ -48,6 +51,7 @@ impl Default for Deadlines {
             release: Deadlines::DEFAULT_RELEASE,
             one_off: Deadlines::DEFAULT_ONE_OFF,
             stop: Deadlines::DEFAULT_STOP,
+            idle_after: None,
         }
     }
 }

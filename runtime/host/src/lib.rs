@@ -39,6 +39,7 @@ pub use cluster::placement::Share;
 pub use control::{Host, HostConfig};
 pub use deadlines::Deadlines;
 pub use dyno::backoff::Backoff;
+pub use dyno::web::WebStart;
 pub use guest::egress::Egress;
 pub use guest::engine::{
     DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Engine, EngineOptions, Flavor,

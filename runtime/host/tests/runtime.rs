@@ -617,7 +617,7 @@ async fn a_boot_in_progress_is_cancelled_and_the_old_release_keeps_serving() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let stuck = stuck_release(&fx, &app).await;
     let share = Share::whole(&web);
-    let deploy = runtime.deploy_until(stuck, &share, &cancel);
+    let deploy = runtime.deploy_until(stuck, &share, wdeploy_host::WebStart::Boot, &cancel);
     let cancelling = async {
         poll_until("web.1 to start booting", Duration::from_secs(20), || {
             log_text(&runtime.logs)

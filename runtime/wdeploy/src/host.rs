@@ -36,6 +36,11 @@ pub struct HostArgs {
     /// Seconds a stopping worker has to exit after its stdin closes (wasm's SIGTERM)
     #[arg(long, default_value_t = 30.0)]
     pub stop_grace: f64,
+    /// How long web dynos stay warm without a request before they release their
+    /// instances ("15m", "1h"), for apps whose wdeploy.toml does not say ([web]
+    /// idle_after); by default they never do
+    #[arg(long, default_value = "never")]
+    pub idle_after: wdeploy_core::IdleAfter,
     /// Component instances the host can hold at once, over all dynos (a worker is one, a
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
@@ -167,6 +172,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         release: deadline("release-timeout", args.release_timeout)?,
         one_off: deadline("one-off-timeout", args.one_off_timeout)?,
         stop: Duration::from_secs_f64(args.stop_grace),
+        idle_after: args.idle_after.duration(),
     };
     anyhow::ensure!(
         (1..=MAX_INSTANCES).contains(&args.max_instances),

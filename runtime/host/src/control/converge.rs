@@ -13,6 +13,7 @@
 
 use super::{AppEntry, Host};
 use crate::dyno::status::DynoSnapshot;
+use crate::dyno::web::WebStart;
 use crate::logs::LogLine;
 use crate::router::forward::Peer;
 use futures::StreamExt;
@@ -37,6 +38,7 @@ impl Host {
             self.heartbeats(stop.clone()),
             self.relay_logs(stop.clone()),
             self.converge_loop(stop.clone()),
+            self.sleep_idle_dynos(stop.clone()),
         );
         if let Err(e) = self.store.nodes.leave().await {
             tracing::warn!("could not leave the cluster: {e}");
@@ -220,7 +222,15 @@ impl Host {
                 return Ok(());
             }
             let going = entry.going_live(current.version);
-            if let Err(e) = self.start(runtime, &current, &going.cancel).await {
+            // Nothing of the app runs here yet (this node just started, or the app is new
+            // to it): like a restore, dynos that may sleep start idle. The release was
+            // loaded and type-checked here and booted where it was made.
+            let start = match running {
+                None => WebStart::IdleIfAllowed,
+                Some(_) => WebStart::Boot,
+            };
+            if let Err(e) = self.start(runtime, &current, start, &going.cancel).await
+            {
                 entry.node.lock().failed = Some(current.version);
                 let node = self.membership.me().name.clone();
                 tracing::error!(app = %app.name, "could not start v{}: {e:#}", current.version);
@@ -257,11 +267,9 @@ impl Host {
             let name = format!("web.{n}");
             let taken_over = records.iter().any(|r| {
                 &r.node == owner
-                    && r.dynos.iter().any(|d| {
-                        d.name == name
-                            && d.state == wdeploy_core::DynoState::Up
-                            && d.release == release.version
-                    })
+                    && r.dynos
+                        .iter()
+                        .any(|d| d.name == name && d.state.serves() && d.release == release.version)
             });
             if !taken_over {
                 share.insert(web.clone(), n);
@@ -344,7 +352,7 @@ impl Host {
             .filter(|r| {
                 r.dynos
                     .iter()
-                    .any(|d| d.process_type.is_web() && d.state == wdeploy_core::DynoState::Up)
+                    .any(|d| d.process_type.is_web() && d.state.serves())
             })
             .filter_map(|r| live.iter().find(|n| n.name == r.node))
             .filter(|n| !n.advertise.is_empty())

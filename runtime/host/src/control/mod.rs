@@ -16,6 +16,7 @@ mod addon_admin;
 mod bootstrap;
 mod converge;
 mod errors;
+mod idle;
 mod platform;
 mod releases;
 mod streams;
@@ -24,6 +25,7 @@ use crate::app::AppRuntime;
 use crate::cluster::Membership;
 use crate::deadlines::Deadlines;
 use crate::dyno::backoff::Backoff;
+use crate::dyno::web::WebStart;
 use crate::guest::engine::Engine;
 use crate::logs::LogStream;
 use crate::router::Router;
@@ -287,7 +289,13 @@ impl Host {
             return;
         }
         let going = entry.going_live(release.version);
-        match self.start(&entry.runtime, release, &going.cancel).await {
+        // A restored release booted before: a dyno that may sleep starts idle, so a host
+        // with many rarely used apps comes back without making an instance for each.
+        let start = WebStart::IdleIfAllowed;
+        match self
+            .start(&entry.runtime, release, start, &going.cancel)
+            .await
+        {
             Ok(()) => tracing::info!(app = %name, version = release.version, "restored"),
             Err(e) => {
                 // Not tried again by the converge loop: a newer release will be.

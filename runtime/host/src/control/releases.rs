@@ -8,6 +8,7 @@ use super::{AppEntry, Host};
 use crate::addons::AddonBinding;
 use crate::app::AppRuntime;
 use crate::deadlines::human;
+use crate::dyno::web::WebStart;
 use crate::release::{Release, ReleaseSpec};
 use futures::SinkExt;
 use std::collections::BTreeMap;
@@ -36,10 +37,11 @@ impl Host {
         &self,
         runtime: &Arc<AppRuntime>,
         release: &StoredRelease,
+        start: WebStart,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let loaded = until_cancelled(cancel, self.load(runtime, release)).await?;
-        self.run_formation(runtime, loaded, cancel).await
+        self.run_formation(runtime, loaded, start, cancel).await
     }
 
     /// Runs a loaded release at this node's share of the app's stored formation, with
@@ -48,6 +50,7 @@ impl Host {
         &self,
         runtime: &Arc<AppRuntime>,
         loaded: Arc<Release>,
+        start: WebStart,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let formation = self.formation_for(&loaded).await?;
@@ -55,7 +58,7 @@ impl Host {
         let share = self
             .membership
             .share_of(&id, &formation, loaded.settings.web.placement);
-        runtime.deploy_until(loaded, &share, cancel).await?;
+        runtime.deploy_until(loaded, &share, start, cancel).await?;
         self.nudge();
         Ok(())
     }
@@ -307,9 +310,7 @@ impl Host {
                 let serving = records.iter().any(|r| {
                     self.membership.is_live(&r.node)
                         && r.dynos.iter().any(|d| {
-                            d.process_type.is_web()
-                                && d.release == version
-                                && d.state == wdeploy_core::DynoState::Up
+                            d.process_type.is_web() && d.release == version && d.state.serves()
                         })
                 });
                 if serving {
@@ -341,7 +342,8 @@ impl Host {
                 record.version
             ))
             .await;
-        self.run_formation(runtime, loaded, cancel).await
+        self.run_formation(runtime, loaded, WebStart::Boot, cancel)
+            .await
     }
 
     /// `releases:cancel`: stops the release going live (its release phase or its boot)

@@ -12,13 +12,14 @@
 //! in wasmtime's concurrent scheduler ([`Inner::serve_async`]), one request at a time per
 //! instance like the others, so limits, reuse and logs are the same for both.
 
+use crate::deadlines::human;
 use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::ready_body::collect_ready;
 use crate::dyno::status::DynoSnapshot;
 use crate::guest::data::StoreData;
 use crate::guest::engine::{Engine, Flavor};
 use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, new_store};
-use crate::guest::lane::{AbortOnDrop, LaneHandle};
+use crate::guest::lane::{AbortOnDrop, Lane};
 use crate::guest::share::{Purpose, ShareExhausted};
 use crate::logs::LogStream;
 use crate::release::Release;
@@ -26,7 +27,7 @@ use anyhow::Context;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{AsContextMut, Store};
@@ -89,8 +90,9 @@ pub struct WebDyno {
 struct Inner {
     name: Arc<str>,
     engine: Arc<Engine>,
-    /// The app's guest threads: every instance of this dyno is made and run there.
-    lane: LaneHandle,
+    /// The app's guest threads: every instance of this dyno is made and run there. Asked
+    /// for at each request, so a dyno that never served (restored idle) starts none.
+    lane: Arc<Lane>,
     release: Arc<Release>,
     logs: Arc<LogStream>,
     env: Vec<(String, String)>,
@@ -103,25 +105,52 @@ struct Inner {
     timeout: Duration,
     memory_limit_bytes: usize,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Warm>>,
+    instances: Mutex<Instances>,
     in_flight: AtomicUsize,
-    started: chrono::DateTime<chrono::Utc>,
+    /// When the last request arrived, in milliseconds on [`clock`].
+    last_request: AtomicU64,
+    /// How long without a request before the dyno releases its instances (`None`: never).
+    idle_after: Option<Duration>,
+}
+
+/// A dyno's warm instances, and whether it sleeps.
+struct Instances {
+    idle: Vec<Warm>,
+    /// Idle (Heroku's sleeping dyno): no instance, and the next request wakes it.
+    asleep: bool,
+    /// Since when the dyno is up, or idle.
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// How a web dyno begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebStart {
+    /// Boot an instance first, so a release that cannot even instantiate never receives
+    /// traffic.
+    Boot,
+    /// Begin idle, when the dyno may sleep (`idle_after`): for a release that has booted
+    /// before (restored after a host restart), whose first request wakes it.
+    IdleIfAllowed,
 }
 
 /// Where and how to start a web dyno.
 pub struct WebDynoSpec<'a> {
     pub engine: &'a Arc<Engine>,
-    pub lane: &'a LaneHandle,
+    pub lane: &'a Arc<Lane>,
     pub release: &'a Arc<Release>,
     pub logs: &'a Arc<LogStream>,
     pub name: &'a str,
     pub run_dir: &'a std::path::Path,
     pub port: u16,
+    /// The release's `idle_after`, or the host's default.
+    pub idle_after: Option<Duration>,
+    pub start: WebStart,
 }
 
 impl WebDyno {
     /// Starts the dyno and boots its first instance, so a release that cannot even
-    /// instantiate never receives traffic.
+    /// instantiate never receives traffic; or, for [`WebStart::IdleIfAllowed`] and a dyno
+    /// that may sleep, starts it idle.
     pub async fn start(spec: WebDynoSpec<'_>) -> anyhow::Result<WebDyno> {
         let release = spec.release;
         let process = release
@@ -151,24 +180,36 @@ impl WebDyno {
             timeout: Duration::from_secs(release.settings.web.timeout),
             memory_limit_bytes: release.settings.memory_limit_bytes(),
             permits: Arc::new(Semaphore::new(concurrency)),
-            idle: Mutex::new(Vec::new()),
+            instances: Mutex::new(Instances {
+                idle: Vec::new(),
+                asleep: false,
+                since: chrono::Utc::now(),
+            }),
             in_flight: AtomicUsize::new(0),
-            started: chrono::Utc::now(),
+            last_request: AtomicU64::new(clock()),
+            idle_after: spec.idle_after,
         });
         spec.logs.platform(
             spec.name,
             format!("Starting process with command `{}`", inner.args.join(" ")),
         );
+        if spec.start == WebStart::IdleIfAllowed && inner.idle_after.is_some() {
+            inner.instances.lock().asleep = true;
+            spec.logs
+                .platform(spec.name, "State changed from starting to idle");
+            return Ok(WebDyno { inner });
+        }
         let booting = inner.clone();
         let first = spec
             .lane
+            .handle()?
             .run(async move { booting.instantiate(Purpose::Boot).await })
             .await
             .map_err(anyhow::Error::from)
             .and_then(|first| first)
             .with_context(|| format!("{} failed to boot", spec.name))?;
         if inner.isolation == Isolation::Dyno {
-            inner.idle_list().push(first);
+            inner.instances.lock().idle.push(first);
         }
         spec.logs
             .platform(spec.name, "State changed from starting to up");
@@ -184,11 +225,12 @@ impl WebDyno {
     }
 
     pub fn snapshot(&self) -> DynoSnapshot {
+        let (state, since) = self.inner.state();
         DynoSnapshot {
             name: self.inner.name.to_string(),
             process_type: ProcessType::web(),
-            state: DynoState::Up,
-            since: self.inner.started,
+            state,
+            since,
             next_start: None,
             release: self.inner.release.version,
             command: self.inner.args.join(" "),
@@ -198,6 +240,39 @@ impl WebDyno {
     /// Requests being served or waiting for an instance; the router picks the least busy.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Releases the dyno's instances (and so their memory and pool slots) when it has
+    /// had no request for its `idle_after`; the next request wakes it. Whether it went
+    /// idle now.
+    pub fn sleep_if_idle(&self) -> bool {
+        let inner = &self.inner;
+        let Some(after) = inner.idle_after else {
+            return false;
+        };
+        let quiet = clock().saturating_sub(inner.last_request.load(Ordering::Relaxed));
+        if quiet < after.as_millis() as u64 || inner.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let released = {
+            let mut instances = inner.instances.lock();
+            // A request that arrived meanwhile finds the dyno asleep and wakes it.
+            if instances.asleep || inner.in_flight.load(Ordering::Relaxed) > 0 {
+                return false;
+            }
+            instances.asleep = true;
+            instances.since = chrono::Utc::now();
+            std::mem::take(&mut instances.idle)
+        };
+        drop(released);
+        inner.logs.platform(
+            &inner.name,
+            format!("Idling: no request for {}", human(after)),
+        );
+        inner
+            .logs
+            .platform(&inner.name, "State changed from up to idle");
+        true
     }
 
     /// The request timeout this dyno's app asked for.
@@ -216,9 +291,14 @@ impl WebDyno {
     ) -> Result<hyper::Response<HyperOutgoingBody>, DynoError> {
         let inner = self.inner.clone();
         inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        inner.last_request.store(clock(), Ordering::Relaxed);
         let _in_flight = InFlight(inner.clone());
+        let lane = inner
+            .lane
+            .handle()
+            .map_err(|e| DynoError::Boot(format!("{e:#}")))?;
         let (head, head_ready) = oneshot::channel();
-        let task = inner.lane.spawn(inner.clone().serve(req, deadline, head));
+        let task = lane.spawn(inner.clone().serve(req, deadline, head));
         let abort = AbortOnDrop(task.abort_handle());
         match head_ready.await {
             Ok(result) => {
@@ -249,7 +329,7 @@ impl Inner {
                 return;
             }
         };
-        let reused = self.idle_list().pop();
+        let reused = self.take_idle();
         let warm = match reused {
             Some(warm) => warm,
             None => match self.instantiate(Purpose::Request).await {
@@ -453,7 +533,7 @@ impl Inner {
                 warm.served += 1;
                 let budget = self.max_requests;
                 if self.isolation == Isolation::Dyno && (budget == 0 || warm.served < budget) {
-                    self.idle_list().push(warm);
+                    self.instances.lock().idle.push(warm);
                 }
                 Ok(())
             }
@@ -472,8 +552,31 @@ impl Inner {
         }
     }
 
-    fn idle_list(&self) -> parking_lot::MutexGuard<'_, Vec<Warm>> {
-        self.idle.lock()
+    /// A warm instance if one waits; waking the dyno if it slept (the caller then makes
+    /// an instance, as for any request that finds none).
+    fn take_idle(&self) -> Option<Warm> {
+        let mut instances = self.instances.lock();
+        if !instances.asleep {
+            return instances.idle.pop();
+        }
+        instances.asleep = false;
+        instances.since = chrono::Utc::now();
+        drop(instances);
+        self.logs
+            .platform(&self.name, "Unidling: a request arrived");
+        self.logs
+            .platform(&self.name, "State changed from idle to up");
+        None
+    }
+
+    fn state(&self) -> (DynoState, chrono::DateTime<chrono::Utc>) {
+        let instances = self.instances.lock();
+        let state = if instances.asleep {
+            DynoState::Idle
+        } else {
+            DynoState::Up
+        };
+        (state, instances.since)
     }
 
     async fn instantiate(&self, purpose: Purpose) -> anyhow::Result<Warm> {
@@ -557,7 +660,14 @@ impl Drop for InFlight {
 impl Drop for Inner {
     /// The last request has finished on a dyno that was stopped.
     fn drop(&mut self) {
+        let (state, _) = self.state();
         self.logs
-            .platform(&self.name, "State changed from up to down");
+            .platform(&self.name, format!("State changed from {state} to down"));
     }
+}
+
+/// Milliseconds since the first call: when requests arrived, cheaply comparable.
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }

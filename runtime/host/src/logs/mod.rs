@@ -60,7 +60,10 @@ impl fmt::Display for LogLine {
 /// [`LogRate`]; the rest are dropped, counted and reported (L10).
 pub struct LogStream {
     history: Mutex<VecDeque<Arc<LogLine>>>,
-    live: broadcast::Sender<Arc<LogLine>>,
+    /// Made by the first subscriber: an app nobody tails (most of a host's apps) does not
+    /// hold a channel of `SUBSCRIBER_LAG` slots (about 200 KiB), and a line sent with no
+    /// subscriber went nowhere anyway.
+    live: std::sync::OnceLock<broadcast::Sender<Arc<LogLine>>>,
     rate: Mutex<Bucket>,
     /// Where this node's own lines also go (the log bus, so every node of a cluster
     /// shows them); set once the app's id is known.
@@ -89,8 +92,9 @@ impl LogStream {
 
     fn build(rate: LogRate) -> LogStream {
         LogStream {
-            history: Mutex::new(VecDeque::with_capacity(BUFFER_LINES)),
-            live: broadcast::channel(SUBSCRIBER_LAG).0,
+            // Grows with the lines written: most apps of a big host write a few.
+            history: Mutex::new(VecDeque::new()),
+            live: std::sync::OnceLock::new(),
             rate: Mutex::new(Bucket::new(rate)),
             outbox: std::sync::OnceLock::new(),
         }
@@ -167,7 +171,9 @@ impl LogStream {
         history.push_back(line.clone());
         // Sent under the history lock, so `replay_and_subscribe` sees each line exactly
         // once. No subscribers is fine: the line stays in history.
-        let _ = self.live.send(line);
+        if let Some(live) = self.live.get() {
+            let _ = live.send(line);
+        }
     }
 
     /// The last `n` lines and a subscription to every later one, with no gap or overlap.
@@ -182,12 +188,20 @@ impl LogStream {
             .skip(history.len().saturating_sub(n))
             .cloned()
             .collect();
-        (recent, self.live.subscribe())
+        (recent, self.live().subscribe())
     }
 
     /// Lines written from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
-        self.live.subscribe()
+        let _history = self.history.lock();
+        self.live().subscribe()
+    }
+
+    /// The live channel, made now if nobody subscribed before (under the history lock, so
+    /// no line falls between the history and the channel).
+    fn live(&self) -> &broadcast::Sender<Arc<LogLine>> {
+        self.live
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_LAG).0)
     }
 }
 
