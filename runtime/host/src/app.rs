@@ -108,11 +108,33 @@ impl AppRuntime {
 
     /// Puts to sleep the web dynos that had no request for their `idle_after` (see
     /// [`WebDyno::sleep_if_idle`]); how many went idle.
+    ///
+    /// When every web dyno sleeps and no other dyno runs, the app's lane stops too: an
+    /// idle app holds no thread (the CPU governor has nothing of it to watch). The next
+    /// request starts it again.
     pub fn sleep_idle(&self) -> usize {
-        self.web_dynos()
-            .iter()
-            .filter(|dyno| dyno.sleep_if_idle())
-            .count()
+        let web = self.web.read();
+        let slept = web.iter().filter(|dyno| dyno.sleep_if_idle()).count();
+        let any_web = !web.is_empty();
+        drop(web);
+        if any_web && self.lane.is_running() && self.nothing_but_idle_web() {
+            // Checked again under the lane's lock, which a waking request waits for.
+            if self.lane.stop_if(|| self.nothing_but_idle_web()) {
+                tracing::debug!(app = %self.name, "idle: the app's guest threads stopped");
+            }
+        }
+        slept
+    }
+
+    /// Whether the app's only dynos are web dynos, all idle and quiet, with no change
+    /// (deploy, scale, restart) under way.
+    fn nothing_but_idle_web(&self) -> bool {
+        let web = self.web_dynos();
+        !web.is_empty()
+            && web.iter().all(WebDyno::is_asleep_and_quiet)
+            && self.workers.lock().is_empty()
+            && self.one_off_dynos.lock().is_empty()
+            && self.share.try_lock().is_ok()
     }
 
     /// The least busy web dyno, if any is up; ties go round-robin so idle dynos share

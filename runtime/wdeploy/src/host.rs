@@ -296,7 +296,14 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let restoring = tokio::spawn({
         let host = host.clone();
         async move {
+            let (count, started) = (apps.len(), std::time::Instant::now());
             host.restore_apps(apps).await;
+            if count > 0 {
+                println!(
+                    "wdeploy host: restored {count} apps in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
     });
     // Heartbeats, other nodes' log lines, and converging on the store's state.

@@ -25,8 +25,12 @@ use wdeploy_core::ProcessType;
 use wdeploy_store::nodes::HEARTBEAT_EVERY;
 use wdeploy_store::{App, DynoRecord, NodeDynos};
 
-/// The steady interval between two looks.
+/// The steady interval between two looks, for up to [`APPS_PER_LOOK_SECOND`] apps.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// Apps a steady look may cover per second of interval: a look reads every app from the
+/// store, so a host with many (mostly idle) apps looks less often, and spends a bounded
+/// share of a core on it. Changes made on this node nudge a look at once whatever this.
+const APPS_PER_LOOK_SECOND: usize = 1000;
 /// The least time between two looks, so a burst of changes costs one look.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(200);
 
@@ -124,7 +128,7 @@ impl Host {
             };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(LOOK_EVERY) => {}
+                () = tokio::time::sleep(self.steady_interval()) => {}
                 () = self.nudge.notified() => {}
                 item = changed => {
                     if item.is_none() {
@@ -134,6 +138,12 @@ impl Host {
             }
             tokio::time::sleep(LOOK_AT_MOST_EVERY).await;
         }
+    }
+
+    /// The time between two steady looks: [`LOOK_EVERY`], longer with many apps.
+    fn steady_interval(&self) -> Duration {
+        let apps = self.apps.lock().len();
+        LOOK_EVERY.max(Duration::from_secs((apps / APPS_PER_LOOK_SECOND) as u64))
     }
 
     /// One look at the whole store.
@@ -229,8 +239,7 @@ impl Host {
                 None => WebStart::IdleIfAllowed,
                 Some(_) => WebStart::Boot,
             };
-            if let Err(e) = self.start(runtime, &current, start, &going.cancel).await
-            {
+            if let Err(e) = self.start(runtime, &current, start, &going.cancel).await {
                 entry.node.lock().failed = Some(current.version);
                 let node = self.membership.me().name.clone();
                 tracing::error!(app = %app.name, "could not start v{}: {e:#}", current.version);

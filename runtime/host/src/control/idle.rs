@@ -28,9 +28,9 @@ impl Host {
                 .collect();
             let slept: usize = apps.iter().map(|app| app.sleep_idle()).sum();
             if slept > 0 {
+                // Published by the converge loop's next steady look: an idle dyno still
+                // serves, so nothing routes differently meanwhile.
                 tracing::debug!(dynos = slept, "web dynos went idle");
-                // The records other nodes route by show the new states.
-                self.nudge();
             }
         }
     }

@@ -59,8 +59,9 @@ pub struct HostConfig {
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the
-/// others back, few enough that a host with many apps does not compile them all at once.
-const RESTORE_CONCURRENCY: usize = 4;
+/// others back, and that the store reads of many idle apps overlap (compiling is bounded
+/// by the engine's own turns).
+const RESTORE_CONCURRENCY: usize = 16;
 
 /// The host: store + engine + router + every app's runtime.
 pub struct Host {
@@ -296,7 +297,7 @@ impl Host {
             .start(&entry.runtime, release, start, &going.cancel)
             .await
         {
-            Ok(()) => tracing::info!(app = %name, version = release.version, "restored"),
+            Ok(()) => tracing::debug!(app = %name, version = release.version, "restored"),
             Err(e) => {
                 // Not tried again by the converge loop: a newer release will be.
                 entry.node.lock().failed = Some(release.version);

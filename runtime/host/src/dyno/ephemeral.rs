@@ -1,5 +1,6 @@
 //! A dyno's ephemeral filesystem: an empty private directory with a disk quota, removed
-//! when the dyno is gone.
+//! when the dyno is gone. A web dyno makes it when its first instance starts, so a host
+//! restoring many idle apps creates no directory for them.
 
 use crate::guest::disk::DiskQuota;
 use anyhow::Context;
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct EphemeralDir {
     path: PathBuf,
+    /// Whether the directory has been made.
+    made: std::sync::OnceLock<()>,
     /// What the dyno's instances may write into it (`limits.disk_mb`).
     quota: Arc<DiskQuota>,
 }
@@ -21,15 +24,35 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 impl EphemeralDir {
     /// Creates `base/app/dyno-N`, fresh and empty, with a quota of `limit` bytes.
     pub fn create(base: &Path, app: &str, dyno: &str, limit: u64) -> anyhow::Result<EphemeralDir> {
+        let dir = EphemeralDir::planned(base, app, dyno, limit);
+        dir.made()?;
+        Ok(dir)
+    }
+
+    /// `base/app/dyno-N` with a quota of `limit` bytes, made by the first [`Self::made`].
+    pub fn planned(base: &Path, app: &str, dyno: &str, limit: u64) -> EphemeralDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = base.join(app).join(format!("{dyno}-{n}"));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)?;
-        }
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("creating the filesystem of {dyno} at {}", path.display()))?;
         let quota = DiskQuota::new(&path, limit);
-        Ok(EphemeralDir { path, quota })
+        EphemeralDir {
+            path,
+            made: std::sync::OnceLock::new(),
+            quota,
+        }
+    }
+
+    /// The directory, fresh and empty the first time it is asked for.
+    pub fn made(&self) -> anyhow::Result<&Path> {
+        if self.made.get().is_none() {
+            if self.path.exists() {
+                std::fs::remove_dir_all(&self.path)?;
+            }
+            std::fs::create_dir_all(&self.path).with_context(|| {
+                format!("creating the dyno's filesystem at {}", self.path.display())
+            })?;
+            let _ = self.made.set(());
+        }
+        Ok(&self.path)
     }
 
     pub fn path(&self) -> &Path {

@@ -27,7 +27,7 @@ use anyhow::Context;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{AsContextMut, Store};
@@ -105,7 +105,12 @@ struct Inner {
     timeout: Duration,
     memory_limit_bytes: usize,
     permits: Arc<Semaphore>,
+    /// All of `permits`: when all are available, nothing of the dyno runs on the lane.
+    concurrency: usize,
     instances: Mutex<Instances>,
+    /// `instances.asleep`, readable without the lock: the idle sweep passes over a
+    /// sleeping dyno with one load.
+    sleeping: AtomicBool,
     in_flight: AtomicUsize,
     /// When the last request arrived, in milliseconds on [`clock`].
     last_request: AtomicU64,
@@ -157,12 +162,12 @@ impl WebDyno {
             .procfile
             .get(ProcessType::WEB)
             .context("the release has no web process type")?;
-        let dir = EphemeralDir::create(
+        let dir = EphemeralDir::planned(
             spec.run_dir,
             &release.app,
             spec.name,
             spec.engine.disk_limit_bytes(&release.settings),
-        )?;
+        );
         let concurrency = release.web_concurrency();
         let inner = Arc::new(Inner {
             name: spec.name.into(),
@@ -180,11 +185,13 @@ impl WebDyno {
             timeout: Duration::from_secs(release.settings.web.timeout),
             memory_limit_bytes: release.settings.memory_limit_bytes(),
             permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             instances: Mutex::new(Instances {
                 idle: Vec::new(),
                 asleep: false,
                 since: chrono::Utc::now(),
             }),
+            sleeping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             last_request: AtomicU64::new(clock()),
             idle_after: spec.idle_after,
@@ -195,6 +202,7 @@ impl WebDyno {
         );
         if spec.start == WebStart::IdleIfAllowed && inner.idle_after.is_some() {
             inner.instances.lock().asleep = true;
+            inner.sleeping.store(true, Ordering::Relaxed);
             spec.logs
                 .platform(spec.name, "State changed from starting to idle");
             return Ok(WebDyno { inner });
@@ -250,17 +258,21 @@ impl WebDyno {
         let Some(after) = inner.idle_after else {
             return false;
         };
+        if inner.sleeping.load(Ordering::Relaxed) {
+            return false;
+        }
         let quiet = clock().saturating_sub(inner.last_request.load(Ordering::Relaxed));
-        if quiet < after.as_millis() as u64 || inner.in_flight.load(Ordering::Relaxed) > 0 {
+        if quiet < after.as_millis() as u64 || !inner.is_quiet() {
             return false;
         }
         let released = {
             let mut instances = inner.instances.lock();
             // A request that arrived meanwhile finds the dyno asleep and wakes it.
-            if instances.asleep || inner.in_flight.load(Ordering::Relaxed) > 0 {
+            if instances.asleep || !inner.is_quiet() {
                 return false;
             }
             instances.asleep = true;
+            inner.sleeping.store(true, Ordering::Relaxed);
             instances.since = chrono::Utc::now();
             std::mem::take(&mut instances.idle)
         };
@@ -273,6 +285,12 @@ impl WebDyno {
             .logs
             .platform(&inner.name, "State changed from up to idle");
         true
+    }
+
+    /// Whether the dyno is idle and nothing of it runs or waits to: its app's lane may
+    /// stop.
+    pub fn is_asleep_and_quiet(&self) -> bool {
+        self.inner.instances.lock().asleep && self.inner.is_quiet()
     }
 
     /// The request timeout this dyno's app asked for.
@@ -290,7 +308,9 @@ impl WebDyno {
         deadline: Instant,
     ) -> Result<hyper::Response<HyperOutgoingBody>, DynoError> {
         let inner = self.inner.clone();
-        inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Counted before the lane is asked for: a lane stopping for idleness sees this
+        // request or, after it, starts again for it (`Lane::stop_if`).
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
         inner.last_request.store(clock(), Ordering::Relaxed);
         let _in_flight = InFlight(inner.clone());
         let lane = inner
@@ -560,6 +580,7 @@ impl Inner {
             return instances.idle.pop();
         }
         instances.asleep = false;
+        self.sleeping.store(false, Ordering::Relaxed);
         instances.since = chrono::Utc::now();
         drop(instances);
         self.logs
@@ -567,6 +588,13 @@ impl Inner {
         self.logs
             .platform(&self.name, "State changed from idle to up");
         None
+    }
+
+    /// No request being handled, and every request's guest work done (a streamed body
+    /// holds its permit until the guest returns).
+    fn is_quiet(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+            && self.permits.available_permits() == self.concurrency
     }
 
     fn state(&self) -> (DynoState, chrono::DateTime<chrono::Utc>) {
@@ -590,7 +618,7 @@ impl Inner {
             dyno: &self.name,
             env: &self.env,
             args: &self.args,
-            dir: self.dir.path(),
+            dir: self.dir.made()?,
             disk: self.dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
@@ -653,7 +681,7 @@ struct InFlight(Arc<Inner>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -58,7 +58,9 @@ impl Default for Thresholds {
 pub struct CpuGovernor {
     thresholds: Thresholds,
     placement: Arc<Placement>,
-    lanes: Mutex<Vec<Weak<LaneCpu>>>,
+    /// The lanes with threads (or still confined): an idle app's lane, which has none,
+    /// costs the governor nothing, so a host may hold many.
+    lanes: Arc<Mutex<Vec<Weak<LaneCpu>>>>,
     stop: AtomicBool,
 }
 
@@ -68,6 +70,9 @@ pub struct LaneCpu {
     logs: Arc<LogStream>,
     placement: Arc<Placement>,
     state: Mutex<LaneState>,
+    /// Itself, to put in the governor's list when its first thread starts.
+    me: Weak<LaneCpu>,
+    watched: Weak<Mutex<Vec<Weak<LaneCpu>>>>,
 }
 
 /// The cores a lane's threads may run on: every core the host may use, or the batch
@@ -124,6 +129,8 @@ struct LaneState {
     /// Nanoseconds the lane's threads wanted the CPU in each recent period, newest last.
     recent: VecDeque<u64>,
     demoted: bool,
+    /// Whether the lane is in the governor's list.
+    listed: bool,
 }
 
 impl CpuGovernor {
@@ -132,7 +139,7 @@ impl CpuGovernor {
         let governor = Arc::new(CpuGovernor {
             thresholds,
             placement: Arc::new(Placement::of_this_process()),
-            lanes: Mutex::new(Vec::new()),
+            lanes: Arc::new(Mutex::new(Vec::new())),
             stop: AtomicBool::new(false),
         });
         let watched = Arc::downgrade(&governor);
@@ -155,20 +162,29 @@ impl CpuGovernor {
 
     /// A new lane to watch; its threads register themselves as they start.
     pub fn watch(&self, app: AppName, logs: Arc<LogStream>) -> Arc<LaneCpu> {
-        let lane = Arc::new(LaneCpu {
+        Arc::new_cyclic(|me| LaneCpu {
             app,
             logs,
             placement: self.placement.clone(),
             state: Mutex::new(LaneState::default()),
-        });
-        self.lanes.lock().push(Arc::downgrade(&lane));
-        lane
+            me: me.clone(),
+            watched: Arc::downgrade(&self.lanes),
+        })
     }
 
     fn tick(&self) {
         let lanes: Vec<Arc<LaneCpu>> = {
             let mut lanes = self.lanes.lock();
-            lanes.retain(|lane| lane.strong_count() > 0);
+            // A lane whose threads all stopped (its app went idle) leaves the list once it
+            // is not confined; its next thread puts it back.
+            lanes.retain(|lane| {
+                let Some(lane) = lane.upgrade() else {
+                    return false;
+                };
+                let mut state = lane.state.lock();
+                state.listed = !state.threads.is_empty() || state.demoted;
+                state.listed
+            });
             lanes.iter().filter_map(Weak::upgrade).collect()
         };
         for lane in lanes {
@@ -194,6 +210,11 @@ impl LaneCpu {
             .insert(tid, thread_demand_ns(tid).unwrap_or(0));
         if state.demoted {
             self.placement.place(tid, true);
+        }
+        let unlisted = !std::mem::replace(&mut state.listed, true);
+        drop(state);
+        if unlisted && let Some(lanes) = self.watched.upgrade() {
+            lanes.lock().push(self.me.clone());
         }
     }
 

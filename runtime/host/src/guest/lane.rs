@@ -16,8 +16,9 @@
 use crate::guest::cpu::{CpuGovernor, LaneCpu};
 use crate::logs::LogStream;
 use anyhow::Context;
+use parking_lot::Mutex;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::{AbortHandle, JoinHandle};
 use wdeploy_core::AppName;
@@ -41,13 +42,15 @@ impl Default for LaneOptions {
 }
 
 /// One app's lane; its threads start when the app first runs guest code, and stop when
-/// the lane is dropped (with the app), dropping every task still on it.
+/// the lane is dropped (with the app), dropping every task still on it, or when the app
+/// has gone idle ([`Lane::stop_if`]); the next guest work starts them again.
 pub struct Lane {
     app: AppName,
     options: LaneOptions,
     /// The lane's threads as the CPU governor sees them.
     cpu: Arc<LaneCpu>,
-    runtime: OnceLock<Runtime>,
+    /// Under a lock, so stopping an idle lane and a request asking for it are ordered.
+    runtime: Mutex<Option<Runtime>>,
 }
 
 /// Where guest work of one app is spawned; cheap to clone, usable from any runtime.
@@ -74,30 +77,40 @@ impl Lane {
             cpu: governor.watch(app.clone(), logs),
             app,
             options,
-            runtime: OnceLock::new(),
+            runtime: Mutex::new(None),
         }
     }
 
-    /// The lane's handle, starting its threads on first use.
+    /// The lane's handle, starting its threads if they are not running.
     pub fn handle(&self) -> anyhow::Result<LaneHandle> {
-        if let Some(runtime) = self.runtime.get() {
-            return Ok(LaneHandle {
-                handle: runtime.handle().clone(),
-            });
-        }
-        let runtime = self.build()?;
-        // Two first users may race here; the loser's runtime is dropped unused (it has
-        // spawned nothing yet), which is safe anywhere with `shutdown_background`.
-        let runtime = match self.runtime.set(runtime) {
-            Ok(()) => self.runtime.get().context("lane runtime vanished")?,
-            Err(unused) => {
-                unused.shutdown_background();
-                self.runtime.get().context("lane runtime vanished")?
-            }
+        let mut runtime = self.runtime.lock();
+        let runtime = match &mut *runtime {
+            Some(running) => running,
+            none => none.insert(self.build()?),
         };
         Ok(LaneHandle {
             handle: runtime.handle().clone(),
         })
+    }
+
+    /// Stops the lane's threads when `quiet` says, under the lane's lock, that nothing of
+    /// the app runs or is about to (a request counts itself in before it asks for the
+    /// lane, so it is either seen by `quiet` or gets a new runtime after this). Whether
+    /// they were stopped.
+    pub fn stop_if(&self, quiet: impl FnOnce() -> bool) -> bool {
+        let mut runtime = self.runtime.lock();
+        if runtime.is_none() || !quiet() {
+            return false;
+        }
+        if let Some(runtime) = runtime.take() {
+            runtime.shutdown_background();
+        }
+        true
+    }
+
+    /// Whether the lane's threads run now.
+    pub fn is_running(&self) -> bool {
+        self.runtime.lock().is_some()
     }
 
     fn build(&self) -> anyhow::Result<Runtime> {
@@ -119,7 +132,7 @@ impl Lane {
 impl Drop for Lane {
     fn drop(&mut self) {
         // Never blocks, so a lane may be dropped anywhere, even by a task on itself.
-        if let Some(runtime) = self.runtime.take() {
+        if let Some(runtime) = self.runtime.get_mut().take() {
             runtime.shutdown_background();
         }
     }

@@ -4,20 +4,47 @@
 //! Writes go to a temporary file in the same filesystem, are hashed while written,
 //! fsynced and renamed into place (then the directory is fsynced), so a blob path either
 //! does not exist or holds exactly the content its name promises at the time of the
-//! write. Reads verify again: a blob corrupted on disk later is refused, never run.
+//! write. Reads verify again: a blob corrupted on disk later is refused, never run. A
+//! blob verified once is not hashed again while its file is unchanged (same inode, size
+//! and change time, which any write to it moves): a host restoring a hundred thousand
+//! apps of one slug hashes its components once, not a hundred thousand times.
 
 use crate::blobs::{BlobStore, ByteStream};
 use crate::error::{Result, StoreError};
 use async_trait::async_trait;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wdeploy_core::Digest;
 use wdeploy_core::digest::Hasher;
 
 #[derive(Clone)]
 pub struct BlobDir {
     root: PathBuf,
+    /// Blobs found intact, with their file as it was then.
+    verified: Arc<Mutex<HashMap<Digest, Stamp>>>,
+}
+
+/// What changes when a file is written to or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    changed_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            inode: meta.ino(),
+            len: meta.len(),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
 }
 
 impl BlobDir {
@@ -31,6 +58,7 @@ impl BlobDir {
         fs::create_dir_all(&tmp)?;
         Ok(BlobDir {
             root: root.to_path_buf(),
+            verified: Arc::default(),
         })
     }
 
@@ -89,13 +117,19 @@ impl BlobDir {
             std::io::ErrorKind::NotFound => StoreError::NotFound(format!("blob {digest}")),
             _ => StoreError::Io(e),
         })?;
+        let stamp = Stamp::of(&file.metadata()?);
+        if self.verified.lock().get(digest) == Some(&stamp) {
+            return Ok(path);
+        }
         let actual = Digest::of_reader(file)?;
         if actual != *digest {
+            self.verified.lock().remove(digest);
             return Err(StoreError::Corrupt {
                 digest: digest.clone(),
                 actual,
             });
         }
+        self.verified.lock().insert(digest.clone(), stamp);
         Ok(path)
     }
 
@@ -175,7 +209,9 @@ mod tests {
             .unwrap_err();
         assert!(matches!(big, StoreError::TooLarge { .. }));
 
-        fs::write(store.path(&d), b"tampered").unwrap();
+        // Damaged after a read verified it: the next read hashes it again.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(store.path(&d), b"tamperex").unwrap();
         let err = store.read(&d).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("corrupted"));
