@@ -121,14 +121,7 @@ def main():
         print(f"  created in {made:.0f} s ({args.apps / made:.0f} apps/s)")
 
         time.sleep(3)  # every app past its idle_after, and swept
-        cpu0, t0 = cpu_seconds(host.proc.pid), time.time()
-        if os.environ.get("PERF_IDLE"):
-            subprocess.run(["perf", "record", "-F", "999", "-g", "-p", str(host.proc.pid),
-                            "-o", os.environ["PERF_IDLE"], "--", "sleep", "8"],
-                           capture_output=True)
-        time.sleep(10)
-        idle_cpu = (cpu_seconds(host.proc.pid) - cpu0) / (time.time() - t0) * 100
-        print(f"  all idle: host RSS {rss_mib(host.proc.pid):8.0f} MiB, CPU {idle_cpu:.1f} % of a core")
+        print(f"  all idle: host RSS {rss_mib(host.proc.pid):8.0f} MiB")
 
         host.stop()
         host.start()
@@ -142,6 +135,18 @@ def main():
             perf.wait()
         print(f"  restart: every app restored in {restored:.1f} s; "
               f"RSS then {rss_mib(host.proc.pid):.0f} MiB")
+        # Steady state: nothing happens but the idle sweep and the converge loop's
+        # steady looks (spaced with the number of apps).
+        time.sleep(5)
+        window = 30
+        cpu0, t0 = cpu_seconds(host.proc.pid), time.time()
+        if os.environ.get("PERF_IDLE"):
+            subprocess.run(["perf", "record", "-F", "999", "-g", "-p", str(host.proc.pid),
+                            "-o", os.environ["PERF_IDLE"], "--", "sleep", "8"],
+                           capture_output=True)
+        time.sleep(max(0, window - (time.time() - t0)))
+        idle_cpu = (cpu_seconds(host.proc.pid) - cpu0) / (time.time() - t0) * 100
+        print(f"  all idle after the restart, over {window} s: CPU {idle_cpu:.1f} % of a core")
 
         sample = random.Random(7).sample(names, min(2000, len(names)))
         one_by_one, storm = sample[: len(sample) // 2], sample[len(sample) // 2:]

@@ -2,8 +2,10 @@
 # The benchmark suite: wdeploy's router against `wasmtime serve` and a native hyper server,
 # the same hello component and load for each, in one run on this machine; then tuning
 # sweeps (WEB_CONCURRENCY, web.max_requests), bench/fleet.py (cold start, router
-# latency with 1/100/1,000 apps, density up to 10,000 dynos) and bench/async.sh (WASI 0.3
-# components beside WASI 0.2 ones).
+# latency with 1/100/1,000 apps, density up to 10,000 dynos), bench/async.sh (WASI 0.3
+# components beside WASI 0.2 ones), bench/addons.sh (durable add-on writes and reads
+# through the router) and bench/idle.py (a host of 100,000 idle apps; IDLE_APPS=N for
+# fewer).
 #
 #   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
@@ -113,3 +115,7 @@ pids=()
 python3 "$root/bench/fleet.py" --wdeploy "$W" --sample "$root/samples/hello"
 echo
 "$root/bench/async.sh"
+echo
+"$root/bench/addons.sh"
+echo
+python3 "$root/bench/idle.py" --wdeploy "$W" --sample "$root/samples/hello" --apps "${IDLE_APPS:-100000}"

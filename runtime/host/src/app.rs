@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::{AppName, DynoState, ProcessType, dyno};
@@ -50,6 +50,9 @@ pub struct AppRuntime {
     /// the app stops them: a one-off of a destroyed app must not live on.
     one_off_dynos: Mutex<BTreeMap<String, OneOff>>,
     one_offs: AtomicU64,
+    /// One-off dynos between asking for the lane and being listed: the idle sweep must
+    /// not stop the lane under them.
+    starting_one_offs: AtomicUsize,
     next_pick: AtomicU64,
 }
 
@@ -89,6 +92,7 @@ impl AppRuntime {
             current: RwLock::new(None),
             one_off_dynos: Mutex::new(BTreeMap::new()),
             one_offs: AtomicU64::new(0),
+            starting_one_offs: AtomicUsize::new(0),
             next_pick: AtomicU64::new(0),
         })
     }
@@ -134,6 +138,7 @@ impl AppRuntime {
             && web.iter().all(WebDyno::is_asleep_and_quiet)
             && self.workers.lock().is_empty()
             && self.one_off_dynos.lock().is_empty()
+            && self.starting_one_offs.load(Ordering::SeqCst) == 0
             && self.share.try_lock().is_ok()
     }
 
@@ -400,6 +405,8 @@ impl AppRuntime {
         let (task_name, process_type) = (name.clone(), process_type.clone());
         // Registered under the lock the task takes to deregister, so a one-off that ends at
         // once cannot leave a stale entry behind.
+        self.starting_one_offs.fetch_add(1, Ordering::SeqCst);
+        let _listed_below = Decrement(&self.starting_one_offs);
         let lane = self.lane.handle()?;
         let mut running = self.one_off_dynos.lock();
         let task = lane.clone().spawn(async move {
@@ -561,6 +568,15 @@ impl AppRuntime {
                 ),
             );
         }
+    }
+}
+
+/// Counts one down when dropped.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

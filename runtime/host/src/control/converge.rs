@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use wdeploy_core::ProcessType;
+use wdeploy_core::{AppName, ProcessType};
 use wdeploy_store::nodes::HEARTBEAT_EVERY;
 use wdeploy_store::{App, DynoRecord, NodeDynos};
 
@@ -33,6 +33,14 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 const APPS_PER_LOOK_SECOND: usize = 1000;
 /// The least time between two looks, so a burst of changes costs one look.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(200);
+
+/// What the next look covers.
+enum Look {
+    /// Every app in the store: at the steady interval and on a change hint.
+    All,
+    /// The apps changed on this node since the last look.
+    Nudged,
+}
 
 impl Host {
     /// Runs this node's part of the cluster until `stop` fires, then leaves the cluster
@@ -49,8 +57,10 @@ impl Host {
         }
     }
 
-    /// Wakes the converge loop now (after a deploy or a scale made on this node).
-    pub(super) fn nudge(&self) {
+    /// Wakes the converge loop now for `app` (after a deploy, a scale or a restart made
+    /// on this node).
+    pub(super) fn nudge(&self, app: &AppName) {
+        self.nudged.lock().insert(app.clone());
         self.nudge.notify_one();
     }
 
@@ -115,28 +125,64 @@ impl Host {
 
     async fn converge_loop(&self, stop: CancellationToken) {
         let mut changes = None;
+        let mut look = Look::All;
         loop {
             if changes.is_none() {
                 changes = self.store.nodes.changes().await.ok();
             }
-            self.converge().await;
+            match look {
+                Look::All => self.converge().await,
+                Look::Nudged => self.converge_nudged().await,
+            }
             let changed = async {
                 match changes.as_mut() {
                     Some(stream) => stream.next().await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            look = tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(self.steady_interval()) => {}
-                () = self.nudge.notified() => {}
+                () = tokio::time::sleep(self.steady_interval()) => Look::All,
+                () = self.nudge.notified() => {
+                    if self.nudged_all.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        Look::All
+                    } else {
+                        Look::Nudged
+                    }
+                }
                 item = changed => {
                     if item.is_none() {
                         changes = None; // the watch ended: make a new one
                     }
+                    Look::All
                 }
-            }
+            };
             tokio::time::sleep(LOOK_AT_MOST_EVERY).await;
+        }
+    }
+
+    /// Wakes the converge loop now for a look at every app (after restoring them).
+    pub(super) fn nudge_all(&self) {
+        self.nudged_all
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.nudge.notify_one();
+    }
+
+    /// A look at the apps changed on this node since the last look (each nudged by its
+    /// change): a deploy on a host of many apps costs a look at one app, not at all.
+    async fn converge_nudged(&self) {
+        let nudged = std::mem::take(&mut *self.nudged.lock());
+        for name in nudged {
+            let app = match self.store.control.app(&name).await {
+                Ok(app) => app,
+                Err(e) => {
+                    tracing::debug!(app = %name, "converge: {e}");
+                    continue;
+                }
+            };
+            if let Err(e) = self.converge_app(&app).await {
+                tracing::debug!(app = %app.name, "converge: {e:#}");
+            }
         }
     }
 
@@ -148,6 +194,8 @@ impl Host {
 
     /// One look at the whole store.
     async fn converge(&self) {
+        // Every app is looked at, the nudged ones included.
+        self.nudged.lock().clear();
         let live = match self.store.nodes.live().await {
             Ok(live) => live,
             Err(e) => {

@@ -31,7 +31,7 @@ use crate::logs::LogStream;
 use crate::router::Router;
 use errors::Result;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -80,6 +80,10 @@ pub struct Host {
     ids: Mutex<HashMap<AppId, AppName>>,
     /// Wakes the converge loop early (after a change made here).
     nudge: tokio::sync::Notify,
+    /// The apps changed here since the converge loop's last look.
+    nudged: Mutex<HashSet<AppName>>,
+    /// Whether the next nudged look covers every app.
+    nudged_all: std::sync::atomic::AtomicBool,
 }
 
 /// One app this host runs.
@@ -210,6 +214,8 @@ impl Host {
             membership: Membership::new(node),
             ids: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
+            nudged: Mutex::new(HashSet::new()),
+            nudged_all: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&host);
         host.router.set_app_finder(Arc::new(move |name: String| {
@@ -278,6 +284,8 @@ impl Host {
                 self.restore_app(&entry, &release).await;
             })
             .await;
+        // One look at everything publishes what runs here now (not one per app).
+        self.nudge_all();
     }
 
     async fn restore_app(&self, entry: &AppEntry, release: &wdeploy_store::Release) {

@@ -140,7 +140,7 @@ impl Host {
                 .scale(&share)
                 .await
                 .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-            self.nudge();
+            self.nudge(app);
         }
         runtime
             .logs
@@ -199,7 +199,7 @@ impl Host {
         }
         let request = self.store.nodes.request_restart(&record.id, dyno).await?;
         entry.node.lock().restarts_seen = Some(request.number);
-        self.nudge();
+        self.nudge(app);
         Ok(())
     }
 }

@@ -59,7 +59,6 @@ impl Host {
             .membership
             .share_of(&id, &formation, loaded.settings.web.placement);
         runtime.deploy_until(loaded, &share, start, cancel).await?;
-        self.nudge();
         Ok(())
     }
 
@@ -303,7 +302,7 @@ impl Host {
                 "-----> Waiting for v{version}'s web dynos on the other nodes"
             ))
             .await;
-        self.nudge();
+        self.nudge(app);
         let deadline = std::time::Instant::now() + self.config.deadlines.boot;
         while std::time::Instant::now() < deadline {
             if let Ok(records) = self.store.nodes.dynos(&record.id).await {
@@ -342,8 +341,12 @@ impl Host {
                 record.version
             ))
             .await;
+        let app = loaded.app.clone();
         self.run_formation(runtime, loaded, WebStart::Boot, cancel)
-            .await
+            .await?;
+        // Other nodes learn at once what runs here now.
+        self.nudge(&app);
+        Ok(())
     }
 
     /// `releases:cancel`: stops the release going live (its release phase or its boot)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Add-on writes and reads through the router: samples/counter (`/` is one durable
+# increment of a key-value counter, `/count` one read of it) on three web dynos, beside
+# the hello on three, the same wrk load on each, one host, then the ratios.
+#
+#   bench/addons.sh         # DURATION=10s CONNECTIONS=32 THREADS=2 by default
+#
+# Every increment is acknowledged only once committed (group commit: one fsync for all
+# the writes waiting). Run by bench/run.sh; runs alone too. Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-32}
+threads=${THREADS:-2}
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p wdeploy
+W=$root/target/release/wdeploy
+export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
+
+start_host "$W"
+for app in counter hello; do
+  "$W" apps:create "$app" --no-link >/dev/null
+  "$W" push -a "$app" --dir "samples/$app" >>"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
+  "$W" ps:scale web=3 -a "$app" >/dev/null
+done
+
+declare -A rps
+run() { # name host path
+  local out errors
+  for _ in $(seq 1 100); do curl -sf -o /dev/null -H "Host: $2" "http://127.0.0.1:$router$3" && break; sleep 0.1; done
+  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $2" "http://127.0.0.1:$router$3")
+  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+  printf '%-36s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "$errors"
+}
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+echo "wrk -t$threads -c$connections -d$duration, loopback, one host, web=3 each ($(nproc) cores)"
+run "hello (no add-on call)" hello.localhost /
+run "counter / (one durable increment)" counter.localhost /
+run "counter /count (one read)" counter.localhost /count
+count=$(curl -sf -H "Host: counter.localhost" "http://127.0.0.1:$router/count")
+echo "increments acknowledged and counted: $count"
+echo "increments/s / hello:  $(ratio "${rps[counter / (one durable increment)]}" "${rps[hello (no add-on call)]}")  (target: >= 20,000 increments/s)"
+echo "/count / hello:        $(ratio "${rps[counter /count (one read)]}" "${rps[hello (no add-on call)]}")  (target >= 0.5)"
+stop_host
