@@ -4,8 +4,10 @@
 # hello (fixed text, no add-on calls), the JS one in request isolation (the JavaScript
 # buildpack's default) against `wasmtime serve` (a fresh instance per request), the
 # Python one with warm instances reused (the default) against `wasmtime serve
-# --max-instance-reuse-count 1000`; the same wrk load on each, then the ratios against
-# issue 15's targets.
+# --max-instance-reuse-count 1000`; the same wrk load on each (after a 2 s warm-up),
+# then the ratios against issue 15's targets. Beside req/s each line shows the server's
+# CPU time per request (user + system, from /proc), which other work on the machine
+# does not change.
 #
 # Each hello is pushed twice to one host. As an app (its buildpack builds it for the
 # platform's `web` world, which imports the add-ons, wdeploy:platform/queue among them,
@@ -129,22 +131,38 @@ serve_js_pid=$!
 serve_pids+=($!)
 serve_py_pid=$!
 
+# Both `wasmtime serve`s compile their component at start (tens of seconds of both
+# cores for these sizes): nothing is measured until both answer.
+for port in "$serve_js" "$serve_py"; do
+  for _ in $(seq 1 1800); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "wasmtime serve on $port does not answer" >&2; exit 1; }
+done
+
+# CPU time (user + system, in clock ticks) a process has used so far: what a request
+# costs the server, whatever else the machine runs meanwhile.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 declare -A rps
-run() { # name url host pid-to-profile
-  local out errors perf_pid=
-  for _ in $(seq 1 1800); do curl -sf -o /dev/null -H "Host: $3" "$2" && break; sleep 0.1; done
+run() { # name url host server-pid
+  local out errors cpu perf_pid=
   curl -sf -o /dev/null -H "Host: $3" "$2" || { echo "no answer from $2 ($1)" >&2; exit 1; }
+  # A short warm-up under the same load, so every server is measured in its steady state.
+  wrk -t"$threads" -c"$connections" -d2s -H "Host: $3" "$2" >/dev/null
   if [ -n "$profile" ]; then
     mkdir -p "$profile"
     perf record -F 999 -g -p "$4" -o "$profile/${1//[^A-Za-z0-9]/_}.data" -- sleep "${duration%s}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
+  cpu=$(cpu_ticks "$4")
   out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $3" "$2")
+  cpu=$(($(cpu_ticks "$4") - cpu))
   [ -z "$perf_pid" ] || wait "$perf_pid" || true
   rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-  printf '%-44s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "$errors"
+  printf '%-44s %10s req/s  p50 %-9s p99 %-9s server CPU %s us/req %s\n' "$1" "${rps[$1]}" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" \
+    "$(python3 -c 'import sys; t, hz, r, d = map(float, sys.argv[1:]); print(f"{t / hz / (r * d) * 1e6:.0f}")' \
+      "$cpu" "$(getconf CLK_TCK)" "${rps[$1]}" "${duration%s}")" "$errors"
 }
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' "$1" "$2"; }
 
