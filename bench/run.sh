@@ -4,8 +4,8 @@
 # sweeps (WEB_CONCURRENCY, web.max_requests), bench/fleet.py (cold start, router
 # latency with 1/100/1,000 apps, density up to 10,000 dynos), bench/async.sh (WASI 0.3
 # components beside WASI 0.2 ones), bench/addons.sh (durable add-on writes and reads
-# through the router) and bench/idle.py (a host of 100,000 idle apps; IDLE_APPS=N for
-# fewer).
+# through the router), bench/polyglot.sh (JavaScript and Python hellos beside wasmtime
+# serve) and bench/idle.py (a host of 100,000 idle apps; IDLE_APPS=N for fewer).
 #
 #   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
@@ -117,5 +117,7 @@ echo
 "$root/bench/async.sh"
 echo
 "$root/bench/addons.sh"
+echo
+WDEPLOY=$W "$root/bench/polyglot.sh"
 echo
 python3 "$root/bench/idle.py" --wdeploy "$W" --sample "$root/samples/hello" --apps "${IDLE_APPS:-100000}"
