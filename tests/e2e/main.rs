@@ -23,3 +23,4 @@ mod isolation;
 mod lifecycle;
 mod polyglot;
 mod quotas;
+mod write_idioms;
