@@ -219,7 +219,7 @@ impl WebDyno {
         let _in_flight = InFlight(inner.clone());
         let (head, head_ready) = oneshot::channel();
         let task = inner.lane.spawn(inner.clone().serve(req, deadline, head));
-        let abort = AbortOnDrop(task.abort_handle());
+        let abort = AbortOnDrop::new(task.abort_handle());
         match head_ready.await {
             Ok(result) => {
                 abort.disarm();
