@@ -43,3 +43,14 @@ times.sort()
 print(f"{n / total:.0f} {times[len(times) // 2] * 1000:.3f} {times[len(times) * 99 // 100] * 1000:.3f}")
 PY
 }
+
+# install_wasmtime ROOT: installs wasmtime-cli 48.0.8 into ROOT (once; about 11 minutes)
+# and prints the path of its binary.
+install_wasmtime() {
+  local root=$1
+  if [ ! -x "$root/bin/wasmtime" ]; then
+    echo "installing wasmtime-cli 48.0.8 into $root (once)" >&2
+    cargo install wasmtime-cli --version 48.0.8 --locked --root "$root" >&2
+  fi
+  echo "$root/bin/wasmtime"
+}

@@ -3,9 +3,10 @@
 # the same hello component and load for each, in one run on this machine; then tuning
 # sweeps (WEB_CONCURRENCY, web.max_requests), bench/fleet.py (cold start, router
 # latency with 1/100/1,000 apps, density up to 10,000 dynos), bench/async.sh (WASI 0.3
-# components beside WASI 0.2 ones), bench/addons.sh (durable add-on writes and reads
-# through the router), bench/polyglot.sh (JavaScript and Python hellos beside wasmtime
-# serve) and bench/idle.py (a host of 100,000 idle apps; IDLE_APPS=N for fewer).
+# components beside WASI 0.2 ones), bench/idioms.sh (every way of writing a body),
+# bench/addons.sh (durable add-on writes and reads through the router), bench/polyglot.sh
+# (JavaScript and Python hellos beside wasmtime serve) and bench/idle.py (a host of
+# 100,000 idle apps; IDLE_APPS=N for fewer).
 #
 #   bench/run.sh            # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
@@ -23,18 +24,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-if [ ! -x "$tools/bin/wasmtime" ]; then
-  echo "installing wasmtime-cli 48.0.8 into $tools (once)" >&2
-  cargo install wasmtime-cli --version 48.0.8 --locked --root "$tools" >&2
-fi
+install_wasmtime "$tools" >/dev/null
 cargo build --release -q -p wdeploy -p native-hello
 W=$root/target/release/wdeploy
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config
 # Production settings for both sides: no backtrace capture on every error value.
 export RUST_BACKTRACE=0
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -s -o /dev/null -H "Host: $2" "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 # One host with two apps: hello (warm instances reused) and hello-fresh (isolation = request).
@@ -115,6 +115,8 @@ pids=()
 python3 "$root/bench/fleet.py" --wdeploy "$W" --sample "$root/samples/hello"
 echo
 "$root/bench/async.sh"
+echo
+"$root/bench/idioms.sh"
 echo
 "$root/bench/addons.sh"
 echo

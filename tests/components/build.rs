@@ -26,6 +26,7 @@ const GUESTS: &[(&str, &[(&str, &str)])] = &[
     ("stranger", &[("STRANGER", "stranger.wasm")]),
     ("stuck", &[("STUCK", "stuck.wasm")]),
     ("async-web", &[("ASYNC_WEB", "async_web.wasm")]),
+    ("idioms", &[("IDIOMS", "idioms.wasm")]),
 ];
 
 /// Variables of the outer build that must not reach the nested one.

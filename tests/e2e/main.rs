@@ -24,3 +24,4 @@ mod isolation;
 mod lifecycle;
 mod polyglot;
 mod quotas;
+mod write_idioms;

@@ -9,7 +9,10 @@
 //! - `stuck`: a web component whose start function loops forever once the clock passes
 //!   `BOOT_LOOP_AFTER` (Unix seconds, a config var);
 //! - `async-web`: a WASI 0.3 (component-model async) web component exporting
-//!   `wasi:http/handler@0.3.0`, with a streamed body, an add-on call, a trap and a loop.
+//!   `wasi:http/handler@0.3.0`, with a streamed body, an add-on call, a trap and a loop;
+//! - `idioms`: a WASI 0.2 web component writing its body in a different way on each path
+//!   (`writeln!` + `flush`, `blocking-write-and-flush`, several `write` + `flush`, one
+//!   `write` then `finish`; large, slow, with trailers, trapping half way).
 
 use std::path::Path;
 
@@ -27,6 +30,9 @@ pub const STUCK: &str = env!("WDEPLOY_TEST_COMPONENT_STUCK");
 /// The WASI 0.3 web component (`async_web.wasm`).
 pub const ASYNC_WEB: &str = env!("WDEPLOY_TEST_COMPONENT_ASYNC_WEB");
 
+/// The web component writing its body in each of the usual ways (`idioms.wasm`).
+pub const IDIOMS: &str = env!("WDEPLOY_TEST_COMPONENT_IDIOMS");
+
 /// Every component `faults` builds.
 pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
 /// `faults`' own Procfile (`web: web`, `worker: crasher`).
@@ -37,6 +43,8 @@ pub const STRANGER_PROCFILE: &str = include_str!("../guests/stranger/Procfile");
 pub const STUCK_PROCFILE: &str = include_str!("../guests/stuck/Procfile");
 /// `async-web`'s own Procfile (`web: async_web`).
 pub const ASYNC_WEB_PROCFILE: &str = include_str!("../guests/async-web/Procfile");
+/// `idioms`' own Procfile (`web: idioms`).
+pub const IDIOMS_PROCFILE: &str = include_str!("../guests/idioms/Procfile");
 
 /// Lays out an app folder the `wasm` buildpack deploys as it is: each of `components`
 /// copied to the top of `dir` under its file name, and `procfile` as its `Procfile`.
@@ -68,6 +76,11 @@ pub fn async_web_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, &[ASYNC_WEB], ASYNC_WEB_PROCFILE)
 }
 
+/// The `idioms` app: its component and its own Procfile.
+pub fn idioms_app(dir: &Path) -> std::io::Result<()> {
+    lay_out_app(dir, &[IDIOMS], IDIOMS_PROCFILE)
+}
+
 /// The `stranger` app: its component and its own Procfile.
 pub fn stranger_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, &[STRANGER], STRANGER_PROCFILE)
@@ -89,6 +102,7 @@ mod tests {
             (STRANGER, "stranger.wasm"),
             (STUCK, "stuck.wasm"),
             (ASYNC_WEB, "async_web.wasm"),
+            (IDIOMS, "idioms.wasm"),
         ] {
             assert!(path.ends_with(file), "{path}");
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -3,6 +3,7 @@
 //! filesystems and the states `ps` shows.
 
 pub mod backoff;
+pub mod drive;
 pub mod ephemeral;
 pub mod ready_body;
 pub mod status;

@@ -1,9 +1,11 @@
 //! Turning a guest's response body that is already complete into one buffer.
 //!
-//! Most handlers set their response and finish writing the body in the same turn. When
-//! that has happened, the body's frames are all waiting in wasmtime-wasi-http's channel;
-//! reading them now lets hyper send a `content-length` response in a single write instead
-//! of a chunk, a wake-up and a final chunk, which on loopback is most of a request's cost.
+//! Most handlers set their response and finish writing the body before they return, in
+//! whatever idiom they write it (see [`super::drive`], which holds the head until then).
+//! When that has happened, the body's frames are all waiting in wasmtime-wasi-http's
+//! channel; reading them now lets hyper send a `content-length` response in a single write
+//! instead of a chunk, a wake-up and a final chunk, which on loopback is most of a
+//! request's cost.
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};

@@ -8,11 +8,14 @@
 //! discarded; the next request instantiates a replacement from the release's
 //! pre-instantiated component.
 //!
-//! WASI 0.2 handlers are called directly; WASI 0.3 (component-model async) handlers run
+//! WASI 0.2 handlers are called directly, and their response head goes to the router
+//! when the handler returns or waits ([`super::drive`]), so a small body goes out in one
+//! write whatever idiom wrote it; WASI 0.3 (component-model async) handlers run
 //! in wasmtime's concurrent scheduler ([`Inner::serve_async`]), one request at a time per
 //! instance like the others, so limits, reuse and logs are the same for both.
 
 use crate::deadlines::human;
+use crate::dyno::drive::{self, Driven};
 use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::ready_body::collect_ready;
 use crate::dyno::status::DynoSnapshot;
@@ -319,7 +322,7 @@ impl WebDyno {
             .map_err(|e| DynoError::Boot(format!("{e:#}")))?;
         let (head, head_ready) = oneshot::channel();
         let task = lane.spawn(inner.clone().serve(req, deadline, head));
-        let abort = AbortOnDrop(task.abort_handle());
+        let abort = AbortOnDrop::new(task.abort_handle());
         match head_ready.await {
             Ok(result) => {
                 abort.disarm();
@@ -407,13 +410,14 @@ impl Inner {
             (warm, result)
         });
 
-        // Drive the guest until it sets its response. Most handlers also finish their
-        // body in that same turn, and then the whole response goes out in one write.
-        let (response, finished) = tokio::select! {
-            biased;
-            response = &mut receiver => (response.ok(), None),
-            ended = &mut call => (receiver.try_recv().ok(), Some(ended)),
-        };
+        // Drive the guest until it returns, or has set its response and waits for
+        // something (see `drive`): a handler that answers and writes a small body, in
+        // whatever idiom, returns with the whole response, which goes out in one write.
+        let (response, finished) =
+            match drive::until_answered(call.as_mut(), || receiver.try_recv().ok()).await {
+                Driven::Returned(ended, response) => (response, Some(ended)),
+                Driven::Answered(response) => (Some(response), None),
+            };
         let streaming = finished.is_none();
         let result = match response {
             Some(Ok(response)) => match finished {

@@ -157,7 +157,7 @@ impl LaneHandle {
         F::Output: Send + 'static,
     {
         let task = self.handle.spawn(future);
-        let _abort = AbortOnDrop(task.abort_handle());
+        let _abort = AbortOnDrop::new(task.abort_handle());
         match task.await {
             Ok(output) => Ok(output),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -167,18 +167,26 @@ impl LaneHandle {
 }
 
 /// Aborts a lane task when whoever waits for it goes away.
-pub struct AbortOnDrop(pub AbortHandle);
+pub struct AbortOnDrop(Option<AbortHandle>);
 
 impl AbortOnDrop {
-    /// Lets the task run on by itself.
-    pub fn disarm(self) {
-        std::mem::forget(self);
+    pub fn new(task: AbortHandle) -> AbortOnDrop {
+        AbortOnDrop(Some(task))
+    }
+
+    /// Lets the task run on by itself. The handle is dropped, never forgotten: a
+    /// forgotten handle keeps its task's memory allocated for ever (every web request
+    /// leaked its task this way, about 4.6 KB, until issue 15).
+    pub fn disarm(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 
