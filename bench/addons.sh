@@ -33,20 +33,10 @@ for app in counter hello; do
 done
 
 declare -A rps
-run() { # name host path
-  local out errors
-  for _ in $(seq 1 100); do curl -sf -o /dev/null -H "Host: $2" "http://127.0.0.1:$router$3" && break; sleep 0.1; done
-  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $2" "http://127.0.0.1:$router$3")
-  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-  printf '%-36s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "$errors"
-}
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 echo "wrk -t$threads -c$connections -d$duration, loopback, one host, web=3 each ($(nproc) cores)"
-run "hello (no add-on call)" hello.localhost /
-run "counter / (one durable increment)" counter.localhost /
-run "counter /count (one read)" counter.localhost /count
+wrk_row "hello (no add-on call)" "http://127.0.0.1:$router/" hello.localhost
+wrk_row "counter / (one durable increment)" "http://127.0.0.1:$router/" counter.localhost
+wrk_row "counter /count (one read)" "http://127.0.0.1:$router/count" counter.localhost
 count=$(curl -sf -H "Host: counter.localhost" "http://127.0.0.1:$router/count")
 echo "increments acknowledged and counted: $count"
 echo "increments/s / hello:  $(ratio "${rps[counter / (one durable increment)]}" "${rps[hello (no add-on call)]}")  (target: >= 20,000 increments/s)"

@@ -38,18 +38,8 @@ start_host "$W"
 "$W" push -a async-web --dir "$work/async-web" >>"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
 
 declare -A rps
-run() { # name host
-  local out errors
-  for _ in $(seq 1 100); do curl -sf -o /dev/null -H "Host: $2" "http://127.0.0.1:$router/" && break; sleep 0.1; done
-  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $2" "http://127.0.0.1:$router/")
-  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-  printf '%-32s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "$errors"
-}
 echo "wrk -t$threads -c$connections -d$duration, loopback, one host, warm instances reused ($(nproc) cores)"
-run "WASI 0.2 hello (plain engine)" hello.localhost
-run "WASI 0.3 async-web (async engine)" async-web.localhost
-python3 -c "import sys; print(f'WASI 0.3 / WASI 0.2: {float(sys.argv[1]) / float(sys.argv[2]):.2f}')" \
-  "${rps[WASI 0.3 async-web (async engine)]}" "${rps[WASI 0.2 hello (plain engine)]}"
+wrk_row "WASI 0.2 hello (plain engine)" "http://127.0.0.1:$router/" hello.localhost
+wrk_row "WASI 0.3 async-web (async engine)" "http://127.0.0.1:$router/" async-web.localhost
+echo "WASI 0.3 / WASI 0.2: $(ratio "${rps[WASI 0.3 async-web (async engine)]}" "${rps[WASI 0.2 hello (plain engine)]}")"
 stop_host

@@ -54,3 +54,20 @@ install_wasmtime() {
   fi
   echo "$root/bin/wasmtime"
 }
+
+# wrk_row NAME URL HOST: one wrk run (the caller's $duration, $connections, $threads)
+# against URL with Host HOST, once it answers; sets rps[NAME] in the caller's associative
+# array `rps` and prints a row: req/s, p50, p99 and any errors.
+# shellcheck disable=SC2154
+wrk_row() {
+  local out errors
+  for _ in $(seq 1 100); do curl -sf -o /dev/null -H "Host: $3" "$2" && break; sleep 0.1; done
+  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Host: $3" "$2")
+  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+  printf '%-36s %10s req/s  p50 %-9s p99 %-9s %s\n' "$1" "${rps[$1]}" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "$errors"
+}
+
+# ratio A B: A / B with two decimals.
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
