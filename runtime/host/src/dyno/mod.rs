@@ -2,6 +2,7 @@
 //! `wasi:cli/run` instance restarted with back-off) and one-offs; their ephemeral
 //! filesystems and the states `ps` shows.
 
+pub mod absolute_uri;
 pub mod backoff;
 pub mod drive;
 pub mod ephemeral;

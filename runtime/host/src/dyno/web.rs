@@ -15,6 +15,7 @@
 //! instance like the others, so limits, reuse and logs are the same for both.
 
 use crate::deadlines::human;
+use crate::dyno::absolute_uri::with_absolute_uri;
 use crate::dyno::drive::{self, Driven};
 use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::ready_body::collect_ready;
@@ -645,32 +646,6 @@ impl Inner {
             served: 0,
         })
     }
-}
-
-/// The request with the absolute URI a WASI 0.3 guest reads its scheme and authority
-/// from (0.2's `new_incoming_request` takes them from the Host header itself). The router
-/// has checked the Host header; without one the URI stays as it is.
-fn with_absolute_uri(mut req: hyper::Request<Incoming>) -> hyper::Request<Incoming> {
-    if req.uri().authority().is_some() {
-        return req;
-    }
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .and_then(|host| host.parse::<http::uri::Authority>().ok());
-    if let Some(authority) = host {
-        let mut parts = req.uri().clone().into_parts();
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-        parts.authority = Some(authority);
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        if let Ok(uri) = http::Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
-    req
 }
 
 /// Whether the guest set a response (or an error code) for the request it was handed.
