@@ -11,6 +11,10 @@ pub struct App {
     /// so a new app of the same name never inherits (or is reached by) an old one's.
     pub id: AppId,
     pub created_at: DateTime<Utc>,
+    /// Changes whenever the app's releases (their status included) or its formation
+    /// change, so a reconciler may pass over an app whose revision it has already acted
+    /// on. `None` from a backend that keeps no revision: every look is then a full one.
+    pub revision: Option<u64>,
 }
 
 /// An app's identity, as opposed to its name (which a later app may take again): 32

@@ -33,6 +33,8 @@ struct View {
     /// Every node considered live, with when its heartbeat was last seen.
     seen: BTreeMap<NodeName, (NodeInfo, Instant)>,
     last_look: Option<Instant>,
+    /// Bumped each time the set of live nodes changes.
+    generation: u64,
 }
 
 impl Membership {
@@ -42,6 +44,7 @@ impl Membership {
             view: Mutex::new(View {
                 seen: BTreeMap::new(),
                 last_look: None,
+                generation: 0,
             }),
         }
     }
@@ -66,7 +69,17 @@ impl Membership {
             view.seen.insert(node.name.clone(), (node, now));
         }
         view.seen.retain(|_, (_, at)| now - *at <= GRACE);
-        view.seen.keys().cloned().collect::<Vec<_>>() != before
+        let changed = view.seen.keys().cloned().collect::<Vec<_>>() != before;
+        if changed {
+            view.generation += 1;
+        }
+        changed
+    }
+
+    /// Changes whenever the set of live nodes does: placement decided under one
+    /// generation holds until the next.
+    pub fn generation(&self) -> u64 {
+        self.view.lock().generation
     }
 
     /// The live nodes, this one always among them, by name.

@@ -8,6 +8,11 @@
 //! the next look. A look that cannot reach the store changes nothing: the dynos running
 //! keep running.
 //!
+//! An app whose dynos here settled under its current store revision and the current
+//! live nodes is passed by without reading its releases and formation (a backend with
+//! revisions, the embedded one, makes a look at 100,000 idle apps cost milliseconds per
+//! thousand); every [`REPAIR_EVERY`] one look reads them all anyway.
+//!
 //! Web dynos that move to another node are handed over with preboot: this node keeps
 //! serving with one until the new owner's record shows it up.
 
@@ -33,6 +38,28 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 const APPS_PER_LOOK_SECOND: usize = 1000;
 /// The least time between two looks, so a burst of changes costs one look.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(200);
+/// How often a look reads every app's releases and formation even where nothing says
+/// they changed: the repair for what no revision can show (a bug here, a store edited by
+/// hand).
+const REPAIR_EVERY: Duration = Duration::from_secs(3600);
+
+/// The facts an app's dynos here follow from once converged: its revision in the store,
+/// the live nodes (placement), and the repair period it was looked at in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Settled {
+    revision: u64,
+    membership: u64,
+    repair: u64,
+}
+
+/// How a look at an app's dynos ended.
+#[derive(PartialEq, Eq)]
+enum Converged {
+    /// They follow from the store and the live nodes: nothing to do until those change.
+    Settled,
+    /// Under way (a release just started, a web dyno not yet taken over elsewhere).
+    LookAgain,
+}
 
 /// What the next look covers.
 enum Look {
@@ -130,8 +157,9 @@ impl Host {
             if changes.is_none() {
                 changes = self.store.nodes.changes().await.ok();
             }
+            let repair = self.repair_period();
             match look {
-                Look::All => self.converge().await,
+                Look::All => self.converge(repair).await,
                 Look::Nudged => self.converge_nudged().await,
             }
             let changed = async {
@@ -180,10 +208,27 @@ impl Host {
                     continue;
                 }
             };
-            if let Err(e) = self.converge_app(&app).await {
+            // Nudged by a change made here: looked at in full.
+            if let Err(e) = self.converge_app(&app, 0).await {
                 tracing::debug!(app = %app.name, "converge: {e:#}");
             }
         }
+    }
+
+    /// The repair period now: 1 for the first [`REPAIR_EVERY`] of this host, then 2...
+    /// (0 is no period: a look in full).
+    pub(super) fn repair_period(&self) -> u64 {
+        self.started.elapsed().as_secs() / REPAIR_EVERY.as_secs() + 1
+    }
+
+    /// What `app`'s dynos settle under if converged now (nothing, on a backend without
+    /// revisions).
+    pub(super) fn settled_under(&self, app: &App, repair: u64) -> Option<Settled> {
+        app.revision.map(|revision| Settled {
+            revision,
+            membership: self.membership.generation(),
+            repair,
+        })
     }
 
     /// The time between two steady looks: [`LOOK_EVERY`], longer with many apps.
@@ -192,8 +237,9 @@ impl Host {
         LOOK_EVERY.max(Duration::from_secs((apps / APPS_PER_LOOK_SECOND) as u64))
     }
 
-    /// One look at the whole store.
-    async fn converge(&self) {
+    /// One look at the whole store, in repair period `repair` (an app settled in an
+    /// earlier one is looked at in full).
+    async fn converge(&self, repair: u64) {
         // Every app is looked at, the nudged ones included.
         self.nudged.lock().clear();
         let live = match self.store.nodes.live().await {
@@ -239,15 +285,17 @@ impl Host {
             }
         }
         for app in &apps {
-            if let Err(e) = self.converge_app(app).await {
+            if let Err(e) = self.converge_app(app, repair).await {
                 tracing::debug!(app = %app.name, "converge: {e:#}");
             }
         }
     }
 
     /// Makes this node run the app's current release and its share of the formation,
-    /// then publishes what it runs and learns which nodes serve the app.
-    async fn converge_app(&self, app: &App) -> anyhow::Result<()> {
+    /// then publishes what it runs and learns which nodes serve the app. The release and
+    /// formation are read only when the app's revision, the live nodes or the `repair`
+    /// period differ from those it last settled under (period 0: always).
+    async fn converge_app(&self, app: &App, repair: u64) -> anyhow::Result<()> {
         let entry = self.entry_for(app);
         if entry.is_destroying() {
             return Ok(());
@@ -255,7 +303,12 @@ impl Host {
         let records = self.store.nodes.dynos(&app.id).await?;
         // A change in progress here (a deploy, a scale) holds the turn: look next time.
         if let Ok(_turn) = entry.releasing.try_acquire() {
-            self.converge_dynos(app, &entry, &records).await?;
+            let now = self.settled_under(app, repair);
+            let settled = entry.node.lock().settled;
+            if repair == 0 || now.is_none() || settled != now {
+                let done = self.converge_dynos(app, &entry, &records).await?;
+                entry.node.lock().settled = now.filter(|_| done == Converged::Settled);
+            }
             self.answer_restarts(app, &entry).await?;
         }
         self.publish_dynos(app, &entry).await?;
@@ -263,21 +316,23 @@ impl Host {
         Ok(())
     }
 
+    /// Starts the current release here, or else makes the dynos this node runs its share;
+    /// says whether another look must follow even with nothing changed in the store.
     async fn converge_dynos(
         &self,
         app: &App,
         entry: &AppEntry,
         records: &[NodeDynos],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Converged> {
         let runtime = &entry.runtime;
         let head = self.store.control.release_head(&app.name).await?;
         let Some(current) = head.current.filter(|r| r.slug.is_some()) else {
-            return Ok(());
+            return Ok(Converged::Settled);
         };
         let running = runtime.current_release();
         if running.as_ref().map(|r| r.version) != Some(current.version) {
             if entry.node.lock().failed == Some(current.version) {
-                return Ok(());
+                return Ok(Converged::Settled); // until a newer release
             }
             let going = entry.going_live(current.version);
             // Nothing of the app runs here yet (this node just started, or the app is new
@@ -296,10 +351,11 @@ impl Host {
                     format!("Could not start v{} on node {node}: {e:#}", current.version),
                 );
             }
-            return Ok(());
+            // Next: this node's share of the formation for the release now running.
+            return Ok(Converged::LookAgain);
         }
         let Some(release) = running else {
-            return Ok(());
+            return Ok(Converged::Settled);
         };
         let formation = self
             .store
@@ -312,7 +368,8 @@ impl Host {
         let mut share = self.membership.share_in(&owners, &formation, placement);
         let running_share = runtime.share().await;
         // Preboot across nodes: a web dyno placed elsewhere now keeps serving here until
-        // its new node runs it.
+        // its new node runs it (which only its record shows: looked at again until then).
+        let mut done = Converged::Settled;
         let web = ProcessType::web();
         for n in running_share.numbers(&web) {
             if share.contains(&web, n) {
@@ -330,13 +387,14 @@ impl Host {
             });
             if !taken_over {
                 share.insert(web.clone(), n);
+                done = Converged::LookAgain;
             }
         }
         if share != running_share {
             tracing::info!(app = %app.name, "running {}", share.summary());
             runtime.scale(&share).await?;
         }
-        Ok(())
+        Ok(done)
     }
 
     /// Restarts this node's dynos that a restart request made on another node names.

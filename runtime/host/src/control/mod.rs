@@ -84,6 +84,8 @@ pub struct Host {
     nudged: Mutex<HashSet<AppName>>,
     /// Whether the next nudged look covers every app.
     nudged_all: std::sync::atomic::AtomicBool,
+    /// When this host started.
+    started: std::time::Instant,
 }
 
 /// One app this host runs.
@@ -114,6 +116,9 @@ struct NodeState {
     /// The newest restart request acted on (or found at the first look: requests from
     /// before this node started are history); `None` before the first look.
     restarts_seen: Option<u64>,
+    /// What the app's dynos here last settled under: a look finding the same passes the
+    /// app by without reading its releases and formation.
+    settled: Option<converge::Settled>,
 }
 
 /// A release on its way live: `cancel` stops it (its release phase or its boot), and
@@ -216,6 +221,7 @@ impl Host {
             nudge: tokio::sync::Notify::new(),
             nudged: Mutex::new(HashSet::new()),
             nudged_all: std::sync::atomic::AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
         let weak = Arc::downgrade(&host);
         host.router.set_app_finder(Arc::new(move |name: String| {
@@ -243,12 +249,12 @@ impl Host {
     /// Every app the store knows, given a runtime (so the router answers it, with a 503
     /// until it is up) at once, without starting anything: `wdeploy host` calls this
     /// before it listens, so no request right after a restart finds "no such app".
-    pub async fn routed_apps(&self) -> anyhow::Result<Vec<AppName>> {
+    pub async fn routed_apps(&self) -> anyhow::Result<Vec<App>> {
         let apps = self.store.control.apps().await?;
         for app in &apps {
             self.entry_for(app);
         }
-        Ok(apps.into_iter().map(|app| app.name).collect())
+        Ok(apps)
     }
 
     /// Brings `apps` back at their current release and formation (after a restart).
@@ -257,7 +263,7 @@ impl Host {
     /// [`Host::routed_apps`] and answers 503 until it is up); apps start a few at a time,
     /// each under its release turn and the boot deadline, so one app that cannot boot
     /// delays nobody and can be cancelled or destroyed meanwhile.
-    pub async fn restore_apps(&self, apps: Vec<AppName>) {
+    pub async fn restore_apps(&self, apps: Vec<App>) {
         use futures::StreamExt;
         // In a cluster, only this node's share: the live nodes first.
         if let Err(e) = self.store.nodes.heartbeat().await {
@@ -268,34 +274,40 @@ impl Host {
         }
         futures::stream::iter(apps)
             .for_each_concurrent(RESTORE_CONCURRENCY, |app| async move {
-                let head = match self.store.control.release_head(&app).await {
+                // Read before the release and formation it is restored from: a change
+                // meanwhile moves the revision on, and the next look sees it.
+                let settled = self.settled_under(&app, self.repair_period());
+                let head = match self.store.control.release_head(&app.name).await {
                     Ok(head) => head,
                     Err(e) => {
-                        tracing::error!(app = %app, "could not read the releases: {e}");
+                        tracing::error!(app = %app.name, "could not read the releases: {e}");
                         return;
                     }
                 };
                 let Some(release) = head.current.filter(|r| r.slug.is_some()) else {
                     return;
                 };
-                let Some(entry) = self.apps.lock().get(&app).cloned() else {
+                let Some(entry) = self.apps.lock().get(&app.name).cloned() else {
                     return; // destroyed meanwhile
                 };
-                self.restore_app(&entry, &release).await;
+                if self.restore_app(&entry, &release).await {
+                    entry.node.lock().settled = settled;
+                }
             })
             .await;
         // One look at everything publishes what runs here now (not one per app).
         self.nudge_all();
     }
 
-    async fn restore_app(&self, entry: &AppEntry, release: &wdeploy_store::Release) {
+    /// Starts `release`, unless something else came first; says whether it runs now.
+    async fn restore_app(&self, entry: &AppEntry, release: &wdeploy_store::Release) -> bool {
         let name = &entry.runtime.name;
         let Ok(_turn) = entry.release_turn().await else {
-            return;
+            return false;
         };
         // A release made since the host started (or a destroy) came first.
         if entry.is_destroying() || entry.runtime.current_release().is_some() {
-            return;
+            return false;
         }
         let going = entry.going_live(release.version);
         // A restored release booted before: a dyno that may sleep starts idle, so a host
@@ -305,7 +317,10 @@ impl Host {
             .start(&entry.runtime, release, start, &going.cancel)
             .await
         {
-            Ok(()) => tracing::debug!(app = %name, version = release.version, "restored"),
+            Ok(()) => {
+                tracing::debug!(app = %name, version = release.version, "restored");
+                true
+            }
             Err(e) => {
                 // Not tried again by the converge loop: a newer release will be.
                 entry.node.lock().failed = Some(release.version);
@@ -314,6 +329,7 @@ impl Host {
                     "api",
                     format!("Could not restore v{}: {e:#}", release.version),
                 );
+                false
             }
         }
     }

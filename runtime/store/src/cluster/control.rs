@@ -193,6 +193,8 @@ impl ControlStore for ClusterControl {
             name: name.clone(),
             id: AppId::random(),
             created_at: Utc::now(),
+            // No revision here: a converge look reads every app (see App::revision).
+            revision: None,
         };
         let value = encode(&StoredApp {
             name: name.clone(),
@@ -557,6 +559,7 @@ fn to_app(stored: StoredApp) -> Result<App> {
             .map_err(|e| StoreError::Backend(format!("stored app is unreadable: {e}")))?,
         name: stored.name,
         created_at: stored.created_at,
+        revision: None,
     })
 }
 

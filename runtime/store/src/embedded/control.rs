@@ -28,7 +28,10 @@ CREATE TABLE IF NOT EXISTS apps (
     created_at TEXT NOT NULL,
     -- AppId: random, made at creation, never reused. NULL only in a database made before
     -- ids, until `open` gives each app one.
-    id TEXT
+    id TEXT,
+    -- Bumped in the same transaction as every change to the app's releases or formation
+    -- (App::revision).
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
@@ -68,6 +71,7 @@ impl ControlDb {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         give_apps_ids(&mut conn)?;
+        add_revisions(&conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
         })
@@ -87,12 +91,14 @@ impl ControlDb {
             name: name.clone(),
             id,
             created_at: now,
+            revision: Some(0),
         })
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare("SELECT name, created_at, id FROM apps ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT name, created_at, id, revision FROM apps ORDER BY name")?;
         let rows = stmt.query_map([], row_to_app)?;
         rows.map(|row| row?).collect()
     }
@@ -101,7 +107,7 @@ impl ControlDb {
         self.conn
             .lock()
             .query_row(
-                "SELECT name, created_at, id FROM apps WHERE name = ?1",
+                "SELECT name, created_at, id, revision FROM apps WHERE name = ?1",
                 params![name.as_str()],
                 row_to_app,
             )
@@ -161,6 +167,7 @@ impl ControlDb {
                 version,
             });
         }
+        bump_revision(&tx, app)?;
         tx.commit()?;
         Ok(Release {
             app: app.clone(),
@@ -180,20 +187,35 @@ impl ControlDb {
 
     /// Records how a pending release ended. Only a pending release may change status.
     pub fn finish_release(&self, app: &AppName, version: u64, status: ReleaseStatus) -> Result<()> {
-        self.conn.lock().execute(
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
             "UPDATE releases SET status = ?3 WHERE app = ?1 AND version = ?2 AND status = 'pending'",
             params![app.as_str(), version, status.as_str()],
         )?;
+        if changed > 0 {
+            bump_revision(&tx, app)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     /// Marks every release still pending as failed: they were being started when the host
     /// went down, were never acknowledged, and must not count as current. Returns how many.
     pub fn fail_interrupted(&self) -> Result<usize> {
-        Ok(self.conn.lock().execute(
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE apps SET revision = revision + 1
+             WHERE name IN (SELECT app FROM releases WHERE status = 'pending')",
+            [],
+        )?;
+        let failed = tx.execute(
             "UPDATE releases SET status = 'failed' WHERE status = 'pending'",
             [],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(failed)
     }
 
     /// The release log, newest first.
@@ -281,6 +303,7 @@ impl ControlDb {
                 params![app.as_str(), process_type.as_str(), quantity],
             )?;
         }
+        bump_revision(&tx, app)?;
         let formation = read_formation(&tx, app)?;
         tx.commit()?;
         Ok(formation)
@@ -443,13 +466,35 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
     let name: String = r.get(0)?;
     let created: String = r.get(1)?;
     let id: Option<String> = r.get(2)?;
+    let revision: i64 = r.get(3)?;
     Ok((|| {
         Ok(App {
             name: stored(&name)?,
             id: stored(id.as_deref().unwrap_or_default())?,
             created_at: parse_time(&created),
+            revision: Some(revision as u64),
         })
     })())
+}
+
+/// Marks a change to the app's releases or formation (inside the transaction making it).
+fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Result<()> {
+    tx.execute(
+        "UPDATE apps SET revision = revision + 1 WHERE name = ?1",
+        params![app.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Adds the revision column to a database made before it (every app at revision 0).
+fn add_revisions(conn: &Connection) -> Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'revision'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE apps ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// Gives every app of a database made before app ids its id (and adds the column), in
@@ -606,6 +651,50 @@ mod tests {
         ));
         state.delete_app(&hello).unwrap();
         assert!(state.apps().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_revision_changes_with_releases_and_formation_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("control.db");
+        let hello = name("hello");
+        let state = ControlDb::open(&db).unwrap();
+        state.create_app(&hello).unwrap();
+        let revision = || state.app(&hello).unwrap().revision.unwrap();
+        let mut seen = vec![revision()];
+        state
+            .append_release(&hello, 1, new_release("Deploy", &[]))
+            .unwrap();
+        seen.push(revision());
+        state
+            .finish_release(&hello, 1, ReleaseStatus::Succeeded)
+            .unwrap();
+        seen.push(revision());
+        // A release that is not pending does not change: neither does the revision.
+        state
+            .finish_release(&hello, 1, ReleaseStatus::Failed)
+            .unwrap();
+        assert_eq!(revision(), *seen.last().unwrap());
+        let web2: Formation = serde_json::from_str(r#"{"web":2}"#).unwrap();
+        state.scale(&hello, &web2).unwrap();
+        seen.push(revision());
+        state
+            .append_release(&hello, 2, new_release("Deploy 2", &[]))
+            .unwrap();
+        seen.push(revision());
+        // Reads and tokens leave it alone.
+        state.release_head(&hello).unwrap();
+        state.add_token(&Digest::of_bytes(b"t"), "t").unwrap();
+        assert_eq!(revision(), *seen.last().unwrap());
+        drop(state);
+        // A release left pending is failed at the next open: a change too.
+        let state = ControlDb::open(&db).unwrap();
+        assert_eq!(state.fail_interrupted().unwrap(), 1);
+        seen.push(state.app(&hello).unwrap().revision.unwrap());
+        let mut distinct = seen.clone();
+        distinct.dedup();
+        assert_eq!(distinct, seen, "every change moves the revision: {seen:?}");
+        assert_eq!(state.apps().unwrap()[0].revision, seen.last().copied());
     }
 
     #[test]
