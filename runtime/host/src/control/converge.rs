@@ -38,6 +38,8 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 const APPS_PER_LOOK_SECOND: usize = 1000;
 /// The least time between two looks, so a burst of changes costs one look.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(200);
+/// Apps a look goes through before it lets other tasks on its worker thread run.
+const YIELD_EVERY_APPS: usize = 64;
 /// How often a look reads every app's releases and formation even where nothing says
 /// they changed: the repair for what no revision can show (a bug here, a store edited by
 /// hand).
@@ -284,9 +286,14 @@ impl Host {
                 self.forget(&name).await;
             }
         }
-        for app in &apps {
+        for (n, app) in apps.iter().enumerate() {
             if let Err(e) = self.converge_app(app, repair).await {
                 tracing::debug!(app = %app.name, "converge: {e:#}");
+            }
+            // Most looks at a settled app complete without waiting: give the worker
+            // thread back now and then, so a look over many apps stalls no request.
+            if n % YIELD_EVERY_APPS == YIELD_EVERY_APPS - 1 {
+                tokio::task::yield_now().await;
             }
         }
     }

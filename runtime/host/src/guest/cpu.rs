@@ -172,6 +172,18 @@ impl CpuGovernor {
         })
     }
 
+    /// The apps whose lanes have threads now (and a few whose threads just stopped):
+    /// every app running guest code is among them, so a look for awake dynos need not
+    /// visit the many idle apps of a host.
+    pub fn apps_with_threads(&self) -> Vec<AppName> {
+        self.lanes
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|lane| lane.app.clone())
+            .collect()
+    }
+
     fn tick(&self) {
         let lanes: Vec<Arc<LaneCpu>> = {
             let mut lanes = self.lanes.lock();
