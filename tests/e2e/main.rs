@@ -16,6 +16,7 @@ mod async_guests;
 mod attacks;
 mod buildpacks;
 mod cluster;
+mod dashboard;
 mod deploy;
 mod dev;
 mod durability;

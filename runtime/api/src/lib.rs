@@ -3,6 +3,7 @@
 //! `wdeploy-core` and serialise as the strings and maps they stand for.
 
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod server;
 pub mod wire;

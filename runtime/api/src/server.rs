@@ -3,6 +3,8 @@
 //! This module knows the wire format and nothing of how the host keeps apps; every route
 //! authenticates first, caps its body, and answers errors as JSON [`ApiError`]s.
 
+use crate::dashboard::session::{self, Sessions};
+use crate::dashboard::{self, DASHBOARD_HEADER, DashboardOptions};
 use crate::error::ApiError;
 use crate::wire::*;
 use async_trait::async_trait;
@@ -161,16 +163,29 @@ pub trait Platform: Send + Sync + 'static {
         value: String,
     ) -> Result<KvEntry, ApiError>;
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
+    /// What the app's add-on data takes: storage against its quota, and its queues.
+    async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError>;
 }
 
 type Shared = Arc<dyn Platform>;
 
-/// The API router, every route behind bearer-token authentication.
+/// The API router with the dashboard served as it is over plain HTTP.
 pub fn router(platform: Shared) -> Router {
+    router_with(platform, DashboardOptions::default())
+}
+
+/// The API router: every API route behind authentication (a bearer token, or the
+/// dashboard's session cookie), and the dashboard's page and login beside them.
+pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
+    let sessions = Arc::new(Sessions::default());
+    let auth = Auth {
+        platform: platform.clone(),
+        sessions: sessions.clone(),
+    };
     let blobs = Router::new()
         .route("/blobs/{digest}", put(put_blob))
         .layer(DefaultBodyLimit::disable());
-    Router::new()
+    let api = Router::new()
         .route("/apps", get(apps).post(create_app))
         .route("/apps/{app}", get(app).delete(destroy_app))
         .route("/blobs/missing", post(missing_blobs))
@@ -188,28 +203,52 @@ pub fn router(platform: Shared) -> Router {
             axum::routing::delete(restart_one),
         )
         .route("/apps/{app}/log-sessions", get(logs))
+        .route("/apps/{app}/log-events", get(log_events))
+        .route("/apps/{app}/addons", get(addons))
         .route("/apps/{app}/kv/keys", get(kv_keys))
         .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
         .route("/apps/{app}/queues", get(queues))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })
-        .layer(axum::middleware::from_fn_with_state(
-            platform.clone(),
-            authenticate,
-        ))
-        .with_state(platform)
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate))
+        .with_state(platform.clone());
+    dashboard::routes(platform, sessions, dashboard).merge(api)
 }
 
-async fn authenticate(State(platform): State<Shared>, mut req: Request, next: Next) -> Response {
-    let token = req
+/// What authentication needs: the tokens (through the platform) and the open sessions.
+#[derive(Clone)]
+struct Auth {
+    platform: Shared,
+    sessions: Arc<Sessions>,
+}
+
+async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+    let bearer = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|t| t.trim().to_string());
+    let token = match bearer {
+        Some(token) => Some(token),
+        None => {
+            let session =
+                session::from_cookies(req.headers()).and_then(|id| auth.sessions.token(&id));
+            let safe = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+            if session.is_some() && !safe && !req.headers().contains_key(DASHBOARD_HEADER) {
+                return ApiError::new(
+                    403,
+                    "forbidden",
+                    format!("a change made with the dashboard's cookie must carry the {DASHBOARD_HEADER} header"),
+                )
+                .into_response();
+            }
+            session
+        }
+    };
     let caller = match token {
-        Some(token) => match platform.authenticate(token).await {
+        Some(token) => match auth.platform.authenticate(&token).await {
             Ok(caller) => caller,
             Err(e) => return e.into_response(),
         },
@@ -487,6 +526,32 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     let stream = p.logs(&app, query).await?;
     Ok(text_stream(stream))
+}
+
+/// `GET /apps/{app}/log-events`: the log stream as Server-Sent Events (one event per
+/// line), for a browser's `EventSource`; the same query as `log-sessions`, always tailing.
+async fn log_events(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(mut query): QueryParams<LogQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    query.tail = true;
+    let lines = p.logs(&app, query).await?;
+    let events = lines.map(|line| {
+        Ok::<_, std::convert::Infallible>(Event::default().data(line.trim_end_matches('\n')))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn addons(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<AddonUsage>, ApiError> {
+    p.addons(&app).await.map(Json)
 }
 
 fn bucket(query: &KvQuery) -> &str {

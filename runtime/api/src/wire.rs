@@ -143,3 +143,13 @@ pub struct QueueInfo {
     /// Acknowledged in the last 24 hours.
     pub done: u64,
 }
+
+/// `GET /apps/{app}/addons`: what the app's add-on data takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonUsage {
+    /// Bytes the app's keys and jobs count against its quota.
+    pub storage_bytes: u64,
+    /// The app's add-on storage quota, in bytes.
+    pub quota_bytes: u64,
+    pub queues: Vec<QueueInfo>,
+}

@@ -5,7 +5,7 @@ use super::Host;
 use super::errors::Result;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::Caller;
-use wdeploy_api::wire::{KvEntry, KvKeys, QueueInfo};
+use wdeploy_api::wire::{AddonUsage, KvEntry, KvKeys, QueueInfo};
 use wdeploy_core::AppName;
 use wdeploy_store::Tenant;
 
@@ -75,6 +75,16 @@ impl Host {
             format!("Set key `{key}` of bucket {bucket} by {}", by.0),
         );
         Ok(kv_entry(bucket, key, bytes))
+    }
+
+    pub(super) async fn addon_usage(&self, app: &AppName) -> Result<AddonUsage> {
+        let tenant = self.tenant(app).await?;
+        let storage_bytes = self.store.addons.usage(&tenant.app).await?;
+        Ok(AddonUsage {
+            storage_bytes,
+            quota_bytes: tenant.quota_bytes,
+            queues: self.queue_list(app).await?,
+        })
     }
 
     pub(super) async fn queue_list(&self, app: &AppName) -> Result<Vec<QueueInfo>> {

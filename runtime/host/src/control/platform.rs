@@ -363,4 +363,8 @@ impl Platform for Host {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError> {
         Ok(self.queue_list(app).await?)
     }
+
+    async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError> {
+        Ok(self.addon_usage(app).await?)
+    }
 }

@@ -1,0 +1,250 @@
+//! The web dashboard, used the way a person does: in a real headless Chromium (driven over
+//! WebDriver), against a real host running a real app.
+
+use crate::fixture::*;
+use fantoccini::{Client, Locator};
+use std::time::{Duration, Instant};
+
+/// How long the page may take to show what the host already did (it refreshes every 2 s).
+const PAGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
+    if skip_browser() {
+        return;
+    }
+    let host = TestHost::start();
+    host.create_and_push("dash", &sample("hello"));
+    host.ok(&["config:set", "GREETING=two", "-a", "dash"]);
+    assert_eq!(host.get("dash", "/"), (200, "Hello from two\n".into()));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the WebDriver client");
+    runtime.block_on(async {
+        let browser = Browser::start(1280, 2200).await;
+        let page = &browser.client;
+
+        // Logged out, the page asks for a token; a wrong one is refused by name.
+        page.goto(&format!("{}/", host.api))
+            .await
+            .expect("open the dashboard");
+        log_in(page, "not-the-token").await;
+        let error = page
+            .wait()
+            .at_most(PAGE)
+            .for_element(Locator::Css("#login-error:not([hidden])"))
+            .await
+            .expect("a refused login says so");
+        assert_eq!(
+            error.text().await.unwrap(),
+            "That token is not valid on this host."
+        );
+        log_in(page, &host.token).await;
+
+        // The apps list shows the app with its release and dynos.
+        let row = wait_text(page, "#apps tr[data-app=dash]", |t| t.contains("v2")).await;
+        assert!(row.contains("web=1"), "{row}");
+        click(page, "a[href='#/apps/dash']").await;
+        wait_text(page, "#current-release", |t| t.contains("v2 serving")).await;
+
+        // Config vars are hidden until asked for.
+        let config = wait_text(page, "#config", |t| t.contains("GREETING")).await;
+        assert!(
+            !config.contains("two"),
+            "a value shows before it is asked for: {config}"
+        );
+        click(page, "#config button").await;
+        wait_text(page, "#config", |t| t.contains("two")).await;
+
+        // Rollback: the router answers with v1's config again.
+        click(page, "#release-table button[data-rollback='1']").await;
+        wait_text(page, "#current-release", |t| t.contains("v3 serving")).await;
+        assert_eq!(host.get("dash", "/"), (200, "Hello from wdeploy\n".into()));
+        let releases = host.ok(&["releases", "-a", "dash"]);
+        assert!(releases.contains("Rollback to v1"), "{releases}");
+
+        // Scale web to 2 and see both dynos.
+        let quantity = page
+            .find(Locator::Css("#scale-web"))
+            .await
+            .expect("the web quantity");
+        quantity.clear().await.expect("clear");
+        quantity.send_keys("2").await.expect("type 2");
+        click(page, "#scale-web-apply").await;
+        for dyno in ["web.1", "web.2"] {
+            wait_text(page, &format!("#dyno-table tr[data-dyno='{dyno}']"), |t| {
+                t.contains("up")
+            })
+            .await;
+        }
+        let ps = host.ok(&["ps", "-a", "dash"]);
+        assert!(ps.contains("web.2: up"), "{ps}");
+
+        // A request's line shows in the live tail within 2 s.
+        let probe = format!("/probe-{}", std::process::id());
+        let asked = Instant::now();
+        assert_eq!(host.get("dash", &probe).0, 200);
+        wait_text(page, "#log", |t| t.contains(&format!("path=\"{probe}\""))).await;
+        let seen_after = asked.elapsed();
+        assert!(
+            seen_after < Duration::from_secs(2),
+            "the router's line took {seen_after:?} to show"
+        );
+
+        // Filtered to the router's lines, the app's own lines go.
+        page.find(Locator::Css("#log-source"))
+            .await
+            .expect("the source filter")
+            .select_by_value("router")
+            .await
+            .expect("pick router");
+        let probe2 = format!("{probe}-router");
+        assert_eq!(host.get("dash", &probe2).0, 200);
+        let log = wait_text(page, "#log", |t| t.contains(&format!("path=\"{probe2}\""))).await;
+        assert!(
+            !log.contains("app[web."),
+            "an app line passed the filter: {log}"
+        );
+
+        let screenshot = page.screenshot().await.expect("a screenshot");
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-app.png");
+        std::fs::write(&path, screenshot).expect("write the screenshot");
+        eprintln!("the app page: {}", path.display());
+        browser
+            .client
+            .clone()
+            .close()
+            .await
+            .expect("close the browser");
+    });
+}
+
+#[test]
+fn the_session_cookie_is_locked_down_and_needs_the_dashboard_header_to_change_anything() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "cookie", "--no-link"]);
+    let agent = http();
+    let login = |token: &str| {
+        agent
+            .post(&format!("{}/session", host.api))
+            .header("content-type", "application/json")
+            .send(serde_json::json!({ "token": token }).to_string().as_bytes())
+            .expect("POST /session")
+    };
+    assert_eq!(login("wrong").status().as_u16(), 401);
+    let response = login(&host.token);
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(&host.token),
+        "the token itself went into the cookie"
+    );
+    let session = cookie.split(';').next().expect("name=value").to_string();
+
+    // Reading with the cookie works; changing needs the dashboard's header too.
+    let apps = agent
+        .get(&format!("{}/apps", host.api))
+        .header("cookie", &session)
+        .call()
+        .expect("GET /apps");
+    assert_eq!(apps.status().as_u16(), 200);
+    let scale = |with_header: bool| {
+        let mut request = agent
+            .patch(&format!("{}/apps/cookie/formation", host.api))
+            .header("cookie", &session)
+            .header("content-type", "application/json");
+        if with_header {
+            request = request.header("x-wdeploy-dashboard", "1");
+        }
+        request
+            .send(br#"{"web":0}"#.as_slice())
+            .expect("PATCH formation")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(scale(false), 403);
+    assert_eq!(scale(true), 200);
+
+    // Logged out, the cookie opens nothing.
+    let out = agent
+        .delete(&format!("{}/session", host.api))
+        .header("cookie", &session)
+        .call()
+        .expect("DELETE /session");
+    assert_eq!(out.status().as_u16(), 204);
+    let after = agent
+        .get(&format!("{}/apps", host.api))
+        .header("cookie", &session)
+        .call()
+        .expect("GET /apps");
+    assert_eq!(after.status().as_u16(), 401);
+
+    // The page and its files are served to anyone, with a strict policy.
+    let page = agent.get(&format!("{}/", host.api)).call().expect("GET /");
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+}
+
+async fn log_in(page: &Client, token: &str) {
+    let field = page
+        .wait()
+        .at_most(PAGE)
+        .for_element(Locator::Css("#token"))
+        .await
+        .expect("the login form");
+    field.clear().await.expect("clear the token field");
+    field.send_keys(token).await.expect("type the token");
+    click(page, "#login-button").await;
+}
+
+async fn click(page: &Client, css: &str) {
+    page.wait()
+        .at_most(PAGE)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+/// Waits until the element `css` exists and its text passes `check`; returns the text.
+async fn wait_text(page: &Client, css: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + PAGE;
+    let mut last = String::new();
+    loop {
+        if let Ok(element) = page.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if check(&text) {
+                return text;
+            }
+            last = text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {css}; last seen:\n{last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
