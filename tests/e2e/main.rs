@@ -22,6 +22,7 @@ mod durability;
 mod idle;
 mod isolation;
 mod lifecycle;
+mod metrics;
 mod polyglot;
 mod quotas;
 mod write_idioms;

@@ -363,4 +363,12 @@ impl Platform for Host {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError> {
         Ok(self.queue_list(app).await?)
     }
+
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok(self.metrics_text())
+    }
+
+    async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError> {
+        Ok(self.metrics_history(app).await?)
+    }
 }
