@@ -178,6 +178,16 @@ fn metrics_count_what_the_router_answered() {
     );
     assert_eq!(unknown.0, 404, "{}", unknown.1);
 
+    // A restart is counted per process type.
+    host.ok(&["restart", "-a", "faults"]);
+    let (_, text) = get_with(&api_metrics, Some(&host.token));
+    let restarts = value(
+        &parse(&text),
+        "wdeploy_app_restarts_total",
+        &with(("process_type", "web")),
+    );
+    assert_eq!(restarts, Some(1.0), "{text}");
+
     // A destroyed app's series go.
     host.ok(&["apps:destroy", "faults", "--confirm", "faults"]);
     let (_, text) = get_with(&api_metrics, Some(&host.token));

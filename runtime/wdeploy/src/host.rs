@@ -121,6 +121,9 @@ const MAX_INSTANCES: u32 = 16_000;
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// Open connections the `--metrics` listener takes at once.
+const METRICS_CONNECTIONS: usize = 256;
+
 /// The longest deadline a flag may set (a week): past it a deadline is no deadline.
 const MAX_DEADLINE_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -295,13 +298,21 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
-    // The metrics listener has caps of its own, as the router and the API do.
+    // The metrics listener has caps of its own, as the router and the API do: the same
+    // deadlines, and few connections (a scraper needs one or two), so the file
+    // descriptors stay the router's and the API's.
     let metrics_task = metrics_listener.map(|listener| {
         let metrics = wdeploy_api::server::metrics_router(host.clone());
+        let max_connections = limits.max_connections.min(METRICS_CONNECTIONS);
+        let metrics_limits = ListenerLimits {
+            max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip.min(max_connections),
+            ..limits.clone()
+        };
         tokio::spawn(wdeploy_host::serve_http(
             "metrics",
             listener,
-            limits.clone(),
+            metrics_limits,
             move |_, _| hyper_util::service::TowerToHyperService::new(metrics.clone()),
             wait_stop(stop_rx.clone()),
             STOP_GRACE,
