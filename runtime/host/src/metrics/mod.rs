@@ -180,6 +180,10 @@ mod tests {
             busy.request(500, Some("H13"), Duration::from_millis(2));
         }
         busy.crashed(&ProcessType::web());
+        busy.restarted(&"worker".parse::<ProcessType>().unwrap());
+        busy.addon_call(Addon::KeyValue, false);
+        busy.addon_call(Addon::KeyValue, true);
+        busy.log_line_dropped();
         metrics.compile_cache_miss();
         let text = metrics.encode();
         for line in [
@@ -193,6 +197,10 @@ mod tests {
             "wdeploy_app_instance_memory_max_bytes{app=\"busy\"} 2097152",
             "wdeploy_app_releases{app=\"busy\"} 4",
             "wdeploy_app_crashes_total{app=\"busy\",process_type=\"web\"} 1",
+            "wdeploy_app_restarts_total{app=\"busy\",process_type=\"worker\"} 1",
+            "wdeploy_app_addon_operations_total{app=\"busy\",addon=\"keyvalue\"} 2",
+            "wdeploy_app_addon_errors_total{app=\"busy\",addon=\"keyvalue\"} 1",
+            "wdeploy_app_log_lines_dropped_total{app=\"busy\"} 1",
             "wdeploy_instance_pool_slots{state=\"free\"} 8",
             "wdeploy_compile_cache_misses_total 1",
             "# TYPE wdeploy_uptime_seconds gauge",
