@@ -27,10 +27,17 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         let browser = Browser::start(1280, 2200).await;
         let page = &browser.client;
 
-        // Logged out, the page asks for a token; a wrong one is refused by name.
-        page.goto(&format!("{}/", host.api))
-            .await
-            .expect("open the dashboard");
+        // `wdeploy dashboard` names the page; logged out, it asks for a token, and a wrong
+        // one is refused by name.
+        let url = host.ok(&["dashboard"]).trim().to_string();
+        assert_eq!(url, format!("{}/", host.api));
+        let app_url = host.ok(&["dashboard", "-a", "dash"]).trim().to_string();
+        assert_eq!(app_url, format!("{}/#/apps/dash", host.api));
+        assert!(
+            host.fails(&["dashboard", "-a", "nope"])
+                .contains("not found")
+        );
+        page.goto(&url).await.expect("open the dashboard");
         log_in(page, "not-the-token").await;
         let error = page
             .wait()
@@ -109,6 +116,10 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
             "an app line passed the filter: {log}"
         );
 
+        // The charts draw the app's history (a sample every 10 s) once it has one.
+        for chart in ["#chart-requests", "#chart-latency", "#chart-memory"] {
+            wait_attr(page, chart, "data-samples", |n| n != "0").await;
+        }
         let screenshot = page.screenshot().await.expect("a screenshot");
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-app.png");
         std::fs::write(&path, screenshot).expect("write the screenshot");
@@ -226,6 +237,27 @@ async fn click(page: &Client, css: &str) {
         .click()
         .await
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+/// Waits until the element `css` exists and its `attribute` passes `check`.
+async fn wait_attr(page: &Client, css: &str, attribute: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + PAGE;
+    let mut last = None;
+    loop {
+        if let Ok(element) = page.find(Locator::Css(css)).await
+            && let Ok(value) = element.attr(attribute).await
+        {
+            if value.as_deref().is_some_and(&check) {
+                return;
+            }
+            last = value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {css}[{attribute}]; last seen: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the element `css` exists and its text passes `check`; returns the text.

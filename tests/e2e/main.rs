@@ -23,6 +23,7 @@ mod durability;
 mod idle;
 mod isolation;
 mod lifecycle;
+mod metrics;
 mod polyglot;
 mod quotas;
 mod write_idioms;

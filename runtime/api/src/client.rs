@@ -309,6 +309,11 @@ impl Client {
         self.get(&format!("/apps/{app}/queues"))
     }
 
+    /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).
+    pub fn app_metrics(&self, app: &str) -> Result<MetricsHistory> {
+        self.get(&format!("/apps/{app}/metrics"))
+    }
+
     fn stream(&self, mut response: http::Response<ureq::Body>) -> Result<Box<dyn Read + Send>> {
         let status = response.status().as_u16();
         if status >= 400 {

@@ -165,7 +165,14 @@ pub trait Platform: Send + Sync + 'static {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
     /// What the app's add-on data takes: storage against its quota, and its queues.
     async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError>;
+    /// Every metric of the host in the Prometheus text format ([`METRICS_CONTENT_TYPE`]).
+    async fn metrics(&self) -> Result<String, ApiError>;
+    /// The app's last hour on this node, for the dashboard.
+    async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError>;
 }
+
+/// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 type Shared = Arc<dyn Platform>;
 
@@ -208,12 +215,23 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .route("/apps/{app}/kv/keys", get(kv_keys))
         .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
         .route("/apps/{app}/queues", get(queues))
+        .route("/apps/{app}/metrics", get(app_metrics))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
         .with_state(platform.clone());
     dashboard::routes(platform, sessions, dashboard).merge(api)
+}
+
+/// `/metrics` alone, without a token: for `wdeploy host --metrics ADDR`, a listener of its
+/// own that a scraper on a private network reaches (the API keeps its tokens).
+pub fn metrics_router(platform: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
+        .with_state(platform)
 }
 
 /// What authentication needs: the tokens (through the platform) and the open sessions.
@@ -599,6 +617,18 @@ async fn queues(
     AppPath(app): AppPath,
 ) -> Result<Json<Vec<QueueInfo>>, ApiError> {
     p.queues(&app).await.map(Json)
+}
+
+async fn metrics(State(p): State<Shared>) -> Result<Response, ApiError> {
+    let text = p.metrics().await?;
+    Ok(([(http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+async fn app_metrics(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<MetricsHistory>, ApiError> {
+    p.app_metrics(&app).await.map(Json)
 }
 
 fn text_stream(stream: TextStream) -> Response {

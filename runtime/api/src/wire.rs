@@ -153,3 +153,32 @@ pub struct AddonUsage {
     pub quota_bytes: u64,
     pub queues: Vec<QueueInfo>,
 }
+
+/// `GET /apps/{app}/metrics`: the app's last hour on the node answering, one sample per
+/// interval, oldest first, from the same counts `/metrics` exports (none before the
+/// app's first traffic there, and none after an hour without any).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsHistory {
+    pub app: AppName,
+    pub interval_seconds: u64,
+    pub samples: Vec<MetricsSample>,
+}
+
+/// One interval of an app's [`MetricsHistory`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsSample {
+    /// When the interval ended (RFC 3339).
+    pub at: String,
+    /// Requests the router answered for the app in the interval, and of them 5xx.
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests the router answered for the app, per second over the interval.
+    pub requests_per_second: f64,
+    /// Of which 5xx.
+    pub errors_per_second: f64,
+    /// Router latency quantiles over the interval (absent without requests).
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    /// Linear memory of the app's instances at the end of the interval.
+    pub memory_bytes: u64,
+}

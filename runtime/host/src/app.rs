@@ -10,6 +10,7 @@ use crate::dyno::worker::{WorkerDyno, WorkerDynoSpec, run_one_off};
 use crate::guest::engine::Engine;
 use crate::guest::lane::Lane;
 use crate::logs::LogStream;
+use crate::metrics::AppMetrics;
 use crate::release::Release;
 use anyhow::{Context, bail};
 use parking_lot::{Mutex, RwLock};
@@ -32,6 +33,8 @@ use wdeploy_core::{AppName, DynoState, ProcessType, dyno};
 pub struct AppRuntime {
     pub name: AppName,
     pub logs: Arc<LogStream>,
+    /// What the app's router lines, dynos and add-ons count (`/metrics`, its history).
+    pub metrics: Arc<AppMetrics>,
     engine: Arc<Engine>,
     /// The threads this app's guests run on, apart from every other app's.
     lane: Arc<Lane>,
@@ -72,6 +75,8 @@ impl AppRuntime {
         backoff: Backoff,
         deadlines: Deadlines,
     ) -> Arc<AppRuntime> {
+        let metrics = engine.metrics().app(name.clone());
+        logs.count_drops_in(metrics.clone());
         Arc::new(AppRuntime {
             lane: Arc::new(Lane::new(
                 name.clone(),
@@ -81,6 +86,7 @@ impl AppRuntime {
             )),
             name,
             logs,
+            metrics,
             engine,
             run_dir,
             port,
@@ -237,6 +243,11 @@ impl AppRuntime {
             }
             workers.push(self.start_worker(&release, process_type, n)?);
         }
+        // Dynos that run (not a restored web dyno left asleep) make the app show in
+        // `/metrics`.
+        if !workers.is_empty() || self.web_dynos().iter().any(|d| !d.is_asleep_and_quiet()) {
+            self.metrics.activate();
+        }
         *self.workers.lock() = workers;
         *running = share.clone();
         *self.current.write() = Some(release);
@@ -308,6 +319,11 @@ impl AppRuntime {
         let mut running = self.share.lock().await;
         let Some(name) = dyno else {
             let share = running.clone();
+            for (process_type, _) in share.iter() {
+                if !process_type.is_release() {
+                    self.metrics.restarted(process_type);
+                }
+            }
             return self
                 .deploy_locked(
                     &mut running,
@@ -320,6 +336,7 @@ impl AppRuntime {
         };
         let (process_type, n) = dyno::parse_name(name)
             .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
+        self.metrics.restarted(&process_type);
         if process_type.is_web() {
             let web = self.web_dynos();
             let Some(index) = web.iter().position(|d| d.name() == name) else {
@@ -421,6 +438,7 @@ impl AppRuntime {
                     lane: &lane,
                     release: &release,
                     logs: &this.logs,
+                    metrics: &this.metrics,
                     process_type: &process_type,
                     name: &task_name,
                     run_dir: &this.run_dir,
@@ -493,6 +511,7 @@ impl AppRuntime {
             lane: &self.lane,
             release,
             logs: &self.logs,
+            metrics: &self.metrics,
             name: &name,
             run_dir: &self.run_dir,
             port: self.port,
@@ -538,6 +557,7 @@ impl AppRuntime {
             lane: &self.lane.handle()?,
             release,
             logs: &self.logs,
+            metrics: &self.metrics,
             process_type,
             name: &format!("{process_type}.{n}"),
             run_dir: &self.run_dir,

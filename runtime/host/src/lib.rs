@@ -2,6 +2,8 @@
 //! them, streams their logs, and carries out the control API over a store.
 //!
 //! Layers, bottom up (each only uses the ones before it):
+//! - `metrics/`: the host's registry (Prometheus text at `/metrics`) and each active
+//!   app's counters and last hour;
 //! - `listener/`: the HTTP listeners' limits (connections, timeouts, header bytes),
 //!   which the router and the control API serve through;
 //! - `logs/`: each app's log stream;
@@ -29,6 +31,7 @@ mod dyno;
 mod guest;
 mod listener;
 mod logs;
+mod metrics;
 mod release;
 mod router;
 
@@ -50,5 +53,6 @@ pub use listener::{
 };
 pub use logs::rate::LogRate;
 pub use logs::{LogLine, LogSource, LogStream};
+pub use metrics::{AppMetrics, Metrics};
 pub use release::{Release, ReleaseSpec};
 pub use router::Router;

@@ -83,6 +83,7 @@ impl Fixture {
                 quota_bytes: settings.addons_quota_bytes(None),
             },
             logs: LogStream::new(),
+            metrics: wdeploy_host::AppMetrics::detached(app.clone()),
         };
         Release::load(
             &self.engine,

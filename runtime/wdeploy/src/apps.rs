@@ -1,4 +1,4 @@
-//! `login`, `apps`, `apps:create`, `apps:info`, `apps:destroy`.
+//! `login`, `apps`, `apps:create`, `apps:info`, `apps:destroy`, `open`.
 
 use crate::session::{self, AppArg, Credentials};
 use anyhow::bail;
@@ -105,4 +105,61 @@ pub fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     session::client()?.destroy_app(&args.name)?;
     println!("Destroyed {}", args.name);
     Ok(())
+}
+
+/// `wdeploy open`: prints the app's URL and, on a desktop, opens it in the browser.
+pub fn open(args: AppArg) -> anyhow::Result<()> {
+    let app = session::client()?.app(&args.resolve()?)?;
+    show_url(&app.web_url);
+    Ok(())
+}
+
+/// `wdeploy dashboard [-a APP]`: the host's dashboard (at the app's page when one is
+/// named), printed and, on a desktop, opened. Logging in there takes the same token.
+pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    let host = session::credentials()?.host;
+    let mut url = format!("{}/", host.trim_end_matches('/'));
+    if let Some(app) = &args.app {
+        // Checked first, so a typo gets the usual "not found" rather than an empty page.
+        session::client()?.app(app)?;
+        url.push_str(&format!("#/apps/{app}"));
+    }
+    show_url(&url);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    /// Open this app's page
+    #[arg(short, long)]
+    pub app: Option<String>,
+}
+
+/// Prints `url` and opens it on this machine's desktop, if it has one.
+fn show_url(url: &str) {
+    println!("{url}");
+    if let Some(opener) = desktop_opener() {
+        // The URL is printed: a browser that cannot start is worth a note, not a failure.
+        let started = std::process::Command::new(opener)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = started {
+            eprintln!("(could not open a browser with {opener}: {e})");
+        }
+    }
+}
+
+/// The program that opens a URL on this machine's desktop, if it has one: `open` on
+/// macOS, `xdg-open` where an X11 or Wayland display is set (not over a bare SSH session).
+fn desktop_opener() -> Option<&'static str> {
+    if cfg!(target_os = "macos") {
+        return Some("open");
+    }
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    display.then_some("xdg-open")
 }

@@ -118,11 +118,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
 
     let logs = LogStream::new();
-    let addons = DevAddons {
-        store: addons,
-        id: app_id,
-        logs: logs.clone(),
-    };
     let mut lines = logs.subscribe();
     let runtime = AppRuntime::new(
         app.clone(),
@@ -136,6 +131,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             ..wdeploy_host::Deadlines::default()
         },
     );
+    let addons = DevAddons {
+        store: addons,
+        id: app_id,
+        logs: logs.clone(),
+        metrics: runtime.metrics.clone(),
+    };
     let mut version = 1;
     let release = Release::load(
         &engine,
@@ -344,6 +345,7 @@ struct DevAddons {
     store: Arc<dyn AddonStore>,
     id: AppId,
     logs: Arc<LogStream>,
+    metrics: Arc<wdeploy_host::AppMetrics>,
 }
 
 impl DevAddons {
@@ -356,6 +358,7 @@ impl DevAddons {
                 quota_bytes: settings.addons_quota_bytes(None),
             },
             logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }

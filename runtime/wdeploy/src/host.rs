@@ -23,6 +23,10 @@ pub struct HostArgs {
     /// The control API's address (keep it private)
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub api: SocketAddr,
+    /// Also serve /metrics (Prometheus text) here without a token, for a scraper on a
+    /// private network; the API serves it at all times, with the token
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// The domain apps are served under
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -117,6 +121,9 @@ const MAX_INSTANCES: u32 = 16_000;
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// Open connections the `--metrics` listener takes at once.
+const METRICS_CONNECTIONS: usize = 256;
+
 /// The longest deadline a flag may set (a week): past it a deadline is no deadline.
 const MAX_DEADLINE_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -153,8 +160,18 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                 args.api
             )
         })?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for /metrics (in use? try another --metrics)")
+        })?),
+        None => None,
+    };
     let router_addr = router_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
 
     let schedule = Backoff::parse_schedule(&args.restart_delays)
         .map_err(|e| anyhow::anyhow!("--restart-delays: {e}"))?;
@@ -281,6 +298,26 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
+    // The metrics listener has caps of its own, as the router and the API do: the same
+    // deadlines, and few connections (a scraper needs one or two), so the file
+    // descriptors stay the router's and the API's.
+    let metrics_task = metrics_listener.map(|listener| {
+        let metrics = wdeploy_api::server::metrics_router(host.clone());
+        let max_connections = limits.max_connections.min(METRICS_CONNECTIONS);
+        let metrics_limits = ListenerLimits {
+            max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip.min(max_connections),
+            ..limits.clone()
+        };
+        tokio::spawn(wdeploy_host::serve_http(
+            "metrics",
+            listener,
+            metrics_limits,
+            move |_, _| hyper_util::service::TowerToHyperService::new(metrics.clone()),
+            wait_stop(stop_rx.clone()),
+            STOP_GRACE,
+        ))
+    });
     let api = wdeploy_api::server::router(host.clone());
     let api_task = tokio::spawn(wdeploy_host::serve_http(
         "api",
@@ -317,6 +354,9 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         router_addr.port()
     );
     println!("wdeploy host: API on http://{api_addr}");
+    if let Some(addr) = metrics_addr {
+        println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
+    }
     if let Some(url) = &args.cluster {
         let node = host.node();
         println!(
@@ -347,6 +387,9 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     host.stop().await;
     let _ = router_task.await;
     let _ = api_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -49,6 +49,10 @@ enum Command {
     /// Delete an app with its releases and config
     #[command(name = "apps:destroy")]
     AppsDestroy(apps::DestroyArgs),
+    /// Print the app's URL, and open it in a browser when there is a desktop
+    Open(AppArg),
+    /// Print the host's web dashboard URL (an app's page with -a), and open it on a desktop
+    Dashboard(apps::DashboardArgs),
     /// Build the app here and deploy it as a new release
     Push(push::PushArgs),
     /// List the app's releases, newest first
@@ -110,6 +114,8 @@ fn main() -> std::process::ExitCode {
         Command::AppsCreate(args) => apps::create(args),
         Command::AppsInfo(args) => apps::info(args),
         Command::AppsDestroy(args) => apps::destroy(args),
+        Command::Open(args) => apps::open(args),
+        Command::Dashboard(args) => apps::dashboard(args),
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::Rollback(args) => releases::rollback(args),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The first bytes of an unfinished request: a slowloris client sends these, then a byte
 /// now and then, and never the blank line that ends the head.
-const UNFINISHED_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: slow.localhost\r\nX-Pad: ";
+pub(super) const UNFINISHED_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: slow.localhost\r\nX-Pad: ";
 
 /// An attacker's connection from `source`: an unfinished head with `pad` bytes of one
 /// header already sent (memory the host has to hold for it).
@@ -22,7 +22,7 @@ fn slowloris(source: Ipv4Addr, port: u16, pad: usize) -> TcpStream {
 
 /// Opens `count` slowloris connections to `port`, `per_address` from each of
 /// 127.0.0.`first`, the next address, … (so a host's per-address cap can be met exactly).
-fn slowloris_crowd(
+pub(super) fn slowloris_crowd(
     port: u16,
     first: u8,
     count: usize,
@@ -39,7 +39,7 @@ fn slowloris_crowd(
 }
 
 /// How many of `conns` the server still holds open (no answer, no close).
-fn still_open(conns: &[TcpStream]) -> usize {
+pub(super) fn still_open(conns: &[TcpStream]) -> usize {
     conns
         .iter()
         .filter(|&conn| {
@@ -54,7 +54,7 @@ fn still_open(conns: &[TcpStream]) -> usize {
 }
 
 /// A client over its address's cap is turned away at once with a 503.
-fn assert_refused(source: Ipv4Addr, port: u16) {
+pub(super) fn assert_refused(source: Ipv4Addr, port: u16) {
     let mut conn = connect_from(source, port);
     let answer = read_until_closed(&mut conn, SOON).expect("the host closes a refused connection");
     let answer = String::from_utf8_lossy(&answer);

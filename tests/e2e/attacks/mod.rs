@@ -5,4 +5,5 @@ mod budgets;
 mod build;
 mod deadlines;
 mod listeners;
+mod metrics_listener;
 mod neighbours;

@@ -5,6 +5,7 @@
 
 use super::bindings::wasi::keyvalue::{atomics, batch, store};
 use super::{AddonView, AppAddons};
+use crate::metrics::Addon;
 use wasmtime::component::Resource;
 use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_store::addons::check_name;
@@ -33,7 +34,7 @@ impl AddonView<'_> {
 impl AppAddons {
     /// A store call's outcome in WIT terms.
     fn kv<T>(&self, outcome: AddonResult<T>) -> KvResult<T> {
-        Ok(self.report(outcome).map_err(to_wit))
+        Ok(self.report(Addon::KeyValue, outcome).map_err(to_wit))
     }
 }
 

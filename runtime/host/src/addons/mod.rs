@@ -17,6 +17,7 @@ mod notice;
 mod queue;
 
 use crate::logs::LogStream;
+use crate::metrics::{Addon, AppMetrics};
 use notice::QuotaNotice;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct AddonBinding {
     pub tenant: Tenant,
     /// The app's log stream, told when the quota refuses a write.
     pub logs: Arc<LogStream>,
+    /// Where the app's add-on calls and failures are counted.
+    pub metrics: Arc<AppMetrics>,
 }
 
 /// One app's add-ons, as its instances see them: bound to the app when the release is
@@ -64,6 +67,7 @@ pub struct AppAddons {
     /// The release's config vars, served by `wasi:config/store`.
     config: BTreeMap<String, String>,
     over_quota: QuotaNotice,
+    metrics: Arc<AppMetrics>,
 }
 
 impl AppAddons {
@@ -74,6 +78,7 @@ impl AppAddons {
             store: binding.store,
             config,
             over_quota: QuotaNotice::new(binding.logs),
+            metrics: binding.metrics,
         }
     }
 
@@ -82,9 +87,11 @@ impl AppAddons {
         &*self.store
     }
 
-    /// Notes a failure of the store itself in the host's log, and an over-quota refusal
-    /// in the app's (rate limited); the guest gets the WIT error value either way.
-    fn report<T>(&self, outcome: AddonResult<T>) -> AddonResult<T> {
+    /// Counts a call to `addon`; notes a failure of the store itself in the host's log,
+    /// and an over-quota refusal in the app's (rate limited); the guest gets the WIT
+    /// error value either way.
+    fn report<T>(&self, addon: Addon, outcome: AddonResult<T>) -> AddonResult<T> {
+        self.metrics.addon_call(addon, outcome.is_err());
         match &outcome {
             Err(AddonError::Backend(e)) => {
                 tracing::error!(app = %self.app, "add-on storage failed: {e}");

@@ -2,6 +2,7 @@
 
 use super::AddonView;
 use super::bindings::wdeploy::platform::queue;
+use crate::metrics::Addon;
 use std::time::Duration;
 use wdeploy_store::AddonError;
 
@@ -23,16 +24,17 @@ fn to_wit(e: AddonError) -> queue::Error {
 impl queue::Host for AddonView<'_> {
     async fn enqueue(&mut self, queue: String, payload: Vec<u8>) -> QueueResult<u64> {
         let a = self.addons;
-        Ok(
-            a.report(a.store().enqueue(&a.tenant, &queue, payload).await)
-                .map_err(to_wit),
+        Ok(a.report(
+            Addon::Queue,
+            a.store().enqueue(&a.tenant, &queue, payload).await,
         )
+        .map_err(to_wit))
     }
 
     async fn take(&mut self, queue: String, lease_seconds: u32) -> QueueResult<Option<queue::Job>> {
         let lease = Duration::from_secs(u64::from(lease_seconds));
         let a = self.addons;
-        let job = a.report(a.store().take(&a.tenant, &queue, lease).await);
+        let job = a.report(Addon::Queue, a.store().take(&a.tenant, &queue, lease).await);
         Ok(job.map_err(to_wit).map(|job| {
             job.map(|job| queue::Job {
                 id: job.id,
@@ -44,6 +46,7 @@ impl queue::Host for AddonView<'_> {
 
     async fn ack(&mut self, id: u64) -> QueueResult<()> {
         let a = self.addons;
-        Ok(a.report(a.store().ack(&a.tenant, id).await).map_err(to_wit))
+        Ok(a.report(Addon::Queue, a.store().ack(&a.tenant, id).await)
+            .map_err(to_wit))
     }
 }

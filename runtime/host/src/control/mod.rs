@@ -10,13 +10,15 @@
 //! - `platform`: the API's `Platform` trait, call by call;
 //! - `converge`: this node's part of the cluster: heartbeats, other nodes' log lines, and
 //!   the loop that makes the dynos it runs match the store (placement, new releases);
-//! - `errors`: how failures reach clients.
+//! - `errors`: how failures reach clients;
+//! - `observe`: the gauges `/metrics` reads from the host, and an app's last hour.
 
 mod addon_admin;
 mod bootstrap;
 mod converge;
 mod errors;
 mod idle;
+mod observe;
 mod platform;
 mod releases;
 mod streams;
@@ -223,6 +225,7 @@ impl Host {
             nudged_all: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
         });
+        host.observe();
         let weak = Arc::downgrade(&host);
         host.router.set_app_finder(Arc::new(move |name: String| {
             let host = weak.clone();
@@ -451,6 +454,8 @@ impl Host {
             }
         }
         if let Some(entry) = entry {
+            // Its series leave `/metrics`.
+            entry.runtime.metrics.retire();
             entry.runtime.stop().await;
         }
     }

@@ -367,4 +367,12 @@ impl Platform for Host {
     async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError> {
         Ok(self.addon_usage(app).await?)
     }
+
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok(self.metrics_text())
+    }
+
+    async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError> {
+        Ok(self.metrics_history(app).await?)
+    }
 }

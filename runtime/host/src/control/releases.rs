@@ -79,9 +79,7 @@ impl Host {
         }
         let procfile = Procfile::parse(&release.procfile)?;
         let settings = AppSettings::parse(&release.settings)?;
-        let addons = self
-            .addon_binding(&release.app, &settings, &runtime.logs)
-            .await?;
+        let addons = self.addon_binding(&release.app, &settings, runtime).await?;
         Release::load(
             &self.engine,
             ReleaseSpec {
@@ -105,8 +103,9 @@ impl Host {
         &self,
         app: &AppName,
         settings: &AppSettings,
-        logs: &Arc<crate::logs::LogStream>,
+        runtime: &crate::app::AppRuntime,
     ) -> anyhow::Result<AddonBinding> {
+        let logs = &runtime.logs;
         let id = self.store.control.app(app).await?.id;
         let ceiling = self.config.max_addons_mb;
         if settings.limits.addons_mb > ceiling {
@@ -125,6 +124,7 @@ impl Host {
                 quota_bytes: settings.addons_quota_bytes(Some(ceiling)),
             },
             logs: logs.clone(),
+            metrics: runtime.metrics.clone(),
         })
     }
 

@@ -26,6 +26,7 @@ use crate::guest::instance::{DeadlineExceeded, InstanceEnv, describe_failure, ne
 use crate::guest::lane::{AbortOnDrop, Lane};
 use crate::guest::share::{Purpose, ShareExhausted};
 use crate::logs::LogStream;
+use crate::metrics::AppMetrics;
 use crate::release::Release;
 use anyhow::Context;
 use hyper::body::Incoming;
@@ -99,6 +100,7 @@ struct Inner {
     lane: Arc<Lane>,
     release: Arc<Release>,
     logs: Arc<LogStream>,
+    metrics: Arc<AppMetrics>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     /// Dropped (and so removed) with the last clone of the dyno, after in-flight requests.
@@ -148,6 +150,8 @@ pub struct WebDynoSpec<'a> {
     pub lane: &'a Arc<Lane>,
     pub release: &'a Arc<Release>,
     pub logs: &'a Arc<LogStream>,
+    /// Where its instances' crashes are counted.
+    pub metrics: &'a Arc<AppMetrics>,
     pub name: &'a str,
     pub run_dir: &'a std::path::Path,
     pub port: u16,
@@ -179,6 +183,7 @@ impl WebDyno {
             lane: spec.lane.clone(),
             release: release.clone(),
             logs: spec.logs.clone(),
+            metrics: spec.metrics.clone(),
             env: release.dyno_env(spec.name, spec.port),
             args: std::iter::once(process.component.clone())
                 .chain(process.args.iter().cloned())
@@ -552,6 +557,7 @@ impl Inner {
                     &self.name,
                     "Instance crashed: the handler returned without setting a response; replacing it",
                 );
+                self.metrics.crashed(&ProcessType::web());
                 Err(DynoError::NoResponse)
             }
             Ok(()) => {
@@ -568,6 +574,7 @@ impl Inner {
                 tracing::debug!(dyno = %self.name, "instance failed: {e:?}");
                 self.logs
                     .platform(&self.name, format!("Instance crashed: {why}; replacing it"));
+                self.metrics.crashed(&ProcessType::web());
                 Err(if timed_out {
                     DynoError::Timeout
                 } else {

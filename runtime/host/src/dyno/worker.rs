@@ -7,6 +7,7 @@ use crate::guest::engine::Engine;
 use crate::guest::instance::{InstanceEnv, describe_failure, exit_status, new_store};
 use crate::guest::lane::LaneHandle;
 use crate::logs::LogStream;
+use crate::metrics::AppMetrics;
 use crate::release::Release;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct WorkerDynoSpec<'a> {
     pub lane: &'a LaneHandle,
     pub release: &'a Arc<Release>,
     pub logs: &'a Arc<LogStream>,
+    /// Where the dyno's crashes and restarts are counted.
+    pub metrics: &'a Arc<AppMetrics>,
     pub process_type: &'a ProcessType,
     pub name: &'a str,
     pub run_dir: &'a std::path::Path,
@@ -158,6 +161,7 @@ struct Supervisor {
     engine: Arc<Engine>,
     release: Arc<Release>,
     logs: Arc<LogStream>,
+    metrics: Arc<AppMetrics>,
     process_type: ProcessType,
     env: Vec<(String, String)>,
     args: Vec<String>,
@@ -182,6 +186,7 @@ impl Supervisor {
             engine: spec.engine.clone(),
             release: spec.release.clone(),
             logs: spec.logs.clone(),
+            metrics: spec.metrics.clone(),
             process_type: spec.process_type.clone(),
             env: spec.release.dyno_env(spec.name, spec.port),
             args: std::iter::once(process.component.clone())
@@ -213,6 +218,7 @@ impl Supervisor {
                 Err(why) => ("crashed", format!("Process crashed: {why}")),
             };
             self.logs.platform(&self.name, line);
+            self.metrics.crashed(&self.process_type);
             self.logs
                 .platform(&self.name, format!("State changed from up to {state}"));
             let delay = self.backoff.next_delay(started.elapsed());
@@ -226,6 +232,7 @@ impl Supervisor {
             }
             self.logs
                 .platform(&self.name, "State changed from crashed to starting");
+            self.metrics.restarted(&self.process_type);
         }
     }
 

@@ -5,6 +5,7 @@ use crate::guest::data::StoreData;
 use crate::guest::egress::Egress;
 use crate::guest::lane::LaneOptions;
 use crate::guest::share::InstanceShares;
+use crate::metrics::Metrics;
 use anyhow::Context;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -139,6 +140,8 @@ pub struct Engine {
     compiling: Semaphore,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// The host's metrics (the compile cache counts its hits and misses there).
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -186,7 +189,13 @@ impl Engine {
             loaded: Mutex::new(HashMap::new()),
             compiling: Semaphore::new(COMPILES_AT_ONCE),
             ticker_stop,
+            metrics: Metrics::new(),
         }))
+    }
+
+    /// The host's metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The engine of WASI 0.2 components (the synchronous canonical ABI).
@@ -347,6 +356,7 @@ impl Engine {
             match unsafe { Component::deserialize_file(self.wasmtime_for(flavor), &cached) } {
                 Ok(component) => {
                     touch(&cached);
+                    self.metrics.compile_cache_hit();
                     return Ok((component, flavor));
                 }
                 Err(e) => {
@@ -354,6 +364,7 @@ impl Engine {
                 }
             }
         }
+        self.metrics.compile_cache_miss();
         let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
         // Nearly every component is plain WASI 0.2: the plain engine refuses an async one
         // in validation, before any compiling, so trying it first costs next to nothing.

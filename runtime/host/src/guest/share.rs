@@ -10,7 +10,7 @@
 //! so several busy apps together cannot keep another app's dyno from starting.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wdeploy_core::AppName;
 
@@ -31,7 +31,42 @@ struct InUse {
     total: u32,
     by_app: HashMap<AppName, u32>,
     /// Linear memory each app's live instances have grown to, in bytes.
-    memory_by_app: HashMap<AppName, usize>,
+    memory_by_app: HashMap<AppName, AppMemory>,
+}
+
+/// The memory of one app's live instances: together, and how many have each size (so
+/// the largest is at hand for the metrics).
+#[derive(Debug, Default)]
+struct AppMemory {
+    total: usize,
+    sizes: BTreeMap<usize, u32>,
+}
+
+impl AppMemory {
+    fn add_size(&mut self, size: usize) {
+        if size > 0 {
+            *self.sizes.entry(size).or_insert(0) += 1;
+        }
+    }
+
+    fn remove_size(&mut self, size: usize) {
+        if let Some(count) = self.sizes.get_mut(&size) {
+            *count -= 1;
+            if *count == 0 {
+                self.sizes.remove(&size);
+            }
+        }
+    }
+}
+
+/// What one app holds of the pool now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppUsage {
+    pub instances: u32,
+    /// Linear memory of its instances together, in bytes.
+    pub memory_bytes: usize,
+    /// Linear memory of its largest instance.
+    pub largest_instance_bytes: usize,
 }
 
 /// What an instance is for, which decides whether it may take the boot reserve.
@@ -104,6 +139,24 @@ impl InstanceShares {
         self.in_use.lock().by_app.get(app).copied().unwrap_or(0)
     }
 
+    /// What `app` holds now: instances and their memory (for the metrics).
+    pub fn usage(&self, app: &AppName) -> AppUsage {
+        let in_use = self.in_use.lock();
+        let memory = in_use.memory_by_app.get(app);
+        AppUsage {
+            instances: in_use.by_app.get(app).copied().unwrap_or(0),
+            memory_bytes: memory.map_or(0, |m| m.total),
+            largest_instance_bytes: memory
+                .and_then(|m| m.sizes.keys().next_back().copied())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The pool's slots, and how many are in use.
+    pub fn pool(&self) -> (u32, u32) {
+        (self.pool, self.in_use.lock().total)
+    }
+
     /// A slot for one more instance of `app`, unless it holds its whole share or, for a
     /// request, the pool is down to its boot reserve.
     pub fn take(
@@ -140,8 +193,8 @@ impl ShareSlot {
     pub fn grow_memory(&mut self, bytes: usize) -> Result<(), AppMemoryExceeded> {
         let budget = self.shares.memory_per_app;
         let mut in_use = self.shares.in_use.lock();
-        let held = in_use.memory_by_app.entry(self.app.clone()).or_insert(0);
-        let wanted = held.saturating_add(bytes);
+        let held = in_use.memory_by_app.entry(self.app.clone()).or_default();
+        let wanted = held.total.saturating_add(bytes);
         if wanted > budget {
             return Err(AppMemoryExceeded {
                 app: self.app.clone(),
@@ -149,8 +202,10 @@ impl ShareSlot {
                 budget,
             });
         }
-        *held = wanted;
+        held.total = wanted;
+        held.remove_size(self.memory);
         self.memory += bytes;
+        held.add_size(self.memory);
         Ok(())
     }
 }
@@ -159,8 +214,9 @@ impl Drop for ShareSlot {
     fn drop(&mut self) {
         let mut in_use = self.shares.in_use.lock();
         if let Some(held) = in_use.memory_by_app.get_mut(&self.app) {
-            *held = held.saturating_sub(self.memory);
-            if *held == 0 {
+            held.total = held.total.saturating_sub(self.memory);
+            held.remove_size(self.memory);
+            if held.total == 0 && held.sizes.is_empty() {
                 in_use.memory_by_app.remove(&self.app);
             }
         }
@@ -239,9 +295,23 @@ mod tests {
         // Another app has a budget of its own.
         let mut theirs = shares.take(&other, Purpose::Boot).unwrap();
         theirs.grow_memory(100).unwrap();
+        let usage = shares.usage(&big);
+        assert_eq!(
+            (
+                usage.instances,
+                usage.memory_bytes,
+                usage.largest_instance_bytes
+            ),
+            (2, 100, 60)
+        );
         // A dropped instance gives its memory back.
         drop(first);
+        assert_eq!(shares.usage(&big).largest_instance_bytes, 40);
         second.grow_memory(60).unwrap();
         assert!(second.grow_memory(1).is_err());
+        assert_eq!(shares.usage(&big).largest_instance_bytes, 100);
+        drop(second);
+        assert_eq!(shares.usage(&big), AppUsage::default());
+        assert_eq!(shares.pool(), (100, 1));
     }
 }

@@ -4,6 +4,7 @@
 pub mod rate;
 pub mod writer;
 
+use crate::metrics::AppMetrics;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rate::{Bucket, LogRate};
@@ -68,6 +69,8 @@ pub struct LogStream {
     /// Where this node's own lines also go (the log bus, so every node of a cluster
     /// shows them); set once the app's id is known.
     outbox: std::sync::OnceLock<Outbox>,
+    /// Where dropped lines are counted for `/metrics`; set once by the app's runtime.
+    metrics: std::sync::OnceLock<Arc<AppMetrics>>,
 }
 
 /// Takes each line written on this node, without waiting.
@@ -97,7 +100,14 @@ impl LogStream {
             live: std::sync::OnceLock::new(),
             rate: Mutex::new(Bucket::new(rate)),
             outbox: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts the lines dropped over the rate in `metrics` from now on (the first call
+    /// wins: an app's stream has one).
+    pub fn count_drops_in(&self, metrics: Arc<AppMetrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Hands every line written here from now on to `outbox` as well (the first call
@@ -120,6 +130,8 @@ impl LogStream {
         }
         if admitted {
             self.write(LogSource::App, process.clone(), sanitize(raw));
+        } else if let Some(metrics) = self.metrics.get() {
+            metrics.log_line_dropped();
         }
     }
 

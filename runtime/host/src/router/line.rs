@@ -1,6 +1,8 @@
 //! The router's one line per request, written when the response body has been sent.
 
+use crate::app::AppRuntime;
 use crate::logs::{LogSource, LogStream};
+use crate::metrics::AppMetrics;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
@@ -71,11 +73,38 @@ fn field_safe(value: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// Where an app's router lines go: its log stream, and its counts (`/metrics`), both
+/// written from the same figures when the line is.
+#[derive(Clone)]
+pub struct LineSink {
+    logs: Arc<LogStream>,
+    metrics: Arc<AppMetrics>,
+}
+
+impl LineSink {
+    pub fn of(app: &AppRuntime) -> LineSink {
+        LineSink {
+            logs: app.logs.clone(),
+            metrics: app.metrics.clone(),
+        }
+    }
+
+    /// Stamps `line` with its service time and writes it.
+    pub fn write(&self, mut line: RouterLine, started: Instant) {
+        let elapsed = started.elapsed();
+        line.service_ms = elapsed.as_millis();
+        self.metrics
+            .request(line.status, line.error.map(|(code, _)| code), elapsed);
+        self.logs
+            .write(LogSource::Router, ROUTER.clone(), line.to_string());
+    }
+}
+
 /// A response body that counts what it sends and writes the router line when it ends
 /// (or when the client goes away), so `bytes` and `service` are the real figures.
 pub struct Metered {
     inner: HyperOutgoingBody,
-    pending: Option<(RouterLine, Instant, Arc<LogStream>)>,
+    pending: Option<(RouterLine, Instant, LineSink)>,
 }
 
 impl Metered {
@@ -84,19 +113,18 @@ impl Metered {
         inner: HyperOutgoingBody,
         line: RouterLine,
         started: Instant,
-        logs: Arc<LogStream>,
+        sink: LineSink,
     ) -> HyperOutgoingBody {
         Metered {
             inner,
-            pending: Some((line, started, logs)),
+            pending: Some((line, started, sink)),
         }
         .boxed_unsync()
     }
 
     fn finish(&mut self) {
-        if let Some((mut line, started, logs)) = self.pending.take() {
-            line.service_ms = started.elapsed().as_millis();
-            logs.write(LogSource::Router, ROUTER.clone(), line.to_string());
+        if let Some((line, started, sink)) = self.pending.take() {
+            sink.write(line, started);
         }
     }
 }

@@ -6,13 +6,12 @@ mod line;
 use crate::app::AppRuntime;
 use crate::dyno::web::DynoError;
 use crate::listener::ListenerLimits;
-use crate::logs::{LogSource, LogStream};
 use bytes::Bytes;
 use forward::{FORWARDED_BY, ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use line::{Metered, RouterLine};
+use line::{LineSink, Metered, RouterLine};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -156,7 +155,14 @@ impl Router {
             tracing::info!(host = %line.host, request_id = %line.request_id, "bad request: {}", bad.what());
             return page(400, &line.request_id, &text);
         };
-        refuse(line, &app.logs, started, 400, ("H25", bad.desc()), &text)
+        refuse(
+            line,
+            &LineSink::of(&app),
+            started,
+            400,
+            ("H25", bad.desc()),
+            &text,
+        )
     }
 
     /// Accepts connections within `limits` until `shutdown` resolves, then lets open
@@ -246,7 +252,7 @@ impl Router {
             };
             return page(404, &request_id, &text);
         };
-        let logs = app.logs.clone();
+        let logs = LineSink::of(&app);
         let Some(dyno) = app.pick_web() else {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
@@ -300,11 +306,13 @@ impl Router {
             // The app's own requests hold its whole share of the host: like Heroku's
             // H11 (backlog too deep), the app is not keeping up with its traffic.
             Ok(Err(e @ DynoError::OverShare(_))) => {
-                logs.platform(dyno.name(), format!("Request {request_id} refused: {e}"));
+                app.logs
+                    .platform(dyno.name(), format!("Request {request_id} refused: {e}"));
                 return error(line, &logs, started, 503, ("H11", "Backlog too deep"));
             }
             Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
-                logs.platform(dyno.name(), format!("Request {request_id} failed: {e}"));
+                app.logs
+                    .platform(dyno.name(), format!("Request {request_id} failed: {e}"));
                 return error(line, &logs, started, 503, ("H10", "App crashed"));
             }
             // Whichever notices first, the router's timer or the guest's deadline.
@@ -350,7 +358,7 @@ const FORWARDED_PORT: &str = "x-forwarded-port";
 /// Answers with an error page and writes the router's `at=error` line.
 fn error(
     line: RouterLine,
-    logs: &Arc<LogStream>,
+    logs: &LineSink,
     started: Instant,
     status: u16,
     code: (&'static str, &'static str),
@@ -362,7 +370,7 @@ fn error(
 /// Answers with `text` and writes the router's `at=error` line with `code`.
 fn refuse(
     mut line: RouterLine,
-    logs: &Arc<LogStream>,
+    logs: &LineSink,
     started: Instant,
     status: u16,
     code: (&'static str, &'static str),
@@ -372,8 +380,7 @@ fn refuse(
     line.status = status;
     let response = page(status, &line.request_id, text);
     line.bytes = response.body().size_hint().exact().unwrap_or(0);
-    line.service_ms = started.elapsed().as_millis();
-    logs.write(LogSource::Router, line::ROUTER.clone(), line.to_string());
+    logs.write(line, started);
     response
 }
 

@@ -283,24 +283,29 @@ async function showCharts(name, holder) {
     return;
   }
   const samples = history.samples || [];
-  const times = samples.map((s) => s.at);
+  const times = samples.map((s) => Date.parse(s.at) / 1000);
   const series = [
     { title: "Requests/s", id: "chart-requests", lines: [["requests/s", samples.map((s) => s.requests_per_second)]] },
     { title: "Latency (ms)", id: "chart-latency", lines: [
       ["p50", samples.map((s) => (s.p50_seconds == null ? null : s.p50_seconds * 1000))],
       ["p99", samples.map((s) => (s.p99_seconds == null ? null : s.p99_seconds * 1000))]] },
-    { title: "Memory (MiB)", id: "chart-memory", lines: [["memory", samples.map((s) => (s.memory_bytes == null ? null : s.memory_bytes / 1048576))]] },
+    { title: "Memory (MiB)", id: "chart-memory", lines: [["memory", samples.map((s) => s.memory_bytes / 1048576)]] },
   ];
   page.charts.forEach((c) => c.destroy());
   page.charts = [];
   holder.replaceChildren();
+  if (!samples.length) {
+    holder.append(el("p", { class: "muted", text: `No traffic in the last hour yet (a sample every ${history.interval_seconds} s).` }));
+  }
   const colors = ["#3b6ea8", "#c0504d"];
   for (const chart of series) {
-    const box = el("div", { class: "chart", id: chart.id });
+    const box = el("div", { class: "chart", id: chart.id, "data-samples": String(samples.length) });
     holder.append(box);
     const opts = {
       title: chart.title, width: 320, height: 160,
       series: [{}, ...chart.lines.map(([label], i) => ({ label, stroke: colors[i], width: 1.5, spanGaps: false }))],
+      // Always the last hour, however few samples there are yet.
+      scales: { x: { time: true, range: () => { const now = Date.now() / 1000; return [now - 3600, now]; } } },
       axes: [{ space: 60 }, { size: 50 }],
       legend: { show: true },
     };
