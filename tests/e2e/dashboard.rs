@@ -146,6 +146,13 @@ fn the_session_cookie_is_locked_down_and_needs_the_dashboard_header_to_change_an
             .expect("POST /session")
     };
     assert_eq!(login("wrong").status().as_u16(), 401);
+    // A login body is a token, not a payload: 4 KiB at most.
+    assert_eq!(login(&"x".repeat(8 << 10)).status().as_u16(), 413);
+    let malformed = agent
+        .post(&format!("{}/session", host.api))
+        .send(b"token=abc".as_slice())
+        .expect("POST /session");
+    assert_eq!(malformed.status().as_u16(), 422);
     let response = login(&host.token);
     assert_eq!(response.status().as_u16(), 200);
     let cookie = response
