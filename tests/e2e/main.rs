@@ -24,6 +24,7 @@ mod idle;
 mod isolation;
 mod lifecycle;
 mod metrics;
+mod people;
 mod polyglot;
 mod quotas;
 mod write_idioms;

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
-use wdeploy_core::{Digest, Formation, LogSource};
+use wdeploy_core::{Digest, Formation, LogSource, Person};
 
 pub struct Client {
     base: String,
@@ -312,6 +312,42 @@ impl Client {
     /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).
     pub fn app_metrics(&self, app: &str) -> Result<MetricsHistory> {
         self.get(&format!("/apps/{app}/metrics"))
+    }
+
+    /// Everyone the host knows (admin only).
+    pub fn users(&self) -> Result<Vec<UserInfo>> {
+        self.get("/users")
+    }
+    /// Adds a person (admin only); the answer holds their first token, shown only now.
+    pub fn add_user(&self, req: &CreateUser) -> Result<NewToken> {
+        self.send("POST", "/users", req)
+    }
+    /// The caller's tokens (an admin's: everyone's).
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.get("/tokens")
+    }
+    /// A new token for the caller, shown only now.
+    pub fn create_token(&self, req: &CreateToken) -> Result<NewToken> {
+        self.send("POST", "/tokens", req)
+    }
+    pub fn revoke_token(&self, id: &str) -> Result<()> {
+        self.delete(&format!("/tokens/{}", encode(id)))
+    }
+    /// Who has access to the app.
+    pub fn collaborators(&self, app: &str) -> Result<Vec<Collaborator>> {
+        self.get(&format!("/apps/{app}/collaborators"))
+    }
+    pub fn add_collaborator(&self, app: &str, email: &Person) -> Result<Collaborator> {
+        let body = Collaborator {
+            email: email.clone(),
+        };
+        self.send("POST", &format!("/apps/{app}/collaborators"), &body)
+    }
+    pub fn remove_collaborator(&self, app: &str, email: &Person) -> Result<()> {
+        self.delete(&format!(
+            "/apps/{app}/collaborators/{}",
+            encode(email.as_str())
+        ))
     }
 
     fn stream(&self, mut response: http::Response<ureq::Body>) -> Result<Box<dyn Read + Send>> {

@@ -6,13 +6,14 @@
 use crate::dashboard::session::{self, Sessions};
 use crate::dashboard::{self, DASHBOARD_HEADER, DashboardOptions};
 use crate::error::ApiError;
+use crate::people;
 use crate::wire::*;
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, get, on, post, put};
 use axum::{Json, Router};
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
@@ -29,9 +30,19 @@ pub const MAX_BLOB_BYTES: usize = 256 << 20;
 pub type BlobStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
 
-/// Who made a call (from the token), recorded as the author of releases.
-#[derive(Debug, Clone)]
-pub struct Caller(pub String);
+/// Who made a call (the person its token belongs to), recorded as the author of
+/// releases and in the app's log for every change; an admin acts on every app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub person: wdeploy_core::Person,
+    pub admin: bool,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.person.as_str())
+    }
+}
 
 /// A stream of text chunks (log lines, one-off dyno output).
 pub type TextStream = BoxStream<'static, String>;
@@ -101,8 +112,14 @@ pub trait Platform: Send + Sync + 'static {
     /// tokens cannot be read now (the store away): the client learns that, not that its
     /// token is wrong.
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError>;
-    async fn apps(&self) -> Result<Vec<AppInfo>, ApiError>;
-    async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError>;
+    /// Whether the caller may act on the app: an admin on every app, anyone else on the
+    /// apps they have access to (`false` for an app that does not exist). Asked before
+    /// every request under `/apps/NAME` (see [`crate::people`]).
+    async fn may_act_on(&self, caller: &Caller, app: &AppName) -> Result<bool, ApiError>;
+    /// The apps the caller may act on.
+    async fn apps(&self, caller: &Caller) -> Result<Vec<AppInfo>, ApiError>;
+    /// Creates an app; its creator gets access to it.
+    async fn create_app(&self, by: &Caller, req: CreateApp) -> Result<AppInfo, ApiError>;
     async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError>;
     async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError>;
     async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError>;
@@ -147,7 +164,8 @@ pub trait Platform: Send + Sync + 'static {
         patch: Formation,
     ) -> Result<Formation, ApiError>;
     async fn dynos(&self, app: &AppName) -> Result<Vec<DynoInfo>, ApiError>;
-    async fn restart(&self, app: &AppName, dyno: Option<&str>) -> Result<(), ApiError>;
+    async fn restart(&self, app: &AppName, by: &Caller, dyno: Option<&str>)
+    -> Result<(), ApiError>;
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
     async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError>;
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError>;
@@ -169,6 +187,34 @@ pub trait Platform: Send + Sync + 'static {
     async fn metrics(&self) -> Result<String, ApiError>;
     /// The app's last hour on this node, for the dashboard.
     async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError>;
+
+    // People (the API checks who may call these: users are an admin's, tokens the
+    // caller's own unless an admin's, collaborators anyone's with access to the app).
+    async fn users(&self) -> Result<Vec<UserInfo>, ApiError>;
+    /// Adds a person and makes their first token.
+    async fn add_user(&self, by: &Caller, req: CreateUser) -> Result<NewToken, ApiError>;
+    /// The caller's tokens (an admin's: everyone's).
+    async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, ApiError>;
+    async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<NewToken, ApiError>;
+    /// Revokes one of the caller's tokens (an admin: anyone's), never the last admin token.
+    async fn revoke_token(
+        &self,
+        caller: &Caller,
+        id: &wdeploy_core::TokenId,
+    ) -> Result<(), ApiError>;
+    async fn collaborators(&self, app: &AppName) -> Result<Vec<Collaborator>, ApiError>;
+    async fn add_collaborator(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        email: &wdeploy_core::Person,
+    ) -> Result<(), ApiError>;
+    async fn remove_collaborator(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        email: &wdeploy_core::Person,
+    ) -> Result<(), ApiError>;
 }
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
@@ -192,37 +238,102 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
     let blobs = Router::new()
         .route("/blobs/{digest}", put(put_blob))
         .layer(DefaultBodyLimit::disable());
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/apps", get(apps).post(create_app))
-        .route("/apps/{app}", get(app).delete(destroy_app))
-        .route("/blobs/missing", post(missing_blobs))
-        .route("/apps/{app}/releases", get(releases).post(create_release))
-        .route("/apps/{app}/releases/cancel", post(cancel_release))
-        .route("/apps/{app}/rollback", post(rollback))
-        .route("/apps/{app}/config-vars", get(config).patch(patch_config))
-        .route("/apps/{app}/formation", get(formation).patch(scale))
-        .route(
-            "/apps/{app}/dynos",
-            get(dynos).post(run).delete(restart_all),
-        )
-        .route(
-            "/apps/{app}/dynos/{dyno}",
-            axum::routing::delete(restart_one),
-        )
-        .route("/apps/{app}/log-sessions", get(logs))
-        .route("/apps/{app}/log-events", get(log_events))
-        .route("/apps/{app}/addons", get(addons))
-        .route("/apps/{app}/kv/keys", get(kv_keys))
-        .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
-        .route("/apps/{app}/queues", get(queues))
-        .route("/apps/{app}/metrics", get(app_metrics))
+        .route("/blobs/missing", post(missing_blobs));
+    for (path, methods) in app_router() {
+        api = api.route(path, methods);
+    }
+    let api = api
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .merge(people::routes().layer(DefaultBodyLimit::max(MAX_JSON_BYTES)))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
         .with_state(platform.clone());
     dashboard::routes(platform, sessions, dashboard).merge(api)
+}
+
+/// One route under `/apps/{app}`: its method, path and handler.
+type AppRoute = (http::Method, &'static str, MethodRouter<Shared>);
+
+fn at<H, T>(method: http::Method, path: &'static str, handler: H) -> AppRoute
+where
+    H: axum::handler::Handler<T, Shared>,
+    T: 'static,
+{
+    let filter = match method.clone() {
+        http::Method::GET => MethodFilter::GET,
+        http::Method::POST => MethodFilter::POST,
+        http::Method::PUT => MethodFilter::PUT,
+        http::Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::DELETE,
+    };
+    (method, path, on(filter, handler))
+}
+
+/// Every route about one app, in one table: the router serves these, and
+/// [`app_routes`] lists them for the tests that prove each is behind the authorization
+/// of [`crate::people`] (which covers any path under `/apps/NAME`, listed here or not).
+fn app_route_table() -> Vec<AppRoute> {
+    use http::Method as M;
+    vec![
+        at(M::GET, "/apps/{app}", app),
+        at(M::DELETE, "/apps/{app}", destroy_app),
+        at(M::GET, "/apps/{app}/releases", releases),
+        at(M::POST, "/apps/{app}/releases", create_release),
+        at(M::POST, "/apps/{app}/releases/cancel", cancel_release),
+        at(M::POST, "/apps/{app}/rollback", rollback),
+        at(M::GET, "/apps/{app}/config-vars", config),
+        at(M::PATCH, "/apps/{app}/config-vars", patch_config),
+        at(M::GET, "/apps/{app}/formation", formation),
+        at(M::PATCH, "/apps/{app}/formation", scale),
+        at(M::GET, "/apps/{app}/dynos", dynos),
+        at(M::POST, "/apps/{app}/dynos", run),
+        at(M::DELETE, "/apps/{app}/dynos", restart_all),
+        at(M::DELETE, "/apps/{app}/dynos/{dyno}", restart_one),
+        at(M::GET, "/apps/{app}/log-sessions", logs),
+        at(M::GET, "/apps/{app}/log-events", log_events),
+        at(M::GET, "/apps/{app}/addons", addons),
+        at(M::GET, "/apps/{app}/kv/keys", kv_keys),
+        at(M::GET, "/apps/{app}/kv/entry", kv_get),
+        at(M::PUT, "/apps/{app}/kv/entry", kv_set),
+        at(M::GET, "/apps/{app}/queues", queues),
+        at(M::GET, "/apps/{app}/metrics", app_metrics),
+        at(M::GET, "/apps/{app}/collaborators", people::collaborators),
+        at(
+            M::POST,
+            "/apps/{app}/collaborators",
+            people::add_collaborator,
+        ),
+        at(
+            M::DELETE,
+            "/apps/{app}/collaborators/{email}",
+            people::remove_collaborator,
+        ),
+    ]
+}
+
+/// The app routes' table as the router needs it: one method router per path.
+fn app_router() -> BTreeMap<&'static str, MethodRouter<Shared>> {
+    let mut paths: BTreeMap<&'static str, MethodRouter<Shared>> = BTreeMap::new();
+    for (_, path, methods) in app_route_table() {
+        let merged = match paths.remove(path) {
+            Some(before) => before.merge(methods),
+            None => methods,
+        };
+        paths.insert(path, merged);
+    }
+    paths
+}
+
+/// Every route about one app (method, path with `{app}` and maybe one more parameter).
+pub fn app_routes() -> Vec<(http::Method, &'static str)> {
+    app_route_table()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
 }
 
 /// `/metrics` alone, without a token: for `wdeploy host --metrics ADDR`, a listener of its
@@ -272,17 +383,19 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
         },
         None => None,
     };
-    match caller {
-        Some(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        None => ApiError::unauthorized().into_response(),
+    let Some(caller) = caller else {
+        return ApiError::unauthorized().into_response();
+    };
+    // The one authorization point of every app route.
+    if let Err(refused) = people::authorize(&*auth.platform, &caller, req.uri().path()).await {
+        return refused.into_response();
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 /// A JSON body whose rejection (bad JSON, too large) is an [`ApiError`] too.
-struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
 where
@@ -308,7 +421,7 @@ where
 
 /// The `{app}` of a route as an [`AppName`]; a path naming no valid app is 404, as an
 /// app that does not exist is.
-struct AppPath(AppName);
+pub(crate) struct AppPath(pub(crate) AppName);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AppPath {
     type Rejection = ApiError;
@@ -346,21 +459,19 @@ where
     }
 }
 
-fn caller(req_caller: Option<axum::Extension<Caller>>) -> Caller {
-    req_caller
-        .map(|c| c.0)
-        .unwrap_or_else(|| Caller("unknown".into()))
-}
-
-async fn apps(State(p): State<Shared>) -> Result<Json<Vec<AppInfo>>, ApiError> {
-    p.apps().await.map(Json)
+async fn apps(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+) -> Result<Json<Vec<AppInfo>>, ApiError> {
+    p.apps(&by).await.map(Json)
 }
 
 async fn create_app(
     State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<CreateApp>,
 ) -> Result<Response, ApiError> {
-    let app = p.create_app(req).await?;
+    let app = p.create_app(&by, req).await?;
     Ok((http::StatusCode::CREATED, Json(app)).into_response())
 }
 
@@ -414,13 +525,12 @@ async fn put_blob(
 async fn create_release(
     State(p): State<Shared>,
     AppPath(app): AppPath,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<CreateRelease>,
 ) -> Result<Response, ApiError> {
     // Errors known before anything runs are plain HTTP errors; after that, the outcome is
     // the stream's last line, after the progress lines.
     p.app(&app).await?;
-    let by = caller(by);
     let (progress, rx) = futures::channel::mpsc::channel::<String>(256);
     let mut last = progress.clone();
     tokio::spawn(async move {
@@ -458,18 +568,18 @@ async fn releases(
 async fn rollback(
     State(p): State<Shared>,
     AppPath(app): AppPath,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<Rollback>,
 ) -> Result<Json<ReleaseInfo>, ApiError> {
-    p.rollback(&app, &caller(by), req).await.map(Json)
+    p.rollback(&app, &by, req).await.map(Json)
 }
 
 async fn cancel_release(
     State(p): State<Shared>,
     AppPath(app): AppPath,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
 ) -> Result<Json<ReleaseInfo>, ApiError> {
-    p.cancel_release(&app, &caller(by)).await.map(Json)
+    p.cancel_release(&app, &by).await.map(Json)
 }
 
 async fn config(
@@ -482,10 +592,10 @@ async fn config(
 async fn patch_config(
     State(p): State<Shared>,
     AppPath(app): AppPath,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
     JsonBody(patch): JsonBody<ConfigPatch>,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
-    p.patch_config(&app, &caller(by), patch).await.map(Json)
+    p.patch_config(&app, &by, patch).await.map(Json)
 }
 
 async fn formation(
@@ -498,10 +608,10 @@ async fn formation(
 async fn scale(
     State(p): State<Shared>,
     AppPath(app): AppPath,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
     JsonBody(patch): JsonBody<Formation>,
 ) -> Result<Json<Formation>, ApiError> {
-    p.scale(&app, &caller(by), patch).await.map(Json)
+    p.scale(&app, &by, patch).await.map(Json)
 }
 
 async fn dynos(
@@ -514,17 +624,19 @@ async fn dynos(
 async fn restart_all(
     State(p): State<Shared>,
     AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
 ) -> Result<http::StatusCode, ApiError> {
-    p.restart(&app, None).await?;
+    p.restart(&app, &by, None).await?;
     Ok(http::StatusCode::ACCEPTED)
 }
 
 async fn restart_one(
     State(p): State<Shared>,
     AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
     Path((_, dyno)): Path<(String, String)>,
 ) -> Result<http::StatusCode, ApiError> {
-    p.restart(&app, Some(&dyno)).await?;
+    p.restart(&app, &by, Some(&dyno)).await?;
     Ok(http::StatusCode::ACCEPTED)
 }
 
@@ -604,10 +716,10 @@ async fn kv_set(
     State(p): State<Shared>,
     AppPath(app): AppPath,
     QueryParams(query): QueryParams<KvQuery>,
-    by: Option<axum::Extension<Caller>>,
+    Extension(by): Extension<Caller>,
     JsonBody(body): JsonBody<KvSet>,
 ) -> Result<Json<KvEntry>, ApiError> {
-    p.kv_set(&app, &caller(by), bucket(&query), key(&query)?, body.value)
+    p.kv_set(&app, &by, bucket(&query), key(&query)?, body.value)
         .await
         .map(Json)
 }
@@ -619,7 +731,15 @@ async fn queues(
     p.queues(&app).await.map(Json)
 }
 
-async fn metrics(State(p): State<Shared>) -> Result<Response, ApiError> {
+async fn metrics(
+    State(p): State<Shared>,
+    by: Option<Extension<Caller>>,
+) -> Result<Response, ApiError> {
+    // The whole host's numbers: an admin's (the `--metrics` listener has no caller and
+    // is the operator's own).
+    if let Some(Extension(by)) = &by {
+        people::require_admin(by, "read the host's metrics")?;
+    }
     let text = p.metrics().await?;
     Ok(([(http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }

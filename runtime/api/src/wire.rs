@@ -182,3 +182,50 @@ pub struct MetricsSample {
     /// Linear memory of the app's instances at the end of the interval.
     pub memory_bytes: u64,
 }
+
+/// A person, as `GET /users` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserInfo {
+    pub email: wdeploy_core::Person,
+    pub admin: bool,
+    pub created_at: String,
+}
+
+/// `POST /users`: a new person, with a first token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub email: wdeploy_core::Person,
+    /// What the first token is for (default `made by users:add`).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `POST /tokens`: a new token for the caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateToken {
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A token as listed: its public id, never the token or its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: wdeploy_core::TokenId,
+    pub user: wdeploy_core::Person,
+    pub description: String,
+    pub created_at: String,
+}
+
+/// A token just made: the only time the token itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+/// Someone with access to an app (Heroku's collaborator).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Collaborator {
+    pub email: wdeploy_core::Person,
+}

@@ -1,12 +1,12 @@
 //! The control plane's data: apps, their release logs (config vars live in releases),
-//! formation and API tokens.
+//! formation (people and tokens are [`crate::People`]'s).
 
 use crate::error::Result;
 use crate::model::{App, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Formation, ReleaseStatus};
 
-/// Apps, releases, formation and tokens, behind whichever backend runs.
+/// Apps, releases and formation, behind whichever backend runs.
 ///
 /// Every method that changes data is atomic and, once it returns, durable. Release logs
 /// are append-only: [`ControlStore::append_release`] creates version `version` only if
@@ -55,10 +55,4 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Sets the quantities `patch` names (the others stay) in one atomic change; returns
     /// the whole formation after it.
     async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation>;
-
-    /// Stores a token's hash (never the token) under a name.
-    async fn add_token(&self, hash: &Digest, name: &str) -> Result<()>;
-    /// The name of the token with this hash, if any.
-    async fn token(&self, hash: &Digest) -> Result<Option<String>>;
-    async fn has_tokens(&self) -> Result<bool>;
 }

@@ -1,10 +1,11 @@
 //! The store boundary: everything a host keeps durably, behind one interface the rest of
 //! the host codes against without knowing which backend runs.
 //!
-//! A [`Store`] has five facets: [`ControlStore`] (apps, release logs with their config
-//! vars, formation, API tokens), [`BlobStore`] (slug manifests and components by content
+//! A [`Store`] has six facets: [`ControlStore`] (apps, release logs with their config
+//! vars, formation), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
-//! live nodes and the dynos each runs) and [`LogBus`] (log lines between nodes). All calls are
+//! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes) and
+//! [`People`] (people, their API tokens, their access to apps). All calls are
 //! async; a backend that blocks (SQLite, files) does so on blocking threads, never on
 //! the async workers that also run guests and the router. Errors are typed
 //! ([`StoreError`], [`AddonError`]) the same for every backend.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod log_bus;
 pub mod model;
 pub mod nodes;
+pub mod people;
 
 pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
@@ -33,6 +35,7 @@ pub use model::{
     QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
 };
 pub use nodes::Nodes;
+pub use people::{People, TokenOwner, TokenRecord, User};
 
 use std::sync::Arc;
 
@@ -44,4 +47,5 @@ pub struct Store {
     pub addons: Arc<dyn AddonStore>,
     pub nodes: Arc<dyn Nodes>,
     pub log_bus: Arc<dyn LogBus>,
+    pub people: Arc<dyn People>,
 }

@@ -287,16 +287,69 @@ async fn concurrent_scales_on_two_nodes_all_land() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_are_shared() {
-    let (_server, a, b) = two_nodes().await;
+async fn people_tokens_and_access_are_shared() {
+    use wdeploy_core::{Person, TokenId};
+    use wdeploy_store::cluster::ClusterPeople;
+    use wdeploy_store::{AppId, People, TokenRecord};
+    let server = NatsServer::start().unwrap();
+    let (nats_a, _) = node(&server, "node-a").await;
+    let (nats_b, _) = node(&server, "node-b").await;
+    let a = ClusterPeople::open(&nats_a).await.unwrap();
+    let b = ClusterPeople::open(&nats_b).await.unwrap();
     assert!(!b.has_tokens().await.unwrap());
-    let hash = Digest::of_bytes(b"token");
-    a.add_token(&hash, "admin").await.unwrap();
+    let ann: Person = "ann@x.io".parse().unwrap();
+    a.ensure_user(&Person::admin(), true).await.unwrap();
+    b.add_user(&ann, false).await.unwrap();
+    assert!(matches!(
+        a.add_user(&ann, true).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(!b.ensure_user(&ann, true).await.unwrap().admin);
+    let token = TokenRecord {
+        id: TokenId::from_random(&[1, 2, 3, 4, 5, 6]),
+        hash: Digest::of_bytes(b"token"),
+        user: ann.clone(),
+        description: "laptop".into(),
+        created_at: chrono::Utc::now(),
+    };
+    a.add_token(&token).await.unwrap();
     assert!(b.has_tokens().await.unwrap());
-    assert_eq!(b.token(&hash).await.unwrap().as_deref(), Some("admin"));
+    let owner = b.token(&token.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (owner.token.id.clone(), owner.admin),
+        (token.id.clone(), false)
+    );
     assert_eq!(b.token(&Digest::of_bytes(b"other")).await.unwrap(), None);
-    b.add_token(&hash, "renamed").await.unwrap();
-    assert_eq!(a.token(&hash).await.unwrap().as_deref(), Some("renamed"));
+    assert_eq!(b.tokens().await.unwrap().len(), 1);
+
+    let (app, other) = (AppId::random(), AppId::random());
+    a.grant(&app, &ann).await.unwrap();
+    a.grant(&app, &ann).await.unwrap();
+    a.grant(&other, &Person::admin()).await.unwrap();
+    assert!(b.may_act_on(&app, &ann).await.unwrap());
+    assert!(!b.may_act_on(&other, &ann).await.unwrap());
+    assert_eq!(b.collaborators(&app).await.unwrap(), vec![ann.clone()]);
+    assert_eq!(b.apps_of(&ann).await.unwrap(), vec![app.clone()]);
+    b.revoke(&app, &ann).await.unwrap();
+    assert!(!a.may_act_on(&app, &ann).await.unwrap());
+    assert!(matches!(
+        b.revoke(&app, &ann).await,
+        Err(StoreError::NotFound(_))
+    ));
+    a.grant(&app, &ann).await.unwrap();
+    b.forget_app(&app).await.unwrap();
+    assert!(a.collaborators(&app).await.unwrap().is_empty());
+    assert_eq!(
+        a.collaborators(&other).await.unwrap(),
+        vec![Person::admin()]
+    );
+
+    b.revoke_token(&token.id).await.unwrap();
+    assert_eq!(a.token(&token.hash).await.unwrap(), None);
+    assert!(matches!(
+        a.revoke_token(&token.id).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,7 +379,6 @@ async fn calls_fail_fast_while_nats_is_down_and_work_once_it_is_back() {
             .scale(&app, &formation(r#"{"web":1}"#))
             .await
             .map(drop),
-        control.has_tokens().await.map(drop),
     ];
     for outcome in outcomes {
         assert!(

@@ -8,6 +8,7 @@ mod envfile;
 mod host;
 mod kv;
 mod paths;
+mod people;
 mod printer;
 mod ps;
 mod push;
@@ -97,6 +98,27 @@ enum Command {
     /// Show the app's job queues: jobs ready, leased and done
     #[command(name = "queue:stats")]
     QueueStats(AppArg),
+    /// Everyone the host knows (admin only)
+    Users,
+    /// Add a person and print their first token (admin only)
+    #[command(name = "users:add")]
+    UsersAdd(people::AddUserArgs),
+    /// Your tokens (an admin's: everyone's)
+    Tokens,
+    /// Make another token for yourself
+    #[command(name = "tokens:create")]
+    TokensCreate(people::CreateTokenArgs),
+    /// Revoke a token by its id
+    #[command(name = "tokens:revoke")]
+    TokensRevoke(people::RevokeTokenArgs),
+    /// Who may act on the app
+    Access(AppArg),
+    /// Let a person act on the app
+    #[command(name = "access:add")]
+    AccessAdd(people::AccessArgs),
+    /// Take that away
+    #[command(name = "access:remove")]
+    AccessRemove(people::AccessArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -136,6 +158,14 @@ fn main() -> std::process::ExitCode {
         Command::KvSet(args) => kv::set(args),
         Command::KvKeys(args) => kv::keys(args),
         Command::QueueStats(args) => queue::stats(args),
+        Command::Users => people::users(),
+        Command::UsersAdd(args) => people::add_user(args),
+        Command::Tokens => people::tokens(),
+        Command::TokensCreate(args) => people::create_token(args),
+        Command::TokensRevoke(args) => people::revoke_token(args),
+        Command::Access(args) => people::list(args),
+        Command::AccessAdd(args) => people::add(args),
+        Command::AccessRemove(args) => people::remove(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -141,7 +141,8 @@ async fn login(State(d): State<Dashboard>, body: axum::body::Bytes) -> Response 
         Ok(Some(caller)) => {
             let id = d.sessions.open(token.trim());
             let cookie = session::set_cookie(&id, d.options.secure_cookie);
-            let body = axum::Json(serde_json::json!({ "user": caller.0 }));
+            let body =
+                axum::Json(serde_json::json!({ "user": caller.person, "admin": caller.admin }));
             match HeaderValue::from_str(&cookie) {
                 Ok(cookie) => ([(header::SET_COOKIE, cookie)], body).into_response(),
                 Err(_) => ApiError::internal("could not make the session cookie").into_response(),

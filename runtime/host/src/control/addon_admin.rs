@@ -72,7 +72,7 @@ impl Host {
             .await?;
         entry.runtime.logs.platform(
             "api",
-            format!("Set key `{key}` of bucket {bucket} by {}", by.0),
+            format!("Set key `{key}` of bucket {bucket} by {}", by),
         );
         Ok(kv_entry(bucket, key, bytes))
     }

@@ -19,6 +19,7 @@ mod converge;
 mod errors;
 mod idle;
 mod observe;
+mod people;
 mod platform;
 mod releases;
 mod streams;
@@ -205,7 +206,7 @@ impl Host {
         }
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;
-        let token = bootstrap::admin_token(&*store.control, &config.data_dir)
+        let token = bootstrap::admin_token(&*store.people, &config.data_dir)
             .await
             .context("making the admin token")?;
         let node = store.nodes.me().clone();
@@ -432,7 +433,12 @@ impl Host {
         // be destroyed again, never data without an app); from then on dynos still bound
         // to this id can no longer write.
         self.store.addons.delete_app(&id).await?;
-        Ok(self.store.control.delete_app(app).await?)
+        self.store.control.delete_app(app).await?;
+        // After the app: rows left by a failure here name an id no app will ever have.
+        if let Err(e) = self.store.people.forget_app(&id).await {
+            tracing::warn!(app = %app, "the destroyed app's access stays in the store: {e}");
+        }
+        Ok(())
     }
 
     /// The host as an `Arc`, for work spawned to outlive a request.

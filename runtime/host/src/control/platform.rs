@@ -12,7 +12,7 @@ use wdeploy_api::server::{
     BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, ReleasePage, TextStream,
 };
 use wdeploy_api::wire::*;
-use wdeploy_core::{AppName, Digest, Formation};
+use wdeploy_core::{AppName, Digest, Formation, Person, TokenId};
 use wdeploy_store::App;
 
 /// Most dynos of one process type.
@@ -33,9 +33,9 @@ impl Host {
         })
     }
 
-    async fn app_list(&self) -> Result<Vec<AppInfo>> {
+    async fn app_list(&self, caller: &Caller) -> Result<Vec<AppInfo>> {
         let mut infos = Vec::new();
-        for app in self.store.control.apps().await? {
+        for app in self.apps_of(caller).await? {
             infos.push(self.app_info(&app).await?);
         }
         Ok(infos)
@@ -52,7 +52,7 @@ impl Host {
         Ok(missing)
     }
 
-    async fn create(&self, req: CreateApp) -> Result<AppInfo> {
+    async fn create(&self, by: &Caller, req: CreateApp) -> Result<AppInfo> {
         let name = match req.name {
             Some(name) => name,
             None => format!("app-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -63,10 +63,12 @@ impl Host {
         let app = self.store.control.create_app(&name).await?;
         // A fresh id, so no add-on data of an earlier app of this name can be reached.
         self.store.addons.create_app(&app.id).await?;
+        // Its creator may act on it (an admin may anyway, and is listed like anyone).
+        self.store.people.grant(&app.id, &by.person).await?;
         self.entry(&name)
             .runtime
             .logs
-            .platform("api", "App created");
+            .platform("api", format!("App created by {by}"));
         self.app_info(&app).await
     }
 
@@ -144,7 +146,7 @@ impl Host {
         }
         runtime
             .logs
-            .platform("api", format!("Scaled to {} by {}", patch.summary(), by.0));
+            .platform("api", format!("Scaled to {} by {}", patch.summary(), by));
         Ok(formation)
     }
 
@@ -170,16 +172,17 @@ impl Host {
     /// this node's at once, the others' through a restart request they act on at their
     /// next look. Under the app's release turn, so this node's converge loop does not
     /// take its own request for another one.
-    async fn restart_dynos(&self, app: &AppName, dyno: Option<&str>) -> Result<()> {
+    async fn restart_dynos(&self, app: &AppName, by: &Caller, dyno: Option<&str>) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
         let runtime = &entry.runtime;
         let _turn = entry.release_turn().await?;
         let local = dyno.is_none_or(|name| runtime.dynos().iter().any(|d| d.name == name));
         if local {
-            runtime
-                .logs
-                .platform("api", format!("Restarting {}", dyno.unwrap_or("all dynos")));
+            runtime.logs.platform(
+                "api",
+                format!("Restarting {} by {by}", dyno.unwrap_or("all dynos")),
+            );
             if dyno.is_some() || runtime.current_release().is_some() {
                 runtime.restart(dyno).await.map_err(invalid)?;
             }
@@ -232,16 +235,19 @@ fn dyno_info(d: DynoSnapshot) -> DynoInfo {
 #[async_trait]
 impl Platform for Host {
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError> {
-        let name = super::bootstrap::caller(&*self.store.control, token).await;
-        Ok(name?.map(Caller))
+        Ok(self.caller(token).await?)
     }
 
-    async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {
-        Ok(self.app_list().await?)
+    async fn may_act_on(&self, caller: &Caller, app: &AppName) -> Result<bool, ApiError> {
+        Ok(self.may_act(caller, app).await?)
     }
 
-    async fn create_app(&self, req: CreateApp) -> Result<AppInfo, ApiError> {
-        Ok(self.create(req).await?)
+    async fn apps(&self, caller: &Caller) -> Result<Vec<AppInfo>, ApiError> {
+        Ok(self.app_list(caller).await?)
+    }
+
+    async fn create_app(&self, by: &Caller, req: CreateApp) -> Result<AppInfo, ApiError> {
+        Ok(self.create(by, req).await?)
     }
 
     async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError> {
@@ -329,8 +335,13 @@ impl Platform for Host {
         Ok(self.dyno_list(app).await?)
     }
 
-    async fn restart(&self, app: &AppName, dyno: Option<&str>) -> Result<(), ApiError> {
-        Ok(self.restart_dynos(app, dyno).await?)
+    async fn restart(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        dyno: Option<&str>,
+    ) -> Result<(), ApiError> {
+        Ok(self.restart_dynos(app, by, dyno).await?)
     }
 
     async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError> {
@@ -374,5 +385,50 @@ impl Platform for Host {
 
     async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError> {
         Ok(self.metrics_history(app).await?)
+    }
+
+    async fn users(&self) -> Result<Vec<UserInfo>, ApiError> {
+        Ok(self.user_list().await?)
+    }
+
+    async fn add_user(&self, by: &Caller, req: CreateUser) -> Result<NewToken, ApiError> {
+        Ok(self.add_person(by, req).await?)
+    }
+
+    async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, ApiError> {
+        Ok(self.token_list(caller).await?)
+    }
+
+    async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<NewToken, ApiError> {
+        let description = req
+            .description
+            .unwrap_or_else(|| "made by tokens:create".to_string());
+        Ok(self.make_token(&caller.person, &description).await?)
+    }
+
+    async fn revoke_token(&self, caller: &Caller, id: &TokenId) -> Result<(), ApiError> {
+        Ok(self.revoke(caller, id).await?)
+    }
+
+    async fn collaborators(&self, app: &AppName) -> Result<Vec<Collaborator>, ApiError> {
+        Ok(self.collaborator_list(app).await?)
+    }
+
+    async fn add_collaborator(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        email: &Person,
+    ) -> Result<(), ApiError> {
+        Ok(self.grant(app, by, email).await?)
+    }
+
+    async fn remove_collaborator(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        email: &Person,
+    ) -> Result<(), ApiError> {
+        Ok(self.take_away(app, by, email).await?)
     }
 }

@@ -359,7 +359,7 @@ impl Host {
         entry
             .runtime
             .logs
-            .platform("api", format!("Cancelling v{} by {}", going.version, by.0));
+            .platform("api", format!("Cancelling v{} by {}", going.version, by));
         going.finished.cancelled().await;
         let record = self.store.control.release(app, going.version).await?;
         let current = self
@@ -417,7 +417,7 @@ impl Host {
                     settings: req.settings.clone(),
                     config: current.map(|r| r.config).unwrap_or_default(),
                     description: req.description.clone(),
-                    author: by.0.clone(),
+                    author: by.to_string(),
                     node: None, // set by `append`
                 })
             })
@@ -472,7 +472,7 @@ impl Host {
                     settings: target.settings.clone(),
                     config: target.config.clone(),
                     description: format!("Rollback to v{target_version}"),
-                    author: by.0.clone(),
+                    author: by.to_string(),
                     node: None, // set by `append`
                 })
             })
@@ -512,7 +512,7 @@ impl Host {
                     settings,
                     config,
                     description,
-                    author: by.0.clone(),
+                    author: by.to_string(),
                     node: None, // set by `append`
                 })
             })

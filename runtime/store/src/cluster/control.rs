@@ -1,4 +1,4 @@
-//! Apps, release logs, formation and tokens in JetStream KV buckets: the cluster backend
+//! Apps, release logs and formation in JetStream KV buckets: the cluster backend
 //! of [`ControlStore`], behaving like the embedded one (same errors, order and pages).
 //!
 //! Key layout (every key a valid NATS KV key: app names are `[a-z][a-z0-9-]{1,29}`, ids
@@ -9,7 +9,6 @@
 //!   absent, so two nodes can never both write `vN`; `ID.head` → a hint of the newest
 //!   version (see [`ClusterControl::latest`]);
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
-//! - `wdeploy-tokens`: `HEX` of the token's hash → `{name, created_at}`.
 //!
 //! Releases and formation are keyed by the app's id, not its name: destroying an app
 //! deletes its name first (from then on nothing reaches the old id), then purges the id's
@@ -35,7 +34,6 @@ use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
 const APPS: &str = "wdeploy-apps";
 const RELEASES: &str = "wdeploy-releases";
 const FORMATION: &str = "wdeploy-formation";
-const TOKENS: &str = "wdeploy-tokens";
 
 /// How often a compare-and-swap is tried again after another node won the race, before
 /// giving up: contention on one key is a handful of nodes, never dozens in a row.
@@ -50,7 +48,6 @@ pub struct ClusterControl {
     apps: kv::Store,
     releases: kv::Store,
     formation: kv::Store,
-    tokens: kv::Store,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,12 +80,6 @@ struct Head {
     latest: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredToken {
-    name: String,
-    created_at: DateTime<Utc>,
-}
-
 impl ClusterControl {
     /// Opens (creating them if this is the cluster's first node) the control buckets.
     pub async fn open(nats: &Nats) -> Result<ClusterControl> {
@@ -103,7 +94,6 @@ impl ClusterControl {
             apps: nats.bucket(bucket(APPS)).await?,
             releases: nats.bucket(bucket(RELEASES)).await?,
             formation: nats.bucket(bucket(FORMATION)).await?,
-            tokens: nats.bucket(bucket(TOKENS)).await?,
         })
     }
 
@@ -410,38 +400,6 @@ impl ControlStore for ClusterControl {
         .await?;
         Ok(formation.unwrap_or_default())
     }
-
-    async fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
-        self.nats.check()?;
-        let value = encode(&StoredToken {
-            name: name.to_string(),
-            created_at: Utc::now(),
-        })?;
-        self.tokens
-            .put(hash.hex(), value)
-            .await
-            .map_err(|e| unavailable(format!("adding a token: {e}")))?;
-        Ok(())
-    }
-
-    async fn token(&self, hash: &Digest) -> Result<Option<String>> {
-        self.nats.check()?;
-        let (token, _) = read::<StoredToken>(&self.tokens, hash.hex(), "a token").await?;
-        Ok(token.map(|t| t.name))
-    }
-
-    async fn has_tokens(&self) -> Result<bool> {
-        self.nats.check()?;
-        within("looking for tokens", async {
-            let mut keys = self.tokens.keys().await.map_err(|e| e.to_string())?;
-            match keys.next().await {
-                None => Ok(false),
-                Some(Ok(_)) => Ok(true),
-                Some(Err(e)) => Err(e.to_string()),
-            }
-        })
-        .await
-    }
 }
 
 fn release_key(id: &AppId, version: u64) -> String {
@@ -454,7 +412,7 @@ fn head_key(id: &AppId) -> String {
 
 /// Runs a call that may wait on NATS for longer than one request (a listing), giving up
 /// after [`CALL_TIMEOUT`] as `Unavailable`.
-async fn within<T>(
+pub(super) async fn within<T>(
     what: &str,
     call: impl Future<Output = std::result::Result<T, String>>,
 ) -> Result<T> {
@@ -466,7 +424,7 @@ async fn within<T>(
 }
 
 /// Every key of a bucket (deleted ones left out).
-async fn list_keys(store: &kv::Store, what: &str) -> Result<Vec<String>> {
+pub(super) async fn list_keys(store: &kv::Store, what: &str) -> Result<Vec<String>> {
     within(what, async {
         let keys = store.keys().await.map_err(|e| e.to_string())?;
         keys.try_collect().await.map_err(|e| e.to_string())
@@ -476,7 +434,7 @@ async fn list_keys(store: &kv::Store, what: &str) -> Result<Vec<String>> {
 
 /// A key's value (`None` when absent or deleted) and the revision a compare-and-swap of
 /// it must name (0 when the key never was).
-async fn read<T: DeserializeOwned>(
+pub(super) async fn read<T: DeserializeOwned>(
     store: &kv::Store,
     key: &str,
     what: &str,
@@ -497,7 +455,7 @@ async fn read<T: DeserializeOwned>(
 /// Creates `key` only if absent: `false` when it exists. A create whose
 /// acknowledgement was lost but which did land (the value there is this very one) is
 /// this call's.
-async fn create(store: &kv::Store, key: &str, value: Bytes, what: &str) -> Result<bool> {
+pub(super) async fn create(store: &kv::Store, key: &str, value: Bytes, what: &str) -> Result<bool> {
     match store.create(key, value.clone()).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
@@ -514,7 +472,7 @@ async fn create(store: &kv::Store, key: &str, value: Bytes, what: &str) -> Resul
 /// A compare-and-swap of one key: `change` gets the value there and returns the one to
 /// write (`None`: nothing to change); written only if the key is still at the revision
 /// read, else read and changed again. Returns the value the key holds after.
-async fn cas<T: Serialize + DeserializeOwned>(
+pub(super) async fn cas<T: Serialize + DeserializeOwned>(
     store: &kv::Store,
     key: &str,
     what: &str,
@@ -540,13 +498,13 @@ fn contended(what: &str) -> StoreError {
     ))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| StoreError::Backend(format!("encoding a value: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Backend(format!("stored {what} is unreadable: {e}")))
 }

@@ -1,13 +1,14 @@
 //! The cluster backend: every facet of the store in NATS JetStream, shared by all the
 //! nodes of a cluster (`wdeploy host --cluster nats://…`).
 //!
-//! - `control`: apps, tokens and formation in KV buckets; each release a key of its own,
+//! - `control`: apps and formation in KV buckets; each release a key of its own,
 //!   created only if absent; every read-modify-write a compare-and-swap on the key's
 //!   revision;
 //! - `blobs`: an Object Store keyed by digest, with a verified local copy of every blob
 //!   this node has read or written (what it runs, so it restarts dynos while NATS is away);
 //! - `addons`: the apps' key-value data and job queues, exact and leased across nodes;
 //! - `nodes`: heartbeats in a KV bucket whose entries expire, dyno records, change hints;
+//! - `people`: people, token hashes and who may act on which app, in KV buckets;
 //! - `log_bus`: log lines on a subject per app, a stream keeping the last 1,500 of each.
 //!
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
@@ -18,6 +19,7 @@ mod blobs;
 mod control;
 mod log_bus;
 mod nodes;
+mod people;
 mod scan;
 
 pub use addons::ClusterAddons;
@@ -25,6 +27,7 @@ pub use blobs::ClusterBlobs;
 pub use control::ClusterControl;
 pub use log_bus::ClusterLogBus;
 pub use nodes::ClusterNodes;
+pub use people::ClusterPeople;
 
 use crate::error::{Result, StoreError};
 use crate::model::{NodeInfo, NodeName};
@@ -157,6 +160,7 @@ pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
         addons: Arc::new(ClusterAddons::open(&nats).await?),
         nodes: Arc::new(ClusterNodes::open(&nats, options.me.clone()).await?),
         log_bus: Arc::new(ClusterLogBus::open(&nats, options.me.name.clone()).await?),
+        people: Arc::new(ClusterPeople::open(&nats).await?),
     })
 }
 

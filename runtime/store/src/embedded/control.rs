@@ -1,4 +1,4 @@
-//! Apps, releases, config vars, formation and tokens in SQLite (WAL): the embedded
+//! Apps, releases, config vars and formation in SQLite (WAL): the embedded
 //! backend of [`ControlStore`].
 //!
 //! Every change a caller is told about is one committed transaction with
@@ -19,7 +19,7 @@ use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
 
 /// The control-plane database. One connection: control-plane writes are rare and small.
 pub struct ControlDb {
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
 }
 
 const SCHEMA: &str = "
@@ -72,6 +72,7 @@ impl ControlDb {
         conn.execute_batch(SCHEMA)?;
         give_apps_ids(&mut conn)?;
         add_revisions(&conn)?;
+        super::people::migrate(&mut conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
         })
@@ -308,35 +309,6 @@ impl ControlDb {
         tx.commit()?;
         Ok(formation)
     }
-
-    pub fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
-        self.conn.lock().execute(
-            "INSERT OR REPLACE INTO tokens (hash, name, created_at) VALUES (?1, ?2, ?3)",
-            params![hash.as_str(), name, Utc::now().to_rfc3339()],
-        )?;
-        Ok(())
-    }
-
-    /// The name of the token with this hash, if any.
-    pub fn token(&self, hash: &Digest) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .lock()
-            .query_row(
-                "SELECT name FROM tokens WHERE hash = ?1",
-                params![hash.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    pub fn has_tokens(&self) -> Result<bool> {
-        Ok(self
-            .conn
-            .lock()
-            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
-            > 0)
-    }
 }
 
 /// [`ControlStore`] over the database, every call on a blocking thread so SQLite's disk
@@ -345,7 +317,7 @@ impl ControlDb {
 pub struct EmbeddedControl(pub(crate) Arc<ControlDb>);
 
 impl EmbeddedControl {
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce(&ControlDb) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -422,17 +394,6 @@ impl ControlStore for EmbeddedControl {
     async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation> {
         let (app, patch) = (app.clone(), patch.clone());
         self.blocking(move |db| db.scale(&app, &patch)).await
-    }
-    async fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
-        let (hash, name) = (hash.clone(), name.to_string());
-        self.blocking(move |db| db.add_token(&hash, &name)).await
-    }
-    async fn token(&self, hash: &Digest) -> Result<Option<String>> {
-        let hash = hash.clone();
-        self.blocking(move |db| db.token(&hash)).await
-    }
-    async fn has_tokens(&self) -> Result<bool> {
-        self.blocking(|db| db.has_tokens()).await
     }
 }
 
@@ -682,9 +643,8 @@ mod tests {
             .append_release(&hello, 2, new_release("Deploy 2", &[]))
             .unwrap();
         seen.push(revision());
-        // Reads and tokens leave it alone.
+        // Reads leave it alone.
         state.release_head(&hello).unwrap();
-        state.add_token(&Digest::of_bytes(b"t"), "t").unwrap();
         assert_eq!(revision(), *seen.last().unwrap());
         drop(state);
         // A release left pending is failed at the next open: a change too.

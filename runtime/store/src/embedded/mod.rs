@@ -10,6 +10,7 @@ mod control;
 mod group_commit;
 mod kv;
 mod nodes;
+mod people;
 mod queue;
 
 pub use addons::EmbeddedAddons;
@@ -17,6 +18,7 @@ pub use addons_db::AddonDb;
 pub use blobs::BlobDir;
 pub use control::{ControlDb, EmbeddedControl};
 pub use nodes::{LocalNode, NoBus};
+pub(crate) use people::random_token_id;
 
 use crate::Store;
 use crate::error::{AddonError, Result, StoreError};
@@ -47,8 +49,10 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
         .map(|app| (app.name, app.id))
         .collect();
     let addons = open_addons(&data_dir.join("addons.db"), &apps)?;
+    let control = EmbeddedControl(Arc::new(control));
     Ok(Store {
-        control: Arc::new(EmbeddedControl(Arc::new(control))),
+        control: Arc::new(control.clone()),
+        people: Arc::new(control),
         blobs: Arc::new(blobs),
         addons,
         nodes: Arc::new(LocalNode::new(me)),
