@@ -256,6 +256,15 @@ fn people_tokens_cookies_and_who_made_each_change() {
     );
     assert_eq!(with_cookie("/apps").0, 401);
 
+    // A person's tokens are capped, and so is what a description may hold.
+    let out = host.fails(&["tokens:create", "--description", &"x".repeat(201)]);
+    assert!(out.contains("at most 200 characters"), "{out}");
+    let carol = add_user(&host, "carol@example.com");
+    let made = tokens_until_refused(&host, &carol);
+    assert_eq!(made, 50, "carol's tokens, the first included");
+    // Others are not held back by carol's.
+    assert!(host.ok(&["tokens:create"]).contains("shown only now"));
+
     // A second admin token lets the first go.
     let made = host.ok(&["tokens:create", "--description", "spare"]);
     let spare = made.lines().nth(1).expect("the token").trim().to_string();
@@ -267,4 +276,18 @@ fn people_tokens_cookies_and_who_made_each_change() {
     );
     let out = host.cli_with_token(&spare, &["apps"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Makes tokens as `token`'s person until the host refuses one; returns how many they
+/// then hold (the refusal must be the cap's clear error).
+fn tokens_until_refused(host: &TestHost, token: &str) -> usize {
+    for held in 1..=100 {
+        let out = host.cli_with_token(token, &["tokens:create"]);
+        if !out.status.success() {
+            let err = stderr(&out);
+            assert!(err.contains("the most one person may have"), "{err}");
+            return held;
+        }
+    }
+    panic!("100 tokens made: no cap");
 }

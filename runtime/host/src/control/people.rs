@@ -14,6 +14,12 @@ use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Person, TokenId};
 use wdeploy_store::{StoreError, TokenRecord};
 
+/// Most tokens one person may hold: each is a store entry anyone with a token could
+/// otherwise make without end.
+pub(crate) const MAX_TOKENS_PER_PERSON: usize = 50;
+/// Longest description of a token, in characters.
+const MAX_DESCRIPTION: usize = 200;
+
 impl Host {
     /// The caller a token belongs to, if any.
     pub(super) async fn caller(&self, token: &str) -> Result<Option<Caller>> {
@@ -90,6 +96,27 @@ impl Host {
     }
 
     pub(super) async fn make_token(&self, user: &Person, description: &str) -> Result<NewToken> {
+        if description.chars().count() > MAX_DESCRIPTION {
+            return Err(ApiError::invalid(format!(
+                "a token's description is at most {MAX_DESCRIPTION} characters"
+            ))
+            .into());
+        }
+        let theirs = self
+            .store
+            .people
+            .tokens()
+            .await?
+            .iter()
+            .filter(|t| &t.user == user)
+            .count();
+        if theirs >= MAX_TOKENS_PER_PERSON {
+            return Err(ApiError::conflict(format!(
+                "{user} has {theirs} tokens, the most one person may have: revoke some first \
+                 (`wdeploy tokens`, `wdeploy tokens:revoke ID`)"
+            ))
+            .into());
+        }
         let (token, record) =
             new_token(user, description).map_err(|e| ApiError::internal(format!("{e}")))?;
         self.store.people.add_token(&record).await?;
