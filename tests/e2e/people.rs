@@ -95,6 +95,14 @@ fn a_second_token_is_refused_on_every_app_route_until_access_add() {
             );
         }
     }
+    // Nor does another spelling of the path reach it: a percent-encoded name, a route
+    // no table lists.
+    for path in ["/apps/%6fwned/config-vars", "/apps/owned/no-such-route"] {
+        let (status, body) = call(&host, &bob, &http::Method::GET, path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("not found"), "{path}: {body}");
+        assert!(!body.contains("no such API route"), "{path}: {body}");
+    }
     // The CLI says the same, and bob's list is empty.
     let out = host.cli_with_token(&bob, &["config", "-a", "owned"]);
     assert!(
