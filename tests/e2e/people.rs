@@ -184,11 +184,21 @@ fn people_tokens_cookies_and_who_made_each_change() {
             .success()
     );
     assert!(bob_cli(&["restart", "-a", "shared"]).status.success());
+    // Bob deploys (the release is his) and starts a one-off (the log says so).
+    let faults = faults_app();
+    let dir = faults.path().to_str().expect("a UTF-8 path");
+    let out = bob_cli(&["push", "-a", "shared", "--dir", dir]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let releases =
+        String::from_utf8_lossy(&bob_cli(&["releases", "-a", "shared"]).stdout).into_owned();
+    assert!(releases.contains(BOB), "{releases}");
+    let _ = bob_cli(&["run", "worker", "-a", "shared"]);
     let log = host.ok(&["logs", "--source", "wdeploy", "-a", "shared"]);
     for line in [
         "Access granted to bob@example.com by admin",
         "Scaled to web=0 by bob@example.com",
         "Restarting all dynos by bob@example.com",
+        "as run.1000 by bob@example.com",
     ] {
         assert!(log.contains(line), "{line} not in:\n{log}");
     }

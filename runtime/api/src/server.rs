@@ -167,7 +167,12 @@ pub trait Platform: Send + Sync + 'static {
     async fn restart(&self, app: &AppName, by: &Caller, dyno: Option<&str>)
     -> Result<(), ApiError>;
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
-    async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError>;
+    async fn run(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: RunRequest,
+    ) -> Result<TextStream, ApiError>;
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError>;
     /// Keys of one of the app's add-on buckets starting with `prefix`.
     async fn kv_keys(&self, app: &AppName, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;
@@ -643,9 +648,10 @@ async fn restart_one(
 async fn run(
     State(p): State<Shared>,
     AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let stream = p.run(&app, req).await?;
+    let stream = p.run(&app, &by, req).await?;
     Ok(text_stream(stream))
 }
 

@@ -344,8 +344,13 @@ impl Platform for Host {
         Ok(self.restart_dynos(app, by, dyno).await?)
     }
 
-    async fn run(&self, app: &AppName, req: RunRequest) -> Result<TextStream, ApiError> {
-        Ok(self.run_one_off(app, req).await?)
+    async fn run(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: RunRequest,
+    ) -> Result<TextStream, ApiError> {
+        Ok(self.run_one_off(app, by, req).await?)
     }
 
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError> {

@@ -8,12 +8,17 @@ use crate::logs::{BUFFER_LINES, LogLine, LogSource};
 use futures::SinkExt;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-use wdeploy_api::server::{LogQuery, TextStream};
+use wdeploy_api::server::{Caller, LogQuery, TextStream};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::AppName;
 
 impl Host {
-    pub(super) async fn run_one_off(&self, app: &AppName, req: RunRequest) -> Result<TextStream> {
+    pub(super) async fn run_one_off(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: RunRequest,
+    ) -> Result<TextStream> {
         let entry = self.existing(app).await?;
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
@@ -21,6 +26,10 @@ impl Host {
         let (name, task) = runtime
             .run(&req.process_type, req.args, lifetime)
             .map_err(invalid)?;
+        runtime.logs.platform(
+            "api",
+            format!("Running `{}` as {name} by {by}", req.process_type),
+        );
         let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
         tokio::spawn(async move {
             let _ = tx
