@@ -19,6 +19,7 @@ mod cluster;
 mod dashboard;
 mod deploy;
 mod dev;
+mod domains;
 mod durability;
 mod idle;
 mod isolation;

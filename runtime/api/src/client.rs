@@ -309,6 +309,21 @@ impl Client {
         self.get(&format!("/apps/{app}/queues"))
     }
 
+    pub fn domains(&self, app: &str) -> Result<Vec<DomainInfo>> {
+        self.get(&format!("/apps/{app}/domains"))
+    }
+    pub fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo> {
+        let req = CreateDomain {
+            hostname: hostname.to_string(),
+        };
+        self.send("POST", &format!("/apps/{app}/domains"), &req)
+    }
+    /// `hostname` as typed: the host normalises it (a path segment cannot hold a `/`,
+    /// which no host name has).
+    pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<()> {
+        self.delete(&format!("/apps/{app}/domains/{hostname}"))
+    }
+
     /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).
     pub fn app_metrics(&self, app: &str) -> Result<MetricsHistory> {
         self.get(&format!("/apps/{app}/metrics"))

@@ -165,6 +165,21 @@ pub trait Platform: Send + Sync + 'static {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
     /// What the app's add-on data takes: storage against its quota, and its queues.
     async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError>;
+    /// The app's custom domains.
+    async fn domains(&self, app: &AppName) -> Result<Vec<DomainInfo>, ApiError>;
+    /// Gives the app a custom domain (409 when another app has it).
+    async fn add_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateDomain,
+    ) -> Result<DomainInfo, ApiError>;
+    async fn remove_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        hostname: &str,
+    ) -> Result<(), ApiError>;
     /// Every metric of the host in the Prometheus text format ([`METRICS_CONTENT_TYPE`]).
     async fn metrics(&self) -> Result<String, ApiError>;
     /// The app's last hour on this node, for the dashboard.
@@ -212,6 +227,11 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .route("/apps/{app}/log-sessions", get(logs))
         .route("/apps/{app}/log-events", get(log_events))
         .route("/apps/{app}/addons", get(addons))
+        .route("/apps/{app}/domains", get(domains).post(add_domain))
+        .route(
+            "/apps/{app}/domains/{hostname}",
+            axum::routing::delete(remove_domain),
+        )
         .route("/apps/{app}/kv/keys", get(kv_keys))
         .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
         .route("/apps/{app}/queues", get(queues))
@@ -610,6 +630,33 @@ async fn kv_set(
     p.kv_set(&app, &caller(by), bucket(&query), key(&query)?, body.value)
         .await
         .map(Json)
+}
+
+async fn domains(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Vec<DomainInfo>>, ApiError> {
+    p.domains(&app).await.map(Json)
+}
+
+async fn add_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    by: Option<axum::Extension<Caller>>,
+    JsonBody(req): JsonBody<CreateDomain>,
+) -> Result<(http::StatusCode, Json<DomainInfo>), ApiError> {
+    let domain = p.add_domain(&app, &caller(by), req).await?;
+    Ok((http::StatusCode::CREATED, Json(domain)))
+}
+
+async fn remove_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    by: Option<axum::Extension<Caller>>,
+    Path((_, hostname)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.remove_domain(&app, &caller(by), &hostname).await?;
+    Ok(http::StatusCode::NO_CONTENT)
 }
 
 async fn queues(

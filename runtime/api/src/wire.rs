@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wdeploy_core::{AppName, Digest, DynoState, Formation, ProcessType, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, DynoState, Formation, ProcessType, ReleaseStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppInfo {
@@ -142,6 +142,22 @@ pub struct QueueInfo {
     pub leased: u64,
     /// Acknowledged in the last 24 hours.
     pub done: u64,
+}
+
+/// A custom domain of an app (`GET /apps/{app}/domains`): the router serves the app at
+/// it besides `NAME.DOMAIN`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub hostname: Domain,
+    /// Where the domain's DNS must point: this host's router (`NAME.DOMAIN`).
+    pub cname: String,
+}
+
+/// `POST /apps/{app}/domains`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDomain {
+    /// As typed: any case, a trailing dot or not.
+    pub hostname: String,
 }
 
 /// `GET /apps/{app}/addons`: what the app's add-on data takes.

@@ -14,6 +14,7 @@ mod text;
 pub mod addons;
 pub mod app_name;
 pub mod digest;
+pub mod domain;
 pub mod dyno;
 pub mod formation;
 pub mod idle;
@@ -27,6 +28,7 @@ pub mod wasm;
 
 pub use app_name::AppName;
 pub use digest::Digest;
+pub use domain::Domain;
 pub use dyno::DynoState;
 pub use formation::Formation;
 pub use idle::IdleAfter;

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::model::{App, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 /// Apps, releases, formation and tokens, behind whichever backend runs.
 ///
@@ -55,6 +55,16 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Sets the quantities `patch` names (the others stay) in one atomic change; returns
     /// the whole formation after it.
     async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation>;
+
+    /// Gives `domain` to the app: `Conflict` when another app has it (adding one the app
+    /// has already changes nothing). A domain belongs to one app at most.
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()>;
+    /// Takes `domain` from the app; `NotFound` when the app does not have it.
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()>;
+    /// The app's domains, sorted.
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>>;
+    /// Every domain with the app it belongs to: the router's table.
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>>;
 
     /// Stores a token's hash (never the token) under a name.
     async fn add_token(&self, hash: &Digest, name: &str) -> Result<()>;

@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 use wdeploy_store::cluster::testing::NatsServer;
 use wdeploy_store::cluster::{ClusterControl, Nats};
 use wdeploy_store::{ControlStore, NewRelease, StoreError};
@@ -347,4 +347,41 @@ async fn calls_fail_fast_while_nats_is_down_and_work_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(control.app(&app).await.unwrap().name, app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_is_one_apps_across_nodes_and_goes_with_it() {
+    let (_server, one, two) = two_nodes().await;
+    for app in ["alpha", "beta"] {
+        one.create_app(&name(app)).await.unwrap();
+    }
+    let www: Domain = "www.example.com".parse().unwrap();
+    // Two nodes racing to give the domain to two apps: one wins, the other is told.
+    let (alpha, beta) = (name("alpha"), name("beta"));
+    let (a, b) = tokio::join!(one.add_domain(&alpha, &www), two.add_domain(&beta, &www));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+    let owner = if a.is_ok() { "alpha" } else { "beta" };
+    let other = if a.is_ok() { "beta" } else { "alpha" };
+    assert!(matches!(
+        two.add_domain(&name(other), &www).await,
+        Err(StoreError::Conflict(_))
+    ));
+    two.add_domain(&name(owner), &www).await.unwrap(); // again: nothing changes
+    assert_eq!(two.domains(&name(owner)).await.unwrap(), vec![www.clone()]);
+    assert!(two.domains(&name(other)).await.unwrap().is_empty());
+    assert_eq!(
+        one.all_domains().await.unwrap(),
+        vec![(www.clone(), name(owner))]
+    );
+    assert!(matches!(
+        one.remove_domain(&name(other), &www).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Destroyed with its app; a new app of the same name does not inherit it.
+    one.delete_app(&name(owner)).await.unwrap();
+    one.create_app(&name(owner)).await.unwrap();
+    assert!(two.domains(&name(owner)).await.unwrap().is_empty());
+    two.add_domain(&name(other), &www).await.unwrap();
+    two.remove_domain(&name(other), &www).await.unwrap();
+    assert!(one.all_domains().await.unwrap().is_empty());
 }

@@ -4,6 +4,7 @@ mod apps;
 mod building;
 mod config;
 mod dev;
+mod domains;
 mod envfile;
 mod host;
 mod kv;
@@ -53,6 +54,14 @@ enum Command {
     Open(AppArg),
     /// Print the host's web dashboard URL (an app's page with -a), and open it on a desktop
     Dashboard(apps::DashboardArgs),
+    /// List the app's custom domains
+    Domains(AppArg),
+    /// Serve the app at a custom domain too
+    #[command(name = "domains:add")]
+    DomainsAdd(domains::DomainArgs),
+    /// Stop serving the app at a custom domain
+    #[command(name = "domains:remove")]
+    DomainsRemove(domains::DomainArgs),
     /// Build the app here and deploy it as a new release
     Push(push::PushArgs),
     /// List the app's releases, newest first
@@ -116,6 +125,9 @@ fn main() -> std::process::ExitCode {
         Command::AppsDestroy(args) => apps::destroy(args),
         Command::Open(args) => apps::open(args),
         Command::Dashboard(args) => apps::dashboard(args),
+        Command::Domains(args) => domains::list(args),
+        Command::DomainsAdd(args) => domains::add(args),
+        Command::DomainsRemove(args) => domains::remove(args),
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::Rollback(args) => releases::rollback(args),

@@ -267,6 +267,7 @@ impl Host {
                 return;
             }
         };
+        self.refresh_domains().await;
         // Apps destroyed through another node.
         let exist: HashSet<_> = apps.iter().map(|a| a.name.clone()).collect();
         let gone: Vec<_> = self

@@ -16,6 +16,7 @@
 mod addon_admin;
 mod bootstrap;
 mod converge;
+mod domains;
 mod errors;
 mod idle;
 mod observe;
@@ -88,6 +89,9 @@ pub struct Host {
     nudged_all: std::sync::atomic::AtomicBool,
     /// When this host started.
     started: std::time::Instant,
+    /// Held across reading the custom domains and handing them to the router, so an
+    /// older read never replaces a newer one.
+    domains_refresh: tokio::sync::Mutex<()>,
 }
 
 /// One app this host runs.
@@ -224,6 +228,7 @@ impl Host {
             nudged: Mutex::new(HashSet::new()),
             nudged_all: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
+            domains_refresh: tokio::sync::Mutex::new(()),
         });
         host.observe();
         let weak = Arc::downgrade(&host);
@@ -257,6 +262,7 @@ impl Host {
         for app in &apps {
             self.entry_for(app);
         }
+        self.refresh_domains().await;
         Ok(apps)
     }
 
@@ -446,6 +452,8 @@ impl Host {
     async fn forget(&self, app: &AppName) {
         let entry = self.apps.lock().remove(app);
         self.router.remove_app(app);
+        // Its domains went with it in the store.
+        self.refresh_domains().await;
         self.router.peers().set(app.as_str(), Vec::new());
         if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
             self.ids.lock().remove(id);

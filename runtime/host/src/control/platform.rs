@@ -368,6 +368,28 @@ impl Platform for Host {
         Ok(self.addon_usage(app).await?)
     }
 
+    async fn domains(&self, app: &AppName) -> Result<Vec<DomainInfo>, ApiError> {
+        Ok(self.domain_list(app).await?)
+    }
+
+    async fn add_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateDomain,
+    ) -> Result<DomainInfo, ApiError> {
+        Ok(self.domain_add(app, by, req).await?)
+    }
+
+    async fn remove_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        hostname: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self.domain_remove(app, by, hostname).await?)
+    }
+
     async fn metrics(&self) -> Result<String, ApiError> {
         Ok(self.metrics_text())
     }

@@ -9,13 +9,16 @@
 //!   absent, so two nodes can never both write `vN`; `ID.head` → a hint of the newest
 //!   version (see [`ClusterControl::latest`]);
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
-//! - `wdeploy-tokens`: `HEX` of the token's hash → `{name, created_at}`.
+//! - `wdeploy-tokens`: `HEX` of the token's hash → `{name, created_at}`;
+//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `domains.rs`).
 //!
 //! Releases and formation are keyed by the app's id, not its name: destroying an app
 //! deletes its name first (from then on nothing reaches the old id), then purges the id's
 //! keys; should that purge not happen (a crash, NATS gone), a new app of the same name still
 //! gets a new id and starts empty at v1. Every read-modify-write is a compare-and-swap on
 //! the key's revision, retried when another node changed the key in between.
+
+mod domains;
 
 use super::{CALL_TIMEOUT, Nats, unavailable};
 use crate::control::ControlStore;
@@ -30,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 const APPS: &str = "wdeploy-apps";
 const RELEASES: &str = "wdeploy-releases";
@@ -51,6 +54,7 @@ pub struct ClusterControl {
     releases: kv::Store,
     formation: kv::Store,
     tokens: kv::Store,
+    domains: kv::Store,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,6 +108,7 @@ impl ClusterControl {
             releases: nats.bucket(bucket(RELEASES)).await?,
             formation: nats.bucket(bucket(FORMATION)).await?,
             tokens: nats.bucket(bucket(TOKENS)).await?,
+            domains: nats.bucket(bucket(domains::DOMAINS)).await?,
         })
     }
 
@@ -271,6 +276,7 @@ impl ControlStore for ClusterControl {
                 );
             }
         }
+        self.forget_domains(app.id.as_str()).await;
         Ok(())
     }
 
@@ -441,6 +447,18 @@ impl ControlStore for ClusterControl {
             }
         })
         .await
+    }
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        self.add_domain_here(app, domain).await
+    }
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        self.remove_domain_here(app, domain).await
+    }
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>> {
+        self.domains_here(app).await
+    }
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>> {
+        self.all_domains_here().await
     }
 }
 

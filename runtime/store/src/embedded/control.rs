@@ -6,6 +6,8 @@
 //! a change interrupted half way leaves nothing behind. Calls block on disk: the
 //! [`ControlStore`] implementation runs each on a blocking thread.
 
+mod domains;
+
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
 use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
@@ -15,7 +17,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Arc;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 /// The control-plane database. One connection: control-plane writes are rare and small.
 pub struct ControlDb {
@@ -70,6 +72,7 @@ impl ControlDb {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(domains::SCHEMA)?;
         give_apps_ids(&mut conn)?;
         add_revisions(&conn)?;
         Ok(ControlDb {
@@ -433,6 +436,22 @@ impl ControlStore for EmbeddedControl {
     }
     async fn has_tokens(&self) -> Result<bool> {
         self.blocking(|db| db.has_tokens()).await
+    }
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        let (app, domain) = (app.clone(), domain.clone());
+        self.blocking(move |db| db.add_domain(&app, &domain)).await
+    }
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        let (app, domain) = (app.clone(), domain.clone());
+        self.blocking(move |db| db.remove_domain(&app, &domain))
+            .await
+    }
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>> {
+        let app = app.clone();
+        self.blocking(move |db| db.domains(&app)).await
+    }
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>> {
+        self.blocking(|db| db.all_domains()).await
     }
 }
 
