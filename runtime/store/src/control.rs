@@ -1,8 +1,8 @@
 //! The control plane's data: apps, their release logs (config vars live in releases),
-//! formation and API tokens.
+//! formation, log drains and API tokens.
 
 use crate::error::Result;
-use crate::model::{App, NewRelease, Release, ReleaseHead};
+use crate::model::{App, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
 use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
 
@@ -55,6 +55,15 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Sets the quantities `patch` names (the others stay) in one atomic change; returns
     /// the whole formation after it.
     async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation>;
+
+    /// The app's log drains, oldest first.
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>>;
+    /// Adds `drain` to the app's drains: `Conflict` when one has its URL already,
+    /// `Invalid` when the app has [`crate::MAX_DRAINS_PER_APP`]. Changes the app's
+    /// revision, so every node learns of it.
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain>;
+    /// Removes the drain `which` names (its id or its URL); `NotFound` when none does.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain>;
 
     /// Stores a token's hash (never the token) under a name.
     async fn add_token(&self, hash: &Digest, name: &str) -> Result<()>;

@@ -8,7 +8,7 @@
 
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
-use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
+use crate::model::{App, AppId, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -19,7 +19,7 @@ use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
 
 /// The control-plane database. One connection: control-plane writes are rare and small.
 pub struct ControlDb {
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
 }
 
 const SCHEMA: &str = "
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS apps (
     -- AppId: random, made at creation, never reused. NULL only in a database made before
     -- ids, until `open` gives each app one.
     id TEXT,
-    -- Bumped in the same transaction as every change to the app's releases or formation
+    -- Bumped in the same transaction as every change to the app's releases, formation or
+    -- drains
     -- (App::revision).
     revision INTEGER NOT NULL DEFAULT 0
 );
@@ -70,6 +71,7 @@ impl ControlDb {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(super::drains::SCHEMA)?;
         give_apps_ids(&mut conn)?;
         add_revisions(&conn)?;
         Ok(ControlDb {
@@ -423,6 +425,18 @@ impl ControlStore for EmbeddedControl {
         let (app, patch) = (app.clone(), patch.clone());
         self.blocking(move |db| db.scale(&app, &patch)).await
     }
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>> {
+        let app = app.clone();
+        self.blocking(move |db| db.drains(&app)).await
+    }
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain> {
+        let app = app.clone();
+        self.blocking(move |db| db.add_drain(&app, drain)).await
+    }
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain> {
+        let (app, which) = (app.clone(), which.to_string());
+        self.blocking(move |db| db.remove_drain(&app, &which)).await
+    }
     async fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
         let (hash, name) = (hash.clone(), name.to_string());
         self.blocking(move |db| db.add_token(&hash, &name)).await
@@ -452,7 +466,7 @@ fn read_formation(conn: &Connection, app: &AppName) -> Result<Formation> {
 }
 
 /// A value this store wrote, read back into its type.
-fn stored<T: std::str::FromStr>(text: &str) -> Result<T>
+pub(super) fn stored<T: std::str::FromStr>(text: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -477,8 +491,9 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
     })())
 }
 
-/// Marks a change to the app's releases or formation (inside the transaction making it).
-fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Result<()> {
+/// Marks a change to the app's releases, formation or drains (inside the transaction
+/// making it).
+pub(super) fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Result<()> {
     tx.execute(
         "UPDATE apps SET revision = revision + 1 WHERE name = ?1",
         params![app.as_str()],
@@ -553,7 +568,7 @@ fn row_to_release(r: &rusqlite::Row<'_>) -> Row<Release> {
     })())
 }
 
-fn parse_time(s: &str) -> DateTime<Utc> {
+pub(super) fn parse_time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()

@@ -7,6 +7,7 @@ mod addons;
 mod addons_db;
 mod blobs;
 mod control;
+mod drains;
 mod group_commit;
 mod kv;
 mod nodes;
