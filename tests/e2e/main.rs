@@ -18,6 +18,7 @@ mod buildpacks;
 mod cluster;
 mod deploy;
 mod dev;
+mod drains;
 mod durability;
 mod idle;
 mod isolation;

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_core::{AppName, Digest, Formation, LogSource};
 
+mod drains;
+
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// Largest blob (one component) accepted.
@@ -161,6 +163,11 @@ pub trait Platform: Send + Sync + 'static {
         value: String,
     ) -> Result<KvEntry, ApiError>;
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
+    /// The app's log drains.
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError>;
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError>;
+    /// Removes the drain `which` names: its id or its URL.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError>;
 }
 
 type Shared = Arc<dyn Platform>;
@@ -191,6 +198,7 @@ pub fn router(platform: Shared) -> Router {
         .route("/apps/{app}/kv/keys", get(kv_keys))
         .route("/apps/{app}/kv/entry", get(kv_get).put(kv_set))
         .route("/apps/{app}/queues", get(queues))
+        .merge(drains::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })

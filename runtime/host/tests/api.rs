@@ -46,6 +46,7 @@ impl ApiFixture {
                 },
                 max_addons_mb: 1024,
                 log_rate: Default::default(),
+                drains: Default::default(),
             },
             store,
             engine,

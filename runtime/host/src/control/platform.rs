@@ -363,4 +363,16 @@ impl Platform for Host {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError> {
         Ok(self.queue_list(app).await?)
     }
+
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError> {
+        Ok(self.drain_list(app).await?)
+    }
+
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_add(app, req).await?)
+    }
+
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_remove(app, which).await?)
+    }
 }
