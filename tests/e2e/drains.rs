@@ -4,6 +4,7 @@
 //! never the app's or a neighbour's speed; drains survive a kill -9 of the host.
 
 use crate::fixture::*;
+use std::time::Duration;
 
 /// A host whose drains may reach loopback and trust the test certificate.
 fn drain_host(ca: &TestCa, extra: &[&str]) -> TestHost {
@@ -286,4 +287,63 @@ fn drains_survive_a_kill_9_of_the_host() {
         || receiver.frames(),
         &[("190", "app", "web.1", "handling /after-restart")],
     );
+}
+
+#[test]
+fn in_a_cluster_each_node_ships_its_own_lines_once() {
+    let cluster = Cluster::start_with(2, &["--allow-private-drains"]);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    a.create_and_push("hello", &sample("hello"));
+    a.ok(&["ps:scale", "web=2", "-a", "hello"]);
+    let receiver = SyslogReceiver::start(None);
+    // Added through one node, learnt by the other from the store.
+    a.ok(&["drains:add", &receiver.url(), "-a", "hello"]);
+    assert!(b.ok(&["drains", "-a", "hello"]).contains(&receiver.url()));
+    // A web dyno on each node: each node's router serves from its own.
+    poll_until(
+        "a web dyno up on each node",
+        Duration::from_secs(25),
+        || {
+            let ps = a.ok(&["ps", "-a", "hello"]);
+            let up_on = |node: &str| {
+                ps.lines().any(|l| {
+                    l.starts_with("web.")
+                        && l.contains(": up since")
+                        && l.ends_with(&format!(" on {node}"))
+                })
+            };
+            if up_on("a") && up_on("b") {
+                Ok(())
+            } else {
+                Err(ps)
+            }
+        },
+    );
+    // Node b ships once it has read the drains (within a converge look): asked until
+    // its line arrives.
+    for (node, path) in [(a, "/via-a"), (b, "/via-b")] {
+        poll_until(&format!("{path} at the drain"), SOON, || {
+            assert_eq!(node.get("hello", path).0, 200);
+            let frames = receiver.frames();
+            frames
+                .iter()
+                .any(|f| f.contains(&format!(" - handling {path} on web.")))
+                .then_some(())
+        });
+    }
+    // Both nodes' router lines arrive, and no line twice: a node does not ship the lines
+    // it is relayed from the other.
+    let frames = receiver.frames();
+    for node in ["a", "b"] {
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.contains(" wdeploy router - ") && f.contains(&format!(" node={node}"))),
+            "no router line of node {node}: {frames:#?}"
+        );
+    }
+    let mut unique = frames.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), frames.len(), "a line came twice: {frames:#?}");
 }

@@ -471,6 +471,11 @@ impl Host {
             }
         }
         if let Some(entry) = entry {
+            // Its drains stop now, not when the last holder of its log stream lets go.
+            entry
+                .runtime
+                .logs
+                .set_drains(app.as_str(), &[], &self.drain_network);
             entry.runtime.stop().await;
         }
     }

@@ -9,7 +9,7 @@
 //! - `shipper`: the task that sends a drain's lines, with back-off.
 //!
 //! Each drain is an [`Outlet`] on its app's [`LogStream`]: a queue of [`QUEUE_LINES`]
-//! lines that writers only `try_send` into, never waiting, and a shipper task draining
+//! lines (and at most [`QUEUE_BYTES`] of text) that writers only `try_send` into, never waiting, and a shipper task draining
 //! it. A slow or dead receiver fills its own queue; past that its lines are dropped and
 //! counted, and the app's log says how many once a second (L10), while the dynos, the
 //! router and the app's other drains go on as before.
@@ -24,6 +24,7 @@ pub use net::{DrainNetwork, DrainOptions};
 
 use super::{LogLine, LogSource, LogStream};
 use overflow::Overflow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -32,6 +33,9 @@ use wdeploy_store::Drain;
 
 /// Lines a drain's queue holds before it drops them (Heroku's logplex buffers as many).
 pub const QUEUE_LINES: usize = 10_000;
+/// Bytes of line text a drain's queue holds at most: 10,000 lines of the longest kind
+/// (10,000 bytes) would be 100 MB an app could make the host hold per stuck drain.
+pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// How often a drain's dropped lines are told.
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
@@ -41,6 +45,8 @@ const NOTICE_EVERY: Duration = Duration::from_secs(1);
 pub struct Outlet {
     drain: Drain,
     queue: mpsc::Sender<Arc<LogLine>>,
+    /// Bytes of text in the queue now (the shipper takes off what it takes out).
+    queued_bytes: Arc<AtomicUsize>,
     overflow: Arc<Overflow>,
     _stop: DropGuard,
 }
@@ -50,6 +56,7 @@ impl Outlet {
     fn start(logs: Weak<LogStream>, app: &str, drain: &Drain, network: &DrainNetwork) -> Outlet {
         let (queue, lines) = mpsc::channel(QUEUE_LINES);
         let overflow = Arc::new(Overflow::default());
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         tokio::spawn(
             shipper::Shipper {
@@ -57,6 +64,7 @@ impl Outlet {
                 id: drain.id.clone(),
                 url: drain.url.clone(),
                 queue: lines,
+                queued_bytes: queued_bytes.clone(),
                 overflow: overflow.clone(),
                 network: network.clone(),
                 stop: stop.clone(),
@@ -73,6 +81,7 @@ impl Outlet {
         Outlet {
             drain: drain.clone(),
             queue,
+            queued_bytes,
             overflow,
             _stop: stop.drop_guard(),
         }
@@ -80,7 +89,10 @@ impl Outlet {
 
     /// Queues a line for the drain if there is room, else counts it: never waits.
     pub(super) fn offer(&self, line: &Arc<LogLine>) {
-        if self.queue.try_send(line.clone()).is_err() {
+        let size = line.text.len();
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if queued + size > QUEUE_BYTES || self.queue.try_send(line.clone()).is_err() {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.overflow.count(1);
         }
     }
@@ -113,19 +125,23 @@ fn same(a: &Drain, b: &Drain) -> bool {
     a.id == b.id && a.url == b.url
 }
 
-/// Writes the drain's L10 line into the app's log once a second while it drops lines.
+/// Writes the drain's L10 line into the app's log a second after an overflow episode
+/// began (so at most once a second while it drops lines); waits without a timer while
+/// nothing is dropped.
 async fn tell_drops(
     logs: Weak<LogStream>,
     drain: String,
     overflow: Arc<Overflow>,
     stop: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(NOTICE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = every.tick() => {}
+            () = overflow.began() => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(NOTICE_EVERY) => {}
         }
         let Some(notice) = overflow.notice() else {
             continue;
@@ -184,6 +200,31 @@ mod tests {
         // Removed: the shipper stops and the stream no longer offers lines to it.
         logs.set_drains("hello", &[], &network());
         assert!(logs.drains().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drains_queue_holds_a_bounded_number_of_bytes_too() {
+        // A port nobody listens on: nothing leaves the queue but the batch the shipper
+        // holds while it retries.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("syslog://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let drain = Drain::new(url.parse().unwrap());
+        let stream = LogStream::new();
+        stream.set_drains("hello", std::slice::from_ref(&drain), &network());
+        let outlet_bytes = || stream.drains.read()[0].queued_bytes.load(Ordering::Relaxed);
+        let long = "x".repeat(10_000);
+        for _ in 0..QUEUE_LINES {
+            stream.write(LogSource::App, "web.1", long.clone());
+        }
+        assert!(outlet_bytes() <= QUEUE_BYTES, "{}", outlet_bytes());
+        let dropped = stream.drains.read()[0].overflow.dropped.lock().count as usize;
+        // At most the queue's bytes, and one batch in the shipper's hands, were kept.
+        let batch = logplex::MAX_BYTES / long.len() + 1;
+        assert!(
+            dropped >= QUEUE_LINES - QUEUE_BYTES / long.len() - batch,
+            "{dropped}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,15 +5,18 @@
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 #[derive(Default)]
 pub(super) struct Overflow {
-    dropped: Mutex<Dropped>,
+    pub(super) dropped: Mutex<Dropped>,
+    /// Told at the first drop of an episode, so nothing ticks while nothing is dropped.
+    began: Notify,
 }
 
 #[derive(Default)]
-struct Dropped {
-    count: u64,
+pub(super) struct Dropped {
+    pub(super) count: u64,
     /// When the first line of this episode was dropped.
     since: Option<DateTime<Utc>>,
 }
@@ -23,7 +26,15 @@ impl Overflow {
     pub(super) fn count(&self, lines: u64) {
         let mut dropped = self.dropped.lock();
         dropped.count += lines;
-        dropped.since.get_or_insert_with(Utc::now);
+        if dropped.since.is_none() {
+            dropped.since = Some(Utc::now());
+            self.began.notify_one();
+        }
+    }
+
+    /// Returns once an episode has begun (at once if one began since the last call).
+    pub(super) async fn began(&self) {
+        self.began.notified().await;
     }
 
     /// The L10 line for the lines dropped since the last one, if any were; the next

@@ -35,6 +35,7 @@ pub(super) struct Shipper {
     pub id: DrainId,
     pub url: DrainUrl,
     pub queue: mpsc::Receiver<Arc<LogLine>>,
+    pub queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
     pub overflow: Arc<Overflow>,
     pub network: DrainNetwork,
     pub stop: CancellationToken,
@@ -74,6 +75,8 @@ impl Shipper {
                     Err(_) => break,
                 }
             }
+            self.queued_bytes
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
             let batch = Batch::new(&self.app, &lines);
             drop(lines);
             let mut attempt = 0;
