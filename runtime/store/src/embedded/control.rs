@@ -72,8 +72,8 @@ impl ControlDb {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(super::drains::SCHEMA)?;
-        give_apps_ids(&mut conn)?;
-        add_revisions(&conn)?;
+        super::migrate::give_apps_ids(&mut conn)?;
+        super::migrate::add_revisions(&conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
         })
@@ -498,45 +498,6 @@ pub(super) fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Re
         "UPDATE apps SET revision = revision + 1 WHERE name = ?1",
         params![app.as_str()],
     )?;
-    Ok(())
-}
-
-/// Adds the revision column to a database made before it (every app at revision 0).
-fn add_revisions(conn: &Connection) -> Result<()> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'revision'")?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE apps ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")?;
-    }
-    Ok(())
-}
-
-/// Gives every app of a database made before app ids its id (and adds the column), in
-/// one transaction; a database that has them is left as it is.
-fn give_apps_ids(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_column = tx
-        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'id'")?
-        .exists([])?;
-    if !has_column {
-        tx.execute_batch("ALTER TABLE apps ADD COLUMN id TEXT")?;
-    }
-    let unnamed: Vec<String> = tx
-        .prepare("SELECT name FROM apps WHERE id IS NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for name in &unnamed {
-        tx.execute(
-            "UPDATE apps SET id = ?2 WHERE name = ?1",
-            params![name, AppId::random().as_str()],
-        )?;
-    }
-    tx.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS apps_id ON apps (id)")?;
-    tx.commit()?;
-    if !unnamed.is_empty() {
-        tracing::info!("gave {} app(s) made before app ids an id", unnamed.len());
-    }
     Ok(())
 }
 

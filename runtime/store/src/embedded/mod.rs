@@ -10,6 +10,7 @@ mod control;
 mod drains;
 mod group_commit;
 mod kv;
+mod migrate;
 mod nodes;
 mod queue;
 
