@@ -20,6 +20,7 @@ mod dashboard;
 mod deploy;
 mod dev;
 mod domains;
+mod drains;
 mod durability;
 mod idle;
 mod isolation;

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_core::{AppName, Digest, Formation, LogSource};
 
+mod drains;
+
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// Largest blob (one component) accepted.
@@ -184,6 +186,11 @@ pub trait Platform: Send + Sync + 'static {
     async fn metrics(&self) -> Result<String, ApiError>;
     /// The app's last hour on this node, for the dashboard.
     async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError>;
+    /// The app's log drains.
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError>;
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError>;
+    /// Removes the drain `which` names: its id or its URL.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError>;
 }
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
@@ -237,6 +244,7 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .route("/apps/{app}/queues", get(queues))
         .route("/apps/{app}/metrics", get(app_metrics))
         .route("/metrics", get(metrics))
+        .merge(drains::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(blobs)
         .fallback(|| async { ApiError::not_found("no such API route") })

@@ -198,3 +198,19 @@ pub struct MetricsSample {
     /// Linear memory of the app's instances at the end of the interval.
     pub memory_bytes: u64,
 }
+
+/// A log drain (`GET /apps/{app}/log-drains`), shaped like Heroku's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrainInfo {
+    /// `d.` + a UUID: what `DELETE /apps/{app}/log-drains/{id}` takes (or the URL).
+    pub id: String,
+    /// The URL as added (credentials included: the app's own data).
+    pub url: String,
+    pub created_at: String,
+}
+
+/// `POST /apps/{app}/log-drains`: `{"url": "syslog+tls://logs.example.com:6514"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDrain {
+    pub url: String,
+}

@@ -1,8 +1,8 @@
 //! The control plane's data: apps, their release logs (config vars live in releases),
-//! formation and API tokens.
+//! formation, log drains and API tokens.
 
 use crate::error::Result;
-use crate::model::{App, NewRelease, Release, ReleaseHead};
+use crate::model::{App, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
 use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
@@ -65,6 +65,14 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn domains(&self, app: &AppName) -> Result<Vec<Domain>>;
     /// Every domain with the app it belongs to: the router's table.
     async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>>;
+    /// The app's log drains, oldest first.
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>>;
+    /// Adds `drain` to the app's drains: `Conflict` when one has its URL already,
+    /// `Invalid` when the app has [`crate::MAX_DRAINS_PER_APP`]. Changes the app's
+    /// revision, so every node learns of it.
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain>;
+    /// Removes the drain `which` names (its id or its URL); `NotFound` when none does.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain>;
 
     /// Stores a token's hash (never the token) under a name.
     async fn add_token(&self, hash: &Digest, name: &str) -> Result<()>;

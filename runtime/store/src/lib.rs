@@ -2,7 +2,7 @@
 //! the host codes against without knowing which backend runs.
 //!
 //! A [`Store`] has five facets: [`ControlStore`] (apps, release logs with their config
-//! vars, formation, API tokens), [`BlobStore`] (slug manifests and components by content
+//! vars, formation, log drains, API tokens), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
 //! live nodes and the dynos each runs) and [`LogBus`] (log lines between nodes). All calls are
 //! async; a backend that blocks (SQLite, files) does so on blocking threads, never on
@@ -29,8 +29,8 @@ pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
 pub use model::{
-    App, AppId, DynoRecord, Job, KeyPage, LogRecord, NewRelease, NodeDynos, NodeInfo, NodeName,
-    QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
+    App, AppId, Drain, DynoRecord, Job, KeyPage, LogRecord, MAX_DRAINS_PER_APP, NewRelease,
+    NodeDynos, NodeInfo, NodeName, QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
 };
 pub use nodes::Nodes;
 

@@ -385,3 +385,59 @@ async fn a_domain_is_one_apps_across_nodes_and_goes_with_it() {
     two.remove_domain(&name(other), &www).await.unwrap();
     assert!(one.all_domains().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_are_shared_by_the_nodes_capped_and_go_with_their_app() {
+    use wdeploy_store::{Drain, MAX_DRAINS_PER_APP};
+    let (_server, a, b) = two_nodes().await;
+    let hello = name("hello");
+    a.create_app(&hello).await.unwrap();
+    let drain = |url: &str| Drain::new(url.parse().unwrap());
+    // Two nodes adding at once: both land (compare-and-swap), the cap holds.
+    let adds = (0..MAX_DRAINS_PER_APP + 3).map(|n| {
+        let node = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let (hello, drain) = (
+            hello.clone(),
+            drain(&format!("https://logs.example.com/{n}")),
+        );
+        tokio::spawn(async move { node.add_drain(&hello, drain).await })
+    });
+    let results: Vec<_> = futures::future::join_all(adds).await;
+    let added = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    assert_eq!(added, MAX_DRAINS_PER_APP);
+    for result in results {
+        match result.unwrap() {
+            Ok(_) | Err(StoreError::Invalid(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let seen = b.drains(&hello).await.unwrap();
+    assert_eq!(seen.len(), MAX_DRAINS_PER_APP);
+    assert_eq!(seen, a.drains(&hello).await.unwrap());
+    // The same URL twice is refused; removing by URL or id.
+    let first = seen[0].clone();
+    assert!(matches!(
+        a.add_drain(&hello, drain(first.url.as_str())).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        b.remove_drain(&hello, first.url.as_str()).await.unwrap(),
+        first
+    );
+    assert!(matches!(
+        a.remove_drain(&hello, first.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        a.drains(&hello).await.unwrap().len(),
+        MAX_DRAINS_PER_APP - 1
+    );
+    // A new app of the same name starts without drains.
+    a.delete_app(&hello).await.unwrap();
+    assert!(matches!(
+        b.drains(&hello).await,
+        Err(StoreError::NotFound(_))
+    ));
+    b.create_app(&hello).await.unwrap();
+    assert!(a.drains(&hello).await.unwrap().is_empty());
+}

@@ -5,6 +5,7 @@ mod building;
 mod config;
 mod dev;
 mod domains;
+mod drains;
 mod envfile;
 mod host;
 mod kv;
@@ -106,6 +107,14 @@ enum Command {
     /// Show the app's job queues: jobs ready, leased and done
     #[command(name = "queue:stats")]
     QueueStats(AppArg),
+    /// List the app's log drains
+    Drains(AppArg),
+    /// Send the app's log lines to a syslog or HTTPS drain too
+    #[command(name = "drains:add")]
+    DrainsAdd(drains::AddArgs),
+    /// Stop sending the app's log lines to a drain
+    #[command(name = "drains:remove")]
+    DrainsRemove(drains::RemoveArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -148,6 +157,9 @@ fn main() -> std::process::ExitCode {
         Command::KvSet(args) => kv::set(args),
         Command::KvKeys(args) => kv::keys(args),
         Command::QueueStats(args) => queue::stats(args),
+        Command::Drains(args) => drains::list(args),
+        Command::DrainsAdd(args) => drains::add(args),
+        Command::DrainsRemove(args) => drains::remove(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -397,4 +397,16 @@ impl Platform for Host {
     async fn app_metrics(&self, app: &AppName) -> Result<MetricsHistory, ApiError> {
         Ok(self.metrics_history(app).await?)
     }
+
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError> {
+        Ok(self.drain_list(app).await?)
+    }
+
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_add(app, req).await?)
+    }
+
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_remove(app, which).await?)
+    }
 }

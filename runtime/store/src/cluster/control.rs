@@ -9,8 +9,9 @@
 //!   absent, so two nodes can never both write `vN`; `ID.head` → a hint of the newest
 //!   version (see [`ClusterControl::latest`]);
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
+//! - `wdeploy-drains`: `ID` → the app's log drains (see `drains.rs`);
 //! - `wdeploy-tokens`: `HEX` of the token's hash → `{name, created_at}`;
-//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `domains.rs`).
+//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `control/domains.rs`).
 //!
 //! Releases and formation are keyed by the app's id, not its name: destroying an app
 //! deletes its name first (from then on nothing reaches the old id), then purges the id's
@@ -23,7 +24,7 @@ mod domains;
 use super::{CALL_TIMEOUT, Nats, unavailable};
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
-use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
+use crate::model::{App, AppId, Drain, NewRelease, Release, ReleaseHead};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -53,6 +54,7 @@ pub struct ClusterControl {
     apps: kv::Store,
     releases: kv::Store,
     formation: kv::Store,
+    pub(super) drains: kv::Store,
     tokens: kv::Store,
     domains: kv::Store,
 }
@@ -107,6 +109,7 @@ impl ClusterControl {
             apps: nats.bucket(bucket(APPS)).await?,
             releases: nats.bucket(bucket(RELEASES)).await?,
             formation: nats.bucket(bucket(FORMATION)).await?,
+            drains: nats.bucket(bucket(super::drains::DRAINS)).await?,
             tokens: nats.bucket(bucket(TOKENS)).await?,
             domains: nats.bucket(bucket(domains::DOMAINS)).await?,
         })
@@ -119,7 +122,7 @@ impl ClusterControl {
         Ok((to_app(stored)?, revision))
     }
 
-    async fn app_id(&self, name: &AppName) -> Result<AppId> {
+    pub(super) async fn app_id(&self, name: &AppName) -> Result<AppId> {
         Ok(self.app_entry(name).await?.0.id)
     }
 
@@ -268,6 +271,7 @@ impl ControlStore for ClusterControl {
                 &self.formation,
                 format!("{}{}", self.formation.prefix, app.id),
             ),
+            (&self.drains, format!("{}{}", self.drains.prefix, app.id)),
         ] {
             if let Err(e) = store.stream.purge().filter(subject).await {
                 tracing::warn!(
@@ -417,6 +421,21 @@ impl ControlStore for ClusterControl {
         Ok(formation.unwrap_or_default())
     }
 
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>> {
+        self.nats.check()?;
+        self.read_drains(app).await
+    }
+
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain> {
+        self.nats.check()?;
+        self.insert_drain(app, drain).await
+    }
+
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain> {
+        self.nats.check()?;
+        self.delete_drain(app, which).await
+    }
+
     async fn add_token(&self, hash: &Digest, name: &str) -> Result<()> {
         self.nats.check()?;
         let value = encode(&StoredToken {
@@ -494,7 +513,7 @@ async fn list_keys(store: &kv::Store, what: &str) -> Result<Vec<String>> {
 
 /// A key's value (`None` when absent or deleted) and the revision a compare-and-swap of
 /// it must name (0 when the key never was).
-async fn read<T: DeserializeOwned>(
+pub(super) async fn read<T: DeserializeOwned>(
     store: &kv::Store,
     key: &str,
     what: &str,
@@ -532,7 +551,7 @@ async fn create(store: &kv::Store, key: &str, value: Bytes, what: &str) -> Resul
 /// A compare-and-swap of one key: `change` gets the value there and returns the one to
 /// write (`None`: nothing to change); written only if the key is still at the revision
 /// read, else read and changed again. Returns the value the key holds after.
-async fn cas<T: Serialize + DeserializeOwned>(
+pub(super) async fn cas<T: Serialize + DeserializeOwned>(
     store: &kv::Store,
     key: &str,
     what: &str,

@@ -1,7 +1,7 @@
 //! The cluster backend: every facet of the store in NATS JetStream, shared by all the
 //! nodes of a cluster (`wdeploy host --cluster nats://…`).
 //!
-//! - `control`: apps, tokens and formation in KV buckets; each release a key of its own,
+//! - `control`: apps, tokens, formation and log drains (`drains`) in KV buckets; each release a key of its own,
 //!   created only if absent; every read-modify-write a compare-and-swap on the key's
 //!   revision;
 //! - `blobs`: an Object Store keyed by digest, with a verified local copy of every blob
@@ -16,6 +16,7 @@
 mod addons;
 mod blobs;
 mod control;
+mod drains;
 mod log_bus;
 mod nodes;
 mod scan;

@@ -7,8 +7,10 @@ mod addons;
 mod addons_db;
 mod blobs;
 mod control;
+mod drains;
 mod group_commit;
 mod kv;
+mod migrate;
 mod nodes;
 mod queue;
 
