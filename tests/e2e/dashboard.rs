@@ -39,12 +39,7 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         );
         page.goto(&url).await.expect("open the dashboard");
         log_in(page, "not-the-token").await;
-        let error = page
-            .wait()
-            .at_most(PAGE)
-            .for_element(Locator::Css("#login-error:not([hidden])"))
-            .await
-            .expect("a refused login says so");
+        let error = wait_for(page, "#login-error:not([hidden])").await;
         assert_eq!(
             error.text().await.unwrap(),
             "That token is not valid on this host."
@@ -224,23 +219,24 @@ fn the_session_cookie_is_locked_down_and_needs_the_dashboard_header_to_change_an
 }
 
 async fn log_in(page: &Client, token: &str) {
-    let field = page
-        .wait()
-        .at_most(PAGE)
-        .for_element(Locator::Css("#token"))
-        .await
-        .expect("the login form");
+    let field = wait_for(page, "#token").await;
     field.clear().await.expect("clear the token field");
     field.send_keys(token).await.expect("type the token");
     click(page, "#login-button").await;
 }
 
-async fn click(page: &Client, css: &str) {
+/// The element `css`, once the page has it.
+async fn wait_for(page: &Client, css: &str) -> fantoccini::elements::Element {
     page.wait()
         .at_most(PAGE)
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+async fn click(page: &Client, css: &str) {
+    wait_for(page, css)
+        .await
         .click()
         .await
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));

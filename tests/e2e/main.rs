@@ -19,6 +19,8 @@ mod cluster;
 mod dashboard;
 mod deploy;
 mod dev;
+mod domains;
+mod drains;
 mod durability;
 mod idle;
 mod isolation;

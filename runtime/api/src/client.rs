@@ -308,6 +308,40 @@ impl Client {
     pub fn queues(&self, app: &str) -> Result<Vec<QueueInfo>> {
         self.get(&format!("/apps/{app}/queues"))
     }
+    pub fn drains(&self, app: &str) -> Result<Vec<DrainInfo>> {
+        self.get(&format!("/apps/{app}/log-drains"))
+    }
+    pub fn add_drain(&self, app: &str, url: &str) -> Result<DrainInfo> {
+        let req = CreateDrain {
+            url: url.to_string(),
+        };
+        self.send("POST", &format!("/apps/{app}/log-drains"), &req)
+    }
+    /// Removes the drain `which` names: its id or its URL.
+    pub fn remove_drain(&self, app: &str, which: &str) -> Result<DrainInfo> {
+        let response = self
+            .agent
+            .delete(&self.url(&format!("/apps/{app}/log-drains/{}", encode(which))))
+            .header("authorization", &self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
+    }
+
+    pub fn domains(&self, app: &str) -> Result<Vec<DomainInfo>> {
+        self.get(&format!("/apps/{app}/domains"))
+    }
+    pub fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo> {
+        let req = CreateDomain {
+            hostname: hostname.to_string(),
+        };
+        self.send("POST", &format!("/apps/{app}/domains"), &req)
+    }
+    /// `hostname` as typed: the host normalises it (a path segment cannot hold a `/`,
+    /// which no host name has).
+    pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<()> {
+        self.delete(&format!("/apps/{app}/domains/{hostname}"))
+    }
 
     /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).
     pub fn app_metrics(&self, app: &str) -> Result<MetricsHistory> {

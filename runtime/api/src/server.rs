@@ -21,6 +21,8 @@ use std::sync::Arc;
 use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_core::{AppName, Digest, Formation, LogSource};
 
+mod drains;
+
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// Largest blob (one component) accepted.
@@ -188,6 +190,21 @@ pub trait Platform: Send + Sync + 'static {
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
     /// What the app's add-on data takes: storage against its quota, and its queues.
     async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError>;
+    /// The app's custom domains.
+    async fn domains(&self, app: &AppName) -> Result<Vec<DomainInfo>, ApiError>;
+    /// Gives the app a custom domain (409 when another app has it).
+    async fn add_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateDomain,
+    ) -> Result<DomainInfo, ApiError>;
+    async fn remove_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        hostname: &str,
+    ) -> Result<(), ApiError>;
     /// Every metric of the host in the Prometheus text format ([`METRICS_CONTENT_TYPE`]).
     async fn metrics(&self) -> Result<String, ApiError>;
     /// The app's last hour on this node, for the dashboard.
@@ -220,6 +237,11 @@ pub trait Platform: Send + Sync + 'static {
         by: &Caller,
         email: &wdeploy_core::Person,
     ) -> Result<(), ApiError>;
+    /// The app's log drains.
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError>;
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError>;
+    /// Removes the drain `which` names: its id or its URL.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError>;
 }
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
@@ -301,6 +323,12 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::GET, "/apps/{app}/log-sessions", logs),
         at(M::GET, "/apps/{app}/log-events", log_events),
         at(M::GET, "/apps/{app}/addons", addons),
+        at(M::GET, "/apps/{app}/domains", domains),
+        at(M::POST, "/apps/{app}/domains", add_domain),
+        at(M::DELETE, "/apps/{app}/domains/{hostname}", remove_domain),
+        at(M::GET, "/apps/{app}/log-drains", drains::list),
+        at(M::POST, "/apps/{app}/log-drains", drains::add),
+        at(M::DELETE, "/apps/{app}/log-drains/{drain}", drains::remove),
         at(M::GET, "/apps/{app}/kv/keys", kv_keys),
         at(M::GET, "/apps/{app}/kv/entry", kv_get),
         at(M::PUT, "/apps/{app}/kv/entry", kv_set),
@@ -728,6 +756,33 @@ async fn kv_set(
     p.kv_set(&app, &by, bucket(&query), key(&query)?, body.value)
         .await
         .map(Json)
+}
+
+async fn domains(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Vec<DomainInfo>>, ApiError> {
+    p.domains(&app).await.map(Json)
+}
+
+async fn add_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateDomain>,
+) -> Result<(http::StatusCode, Json<DomainInfo>), ApiError> {
+    let domain = p.add_domain(&app, &by, req).await?;
+    Ok((http::StatusCode::CREATED, Json(domain)))
+}
+
+async fn remove_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    Path((_, hostname)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.remove_domain(&app, &by, &hostname).await?;
+    Ok(http::StatusCode::NO_CONTENT)
 }
 
 async fn queues(

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wdeploy_core::{AppName, Digest, DynoState, Formation, ProcessType, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, DynoState, Formation, ProcessType, ReleaseStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppInfo {
@@ -144,6 +144,22 @@ pub struct QueueInfo {
     pub done: u64,
 }
 
+/// A custom domain of an app (`GET /apps/{app}/domains`): the router serves the app at
+/// it besides `NAME.DOMAIN`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub hostname: Domain,
+    /// Where the domain's DNS must point: this host's router (`NAME.DOMAIN`).
+    pub cname: String,
+}
+
+/// `POST /apps/{app}/domains`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDomain {
+    /// As typed: any case, a trailing dot or not.
+    pub hostname: String,
+}
+
 /// `GET /apps/{app}/addons`: what the app's add-on data takes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AddonUsage {
@@ -228,4 +244,20 @@ pub struct NewToken {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Collaborator {
     pub email: wdeploy_core::Person,
+}
+
+/// A log drain (`GET /apps/{app}/log-drains`), shaped like Heroku's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrainInfo {
+    /// `d.` + a UUID: what `DELETE /apps/{app}/log-drains/{id}` takes (or the URL).
+    pub id: String,
+    /// The URL as added (credentials included: the app's own data).
+    pub url: String,
+    pub created_at: String,
+}
+
+/// `POST /apps/{app}/log-drains`: `{"url": "syslog+tls://logs.example.com:6514"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDrain {
+    pub url: String,
 }

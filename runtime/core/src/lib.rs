@@ -4,7 +4,8 @@
 //! [`SlugManifest`] whose id is a [`Digest`]; a [`Procfile`] names its [`ProcessType`]s;
 //! a [`Formation`] says how many dynos of each run; [`AppSettings`] come from
 //! `wdeploy.toml`. Releases move through [`ReleaseStatus`], dynos through [`DynoState`],
-//! and every log line has a [`LogSource`].
+//! and every log line has a [`LogSource`]; a
+//! log drain is a [`DrainUrl`] with a [`DrainId`].
 //!
 //! Each type serialises exactly as the string or map it replaced, so stored data and the
 //! wire format stay compatible. This crate knows nothing of wasmtime, SQLite or HTTP.
@@ -14,6 +15,8 @@ mod text;
 pub mod addons;
 pub mod app_name;
 pub mod digest;
+pub mod domain;
+pub mod drain;
 pub mod dyno;
 pub mod formation;
 pub mod idle;
@@ -28,6 +31,8 @@ pub mod wasm;
 
 pub use app_name::AppName;
 pub use digest::Digest;
+pub use domain::Domain;
+pub use drain::{DrainId, DrainScheme, DrainUrl};
 pub use dyno::DynoState;
 pub use formation::Formation;
 pub use idle::IdleAfter;

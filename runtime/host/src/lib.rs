@@ -6,7 +6,7 @@
 //!   app's counters and last hour;
 //! - `listener/`: the HTTP listeners' limits (connections, timeouts, header bytes),
 //!   which the router and the control API serve through;
-//! - `logs/`: each app's log stream;
+//! - `logs/`: each app's log stream and its log drains;
 //! - `addons/`: the add-on imports guests call, served from the store's add-on facet;
 //! - `guest/`: the engine and everything one component instance needs;
 //! - `release`: a release loaded into the engine (compiled, pre-instantiated);
@@ -51,6 +51,7 @@ pub use guest::imports::instantiate_pre;
 pub use listener::{
     HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,
 };
+pub use logs::drain::DrainOptions;
 pub use logs::rate::LogRate;
 pub use logs::{LogLine, LogSource, LogStream};
 pub use metrics::{AppMetrics, Metrics};

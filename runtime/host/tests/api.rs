@@ -46,6 +46,7 @@ impl ApiFixture {
                 },
                 max_addons_mb: 1024,
                 log_rate: Default::default(),
+                drains: Default::default(),
             },
             store,
             engine,
@@ -589,4 +590,87 @@ async fn a_release_of_uploaded_components_goes_live_fails_safely_and_rolls_back(
     );
     let (status, _) = api.call("DELETE", "/apps/live", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn log_drains_are_added_listed_refused_and_removed_by_id_or_url() {
+    let api = ApiFixture::new().await;
+    let (status, _) = api
+        .call_as(None, "GET", "/apps/hello/log-drains", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call("GET", "/apps/nope/log-drains", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    api.create_app("hello").await;
+    let url = "https://user:secret@logs.example.com/in";
+    let (status, added) = api
+        .call(
+            "POST",
+            "/apps/hello/log-drains",
+            Some(json!({ "url": url })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["url"], url);
+    let id = added["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("d."), "{added}");
+    let (status, listed) = api.call("GET", "/apps/hello/log-drains", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed, json!([added]));
+    for (bad, status, says) in [
+        (
+            url,
+            StatusCode::CONFLICT,
+            "already drains to https://logs.example.com:443",
+        ),
+        (
+            "gopher://x:70",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "scheme `gopher`",
+        ),
+        (
+            "syslog://10.1.2.3:514",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not a public address",
+        ),
+    ] {
+        let (got, body) = api
+            .call(
+                "POST",
+                "/apps/hello/log-drains",
+                Some(json!({ "url": bad })),
+            )
+            .await;
+        assert_eq!(got, status, "{bad}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(says) && !message.contains("secret"),
+            "{message}"
+        );
+    }
+    let (status, removed) = api
+        .call("DELETE", &format!("/apps/hello/log-drains/{id}"), None)
+        .await;
+    assert_eq!((status, removed), (StatusCode::OK, added));
+    let (status, _) = api
+        .call("DELETE", &format!("/apps/hello/log-drains/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // By URL (percent-encoded as one path segment).
+    api.call(
+        "POST",
+        "/apps/hello/log-drains",
+        Some(json!({ "url": "syslog+tls://logs.example.com:6514" })),
+    )
+    .await;
+    let (status, body) = api
+        .call(
+            "DELETE",
+            "/apps/hello/log-drains/syslog%2Btls%3A%2F%2Flogs.example.com%3A6514",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, listed) = api.call("GET", "/apps/hello/log-drains", None).await;
+    assert_eq!(listed, json!([]));
 }

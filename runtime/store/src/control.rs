@@ -1,10 +1,10 @@
 //! The control plane's data: apps, their release logs (config vars live in releases),
-//! formation (people and tokens are [`crate::People`]'s).
+//! formation, log drains and custom domains (people and tokens are [`crate::People`]'s).
 
 use crate::error::Result;
-use crate::model::{App, NewRelease, Release, ReleaseHead};
+use crate::model::{App, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
-use wdeploy_core::{AppName, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Domain, Formation, ReleaseStatus};
 
 /// Apps, releases and formation, behind whichever backend runs.
 ///
@@ -55,4 +55,22 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Sets the quantities `patch` names (the others stay) in one atomic change; returns
     /// the whole formation after it.
     async fn scale(&self, app: &AppName, patch: &Formation) -> Result<Formation>;
+
+    /// Gives `domain` to the app: `Conflict` when another app has it (adding one the app
+    /// has already changes nothing). A domain belongs to one app at most.
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()>;
+    /// Takes `domain` from the app; `NotFound` when the app does not have it.
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()>;
+    /// The app's domains, sorted.
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>>;
+    /// Every domain with the app it belongs to: the router's table.
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>>;
+    /// The app's log drains, oldest first.
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>>;
+    /// Adds `drain` to the app's drains: `Conflict` when one has its URL already,
+    /// `Invalid` when the app has [`crate::MAX_DRAINS_PER_APP`]. Changes the app's
+    /// revision, so every node learns of it.
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain>;
+    /// Removes the drain `which` names (its id or its URL); `NotFound` when none does.
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain>;
 }

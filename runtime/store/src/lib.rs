@@ -2,7 +2,7 @@
 //! the host codes against without knowing which backend runs.
 //!
 //! A [`Store`] has six facets: [`ControlStore`] (apps, release logs with their config
-//! vars, formation), [`BlobStore`] (slug manifests and components by content
+//! vars, formation, log drains, custom domains), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
 //! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes) and
 //! [`People`] (people, their API tokens, their access to apps). All calls are
@@ -31,8 +31,8 @@ pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
 pub use model::{
-    App, AppId, DynoRecord, Job, KeyPage, LogRecord, NewRelease, NodeDynos, NodeInfo, NodeName,
-    QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
+    App, AppId, Drain, DynoRecord, Job, KeyPage, LogRecord, MAX_DRAINS_PER_APP, NewRelease,
+    NodeDynos, NodeInfo, NodeName, QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
 };
 pub use nodes::Nodes;
 pub use people::{People, TokenOwner, TokenRecord, User};

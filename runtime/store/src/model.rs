@@ -11,8 +11,8 @@ pub struct App {
     /// so a new app of the same name never inherits (or is reached by) an old one's.
     pub id: AppId,
     pub created_at: DateTime<Utc>,
-    /// Changes whenever the app's releases (their status included) or its formation
-    /// change, so a reconciler may pass over an app whose revision it has already acted
+    /// Changes whenever the app's releases (their status included), its formation or its
+    /// log drains change, so a reconciler may pass over an app whose revision it has already acted
     /// on. `None` from a backend that keeps no revision: every look is then a full one.
     pub revision: Option<u64>,
 }
@@ -65,6 +65,41 @@ pub struct Tenant {
     /// Bytes of add-on data the app may hold (see [`crate::addons::stored_bytes`]).
     pub quota_bytes: u64,
 }
+
+/// One of an app's log drains: where its log lines are also sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Drain {
+    pub id: wdeploy_core::DrainId,
+    pub url: wdeploy_core::DrainUrl,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Drain {
+    /// A new drain of `url`, with a fresh id (`d.` + a random UUID, as Heroku's).
+    pub fn new(url: wdeploy_core::DrainUrl) -> Drain {
+        let id = format!("d.{}", uuid::Uuid::new_v4().hyphenated());
+        Drain {
+            // A UUID's hyphenated form is lowercase hex: always a valid id.
+            id: id.parse().unwrap_or_else(|e| unreachable!("{e}")),
+            url,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// Whether `which` names this drain: its id, or its URL (written any way that
+    /// normalises to it).
+    pub fn is(&self, which: &str) -> bool {
+        which == self.id.as_str()
+            || which == self.url.as_str()
+            || which
+                .parse::<wdeploy_core::DrainUrl>()
+                .is_ok_and(|url| url == self.url)
+    }
+}
+
+/// Most drains an app may have (Heroku allows a handful too): each costs the node a
+/// connection and a buffer of lines.
+pub const MAX_DRAINS_PER_APP: usize = 5;
 
 /// One immutable entry of an app's release log.
 #[derive(Debug, Clone, PartialEq, Eq)]

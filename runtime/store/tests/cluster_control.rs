@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 use wdeploy_store::cluster::testing::NatsServer;
 use wdeploy_store::cluster::{ClusterControl, Nats};
 use wdeploy_store::{ControlStore, NewRelease, StoreError};
@@ -399,4 +399,97 @@ async fn calls_fail_fast_while_nats_is_down_and_work_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(control.app(&app).await.unwrap().name, app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_is_one_apps_across_nodes_and_goes_with_it() {
+    let (_server, one, two) = two_nodes().await;
+    for app in ["alpha", "beta"] {
+        one.create_app(&name(app)).await.unwrap();
+    }
+    let www: Domain = "www.example.com".parse().unwrap();
+    // Two nodes racing to give the domain to two apps: one wins, the other is told.
+    let (alpha, beta) = (name("alpha"), name("beta"));
+    let (a, b) = tokio::join!(one.add_domain(&alpha, &www), two.add_domain(&beta, &www));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+    let owner = if a.is_ok() { "alpha" } else { "beta" };
+    let other = if a.is_ok() { "beta" } else { "alpha" };
+    assert!(matches!(
+        two.add_domain(&name(other), &www).await,
+        Err(StoreError::Conflict(_))
+    ));
+    two.add_domain(&name(owner), &www).await.unwrap(); // again: nothing changes
+    assert_eq!(two.domains(&name(owner)).await.unwrap(), vec![www.clone()]);
+    assert!(two.domains(&name(other)).await.unwrap().is_empty());
+    assert_eq!(
+        one.all_domains().await.unwrap(),
+        vec![(www.clone(), name(owner))]
+    );
+    assert!(matches!(
+        one.remove_domain(&name(other), &www).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Destroyed with its app; a new app of the same name does not inherit it.
+    one.delete_app(&name(owner)).await.unwrap();
+    one.create_app(&name(owner)).await.unwrap();
+    assert!(two.domains(&name(owner)).await.unwrap().is_empty());
+    two.add_domain(&name(other), &www).await.unwrap();
+    two.remove_domain(&name(other), &www).await.unwrap();
+    assert!(one.all_domains().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_are_shared_by_the_nodes_capped_and_go_with_their_app() {
+    use wdeploy_store::{Drain, MAX_DRAINS_PER_APP};
+    let (_server, a, b) = two_nodes().await;
+    let hello = name("hello");
+    a.create_app(&hello).await.unwrap();
+    let drain = |url: &str| Drain::new(url.parse().unwrap());
+    // Two nodes adding at once: both land (compare-and-swap), the cap holds.
+    let adds = (0..MAX_DRAINS_PER_APP + 3).map(|n| {
+        let node = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let (hello, drain) = (
+            hello.clone(),
+            drain(&format!("https://logs.example.com/{n}")),
+        );
+        tokio::spawn(async move { node.add_drain(&hello, drain).await })
+    });
+    let results: Vec<_> = futures::future::join_all(adds).await;
+    let added = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    assert_eq!(added, MAX_DRAINS_PER_APP);
+    for result in results {
+        match result.unwrap() {
+            Ok(_) | Err(StoreError::Invalid(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let seen = b.drains(&hello).await.unwrap();
+    assert_eq!(seen.len(), MAX_DRAINS_PER_APP);
+    assert_eq!(seen, a.drains(&hello).await.unwrap());
+    // The same URL twice is refused; removing by URL or id.
+    let first = seen[0].clone();
+    assert!(matches!(
+        a.add_drain(&hello, drain(first.url.as_str())).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        b.remove_drain(&hello, first.url.as_str()).await.unwrap(),
+        first
+    );
+    assert!(matches!(
+        a.remove_drain(&hello, first.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        a.drains(&hello).await.unwrap().len(),
+        MAX_DRAINS_PER_APP - 1
+    );
+    // A new app of the same name starts without drains.
+    a.delete_app(&hello).await.unwrap();
+    assert!(matches!(
+        b.drains(&hello).await,
+        Err(StoreError::NotFound(_))
+    ));
+    b.create_app(&hello).await.unwrap();
+    assert!(a.drains(&hello).await.unwrap().is_empty());
 }

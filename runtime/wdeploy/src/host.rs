@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, Egress, Engine,
-    EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate, Router,
-    raise_fd_limit,
+    Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions, Egress,
+    Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate,
+    Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +65,15 @@ pub struct HostArgs {
     /// default only public ones, so apps cannot reach this node's API or its neighbours)
     #[arg(long)]
     pub allow_private_egress: bool,
+    /// Let log drains connect to loopback, private and link-local addresses (by default
+    /// only public ones: a drain URL is chosen by the app's owner, and the platform must
+    /// not connect to this node's neighbours for them)
+    #[arg(long)]
+    pub allow_private_drains: bool,
+    /// A PEM file of CA certificates log drains (syslog+tls://, https://) trust besides
+    /// the usual public roots
+    #[arg(long, value_name = "PEM")]
+    pub drain_ca: Option<PathBuf>,
     /// Open connections each of the router and the API accepts at once; past it a new
     /// one gets a 503 and is closed [default: sized from the open-files limit]
     #[arg(long)]
@@ -276,6 +285,14 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             log_rate: LogRate {
                 per_second: args.log_rate,
                 burst: args.log_burst,
+            },
+            drains: DrainOptions {
+                extra_roots_pem: match &args.drain_ca {
+                    Some(path) => std::fs::read(path)
+                        .with_context(|| format!("reading --drain-ca {}", path.display()))?,
+                    None => Vec::new(),
+                },
+                allow_private: args.allow_private_drains,
             },
         },
         store,

@@ -4,6 +4,8 @@ mod apps;
 mod building;
 mod config;
 mod dev;
+mod domains;
+mod drains;
 mod envfile;
 mod host;
 mod kv;
@@ -54,6 +56,14 @@ enum Command {
     Open(AppArg),
     /// Print the host's web dashboard URL (an app's page with -a), and open it on a desktop
     Dashboard(apps::DashboardArgs),
+    /// List the app's custom domains
+    Domains(AppArg),
+    /// Serve the app at a custom domain too
+    #[command(name = "domains:add")]
+    DomainsAdd(domains::DomainArgs),
+    /// Stop serving the app at a custom domain
+    #[command(name = "domains:remove")]
+    DomainsRemove(domains::DomainArgs),
     /// Build the app here and deploy it as a new release
     Push(push::PushArgs),
     /// List the app's releases, newest first
@@ -119,6 +129,14 @@ enum Command {
     /// Take that away
     #[command(name = "access:remove")]
     AccessRemove(people::AccessArgs),
+    /// List the app's log drains
+    Drains(AppArg),
+    /// Send the app's log lines to a syslog or HTTPS drain too
+    #[command(name = "drains:add")]
+    DrainsAdd(drains::AddArgs),
+    /// Stop sending the app's log lines to a drain
+    #[command(name = "drains:remove")]
+    DrainsRemove(drains::RemoveArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -138,6 +156,9 @@ fn main() -> std::process::ExitCode {
         Command::AppsDestroy(args) => apps::destroy(args),
         Command::Open(args) => apps::open(args),
         Command::Dashboard(args) => apps::dashboard(args),
+        Command::Domains(args) => domains::list(args),
+        Command::DomainsAdd(args) => domains::add(args),
+        Command::DomainsRemove(args) => domains::remove(args),
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::Rollback(args) => releases::rollback(args),
@@ -166,6 +187,9 @@ fn main() -> std::process::ExitCode {
         Command::Access(args) => people::list(args),
         Command::AccessAdd(args) => people::add(args),
         Command::AccessRemove(args) => people::remove(args),
+        Command::Drains(args) => drains::list(args),
+        Command::DrainsAdd(args) => drains::add(args),
+        Command::DrainsRemove(args) => drains::remove(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

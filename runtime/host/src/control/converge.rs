@@ -267,6 +267,7 @@ impl Host {
                 return;
             }
         };
+        self.refresh_domains().await;
         // Apps destroyed through another node.
         let exist: HashSet<_> = apps.iter().map(|a| a.name.clone()).collect();
         let gone: Vec<_> = self
@@ -298,8 +299,8 @@ impl Host {
         }
     }
 
-    /// Makes this node run the app's current release and its share of the formation,
-    /// then publishes what it runs and learns which nodes serve the app. The release and
+    /// Makes this node run the app's current release and its share of the formation
+    /// and ship its lines to its drains, then publishes what it runs and learns which nodes serve the app. The release and
     /// formation are read only when the app's revision, the live nodes or the `repair`
     /// period differ from those it last settled under (period 0: always).
     async fn converge_app(&self, app: &App, repair: u64) -> anyhow::Result<()> {
@@ -308,9 +309,14 @@ impl Host {
             return Ok(());
         }
         let records = self.store.nodes.dynos(&app.id).await?;
+        let now = self.settled_under(app, repair);
+        let drains_read = entry.node.lock().drains_read;
+        if repair == 0 || now.is_none() || drains_read != now {
+            self.apply_drains(app, &entry).await?;
+            entry.node.lock().drains_read = now;
+        }
         // A change in progress here (a deploy, a scale) holds the turn: look next time.
         if let Ok(_turn) = entry.releasing.try_acquire() {
-            let now = self.settled_under(app, repair);
             let settled = entry.node.lock().settled;
             if repair == 0 || now.is_none() || settled != now {
                 let done = self.converge_dynos(app, &entry, &records).await?;

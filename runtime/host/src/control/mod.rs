@@ -7,6 +7,7 @@
 //!   calls that make releases: deploys, rollbacks, config changes;
 //! - `streams`: log streams and one-off dynos' output;
 //! - `addon_admin`: `kv:*` and `queue:stats`;
+//! - `drains`: `log-drains`, and each app's log stream shipping to its drains;
 //! - `platform`: the API's `Platform` trait, call by call;
 //! - `converge`: this node's part of the cluster: heartbeats, other nodes' log lines, and
 //!   the loop that makes the dynos it runs match the store (placement, new releases);
@@ -16,6 +17,8 @@
 mod addon_admin;
 mod bootstrap;
 mod converge;
+mod domains;
+mod drains;
 mod errors;
 mod idle;
 mod observe;
@@ -59,6 +62,8 @@ pub struct HostConfig {
     pub max_addons_mb: u64,
     /// Lines per second each app's dynos may log (the rest are dropped and counted).
     pub log_rate: crate::logs::rate::LogRate,
+    /// Where log drains may connect and which extra CAs they trust.
+    pub drains: crate::logs::drain::DrainOptions,
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the
@@ -89,6 +94,11 @@ pub struct Host {
     nudged_all: std::sync::atomic::AtomicBool,
     /// When this host started.
     started: std::time::Instant,
+    /// Held across reading the custom domains and handing them to the router, so an
+    /// older read never replaces a newer one.
+    domains_refresh: tokio::sync::Mutex<()>,
+    /// How the apps' log drains connect.
+    drain_network: crate::logs::drain::DrainNetwork,
 }
 
 /// One app this host runs.
@@ -122,6 +132,8 @@ struct NodeState {
     /// What the app's dynos here last settled under: a look finding the same passes the
     /// app by without reading its releases and formation.
     settled: Option<converge::Settled>,
+    /// What the app's drains here were last read under: likewise for its drains.
+    drains_read: Option<converge::Settled>,
 }
 
 /// A release on its way live: `cancel` stops it (its release phase or its boot), and
@@ -211,6 +223,8 @@ impl Host {
             .context("making the admin token")?;
         let node = store.nodes.me().clone();
         router.set_node(node.name.as_str());
+        let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
+            .context("setting up log drains")?;
         let host = Arc::new_cyclic(|me| Host {
             me: me.clone(),
             config,
@@ -225,6 +239,8 @@ impl Host {
             nudged: Mutex::new(HashSet::new()),
             nudged_all: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
+            domains_refresh: tokio::sync::Mutex::new(()),
+            drain_network,
         });
         host.observe();
         let weak = Arc::downgrade(&host);
@@ -258,6 +274,7 @@ impl Host {
         for app in &apps {
             self.entry_for(app);
         }
+        self.refresh_domains().await;
         Ok(apps)
     }
 
@@ -281,6 +298,15 @@ impl Host {
                 // Read before the release and formation it is restored from: a change
                 // meanwhile moves the revision on, and the next look sees it.
                 let settled = self.settled_under(&app, self.repair_period());
+                let entry = self.apps.lock().get(&app.name).cloned();
+                if let Some(entry) = entry {
+                    match self.apply_drains(&app, &entry).await {
+                        Ok(()) => entry.node.lock().drains_read = settled,
+                        Err(e) => {
+                            tracing::error!(app = %app.name, "could not read the drains: {e}")
+                        }
+                    }
+                }
                 let head = match self.store.control.release_head(&app.name).await {
                     Ok(head) => head,
                     Err(e) => {
@@ -452,6 +478,8 @@ impl Host {
     async fn forget(&self, app: &AppName) {
         let entry = self.apps.lock().remove(app);
         self.router.remove_app(app);
+        // Its domains went with it in the store.
+        self.refresh_domains().await;
         self.router.peers().set(app.as_str(), Vec::new());
         if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
             self.ids.lock().remove(id);
@@ -462,6 +490,11 @@ impl Host {
         if let Some(entry) = entry {
             // Its series leave `/metrics`.
             entry.runtime.metrics.retire();
+            // Its drains stop now, not when the last holder of its log stream lets go.
+            entry
+                .runtime
+                .logs
+                .set_drains(app.as_str(), &[], &self.drain_network);
             entry.runtime.stop().await;
         }
     }

@@ -384,6 +384,28 @@ impl Platform for Host {
         Ok(self.addon_usage(app).await?)
     }
 
+    async fn domains(&self, app: &AppName) -> Result<Vec<DomainInfo>, ApiError> {
+        Ok(self.domain_list(app).await?)
+    }
+
+    async fn add_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateDomain,
+    ) -> Result<DomainInfo, ApiError> {
+        Ok(self.domain_add(app, by, req).await?)
+    }
+
+    async fn remove_domain(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        hostname: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self.domain_remove(app, by, hostname).await?)
+    }
+
     async fn metrics(&self) -> Result<String, ApiError> {
         Ok(self.metrics_text())
     }
@@ -435,5 +457,17 @@ impl Platform for Host {
         email: &Person,
     ) -> Result<(), ApiError> {
         Ok(self.take_away(app, by, email).await?)
+    }
+
+    async fn drains(&self, app: &AppName) -> Result<Vec<DrainInfo>, ApiError> {
+        Ok(self.drain_list(app).await?)
+    }
+
+    async fn add_drain(&self, app: &AppName, req: CreateDrain) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_add(app, req).await?)
+    }
+
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<DrainInfo, ApiError> {
+        Ok(self.drain_remove(app, which).await?)
     }
 }

@@ -1,12 +1,14 @@
 //! The log stream: per-app ordered lines from dynos, the router and the platform.
-//! Dynos' lines are rate limited per app (`rate.rs`).
+//! Dynos' lines are rate limited per app (`rate.rs`); every line written on this node
+//! also goes to the app's log drains (`drain/`).
 
+pub mod drain;
 pub mod rate;
 pub mod writer;
 
 use crate::metrics::AppMetrics;
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rate::{Bucket, LogRate};
 use std::collections::VecDeque;
 use std::fmt;
@@ -71,6 +73,8 @@ pub struct LogStream {
     outbox: std::sync::OnceLock<Outbox>,
     /// Where dropped lines are counted for `/metrics`; set once by the app's runtime.
     metrics: std::sync::OnceLock<Arc<AppMetrics>>,
+    /// The app's log drains: each line written here is offered to each, without waiting.
+    drains: RwLock<Vec<drain::Outlet>>,
 }
 
 /// Takes each line written on this node, without waiting.
@@ -101,6 +105,7 @@ impl LogStream {
             rate: Mutex::new(Bucket::new(rate)),
             outbox: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            drains: RwLock::new(Vec::new()),
         }
     }
 
@@ -158,7 +163,11 @@ impl LogStream {
         if let Some(outbox) = self.outbox.get() {
             outbox(&line);
         }
-        self.push(line);
+        let line = Arc::new(line);
+        for outlet in self.drains.read().iter() {
+            outlet.offer(&line);
+        }
+        self.push_shared(line);
     }
 
     /// Appends a platform line about `process` (a dyno name, or `api`). Its text often
@@ -172,10 +181,13 @@ impl LogStream {
         self.write(LogSource::Platform, process, text);
     }
 
-    /// Appends a line as it is: one another node wrote (never handed to the outbox), or
-    /// one [`LogStream::write`] made.
+    /// Appends a line another node wrote: neither handed to the outbox nor to the drains
+    /// (its node ships it).
     pub fn push(&self, line: LogLine) {
-        let line = Arc::new(line);
+        self.push_shared(Arc::new(line));
+    }
+
+    fn push_shared(&self, line: Arc<LogLine>) {
         let mut history = self.history.lock();
         if history.len() == BUFFER_LINES {
             history.pop_front();

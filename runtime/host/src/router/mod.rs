@@ -22,10 +22,12 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Maps `NAME.DOMAIN` hosts to apps.
+/// Maps `NAME.DOMAIN` hosts, and the apps' custom domains, to apps.
 pub struct Router {
     domain: String,
     apps: RwLock<HashMap<String, Arc<AppRuntime>>>,
+    /// Custom domains (`www.example.com`) to the name of the app that has each.
+    custom: RwLock<HashMap<String, String>>,
     /// In `dev`, the one app every request goes to, whatever its Host header.
     fallback: RwLock<Option<Arc<AppRuntime>>>,
     /// The other nodes running each app's web dynos, for apps with none here.
@@ -51,6 +53,7 @@ impl Router {
         Arc::new(Router {
             domain: domain.to_ascii_lowercase(),
             apps: RwLock::new(HashMap::new()),
+            custom: RwLock::new(HashMap::new()),
             fallback: RwLock::new(None),
             peers: Peers::default(),
             node: std::sync::OnceLock::new(),
@@ -79,6 +82,17 @@ impl Router {
 
     pub fn remove_app(&self, name: &str) -> Option<Arc<AppRuntime>> {
         self.apps.write().remove(name)
+    }
+
+    /// The host's own domain: apps are served at `NAME.DOMAIN`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Replaces the whole custom domain table (with the store's, at each full look).
+    pub fn set_custom_domains(&self, domains: impl IntoIterator<Item = (String, String)>) {
+        let table: HashMap<String, String> = domains.into_iter().collect();
+        *self.custom.write() = table;
     }
 
     /// Sends every request whose host names no app to `app` (used by `wdeploy dev`).
@@ -114,7 +128,8 @@ impl Router {
         finder(name).await
     }
 
-    /// The app name in a Host header (`NAME.DOMAIN[:port]`), if it is under the domain.
+    /// The app name in a Host header (`NAME.DOMAIN[:port]`, or a custom domain an app
+    /// has), if any.
     fn name_in(&self, host: &str) -> Option<String> {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
@@ -125,9 +140,13 @@ impl Router {
         });
         // `app.localhost.` is the same name, fully qualified.
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-        host.strip_suffix(&self.domain)
+        match host
+            .strip_suffix(&self.domain)
             .and_then(|rest| rest.strip_suffix('.'))
-            .map(str::to_string)
+        {
+            Some(name) => Some(name.to_string()),
+            None => self.custom.read().get(&host).cloned(),
+        }
     }
 
     /// The app a Host header (`NAME.DOMAIN[:port]`) names.

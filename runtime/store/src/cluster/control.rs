@@ -9,6 +9,8 @@
 //!   absent, so two nodes can never both write `vN`; `ID.head` → a hint of the newest
 //!   version (see [`ClusterControl::latest`]);
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
+//! - `wdeploy-drains`: `ID` → the app's log drains (see `drains.rs`);
+//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `control/domains.rs`).
 //!
 //! Releases and formation are keyed by the app's id, not its name: destroying an app
 //! deletes its name first (from then on nothing reaches the old id), then purges the id's
@@ -16,10 +18,12 @@
 //! gets a new id and starts empty at v1. Every read-modify-write is a compare-and-swap on
 //! the key's revision, retried when another node changed the key in between.
 
+mod domains;
+
 use super::{CALL_TIMEOUT, Nats, unavailable};
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
-use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
+use crate::model::{App, AppId, Drain, NewRelease, Release, ReleaseHead};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 const APPS: &str = "wdeploy-apps";
 const RELEASES: &str = "wdeploy-releases";
@@ -48,6 +52,8 @@ pub struct ClusterControl {
     apps: kv::Store,
     releases: kv::Store,
     formation: kv::Store,
+    pub(super) drains: kv::Store,
+    domains: kv::Store,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +100,8 @@ impl ClusterControl {
             apps: nats.bucket(bucket(APPS)).await?,
             releases: nats.bucket(bucket(RELEASES)).await?,
             formation: nats.bucket(bucket(FORMATION)).await?,
+            drains: nats.bucket(bucket(super::drains::DRAINS)).await?,
+            domains: nats.bucket(bucket(domains::DOMAINS)).await?,
         })
     }
 
@@ -104,7 +112,7 @@ impl ClusterControl {
         Ok((to_app(stored)?, revision))
     }
 
-    async fn app_id(&self, name: &AppName) -> Result<AppId> {
+    pub(super) async fn app_id(&self, name: &AppName) -> Result<AppId> {
         Ok(self.app_entry(name).await?.0.id)
     }
 
@@ -253,6 +261,7 @@ impl ControlStore for ClusterControl {
                 &self.formation,
                 format!("{}{}", self.formation.prefix, app.id),
             ),
+            (&self.drains, format!("{}{}", self.drains.prefix, app.id)),
         ] {
             if let Err(e) = store.stream.purge().filter(subject).await {
                 tracing::warn!(
@@ -261,6 +270,7 @@ impl ControlStore for ClusterControl {
                 );
             }
         }
+        self.forget_domains(app.id.as_str()).await;
         Ok(())
     }
 
@@ -399,6 +409,34 @@ impl ControlStore for ClusterControl {
         })
         .await?;
         Ok(formation.unwrap_or_default())
+    }
+
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>> {
+        self.nats.check()?;
+        self.read_drains(app).await
+    }
+
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain> {
+        self.nats.check()?;
+        self.insert_drain(app, drain).await
+    }
+
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain> {
+        self.nats.check()?;
+        self.delete_drain(app, which).await
+    }
+
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        self.add_domain_here(app, domain).await
+    }
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        self.remove_domain_here(app, domain).await
+    }
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>> {
+        self.domains_here(app).await
+    }
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>> {
+        self.all_domains_here().await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The cluster backend: every facet of the store in NATS JetStream, shared by all the
 //! nodes of a cluster (`wdeploy host --cluster nats://…`).
 //!
-//! - `control`: apps and formation in KV buckets; each release a key of its own,
+//! - `control`: apps, formation, log drains (`drains`) and custom domains in KV buckets; each release a key of its own,
 //!   created only if absent; every read-modify-write a compare-and-swap on the key's
 //!   revision;
 //! - `blobs`: an Object Store keyed by digest, with a verified local copy of every blob
@@ -17,6 +17,7 @@
 mod addons;
 mod blobs;
 mod control;
+mod drains;
 mod log_bus;
 mod nodes;
 mod people;

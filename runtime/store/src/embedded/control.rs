@@ -6,16 +6,18 @@
 //! a change interrupted half way leaves nothing behind. Calls block on disk: the
 //! [`ControlStore`] implementation runs each on a blocking thread.
 
+mod domains;
+
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
-use crate::model::{App, AppId, NewRelease, Release, ReleaseHead};
+use crate::model::{App, AppId, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Arc;
-use wdeploy_core::{AppName, Digest, Formation, ReleaseStatus};
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 /// The control-plane database. One connection: control-plane writes are rare and small.
 pub struct ControlDb {
@@ -29,7 +31,8 @@ CREATE TABLE IF NOT EXISTS apps (
     -- AppId: random, made at creation, never reused. NULL only in a database made before
     -- ids, until `open` gives each app one.
     id TEXT,
-    -- Bumped in the same transaction as every change to the app's releases or formation
+    -- Bumped in the same transaction as every change to the app's releases, formation or
+    -- drains
     -- (App::revision).
     revision INTEGER NOT NULL DEFAULT 0
 );
@@ -70,8 +73,10 @@ impl ControlDb {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        give_apps_ids(&mut conn)?;
-        add_revisions(&conn)?;
+        conn.execute_batch(domains::SCHEMA)?;
+        conn.execute_batch(super::drains::SCHEMA)?;
+        super::migrate::give_apps_ids(&mut conn)?;
+        super::migrate::add_revisions(&conn)?;
         super::people::migrate(&mut conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
@@ -395,6 +400,34 @@ impl ControlStore for EmbeddedControl {
         let (app, patch) = (app.clone(), patch.clone());
         self.blocking(move |db| db.scale(&app, &patch)).await
     }
+    async fn drains(&self, app: &AppName) -> Result<Vec<Drain>> {
+        let app = app.clone();
+        self.blocking(move |db| db.drains(&app)).await
+    }
+    async fn add_drain(&self, app: &AppName, drain: Drain) -> Result<Drain> {
+        let app = app.clone();
+        self.blocking(move |db| db.add_drain(&app, drain)).await
+    }
+    async fn remove_drain(&self, app: &AppName, which: &str) -> Result<Drain> {
+        let (app, which) = (app.clone(), which.to_string());
+        self.blocking(move |db| db.remove_drain(&app, &which)).await
+    }
+    async fn add_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        let (app, domain) = (app.clone(), domain.clone());
+        self.blocking(move |db| db.add_domain(&app, &domain)).await
+    }
+    async fn remove_domain(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        let (app, domain) = (app.clone(), domain.clone());
+        self.blocking(move |db| db.remove_domain(&app, &domain))
+            .await
+    }
+    async fn domains(&self, app: &AppName) -> Result<Vec<Domain>> {
+        let app = app.clone();
+        self.blocking(move |db| db.domains(&app)).await
+    }
+    async fn all_domains(&self) -> Result<Vec<(Domain, AppName)>> {
+        self.blocking(|db| db.all_domains()).await
+    }
 }
 
 fn read_formation(conn: &Connection, app: &AppName) -> Result<Formation> {
@@ -413,7 +446,7 @@ fn read_formation(conn: &Connection, app: &AppName) -> Result<Formation> {
 }
 
 /// A value this store wrote, read back into its type.
-fn stored<T: std::str::FromStr>(text: &str) -> Result<T>
+pub(super) fn stored<T: std::str::FromStr>(text: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -438,51 +471,13 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
     })())
 }
 
-/// Marks a change to the app's releases or formation (inside the transaction making it).
-fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Result<()> {
+/// Marks a change to the app's releases, formation or drains (inside the transaction
+/// making it).
+pub(super) fn bump_revision(tx: &rusqlite::Transaction<'_>, app: &AppName) -> Result<()> {
     tx.execute(
         "UPDATE apps SET revision = revision + 1 WHERE name = ?1",
         params![app.as_str()],
     )?;
-    Ok(())
-}
-
-/// Adds the revision column to a database made before it (every app at revision 0).
-fn add_revisions(conn: &Connection) -> Result<()> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'revision'")?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE apps ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")?;
-    }
-    Ok(())
-}
-
-/// Gives every app of a database made before app ids its id (and adds the column), in
-/// one transaction; a database that has them is left as it is.
-fn give_apps_ids(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_column = tx
-        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'id'")?
-        .exists([])?;
-    if !has_column {
-        tx.execute_batch("ALTER TABLE apps ADD COLUMN id TEXT")?;
-    }
-    let unnamed: Vec<String> = tx
-        .prepare("SELECT name FROM apps WHERE id IS NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for name in &unnamed {
-        tx.execute(
-            "UPDATE apps SET id = ?2 WHERE name = ?1",
-            params![name, AppId::random().as_str()],
-        )?;
-    }
-    tx.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS apps_id ON apps (id)")?;
-    tx.commit()?;
-    if !unnamed.is_empty() {
-        tracing::info!("gave {} app(s) made before app ids an id", unnamed.len());
-    }
     Ok(())
 }
 
@@ -514,7 +509,7 @@ fn row_to_release(r: &rusqlite::Row<'_>) -> Row<Release> {
     })())
 }
 
-fn parse_time(s: &str) -> DateTime<Utc> {
+pub(super) fn parse_time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()
