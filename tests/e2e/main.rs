@@ -20,6 +20,7 @@ mod dashboard;
 mod deploy;
 mod dev;
 mod durability;
+mod egress;
 mod idle;
 mod isolation;
 mod lifecycle;

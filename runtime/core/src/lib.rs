@@ -15,6 +15,7 @@ pub mod addons;
 pub mod app_name;
 pub mod digest;
 pub mod dyno;
+pub mod egress;
 pub mod formation;
 pub mod idle;
 pub mod logs;
