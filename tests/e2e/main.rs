@@ -22,6 +22,7 @@ mod dev;
 mod domains;
 mod drains;
 mod durability;
+mod egress;
 mod idle;
 mod isolation;
 mod lifecycle;

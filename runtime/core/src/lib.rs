@@ -18,6 +18,7 @@ pub mod digest;
 pub mod domain;
 pub mod drain;
 pub mod dyno;
+pub mod egress;
 pub mod formation;
 pub mod idle;
 pub mod logs;

@@ -13,8 +13,13 @@
 //! memory_mb = 512         # per instance
 //! disk_mb = 512           # ephemeral filesystem per dyno (a host sets a ceiling)
 //! addons_mb = 100         # the app's add-on data (keys, values, jobs); a host may cap it
+//!
+//! [egress]
+//! allow = ["api.stripe.com", "*.example.org:443"]  # outgoing HTTP only to these (see
+//!                         # `crate::egress`); no section: unrestricted
 //! ```
 
+use crate::egress::EgressSettings;
 use crate::idle::IdleAfter;
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +127,13 @@ impl Default for LimitSettings {
 pub struct AppSettings {
     pub web: WebSettings,
     pub limits: LimitSettings,
+    /// Where the app's outgoing HTTP may go (`[egress] allow`).
+    #[serde(skip_serializing_if = "is_unrestricted")]
+    pub egress: EgressSettings,
+}
+
+fn is_unrestricted(egress: &EgressSettings) -> bool {
+    egress.allow.is_none()
 }
 
 pub const SETTINGS_FILE: &str = "wdeploy.toml";
@@ -270,5 +282,31 @@ mod tests {
             Isolation::Dyno
         );
         assert_eq!(with_defaults("", "[web]\n").unwrap(), "[web]\n");
+    }
+
+    #[test]
+    fn an_egress_allow_list_is_parsed_and_checked_at_push() {
+        assert_eq!(AppSettings::parse("").unwrap().egress.allow, None);
+        let s =
+            AppSettings::parse("[egress]\nallow = [\"api.stripe.com\", \"*.example.org:443\"]\n")
+                .unwrap();
+        let allow = s.egress.allow.expect("a list");
+        assert!(allow.allows("api.stripe.com", 443));
+        assert!(!allow.allows("example.org", 443));
+        let err =
+            AppSettings::parse("[egress]\nallow = [\"https://api.stripe.com\"]\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("wdeploy.toml: ")
+                && err.to_string().contains("api.stripe.com:443"),
+            "{err}"
+        );
+        // A buildpack's list yields to the app's as a whole (the key is replaced).
+        let merged = with_defaults(
+            "[egress]\nallow = [\"a.com\"]\n",
+            "[egress]\nallow = [\"b.com\"]\n",
+        )
+        .unwrap();
+        let allow = AppSettings::parse(&merged).unwrap().egress.allow.unwrap();
+        assert!(allow.allows("b.com", 443) && !allow.allows("a.com", 443));
     }
 }

@@ -1,6 +1,7 @@
 //! A release loaded into the engine: compiled components, pre-instantiated per process type.
 
 use crate::addons::{AddonBinding, AppAddons};
+use crate::guest::allow_list::AppEgress;
 use crate::guest::data::StoreData;
 use crate::guest::engine::{Engine, Flavor, Loaded};
 use anyhow::{Context, bail};
@@ -23,6 +24,8 @@ pub struct Release {
     pub config: BTreeMap<String, String>,
     /// The app's add-ons, bound to this app for every instance of the release.
     pub addons: Arc<AppAddons>,
+    /// The release's `[egress] allow` list, shared by every instance of it.
+    pub egress: Arc<AppEgress>,
     web: Option<ProxyPre<StoreData>>,
     commands: HashMap<ProcessType, CommandPre<StoreData>>,
     /// Keeps the compiled components in the engine's memory while the release lives.
@@ -108,6 +111,7 @@ impl Release {
                 spec.addons,
                 spec.config.clone(),
             )),
+            egress: Arc::new(AppEgress::new(spec.settings.egress.allow.clone())),
             app: spec.app,
             version: spec.version,
             slug_id: spec.slug_id,

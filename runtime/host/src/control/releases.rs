@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{Caller, Progress, ReleasePage};
 use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseInfo, Rollback};
+use wdeploy_core::egress::EgressChange;
 use wdeploy_core::{
     AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
 };
@@ -158,7 +159,7 @@ impl Host {
         if entry.is_destroying() {
             return Err(ApiError::conflict(format!("{app} is being destroyed")).into());
         }
-        let mut record = self.append(app, make).await?;
+        let (mut record, previous) = self.append(app, make).await?;
         runtime.logs.platform(
             "api",
             format!(
@@ -169,6 +170,13 @@ impl Host {
         if record.slug.is_none() {
             return Ok(record);
         }
+        // A capability change is shown before the release goes live (to `push`, and in
+        // the app's log when the list changes).
+        let change = egress_change(previous.as_ref(), &record);
+        if change.is_change() {
+            runtime.logs.platform("api", change.to_string());
+        }
+        progress.say(format!("-----> {change}")).await;
         let going = entry.going_live(record.version);
         let outcome = self
             .go_live(runtime, &record, progress, &going.cancel)
@@ -210,17 +218,18 @@ impl Host {
         }
     }
 
-    /// The read-modify-write of the release log: head, `make`, create-if-absent.
+    /// The read-modify-write of the release log: head, `make`, create-if-absent. Returns
+    /// the new release and the one current when it was made.
     async fn append(
         &self,
         app: &AppName,
         make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
-    ) -> Result<StoredRelease> {
+    ) -> Result<(StoredRelease, Option<StoredRelease>)> {
         for _ in 0..APPEND_ATTEMPTS {
             let head = self.settled_head(app).await?;
             let new = NewRelease {
                 node: Some(self.membership.me().name.clone()),
-                ..make(head.current)?
+                ..make(head.current.clone())?
             };
             match self
                 .store
@@ -229,7 +238,7 @@ impl Host {
                 .await
             {
                 Err(StoreError::VersionTaken { .. }) => continue,
-                outcome => return Ok(outcome?),
+                outcome => return Ok((outcome?, head.current)),
             }
         }
         Err(ApiError::conflict(format!(
@@ -551,6 +560,19 @@ fn apply_config(
         ),
     };
     (config, description)
+}
+
+/// How `new`'s `[egress] allow` list differs from that of `current` (the release serving
+/// when it was made; none before the first). A release whose settings no longer parse
+/// (made under older rules) counts as having no list.
+fn egress_change(current: Option<&StoredRelease>, new: &StoredRelease) -> EgressChange {
+    let allow = |r: &StoredRelease| {
+        AppSettings::parse(&r.settings)
+            .ok()
+            .and_then(|s| s.egress.allow)
+    };
+    let old = current.filter(|r| r.slug.is_some()).and_then(allow);
+    EgressChange::between(old.as_ref(), allow(new).as_ref())
 }
 
 fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {

@@ -635,6 +635,7 @@ impl Inner {
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
             addons: self.release.addons.clone(),
+            egress: self.release.egress.clone(),
             stdin: None,
             flavor: match pre {
                 ProxyPre::P2(_) => Flavor::Plain,

@@ -268,6 +268,7 @@ impl Supervisor {
             logs: &self.logs,
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),
+            egress: self.release.egress.clone(),
             stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
             // Commands are WASI 0.2 (`Release::load` refuses async ones).
             flavor: crate::guest::engine::Flavor::Plain,

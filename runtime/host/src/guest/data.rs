@@ -2,10 +2,12 @@
 //! add-ons and its limits.
 
 use crate::addons::AppAddons;
+use crate::guest::allow_list::AppEgress;
 use crate::guest::disk::DiskQuota;
 use crate::guest::egress::Egress;
 use crate::guest::quota::Quota;
 use crate::guest::share::ShareSlot;
+use crate::logs::LogStream;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -38,12 +40,12 @@ impl StoreData {
         memory_limit_bytes: usize,
         disk: Arc<DiskQuota>,
         share: ShareSlot,
-        egress: Egress,
+        http_hooks: HttpHooks,
     ) -> StoreData {
         StoreData {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: HttpHooks { egress },
+            http_hooks,
             table: {
                 // Host-side handles (fields, streams, pollables) per instance: a guest that
                 // leaks them traps instead of growing the host's memory without bound.
@@ -92,12 +94,19 @@ pub const BODY_WRITE_BYTES: usize = 64 << 10;
 
 /// How the host's wasi:http behaves for guests, beyond wasmtime-wasi-http's defaults.
 pub struct HttpHooks {
+    /// The host's rule (public addresses only, or any).
     pub egress: Egress,
+    /// The app's allow-list, if it has one, and its refusal lines.
+    pub app: Arc<AppEgress>,
+    /// Where a refused call is told: the app's log, as this dyno.
+    pub logs: Arc<LogStream>,
+    pub dyno: Arc<str>,
 }
 
 impl WasiHttpHooks for HttpHooks {
     /// Outgoing requests are sent by [`crate::guest::outgoing`], to the very addresses
-    /// [`Egress`] judged.
+    /// [`Egress`] judged, after the app's allow-list. This one hook serves both WASI 0.2's
+    /// `outgoing-handler` and WASI 0.3's `client`, so both go through the same checks.
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -116,9 +125,21 @@ impl WasiHttpHooks for HttpHooks {
     > {
         drop(fut);
         let egress = self.egress;
+        let app = self.app.clone();
+        let logs = self.logs.clone();
+        let dyno = self.dyno.clone();
         Box::new(async move {
-            let (response, io) = crate::guest::outgoing::send(egress, request, options).await?;
-            Ok((response, io))
+            let target = crate::guest::egress::target(request.uri())
+                .map(|(host, port)| format!("{host}:{port}"))
+                .unwrap_or_default();
+            match crate::guest::outgoing::send(egress, app.allow(), request, options).await {
+                Ok((response, io)) => Ok((response, io)),
+                Err(wasmtime_wasi_http::Error::HttpRequestDenied) => {
+                    app.refused(&logs, &dyno, &target);
+                    Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 

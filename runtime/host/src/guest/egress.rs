@@ -5,9 +5,17 @@
 //! node's private network, and cloud metadata endpoints on link-local addresses. On a
 //! host, outgoing requests to such addresses are refused with `destination-IP-prohibited`;
 //! `wdeploy dev` (a laptop, where calling a local service is the point) allows them.
+//!
+//! An app may also narrow where it goes with `[egress] allow` in `wdeploy.toml`: that
+//! list is checked first, on the host name the guest asked for (before any DNS), and the
+//! address rule still applies after resolution. A call the list refuses gets
+//! `HTTP-request-denied`: wasi:http has no "destination not allowed" code, and this one,
+//! which a proxy's policy refusal maps to, keeps it apart from `destination-IP-prohibited`
+//! (the host's rule), so an app can tell its own list from the node's.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use wasmtime_wasi_http::Error;
+use wdeploy_core::egress::AllowList;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Egress {
@@ -23,11 +31,21 @@ impl Egress {
     /// refused. The sender connects to exactly these addresses and never resolves the name
     /// again, so a name that changes its answer after this check (DNS rebinding) cannot
     /// steer the connection to a private address.
-    pub async fn resolve(self, uri: &http::Uri) -> Result<Vec<SocketAddr>, Error> {
-        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    ///
+    /// With an app's `allow` list, a host and port it does not name is refused first,
+    /// with `HttpRequestDenied`, before anything is resolved.
+    pub async fn resolve(
+        self,
+        uri: &http::Uri,
+        allow: Option<&AllowList>,
+    ) -> Result<Vec<SocketAddr>, Error> {
+        let (host, port) = target(uri)?;
+        if let Some(allow) = allow
+            && !allow.allows(host, port)
+        {
+            return Err(Error::HttpRequestDenied);
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
@@ -50,6 +68,14 @@ impl Egress {
         }
         Ok(addresses)
     }
+}
+
+/// The host (as the URI writes it: IPv6 literals in brackets) and port a request goes to:
+/// the URI's port, or its scheme's default.
+pub fn target(uri: &http::Uri) -> Result<(&str, u16), Error> {
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    Ok((host, uri.port_u16().unwrap_or(if https { 443 } else { 80 })))
 }
 
 /// IPv4 blocks a guest may not reach: the IANA IPv4 Special-Purpose Address Registry
@@ -180,21 +206,69 @@ mod tests {
     async fn a_host_refuses_loopback_and_dev_allows_it() {
         let uri: http::Uri = "http://127.0.0.1:7070/apps".parse().unwrap();
         assert!(matches!(
-            Egress::PublicOnly.resolve(&uri).await,
+            Egress::PublicOnly.resolve(&uri, None).await,
             Err(Error::DestinationIpProhibited)
         ));
         let named: http::Uri = "http://localhost:7070/".parse().unwrap();
-        assert!(Egress::PublicOnly.resolve(&named).await.is_err());
+        assert!(Egress::PublicOnly.resolve(&named, None).await.is_err());
         let allowed = Egress::Any
-            .resolve(&uri)
+            .resolve(&uri, None)
             .await
             .expect("dev allows loopback");
         assert_eq!(allowed, vec!["127.0.0.1:7070".parse().unwrap()]);
         let https: http::Uri = "https://[::1]/".parse().unwrap();
         let allowed = Egress::Any
-            .resolve(&https)
+            .resolve(&https, None)
             .await
             .expect("dev allows loopback");
         assert_eq!(allowed, vec!["[::1]:443".parse().unwrap()]);
+    }
+
+    fn allow(patterns: &[&str]) -> AllowList {
+        AllowList::try_from(patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_allow_list_is_judged_on_the_name_before_dns_and_the_address_rule_stays() {
+        let list = allow(&["127.0.0.1:7070", "*.invalid"]);
+        let listed: http::Uri = "http://127.0.0.1:7070/".parse().unwrap();
+        assert_eq!(
+            Egress::Any.resolve(&listed, Some(&list)).await.unwrap(),
+            vec!["127.0.0.1:7070".parse().unwrap()]
+        );
+        // Listed, but loopback: the host's rule still refuses it.
+        assert!(matches!(
+            Egress::PublicOnly.resolve(&listed, Some(&list)).await,
+            Err(Error::DestinationIpProhibited)
+        ));
+        // Another port, or a name for the listed address: refused by the list.
+        for unlisted in [
+            "http://127.0.0.1:7071/",
+            "http://localhost:7070/",
+            "https://127.0.0.1/",
+        ] {
+            let uri: http::Uri = unlisted.parse().unwrap();
+            assert!(
+                matches!(
+                    Egress::Any.resolve(&uri, Some(&list)).await,
+                    Err(Error::HttpRequestDenied)
+                ),
+                "{unlisted}"
+            );
+        }
+        // A listed name is resolved (`localhost`, from the hosts file); an unlisted one
+        // is refused before any lookup.
+        let names = allow(&["LOCALHOST.:7070"]);
+        let named: http::Uri = "http://localhost:7070/".parse().unwrap();
+        let addresses = Egress::Any.resolve(&named, Some(&names)).await.unwrap();
+        assert!(
+            addresses.iter().all(|a| a.ip().is_loopback()),
+            "{addresses:?}"
+        );
+        let other: http::Uri = "http://wdeploy-test.invalid:7070/".parse().unwrap();
+        assert!(matches!(
+            Egress::Any.resolve(&other, Some(&names)).await,
+            Err(Error::HttpRequestDenied)
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! Building the `Store` of one component instance: WASI context, limits, deadlines.
 
-use crate::guest::data::StoreData;
+use crate::guest::data::{HttpHooks, StoreData};
 use crate::guest::engine::Engine;
 use crate::logs::LogStream;
 use crate::logs::writer::LogWriter;
@@ -32,6 +32,8 @@ pub struct InstanceEnv<'a> {
     pub stdin: Option<wasmtime_wasi::cli::AsyncStdinStream>,
     /// The engine the component was compiled for.
     pub flavor: crate::guest::engine::Flavor,
+    /// The app's `[egress] allow` list (of the dyno's release), shared by its instances.
+    pub egress: Arc<crate::guest::allow_list::AppEgress>,
 }
 
 /// A fresh store for one instance. Guests yield to the async runtime on every epoch tick
@@ -59,13 +61,23 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
         .map_err(anyhow::Error::from)
         .context("opening the dyno filesystem")?;
+    // wasi:sockets is linked for WASI 0.2 guests, but no address is ever given to them:
+    // wasmtime-wasi's default socket check refuses every bind and connect, and name
+    // lookups are off. Guests reach the network only through wasi:http, where the host's
+    // rule and the app's allow-list apply (`guest/egress.rs`).
+    let http_hooks = HttpHooks {
+        egress: engine.egress(),
+        app: env.egress,
+        logs: env.logs.clone(),
+        dyno: env.dyno.clone(),
+    };
     let state = StoreData::new(
         builder.build(),
         env.addons,
         env.memory_limit_bytes,
         env.disk,
         share,
-        engine.egress(),
+        http_hooks,
     );
     let mut store = Store::new(engine.wasmtime_for(env.flavor), state);
     store.limiter(|s| &mut s.quota);

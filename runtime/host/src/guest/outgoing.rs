@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+use wdeploy_core::egress::AllowList;
 
 /// What a guest gets when it sets no timeout of its own (wasmtime-wasi-http's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -25,9 +26,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The connection's remaining I/O, which the guest's request future drives to its end.
 pub type ConnectionTask = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
-/// Sends `request` under `egress`: the response head, and the connection's task.
+/// Sends `request` under `egress` and the app's `allow` list: the response head, and the
+/// connection's task.
 pub async fn send(
     egress: Egress,
+    allow: Option<&AllowList>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, ConnectionTask), Error> {
@@ -39,7 +42,7 @@ pub async fn send(
     let between_bytes_timeout = timeout(|o| o.between_bytes_timeout).max(Duration::from_nanos(1));
 
     let uri = request.uri().clone();
-    let addresses = egress.resolve(&uri).await?;
+    let addresses = egress.resolve(&uri, allow).await?;
     let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(&addresses[..]))
         .await
         .map_err(|_| Error::ConnectionTimeout)?

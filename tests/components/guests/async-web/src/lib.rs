@@ -11,6 +11,8 @@
 //! - `/loop`          → spins forever
 //! - `/forget`        → answers with an error code instead of a response
 //! - `/linger`        → answers `lingering`, and leaves a task behind that waits for ever
+//! - `/fetch?authority=A` → an outgoing GET of http://A/ through `wasi:http/client`:
+//!   `fetched: status S` and its body, or `fetch failed: ERROR`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -81,6 +83,7 @@ impl exports::wasi::http::handler::Guest for Web {
                 });
                 vec![b"lingering\n".to_vec()]
             }
+            "/fetch" => vec![fetch(&param("authority")).await.into_bytes()],
             _ => vec![b"not found\n".to_vec()],
         };
         let status = if path == "/" || pieces.first().is_none_or(|p| p != b"not found\n") {
@@ -112,6 +115,33 @@ fn respond(status: u16, pieces: Vec<Vec<u8>>) -> Response {
         let _ = trailers_tx.write(Ok(None)).await;
     });
     response
+}
+
+/// An outgoing GET of `http://AUTHORITY/`, as an app calling another service would.
+async fn fetch(authority: &str) -> String {
+    use wasi::http::types::Scheme;
+    let (_, trailers) = wit_future::new(|| Ok(None));
+    let (request, _sent) = Request::new(Fields::new(), None, trailers, None);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some("/"));
+    let response = match wasi::http::client::send(request).await {
+        Ok(response) => response,
+        Err(e) => return format!("fetch failed: {e:?}\n"),
+    };
+    let status = response.get_status_code();
+    let (_, finished) = wit_future::new(|| Ok(()));
+    let (mut body, _trailers) = Response::consume_body(response, finished);
+    let mut all = Vec::new();
+    while all.len() < 64 << 10 {
+        let (result, chunk) = body.read(Vec::with_capacity(16 << 10)).await;
+        all.extend_from_slice(&chunk);
+        if !matches!(result, wit_bindgen::StreamResult::Complete(_)) {
+            break;
+        }
+    }
+    let body = String::from_utf8_lossy(&all);
+    format!("fetched: status {status}\n{body}")
 }
 
 fn internal(e: impl std::fmt::Debug) -> ErrorCode {

@@ -15,7 +15,8 @@
 //! - `/flood?lines=N` → prints N log lines (and one line of 25,000 bytes), then `flooded`
 //! - `/slow?ms=N`     → answers after N milliseconds
 //! - `/handles`       → leaks host resources (header maps) until something gives
-//! - `/fetch?authority=A&path=P` → an outgoing GET of http://A/P; its status, or the error
+//! - `/fetch?authority=A&path=P[&body=1]` → an outgoing GET of http://A/P; its status (and
+//!   with `body=1` the first 64 KiB of its body), or the error
 //! - `/fill?mb=N&name=F[&append=1]` → writes file F (default `fill`) with Rust's std in
 //!   64 KiB pieces until N MiB are written or a write fails: `filled B bytes, then KIND:
 //!   ERROR` or `filled B bytes, no error`
@@ -121,7 +122,7 @@ impl wasi::exports::http::incoming_handler::Guest for Web {
                 Ok(()) => (200, format!("removed {}\n", param("name"))),
                 Err(e) => (500, format!("cannot remove: {e}\n")),
             },
-            "/fetch" => fetch(&param("authority"), &param("path")),
+            "/fetch" => fetch(&param("authority"), &param("path"), param("body") == "1"),
             "/env" => (200, format!("{}\n", std::env::var(param("name")).unwrap_or_default())),
             "/header" => {
                 // Every value of one request header, one per line, as the guest sees it.
@@ -217,7 +218,7 @@ fn touch(n: u64) -> (u16, String) {
 }
 
 /// An outgoing GET through wasi:http, as an app calling another service would.
-fn fetch(authority: &str, path: &str) -> (u16, String) {
+fn fetch(authority: &str, path: &str, with_body: bool) -> (u16, String) {
     use wasi::http::outgoing_handler;
     use wasi::http::types::{OutgoingRequest, Scheme};
     let request = OutgoingRequest::new(Fields::new());
@@ -230,10 +231,34 @@ fn fetch(authority: &str, path: &str) -> (u16, String) {
     };
     pending.subscribe().block();
     match pending.get() {
-        Some(Ok(Ok(response))) => (200, format!("fetched: status {}\n", response.status())),
+        Some(Ok(Ok(response))) => {
+            let head = format!("fetched: status {}\n", response.status());
+            if !with_body {
+                return (200, head);
+            }
+            match read_body(response) {
+                Ok(body) => (200, format!("{head}{body}")),
+                Err(e) => (502, format!("{head}body failed: {e}\n")),
+            }
+        }
         Some(Ok(Err(e))) => (502, format!("fetch failed: {e:?}\n")),
         _ => (502, "fetch failed\n".to_string()),
     }
+}
+
+/// Up to 64 KiB of an incoming response's body, as text.
+fn read_body(response: wasi::http::types::IncomingResponse) -> Result<String, String> {
+    let body = response.consume().map_err(|()| "no body".to_string())?;
+    let stream = body.stream().map_err(|()| "no body stream".to_string())?;
+    let mut bytes = Vec::new();
+    while bytes.len() < 64 << 10 {
+        match stream.blocking_read(16 << 10) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn respond(out: ResponseOutparam, status: u16, text: &str) {
