@@ -49,6 +49,12 @@ fn texts(lines: &[(AppId, LogRecord)], app: &AppId) -> Vec<String> {
         .collect()
 }
 
+/// How long the lines of a test may take to arrive: generous, because under a loaded
+/// machine the ordered consumer can miss its heartbeats and make itself again, after a
+/// back-off of some seconds (a CI run saw 1,787 of 2,010 lines in 20 s). Lines must all
+/// come, in order; only how soon is not this test's business.
+const ARRIVE_WITHIN: Duration = Duration::from_secs(90);
+
 async fn nothing_more(lines: &mut BoxStream<'static, (AppId, LogRecord)>) {
     let more = tokio::time::timeout(Duration::from_millis(500), lines.next()).await;
     assert!(more.is_err(), "unexpected line {more:?}");
@@ -70,7 +76,7 @@ async fn lines_reach_the_other_nodes_kept_and_live() {
             a.publish(&y, line("node-a", format!("y-{}", n / 200)));
         }
     }
-    let got = take(&mut at_b, 2010, Duration::from_secs(20)).await;
+    let got = take(&mut at_b, 2010, ARRIVE_WITHIN).await;
     assert!(got.iter().all(|(_, l)| l.node.as_str() == "node-a"));
     let expected_x: Vec<String> = (0..2000).map(|n| format!("x-{n}")).collect();
     let expected_y: Vec<String> = (0..10).map(|n| format!("y-{n}")).collect();
@@ -82,7 +88,7 @@ async fn lines_reach_the_other_nodes_kept_and_live() {
     // A node that comes later reads what the stream keeps: the last 1,500 lines of x.
     let (_c_nats, c) = bus(&server, "node-c").await;
     let mut at_c = c.subscribe().await.unwrap();
-    let got = take(&mut at_c, 1500 + 10 + 10, Duration::from_secs(20)).await;
+    let got = take(&mut at_c, 1500 + 10 + 10, ARRIVE_WITHIN).await;
     let expected_x: Vec<String> = (500..2000).map(|n| format!("x-{n}")).collect();
     assert_eq!(texts(&got, &x), expected_x);
     let of_a: Vec<(AppId, LogRecord)> = got
