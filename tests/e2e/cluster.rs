@@ -89,7 +89,19 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
         .header("x-request-id", request_id)
         .call()
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    if response.status().as_u16() != 200 {
+        // Say why (the H-code, which node) before failing: every node's router lines.
+        let lines: Vec<String> = [a, b, c]
+            .iter()
+            .map(|n| n.ok(&["logs", "--source", "router", "-a", "hello", "-n", "50"]))
+            .collect();
+        panic!(
+            "forwarded through {} (owner {owner}): {}\n{}",
+            forwarder.1,
+            response.status(),
+            lines.join("\n---\n")
+        );
+    }
     assert_eq!(response.headers()["x-request-id"], request_id);
     poll_until("the serving node's router line", SOON, || {
         let router = a.ok(&["logs", "--source", "router", "-a", "hello", "-n", "300"]);
