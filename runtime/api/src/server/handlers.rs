@@ -1,0 +1,341 @@
+//! The handlers of the API's routes, one per route, each a thin translation between the
+//! wire format and a [`Platform`] call (the routes themselves, and who may call them, are
+//! in `server.rs`).
+
+use super::*;
+use axum::body::Body;
+
+pub(super) async fn apps(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+) -> Result<Json<Vec<AppInfo>>, ApiError> {
+    p.apps(&by).await.map(Json)
+}
+
+pub(super) async fn create_app(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateApp>,
+) -> Result<Response, ApiError> {
+    let app = p.create_app(&by, req).await?;
+    Ok((http::StatusCode::CREATED, Json(app)).into_response())
+}
+
+pub(super) async fn app(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<AppInfo>, ApiError> {
+    p.app(&app).await.map(Json)
+}
+
+pub(super) async fn destroy_app(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<http::StatusCode, ApiError> {
+    p.destroy_app(&app).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn missing_blobs(
+    State(p): State<Shared>,
+    JsonBody(req): JsonBody<BlobList>,
+) -> Result<Json<BlobList>, ApiError> {
+    let digests = p.missing_blobs(req.digests).await?;
+    Ok(Json(BlobList { digests }))
+}
+
+pub(super) async fn put_blob(
+    State(p): State<Shared>,
+    Path(digest): Path<String>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Result<http::StatusCode, ApiError> {
+    // A declared length over the cap is refused before a byte is read; an undeclared
+    // one is cut off by the store as it writes.
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BLOB_BYTES as u64) {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!("blob upload refused: larger than the limit of {MAX_BLOB_BYTES} bytes"),
+        ));
+    }
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| ApiError::invalid(format!("{e}")))?;
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    p.put_blob(&digest, Box::pin(stream)).await?;
+    Ok(http::StatusCode::CREATED)
+}
+
+pub(super) async fn create_release(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateRelease>,
+) -> Result<Response, ApiError> {
+    // Errors known before anything runs are plain HTTP errors; after that, the outcome is
+    // the stream's last line, after the progress lines.
+    p.app(&app).await?;
+    let (progress, rx) = futures::channel::mpsc::channel::<String>(256);
+    let mut last = progress.clone();
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        let outcome = match p.create_release(&app, &by, req, progress).await {
+            Ok(release) => format!(
+                "{RESULT_MARKER}{}",
+                serde_json::to_string(&release).unwrap_or_default()
+            ),
+            Err(e) => {
+                let body = ErrorBody {
+                    id: e.id,
+                    message: e.message,
+                };
+                format!(
+                    "{ERROR_MARKER}{} {}",
+                    e.status,
+                    serde_json::to_string(&body).unwrap_or_default()
+                )
+            }
+        };
+        let _ = last.send(format!("{outcome}\n")).await;
+    });
+    Ok(text_stream(Box::pin(rx)))
+}
+
+pub(super) async fn releases(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<ReleaseQuery>,
+) -> Result<Json<Vec<ReleaseInfo>>, ApiError> {
+    p.releases(&app, query.page()?).await.map(Json)
+}
+
+pub(super) async fn rollback(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<Rollback>,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    p.rollback(&app, &by, req).await.map(Json)
+}
+
+pub(super) async fn cancel_release(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    p.cancel_release(&app, &by).await.map(Json)
+}
+
+pub(super) async fn config(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    p.config(&app).await.map(Json)
+}
+
+pub(super) async fn patch_config(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(patch): JsonBody<ConfigPatch>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    p.patch_config(&app, &by, patch).await.map(Json)
+}
+
+pub(super) async fn formation(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Formation>, ApiError> {
+    p.formation(&app).await.map(Json)
+}
+
+pub(super) async fn scale(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(patch): JsonBody<Formation>,
+) -> Result<Json<Formation>, ApiError> {
+    p.scale(&app, &by, patch).await.map(Json)
+}
+
+pub(super) async fn dynos(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Vec<DynoInfo>>, ApiError> {
+    p.dynos(&app).await.map(Json)
+}
+
+pub(super) async fn restart_all(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+) -> Result<http::StatusCode, ApiError> {
+    p.restart(&app, &by, None).await?;
+    Ok(http::StatusCode::ACCEPTED)
+}
+
+pub(super) async fn restart_one(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    Path((_, dyno)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.restart(&app, &by, Some(&dyno)).await?;
+    Ok(http::StatusCode::ACCEPTED)
+}
+
+pub(super) async fn run(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<RunRequest>,
+) -> Result<Response, ApiError> {
+    let stream = p.run(&app, &by, req).await?;
+    Ok(text_stream(stream))
+}
+
+pub(super) async fn logs(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<LogQuery>,
+) -> Result<Response, ApiError> {
+    let stream = p.logs(&app, query).await?;
+    Ok(text_stream(stream))
+}
+
+/// `GET /apps/{app}/log-events`: the log stream as Server-Sent Events (one event per
+/// line), for a browser's `EventSource`; the same query as `log-sessions`, always tailing.
+pub(super) async fn log_events(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(mut query): QueryParams<LogQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    query.tail = true;
+    let lines = p.logs(&app, query).await?;
+    let events = lines.map(|line| {
+        Ok::<_, std::convert::Infallible>(Event::default().data(line.trim_end_matches('\n')))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+pub(super) async fn addons(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<AddonUsage>, ApiError> {
+    p.addons(&app).await.map(Json)
+}
+
+pub(super) fn bucket(query: &KvQuery) -> &str {
+    query.bucket.as_deref().unwrap_or(DEFAULT_BUCKET)
+}
+
+pub(super) fn key(query: &KvQuery) -> Result<&str, ApiError> {
+    query
+        .key
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("no key given (?key=…)"))
+}
+
+pub(super) async fn kv_keys(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
+) -> Result<Json<KvKeys>, ApiError> {
+    let prefix = query.prefix.as_deref().unwrap_or("");
+    p.kv_keys(&app, bucket(&query), prefix).await.map(Json)
+}
+
+pub(super) async fn kv_get(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
+) -> Result<Json<KvEntry>, ApiError> {
+    p.kv_get(&app, bucket(&query), key(&query)?).await.map(Json)
+}
+
+pub(super) async fn kv_set(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
+    Extension(by): Extension<Caller>,
+    JsonBody(body): JsonBody<KvSet>,
+) -> Result<Json<KvEntry>, ApiError> {
+    p.kv_set(&app, &by, bucket(&query), key(&query)?, body.value)
+        .await
+        .map(Json)
+}
+
+pub(super) async fn domains(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Vec<DomainInfo>>, ApiError> {
+    p.domains(&app).await.map(Json)
+}
+
+pub(super) async fn add_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateDomain>,
+) -> Result<(http::StatusCode, Json<DomainInfo>), ApiError> {
+    let domain = p.add_domain(&app, &by, req).await?;
+    Ok((http::StatusCode::CREATED, Json(domain)))
+}
+
+pub(super) async fn remove_domain(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    Path((_, hostname)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.remove_domain(&app, &by, &hostname).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn queues(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<Vec<QueueInfo>>, ApiError> {
+    p.queues(&app).await.map(Json)
+}
+
+pub(super) async fn metrics(
+    State(p): State<Shared>,
+    by: Option<Extension<Caller>>,
+) -> Result<Response, ApiError> {
+    // The whole host's numbers: an admin's (the `--metrics` listener has no caller and
+    // is the operator's own).
+    if let Some(Extension(by)) = &by {
+        people::require_admin(by, "read the host's metrics")?;
+    }
+    let text = p.metrics().await?;
+    Ok(([(http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+pub(super) async fn app_metrics(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+) -> Result<Json<MetricsHistory>, ApiError> {
+    p.app_metrics(&app).await.map(Json)
+}
+
+pub(super) fn text_stream(stream: TextStream) -> Response {
+    use futures::StreamExt;
+    let body = Body::from_stream(
+        stream.map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from(chunk))),
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
