@@ -20,7 +20,7 @@ trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+need_wrk
 cargo build --release -q -p wdeploy
 (cd tests/components/guests/async-web &&
   cargo build --release -q --locked --target wasm32-wasip2 --target-dir "$root/target/test-components")

@@ -30,7 +30,7 @@ trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+need_wrk
 wasmtime=$(install_wasmtime "$target/bench-tools")
 cargo build --release -q -p wdeploy
 (cd tests/components/guests/idioms &&

@@ -5,6 +5,9 @@
 # The caller sets `work` (a temp dir) before `start_host`, which sets `pid`, `api`,
 # `router`, WDEPLOY_HOST and WDEPLOY_TOKEN; `stop_host` ends it.
 
+# wrk, the load generator every script uses, installed from Debian when missing.
+need_wrk() { command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_host BIN: a host of BIN on a new data dir, its log in $work/host.log.

@@ -41,7 +41,7 @@ trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+need_wrk
 if [ -n "${WDEPLOY:-}" ]; then
   W=$WDEPLOY
 else

@@ -27,7 +27,7 @@ trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+need_wrk
 install_wasmtime "$tools" >/dev/null
 cargo build --release -q -p wdeploy -p native-hello
 W=$root/target/release/wdeploy
