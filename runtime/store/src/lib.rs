@@ -1,8 +1,9 @@
 //! The store boundary: everything a host keeps durably, behind one interface the rest of
 //! the host codes against without knowing which backend runs.
 //!
-//! A [`Store`] has six facets: [`ControlStore`] (apps, release logs with their config
-//! vars, formation, log drains, custom domains), [`BlobStore`] (slug manifests and components by content
+//! A [`Store`] has seven facets: [`ControlStore`] (apps, release logs with their config
+//! vars, formation, log drains, custom domains), [`CertStore`] (the TLS certificates of
+//! those domains), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
 //! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes) and
 //! [`People`] (people, their API tokens, their access to apps). All calls are
@@ -16,6 +17,7 @@
 
 pub mod addons;
 pub mod blobs;
+pub mod certs;
 pub mod cluster;
 pub mod control;
 pub mod embedded;
@@ -27,6 +29,7 @@ pub mod people;
 
 pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
+pub use certs::{CertSource, CertStore, MAX_CERTS_PER_APP, StoredCert};
 pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
@@ -43,6 +46,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Store {
     pub control: Arc<dyn ControlStore>,
+    pub certs: Arc<dyn CertStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub addons: Arc<dyn AddonStore>,
     pub nodes: Arc<dyn Nodes>,

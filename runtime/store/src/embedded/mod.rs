@@ -54,6 +54,7 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
     let control = EmbeddedControl(Arc::new(control));
     Ok(Store {
         control: Arc::new(control.clone()),
+        certs: Arc::new(control.clone()),
         people: Arc::new(control),
         blobs: Arc::new(blobs),
         addons,
