@@ -106,6 +106,22 @@ fn certificates_users_bring_are_checked_listed_and_go_with_their_domain() {
         refused.contains("holds no PEM `CERTIFICATE` block"),
         "{refused}"
     );
+    // Oversized files are refused before anything is parsed.
+    let big = ca.dir().join("big.pem");
+    std::fs::write(&big, format!("{}{}", good.cert_pem, "#".repeat(70_000))).unwrap();
+    let big = big.to_str().unwrap();
+    let refused = host.fails(&["certs:add", big, good.key_path(), "-a", "shop"]);
+    assert!(
+        refused.contains(&format!("the certificate in {big} is "))
+            && refused.contains("over the limit of 65536 bytes for a chain"),
+        "{refused}"
+    );
+    let refused = host.fails(&["certs:add", good.cert_path(), big, "-a", "shop"]);
+    assert!(
+        refused.contains(&format!("the private key in {big} is "))
+            && refused.contains("over the limit of 16384 bytes"),
+        "{refused}"
+    );
     assert!(
         host.ok(&["certs", "-a", "shop"])
             .contains("shop has no certificates")
