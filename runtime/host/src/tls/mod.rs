@@ -1,0 +1,14 @@
+//! HTTPS on the router: the certificates it serves by SNI and the TLS configuration of
+//! its HTTPS listener.
+//!
+//! - `sni`: [`SniCerts`], the certificate table rustls asks at each handshake;
+//! - `config`: the listener's rustls `ServerConfig` (ALPN: HTTP/2, then HTTP/1.1);
+//! - `host_certs`: [`HostCerts`], the host's own certificate and the apps' in one table.
+
+mod config;
+mod host_certs;
+mod sni;
+
+pub use config::acceptor;
+pub use host_certs::{HostCerts, PemCert, certified_key, certified_key_files};
+pub use sni::SniCerts;

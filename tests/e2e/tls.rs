@@ -1,0 +1,139 @@
+//! HTTPS on the router: `--listen-tls` serves the apps over TLS by SNI, with HTTP/2 or
+//! HTTP/1.1 as ALPN agrees (and HTTP/2 in the clear with prior knowledge); apps learn the
+//! scheme from `X-Forwarded-Proto`, may ask for plain requests to be redirected, and
+//! router lines say which protocol each request came over.
+
+use crate::fixture::*;
+
+/// A host with an HTTPS listener serving a certificate of `ca` for `apps` under
+/// `localhost` (its own certificate, `--tls-cert`). The names are listed: a wildcard of
+/// a one-label domain (`*.localhost`) is one no client accepts, as it would a `*.com`.
+fn https_host(ca: &TestAuthority, apps: &[&str]) -> TestHost {
+    let names: Vec<String> = apps.iter().map(|app| format!("{app}.localhost")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let own = ca.issue(&names, "host");
+    TestHost::start_with(&[
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        own.cert.to_str().expect("path"),
+        "--tls-key",
+        own.key.to_str().expect("path"),
+    ])
+}
+
+#[test]
+fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
+    let ca = TestAuthority::new("wdeploy test CA");
+    let host = https_host(&ca, &["faults"]);
+    host.create_and_push("faults", faults_app().path());
+    let port = host.https_port();
+
+    for (alpn, version, protocol) in [
+        (Alpn::H2, http::Version::HTTP_2, "protocol=h2"),
+        (Alpn::Http1, http::Version::HTTP_11, "protocol=https"),
+    ] {
+        let answer = https_request(
+            port,
+            "faults.localhost",
+            ca.root_pem(),
+            alpn,
+            "GET",
+            &format!("/header?name=x-forwarded-proto&via={}", protocol),
+        );
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.version, version, "{answer:?}");
+        assert_eq!(answer.body, "https\n", "{answer:?}");
+        let line = poll_until("the router line of the HTTPS request", SOON, || {
+            let logs = host.ok(&["logs", "--source", "router", "-a", "faults"]);
+            logs.lines()
+                .find(|l| l.contains(&format!("via={protocol}")))
+                .map(str::to_string)
+        });
+        assert!(line.ends_with(protocol), "{line}");
+        assert!(line.contains("status=200"), "{line}");
+    }
+
+    // The plain listener still says http.
+    let (status, body) = host.get("faults", "/header?name=x-forwarded-proto");
+    assert_eq!((status, body.as_str()), (200, "http\n"));
+
+    // A name the host has no certificate for gets no certificate at all (not another
+    // app's), and a client that does not trust the CA refuses the host's.
+    let unknown = try_https_request(
+        port,
+        "www.example.test",
+        ca.root_pem(),
+        Alpn::H2,
+        "GET",
+        "/",
+    );
+    assert!(unknown.is_err(), "{unknown:?}");
+    let other = TestAuthority::new("someone else");
+    let distrusted = try_https_request(
+        port,
+        "faults.localhost",
+        other.root_pem(),
+        Alpn::H2,
+        "GET",
+        "/",
+    );
+    assert!(
+        distrusted
+            .as_ref()
+            .is_err_and(|e| e.contains("TLS handshake")),
+        "{distrusted:?}"
+    );
+}
+
+#[test]
+fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
+    let ca = TestAuthority::new("wdeploy test CA");
+    let host = https_host(&ca, &["secure", "plain"]);
+    let port = host.https_port();
+    host.create_and_push(
+        "secure",
+        faults_app()
+            .with_settings("[web]\nforce_https = true\n")
+            .path(),
+    );
+    host.create_and_push("plain", faults_app().path());
+
+    // GET and HEAD get a 301, the rest a 308 (which keeps the method and the body).
+    let get = raw_get(host.router_port, "secure.localhost", "/a?b=c");
+    assert_eq!(get.status, 301, "{}", get.text());
+    assert_eq!(
+        get.header("location"),
+        Some(format!("https://secure.localhost:{port}/a?b=c").as_str())
+    );
+    let posted = raw_request(host.router_port, "POST", "secure.localhost", "/form");
+    assert_eq!(posted.status, 308, "{}", posted.text());
+    // Over HTTPS it is served; an app without the setting is served over plain HTTP.
+    let answer = https_request(
+        port,
+        "secure.localhost",
+        ca.root_pem(),
+        Alpn::H2,
+        "GET",
+        "/",
+    );
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n"));
+    assert_eq!(host.get("plain", "/"), (200, "ok\n".into()));
+    let logs = host.ok(&["logs", "--source", "router", "-a", "secure"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("path=\"/a?b=c\"") && l.contains("status=301")),
+        "{logs}"
+    );
+
+    // HTTP/2 with prior knowledge on the plain listener.
+    let h2c = h2c_get(host.router_port, "plain.localhost", "/");
+    assert_eq!(h2c, (200, "ok\n".to_string()));
+    let line = poll_until("the h2c router line", SOON, || {
+        let logs = host.ok(&["logs", "--source", "router", "-a", "plain"]);
+        logs.lines()
+            .find(|l| l.contains("protocol=h2c"))
+            .map(str::to_string)
+    });
+    assert!(line.contains("status=200"), "{line}");
+}
