@@ -5,41 +5,26 @@
 
 use crate::fixture::*;
 
-/// A host with an HTTPS listener serving a certificate of `ca` for `apps` under
-/// `localhost` (its own certificate, `--tls-cert`). The names are listed: a wildcard of
-/// a one-label domain (`*.localhost`) is one no client accepts, as it would a `*.com`.
-fn https_host(ca: &TestAuthority, apps: &[&str]) -> TestHost {
-    let names: Vec<String> = apps.iter().map(|app| format!("{app}.localhost")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let own = ca.issue(&names, "host");
-    TestHost::start_with(&[
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--tls-cert",
-        own.cert.to_str().expect("path"),
-        "--tls-key",
-        own.key.to_str().expect("path"),
-    ])
-}
-
 #[test]
 fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
     let ca = TestAuthority::new("wdeploy test CA");
-    let host = https_host(&ca, &["faults"]);
+    let host = https_host(&ca, &["faults"], &[]);
     host.create_and_push("faults", faults_app().path());
     let port = host.https_port();
+    let faults = HttpsTarget {
+        port,
+        server_name: "faults.localhost",
+        root_pem: ca.root_pem(),
+        alpn: Alpn::H2,
+    };
 
     for (alpn, version, protocol) in [
         (Alpn::H2, http::Version::HTTP_2, "protocol=h2"),
         (Alpn::Http1, http::Version::HTTP_11, "protocol=https"),
     ] {
-        let answer = https_request(
-            port,
-            "faults.localhost",
-            ca.root_pem(),
-            alpn,
+        let answer = faults.with(alpn).request(
             "GET",
-            &format!("/header?name=x-forwarded-proto&via={}", protocol),
+            &format!("/header?name=x-forwarded-proto&via={protocol}"),
         );
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(answer.version, version, "{answer:?}");
@@ -60,24 +45,18 @@ fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
 
     // A name the host has no certificate for gets no certificate at all (not another
     // app's), and a client that does not trust the CA refuses the host's.
-    let unknown = try_https_request(
-        port,
-        "www.example.test",
-        ca.root_pem(),
-        Alpn::H2,
-        "GET",
-        "/",
-    );
+    let unknown = HttpsTarget {
+        server_name: "www.example.test",
+        ..faults
+    }
+    .try_request("GET", "/", &[]);
     assert!(unknown.is_err(), "{unknown:?}");
     let other = TestAuthority::new("someone else");
-    let distrusted = try_https_request(
-        port,
-        "faults.localhost",
-        other.root_pem(),
-        Alpn::H2,
-        "GET",
-        "/",
-    );
+    let distrusted = HttpsTarget {
+        root_pem: other.root_pem(),
+        ..faults
+    }
+    .try_request("GET", "/", &[]);
     assert!(
         distrusted
             .as_ref()
@@ -89,7 +68,7 @@ fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
 #[test]
 fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     let ca = TestAuthority::new("wdeploy test CA");
-    let host = https_host(&ca, &["secure", "plain"]);
+    let host = https_host(&ca, &["secure", "plain"], &[]);
     let port = host.https_port();
     host.create_and_push(
         "secure",
@@ -109,14 +88,13 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     let posted = raw_request(host.router_port, "POST", "secure.localhost", "/form");
     assert_eq!(posted.status, 308, "{}", posted.text());
     // Over HTTPS it is served; an app without the setting is served over plain HTTP.
-    let answer = https_request(
+    let secure = HttpsTarget {
         port,
-        "secure.localhost",
-        ca.root_pem(),
-        Alpn::H2,
-        "GET",
-        "/",
-    );
+        server_name: "secure.localhost",
+        root_pem: ca.root_pem(),
+        alpn: Alpn::H2,
+    };
+    let answer = secure.request("GET", "/");
     assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n"));
     assert_eq!(host.get("plain", "/"), (200, "ok\n".into()));
     let logs = host.ok(&["logs", "--source", "router", "-a", "secure"]);

@@ -15,19 +15,11 @@ const RECORD_START: &[u8] = &[0x16, 0x03, 0x01];
 fn the_https_listener_holds_attackers_within_its_caps() {
     raise_fd_limit();
     let ca = TestAuthority::new("wdeploy test CA");
-    let own = ca.issue(&["faults.localhost"], "host");
-    let host = TestHost::start_with(&[
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--tls-cert",
-        own.cert.to_str().expect("path"),
-        "--tls-key",
-        own.key.to_str().expect("path"),
-        "--max-connections-per-ip",
-        "100",
-        "--header-timeout",
-        "5",
-    ]);
+    let host = https_host(
+        &ca,
+        &["faults"],
+        &["--max-connections-per-ip", "100", "--header-timeout", "5"],
+    );
     host.create_and_push("faults", faults_app().path());
     let port = host.https_port();
     let client = HttpsTarget {
@@ -47,7 +39,7 @@ fn the_https_listener_holds_attackers_within_its_caps() {
         })
         .collect();
     assert_refused(Ipv4Addr::new(127, 0, 0, 2), port);
-    let served = try_https_request_with(&client, "GET", "/", &[]).expect("served");
+    let served = client.try_request("GET", "/", &[]).expect("served");
     assert_eq!((served.status, served.body.as_str()), (200, "ok\n"));
 
     // Handshakes that never finish are closed at the header timeout.
@@ -68,12 +60,14 @@ fn the_https_listener_holds_attackers_within_its_caps() {
     // A head past 64 KiB over HTTP/2 is refused (431 or the stream reset), as over
     // HTTP/1.1; 40 KB of headers are still served.
     let big = "a".repeat(80 << 10);
-    match try_https_request_with(&client, "GET", "/", &[("x-pad", &big)]) {
+    match client.try_request("GET", "/", &[("x-pad", &big)]) {
         Ok(answer) => assert_eq!(answer.status, 431, "{answer:?}"),
         Err(refused) => assert!(!refused.contains("TLS handshake"), "{refused}"),
     }
     let fine = "a".repeat(40 << 10);
-    let answer = try_https_request_with(&client, "GET", "/", &[("x-pad", &fine)]).expect("served");
+    let answer = client
+        .try_request("GET", "/", &[("x-pad", &fine)])
+        .expect("served");
     assert_eq!(answer.status, 200, "{answer:?}");
 
     // And the plain router and the API still answer.
