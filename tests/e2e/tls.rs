@@ -115,3 +115,64 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     });
     assert!(line.contains("status=200"), "{line}");
 }
+
+#[test]
+fn the_api_over_https_marks_the_dashboard_cookie_secure_and_the_cli_trusts_a_private_ca() {
+    let ca = TestAuthority::new("wdeploy test CA");
+    let api = ca.issue(&["127.0.0.1"], "api");
+    let root = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(root.path(), ca.root_pem()).expect("write the root");
+    let host = TestHost::start_with(&[
+        "--api-tls-cert",
+        api.cert.to_str().expect("path"),
+        "--api-tls-key",
+        api.key.to_str().expect("path"),
+    ]);
+    assert!(host.api.starts_with("https://127.0.0.1:"), "{}", host.api);
+
+    // The CLI checks the API's certificate: against the public roots it is refused,
+    // with SSL_CERT_FILE naming the private CA it is trusted.
+    let refused = host.command(&["apps"]).output().expect("wdeploy apps");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot reach the host"),
+        "{}",
+        stderr(&refused)
+    );
+    let trusted = host
+        .command(&["apps:create", "secure", "--no-link"])
+        .env("SSL_CERT_FILE", root.path())
+        .output()
+        .expect("wdeploy apps:create");
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let missing = host
+        .command(&["apps"])
+        .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+        .output()
+        .expect("wdeploy apps");
+    assert!(
+        stderr(&missing).contains("reading SSL_CERT_FILE /nonexistent/ca.pem"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // The dashboard's login over HTTPS sets a Secure cookie.
+    let response = https_agent(ca.root_pem())
+        .post(&format!("{}/session", host.api))
+        .header("content-type", "application/json")
+        .send(
+            serde_json::json!({ "token": host.token })
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("POST /session");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+}

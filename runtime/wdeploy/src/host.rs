@@ -37,6 +37,13 @@ pub struct HostArgs {
     /// The private key (PEM) of --tls-cert
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the control API (and the dashboard) over HTTPS with this certificate (PEM
+    /// chain), with --api-tls-key; the dashboard's cookie is then marked Secure
+    #[arg(long, value_name = "PEM", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-tls-cert
+    #[arg(long, value_name = "PEM", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
     /// The control API's address (keep it private)
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub api: SocketAddr,
@@ -200,6 +207,18 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let tls = Arc::new(wdeploy_host::tls::HostCerts::new(&args.domain, own_cert));
+    let api_transport = match (&args.api_tls_cert, &args.api_tls_key) {
+        (Some(cert), Some(key)) => {
+            let key = wdeploy_host::tls::certified_key_files(cert, key)
+                .context("--api-tls-cert and --api-tls-key")?;
+            wdeploy_host::Transport::Tls(wdeploy_host::tls::single_acceptor(key)?)
+        }
+        _ => wdeploy_host::Transport::Plain,
+    };
+    let api_scheme = match api_transport {
+        wdeploy_host::Transport::Tls(_) => "https",
+        wdeploy_host::Transport::Plain => "http",
+    };
     let metrics_listener = match args.metrics {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for /metrics (in use? try another --metrics)")
@@ -385,11 +404,16 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             STOP_GRACE,
         ))
     });
-    let api = wdeploy_api::server::router(host.clone());
+    let api = wdeploy_api::server::router_with(
+        host.clone(),
+        wdeploy_api::dashboard::DashboardOptions {
+            secure_cookie: matches!(api_transport, wdeploy_host::Transport::Tls(_)),
+        },
+    );
     let api_task = tokio::spawn(wdeploy_host::serve_http(
         "api",
         api_listener,
-        wdeploy_host::Transport::Plain,
+        api_transport,
         limits,
         move |_| hyper_util::service::TowerToHyperService::new(api.clone()),
         wait_stop(stop_rx.clone()),
@@ -426,7 +450,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             "wdeploy host: router on https://{addr} (HTTP/2 and HTTP/1.1; certificates by SNI)"
         );
     }
-    println!("wdeploy host: API on http://{api_addr}");
+    println!("wdeploy host: API on {api_scheme}://{api_addr}");
     if let Some(addr) = metrics_addr {
         println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
     }
@@ -444,7 +468,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         );
         println!("    {token}");
         println!(
-            "wdeploy host: log in with: wdeploy login --host http://{api_addr} --token {token}"
+            "wdeploy host: log in with: wdeploy login --host {api_scheme}://{api_addr} --token {token}"
         );
     }
 

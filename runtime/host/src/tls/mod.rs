@@ -9,6 +9,6 @@ mod config;
 mod host_certs;
 mod sni;
 
-pub use config::acceptor;
+pub use config::{acceptor, single_acceptor};
 pub use host_certs::{HostCerts, PemCert, certified_key, certified_key_files};
 pub use sni::SniCerts;
