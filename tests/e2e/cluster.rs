@@ -111,6 +111,11 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
             other => Err(format!("{other:?}")),
         }
     });
+    // An HTTP/2 request (h2c) is forwarded too: the hop between nodes is HTTP/1.1.
+    assert_eq!(
+        h2c_get(forwarder.0.router_port, "hello.localhost", "/"),
+        (200, "Hello from wdeploy\n".to_string())
+    );
     for node in [a, b, c] {
         let releases = node.ok(&["releases", "-a", "hello"]);
         assert!(releases.contains("v1"), "{releases}");

@@ -31,4 +31,5 @@ mod metrics;
 mod people;
 mod polyglot;
 mod quotas;
+mod tls;
 mod write_idioms;

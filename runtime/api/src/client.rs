@@ -27,10 +27,34 @@ pub enum ClientError {
 type Result<T> = std::result::Result<T, ClientError>;
 
 impl Client {
+    /// A client of the host at `base` (`http://` or `https://`, checked against the
+    /// public roots).
     pub fn new(base: &str, token: &str) -> Client {
+        Client::with_roots(base, token, ureq::tls::RootCerts::WebPki)
+    }
+
+    /// A client that trusts only the CA certificates in `ca_pem` for an `https://` host
+    /// (a host whose API certificate comes from a private CA).
+    pub fn with_ca(base: &str, token: &str, ca_pem: &[u8]) -> std::result::Result<Client, String> {
+        let certs = ureq::tls::parse_pem(ca_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e.to_string())),
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        if certs.is_empty() {
+            return Err("no CA certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)".into());
+        }
+        let roots = ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs));
+        Ok(Client::with_roots(base, token, roots))
+    }
+
+    fn with_roots(base: &str, token: &str, roots: ureq::tls::RootCerts) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
             .build()
             .into();
         Client {

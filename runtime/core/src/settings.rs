@@ -8,6 +8,8 @@
 //! placement = "every-node" # in a cluster: web=N on every node; "spread" (default): N in all
 //! idle_after = "15m"      # release the instances after this long without a request
 //!                         # ("never", or unset: the host's `--idle-after`, by default never)
+//! force_https = true      # plain HTTP requests are redirected to HTTPS (when the host
+//!                         # has an HTTPS listener)
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
@@ -69,6 +71,10 @@ pub struct WebSettings {
     /// default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_after: Option<IdleAfter>,
+    /// Plain HTTP requests get a redirect to the same URL over HTTPS (Heroku's
+    /// "force SSL"), where the host has an HTTPS listener.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_https: bool,
 }
 
 impl Default for WebSettings {
@@ -79,6 +85,7 @@ impl Default for WebSettings {
             max_requests: DEFAULT_MAX_REQUESTS,
             placement: Placement::Spread,
             idle_after: None,
+            force_https: false,
         }
     }
 }

@@ -111,6 +111,14 @@ impl AppRuntime {
         self.current.read().clone()
     }
 
+    /// Whether the current release asks for plain HTTP requests to be sent to HTTPS.
+    pub fn forces_https(&self) -> bool {
+        self.current
+            .read()
+            .as_ref()
+            .is_some_and(|release| release.settings.web.force_https)
+    }
+
     /// The web dynos serving now.
     pub fn web_dynos(&self) -> Arc<Vec<WebDyno>> {
         self.web.read().clone()

@@ -35,7 +35,7 @@ mod logs;
 mod metrics;
 mod release;
 mod router;
-mod tls;
+pub mod tls;
 
 pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
@@ -51,7 +51,8 @@ pub use guest::engine::{
 };
 pub use guest::imports::instantiate_pre;
 pub use listener::{
-    HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, raise_fd_limit, serve as serve_http,
+    Accepted, HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_STREAMS_PER_CONNECTION, Transport,
+    raise_fd_limit, serve as serve_http,
 };
 pub use logs::drain::DrainOptions;
 pub use logs::rate::LogRate;

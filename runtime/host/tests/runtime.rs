@@ -187,6 +187,7 @@ async fn serve(runtime: Arc<AppRuntime>) -> std::net::SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(router.serve(
         listener,
+        wdeploy_host::Transport::Plain,
         wdeploy_host::ListenerLimits::default(),
         std::future::pending(),
         Duration::from_secs(1),

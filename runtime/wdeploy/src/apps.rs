@@ -14,7 +14,7 @@ pub struct LoginArgs {
 }
 
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let client = wdeploy_api::Client::new(&args.host, &args.token);
+    let client = session::client_of(&args.host, &args.token)?;
     let apps = client.apps()?;
     let path = session::save_credentials(&Credentials {
         host: args.host.clone(),

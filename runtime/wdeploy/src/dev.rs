@@ -278,6 +278,7 @@ impl Serving {
         let (stop, mut stopped) = signal_watch::channel(false);
         let task = tokio::spawn(router.clone().serve(
             listener,
+            wdeploy_host::Transport::Plain,
             wdeploy_host::ListenerLimits::default(),
             async move {
                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
@@ -20,6 +21,29 @@ pub struct HostArgs {
     /// The router's address: apps answer at http://NAME.DOMAIN:PORT
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also serve the router over HTTPS here (HTTP/2 and HTTP/1.1 through ALPN), with
+    /// the apps' certificates (`wdeploy certs`) by SNI
+    #[arg(long, value_name = "ADDR")]
+    pub listen_tls: Option<SocketAddr>,
+    /// A certificate (PEM chain) the HTTPS listener serves for the apps' own names
+    /// (`*.DOMAIN`), with --tls-key
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        requires = "listen_tls"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve the control API (and the dashboard) over HTTPS with this certificate (PEM
+    /// chain), with --api-tls-key; the dashboard's cookie is then marked Secure
+    #[arg(long, value_name = "PEM", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-tls-cert
+    #[arg(long, value_name = "PEM", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
     /// The control API's address (keep it private)
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub api: SocketAddr,
@@ -169,6 +193,32 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                 args.api
             )
         })?;
+    let tls_listener = match args.listen_tls {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for HTTPS (in use? try another --listen-tls)")
+        })?),
+        None => None,
+    };
+    let own_cert = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            wdeploy_host::tls::certified_key_files(cert, key)
+                .context("--tls-cert and --tls-key")?,
+        ),
+        _ => None,
+    };
+    let tls = Arc::new(wdeploy_host::tls::HostCerts::new(&args.domain, own_cert));
+    let api_transport = match (&args.api_tls_cert, &args.api_tls_key) {
+        (Some(cert), Some(key)) => {
+            let key = wdeploy_host::tls::certified_key_files(cert, key)
+                .context("--api-tls-cert and --api-tls-key")?;
+            wdeploy_host::Transport::Tls(wdeploy_host::tls::single_acceptor(key)?)
+        }
+        _ => wdeploy_host::Transport::Plain,
+    };
+    let api_scheme = match api_transport {
+        wdeploy_host::Transport::Tls(_) => "https",
+        wdeploy_host::Transport::Plain => "http",
+    };
     let metrics_listener = match args.metrics {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for /metrics (in use? try another --metrics)")
@@ -294,6 +344,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                 },
                 allow_private: args.allow_private_drains,
             },
+            tls: tls.clone(),
         },
         store,
         engine,
@@ -311,10 +362,27 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     };
     let router_task = tokio::spawn(router.clone().serve(
         router_listener,
+        wdeploy_host::Transport::Plain,
         limits.clone(),
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
+    // The HTTPS listener has the router's limits, with caps of its own.
+    let tls_task = match tls_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let acceptor = wdeploy_host::tls::acceptor(tls.sni())?;
+            let task = tokio::spawn(router.clone().serve(
+                listener,
+                wdeploy_host::Transport::Tls(acceptor),
+                limits.clone(),
+                wait_stop(stop_rx.clone()),
+                STOP_GRACE,
+            ));
+            Some((task, addr))
+        }
+        None => None,
+    };
     // The metrics listener has caps of its own, as the router and the API do: the same
     // deadlines, and few connections (a scraper needs one or two), so the file
     // descriptors stay the router's and the API's.
@@ -329,18 +397,25 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         tokio::spawn(wdeploy_host::serve_http(
             "metrics",
             listener,
+            wdeploy_host::Transport::Plain,
             metrics_limits,
-            move |_, _| hyper_util::service::TowerToHyperService::new(metrics.clone()),
+            move |_| hyper_util::service::TowerToHyperService::new(metrics.clone()),
             wait_stop(stop_rx.clone()),
             STOP_GRACE,
         ))
     });
-    let api = wdeploy_api::server::router(host.clone());
+    let api = wdeploy_api::server::router_with(
+        host.clone(),
+        wdeploy_api::dashboard::DashboardOptions {
+            secure_cookie: matches!(api_transport, wdeploy_host::Transport::Tls(_)),
+        },
+    );
     let api_task = tokio::spawn(wdeploy_host::serve_http(
         "api",
         api_listener,
+        api_transport,
         limits,
-        move |_, _| hyper_util::service::TowerToHyperService::new(api.clone()),
+        move |_| hyper_util::service::TowerToHyperService::new(api.clone()),
         wait_stop(stop_rx.clone()),
         STOP_GRACE,
     ));
@@ -370,7 +445,12 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         args.domain,
         router_addr.port()
     );
-    println!("wdeploy host: API on http://{api_addr}");
+    if let Some((_, addr)) = &tls_task {
+        println!(
+            "wdeploy host: router on https://{addr} (HTTP/2 and HTTP/1.1; certificates by SNI)"
+        );
+    }
+    println!("wdeploy host: API on {api_scheme}://{api_addr}");
     if let Some(addr) = metrics_addr {
         println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
     }
@@ -388,7 +468,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         );
         println!("    {token}");
         println!(
-            "wdeploy host: log in with: wdeploy login --host http://{api_addr} --token {token}"
+            "wdeploy host: log in with: wdeploy login --host {api_scheme}://{api_addr} --token {token}"
         );
     }
 
@@ -404,6 +484,9 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     host.stop().await;
     let _ = router_task.await;
     let _ = api_task.await;
+    if let Some((task, _)) = tls_task {
+        let _ = task.await;
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -62,9 +62,26 @@ pub fn credentials() -> anyhow::Result<Credentials> {
     }
 }
 
+/// The client of the host the user is logged in to. `SSL_CERT_FILE` (a PEM file of CA
+/// certificates, as for curl and OpenSSL) replaces the public roots, for a host whose
+/// API certificate comes from a private CA.
 pub fn client() -> anyhow::Result<Client> {
     let creds = credentials()?;
-    Ok(Client::new(&creds.host, &creds.token))
+    client_of(&creds.host, &creds.token)
+}
+
+/// A client of the host at `host` with `token` (see [`client`] for `SSL_CERT_FILE`).
+pub fn client_of(host: &str, token: &str) -> anyhow::Result<Client> {
+    match std::env::var_os("SSL_CERT_FILE") {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("reading SSL_CERT_FILE {}", path.display()))?;
+            Client::with_ca(host, token, &pem)
+                .map_err(|e| anyhow::anyhow!("SSL_CERT_FILE {}: {e}", path.display()))
+        }
+        None => Ok(Client::new(host, token)),
+    }
 }
 
 /// `-a APP`, else the app the current directory (or a parent) is linked to.

@@ -7,3 +7,4 @@ mod deadlines;
 mod listeners;
 mod metrics_listener;
 mod neighbours;
+mod tls_listener;

@@ -65,6 +65,8 @@ pub struct HostConfig {
     pub log_rate: crate::logs::rate::LogRate,
     /// Where log drains may connect and which extra CAs they trust.
     pub drains: crate::logs::drain::DrainOptions,
+    /// The certificates the HTTPS listener serves (filled from the store's).
+    pub tls: Arc<crate::tls::HostCerts>,
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the

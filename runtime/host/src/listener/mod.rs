@@ -7,6 +7,9 @@
 //! - `clock`: the header-read and idle keep-alive deadlines of one connection;
 //! - `memory`: freed memory back to the system once connections drain.
 //!
+//! Each listener speaks HTTP/1.1 and HTTP/2 ([`Transport`]): over TLS, as ALPN agrees;
+//! in plain TCP, HTTP/2 when the client opens with its preface (prior knowledge, "h2c").
+//!
 //! A connection over a cap gets a fixed `503` and is closed before anything of it is
 //! read, without touching the others; one admitted has [`MAX_HEADER_BYTES`] for its
 //! request's headers (hyper answers 431 past them), `header_timeout` to send them and
@@ -32,15 +35,38 @@ use tokio::net::{TcpListener, TcpStream};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// Serves HTTP/1.1 on `listener` within `limits` until `shutdown` resolves, then lets
+/// How a listener's connections speak: plain TCP (HTTP/1.1, or HTTP/2 with prior
+/// knowledge, "h2c"), or TLS, where ALPN picks HTTP/2 or HTTP/1.1.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+/// One admitted connection, as the service of its requests is made for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's address the client reached.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS (the request's scheme is `https`).
+    pub tls: bool,
+}
+
+/// HTTP/2 streams one connection may have open at once: what a browser opens, and a
+/// bound on what one connection can make the host hold (each stream is a request).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// Serves `transport` on `listener` within `limits` until `shutdown` resolves, then lets
 /// open connections finish their current requests (for at most `grace`). `service`
-/// makes the service of one connection from the client's address and the local address
-/// it reached.
+/// makes the service of one connection from what is known of it.
 pub async fn serve<S, B>(
     name: &'static str,
     listener: TcpListener,
+    transport: Transport,
     limits: ListenerLimits,
-    service: impl Fn(SocketAddr, SocketAddr) -> S,
+    service: impl Fn(Accepted) -> S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
@@ -55,6 +81,7 @@ pub async fn serve<S, B>(
 {
     let gate = Gate::new(name, limits.max_connections, limits.max_connections_per_ip);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builders = Builders::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -81,46 +108,49 @@ pub async fn serve<S, B>(
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let accepted = Accepted {
+            peer,
+            local,
+            tls: matches!(transport, Transport::Tls(_)),
+        };
         let clock = Clock::new();
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            // The listener keeps the header deadline itself (see `clock`).
-            .header_read_timeout(None)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .serve_connection(
-                TokioIo::new(Watched::new(stream, clock.clone())),
-                Tracked::new(service(peer, local), clock.clone()),
-            );
-        let conn = graceful.watch(conn);
+        let service = Tracked::new(service(accepted), clock.clone());
+        let stream = Watched::new(stream, clock.clone());
+        let watcher = graceful.watcher();
         let limits = limits.clone();
+        let builders = builders.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::pin!(conn);
-            loop {
-                let deadline = clock.deadline(&limits);
-                // With no deadline (a request in progress), wait for a change.
-                let wake = deadline.map_or_else(
-                    || tokio::time::Instant::now() + limits.idle_timeout,
-                    |(at, _)| at,
-                );
-                tokio::select! {
-                    () = clock.changed() => {}
-                    ended = &mut conn => {
-                        if let Err(e) = ended {
-                            tracing::debug!(listener = name, "connection from {peer} ended: {e}");
-                        }
-                        return;
-                    }
-                    () = tokio::time::sleep_until(wake) => {
-                        if let Some((at, why)) = clock.deadline(&limits)
-                            && at <= tokio::time::Instant::now()
-                        {
-                            // Nothing is lost: no request is being answered, or its
-                            // client stopped reading. Dropping closes the socket.
-                            tracing::debug!(listener = name, "closing the connection from {peer}: {why:?}");
+            match transport {
+                Transport::Plain => {
+                    let conn = builders.any.serve_connection(TokioIo::new(stream), service);
+                    drive(name, peer, watcher.watch(conn), &clock, &limits).await;
+                }
+                Transport::Tls(acceptor) => {
+                    // The handshake is part of the first request's head: it has the
+                    // same deadline, so a client stalling in it holds nothing longer.
+                    let handshake = acceptor.accept(stream);
+                    let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(
+                                listener = name,
+                                "TLS handshake with {peer} failed: {e}"
+                            );
                             return;
                         }
-                    }
+                        Err(_) => {
+                            tracing::debug!(listener = name, "TLS handshake with {peer} timed out");
+                            return;
+                        }
+                    };
+                    let builder = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => &builders.h2,
+                        _ => &builders.h1,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    drive(name, peer, watcher.watch(conn), &clock, &limits).await;
                 }
             }
         });
@@ -134,6 +164,82 @@ pub async fn serve<S, B>(
             listener = name,
             "stopped with requests still in flight after {grace:?}"
         );
+    }
+}
+
+/// The connection builders of one listener: any version (HTTP/1.1, or HTTP/2 when the
+/// client opens with its preface), and one for each version ALPN can pick.
+#[derive(Clone)]
+struct Builders {
+    any: std::sync::Arc<AutoBuilder>,
+    h1: std::sync::Arc<AutoBuilder>,
+    h2: std::sync::Arc<AutoBuilder>,
+}
+
+type AutoBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+
+impl Builders {
+    fn new() -> Builders {
+        let configured = || {
+            let mut builder = AutoBuilder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .keep_alive(true)
+                // The listener keeps the header deadline itself (see `clock`).
+                .header_read_timeout(None)
+                .max_buf_size(MAX_HEADER_BYTES);
+            builder
+                .http2()
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                // hyper's guards against streams opened and reset at once ("rapid
+                // reset") stay on at their defaults.
+                .timer(hyper_util::rt::TokioTimer::new());
+            builder
+        };
+        Builders {
+            any: std::sync::Arc::new(configured()),
+            h1: std::sync::Arc::new(configured().http1_only()),
+            h2: std::sync::Arc::new(configured().http2_only()),
+        }
+    }
+}
+
+/// Runs one connection until it ends or passes a deadline of its [`Clock`].
+async fn drive<E: std::fmt::Display>(
+    name: &'static str,
+    peer: SocketAddr,
+    conn: impl Future<Output = Result<(), E>>,
+    clock: &Clock,
+    limits: &ListenerLimits,
+) {
+    tokio::pin!(conn);
+    loop {
+        let deadline = clock.deadline(limits);
+        // With no deadline (a request in progress), wait for a change.
+        let wake = deadline.map_or_else(
+            || tokio::time::Instant::now() + limits.idle_timeout,
+            |(at, _)| at,
+        );
+        tokio::select! {
+            () = clock.changed() => {}
+            ended = &mut conn => {
+                if let Err(e) = ended {
+                    tracing::debug!(listener = name, "connection from {peer} ended: {e}");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if let Some((at, why)) = clock.deadline(limits)
+                    && at <= tokio::time::Instant::now()
+                {
+                    // Nothing is lost: no request is being answered, or its
+                    // client stopped reading. Dropping closes the socket.
+                    tracing::debug!(listener = name, "closing the connection from {peer}: {why:?}");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -67,6 +67,30 @@ pub enum ForwardError {
     Failed(String),
 }
 
+/// Makes a request that came over HTTP/2 one an HTTP/1.1 connection can carry: the hop
+/// between nodes is HTTP/1.1, and an HTTP/2 request names its host in the URI (its
+/// `:authority`), not in a `Host` header, and has its URI in absolute form.
+fn as_http1<B>(req: &mut hyper::Request<B>) {
+    if req.version() != http::Version::HTTP_2 {
+        return;
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    if let Some(authority) = req.uri().authority()
+        && !req.headers().contains_key(http::header::HOST)
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, value);
+    }
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse::<http::Uri>();
+    if let Ok(uri) = origin_form {
+        *req.uri_mut() = uri;
+    }
+}
+
 impl Peers {
     /// Replaces the peers of `app` (empty: none).
     pub fn set(&self, app: &str, peers: Vec<Peer>) {
@@ -127,6 +151,7 @@ impl Peers {
         if let Ok(value) = HeaderValue::from_str(me) {
             req.headers_mut().insert(FORWARDED_BY, value);
         }
+        as_http1(&mut req);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..peers.len() {
             let peer = &peers[(start + i) % peers.len()];
@@ -238,5 +263,31 @@ impl Peers {
             .lock()
             .insert(peer.addr.clone(), Instant::now());
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http2_requests_are_forwarded_as_http1() {
+        let mut req = hyper::Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://www.example.test:8443/a?b=c")
+            .body(())
+            .expect("request");
+        as_http1(&mut req);
+        assert_eq!(req.version(), http::Version::HTTP_11);
+        assert_eq!(req.uri(), "/a?b=c");
+        assert_eq!(req.headers()[http::header::HOST], "www.example.test:8443");
+
+        // An HTTP/1.1 request goes as it came.
+        let mut req = hyper::Request::builder()
+            .uri("http://app.localhost/x")
+            .body(())
+            .expect("request");
+        as_http1(&mut req);
+        assert_eq!(req.uri(), "http://app.localhost/x");
     }
 }

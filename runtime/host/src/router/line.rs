@@ -33,6 +33,38 @@ pub struct RouterLine {
     pub service_ms: u128,
     pub status: u16,
     pub bytes: u64,
+    /// How the client spoke to the router.
+    pub protocol: Protocol,
+}
+
+/// The router line's `protocol=`: the scheme, or the HTTP/2 flavour (`h2` over TLS,
+/// `h2c` in the clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Https,
+    H2,
+    H2c,
+}
+
+impl Protocol {
+    pub fn of(tls: bool, version: http::Version) -> Protocol {
+        match (tls, version == http::Version::HTTP_2) {
+            (true, true) => Protocol::H2,
+            (true, false) => Protocol::Https,
+            (false, true) => Protocol::H2c,
+            (false, false) => Protocol::Http,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::H2 => "h2",
+            Protocol::H2c => "h2c",
+        }
+    }
 }
 
 impl fmt::Display for RouterLine {
@@ -43,7 +75,7 @@ impl fmt::Display for RouterLine {
         }
         write!(
             f,
-            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} node={} connect={}ms service={}ms status={} bytes={} protocol=http",
+            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} node={} connect={}ms service={}ms status={} bytes={} protocol={}",
             self.method,
             self.path.replace('"', "%22"),
             field_safe(&self.host),
@@ -55,6 +87,7 @@ impl fmt::Display for RouterLine {
             self.service_ms,
             self.status,
             self.bytes,
+            self.protocol.as_str(),
         )
     }
 }
@@ -185,8 +218,10 @@ mod tests {
             service_ms: 1,
             status: 404,
             bytes: 0,
+            protocol: Protocol::H2,
         };
         let text = line.to_string();
+        assert!(text.ends_with(" protocol=h2"), "{text}");
         assert!(
             text.contains(
                 "path=\"/%22x%22\" host=app.localhost%20status=200%20dyno=%22web.9%22 request_id="

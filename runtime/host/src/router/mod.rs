@@ -5,13 +5,13 @@ mod line;
 
 use crate::app::AppRuntime;
 use crate::dyno::web::DynoError;
-use crate::listener::ListenerLimits;
+use crate::listener::{Accepted, ListenerLimits, Transport};
 use bytes::Bytes;
 use forward::{FORWARDED_BY, ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use line::{LineSink, Metered, RouterLine};
+use line::{LineSink, Metered, Protocol, RouterLine};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +34,9 @@ pub struct Router {
     peers: Peers,
     /// This node's name, in router lines (`node=`).
     node: std::sync::OnceLock<Arc<str>>,
+    /// The port of the HTTPS listener, once it listens: where `force_https` sends
+    /// clients (left out of the URL when it is 443).
+    https_port: std::sync::OnceLock<u16>,
     app_finder: std::sync::OnceLock<AppFinder>,
     /// Lookups of apps the router does not know, so made-up names cannot flood the store.
     /// The current second's start and the lookups made in it.
@@ -57,6 +60,7 @@ impl Router {
             fallback: RwLock::new(None),
             peers: Peers::default(),
             node: std::sync::OnceLock::new(),
+            https_port: std::sync::OnceLock::new(),
             app_finder: std::sync::OnceLock::new(),
             lookups: parking_lot::Mutex::new((Instant::now(), 0)),
         })
@@ -131,13 +135,7 @@ impl Router {
     /// The app name in a Host header (`NAME.DOMAIN[:port]`, or a custom domain an app
     /// has), if any.
     fn name_in(&self, host: &str) -> Option<String> {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
+        let host = host_name(host);
         // `app.localhost.` is the same name, fully qualified.
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         match host
@@ -185,32 +183,41 @@ impl Router {
     }
 
     /// Accepts connections within `limits` until `shutdown` resolves, then lets open
-    /// connections finish their current requests (for at most `grace`).
+    /// connections finish their current requests (for at most `grace`). The router may
+    /// serve several listeners at once: plain HTTP, and HTTPS (`transport`).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        transport: Transport,
         limits: ListenerLimits,
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
-        let service = |peer: SocketAddr, local: SocketAddr| {
+        let name = match transport {
+            Transport::Plain => "router",
+            Transport::Tls(_) => "router-tls",
+        };
+        if let (Transport::Tls(_), Ok(addr)) = (&transport, listener.local_addr()) {
+            let _ = self.https_port.set(addr.port());
+        }
+        let service = |conn: Accepted| {
             let router = self.clone();
             hyper::service::service_fn(move |req| {
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.route(req, peer, local).await) }
+                async move { Ok::<_, std::convert::Infallible>(router.route(req, conn).await) }
             })
         };
-        crate::listener::serve("router", listener, limits, service, shutdown, grace).await;
+        crate::listener::serve(name, listener, transport, limits, service, shutdown, grace).await;
     }
 
-    /// Serves one request that came in on the router's address `local`: find the app
-    /// and a dyno, pass the request, log the outcome.
+    /// Serves one request that came in on connection `conn`: find the app and a dyno,
+    /// pass the request, log the outcome.
     async fn route(
         &self,
         mut req: hyper::Request<Incoming>,
-        peer: SocketAddr,
-        local: SocketAddr,
+        conn: Accepted,
     ) -> hyper::Response<HyperOutgoingBody> {
+        let Accepted { peer, local, tls } = conn;
         let started = Instant::now();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id) if valid_request_id(id) => id.to_string(),
@@ -240,8 +247,10 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        forwarded_headers(req.headers_mut(), peer, local.port());
+        let forwarded = req.headers().contains_key(FORWARDED_BY);
+        forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
+            protocol: Protocol::of(tls, req.version()),
             method: req.method().to_string(),
             path: req
                 .uri()
@@ -272,6 +281,15 @@ impl Router {
             return page(404, &request_id, &text);
         };
         let logs = LineSink::of(&app);
+        // Without an HTTPS listener there is nowhere to send the client: it is served
+        // over HTTP as before.
+        if !tls
+            && !forwarded
+            && app.forces_https()
+            && let Some(&port) = self.https_port.get()
+        {
+            return to_https(line, &logs, started, &host, port);
+        }
         let Some(dyno) = app.pick_web() else {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
@@ -348,6 +366,38 @@ impl Router {
     }
 }
 
+/// Sends a plain request for an app with `force_https` to the same URL over HTTPS:
+/// `301` for GET and HEAD, `308` for the others (which keeps their method and body),
+/// as a browser and a client library each expect; `port` is the HTTPS listener's.
+fn to_https(
+    mut line: RouterLine,
+    logs: &LineSink,
+    started: Instant,
+    host: &str,
+    port: u16,
+) -> hyper::Response<HyperOutgoingBody> {
+    let name = host_name(host);
+    let authority = if port == 443 {
+        name.to_string()
+    } else {
+        format!("{name}:{port}")
+    };
+    let location = format!("https://{authority}{}", line.path);
+    let status = if matches!(line.method.as_str(), "GET" | "HEAD") {
+        301
+    } else {
+        308
+    };
+    let mut response = page(status, &line.request_id, &format!("Moved to {location}\n"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    line.status = status;
+    line.bytes = response.body().size_hint().exact().unwrap_or(0);
+    logs.write(line, started);
+    response
+}
+
 /// How long after a request's deadline the router gives up on the dyno by itself: the
 /// guest's own deadline (checked on its lane at every epoch tick) normally ends the
 /// request first and says so in the log.
@@ -356,7 +406,18 @@ const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
 /// What the app learns of the client, as Heroku's router tells it: `X-Forwarded-For`
 /// (the client's address appended to any it sent), `X-Forwarded-Proto` and
 /// `X-Forwarded-Port` (set by the router, never taken from the client), and `Via`.
-fn forwarded_headers(headers: &mut http::HeaderMap, peer: SocketAddr, port: u16) {
+///
+/// A request another node's router `forwarded` keeps the scheme and port that router
+/// set: they describe the client's connection, not the hop between nodes. (The
+/// forwarding mark is not authenticated, so a client can claim `https` for its own
+/// plain request this way; it only misleads the app about that client's own request.)
+fn forwarded_headers(
+    headers: &mut http::HeaderMap,
+    peer: SocketAddr,
+    port: u16,
+    tls: bool,
+    forwarded: bool,
+) {
     let client = peer.ip().to_string();
     let chain = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
@@ -365,8 +426,20 @@ fn forwarded_headers(headers: &mut http::HeaderMap, peer: SocketAddr, port: u16)
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(FORWARDED_FOR, value);
     }
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(FORWARDED_PORT, HeaderValue::from(port));
+    let kept = forwarded
+        && matches!(
+            headers.get(FORWARDED_PROTO).map(HeaderValue::as_bytes),
+            Some(b"http" | b"https")
+        )
+        && headers
+            .get(FORWARDED_PORT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.parse::<u16>().is_ok());
+    if !kept {
+        let scheme = if tls { "https" } else { "http" };
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        headers.insert(FORWARDED_PORT, HeaderValue::from(port));
+    }
     headers.append(http::header::VIA, HeaderValue::from_static("1.1 wdeploy"));
 }
 
@@ -445,6 +518,17 @@ impl BadHost {
             BadHost::Invalid => "HTTP restriction: invalid Host header",
         }
     }
+}
+
+/// A Host header's name without its port (`www.example.com:8080` -> `www.example.com`).
+fn host_name(host: &str) -> &str {
+    host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    })
 }
 
 fn page(status: u16, request_id: &str, text: &str) -> hyper::Response<HyperOutgoingBody> {
