@@ -1,8 +1,9 @@
 //! The store boundary: everything a host keeps durably, behind one interface the rest of
 //! the host codes against without knowing which backend runs.
 //!
-//! A [`Store`] has seven facets: [`ControlStore`] (apps, release logs with their config
-//! vars, formation, log drains, custom domains), [`BlobStore`] (slug manifests and components by content
+//! A [`Store`] has eight facets: [`ControlStore`] (apps, release logs with their config
+//! vars, formation, log drains, custom domains), [`CertStore`] (the TLS certificates of
+//! those domains), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
 //! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes),
 //! [`People`] (people, their API tokens, their access to apps) and [`AcmeStore`] (ACME
@@ -18,6 +19,7 @@
 pub mod acme;
 pub mod addons;
 pub mod blobs;
+pub mod certs;
 pub mod cluster;
 pub mod control;
 pub mod embedded;
@@ -30,6 +32,7 @@ pub mod people;
 pub use acme::AcmeStore;
 pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
+pub use certs::{CertSource, CertStore, MAX_CERTS_PER_APP, StoredCert};
 pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
@@ -46,6 +49,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Store {
     pub control: Arc<dyn ControlStore>,
+    pub certs: Arc<dyn CertStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub addons: Arc<dyn AddonStore>,
     pub nodes: Arc<dyn Nodes>,

@@ -10,7 +10,8 @@
 //!   version (see [`ClusterControl::latest`]);
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
 //! - `wdeploy-drains`: `ID` → the app's log drains (see `drains.rs`);
-//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `control/domains.rs`).
+//! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `control/domains.rs`);
+//! - `wdeploy-certs`: `DOMAIN` → its TLS certificate (see `control/certs.rs`).
 //!
 //! Releases and formation are keyed by the app's id, not its name: destroying an app
 //! deletes its name first (from then on nothing reaches the old id), then purges the id's
@@ -18,6 +19,7 @@
 //! gets a new id and starts empty at v1. Every read-modify-write is a compare-and-swap on
 //! the key's revision, retried when another node changed the key in between.
 
+mod certs;
 mod domains;
 
 use super::{CALL_TIMEOUT, Nats, unavailable};
@@ -54,6 +56,7 @@ pub struct ClusterControl {
     formation: kv::Store,
     pub(super) drains: kv::Store,
     domains: kv::Store,
+    certs: kv::Store,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +105,7 @@ impl ClusterControl {
             formation: nats.bucket(bucket(FORMATION)).await?,
             drains: nats.bucket(bucket(super::drains::DRAINS)).await?,
             domains: nats.bucket(bucket(domains::DOMAINS)).await?,
+            certs: nats.bucket(bucket(certs::CERTS)).await?,
         })
     }
 
@@ -270,6 +274,7 @@ impl ControlStore for ClusterControl {
                 );
             }
         }
+        self.forget_certs(app.id.as_str()).await;
         self.forget_domains(app.id.as_str()).await;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The cluster backend: every facet of the store in NATS JetStream, shared by all the
 //! nodes of a cluster (`wdeploy host --cluster nats://…`).
 //!
-//! - `control`: apps, formation, log drains (`drains`) and custom domains in KV buckets; each release a key of its own,
+//! - `control`: apps, formation, log drains (`drains`), custom domains and their TLS
+//!   certificates in KV buckets; each release a key of its own,
 //!   created only if absent; every read-modify-write a compare-and-swap on the key's
 //!   revision;
 //! - `blobs`: an Object Store keyed by digest, with a verified local copy of every blob
@@ -158,8 +159,10 @@ pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
     use std::sync::Arc;
     let nats = Nats::connect(&options.url, &options.me.name).await?;
     nats.check_schema().await?;
+    let control = Arc::new(ClusterControl::open(&nats).await?);
     Ok(crate::Store {
-        control: Arc::new(ClusterControl::open(&nats).await?),
+        control: control.clone(),
+        certs: control,
         blobs: Arc::new(ClusterBlobs::open(&nats, &options.cache_dir).await?),
         addons: Arc::new(ClusterAddons::open(&nats).await?),
         nodes: Arc::new(ClusterNodes::open(&nats, options.me.clone()).await?),

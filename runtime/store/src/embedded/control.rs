@@ -6,6 +6,7 @@
 //! a change interrupted half way leaves nothing behind. Calls block on disk: the
 //! [`ControlStore`] implementation runs each on a blocking thread.
 
+mod certs;
 mod domains;
 
 use crate::control::ControlStore;
@@ -74,6 +75,7 @@ impl ControlDb {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(domains::SCHEMA)?;
+        conn.execute_batch(certs::SCHEMA)?;
         conn.execute_batch(super::drains::SCHEMA)?;
         conn.execute_batch(super::acme::SCHEMA)?;
         super::migrate::give_apps_ids(&mut conn)?;

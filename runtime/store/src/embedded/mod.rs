@@ -57,6 +57,7 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
     Ok(Store {
         acme: Arc::new(EmbeddedAcme::new(control.0.clone())),
         control: Arc::new(control.clone()),
+        certs: Arc::new(control.clone()),
         people: Arc::new(control),
         blobs: Arc::new(blobs),
         addons,

@@ -8,9 +8,17 @@ use crate::cluster::scan::last_values;
 use crate::error::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use wdeploy_core::{AppName, Domain};
 
 pub(super) const DOMAINS: &str = "wdeploy-domains";
+
+/// The app that has a domain, and the revision of the domain's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DomainHolder {
+    pub id: String,
+    pub revision: u64,
+}
 
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 struct StoredDomain {
@@ -71,7 +79,11 @@ impl ClusterControl {
         self.domains
             .delete_expect_revision(domain.as_str(), Some(revision))
             .await
-            .map_err(|e| super::unavailable(format!("removing domain {domain}: {e}")))
+            .map_err(|e| super::unavailable(format!("removing domain {domain}: {e}")))?;
+        // Its certificate goes with it (should this fail, the certificate names the
+        // domain's old entry and counts as gone: see `certs.rs`).
+        self.forget_cert(domain).await;
+        Ok(())
     }
 
     pub(super) async fn domains_here(&self, app: &AppName) -> Result<Vec<Domain>> {
@@ -80,8 +92,8 @@ impl ClusterControl {
             .scan_domains()
             .await?
             .into_iter()
-            .filter(|(_, stored)| stored.id == id)
-            .map(|(domain, _)| domain)
+            .filter(|(_, stored, _)| stored.id == id)
+            .map(|(domain, _, _)| domain)
             .collect())
     }
 
@@ -90,12 +102,12 @@ impl ClusterControl {
             .scan_domains()
             .await?
             .into_iter()
-            .map(|(domain, stored)| (domain, stored.app))
+            .map(|(domain, stored, _)| (domain, stored.app))
             .collect())
     }
 
-    /// Every entry of the bucket, sorted by domain.
-    async fn scan_domains(&self) -> Result<Vec<(Domain, StoredDomain)>> {
+    /// Every entry of the bucket with its revision, sorted by domain.
+    async fn scan_domains(&self) -> Result<Vec<(Domain, StoredDomain, u64)>> {
         self.nats.check()?;
         let scanned = within(
             "listing the domains",
@@ -108,10 +120,35 @@ impl ClusterControl {
                 .key
                 .parse::<Domain>()
                 .map_err(|e| StoreError::Backend(format!("stored domain is unreadable: {e}")))?;
-            all.push((domain, decode::<StoredDomain>(&entry.value, "a domain")?));
+            let stored = decode::<StoredDomain>(&entry.value, "a domain")?;
+            all.push((domain, stored, entry.revision));
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
+    }
+
+    /// Who has `domain` now: the app's id and the revision of the domain's entry (which
+    /// changes whenever the domain is added again), if any app does.
+    pub(super) async fn domain_holder(&self, domain: &Domain) -> Result<Option<DomainHolder>> {
+        let (stored, revision) =
+            read::<StoredDomain>(&self.domains, domain.as_str(), "a domain").await?;
+        Ok(stored.map(|s| DomainHolder { id: s.id, revision }))
+    }
+
+    /// [`ClusterControl::domain_holder`] of every domain.
+    pub(super) async fn domain_holders(&self) -> Result<BTreeMap<Domain, DomainHolder>> {
+        Ok(self
+            .scan_domains()
+            .await?
+            .into_iter()
+            .map(|(domain, stored, revision)| {
+                let holder = DomainHolder {
+                    id: stored.id,
+                    revision,
+                };
+                (domain, holder)
+            })
+            .collect())
     }
 
     /// Drops the domains of a destroyed app (best effort: a left entry counts as free).
@@ -119,7 +156,7 @@ impl ClusterControl {
         let Ok(all) = self.scan_domains().await else {
             return;
         };
-        for (domain, stored) in all {
+        for (domain, stored, _) in all {
             if stored.id == id {
                 let _ = self.domains.delete(domain.as_str()).await;
             }
