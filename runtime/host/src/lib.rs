@@ -16,6 +16,7 @@
 //! - `app`: one app's share of its formation of dynos (deploys with preboot, scaling,
 //!   restarts);
 //! - `router/`: the HTTP front, routing by host name to an app's web dynos;
+//! - `tls/`: the router's TLS: checking the certificates apps are served with;
 //! - `control/`: the [`Host`]: the control API's [`wdeploy_api::server::Platform`] over
 //!   a [`wdeploy_store::Store`] and the apps' runtimes.
 //!
@@ -34,6 +35,7 @@ mod logs;
 mod metrics;
 mod release;
 mod router;
+mod tls;
 
 pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
