@@ -47,6 +47,7 @@ impl ApiFixture {
                 max_addons_mb: 1024,
                 log_rate: Default::default(),
                 drains: Default::default(),
+                acme: Default::default(),
             },
             store,
             engine,

@@ -80,6 +80,7 @@ impl Host {
             self.relay_logs(stop.clone()),
             self.converge_loop(stop.clone()),
             self.sleep_idle_dynos(stop.clone()),
+            self.acme_loop(stop.clone()),
         );
         if let Err(e) = self.store.nodes.leave().await {
             tracing::warn!("could not leave the cluster: {e}");

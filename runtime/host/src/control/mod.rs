@@ -12,10 +12,13 @@
 //! - `converge`: this node's part of the cluster: heartbeats, other nodes' log lines, and
 //!   the loop that makes the dynos it runs match the store (placement, new releases);
 //! - `errors`: how failures reach clients;
-//! - `observe`: the gauges `/metrics` reads from the host, and an app's last hour.
+//! - `observe`: the gauges `/metrics` reads from the host, and an app's last hour;
+//! - `acme`: automatic certificates: the router's HTTP-01 answers, the ordering worker.
 
+mod acme;
 mod addon_admin;
 mod bootstrap;
+mod certs;
 mod converge;
 mod domains;
 mod drains;
@@ -64,6 +67,8 @@ pub struct HostConfig {
     pub log_rate: crate::logs::rate::LogRate,
     /// Where log drains may connect and which extra CAs they trust.
     pub drains: crate::logs::drain::DrainOptions,
+    /// Where automatic certificates are ordered (ACME).
+    pub acme: crate::tls::acme::AcmeOptions,
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the
@@ -99,6 +104,10 @@ pub struct Host {
     domains_refresh: tokio::sync::Mutex<()>,
     /// How the apps' log drains connect.
     drain_network: crate::logs::drain::DrainNetwork,
+    /// Orders the apps' automatic certificates.
+    acme: crate::tls::acme::AcmeClient,
+    /// Wakes the ACME worker early (a domain added with `--acme` here).
+    acme_wake: tokio::sync::Notify,
 }
 
 /// One app this host runs.
@@ -225,6 +234,8 @@ impl Host {
         router.set_node(node.name.as_str());
         let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
             .context("setting up log drains")?;
+        let acme = crate::tls::acme::AcmeClient::new(&config.acme, store.acme.clone())
+            .context("setting up automatic certificates (ACME)")?;
         let host = Arc::new_cyclic(|me| Host {
             me: me.clone(),
             config,
@@ -241,8 +252,11 @@ impl Host {
             started: std::time::Instant::now(),
             domains_refresh: tokio::sync::Mutex::new(()),
             drain_network,
+            acme,
+            acme_wake: tokio::sync::Notify::new(),
         });
         host.observe();
+        host.answer_acme_challenges();
         let weak = Arc::downgrade(&host);
         host.router.set_app_finder(Arc::new(move |name: String| {
             let host = weak.clone();
