@@ -44,6 +44,7 @@ fn get_at_domain(host: &TestHost, path: &str) -> (u16, String) {
 /// Checks `cert` chains to `root_pem` for DOMAIN and its key is the certificate's, as a
 /// TLS client and server would.
 fn assert_serves_for_domain(cert: &StoredCert, root_pem: &str) {
+    use rustls::client::danger::ServerCertVerifier;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
