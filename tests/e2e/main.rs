@@ -16,6 +16,7 @@ mod api;
 mod async_guests;
 mod attacks;
 mod buildpacks;
+mod certs;
 mod cluster;
 mod dashboard;
 mod deploy;

@@ -331,9 +331,11 @@ impl Client {
     pub fn domains(&self, app: &str) -> Result<Vec<DomainInfo>> {
         self.get(&format!("/apps/{app}/domains"))
     }
-    pub fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo> {
+    /// With `acme`, the host orders a certificate for it too.
+    pub fn add_domain(&self, app: &str, hostname: &str, acme: bool) -> Result<DomainInfo> {
         let req = CreateDomain {
             hostname: hostname.to_string(),
+            acme,
         };
         self.send("POST", &format!("/apps/{app}/domains"), &req)
     }
@@ -341,6 +343,25 @@ impl Client {
     /// which no host name has).
     pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<()> {
         self.delete(&format!("/apps/{app}/domains/{hostname}"))
+    }
+
+    /// The TLS certificates of the app's domains.
+    pub fn certs(&self, app: &str) -> Result<Vec<CertInfo>> {
+        self.get(&format!("/apps/{app}/certs"))
+    }
+    /// Sets a certificate (PEM) for `domain`, or for every domain of the app it covers;
+    /// answers the certificates set.
+    pub fn add_cert(&self, app: &str, req: &CreateCert) -> Result<Vec<CertInfo>> {
+        self.send("POST", &format!("/apps/{app}/certs"), req)
+    }
+    pub fn remove_cert(&self, app: &str, domain: &str) -> Result<CertInfo> {
+        let response = self
+            .agent
+            .delete(&self.url(&format!("/apps/{app}/certs/{}", encode(domain))))
+            .header("authorization", &self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response)
     }
 
     /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).

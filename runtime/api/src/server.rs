@@ -21,6 +21,7 @@ use std::sync::Arc;
 use wdeploy_core::addons::DEFAULT_BUCKET;
 use wdeploy_core::{AppName, Digest, Formation, LogSource};
 
+mod certs;
 mod drains;
 mod handlers;
 
@@ -208,6 +209,23 @@ pub trait Platform: Send + Sync + 'static {
         by: &Caller,
         hostname: &str,
     ) -> Result<(), ApiError>;
+    /// The TLS certificates of the app's domains.
+    async fn certs(&self, app: &AppName) -> Result<Vec<CertInfo>, ApiError>;
+    /// Checks a certificate the user brings and sets it for its domain (or every domain
+    /// of the app it covers); answers the certificates set.
+    async fn add_cert(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateCert,
+    ) -> Result<Vec<CertInfo>, ApiError>;
+    /// Removes the certificate of one of the app's domains.
+    async fn remove_cert(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        domain: &str,
+    ) -> Result<CertInfo, ApiError>;
     /// Every metric of the host in the Prometheus text format ([`METRICS_CONTENT_TYPE`]).
     async fn metrics(&self) -> Result<String, ApiError>;
     /// The app's last hour on this node, for the dashboard.
@@ -329,6 +347,9 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::GET, "/apps/{app}/domains", domains),
         at(M::POST, "/apps/{app}/domains", add_domain),
         at(M::DELETE, "/apps/{app}/domains/{hostname}", remove_domain),
+        at(M::GET, "/apps/{app}/certs", certs::list),
+        at(M::POST, "/apps/{app}/certs", certs::add),
+        at(M::DELETE, "/apps/{app}/certs/{domain}", certs::remove),
         at(M::GET, "/apps/{app}/log-drains", drains::list),
         at(M::POST, "/apps/{app}/log-drains", drains::add),
         at(M::DELETE, "/apps/{app}/log-drains/{drain}", drains::remove),

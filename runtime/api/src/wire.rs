@@ -158,6 +158,59 @@ pub struct DomainInfo {
 pub struct CreateDomain {
     /// As typed: any case, a trailing dot or not.
     pub hostname: String,
+    /// Have the host order (and renew) a certificate for it over ACME.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+/// Where an app's certificate comes from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CertSource {
+    /// Brought by the user (`certs:add`).
+    Manual,
+    /// Ordered and renewed by the host over ACME (`domains:add --acme`).
+    Acme,
+}
+
+/// How a certificate stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CertStatus {
+    /// Served.
+    Ok,
+    /// An ACME certificate not issued yet.
+    Ordering,
+    /// Past its expiry: clients refuse it.
+    Expired,
+    /// The last ACME order or renewal failed (`error` says why).
+    Error,
+}
+
+/// A domain's certificate (`GET /apps/{app}/certs`). Never carries the private key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertInfo {
+    pub domain: Domain,
+    pub source: CertSource,
+    /// The issuer of the leaf (its CN); empty while ordering.
+    pub issuer: String,
+    /// When the leaf expires; absent while ordering.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub status: CertStatus,
+    /// The last ACME failure, if any.
+    pub error: Option<String>,
+}
+
+/// `POST /apps/{app}/certs`: a certificate the user brings, as PEM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCert {
+    /// The leaf first, then its intermediates.
+    pub certificate_chain: String,
+    /// PKCS#8, SEC1 or PKCS#1.
+    pub private_key: String,
+    /// The domain to serve it for; without one, every domain of the app it covers.
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 /// `GET /apps/{app}/addons`: what the app's add-on data takes.

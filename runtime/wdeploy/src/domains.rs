@@ -1,4 +1,5 @@
-//! `domains`, `domains:add`, `domains:remove`: the custom domains an app is served at.
+//! `domains`, `domains:add [--acme]`, `domains:remove`: the custom domains an app is served
+//! at.
 
 use crate::session::{self, AppArg};
 
@@ -6,6 +7,17 @@ use crate::session::{self, AppArg};
 pub struct DomainArgs {
     /// The host name, e.g. www.example.com
     pub hostname: String,
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The host name, e.g. www.example.com
+    pub hostname: String,
+    /// Have the host order a certificate for it over ACME (and renew it)
+    #[arg(long)]
+    pub acme: bool,
     #[command(flatten)]
     pub app: AppArg,
 }
@@ -30,14 +42,19 @@ pub fn list(args: AppArg) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn add(args: DomainArgs) -> anyhow::Result<()> {
+pub fn add(args: AddArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let domain = session::client()?.add_domain(&app, &args.hostname)?;
+    let domain = session::client()?.add_domain(&app, &args.hostname, args.acme)?;
     println!("Added {} to {app}", domain.hostname);
     println!(
         "Point its DNS at this host's router: a CNAME to {} (or an A record to the router's address)",
         domain.cname
     );
+    if args.acme {
+        println!(
+            "A certificate for it is being ordered over ACME once its DNS points here: `wdeploy certs -a {app}` shows when it is issued"
+        );
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod apps;
 mod building;
+mod certs;
 mod config;
 mod dev;
 mod domains;
@@ -60,10 +61,18 @@ enum Command {
     Domains(AppArg),
     /// Serve the app at a custom domain too
     #[command(name = "domains:add")]
-    DomainsAdd(domains::DomainArgs),
-    /// Stop serving the app at a custom domain
+    DomainsAdd(domains::AddArgs),
+    /// Stop serving the app at a custom domain (its certificate goes too)
     #[command(name = "domains:remove")]
     DomainsRemove(domains::DomainArgs),
+    /// List the TLS certificates of the app's domains
+    Certs(AppArg),
+    /// Serve a certificate you bring (PEM files) for the app's domains it covers
+    #[command(name = "certs:add")]
+    CertsAdd(certs::AddArgs),
+    /// Stop serving a domain's certificate
+    #[command(name = "certs:remove")]
+    CertsRemove(certs::RemoveArgs),
     /// Build the app here and deploy it as a new release
     Push(push::PushArgs),
     /// List the app's releases, newest first
@@ -159,6 +168,9 @@ fn main() -> std::process::ExitCode {
         Command::Domains(args) => domains::list(args),
         Command::DomainsAdd(args) => domains::add(args),
         Command::DomainsRemove(args) => domains::remove(args),
+        Command::Certs(args) => certs::list(args),
+        Command::CertsAdd(args) => certs::add(args),
+        Command::CertsRemove(args) => certs::remove(args),
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::Rollback(args) => releases::rollback(args),

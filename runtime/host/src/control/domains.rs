@@ -1,5 +1,6 @@
-//! Custom domains: `domains`, `domains:add`, `domains:remove`, and the router's table of
-//! them.
+//! Custom domains: `domains`, `domains:add` (`--acme`: with a certificate ordered over
+//! ACME), `domains:remove` (which takes the domain's certificate too), and the router's
+//! table of them.
 //!
 //! The store says which app has a domain (one at most); the router keeps a copy to route
 //! by, read again from the store after each change made on this node and at each full
@@ -37,10 +38,15 @@ impl Host {
         }
         self.store.control.add_domain(app, &domain).await?;
         self.refresh_domains().await;
-        self.entry(app)
-            .runtime
-            .logs
-            .platform("api", format!("Added domain {domain} by {by}"));
+        let logs = &self.entry(app).runtime.logs;
+        logs.platform("api", format!("Added domain {domain} by {by}"));
+        if req.acme {
+            self.cert_order(app, &domain).await?;
+            logs.platform(
+                "api",
+                format!("Ordering a certificate for {domain} over ACME"),
+            );
+        }
         Ok(self.domain_info(app, domain))
     }
 
@@ -53,7 +59,9 @@ impl Host {
         let domain = Domain::normalize(hostname)
             .map_err(|e| ControlError::Api(ApiError::invalid(e.to_string())))?;
         self.store.control.remove_domain(app, &domain).await?;
+        // Its certificate went with it in the store.
         self.refresh_domains().await;
+        self.refresh_certs().await;
         self.entry(app)
             .runtime
             .logs

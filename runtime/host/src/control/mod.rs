@@ -492,8 +492,9 @@ impl Host {
     async fn forget(&self, app: &AppName) {
         let entry = self.apps.lock().remove(app);
         self.router.remove_app(app);
-        // Its domains went with it in the store.
+        // Its domains and their certificates went with it in the store.
         self.refresh_domains().await;
+        self.refresh_certs().await;
         self.router.peers().set(app.as_str(), Vec::new());
         if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
             self.ids.lock().remove(id);

@@ -406,6 +406,28 @@ impl Platform for Host {
         Ok(self.domain_remove(app, by, hostname).await?)
     }
 
+    async fn certs(&self, app: &AppName) -> Result<Vec<CertInfo>, ApiError> {
+        Ok(self.cert_list(app).await?)
+    }
+
+    async fn add_cert(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: CreateCert,
+    ) -> Result<Vec<CertInfo>, ApiError> {
+        Ok(self.cert_add(app, by, req).await?)
+    }
+
+    async fn remove_cert(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        domain: &str,
+    ) -> Result<CertInfo, ApiError> {
+        Ok(self.cert_remove(app, by, domain).await?)
+    }
+
     async fn metrics(&self) -> Result<String, ApiError> {
         Ok(self.metrics_text())
     }
