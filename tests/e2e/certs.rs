@@ -229,9 +229,16 @@ fn an_acme_domain_shows_as_ordering_until_a_certificate_replaces_it_and_goes_wit
     let added = host.ok(&["domains:add", "secure.shop.test", "--acme", "-a", "shop"]);
     assert!(added.contains("being ordered over ACME"), "{added}");
     let listing = host.ok(&["certs", "-a", "shop"]);
+    let cells = row(&listing, "secure.shop.test").expect(&listing);
     assert_eq!(
-        row(&listing, "secure.shop.test").expect(&listing),
-        ["secure.shop.test", "ACME", "-", "-", "ordering"],
+        cells[..4],
+        ["secure.shop.test", "ACME", "-", "-"],
+        "{listing}"
+    );
+    // The ACME worker starts ordering at once; this host's directory (the fixture's: no
+    // CA listens there) refuses it, so the order may already show its error.
+    assert!(
+        cells[4] == "ordering" || cells[4].starts_with("error: "),
         "{listing}"
     );
 

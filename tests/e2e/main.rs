@@ -10,6 +10,7 @@
 
 mod fixture;
 
+mod acme;
 mod addons;
 mod api;
 mod async_guests;

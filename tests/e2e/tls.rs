@@ -7,14 +7,14 @@ use crate::fixture::*;
 
 #[test]
 fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
-    let ca = TestAuthority::new("wdeploy test CA");
+    let ca = CertAuthority::new("wdeploy test CA");
     let host = https_host(&ca, &["faults"], &[]);
     host.create_and_push("faults", faults_app().path());
     let port = host.https_port();
     let faults = HttpsTarget {
         port,
         server_name: "faults.localhost",
-        root_pem: ca.root_pem(),
+        root_pem: &ca.pem,
         alpn: Alpn::H2,
     };
 
@@ -51,9 +51,9 @@ fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
     }
     .try_request("GET", "/", &[]);
     assert!(unknown.is_err(), "{unknown:?}");
-    let other = TestAuthority::new("someone else");
+    let other = CertAuthority::new("someone else");
     let distrusted = HttpsTarget {
-        root_pem: other.root_pem(),
+        root_pem: &other.pem,
         ..faults
     }
     .try_request("GET", "/", &[]);
@@ -67,7 +67,7 @@ fn apps_answer_over_https_with_http2_and_http1_and_know_the_scheme() {
 
 #[test]
 fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
-    let ca = TestAuthority::new("wdeploy test CA");
+    let ca = CertAuthority::new("wdeploy test CA");
     let host = https_host(&ca, &["secure", "plain"], &[]);
     let port = host.https_port();
     host.create_and_push(
@@ -91,7 +91,7 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     let secure = HttpsTarget {
         port,
         server_name: "secure.localhost",
-        root_pem: ca.root_pem(),
+        root_pem: &ca.pem,
         alpn: Alpn::H2,
     };
     let answer = secure.request("GET", "/");
@@ -118,10 +118,10 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
 
 #[test]
 fn the_api_over_https_marks_the_dashboard_cookie_secure_and_the_cli_trusts_a_private_ca() {
-    let ca = TestAuthority::new("wdeploy test CA");
-    let api = ca.issue(&["127.0.0.1"], "api");
+    let ca = CertAuthority::new("wdeploy test CA");
+    let api = ca.leaf("api", &["127.0.0.1"]);
     let root = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(root.path(), ca.root_pem()).expect("write the root");
+    std::fs::write(root.path(), &ca.pem).expect("write the root");
     let host = TestHost::start_with(&[
         "--api-tls-cert",
         api.cert.to_str().expect("path"),
@@ -157,7 +157,7 @@ fn the_api_over_https_marks_the_dashboard_cookie_secure_and_the_cli_trusts_a_pri
     );
 
     // The dashboard's login over HTTPS sets a Secure cookie.
-    let response = https_agent(ca.root_pem())
+    let response = https_agent(&ca.pem)
         .post(&format!("{}/session", host.api))
         .header("content-type", "application/json")
         .send(
@@ -175,4 +175,95 @@ fn the_api_over_https_marks_the_dashboard_cookie_secure_and_the_cli_trusts_a_pri
     for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
         assert!(cookie.contains(flag), "{cookie}");
     }
+}
+
+/// The leaf certificate (DER) in a PEM file.
+fn leaf_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("a PEM certificate")
+        .to_vec()
+}
+
+#[test]
+fn certificates_apps_bring_are_served_by_sni_until_removed_and_after_a_restart() {
+    let mut host = TestHost::start_with(&["--listen-tls", "127.0.0.1:0"]);
+    let ca = CertAuthority::new("wdeploy test CA");
+    for (app, domain) in [("shop", "www.shop.test"), ("other", "www.other.test")] {
+        host.create_and_push(app, faults_app().path());
+        host.ok(&["domains:add", domain, "-a", app]);
+    }
+    let port = host.https_port();
+    let shop = HttpsTarget {
+        port,
+        server_name: "www.shop.test",
+        root_pem: &ca.pem,
+        alpn: Alpn::H2,
+    };
+    let other = HttpsTarget {
+        server_name: "www.other.test",
+        ..shop
+    };
+    // No certificate yet: no handshake.
+    let refused = shop.try_request("GET", "/", &[]);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("TLS handshake")),
+        "{refused:?}"
+    );
+
+    let shop_cert = ca.leaf("shop", &["www.shop.test"]);
+    let other_cert = ca.leaf("other", &["*.other.test"]);
+    host.ok(&[
+        "certs:add",
+        shop_cert.cert_path(),
+        shop_cert.key_path(),
+        "-a",
+        "shop",
+    ]);
+    host.ok(&[
+        "certs:add",
+        other_cert.cert_path(),
+        other_cert.key_path(),
+        "-a",
+        "other",
+    ]);
+    // Each name gets its own app's certificate, over HTTP/2 and HTTP/1.1.
+    for (target, cert) in [(&shop, &shop_cert), (&other, &other_cert)] {
+        for alpn in [Alpn::H2, Alpn::Http1] {
+            let answer = target.with(alpn).request("GET", "/");
+            assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n"));
+            assert_eq!(
+                answer.leaf,
+                leaf_der(&cert.cert_pem),
+                "{}",
+                target.server_name
+            );
+        }
+    }
+
+    // Kept across a kill -9: served again once the host is back.
+    host.kill_9();
+    host.restart();
+    let port = host.https_port();
+    let shop = HttpsTarget { port, ..shop };
+    let answer = poll_until(
+        "the certificate served after the restart",
+        SOON,
+        || match shop.try_request("GET", "/", &[]) {
+            Ok(answer) if answer.status == 200 => Ok(answer),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(answer.leaf, leaf_der(&shop_cert.cert_pem));
+
+    // Removed: no certificate for the name, at once.
+    host.ok(&["certs:remove", "www.shop.test", "-a", "shop"]);
+    let refused = shop.try_request("GET", "/", &[]);
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("TLS handshake")),
+        "{refused:?}"
+    );
+    let still = HttpsTarget { port, ..other }.request("GET", "/");
+    assert_eq!(still.status, 200);
 }

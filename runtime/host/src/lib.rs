@@ -15,8 +15,10 @@
 //! - `cluster`: this host as a node: live nodes and the placement of dynos on them;
 //! - `app`: one app's share of its formation of dynos (deploys with preboot, scaling,
 //!   restarts);
-//! - `router/`: the HTTP front, routing by host name to an app's web dynos;
-//! - `tls/`: the router's TLS: checking the certificates apps are served with;
+//! - `router/`: the HTTP front, routing by host name to an app's web dynos (and
+//!   answering ACME HTTP-01 challenges);
+//! - `tls/`: the router's TLS: checking the certificates apps are served with, and
+//!   ordering them over ACME;
 //! - `control/`: the [`Host`]: the control API's [`wdeploy_api::server::Platform`] over
 //!   a [`wdeploy_store::Store`] and the apps' runtimes.
 //!
@@ -59,4 +61,5 @@ pub use logs::rate::LogRate;
 pub use logs::{LogLine, LogSource, LogStream};
 pub use metrics::{AppMetrics, Metrics};
 pub use release::{Release, ReleaseSpec};
-pub use router::Router;
+pub use router::{CHALLENGE_PATH, ChallengeSource, Router};
+pub use tls::acme::{AcmeClient, AcmeOptions, Issued, LETS_ENCRYPT};

@@ -48,6 +48,7 @@ impl ApiFixture {
                 log_rate: Default::default(),
                 drains: Default::default(),
                 tls: Default::default(),
+                acme: Default::default(),
             },
             store,
             engine,

@@ -1,12 +1,13 @@
 //! The store boundary: everything a host keeps durably, behind one interface the rest of
 //! the host codes against without knowing which backend runs.
 //!
-//! A [`Store`] has seven facets: [`ControlStore`] (apps, release logs with their config
+//! A [`Store`] has eight facets: [`ControlStore`] (apps, release logs with their config
 //! vars, formation, log drains, custom domains), [`CertStore`] (the TLS certificates of
 //! those domains), [`BlobStore`] (slug manifests and components by content
 //! digest), [`AddonStore`] (the apps' key-value buckets and job queues), [`Nodes`] (the
-//! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes) and
-//! [`People`] (people, their API tokens, their access to apps). All calls are
+//! live nodes and the dynos each runs), [`LogBus`] (log lines between nodes),
+//! [`People`] (people, their API tokens, their access to apps) and [`AcmeStore`] (ACME
+//! accounts and the HTTP-01 challenges of orders under way). All calls are
 //! async; a backend that blocks (SQLite, files) does so on blocking threads, never on
 //! the async workers that also run guests and the router. Errors are typed
 //! ([`StoreError`], [`AddonError`]) the same for every backend.
@@ -15,6 +16,7 @@
 //! of one). [`cluster`] keeps the same facets in NATS JetStream, shared by every node of a
 //! cluster. This crate knows nothing of wasmtime or HTTP.
 
+pub mod acme;
 pub mod addons;
 pub mod blobs;
 pub mod certs;
@@ -27,6 +29,7 @@ pub mod model;
 pub mod nodes;
 pub mod people;
 
+pub use acme::AcmeStore;
 pub use addons::AddonStore;
 pub use blobs::{BlobStore, ByteStream};
 pub use certs::{CertSource, CertStore, MAX_CERTS_PER_APP, StoredCert};
@@ -52,4 +55,6 @@ pub struct Store {
     pub nodes: Arc<dyn Nodes>,
     pub log_bus: Arc<dyn LogBus>,
     pub people: Arc<dyn People>,
+    /// ACME accounts and the HTTP-01 challenges of orders under way.
+    pub acme: Arc<dyn AcmeStore>,
 }

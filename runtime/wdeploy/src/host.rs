@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions, Egress,
-    Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, ListenerLimits, LogRate,
-    Router, raise_fd_limit,
+    AcmeOptions, Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions,
+    Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, LETS_ENCRYPT,
+    ListenerLimits, LogRate, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +98,17 @@ pub struct HostArgs {
     /// the usual public roots
     #[arg(long, value_name = "PEM")]
     pub drain_ca: Option<PathBuf>,
+    /// The ACME directory automatic certificates (`domains:add DOMAIN --acme`) are
+    /// ordered from
+    #[arg(long, value_name = "URL", default_value = LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// The email address the ACME CA may write to about this host's certificates
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// A PEM file of CA certificates trusted for the ACME directory's own HTTPS besides
+    /// the usual public roots (a test CA such as pebble's; never for apps)
+    #[arg(long, value_name = "PEM")]
+    pub acme_ca: Option<PathBuf>,
     /// Open connections each of the router and the API accepts at once; past it a new
     /// one gets a 503 and is closed [default: sized from the open-files limit]
     #[arg(long)]
@@ -345,6 +356,15 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                 allow_private: args.allow_private_drains,
             },
             tls: tls.clone(),
+            acme: AcmeOptions {
+                directory: args.acme_directory.clone(),
+                email: args.acme_email.clone(),
+                extra_roots_pem: match &args.acme_ca {
+                    Some(path) => std::fs::read(path)
+                        .with_context(|| format!("reading --acme-ca {}", path.display()))?,
+                    None => Vec::new(),
+                },
+            },
         },
         store,
         engine,

@@ -14,7 +14,7 @@ const RECORD_START: &[u8] = &[0x16, 0x03, 0x01];
 #[test]
 fn the_https_listener_holds_attackers_within_its_caps() {
     raise_fd_limit();
-    let ca = TestAuthority::new("wdeploy test CA");
+    let ca = CertAuthority::new("wdeploy test CA");
     let host = https_host(
         &ca,
         &["faults"],
@@ -25,7 +25,7 @@ fn the_https_listener_holds_attackers_within_its_caps() {
     let client = HttpsTarget {
         port,
         server_name: "faults.localhost",
-        root_pem: ca.root_pem(),
+        root_pem: &ca.pem,
         alpn: Alpn::H2,
     };
 

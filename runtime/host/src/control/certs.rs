@@ -7,6 +7,7 @@
 
 use super::Host;
 use super::errors::{ControlError, Result};
+use crate::tls::PemCert;
 use crate::tls::certificate::{self, CertError, covers};
 use chrono::{DateTime, Utc};
 use wdeploy_api::ApiError;
@@ -130,13 +131,26 @@ impl Host {
             .put_cert(StoredCert::ordering(app, domain))
             .await?;
         self.refresh_certs().await;
+        // Ordering starts at once rather than at the worker's next look.
+        self.wake_acme();
         Ok(())
     }
 
-    /// Reloads the certificates this node serves from the store.
-    ///
-    /// TODO(lead): fill the router's SNI table.
-    pub(super) async fn refresh_certs(&self) {}
+    /// Replaces the certificates the HTTPS listener serves with the store's (after a
+    /// change made here, and at each full converge look for changes made through other
+    /// nodes); a look that cannot read them changes nothing. Only the certificates that
+    /// changed are parsed again.
+    pub(super) async fn refresh_certs(&self) {
+        let _turn = self.certs_refresh.lock().await;
+        match self.store.certs.all_certs().await {
+            Ok(all) => self.config.tls.install_pem(all.iter().map(|cert| PemCert {
+                domain: cert.domain.as_str(),
+                chain_pem: &cert.chain_pem,
+                key_pem: &cert.key_pem,
+            })),
+            Err(e) => tracing::debug!("reading the certificates: {e}"),
+        }
+    }
 }
 
 fn refused(e: CertError) -> ControlError {

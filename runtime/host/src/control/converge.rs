@@ -80,6 +80,7 @@ impl Host {
             self.relay_logs(stop.clone()),
             self.converge_loop(stop.clone()),
             self.sleep_idle_dynos(stop.clone()),
+            self.acme_loop(stop.clone()),
         );
         if let Err(e) = self.store.nodes.leave().await {
             tracing::warn!("could not leave the cluster: {e}");
@@ -268,6 +269,7 @@ impl Host {
             }
         };
         self.refresh_domains().await;
+        self.refresh_certs().await;
         // Apps destroyed through another node.
         let exist: HashSet<_> = apps.iter().map(|a| a.name.clone()).collect();
         let gone: Vec<_> = self

@@ -12,8 +12,10 @@
 //! - `converge`: this node's part of the cluster: heartbeats, other nodes' log lines, and
 //!   the loop that makes the dynos it runs match the store (placement, new releases);
 //! - `errors`: how failures reach clients;
-//! - `observe`: the gauges `/metrics` reads from the host, and an app's last hour.
+//! - `observe`: the gauges `/metrics` reads from the host, and an app's last hour;
+//! - `acme`: automatic certificates: the router's HTTP-01 answers, the ordering worker.
 
+mod acme;
 mod addon_admin;
 mod bootstrap;
 mod certs;
@@ -67,6 +69,8 @@ pub struct HostConfig {
     pub drains: crate::logs::drain::DrainOptions,
     /// The certificates the HTTPS listener serves (filled from the store's).
     pub tls: Arc<crate::tls::HostCerts>,
+    /// Where automatic certificates are ordered (ACME).
+    pub acme: crate::tls::acme::AcmeOptions,
 }
 
 /// Apps restored at once after a restart: enough that one slow boot does not hold the
@@ -100,8 +104,15 @@ pub struct Host {
     /// Held across reading the custom domains and handing them to the router, so an
     /// older read never replaces a newer one.
     domains_refresh: tokio::sync::Mutex<()>,
+    /// One reading of the certificates at a time, so an older reading never replaces a
+    /// newer one in the HTTPS listener's table.
+    certs_refresh: tokio::sync::Mutex<()>,
     /// How the apps' log drains connect.
     drain_network: crate::logs::drain::DrainNetwork,
+    /// Orders the apps' automatic certificates.
+    acme: crate::tls::acme::AcmeClient,
+    /// Wakes the ACME worker early (a domain added with `--acme` here).
+    acme_wake: tokio::sync::Notify,
 }
 
 /// One app this host runs.
@@ -228,6 +239,8 @@ impl Host {
         router.set_node(node.name.as_str());
         let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
             .context("setting up log drains")?;
+        let acme = crate::tls::acme::AcmeClient::new(&config.acme, store.acme.clone())
+            .context("setting up automatic certificates (ACME)")?;
         let host = Arc::new_cyclic(|me| Host {
             me: me.clone(),
             config,
@@ -243,9 +256,13 @@ impl Host {
             nudged_all: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
             domains_refresh: tokio::sync::Mutex::new(()),
+            certs_refresh: tokio::sync::Mutex::new(()),
             drain_network,
+            acme,
+            acme_wake: tokio::sync::Notify::new(),
         });
         host.observe();
+        host.answer_acme_challenges();
         let weak = Arc::downgrade(&host);
         host.router.set_app_finder(Arc::new(move |name: String| {
             let host = weak.clone();
@@ -278,6 +295,7 @@ impl Host {
             self.entry_for(app);
         }
         self.refresh_domains().await;
+        self.refresh_certs().await;
         Ok(apps)
     }
 

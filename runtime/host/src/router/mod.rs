@@ -1,7 +1,10 @@
 //! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
 
+mod acme_challenge;
 pub mod forward;
 mod line;
+
+pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
 
 use crate::app::AppRuntime;
 use crate::dyno::web::DynoError;
@@ -41,6 +44,8 @@ pub struct Router {
     /// Lookups of apps the router does not know, so made-up names cannot flood the store.
     /// The current second's start and the lookups made in it.
     lookups: parking_lot::Mutex<(Instant, u32)>,
+    /// HTTP-01 challenges of the host's ACME orders, answered before any app.
+    challenges: acme_challenge::Challenges,
 }
 
 /// Finds an app by name that the router does not know yet, routing it if it exists.
@@ -63,6 +68,7 @@ impl Router {
             https_port: std::sync::OnceLock::new(),
             app_finder: std::sync::OnceLock::new(),
             lookups: parking_lot::Mutex::new((Instant::now(), 0)),
+            challenges: acme_challenge::Challenges::default(),
         })
     }
 
@@ -223,6 +229,9 @@ impl Router {
             Some(id) if valid_request_id(id) => id.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        if let Some(answer) = self.acme_challenge(&req, &request_id, peer).await {
+            return answer;
+        }
         let bad_host = BadHost::of(&req);
         // HTTP/1.0 may leave Host out. With one app to serve (`dev`), the request is its,
         // addressed as the client reached the router (guests need an authority); on a

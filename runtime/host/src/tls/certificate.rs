@@ -88,8 +88,6 @@ pub struct CheckedCert {
     /// The DNS names of the leaf's subjectAltName, as written (`*.example.com`).
     pub names: Vec<String>,
     /// The chain and key as rustls serves them.
-    // TODO(lead): read by the SNI table once it is filled from the store.
-    #[allow(dead_code)]
     pub certified_key: Arc<CertifiedKey>,
 }
 

@@ -2,9 +2,8 @@
 //! by the operator) and the apps' (for their custom domains, from the store).
 
 use super::SniCerts;
+use super::certificate::inspect;
 use anyhow::Context;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
@@ -65,8 +64,8 @@ impl HostCerts {
             let digest: Digest = hasher.finalize().into();
             let key = match parsed.get(cert.domain) {
                 Some((seen, key)) if *seen == digest => key.clone(),
-                _ => match certified_key(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()) {
-                    Ok(key) => key,
+                _ => match inspect(cert.chain_pem, cert.key_pem, chrono::Utc::now()) {
+                    Ok(checked) => checked.certified_key,
                     Err(e) => {
                         tracing::warn!(domain = cert.domain, "cannot serve the certificate: {e:#}");
                         continue;
@@ -96,37 +95,20 @@ impl HostCerts {
     }
 }
 
-/// Reads a certificate chain and its private key from PEM text, as rustls serves them.
-/// Checks only that they are readable and belong together: what names they cover is the
-/// operator's (`--tls-cert`) or [`super::certificate`]'s business (`certs:add`).
-pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<CertifiedKey>> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("the certificate is not readable PEM: {e}"))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "no certificate found (expected a PEM `BEGIN CERTIFICATE` block)"
-    );
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| anyhow::anyhow!("the private key is not readable PEM: {e}"))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| anyhow::anyhow!("the private key is not one TLS can use: {e}"))?;
-    let certified = CertifiedKey::new(chain, signer);
-    certified
-        .keys_match()
-        .map_err(|_| anyhow::anyhow!("the private key does not match the certificate"))?;
-    Ok(Arc::new(certified))
-}
-
-/// [`certified_key`] from two files, naming them in errors.
+/// Reads the host's own certificate (`--tls-cert`, `--tls-key`), checked as an app's is
+/// (readable, the key matching, in order, valid now) but for no name in particular: the
+/// operator knows which names the host answers to.
 pub fn certified_key_files(
     chain: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<Arc<CertifiedKey>> {
-    let chain_pem = std::fs::read(chain).with_context(|| format!("reading {}", chain.display()))?;
-    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    certified_key(&chain_pem, &key_pem)
-        .with_context(|| format!("{} and {}", chain.display(), key.display()))
+    let chain_pem =
+        std::fs::read_to_string(chain).with_context(|| format!("reading {}", chain.display()))?;
+    let key_pem =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let checked = inspect(&chain_pem, &key_pem, chrono::Utc::now())
+        .with_context(|| format!("{} and {}", chain.display(), key.display()))?;
+    Ok(checked.certified_key)
 }
 
 #[cfg(test)]
@@ -141,7 +123,9 @@ mod tests {
     #[test]
     fn apps_certificates_are_parsed_once_and_the_hosts_own_stays() {
         let (own_chain, own_key) = pem_for("*.apps.test");
-        let own = certified_key(own_chain.as_bytes(), own_key.as_bytes()).expect("own");
+        let own = inspect(&own_chain, &own_key, chrono::Utc::now())
+            .expect("own")
+            .certified_key;
         let certs = HostCerts::new("apps.test", Some(own.clone()));
         let sni = certs.sni();
         assert!(
@@ -176,11 +160,8 @@ mod tests {
         let replaced = sni.find("www.example.test").expect("served");
         assert!(!Arc::ptr_eq(&first, &replaced));
 
-        // A mismatched key is refused by name.
-        let mismatch = certified_key(chain.as_bytes(), other_key.as_bytes()).unwrap_err();
-        assert!(
-            mismatch.to_string().contains("does not match"),
-            "{mismatch}"
-        );
+        // A mismatched key is left out like any entry that cannot be served.
+        certs.install_pem([cert("www.example.test", &chain, &other_key)]);
+        assert!(sni.find("www.example.test").is_none());
     }
 }

@@ -10,11 +10,13 @@
 //! - `addons`: the apps' key-value data and job queues, exact and leased across nodes;
 //! - `nodes`: heartbeats in a KV bucket whose entries expire, dyno records, change hints;
 //! - `people`: people, token hashes and who may act on which app, in KV buckets;
+//! - `acme`: ACME accounts and HTTP-01 challenges (which expire by themselves);
 //! - `log_bus`: log lines on a subject per app, a stream keeping the last 1,500 of each.
 //!
 //! Every call fails fast with [`StoreError::Unavailable`] while the connection is down,
 //! instead of waiting for it to come back; the client reconnects by itself.
 
+mod acme;
 mod addons;
 mod blobs;
 mod control;
@@ -24,6 +26,7 @@ mod nodes;
 mod people;
 mod scan;
 
+pub use acme::ClusterAcme;
 pub use addons::ClusterAddons;
 pub use blobs::ClusterBlobs;
 pub use control::ClusterControl;
@@ -165,6 +168,7 @@ pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
         nodes: Arc::new(ClusterNodes::open(&nats, options.me.clone()).await?),
         log_bus: Arc::new(ClusterLogBus::open(&nats, options.me.name.clone()).await?),
         people: Arc::new(ClusterPeople::open(&nats).await?),
+        acme: Arc::new(ClusterAcme::open(&nats).await?),
     })
 }
 

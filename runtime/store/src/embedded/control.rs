@@ -77,6 +77,7 @@ impl ControlDb {
         conn.execute_batch(domains::SCHEMA)?;
         conn.execute_batch(certs::SCHEMA)?;
         conn.execute_batch(super::drains::SCHEMA)?;
+        conn.execute_batch(super::acme::SCHEMA)?;
         super::migrate::give_apps_ids(&mut conn)?;
         super::migrate::add_revisions(&conn)?;
         super::people::migrate(&mut conn)?;

@@ -3,6 +3,7 @@
 //! (both SQLite, WAL, `synchronous=FULL`). Two databases, so guest traffic at request rate
 //! never queues behind (or holds up) deploys and scaling, which share `state.db`'s writer.
 
+mod acme;
 mod addons;
 mod addons_db;
 mod blobs;
@@ -15,6 +16,7 @@ mod nodes;
 mod people;
 mod queue;
 
+pub use acme::EmbeddedAcme;
 pub use addons::EmbeddedAddons;
 pub use addons_db::AddonDb;
 pub use blobs::BlobDir;
@@ -53,6 +55,7 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
     let addons = open_addons(&data_dir.join("addons.db"), &apps)?;
     let control = EmbeddedControl(Arc::new(control));
     Ok(Store {
+        acme: Arc::new(EmbeddedAcme::new(control.0.clone())),
         control: Arc::new(control.clone()),
         certs: Arc::new(control.clone()),
         people: Arc::new(control),
