@@ -110,3 +110,30 @@ pub trait CertStore: Send + Sync + 'static {
     /// worker's list.
     async fn all_certs(&self) -> Result<Vec<StoredCert>>;
 }
+
+/// What the backends' tests store.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{CertSource, StoredCert};
+    use chrono::{TimeZone, Utc};
+    use wdeploy_core::{AppName, Domain};
+
+    /// A certificate brought by the user, `issuer`'s, with fixed dates (the store keeps
+    /// PEM as text and checks none of it).
+    pub fn manual(app: &AppName, domain: &Domain, issuer: &str) -> StoredCert {
+        StoredCert {
+            domain: domain.clone(),
+            app: app.clone(),
+            source: CertSource::Manual,
+            chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            key_pem: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".into(),
+            issuer: issuer.into(),
+            not_after: Utc.with_ymd_and_hms(2031, 5, 1, 12, 0, 0).single(),
+            updated_at: Utc
+                .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+                .single()
+                .expect("a date"),
+            acme_error: None,
+        }
+    }
+}

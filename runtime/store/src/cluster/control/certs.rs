@@ -164,23 +164,8 @@ impl CertStore for ClusterControl {
 mod tests {
     use super::*;
     use crate::ControlStore;
-    use crate::certs::CertSource;
+    use crate::certs::testing::manual;
     use crate::cluster::{Nats, testing::NatsServer};
-    use chrono::{TimeZone, Utc};
-
-    fn manual(app: &AppName, domain: &Domain, issuer: &str) -> StoredCert {
-        StoredCert {
-            domain: domain.clone(),
-            app: app.clone(),
-            source: CertSource::Manual,
-            chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-            key_pem: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".into(),
-            issuer: issuer.into(),
-            not_after: Some(Utc.with_ymd_and_hms(2031, 5, 1, 12, 0, 0).unwrap()),
-            updated_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-            acme_error: None,
-        }
-    }
 
     async fn control(server: &NatsServer, node: &str) -> ClusterControl {
         let nats = Nats::connect(&server.url(), &node.parse().unwrap())

@@ -177,21 +177,7 @@ impl CertStore for EmbeddedControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
-
-    fn manual(app: &AppName, domain: &Domain, issuer: &str) -> StoredCert {
-        StoredCert {
-            domain: domain.clone(),
-            app: app.clone(),
-            source: CertSource::Manual,
-            chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-            key_pem: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".into(),
-            issuer: issuer.into(),
-            not_after: Some(Utc.with_ymd_and_hms(2031, 5, 1, 12, 0, 0).unwrap()),
-            updated_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-            acme_error: None,
-        }
-    }
+    use crate::certs::testing::manual;
 
     #[test]
     fn a_cert_needs_its_domain_is_replaced_and_moves_the_revision() {
