@@ -320,15 +320,24 @@ fn in_a_cluster_each_node_ships_its_own_lines_once() {
         },
     );
     // Node b ships once it has read the drains (within a converge look): asked until
-    // its line arrives.
+    // its lines arrive, the app's and then the router's (written once the response is
+    // sent, a moment after the app's).
     for (node, path) in [(a, "/via-a"), (b, "/via-b")] {
         poll_until(&format!("{path} at the drain"), SOON, || {
-            assert_eq!(node.get("hello", path).0, 200);
             let frames = receiver.frames();
-            frames
+            let app_line = frames
                 .iter()
-                .any(|f| f.contains(&format!(" - handling {path} on web.")))
-                .then_some(())
+                .any(|f| f.contains(&format!(" - handling {path} on web.")));
+            let router_line = frames.iter().any(|f| {
+                f.contains(" wdeploy router - ") && f.contains(&format!("path=\"{path}\""))
+            });
+            if app_line && router_line {
+                return Some(());
+            }
+            if !app_line {
+                assert_eq!(node.get("hello", path).0, 200);
+            }
+            None
         });
     }
     // Both nodes' router lines arrive, and no line twice: a node does not ship the lines
