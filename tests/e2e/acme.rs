@@ -177,15 +177,20 @@ fn a_domain_added_with_acme_gets_a_certificate_from_pebble() {
             "the ACME certificate is served"
         );
     }
-    let router = host.ok(&["logs", "--source", "router", "-n", "50", "-a", "shop"]);
-    for protocol in ["protocol=h2", "protocol=https"] {
-        assert!(
+    // Router lines are written once each response is sent: asked until both are there.
+    poll_until("the HTTPS router lines", SOON, || {
+        let router = host.ok(&["logs", "--source", "router", "-n", "50", "-a", "shop"]);
+        let seen = |protocol: &str| {
             router
                 .lines()
-                .any(|l| l.contains(&format!("host={DOMAIN}:")) && l.ends_with(protocol)),
-            "{router}"
-        );
-    }
+                .any(|l| l.contains(&format!("host={DOMAIN}:")) && l.ends_with(protocol))
+        };
+        if seen("protocol=h2") && seen("protocol=https") {
+            Ok(())
+        } else {
+            Err(router)
+        }
+    });
 }
 
 #[test]
