@@ -9,6 +9,7 @@
 //! is told in the host's own log (a router line: no app is involved).
 
 use super::Router;
+use super::per_second::PerSecond;
 use futures::future::BoxFuture;
 use hyper::body::Body as _;
 use parking_lot::Mutex;
@@ -32,38 +33,20 @@ const KEEP_FOUND: Duration = Duration::from_secs(60);
 const MAX_FOUND: usize = 1024;
 
 /// The router's part of HTTP-01.
-#[derive(Default)]
 pub(super) struct Challenges {
     source: OnceLock<ChallengeSource>,
-    budget: Mutex<Budget>,
+    lookups: PerSecond,
     /// Answers found lately: token → (key authorization, when found).
     found: Mutex<HashMap<String, (String, Instant)>>,
 }
 
-/// Lookups in the current second.
-#[derive(Default)]
-struct Budget {
-    second: Option<Instant>,
-    used: u32,
-}
-
-impl Budget {
-    /// Takes one lookup at `now`; `false` when this second's are spent.
-    fn take(&mut self, now: Instant) -> bool {
-        match self.second {
-            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
-            _ => {
-                *self = Budget {
-                    second: Some(now),
-                    used: 0,
-                }
-            }
+impl Default for Challenges {
+    fn default() -> Challenges {
+        Challenges {
+            source: OnceLock::new(),
+            lookups: PerSecond::new(CHALLENGE_LOOKUPS),
+            found: Mutex::default(),
         }
-        if self.used >= CHALLENGE_LOOKUPS {
-            return false;
-        }
-        self.used += 1;
-        true
     }
 }
 
@@ -100,7 +83,7 @@ impl Challenges {
         {
             return Outcome::Found(answer.clone());
         }
-        if !self.budget.lock().take(now) {
+        if !self.lookups.take(now) {
             return Outcome::Busy;
         }
         let Some(source) = self.source.get().cloned() else {

@@ -1,6 +1,7 @@
 //! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
 
 mod acme_challenge;
+mod per_second;
 pub mod forward;
 mod line;
 
@@ -42,8 +43,7 @@ pub struct Router {
     https_port: std::sync::OnceLock<u16>,
     app_finder: std::sync::OnceLock<AppFinder>,
     /// Lookups of apps the router does not know, so made-up names cannot flood the store.
-    /// The current second's start and the lookups made in it.
-    lookups: parking_lot::Mutex<(Instant, u32)>,
+    lookups: per_second::PerSecond,
     /// HTTP-01 challenges of the host's ACME orders, answered before any app.
     challenges: acme_challenge::Challenges,
 }
@@ -67,7 +67,7 @@ impl Router {
             node: std::sync::OnceLock::new(),
             https_port: std::sync::OnceLock::new(),
             app_finder: std::sync::OnceLock::new(),
-            lookups: parking_lot::Mutex::new((Instant::now(), 0)),
+            lookups: per_second::PerSecond::new(NEW_APP_LOOKUPS),
             challenges: acme_challenge::Challenges::default(),
         })
     }
@@ -124,16 +124,8 @@ impl Router {
         }
         let name = self.name_in(host)?;
         let finder = self.app_finder.get()?.clone();
-        {
-            let mut lookups = self.lookups.lock();
-            let now = Instant::now();
-            if now - lookups.0 >= Duration::from_secs(1) {
-                *lookups = (now, 0);
-            }
-            if lookups.1 >= NEW_APP_LOOKUPS {
-                return None;
-            }
-            lookups.1 += 1;
+        if !self.lookups.take(Instant::now()) {
+            return None;
         }
         finder(name).await
     }
