@@ -177,6 +177,16 @@ fn a_domain_added_with_acme_gets_a_certificate_from_pebble() {
             "the ACME certificate is served"
         );
     }
+    // Adding the domain again keeps the certificate it has (no new order, HTTPS up).
+    host.ok(&["domains:add", DOMAIN, "--acme", "-a", "shop"]);
+    let kept = stored_cert(&host, "shop").expect("stored");
+    assert_eq!(
+        leaf_of(&kept),
+        leaf_of(&cert),
+        "the certificate was replaced"
+    );
+    assert_eq!(https.request("GET", "/").leaf, leaf_of(&cert));
+
     // Router lines are written once each response is sent: asked until both are there.
     poll_until("the HTTPS router lines", SOON, || {
         let router = host.ok(&["logs", "--source", "router", "-n", "50", "-a", "shop"]);

@@ -45,8 +45,7 @@ impl Host {
                         "{domain} is not a domain of {app}: add it first (wdeploy domains:add {domain} -a {app})"
                     )));
                 }
-                certificate::check(&req.certificate_chain, &req.private_key, &domain, now)
-                    .map_err(refused)?;
+                checked.must_cover(&domain).map_err(refused)?;
                 vec![domain]
             }
             None if domains.is_empty() => {
@@ -124,12 +123,26 @@ impl Host {
         Ok(cert_info(&removed, Utc::now()))
     }
 
-    /// `domains:add --acme`: a certificate for the ACME worker to order.
+    /// `domains:add --acme`: a certificate for the ACME worker to order. A domain that
+    /// has an ACME certificate already (issued, or being ordered) keeps it: adding the
+    /// domain again must not take down what HTTPS serves, nor start a needless order.
     pub(super) async fn cert_order(&self, app: &AppName, domain: &Domain) -> Result<()> {
+        let has_acme = self
+            .store
+            .certs
+            .certs(app)
+            .await?
+            .iter()
+            .any(|c| &c.domain == domain && c.source == wdeploy_store::CertSource::Acme);
+        if has_acme {
+            return Ok(());
+        }
         self.store
             .certs
             .put_cert(StoredCert::ordering(app, domain))
             .await?;
+        // An order in progress serves nothing yet, but a certificate the user brought
+        // is no longer served.
         self.refresh_certs().await;
         // Ordering starts at once rather than at the worker's next look.
         self.wake_acme();

@@ -1,9 +1,9 @@
 //! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
 
 mod acme_challenge;
-mod per_second;
 pub mod forward;
 mod line;
+mod per_second;
 
 pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
 

@@ -93,6 +93,18 @@ pub struct CheckedCert {
 
 impl CheckedCert {
     /// Whether one of its names covers `domain`.
+    /// `NotCovering` (with the names it covers) unless it covers `domain`.
+    pub fn must_cover(&self, domain: &Domain) -> Result<(), CertError> {
+        if self.covers(domain) {
+            Ok(())
+        } else {
+            Err(CertError::NotCovering {
+                domain: domain.clone(),
+                names: self.names.clone(),
+            })
+        }
+    }
+
     pub fn covers(&self, domain: &Domain) -> bool {
         self.names.iter().any(|name| name_covers(name, domain))
     }
@@ -107,12 +119,7 @@ pub fn check(
     now: DateTime<Utc>,
 ) -> Result<CheckedCert, CertError> {
     let checked = inspect(chain_pem, key_pem, now)?;
-    if !checked.covers(domain) {
-        return Err(CertError::NotCovering {
-            domain: domain.clone(),
-            names: checked.names,
-        });
-    }
+    checked.must_cover(domain)?;
     Ok(checked)
 }
 

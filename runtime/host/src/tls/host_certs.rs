@@ -14,12 +14,17 @@ pub struct HostCerts {
     /// The host's certificate for `*.DOMAIN`, `DOMAIN` (`--tls-cert`, `--tls-key`).
     own: Option<(String, Arc<CertifiedKey>)>,
     /// The apps' certificates as last read, by domain, with a digest of their PEM: a
-    /// refresh parses only those that changed (a full look reads them all).
-    parsed: parking_lot::Mutex<std::collections::HashMap<String, (Digest, Arc<CertifiedKey>)>>,
+    /// refresh parses (and warns of one it cannot serve) only those that changed (a full
+    /// look reads them all). `None`: that PEM cannot be served.
+    parsed: parking_lot::Mutex<std::collections::HashMap<String, Parsed>>,
 }
 
 /// A digest of a certificate's chain and key PEM.
 type Digest = [u8; 32];
+
+/// One domain's PEM as last parsed: its digest, and what rustls serves (`None`: nothing
+/// can be served from it).
+type Parsed = (Digest, Option<Arc<CertifiedKey>>);
 
 /// One app certificate as the store holds it: the domain it serves and its PEM.
 pub struct PemCert<'a> {
@@ -65,10 +70,10 @@ impl HostCerts {
             let key = match parsed.get(cert.domain) {
                 Some((seen, key)) if *seen == digest => key.clone(),
                 _ => match inspect(cert.chain_pem, cert.key_pem, chrono::Utc::now()) {
-                    Ok(checked) => checked.certified_key,
+                    Ok(checked) => Some(checked.certified_key),
                     Err(e) => {
                         tracing::warn!(domain = cert.domain, "cannot serve the certificate: {e:#}");
-                        continue;
+                        None
                     }
                 },
             };
@@ -76,7 +81,7 @@ impl HostCerts {
         }
         let table = next
             .iter()
-            .map(|(domain, (_, key))| (domain.clone(), key.clone()))
+            .filter_map(|(domain, (_, key))| Some((domain.clone(), key.clone()?)))
             .collect();
         *parsed = next;
         self.install(table);
