@@ -89,17 +89,6 @@ fn acme_host(plan: &PebblePlan) -> TestHost {
     TestHost::start_with(&args)
 }
 
-/// The leaf certificate (DER) of a stored chain.
-fn leaf_of(cert: &StoredCert) -> Vec<u8> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
-        .next()
-        .expect("a leaf")
-        .expect("PEM")
-        .to_vec()
-}
-
 /// The line of `wdeploy certs -a APP` for DOMAIN, once it is issued (not ordering).
 fn issued_line(host: &TestHost, app: &str) -> Result<String, String> {
     let list = host.ok(&["certs", "-a", app]);
@@ -173,7 +162,7 @@ fn a_domain_added_with_acme_gets_a_certificate_from_pebble() {
         );
         assert_eq!(
             answer.leaf,
-            leaf_of(&cert),
+            leaf_der(&cert.chain_pem),
             "the ACME certificate is served"
         );
     }
@@ -181,11 +170,11 @@ fn a_domain_added_with_acme_gets_a_certificate_from_pebble() {
     host.ok(&["domains:add", DOMAIN, "--acme", "-a", "shop"]);
     let kept = stored_cert(&host, "shop").expect("stored");
     assert_eq!(
-        leaf_of(&kept),
-        leaf_of(&cert),
+        leaf_der(&kept.chain_pem),
+        leaf_der(&cert.chain_pem),
         "the certificate was replaced"
     );
-    assert_eq!(https.request("GET", "/").leaf, leaf_of(&cert));
+    assert_eq!(https.request("GET", "/").leaf, leaf_der(&cert.chain_pem));
 
     // Router lines are written once each response is sent: asked until both are there.
     poll_until("the HTTPS router lines", SOON, || {
@@ -250,7 +239,7 @@ fn a_short_lived_certificate_is_renewed_before_it_expires() {
     assert_serves_for_domain(&renewed, &root);
     // The listener serves a renewed certificate (this one, or one renewed since).
     poll_until("a renewed certificate served", SOON, || {
-        if https.request("GET", "/").leaf != leaf_of(&first) {
+        if https.request("GET", "/").leaf != leaf_der(&first.chain_pem) {
             Ok(())
         } else {
             Err("the first certificate".to_string())

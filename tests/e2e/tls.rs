@@ -188,15 +188,6 @@ fn assert_no_certificate(outcome: &Result<HttpsAnswer, String>) {
     );
 }
 
-/// The leaf certificate (DER) in a PEM file.
-fn leaf_der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .expect("a PEM certificate")
-        .to_vec()
-}
-
 #[test]
 fn certificates_apps_bring_are_served_by_sni_until_removed_and_after_a_restart() {
     let mut host = TestHost::start_with(&["--listen-tls", "127.0.0.1:0"]);

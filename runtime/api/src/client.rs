@@ -128,14 +128,20 @@ impl Client {
         self.decode(response)
     }
 
+    /// DELETE `path`, dropping the body of the answer.
     fn delete(&self, path: &str) -> Result<()> {
+        self.delete_for::<serde_json::Value>(path).map(|_| ())
+    }
+
+    /// DELETE `path`, decoding the answer (what was removed).
+    fn delete_for<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self
             .agent
             .delete(&self.url(path))
             .header("authorization", &self.auth())
             .call()
             .map_err(|e| self.unreachable(e))?;
-        self.decode::<serde_json::Value>(response).map(|_| ())
+        self.decode(response)
     }
 
     pub fn apps(&self) -> Result<Vec<AppInfo>> {
@@ -379,13 +385,7 @@ impl Client {
         self.send("POST", &format!("/apps/{app}/certs"), req)
     }
     pub fn remove_cert(&self, app: &str, domain: &str) -> Result<CertInfo> {
-        let response = self
-            .agent
-            .delete(&self.url(&format!("/apps/{app}/certs/{}", encode(domain))))
-            .header("authorization", &self.auth())
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        self.decode(response)
+        self.delete_for(&format!("/apps/{app}/certs/{}", encode(domain)))
     }
 
     /// The app's last hour on the node answering (`GET /apps/{app}/metrics`).

@@ -226,10 +226,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         }
         _ => wdeploy_host::Transport::Plain,
     };
-    let api_scheme = match api_transport {
-        wdeploy_host::Transport::Tls(_) => "https",
-        wdeploy_host::Transport::Plain => "http",
-    };
+    let api_scheme = api_transport.scheme();
     let metrics_listener = match args.metrics {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for /metrics (in use? try another --metrics)")
@@ -427,7 +424,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let api = wdeploy_api::server::router_with(
         host.clone(),
         wdeploy_api::dashboard::DashboardOptions {
-            secure_cookie: matches!(api_transport, wdeploy_host::Transport::Tls(_)),
+            secure_cookie: api_transport.is_tls(),
         },
     );
     let api_task = tokio::spawn(wdeploy_host::serve_http(

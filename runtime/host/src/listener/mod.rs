@@ -43,6 +43,20 @@ pub enum Transport {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
+impl Transport {
+    /// The scheme of URLs served over it: `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Tls(_) => "https",
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+}
+
 /// One admitted connection, as the service of its requests is made for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
@@ -111,7 +125,7 @@ pub async fn serve<S, B>(
         let accepted = Accepted {
             peer,
             local,
-            tls: matches!(transport, Transport::Tls(_)),
+            tls: transport.is_tls(),
         };
         let clock = Clock::new();
         let service = Tracked::new(service(accepted), clock.clone());

@@ -191,11 +191,14 @@ impl Router {
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
-        let name = match transport {
-            Transport::Plain => "router",
-            Transport::Tls(_) => "router-tls",
+        let name = if transport.is_tls() {
+            "router-tls"
+        } else {
+            "router"
         };
-        if let (Transport::Tls(_), Ok(addr)) = (&transport, listener.local_addr()) {
+        if transport.is_tls()
+            && let Ok(addr) = listener.local_addr()
+        {
             let _ = self.https_port.set(addr.port());
         }
         let service = |conn: Accepted| {
