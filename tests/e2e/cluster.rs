@@ -116,6 +116,22 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
         h2c_get(forwarder.0.router_port, "hello.localhost", "/"),
         (200, "Hello from wdeploy\n".to_string())
     );
+    // A client's own forwarding mark does not count (only a node's address may send
+    // it): the request is forwarded as any other, not refused as already forwarded.
+    let spoofed = raw_request_on(
+        connect_from(
+            std::net::Ipv4Addr::new(127, 0, 0, 2),
+            forwarder.0.router_port,
+        ),
+        "GET",
+        "hello.localhost",
+        "/",
+        "X-Wdeploy-Forwarded: elsewhere\r\n",
+    );
+    assert_eq!(
+        (spoofed.status, spoofed.text().as_str()),
+        (200, "Hello from wdeploy\n")
+    );
     for node in [a, b, c] {
         let releases = node.ok(&["releases", "-a", "hello"]);
         assert!(releases.contains("v1"), "{releases}");

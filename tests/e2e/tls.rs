@@ -87,6 +87,16 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     );
     let posted = raw_request(host.router_port, "POST", "secure.localhost", "/form");
     assert_eq!(posted.status, 308, "{}", posted.text());
+    // A client cannot pass for another node's router to skip the redirect: the
+    // forwarding mark counts only from a node's address.
+    let spoofed = raw_request_on(
+        std::net::TcpStream::connect(("127.0.0.1", host.router_port)).expect("connect"),
+        "GET",
+        "secure.localhost",
+        "/",
+        "X-Wdeploy-Forwarded: elsewhere\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n",
+    );
+    assert_eq!(spoofed.status, 301, "{}", spoofed.text());
     // Over HTTPS it is served; an app without the setting is served over plain HTTP.
     let secure = HttpsTarget {
         port,

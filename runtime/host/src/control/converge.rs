@@ -252,15 +252,7 @@ impl Host {
                 return;
             }
         };
-        if self.membership.observe(live) {
-            let names: Vec<String> = self
-                .membership
-                .live()
-                .iter()
-                .map(|n| n.name.to_string())
-                .collect();
-            tracing::info!("live nodes: {}", names.join(", "));
-        }
+        self.observe_nodes(live).await;
         let apps = match self.store.control.apps().await {
             Ok(apps) => apps,
             Err(e) => {
@@ -437,6 +429,29 @@ impl Host {
             runtime.restart(request.dyno.as_deref()).await?;
         }
         Ok(())
+    }
+
+    /// Takes in the nodes whose heartbeats the store holds, says when the live ones
+    /// changed, and tells the router which addresses may forward requests to it.
+    pub(super) async fn observe_nodes(&self, heartbeats: Vec<wdeploy_store::NodeInfo>) {
+        let changed = self.membership.observe(heartbeats);
+        let live = self.membership.live();
+        if changed {
+            let names: Vec<String> = live.iter().map(|n| n.name.to_string()).collect();
+            tracing::info!("live nodes: {}", names.join(", "));
+        }
+        let me = &self.membership.me().name;
+        let others: Vec<String> = live
+            .into_iter()
+            .filter(|n| &n.name != me && !n.advertise.is_empty())
+            .map(|n| n.advertise)
+            .collect();
+        let peers = self.router.peers();
+        if peers.nodes_advertise(&others) {
+            return;
+        }
+        let addrs = crate::router::forward::node_addresses(others.iter().cloned()).await;
+        peers.set_nodes(others, addrs);
     }
 
     /// Records the dynos this node runs of `app`, when they changed.

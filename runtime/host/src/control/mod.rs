@@ -312,7 +312,7 @@ impl Host {
             tracing::warn!("heartbeat before restoring: {e}");
         }
         if let Ok(live) = self.store.nodes.live().await {
-            self.membership.observe(live);
+            self.observe_nodes(live).await;
         }
         futures::stream::iter(apps)
             .for_each_concurrent(RESTORE_CONCURRENCY, |app| async move {

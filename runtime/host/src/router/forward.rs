@@ -6,12 +6,19 @@
 //! avoided for a few seconds: the request never reached it, so the next node gets it. A
 //! request forwarded once is never forwarded again (`x-wdeploy-forwarded`), so two nodes
 //! with stale views cannot bounce it between them.
+//!
+//! The mark counts only on a request from another live node's address ([`Peers::is_node`]):
+//! a client sending it itself would otherwise skip `force_https`, and pass its own
+//! `X-Forwarded-Proto` to the app as the scheme of its connection. A node is expected
+//! to connect from the address it advertises, as on one private network; a cluster of
+//! one trusts no address.
 
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -57,6 +64,9 @@ pub struct Peers {
     finder: std::sync::OnceLock<Finder>,
     /// When each app's peers were last looked up on demand.
     looked_up: Mutex<HashMap<String, Instant>>,
+    /// The other live nodes' advertised addresses, and the IP addresses they resolve
+    /// to: the only ones whose requests may carry the forwarding mark.
+    nodes: RwLock<(Vec<String>, HashSet<IpAddr>)>,
 }
 
 /// Why a request could not be forwarded.
@@ -100,6 +110,24 @@ impl Peers {
         } else if by_app.get(app).is_none_or(|old| **old != peers) {
             by_app.insert(app.to_string(), Arc::new(peers));
         }
+    }
+
+    /// Whether the other live nodes advertise `advertised`, as last set: then their
+    /// addresses need not be resolved again.
+    pub fn nodes_advertise(&self, advertised: &[String]) -> bool {
+        self.nodes.read().0 == advertised
+    }
+
+    /// Replaces the other live nodes' advertised addresses and what they resolve to
+    /// ([`node_addresses`]).
+    pub fn set_nodes(&self, advertised: Vec<String>, addrs: HashSet<IpAddr>) {
+        *self.nodes.write() = (advertised, addrs);
+    }
+
+    /// Whether a request from `ip` comes from another live node, so its forwarding mark
+    /// (and the scheme and port its first router set) counts.
+    pub fn is_node(&self, ip: IpAddr) -> bool {
+        self.nodes.read().1.contains(&ip.to_canonical())
     }
 
     pub fn has(&self, app: &str) -> bool {
@@ -266,9 +294,52 @@ impl Peers {
     }
 }
 
+/// The addresses requests forwarded by nodes advertising `advertised` come from: each
+/// one's host, resolved when it is a name (an unresolvable or unspecified one is left
+/// out).
+pub async fn node_addresses(advertised: impl IntoIterator<Item = String>) -> HashSet<IpAddr> {
+    let mut addrs = HashSet::new();
+    for advertise in advertised {
+        if let Ok(addr) = advertise.parse::<std::net::SocketAddr>() {
+            addrs.insert(addr.ip().to_canonical());
+            continue;
+        }
+        let lookup = tokio::net::lookup_host(advertise.as_str());
+        match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
+            Ok(Ok(found)) => addrs.extend(found.map(|a| a.ip().to_canonical())),
+            _ => tracing::warn!(addr = %advertise, "cannot resolve a node's advertised address"),
+        }
+    }
+    addrs.retain(|ip| !ip.is_unspecified());
+    addrs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_the_other_nodes_addresses_may_forward() {
+        let peers = Peers::default();
+        let node: IpAddr = "10.0.0.5".parse().expect("ip");
+        assert!(!peers.is_node(node), "a cluster of one trusts nobody");
+        let advertised = vec![
+            "10.0.0.5:8080".to_string(),
+            "[::ffff:10.0.0.6]:8080".to_string(),
+            "0.0.0.0:8080".to_string(),
+            "localhost:8080".to_string(),
+        ];
+        let addrs = node_addresses(advertised.clone()).await;
+        assert!(!peers.nodes_advertise(&advertised));
+        peers.set_nodes(advertised.clone(), addrs);
+        assert!(peers.nodes_advertise(&advertised));
+        assert!(peers.is_node(node));
+        assert!(peers.is_node("::ffff:10.0.0.5".parse().expect("ip")));
+        assert!(peers.is_node("10.0.0.6".parse().expect("ip")));
+        assert!(peers.is_node("127.0.0.1".parse().expect("ip")));
+        assert!(!peers.is_node("10.0.0.7".parse().expect("ip")));
+        assert!(!peers.is_node("0.0.0.0".parse().expect("ip")));
+    }
 
     #[test]
     fn http2_requests_are_forwarded_as_http1() {

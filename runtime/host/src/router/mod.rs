@@ -251,7 +251,12 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        let forwarded = req.headers().contains_key(FORWARDED_BY);
+        // The forwarding mark counts from another node only; anyone else's is dropped
+        // (it would skip `force_https` and keep the client's own `X-Forwarded-Proto`).
+        let forwarded = req.headers().contains_key(FORWARDED_BY) && self.peers.is_node(peer.ip());
+        if !forwarded {
+            req.headers_mut().remove(FORWARDED_BY);
+        }
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
             protocol: Protocol::of(tls, req.version()),
@@ -297,9 +302,7 @@ impl Router {
         let Some(dyno) = app.pick_web() else {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
-            if req.headers().contains_key(FORWARDED_BY)
-                || !self.peers.known_or_found(app.name.as_str()).await
-            {
+            if forwarded || !self.peers.known_or_found(app.name.as_str()).await {
                 return error(line, &logs, started, 503, ("H14", "No web dynos running"));
             }
             let me = self.node();
@@ -412,9 +415,8 @@ const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
 /// `X-Forwarded-Port` (set by the router, never taken from the client), and `Via`.
 ///
 /// A request another node's router `forwarded` keeps the scheme and port that router
-/// set: they describe the client's connection, not the hop between nodes. (The
-/// forwarding mark is not authenticated, so a client can claim `https` for its own
-/// plain request this way; it only misleads the app about that client's own request.)
+/// set: they describe the client's connection, not the hop between nodes. Only a
+/// request from another node's address counts as forwarded ([`Peers::is_node`]).
 fn forwarded_headers(
     headers: &mut http::HeaderMap,
     peer: SocketAddr,
