@@ -380,3 +380,45 @@ pub(super) fn oversized_heads_are_refused(listeners: &[(&str, u16, &str, &str)])
         );
     }
 }
+
+/// HTTP/2 carries up to 100 requests on one connection, so the per-address cap also
+/// counts requests in flight: one client's streams get no more of the host than its
+/// connections could over HTTP/1.1, and the rest are answered 429 at once, while another
+/// address is served.
+#[test]
+fn one_address_gets_no_more_requests_in_flight_over_http2_than_its_connection_cap() {
+    let host = TestHost::start_with(&["--max-connections-per-ip", "8"]);
+    host.create_and_push("slow", faults_app().path());
+    host.create_and_push("other", faults_app().path());
+    assert_eq!(host.get("other", "/"), (200, "ok\n".into()));
+
+    let port = host.router_port;
+    let neighbour = std::thread::spawn(move || {
+        // Once the streams below hold their address's budget.
+        std::thread::sleep(Duration::from_millis(500));
+        let stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), port);
+        raw_request_on(stream, "GET", "other.localhost", "/", "")
+    });
+    let paths = vec!["/slow?ms=1500"; 30];
+    let answers = h2c_gets(host.router_port, "slow.localhost", &paths);
+    let served = answers.iter().filter(|(status, _)| *status == 200).count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 429)
+        .collect();
+    assert_eq!(
+        (served, refused.len()),
+        (8, 22),
+        "8 streams served and 22 refused: {answers:?}"
+    );
+    assert_eq!(
+        refused[0].1,
+        "Too many requests in flight from this address\n"
+    );
+    let neighbour = neighbour.join().expect("the neighbour's thread");
+    assert_eq!((neighbour.status, neighbour.text().as_str()), (200, "ok\n"));
+
+    // Finished requests give their places back.
+    let again = h2c_gets(host.router_port, "slow.localhost", &["/slow?ms=10"; 8]);
+    assert!(again.iter().all(|(status, _)| *status == 200), "{again:?}");
+}

@@ -8,9 +8,8 @@
 //! ([`Tracked`]).
 
 use super::ListenerLimits;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+
 use parking_lot::Mutex;
-use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -105,7 +104,7 @@ impl Clock {
         }
     }
 
-    fn request_started(self: &Arc<Self>) -> InFlight {
+    pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
         let mut state = self.state.lock();
         state.in_flight += 1;
         state.head_started = None;
@@ -195,71 +194,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A service whose requests are timed by the clock: in flight from the call until its
-/// response body is done.
-#[derive(Clone)]
-pub(super) struct Tracked<S> {
-    inner: S,
-    clock: Arc<Clock>,
-}
-
-impl<S> Tracked<S> {
-    pub(super) fn new(inner: S, clock: Arc<Clock>) -> Tracked<S> {
-        Tracked { inner, clock }
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> hyper::service::Service<hyper::Request<Incoming>> for Tracked<S>
-where
-    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = hyper::Response<TrackedBody<B>>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
-
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let in_flight = self.clock.request_started();
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(response.map(|inner| TrackedBody {
-                inner,
-                _in_flight: in_flight,
-            }))
-        })
-    }
-}
-
-/// A response body that ends its request's time in flight when hyper drops it (written
-/// out, or the connection gone).
-pub(super) struct TrackedBody<B> {
-    inner: B,
-    _in_flight: InFlight,
-}
-
-impl<B: Body + Unpin> Body for TrackedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The door of a listener: counts open connections, in total and per client address, and
-//! turns away those past either cap before anything of them is read.
+//! turns away those past either cap before anything of them is read; and counts each
+//! address's requests in flight, which over HTTP/2 many streams of one connection carry.
 
 use super::memory;
 use parking_lot::Mutex;
@@ -27,6 +28,8 @@ pub(super) struct Gate {
     max_total: usize,
     max_per_ip: usize,
     open: Mutex<Open>,
+    /// Requests in flight per client address (apart from `open`: taken per request).
+    requests: Mutex<HashMap<IpAddr, usize>>,
     refusals: Mutex<Refusals>,
     /// A memory trim is scheduled and has not run yet.
     trim_pending: Arc<AtomicBool>,
@@ -50,6 +53,14 @@ struct Refusals {
 pub(super) enum Refused {
     Total,
     PerIp,
+    /// Too many requests in flight from one address.
+    Requests,
+}
+
+/// A request's place in its address's budget; given back when its response is done.
+pub(super) struct RequestPermit {
+    gate: Arc<Gate>,
+    ip: IpAddr,
 }
 
 /// An admitted connection's place; giving it back when the connection ends.
@@ -69,6 +80,7 @@ impl Gate {
                 per_ip: HashMap::new(),
                 peak: 0,
             }),
+            requests: Mutex::new(HashMap::new()),
             refusals: Mutex::new(Refusals {
                 logged_at: None,
                 since: 0,
@@ -97,6 +109,25 @@ impl Gate {
         })
     }
 
+    /// Counts a request from `ip` in flight, or says it is over the address's budget:
+    /// as many requests as it may have connections. Over HTTP/1.1 a connection carries one
+    /// request at a time, so only HTTP/2 meets this cap: without it, its streams (up to
+    /// [`super::MAX_STREAMS_PER_CONNECTION`] per connection) would multiply what one
+    /// address may have the host work on by that much.
+    pub(super) fn start_request(self: &Arc<Self>, ip: IpAddr) -> Result<RequestPermit, Refused> {
+        let ip = ip.to_canonical();
+        let mut requests = self.requests.lock();
+        let from_ip = requests.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(Refused::Requests);
+        }
+        *from_ip += 1;
+        Ok(RequestPermit {
+            gate: self.clone(),
+            ip,
+        })
+    }
+
     /// Counts a refusal; logs the first, then at most one line per
     /// [`REFUSALS_LOGGED_EVERY`] with how many there were, so a flood of refusals is no
     /// flood of log lines. They go to the host's log, never to an app's log stream.
@@ -115,12 +146,13 @@ impl Gate {
         let cap = match why {
             Refused::Total => format!("{} connections in all", self.max_total),
             Refused::PerIp => format!("{} connections per address", self.max_per_ip),
+            Refused::Requests => format!("{} requests in flight per address", self.max_per_ip),
         };
         tracing::warn!(
             listener = self.name,
             refused = count,
             last_client = %ip,
-            "refused connections over the cap of {cap} (at most one such line per {}s)",
+            "refused over the cap of {cap} (at most one such line per {}s)",
             REFUSALS_LOGGED_EVERY.as_secs()
         );
     }
@@ -130,6 +162,18 @@ impl Gate {
     fn open(&self) -> (usize, usize) {
         let open = self.open.lock();
         (open.total, open.per_ip.len())
+    }
+}
+
+impl Drop for RequestPermit {
+    fn drop(&mut self) {
+        let mut requests = self.gate.requests.lock();
+        if let Some(from_ip) = requests.get_mut(&self.ip) {
+            *from_ip -= 1;
+            if *from_ip == 0 {
+                requests.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -172,6 +216,23 @@ mod tests {
         drop(a1);
         let _a3 = gate.admit(a).unwrap();
         assert_eq!(gate.open(), (3, 2));
+    }
+
+    #[test]
+    fn requests_in_flight_are_capped_per_address() {
+        let gate = Gate::new("test", 100, 2);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let first = gate.start_request(a).unwrap();
+        let _second = gate.start_request(a).unwrap();
+        assert_eq!(gate.start_request(a).err(), Some(Refused::Requests));
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+        assert_eq!(gate.start_request(mapped).err(), Some(Refused::Requests));
+        // Another address has its own budget; a finished request gives its place back.
+        let _other = gate.start_request(b).unwrap();
+        drop(first);
+        let _third = gate.start_request(a).unwrap();
+        assert_eq!(gate.requests.lock().get(&a), Some(&2));
     }
 
     #[test]

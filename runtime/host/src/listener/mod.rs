@@ -20,11 +20,12 @@ mod fds;
 mod gate;
 mod limits;
 mod memory;
+mod tracked;
 
 pub use fds::raise_fd_limit;
 pub use limits::{HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_HEADER_BYTES};
 
-use clock::{Clock, Tracked, Watched};
+use clock::{Clock, Watched};
 use gate::{Gate, REFUSAL};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
@@ -32,6 +33,7 @@ use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tracked::Tracked;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -88,9 +90,9 @@ pub async fn serve<S, B>(
         + Send
         + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + Send + 'static,
     B: Body + Send + Unpin + 'static,
-    B::Data: Send,
+    B::Data: Send + From<&'static [u8]>,
     B::Error: Into<BoxError>,
 {
     let gate = Gate::new(name, limits.max_connections, limits.max_connections_per_ip);
@@ -128,7 +130,7 @@ pub async fn serve<S, B>(
             tls: transport.is_tls(),
         };
         let clock = Clock::new();
-        let service = Tracked::new(service(accepted), clock.clone());
+        let service = Tracked::new(service(accepted), clock.clone(), gate.clone(), peer.ip());
         let stream = Watched::new(stream, clock.clone());
         let watcher = graceful.watcher();
         let limits = limits.clone();
