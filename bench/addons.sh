@@ -6,7 +6,8 @@
 #   bench/addons.sh         # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
 # Every increment is acknowledged only once committed (group commit: one fsync for all
-# the writes waiting). Run by bench/run.sh; runs alone too. Not part of CI.
+# the writes waiting). WDEPLOY=PATH measures that binary instead of building this tree.
+# Run by bench/run.sh; runs alone too. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,8 +22,7 @@ trap cleanup EXIT
 source "$root/bench/lib.sh"
 
 need_wrk
-cargo build --release -q -p wdeploy
-W=$root/target/release/wdeploy
+W=$(wdeploy_binary)
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
 
 start_host "$W"

@@ -9,7 +9,8 @@
 #   bench/idioms.sh         # DURATION=10s CONNECTIONS=32 THREADS=2 by default
 #
 # Run by bench/run.sh; runs alone too (it installs its peers as bench/run.sh does).
-# Honours CARGO_TARGET_DIR. Not part of CI.
+# Honours CARGO_TARGET_DIR; WDEPLOY=PATH measures that binary instead of building this
+# tree. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,10 +33,9 @@ source "$root/bench/lib.sh"
 
 need_wrk
 wasmtime=$(install_wasmtime "$target/bench-tools")
-cargo build --release -q -p wdeploy
 (cd tests/components/guests/idioms &&
   cargo build --release -q --locked --target wasm32-wasip2 --target-dir "$target/test-components")
-W=$target/release/wdeploy
+W=$(wdeploy_binary)
 export WDEPLOY_CACHE_DIR=$target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
 
 mkdir "$work/idioms"

@@ -8,6 +8,17 @@
 # wrk, the load generator every script uses, installed from Debian when missing.
 need_wrk() { command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
 
+# wdeploy_binary: the wdeploy to measure; $WDEPLOY when set (an A/B of two builds),
+# otherwise a release build of this tree. Prints its path.
+wdeploy_binary() {
+  if [ -n "${WDEPLOY:-}" ]; then
+    echo "$WDEPLOY"
+  else
+    cargo build --release -q -p wdeploy >&2
+    echo "${CARGO_TARGET_DIR:-$root/target}/release/wdeploy"
+  fi
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_host BIN: a host of BIN on a new data dir, its log in $work/host.log.

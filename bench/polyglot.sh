@@ -42,12 +42,7 @@ trap cleanup EXIT
 source "$root/bench/lib.sh"
 
 need_wrk
-if [ -n "${WDEPLOY:-}" ]; then
-  W=$WDEPLOY
-else
-  cargo build --release -q -p wdeploy
-  W=$root/target/release/wdeploy
-fi
+W=$(wdeploy_binary)
 wasmtime=${WASMTIME:-$root/target/bench-tools/bin/wasmtime}
 [ -x "$wasmtime" ] || { echo "no wasmtime-cli at $wasmtime: run bench/run.sh once, or set WASMTIME" >&2; exit 1; }
 export WDEPLOY_CACHE_DIR=${WDEPLOY_CACHE_DIR:-$root/target/bench-cache} XDG_CONFIG_HOME=$work/config
