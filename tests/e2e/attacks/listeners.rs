@@ -382,7 +382,7 @@ pub(super) fn oversized_heads_are_refused(listeners: &[(&str, u16, &str, &str)])
 }
 
 /// HTTP/2 carries up to 100 requests on one connection, so the per-address cap also
-/// counts requests in flight: one client's streams get no more of the host than its
+/// counts its streams in flight: one client's streams get no more of the host than its
 /// connections could over HTTP/1.1, and the rest are answered 429 at once, while another
 /// address is served.
 #[test]

@@ -28,7 +28,8 @@ pub(super) struct Gate {
     max_total: usize,
     max_per_ip: usize,
     open: Mutex<Open>,
-    /// Requests in flight per client address (apart from `open`: taken per request).
+    /// HTTP/2 requests in flight per client address (apart from `open`: taken per
+    /// request).
     requests: Mutex<HashMap<IpAddr, usize>>,
     refusals: Mutex<Refusals>,
     /// A memory trim is scheduled and has not run yet.
@@ -53,7 +54,7 @@ struct Refusals {
 pub(super) enum Refused {
     Total,
     PerIp,
-    /// Too many requests in flight from one address.
+    /// Too many HTTP/2 requests in flight from one address.
     Requests,
 }
 
@@ -109,11 +110,13 @@ impl Gate {
         })
     }
 
-    /// Counts a request from `ip` in flight, or says it is over the address's budget:
-    /// as many requests as it may have connections. Over HTTP/1.1 a connection carries one
-    /// request at a time, so only HTTP/2 meets this cap: without it, its streams (up to
-    /// [`super::MAX_STREAMS_PER_CONNECTION`] per connection) would multiply what one
-    /// address may have the host work on by that much.
+    /// Counts an HTTP/2 request (a stream) from `ip` in flight, or says it is over the
+    /// address's budget: as many streams as it may have connections. Without it, streams
+    /// (up to [`super::MAX_STREAMS_PER_CONNECTION`] per connection) would multiply what one
+    /// address may have the host work on by that much. (An HTTP/1.1 connection carries one
+    /// request at a time, so its requests are bounded by the connection cap already, and
+    /// are not counted here: an address has at most twice its cap in flight, half of it
+    /// over HTTP/1.1.)
     pub(super) fn start_request(self: &Arc<Self>, ip: IpAddr) -> Result<RequestPermit, Refused> {
         let ip = ip.to_canonical();
         let mut requests = self.requests.lock();
@@ -146,7 +149,7 @@ impl Gate {
         let cap = match why {
             Refused::Total => format!("{} connections in all", self.max_total),
             Refused::PerIp => format!("{} connections per address", self.max_per_ip),
-            Refused::Requests => format!("{} requests in flight per address", self.max_per_ip),
+            Refused::Requests => format!("{} HTTP/2 streams per address", self.max_per_ip),
         };
         tracing::warn!(
             listener = self.name,

@@ -1,5 +1,5 @@
 //! The service of one connection: every request timed by the connection's [`Clock`], and
-//! counted against its client address's budget of requests in flight.
+//! each HTTP/2 stream counted against its client address's budget of requests in flight.
 
 use super::clock::{Clock, InFlight};
 use super::gate::{Gate, RequestPermit};
@@ -49,9 +49,14 @@ where
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = self.clock.request_started();
-        let permit = match self.gate.start_request(self.client) {
-            Ok(permit) => permit,
-            Err(why) => {
+        // An HTTP/1.1 connection carries one request at a time: its connection's place
+        // at the gate bounds it already.
+        let permit = match (req.version() == http::Version::HTTP_2)
+            .then(|| self.gate.start_request(self.client))
+        {
+            None => None,
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(why)) => {
                 // Answered here, without reading the request or calling the service.
                 self.gate.note_refusal(self.client, why);
                 let refused = TrackedBody {
@@ -81,7 +86,7 @@ where
                 inner: Some(inner),
                 refusal: None,
                 _in_flight: in_flight,
-                _permit: Some(permit),
+                _permit: permit,
             }))
         })
     }
