@@ -124,8 +124,8 @@ impl Placement {
 
 #[derive(Default)]
 struct LaneState {
-    /// Each live thread's demand (see [`thread_demand_ns`]) when last read.
-    threads: HashMap<libc::pid_t, u64>,
+    /// Each live thread, and its demand (see [`ThreadDemand`]) when last read.
+    threads: HashMap<libc::pid_t, (ThreadDemand, u64)>,
     /// Nanoseconds the lane's threads wanted the CPU in each recent period, newest last.
     recent: VecDeque<u64>,
     demoted: bool,
@@ -216,10 +216,10 @@ impl LaneCpu {
     /// current cores.
     pub fn register_current_thread(&self) {
         let tid = current_tid();
+        let demand = ThreadDemand::open(tid);
+        let now = demand.read().unwrap_or(0);
         let mut state = self.state.lock();
-        state
-            .threads
-            .insert(tid, thread_demand_ns(tid).unwrap_or(0));
+        state.threads.insert(tid, (demand, now));
         if state.demoted {
             self.placement.place(tid, true);
         }
@@ -245,7 +245,7 @@ impl LaneCpu {
         let mut used = 0;
         state
             .threads
-            .retain(|&tid, last| match thread_demand_ns(tid) {
+            .retain(|_, (demand, last)| match demand.read() {
                 Some(now) => {
                     used += now.saturating_sub(*last);
                     *last = now;
@@ -306,22 +306,49 @@ fn current_tid() -> libc::pid_t {
     unsafe { libc::gettid() }
 }
 
-/// How long a thread has wanted the CPU so far, in nanoseconds: the time it ran plus the
-/// time it waited to run, from `/proc/thread-self/../schedstat`. On a loaded host a
+/// How long one thread has wanted the CPU so far, in nanoseconds: the time it ran plus
+/// the time it waited to run, from its `schedstat` in `/proc`. On a loaded host a
 /// busy-looping guest may run only a fifth of the time, but it is runnable all of the
 /// time, and that is what makes it busy. Where the kernel keeps no schedstat, the time it
-/// ran (its per-thread CPU clock) stands in. `None` once the thread is gone.
-fn thread_demand_ns(tid: libc::pid_t) -> Option<u64> {
-    match std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")) {
-        Ok(text) => {
-            let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
-            match (fields.next(), fields.next()) {
-                (Some(Ok(ran)), Some(Ok(waited))) => Some(ran.saturating_add(waited)),
-                _ => thread_cpu_ns(tid),
-            }
+/// ran (its per-thread CPU clock) stands in.
+///
+/// The file stays open and is read again from its start each period: with a thousand
+/// lanes awake (a burst of requests to idle apps), opening ten thousand `/proc` paths a
+/// second (a path walk and permission checks each) was most of the governor's time.
+struct ThreadDemand {
+    tid: libc::pid_t,
+    schedstat: Option<std::fs::File>,
+}
+
+impl ThreadDemand {
+    fn open(tid: libc::pid_t) -> ThreadDemand {
+        ThreadDemand {
+            tid,
+            schedstat: std::fs::File::open(format!("/proc/self/task/{tid}/schedstat")).ok(),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(_) => thread_cpu_ns(tid),
+    }
+
+    /// The demand now; `None` once the thread is gone.
+    fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.schedstat else {
+            return thread_cpu_ns(self.tid);
+        };
+        let mut buf = [0u8; 128];
+        match file.read_at(&mut buf, 0) {
+            Ok(0) => None,
+            Ok(n) => {
+                let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+                let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+                match (fields.next(), fields.next()) {
+                    (Some(Ok(ran)), Some(Ok(waited))) => Some(ran.saturating_add(waited)),
+                    _ => thread_cpu_ns(self.tid),
+                }
+            }
+            // What reading the file of a thread that ended gives.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => None,
+            Err(_) => thread_cpu_ns(self.tid),
+        }
     }
 }
 
@@ -363,10 +390,22 @@ mod tests {
     fn a_threads_demand_is_at_least_its_cpu_time() {
         let tid = current_tid();
         let ran = thread_cpu_ns(tid).expect("own clock");
-        let wanted = thread_demand_ns(tid).expect("own schedstat");
+        let demand = ThreadDemand::open(tid);
+        assert!(demand.schedstat.is_some());
+        let wanted = demand.read().expect("own schedstat");
         // schedstat is updated at scheduling events, so allow it to lag a little.
         assert!(wanted + 50_000_000 >= ran, "{wanted} < {ran}");
-        assert_eq!(thread_demand_ns(-5), None);
+        assert!(demand.read().expect("read again") >= wanted);
+        assert_eq!(ThreadDemand::open(-5).read(), None);
+        // A thread that ended reads as gone through the file kept open.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(ThreadDemand::open(current_tid())))
+            .join()
+            .expect("thread")
+            .expect("sent");
+        let ended = receiver.recv().expect("its demand");
+        assert!(ended.schedstat.is_some());
+        assert_eq!(ended.read(), None);
     }
 
     #[test]
