@@ -170,13 +170,7 @@ impl Gate {
 
 impl Drop for RequestPermit {
     fn drop(&mut self) {
-        let mut requests = self.gate.requests.lock();
-        if let Some(from_ip) = requests.get_mut(&self.ip) {
-            *from_ip -= 1;
-            if *from_ip == 0 {
-                requests.remove(&self.ip);
-            }
-        }
+        count_down(&mut self.gate.requests.lock(), self.ip);
     }
 }
 
@@ -184,16 +178,21 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut open = self.gate.open.lock();
         open.total -= 1;
-        if let Some(from_ip) = open.per_ip.get_mut(&self.ip) {
-            *from_ip -= 1;
-            if *from_ip == 0 {
-                open.per_ip.remove(&self.ip);
-            }
-        }
+        count_down(&mut open.per_ip, self.ip);
         if open.peak - open.total >= DRAINED {
             open.peak = open.total;
             drop(open);
             memory::trim_soon(&self.gate.trim_pending);
+        }
+    }
+}
+
+/// One less for `ip` in `counts`, which keeps no address at zero.
+fn count_down(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(count) = counts.get_mut(&ip) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&ip);
         }
     }
 }
