@@ -74,17 +74,6 @@ fn a_dyno_filling_its_disk_hits_its_quota_not_the_host() {
     );
 }
 
-/// The host's resident memory, from `/proc/PID/status`.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// Guests that grow their memory to the quota and crash give it back to the kernel when
 /// their instance goes: the host does not stay gigabytes resident while idle.
 #[test]
@@ -95,7 +84,7 @@ fn memory_of_crashed_memory_hogs_goes_back_to_the_kernel() {
     let app = faults_app().with_settings("[limits]\nmemory_mb = 192\n");
     host.create_and_push("hog", app.path());
     assert_eq!(host.get("hog", "/"), (200, "ok\n".into()));
-    let baseline = resident_bytes(host.pid());
+    let baseline = rss_kib(host.pid()) * 1024;
 
     for _ in 0..8 {
         let (status, body) = host.get("hog", "/alloc");
@@ -113,7 +102,7 @@ fn memory_of_crashed_memory_hogs_goes_back_to_the_kernel() {
         "the host's memory back near its baseline",
         Duration::from_secs(10),
         || {
-            let now = resident_bytes(host.pid());
+            let now = rss_kib(host.pid()) * 1024;
             if now <= bound {
                 Ok(now)
             } else {
