@@ -393,14 +393,17 @@ fn one_address_gets_no_more_requests_in_flight_over_http2_than_its_connection_ca
     assert_eq!(host.get("other", "/"), (200, "ok\n".into()));
 
     let port = host.router_port;
-    let neighbour = std::thread::spawn(move || {
-        // Once the streams below hold their address's budget.
-        std::thread::sleep(Duration::from_millis(500));
-        let stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), port);
-        raw_request_on(stream, "GET", "other.localhost", "/", "")
+    let streams =
+        std::thread::spawn(move || h2c_gets(port, "slow.localhost", &vec!["/slow?ms=2000"; 30]));
+    // Once a served stream is in the guest, the budget is held (the refused ones were
+    // answered as they came): the neighbour asks then.
+    poll_until("a slow stream in the guest", SOON, || {
+        let logs = host.ok(&["logs", "-a", "slow"]);
+        logs.contains("slow: sleeping 2000ms").then_some(())
     });
-    let paths = vec!["/slow?ms=1500"; 30];
-    let answers = h2c_gets(host.router_port, "slow.localhost", &paths);
+    let stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), port);
+    let neighbour = raw_request_on(stream, "GET", "other.localhost", "/", "");
+    let answers = streams.join().expect("the streams' thread");
     let served = answers.iter().filter(|(status, _)| *status == 200).count();
     let refused: Vec<_> = answers
         .iter()
@@ -415,7 +418,6 @@ fn one_address_gets_no_more_requests_in_flight_over_http2_than_its_connection_ca
         refused[0].1,
         "Too many requests in flight from this address\n"
     );
-    let neighbour = neighbour.join().expect("the neighbour's thread");
     assert_eq!((neighbour.status, neighbour.text().as_str()), (200, "ok\n"));
 
     // Finished requests give their places back.

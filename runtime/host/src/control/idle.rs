@@ -39,7 +39,10 @@ impl Host {
             // worker, requests landing on it waited tens of milliseconds.
             let sleeping =
                 tokio::task::spawn_blocking(move || apps.iter().map(|app| app.sleep_idle()).sum());
-            let slept: usize = sleeping.await.unwrap_or(0);
+            let slept: usize = sleeping.await.unwrap_or_else(|e| {
+                tracing::error!("putting idle dynos to sleep failed: {e}");
+                0
+            });
             if slept > 0 {
                 // Published by the converge loop's next steady look: an idle dyno still
                 // serves, so nothing routes differently meanwhile.

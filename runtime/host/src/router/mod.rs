@@ -253,8 +253,9 @@ impl Router {
         }
         // The forwarding mark counts from another node only; anyone else's is dropped
         // (it would skip `force_https` and keep the client's own `X-Forwarded-Proto`).
-        let forwarded = req.headers().contains_key(FORWARDED_BY) && self.peers.is_node(peer.ip());
-        if !forwarded {
+        let marked = req.headers().contains_key(FORWARDED_BY);
+        let forwarded = marked && self.peers.is_node(peer.ip());
+        if marked && !forwarded {
             req.headers_mut().remove(FORWARDED_BY);
         }
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);

@@ -92,7 +92,6 @@ pub struct CheckedCert {
 }
 
 impl CheckedCert {
-    /// Whether one of its names covers `domain`.
     /// `NotCovering` (with the names it covers) unless it covers `domain`.
     pub fn must_cover(&self, domain: &Domain) -> Result<(), CertError> {
         if self.covers(domain) {
@@ -105,6 +104,7 @@ impl CheckedCert {
         }
     }
 
+    /// Whether one of its names covers `domain`.
     pub fn covers(&self, domain: &Domain) -> bool {
         self.names.iter().any(|name| name_covers(name, domain))
     }
