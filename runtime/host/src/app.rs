@@ -82,7 +82,7 @@ impl AppRuntime {
                 name.clone(),
                 logs.clone(),
                 engine.cpu_governor(),
-                engine.lane_options(),
+                engine.lane_spares().clone(),
             )),
             name,
             logs,

@@ -4,6 +4,7 @@ use crate::guest::cpu::{CpuGovernor, Thresholds};
 use crate::guest::data::StoreData;
 use crate::guest::egress::Egress;
 use crate::guest::lane::LaneOptions;
+use crate::guest::lane_spares::LaneSpares;
 use crate::guest::share::InstanceShares;
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -125,7 +126,8 @@ pub struct Engine {
     max_disk_bytes: u64,
     /// Each app's share of the instance pool.
     shares: Arc<InstanceShares>,
-    lanes: LaneOptions,
+    /// Every app's lane takes its runtime here (built ahead, on a thread of its own).
+    lanes: Arc<LaneSpares>,
     /// Watches every app's lane and demotes busy ones.
     governor: Arc<CpuGovernor>,
     /// Compiled components by digest, held by the releases that run them ([`Loaded`]).
@@ -175,7 +177,7 @@ impl Engine {
             cache_dir: options.cache_dir.clone(),
             cache_limit_bytes: options.cache_limit_bytes,
             egress: options.egress,
-            lanes: options.lanes,
+            lanes: Arc::new(LaneSpares::new(options.lanes)),
             governor: CpuGovernor::start(Thresholds::default())
                 .context("starting the CPU governor")?,
             max_disk_bytes: options.max_disk_bytes,
@@ -220,9 +222,9 @@ impl Engine {
         self.egress
     }
 
-    /// How every app's lane of guest threads is made.
-    pub fn lane_options(&self) -> LaneOptions {
-        self.lanes
+    /// Where every app's lane of guest threads takes its runtime.
+    pub fn lane_spares(&self) -> &Arc<LaneSpares> {
+        &self.lanes
     }
 
     /// The governor every lane registers with.

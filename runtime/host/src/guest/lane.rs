@@ -14,12 +14,12 @@
 //! lane among themselves.
 
 use crate::guest::cpu::{CpuGovernor, LaneCpu};
+use crate::guest::lane_spares::{LaneOwner, LaneRuntime, LaneSpares};
 use crate::logs::LogStream;
-use anyhow::Context;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::Handle;
 use tokio::task::{AbortHandle, JoinHandle};
 use wdeploy_core::AppName;
 
@@ -46,17 +46,19 @@ impl Default for LaneOptions {
 /// has gone idle ([`Lane::stop_if`]); the next guest work starts them again.
 pub struct Lane {
     app: AppName,
-    options: LaneOptions,
+    /// Where its runtime comes from: ready-built ones, shared by the host's lanes.
+    spares: Arc<LaneSpares>,
     /// The lane's threads as the CPU governor sees them.
     cpu: Arc<LaneCpu>,
     /// Under a lock, so stopping an idle lane and a request asking for it are ordered.
-    runtime: Mutex<Option<Runtime>>,
+    runtime: Mutex<Option<LaneRuntime>>,
 }
 
 /// Where guest work of one app is spawned; cheap to clone, usable from any runtime.
 #[derive(Clone, Debug)]
 pub struct LaneHandle {
     handle: Handle,
+    owner: Arc<LaneOwner>,
 }
 
 /// The lane's runtime stopped (its app is gone) before the task could finish.
@@ -66,17 +68,17 @@ pub struct LaneStopped;
 
 impl Lane {
     /// A lane for `app`, watched by `governor`, which writes to `logs` when it confines
-    /// the lane to the batch cores or frees it.
+    /// the lane to the batch cores or frees it; its runtimes come from `spares`.
     pub fn new(
         app: AppName,
         logs: Arc<LogStream>,
         governor: &CpuGovernor,
-        options: LaneOptions,
+        spares: Arc<LaneSpares>,
     ) -> Lane {
         Lane {
             cpu: governor.watch(app.clone(), logs),
             app,
-            options,
+            spares,
             runtime: Mutex::new(None),
         }
     }
@@ -86,10 +88,12 @@ impl Lane {
         let mut runtime = self.runtime.lock();
         let runtime = match &mut *runtime {
             Some(running) => running,
-            none => none.insert(self.build()?),
+            // Thread names are cut to 15 bytes by Linux; the app name is what top shows.
+            none => none.insert(self.spares.take(&self.cpu, format!("app:{}", self.app))?),
         };
         Ok(LaneHandle {
             handle: runtime.handle().clone(),
+            owner: runtime.owner().clone(),
         })
     }
 
@@ -102,8 +106,12 @@ impl Lane {
         if runtime.is_none() || !quiet() {
             return false;
         }
-        if let Some(runtime) = runtime.take() {
-            runtime.shutdown_background();
+        let stopping = runtime.take();
+        drop(runtime);
+        // Out of the lock a waking request takes: parked for the next app to wake, or
+        // stopped without waiting.
+        if let Some(stopping) = stopping {
+            self.spares.give_back(stopping);
         }
         true
     }
@@ -111,30 +119,6 @@ impl Lane {
     /// Whether the lane's threads run now.
     pub fn is_running(&self) -> bool {
         self.runtime.lock().is_some()
-    }
-
-    fn build(&self) -> anyhow::Result<Runtime> {
-        // Thread names are cut to 15 bytes by Linux; the app name is what top shows.
-        let name = format!("app:{}", self.app);
-        let (starting, stopping) = (self.cpu.clone(), self.cpu.clone());
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.options.threads.max(1))
-            .max_blocking_threads(self.options.max_blocking_threads.max(1))
-            .thread_name(name)
-            .on_thread_start(move || starting.register_current_thread())
-            .on_thread_stop(move || stopping.unregister_current_thread())
-            .enable_all()
-            .build()
-            .with_context(|| format!("starting the guest threads of {}", self.app))
-    }
-}
-
-impl Drop for Lane {
-    fn drop(&mut self) {
-        // Never blocks, so a lane may be dropped anywhere, even by a task on itself.
-        if let Some(runtime) = self.runtime.get_mut().take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -145,7 +129,13 @@ impl LaneHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle.spawn(future)
+        let owner = self.owner.clone();
+        self.handle.spawn(async move {
+            // A worker of a runtime taken ready-built joins the lane as it wakes; this
+            // covers one that was still starting up when it was taken.
+            owner.join_current_thread();
+            future.await
+        })
     }
 
     /// Runs `future` on the lane and waits for it. Dropping the returned future stops the
@@ -156,7 +146,7 @@ impl LaneHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let task = self.handle.spawn(future);
+        let task = self.spawn(future);
         let _abort = AbortOnDrop::new(task.abort_handle());
         match task.await {
             Ok(output) => Ok(output),
@@ -201,8 +191,82 @@ mod tests {
             AppName::from_str("lanes").expect("valid name"),
             LogStream::new(),
             &governor,
-            LaneOptions::default(),
+            Arc::new(LaneSpares::new(LaneOptions::default())),
         )
+    }
+
+    /// Two apps' lanes on one set of spares that builds none ahead.
+    fn two_lanes() -> (Lane, Lane) {
+        let governor = CpuGovernor::start(Default::default()).expect("governor");
+        let spares = Arc::new(LaneSpares::none_ahead(LaneOptions::default()));
+        let lane = |name: &str| {
+            Lane::new(
+                AppName::from_str(name).expect("valid name"),
+                LogStream::new(),
+                &governor,
+                spares.clone(),
+            )
+        };
+        (lane("first"), lane("second"))
+    }
+
+    /// The thread a task runs on: its id and its name as the kernel shows it.
+    async fn thread_of(lane: &Lane) -> (libc::pid_t, String) {
+        let handle = lane.handle().expect("lane starts");
+        handle
+            .run(async {
+                // SAFETY: gettid has no arguments and cannot fail.
+                let tid = unsafe { libc::gettid() };
+                let name = std::fs::read_to_string("/proc/thread-self/comm").expect("comm");
+                (tid, name.trim_end().to_owned())
+            })
+            .await
+            .expect("lane runs")
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_apps_runtime_serves_the_next_app_as_that_apps_own() {
+        let (first, second) = two_lanes();
+        let (tid, name) = thread_of(&first).await;
+        assert_eq!(name, "app:first");
+        assert_eq!(first.cpu.thread_ids(), vec![tid]);
+        // A task is counted until just after its caller has its output.
+        for _ in 0..1000 {
+            let alive = first.runtime.lock().as_ref().map(LaneRuntime::tasks_alive);
+            if alive == Some(0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(first.stop_if(|| true), "the idle lane stops");
+        assert!(
+            first.cpu.thread_ids().is_empty(),
+            "a parked thread no longer counts for the app it served"
+        );
+        // The runtime given back is the one the next app to wake gets: no thread is made.
+        let (reused, name) = thread_of(&second).await;
+        assert_eq!(reused, tid);
+        assert_eq!(name, "app:second");
+        assert_eq!(second.cpu.thread_ids(), vec![tid]);
+        assert!(first.cpu.thread_ids().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_runtime_with_work_of_its_app_left_is_stopped_not_reused() {
+        let (first, second) = two_lanes();
+        let (tid, _) = thread_of(&first).await;
+        let left = first
+            .handle()
+            .expect("lane runs")
+            .spawn(std::future::pending::<()>());
+        assert!(first.stop_if(|| true));
+        let ended = left
+            .await
+            .expect_err("the task left ended with its runtime");
+        assert!(ended.is_cancelled());
+        let (other, name) = thread_of(&second).await;
+        assert_ne!(other, tid, "another app's task was left on that runtime");
+        assert_eq!(name, "app:second");
     }
 
     #[tokio::test]
@@ -210,10 +274,11 @@ mod tests {
         let lane = lane();
         let handle = lane.handle().expect("lane starts");
         let thread = handle
-            .run(async { std::thread::current().name().map(str::to_owned) })
+            .run(async { std::fs::read_to_string("/proc/thread-self/comm") })
             .await
-            .expect("lane runs");
-        assert_eq!(thread.as_deref(), Some("app:lanes"));
+            .expect("lane runs")
+            .expect("the thread's name");
+        assert_eq!(thread.trim_end(), "app:lanes");
     }
 
     #[tokio::test]

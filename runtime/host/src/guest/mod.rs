@@ -13,6 +13,7 @@ pub mod engine;
 pub mod imports;
 pub mod instance;
 pub mod lane;
+pub mod lane_spares;
 pub mod outgoing;
 pub mod quota;
 pub mod quota_fs;
