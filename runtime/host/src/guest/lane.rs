@@ -41,9 +41,10 @@ impl Default for LaneOptions {
     }
 }
 
-/// One app's lane; its threads start when the app first runs guest code, and stop when
-/// the lane is dropped (with the app), dropping every task still on it, or when the app
-/// has gone idle ([`Lane::stop_if`]); the next guest work starts them again.
+/// One app's lane. It takes a runtime (see [`LaneSpares`]) when the app first runs guest
+/// code. The runtime stops, dropping every task still on it, when the lane is dropped
+/// with its app; it goes back to the spares when the app has gone idle
+/// ([`Lane::stop_if`]). The next guest work takes one again.
 pub struct Lane {
     app: AppName,
     /// Where its runtime comes from: ready-built ones, shared by the host's lanes.
