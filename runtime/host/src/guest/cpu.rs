@@ -332,7 +332,8 @@ fn share(recent: &VecDeque<u64>, n: usize) -> f64 {
     used as f64 / (n as u32 * PERIOD).as_nanos() as f64
 }
 
-fn current_tid() -> libc::pid_t {
+/// The calling thread's id, as the kernel names it.
+pub(crate) fn current_tid() -> libc::pid_t {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() }
 }

@@ -216,8 +216,7 @@ mod tests {
         let handle = lane.handle().expect("lane starts");
         handle
             .run(async {
-                // SAFETY: gettid has no arguments and cannot fail.
-                let tid = unsafe { libc::gettid() };
+                let tid = crate::guest::cpu::current_tid();
                 let name = std::fs::read_to_string("/proc/thread-self/comm").expect("comm");
                 (tid, name.trim_end().to_owned())
             })

@@ -186,6 +186,10 @@ impl LaneSpares {
             owner,
             since: Instant::now(),
         });
+        if ready.parked.len() == self.shared.ready_count + 1 {
+            // The first spare past those kept ready: the thread starts looking for old ones.
+            self.shared.wanted.notify_one();
+        }
     }
 
     fn start_refill(&self) {
@@ -213,33 +217,41 @@ impl Drop for LaneSpares {
 
 impl Shared {
     /// The `wdeploy-lanes` thread: builds a runtime whenever fewer than [`READY`] wait,
-    /// and stops old spares a few at a time.
+    /// and stops old spares a few at a time. With exactly the spares it keeps, it sleeps
+    /// until a taking or a giving back changes that: an idle host never wakes it.
     fn keep_ready(&self) {
         let mut ready = self.ready.lock();
         loop {
             if ready.stop {
                 return;
             }
-            if ready.parked.len() >= self.ready_count {
-                let timeout = self.wanted.wait_for(&mut ready, TRIM_EVERY).timed_out();
-                if timeout {
-                    let old: Vec<Spare> = {
-                        let spares = &mut ready.parked;
-                        let extra = spares.len().saturating_sub(self.ready_count);
-                        let stale = spares
-                            .iter()
-                            .take(extra.min(TRIM_AT_ONCE))
-                            .take_while(|spare| spare.since.elapsed() >= TRIM_AFTER)
-                            .count();
-                        spares.drain(..stale).collect()
-                    };
+            let extra = ready.parked.len().checked_sub(self.ready_count);
+            match extra {
+                Some(0) => {
+                    self.wanted.wait(&mut ready);
+                    continue;
+                }
+                Some(_) => {
+                    if !self.wanted.wait_for(&mut ready, TRIM_EVERY).timed_out() {
+                        continue;
+                    }
+                    // Counted again: lanes may have taken spares meanwhile.
+                    let extra = ready.parked.len().saturating_sub(self.ready_count);
+                    let stale = ready
+                        .parked
+                        .iter()
+                        .take(extra.min(TRIM_AT_ONCE))
+                        .take_while(|spare| spare.since.elapsed() >= TRIM_AFTER)
+                        .count();
+                    let old: Vec<Spare> = ready.parked.drain(..stale).collect();
                     drop(ready);
                     for spare in old {
                         spare.runtime.shutdown_background();
                     }
                     ready = self.ready.lock();
+                    continue;
                 }
-                continue;
+                None => {}
             }
             drop(ready);
             let owner = Arc::new(LaneOwner::default());
@@ -342,10 +354,15 @@ fn leave_current_lane() {
 /// Sets the kernel's name of the current thread (what `top -H` and `/proc` show), cut
 /// to the 15 bytes Linux keeps.
 fn rename_current_thread(name: &str) {
-    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
-    bytes.push(0);
+    let mut bytes = [0u8; 16];
+    for (slot, byte) in bytes
+        .iter_mut()
+        .zip(name.bytes().filter(|&b| b != 0).take(15))
+    {
+        *slot = byte;
+    }
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which
-    // `bytes` is, and only for the calling thread.
+    // `bytes` is (its last byte stays 0), and only for the calling thread.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0);
     }

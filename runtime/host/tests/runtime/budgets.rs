@@ -86,7 +86,7 @@ async fn an_app_holding_its_share_of_instances_gets_h11_and_its_neighbours_run_o
         max_memory_bytes: 256 << 20,
         ..EngineOptions::default()
     });
-    let web = serde_json::from_str::<Formation>(r#"{"web":1}"#).unwrap();
+    let web = one_web();
     let greedy = fx.runtime(&name("greedy"));
     let release = fx
         .release_with(

@@ -173,10 +173,7 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .expect("release loads");
     let runtime = fx.runtime(&app);
     runtime
-        .deploy(
-            release,
-            &Share::whole(&serde_json::from_str(r#"{"web":1}"#).unwrap()),
-        )
+        .deploy(release, &Share::whole(&one_web()))
         .await
         .expect("deploys");
     let (one_off, task) = runtime
@@ -289,7 +286,7 @@ async fn serve_a_good_release(
     runtime: &Arc<AppRuntime>,
     app: &AppName,
 ) -> (Formation, SocketAddr) {
-    let web: Formation = serde_json::from_str(r#"{"web":1}"#).unwrap();
+    let web = one_web();
     let good = fx
         .release(
             app,

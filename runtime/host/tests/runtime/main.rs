@@ -139,10 +139,7 @@ impl Fixture {
             .expect("release loads");
         let runtime = self.runtime_logging(&app, logs);
         runtime
-            .deploy(
-                release,
-                &Share::whole(&serde_json::from_str(r#"{"web":1}"#).unwrap()),
-            )
+            .deploy(release, &Share::whole(&one_web()))
             .await
             .expect("deploys");
         let addr = serve(runtime.clone()).await;
@@ -262,6 +259,11 @@ async fn poll_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() ->
 fn log_text(logs: &LogStream) -> String {
     let (history, _) = logs.replay_and_subscribe(10_000);
     history.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// One web dyno: the formation most tests deploy.
+fn one_web() -> Formation {
+    serde_json::from_str(r#"{"web":1}"#).expect("a formation")
 }
 
 fn name(s: &str) -> AppName {
