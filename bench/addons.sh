@@ -25,12 +25,17 @@ need_wrk
 W=$(wdeploy_binary)
 export WDEPLOY_CACHE_DIR=$root/target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
 
+# deploy APP...: each sample on three web dynos of the running host.
+deploy() {
+  for app in "$@"; do
+    "$W" apps:create "$app" --no-link >/dev/null
+    "$W" push -a "$app" --dir "samples/$app" >>"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
+    "$W" ps:scale web=3 -a "$app" >/dev/null
+  done
+}
+
 start_host "$W"
-for app in counter hello; do
-  "$W" apps:create "$app" --no-link >/dev/null
-  "$W" push -a "$app" --dir "samples/$app" >>"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
-  "$W" ps:scale web=3 -a "$app" >/dev/null
-done
+deploy counter hello
 
 declare -A rps
 echo "wrk -t$threads -c$connections -d$duration, loopback, one host, web=3 each ($(nproc) cores)"
@@ -41,4 +46,11 @@ count=$(curl -sf -H "Host: counter.localhost" "http://127.0.0.1:$router/count")
 echo "increments acknowledged and counted: $count"
 echo "increments/s / hello:  $(ratio "${rps[counter / (one durable increment)]}" "${rps[hello (no add-on call)]}")  (target: >= 20,000 increments/s)"
 echo "/count / hello:        $(ratio "${rps[counter /count (one read)]}" "${rps[hello (no add-on call)]}")  (target >= 0.5)"
+stop_host
+
+# The same increments with two threads per app's lane (`--lane-threads 2`, not the default:
+# see runtime/host/src/guest/lane.rs).
+start_host "$W" --lane-threads 2
+deploy counter
+wrk_row "counter / on --lane-threads 2" "http://127.0.0.1:$router/" counter.localhost
 stop_host

@@ -21,13 +21,14 @@ wdeploy_binary() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_host BIN: a host of BIN on a new data dir, its log in $work/host.log.
+# start_host BIN [HOST-ARGS...]: a host of BIN on a new data dir, its log in $work/host.log.
 start_host() {
   local bin=$1 data
+  shift
   data=${work:?set work before start_host}/data-$RANDOM
   api=$(free_port)
   router=$(free_port)
-  "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" >"$work/host.log" 2>&1 &
+  "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" "$@" >"$work/host.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do [ -f "$data/admin-token" ] && break; sleep 0.1; done
   export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN

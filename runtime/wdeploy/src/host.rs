@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    AcmeOptions, Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions,
-    Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, LETS_ENCRYPT,
-    ListenerLimits, LogRate, Router, raise_fd_limit,
+    AcmeOptions, Backoff, DEFAULT_LANE_THREADS, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB,
+    Deadlines, DrainOptions, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig,
+    IDLE_TIMEOUT, LETS_ENCRYPT, LaneOptions, ListenerLimits, LogRate, Router, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +73,10 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
+    /// Threads each app's guests run on (its lane), so how many cores one app can use at
+    /// once; a busy app is still confined to the batch cores
+    #[arg(long, default_value_t = DEFAULT_LANE_THREADS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub lane_threads: usize,
     /// Instances one app may hold at once over all its dynos, its share of the pool (by
     /// default a quarter of --max-instances); past it, its own requests get 503 H11
     #[arg(long)]
@@ -297,6 +301,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             Egress::Any
         } else {
             Egress::PublicOnly
+        },
+        lanes: LaneOptions {
+            threads: args.lane_threads,
+            ..LaneOptions::default()
         },
         ..EngineOptions::default()
     })?;

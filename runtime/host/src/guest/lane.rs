@@ -10,6 +10,14 @@
 //! busy guest's time slice). The [CPU governor](super::cpu) confines a busy lane to the
 //! batch cores, so busy guests never delay the router, the API or a quiet app's request.
 //!
+//! `wdeploy host --lane-threads 2` gives every app two. Requests that wait come back
+//! together (the increments one add-on commit acknowledges resume at once), and on one
+//! thread each waits for the others' guests: `samples/counter` on three dynos made 18.4k
+//! increments/s on one thread and 20.1–24.0k on two (`bench/addons.sh`). One stays the
+//! default because waking an idle app costs more with two: tokio's first worker to find
+//! the request wakes the second, and both join the app (570 against 810 µs of host CPU per
+//! wake-up in a storm at 10,000 apps, `bench/idle.py`).
+//!
 //! Guests still yield to their lane on every epoch tick, so one app's dynos share its
 //! lane among themselves.
 
@@ -26,16 +34,20 @@ use wdeploy_core::AppName;
 /// How lanes are made; the same for every app of a host.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneOptions {
-    /// Worker threads per app: how many cores one app's guests can use at once.
+    /// Worker threads per app: how many cores one app's guests can use at once
+    /// ([`DEFAULT_LANE_THREADS`] unless the host says).
     pub threads: usize,
     /// Threads per app for blocking work done on the guests' behalf (files, add-ons).
     pub max_blocking_threads: usize,
 }
 
+/// `wdeploy host --lane-threads` unless given (see the module's doc for why one).
+pub const DEFAULT_LANE_THREADS: usize = 1;
+
 impl Default for LaneOptions {
     fn default() -> Self {
         LaneOptions {
-            threads: 1,
+            threads: DEFAULT_LANE_THREADS,
             max_blocking_threads: 16,
         }
     }
@@ -196,10 +208,18 @@ mod tests {
         )
     }
 
-    /// Two apps' lanes on one set of spares that builds none ahead.
+    /// Lanes of one thread, so a test knows which thread runs what.
+    fn one_thread() -> LaneOptions {
+        LaneOptions {
+            threads: 1,
+            ..LaneOptions::default()
+        }
+    }
+
+    /// Two apps' lanes of one thread each, on one set of spares that builds none ahead.
     fn two_lanes() -> (Lane, Lane) {
         let governor = CpuGovernor::start(Default::default()).expect("governor");
-        let spares = Arc::new(LaneSpares::none_ahead(LaneOptions::default()));
+        let spares = Arc::new(LaneSpares::none_ahead(one_thread()));
         let lane = |name: &str| {
             Lane::new(
                 AppName::from_str(name).expect("valid name"),
@@ -279,6 +299,39 @@ mod tests {
             .expect("lane runs")
             .expect("the thread's name");
         assert_eq!(thread.trim_end(), "app:lanes");
+    }
+
+    #[tokio::test]
+    async fn an_apps_guests_run_on_two_threads_at_once() {
+        let governor = CpuGovernor::start(Default::default()).expect("governor");
+        let lane = Lane::new(
+            AppName::from_str("two").expect("valid name"),
+            LogStream::new(),
+            &governor,
+            Arc::new(LaneSpares::new(LaneOptions {
+                threads: 2,
+                ..LaneOptions::default()
+            })),
+        );
+        let handle = lane.handle().expect("lane starts");
+        // Each task blocks its thread until the other arrives: both finish only if the
+        // lane runs them side by side.
+        let meet = Arc::new(std::sync::Barrier::new(2));
+        let both = [meet.clone(), meet].map(|meet| {
+            handle.run(async move {
+                meet.wait();
+                crate::guest::cpu::current_tid()
+            })
+        });
+        let [a, b] = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures::future::join_all(both),
+        )
+        .await
+        .expect("the two tasks met")
+        .try_into()
+        .expect("two results");
+        assert_ne!(a.expect("ran"), b.expect("ran"));
     }
 
     #[tokio::test]
