@@ -2,6 +2,8 @@
 //! them, streams their logs, and carries out the control API over a store.
 //!
 //! Layers, bottom up (each only uses the ones before it):
+//! - `token_bucket`: a burst then a steady rate, for the lines a tenant can make the host
+//!   write at will;
 //! - `metrics/`: the host's registry (Prometheus text at `/metrics`) and each active
 //!   app's counters and last hour;
 //! - `listener/`: the HTTP listeners' limits (connections, timeouts, header bytes),
@@ -38,6 +40,7 @@ mod metrics;
 mod release;
 mod router;
 pub mod tls;
+mod token_bucket;
 
 pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;

@@ -8,6 +8,7 @@
 //! Lines held back are counted in the next one written.
 
 use crate::logs::LogStream;
+use crate::token_bucket::TokenBucket;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 use wdeploy_core::egress::AllowList;
@@ -20,14 +21,8 @@ pub const REFUSAL_EVERY: Duration = Duration::from_secs(1);
 /// What one release of an app allows, shared by all its instances on this host.
 pub struct AppEgress {
     allow: Option<AllowList>,
-    lines: Mutex<Bucket>,
-}
-
-/// A token bucket of log lines, and the refusals not logged since the last line.
-struct Bucket {
-    tokens: u32,
-    filled_at: Instant,
-    held_back: u64,
+    /// Refusal lines, and the refusals not logged since the last one.
+    lines: Mutex<TokenBucket>,
 }
 
 impl AppEgress {
@@ -35,11 +30,10 @@ impl AppEgress {
     pub fn new(allow: Option<AllowList>) -> AppEgress {
         AppEgress {
             allow,
-            lines: Mutex::new(Bucket {
-                tokens: REFUSALS_BURST,
-                filled_at: Instant::now(),
-                held_back: 0,
-            }),
+            lines: Mutex::new(TokenBucket::new(
+                1.0 / REFUSAL_EVERY.as_secs_f64(),
+                REFUSALS_BURST,
+            )),
         }
     }
 
@@ -68,20 +62,8 @@ impl AppEgress {
     /// Whether a line may be written at `now`, and how many refusals were held back
     /// before it.
     fn take_line(&self, now: Instant) -> Option<u64> {
-        let mut bucket = self.lines.lock();
-        let earned =
-            now.saturating_duration_since(bucket.filled_at).as_nanos() / REFUSAL_EVERY.as_nanos();
-        if earned > 0 {
-            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
-            bucket.tokens = bucket.tokens.saturating_add(earned).min(REFUSALS_BURST);
-            bucket.filled_at = now;
-        }
-        if bucket.tokens == 0 {
-            bucket.held_back += 1;
-            return None;
-        }
-        bucket.tokens -= 1;
-        Some(std::mem::take(&mut bucket.held_back))
+        let mut lines = self.lines.lock();
+        lines.take(now).then(|| lines.take_held_back())
     }
 }
 

@@ -3,6 +3,7 @@
 //! streams. Lines over the rate are dropped and counted; at most once a second the stream
 //! says how many, as Heroku's Logplex does (`Error L10 (output buffer overflow)`).
 
+use crate::token_bucket::TokenBucket;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 
@@ -28,41 +29,27 @@ impl Default for LogRate {
 /// Dropped lines are told after this long (so at most one L10 line a second).
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
 
-/// One stream's bucket and its count of dropped lines.
+/// One stream's bucket, and when the first line it dropped since the last L10 was dropped.
 pub(super) struct Bucket {
-    rate: LogRate,
-    tokens: f64,
-    refilled: Instant,
-    dropped: u64,
-    /// When the first line counted in `dropped` was dropped.
+    lines: TokenBucket,
     dropped_since: Option<(Instant, DateTime<Utc>)>,
 }
 
 impl Bucket {
     pub(super) fn new(rate: LogRate) -> Bucket {
         Bucket {
-            rate,
-            tokens: f64::from(rate.burst),
-            refilled: Instant::now(),
-            dropped: 0,
+            lines: TokenBucket::new(f64::from(rate.per_second), rate.burst),
             dropped_since: None,
         }
     }
 
     /// Whether a line may pass now (taking a token), or is dropped and counted.
     pub(super) fn admit(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * f64::from(self.rate.per_second))
-            .min(f64::from(self.rate.burst));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            self.dropped += 1;
+        let admitted = self.lines.take(now);
+        if !admitted {
             self.dropped_since.get_or_insert_with(|| (now, Utc::now()));
-            false
         }
+        admitted
     }
 
     /// The L10 line for the lines dropped since the last one, once the first of them is
@@ -73,7 +60,7 @@ impl Bucket {
             return None;
         }
         self.dropped_since = None;
-        let dropped = std::mem::take(&mut self.dropped);
+        let dropped = self.lines.take_held_back();
         Some(format!(
             "Error L10 (output buffer overflow): {dropped} messages dropped since {}",
             since.format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
