@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom up (each only uses the ones before it):
 //! - `token_bucket`: a burst then a steady rate, for the lines a tenant can make the host
-//!   write at will;
+//!   write at will; `client_tls`: the roots and settings of every TLS connection the
+//!   host makes;
 //! - `metrics/`: the host's registry (Prometheus text at `/metrics`) and each active
 //!   app's counters and last hour;
 //! - `listener/`: the HTTP listeners' limits (connections, timeouts, header bytes),
@@ -29,6 +30,7 @@
 
 mod addons;
 mod app;
+mod client_tls;
 mod cluster;
 mod control;
 mod deadlines;

@@ -132,17 +132,10 @@ fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, Err
 fn tls_connector() -> tokio_rustls::TlsConnector {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
-        Arc::new(config.unwrap_or_else(|e| {
-            // The ring provider supports the default versions; this cannot fail.
-            unreachable!("ring provider without TLS 1.2/1.3: {e}")
-        }))
+        // No extra roots to read, and ring supports the default versions: cannot fail.
+        let config = crate::client_tls::client_config(&[], "none")
+            .unwrap_or_else(|e| unreachable!("TLS client without extra roots: {e:#}"));
+        Arc::new(config)
     });
     tokio_rustls::TlsConnector::from(config.clone())
 }

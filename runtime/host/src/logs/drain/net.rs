@@ -42,29 +42,7 @@ pub struct DrainOptions {
 
 impl DrainNetwork {
     pub fn new(options: &DrainOptions) -> anyhow::Result<DrainNetwork> {
-        use anyhow::Context;
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        if !options.extra_roots_pem.is_empty() {
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(&options.extra_roots_pem) {
-                let cert = cert.context("reading a certificate of --drain-ca")?;
-                roots
-                    .add(cert)
-                    .context("a certificate of --drain-ca is no CA certificate")?;
-                added += 1;
-            }
-            anyhow::ensure!(added > 0, "--drain-ca holds no PEM certificate");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS for drains")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::client_tls::client_config(&options.extra_roots_pem, "--drain-ca")?;
         Ok(DrainNetwork {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             allow_private: options.allow_private,

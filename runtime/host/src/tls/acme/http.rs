@@ -30,29 +30,7 @@ pub(super) struct AcmeHttp {
 impl AcmeHttp {
     /// Trusting the webpki roots and the certificates of `extra_roots_pem` (`--acme-ca`).
     pub(super) fn new(extra_roots_pem: &[u8]) -> anyhow::Result<AcmeHttp> {
-        use anyhow::Context;
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        if !extra_roots_pem.is_empty() {
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(extra_roots_pem) {
-                let cert = cert.context("reading a certificate of --acme-ca")?;
-                roots
-                    .add(cert)
-                    .context("a certificate of --acme-ca is no CA certificate")?;
-                added += 1;
-            }
-            anyhow::ensure!(added > 0, "--acme-ca holds no PEM certificate");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS for ACME")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = crate::client_tls::client_config(extra_roots_pem, "--acme-ca")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(AcmeHttp {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
