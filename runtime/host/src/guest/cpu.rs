@@ -255,6 +255,11 @@ impl LaneCpu {
         self.state.lock().threads.keys().copied().collect()
     }
 
+    /// The app whose lane this is.
+    pub fn app(&self) -> &AppName {
+        &self.app
+    }
+
     /// Whether the lane is confined to the batch cores now.
     pub fn is_demoted(&self) -> bool {
         self.state.lock().demoted

@@ -58,7 +58,6 @@ impl Default for LaneOptions {
 /// with its app; it goes back to the spares when the app has gone idle
 /// ([`Lane::stop_if`]). The next guest work takes one again.
 pub struct Lane {
-    app: AppName,
     /// Where its runtime comes from: ready-built ones, shared by the host's lanes.
     spares: Arc<LaneSpares>,
     /// The lane's threads as the CPU governor sees them.
@@ -89,8 +88,7 @@ impl Lane {
         spares: Arc<LaneSpares>,
     ) -> Lane {
         Lane {
-            cpu: governor.watch(app.clone(), logs),
-            app,
+            cpu: governor.watch(app, logs),
             spares,
             runtime: Mutex::new(None),
         }
@@ -101,8 +99,7 @@ impl Lane {
         let mut runtime = self.runtime.lock();
         let runtime = match &mut *runtime {
             Some(running) => running,
-            // Thread names are cut to 15 bytes by Linux; the app name is what top shows.
-            none => none.insert(self.spares.take(&self.cpu, format!("app:{}", self.app))?),
+            none => none.insert(self.spares.take(&self.cpu)?),
         };
         Ok(LaneHandle {
             handle: runtime.handle().clone(),

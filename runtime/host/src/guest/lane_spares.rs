@@ -126,9 +126,10 @@ impl LaneSpares {
         }
     }
 
-    /// A runtime for the lane of `cpu`'s app, named `name`: a parked one if there is one,
-    /// else one built now.
-    pub fn take(&self, cpu: &Arc<LaneCpu>, name: String) -> anyhow::Result<LaneRuntime> {
+    /// A runtime for the lane of `cpu`'s app: a parked one if there is one, else one
+    /// built now. Its threads are named `app:NAME` (Linux keeps 15 bytes: the app's name
+    /// is what `top` shows).
+    pub fn take(&self, cpu: &Arc<LaneCpu>) -> anyhow::Result<LaneRuntime> {
         self.refill.get_or_init(|| self.start_refill());
         let parked = {
             let mut ready = self.shared.ready.lock();
@@ -142,17 +143,15 @@ impl LaneSpares {
             Some(spare) => (spare.runtime, spare.owner),
             None => {
                 let owner = Arc::new(LaneOwner::default());
-                let runtime = self.shared.build(owner.clone()).with_context(|| {
-                    format!(
-                        "starting the guest threads of {}",
-                        name.trim_start_matches("app:")
-                    )
-                })?;
+                let runtime = self
+                    .shared
+                    .build(owner.clone())
+                    .with_context(|| format!("starting the guest threads of {}", cpu.app()))?;
                 (runtime, owner)
             }
         };
         // Set before anything is spawned on it: its threads join as they wake.
-        owner.own(cpu.clone(), name);
+        owner.own(cpu.clone(), format!("app:{}", cpu.app()));
         Ok(LaneRuntime {
             handle: runtime.handle().clone(),
             owner,
