@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -188,8 +188,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let limits = listener_limits(&args)?;
-    let data = match args.data {
-        Some(dir) => dir,
+    let data = match &args.data {
+        Some(dir) => dir.clone(),
         None => default_data_dir()?,
     };
     let router_listener = tokio::net::TcpListener::bind(args.listen)
@@ -291,23 +291,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         args.log_rate >= 1 && args.log_burst >= 1,
         "--log-rate and --log-burst must be at least 1"
     );
-    let engine = Engine::new(&EngineOptions {
-        cache_dir: Some(data.join("compiled")),
-        max_instances: args.max_instances,
-        max_disk_bytes: args.max_disk_mb << 20,
-        max_app_instances: args.max_app_instances,
-        max_app_memory_bytes: args.max_app_memory_mb.saturating_mul(1 << 20),
-        egress: if args.allow_private_egress {
-            Egress::Any
-        } else {
-            Egress::PublicOnly
-        },
-        lanes: LaneOptions {
-            threads: args.lane_threads,
-            ..LaneOptions::default()
-        },
-        ..EngineOptions::default()
-    })?;
+    let engine = Engine::new(&engine_options(&args, &data))?;
     let router = Router::new(&args.domain);
     let me = wdeploy_store::NodeInfo {
         name: args
@@ -577,4 +561,50 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME").context("HOME is not set; pass --data DIR")?;
     Ok(PathBuf::from(home).join(".local/share/wdeploy"))
+}
+
+/// The engine `args` ask for, its compiled components cached under `data`.
+fn engine_options(args: &HostArgs, data: &Path) -> EngineOptions {
+    EngineOptions {
+        cache_dir: Some(data.join("compiled")),
+        max_instances: args.max_instances,
+        max_disk_bytes: args.max_disk_mb << 20,
+        max_app_instances: args.max_app_instances,
+        max_app_memory_bytes: args.max_app_memory_mb.saturating_mul(1 << 20),
+        egress: if args.allow_private_egress {
+            Egress::Any
+        } else {
+            Egress::PublicOnly
+        },
+        lanes: LaneOptions {
+            threads: args.lane_threads,
+            ..LaneOptions::default()
+        },
+        ..EngineOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        host: HostArgs,
+    }
+
+    #[test]
+    fn lane_threads_reach_the_engine_and_zero_is_refused() {
+        let data = Path::new("/data");
+        let default = Cli::try_parse_from(["host"]).expect("no flags");
+        assert_eq!(
+            engine_options(&default.host, data).lanes.threads,
+            DEFAULT_LANE_THREADS
+        );
+        let two = Cli::try_parse_from(["host", "--lane-threads", "2"]).expect("two");
+        assert_eq!(engine_options(&two.host, data).lanes.threads, 2);
+        assert!(Cli::try_parse_from(["host", "--lane-threads", "0"]).is_err());
+    }
 }
