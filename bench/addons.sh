@@ -48,9 +48,11 @@ echo "increments/s / hello:  $(ratio "${rps[counter / (one durable increment)]}"
 echo "/count / hello:        $(ratio "${rps[counter /count (one read)]}" "${rps[hello (no add-on call)]}")  (target >= 0.5)"
 stop_host
 
-# The same increments with two threads per app's lane (`--lane-threads 2`, not the default:
-# see runtime/host/src/guest/lane.rs).
-start_host "$W" --lane-threads 2
+# The baseline: the same increments on one thread per app whatever its dynos
+# (`--lane-threads 1`, the default until an app's lane had a thread per dyno: see
+# runtime/host/src/guest/lane.rs).
+start_host "$W" --lane-threads 1
 deploy counter
-wrk_row "counter / on --lane-threads 2" "http://127.0.0.1:$router/" counter.localhost
+wrk_row "counter / on --lane-threads 1" "http://127.0.0.1:$router/" counter.localhost
 stop_host
+echo "a thread per dyno / one per app: $(ratio "${rps[counter / (one durable increment)]}" "${rps[counter / on --lane-threads 1]}")"

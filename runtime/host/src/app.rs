@@ -144,6 +144,12 @@ impl AppRuntime {
         slept
     }
 
+    /// The worker threads the app's guests run on now (none while it sleeps): one per
+    /// dyno, up to the host's `--lane-threads`.
+    pub fn lane_threads(&self) -> Option<usize> {
+        self.lane.threads()
+    }
+
     /// Whether the app's only dynos are web dynos, all idle and quiet, with no change
     /// (deploy, scale, restart) under way.
     fn nothing_but_idle_web(&self) -> bool {
@@ -212,8 +218,14 @@ impl AppRuntime {
             running = self.share.lock() => running,
             () = cancel.cancelled() => bail!("cancelled before v{} started", release.version),
         };
-        self.deploy_locked(&mut running, release, share, start, cancel)
-            .await
+        let deployed = self
+            .deploy_locked(&mut running, release, share, start, cancel)
+            .await;
+        if deployed.is_err() {
+            // The dynos that run are still the old share's.
+            self.lane.fit(running.dynos());
+        }
+        deployed
     }
 
     async fn deploy_locked(
@@ -224,6 +236,8 @@ impl AppRuntime {
         start: WebStart,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
+        // Before the new dynos start, so they run on a lane of their number.
+        self.lane.fit(share.dynos());
         let mut fresh = Vec::new();
         for n in share.numbers(&ProcessType::web()) {
             // Dropping a booting dyno stops its instance at the guest's next yield.
@@ -271,6 +285,22 @@ impl AppRuntime {
             *running = share.clone();
             return Ok(());
         };
+        // A thread per dyno: the dynos kept stay on the threads they run on, new ones
+        // start on a lane of the new size.
+        self.lane.fit(share.dynos());
+        let scaled = self.scale_locked(&mut running, &release, share).await;
+        if scaled.is_err() {
+            self.lane.fit(running.dynos());
+        }
+        scaled
+    }
+
+    async fn scale_locked(
+        &self,
+        running: &mut Share,
+        release: &Arc<Release>,
+        share: &Share,
+    ) -> anyhow::Result<()> {
         let web = self.web_dynos();
         let wanted: Vec<u32> = share.numbers(&ProcessType::web()).collect();
         let have: Vec<u32> = web.iter().map(|d| number(d.name())).collect();
@@ -279,7 +309,7 @@ impl AppRuntime {
             for n in wanted {
                 match web.iter().find(|d| number(d.name()) == n) {
                     Some(kept) => next.push(kept.clone()),
-                    None => next.push(self.start_web(&release, n, WebStart::Boot).await?),
+                    None => next.push(self.start_web(release, n, WebStart::Boot).await?),
                 }
             }
             let surplus: Vec<WebDyno> = web
@@ -309,7 +339,7 @@ impl AppRuntime {
                 }
                 let name = format!("{process_type}.{n}");
                 if !kept.iter().any(|w| w.name() == name) {
-                    kept.push(self.start_worker(&release, process_type, n)?);
+                    kept.push(self.start_worker(release, process_type, n)?);
                 }
             }
             *workers = kept;

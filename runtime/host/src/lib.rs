@@ -57,7 +57,7 @@ pub use guest::engine::{
     DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Engine, EngineOptions, Flavor,
 };
 pub use guest::imports::instantiate_pre;
-pub use guest::lane::{DEFAULT_LANE_THREADS, LaneOptions};
+pub use guest::lane::{LaneOptions, default_lane_threads};
 pub use listener::{
     Accepted, HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_STREAMS_PER_CONNECTION, Transport,
     raise_fd_limit, serve as serve_http,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    AcmeOptions, Backoff, DEFAULT_LANE_THREADS, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB,
-    Deadlines, DrainOptions, Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig,
-    IDLE_TIMEOUT, LETS_ENCRYPT, LaneOptions, ListenerLimits, LogRate, Router, raise_fd_limit,
+    AcmeOptions, Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions,
+    Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, LETS_ENCRYPT,
+    LaneOptions, ListenerLimits, LogRate, Router, default_lane_threads, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -73,9 +73,10 @@ pub struct HostArgs {
     /// web dyno up to WEB_CONCURRENCY); sizes the engine's instance pool at start
     #[arg(long, default_value_t = 10_000)]
     pub max_instances: u32,
-    /// Threads each app's guests run on (its lane), so how many cores one app can use at
-    /// once; a busy app is still confined to the batch cores
-    #[arg(long, default_value_t = DEFAULT_LANE_THREADS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    /// The most threads one app's guests run on (its lane has one per dyno this host runs
+    /// of it, up to this), so how many cores one app can use at once [default: the cores
+    /// the host may use]; a busy app is still confined to the batch cores
+    #[arg(long, default_value_t = default_lane_threads(), hide_default_value = true, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub lane_threads: usize,
     /// Instances one app may hold at once over all its dynos, its share of the pool (by
     /// default a quarter of --max-instances); past it, its own requests get 503 H11
@@ -599,10 +600,8 @@ mod tests {
     fn lane_threads_reach_the_engine_and_zero_is_refused() {
         let data = Path::new("/data");
         let default = Cli::try_parse_from(["host"]).expect("no flags");
-        assert_eq!(
-            engine_options(&default.host, data).lanes.threads,
-            DEFAULT_LANE_THREADS
-        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+        assert_eq!(engine_options(&default.host, data).lanes.threads, cores);
         let two = Cli::try_parse_from(["host", "--lane-threads", "2"]).expect("two");
         assert_eq!(engine_options(&two.host, data).lanes.threads, 2);
         assert!(Cli::try_parse_from(["host", "--lane-threads", "0"]).is_err());

@@ -49,6 +49,15 @@ impl Share {
             .flat_map(|(t, numbers)| numbers.iter().map(move |n| (t, *n)))
     }
 
+    /// How many dynos the share holds (a release phase is not one).
+    pub fn dynos(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|(t, _)| !t.is_release())
+            .map(|(_, numbers)| numbers.len())
+            .sum()
+    }
+
     /// How many dynos of each type the share holds, for log lines.
     pub fn summary(&self) -> String {
         let parts: Vec<String> = self

@@ -1,53 +1,64 @@
 //! Lanes: the threads one app's guests run on.
 //!
-//! Every app gets its own small tokio runtime (by default one worker thread) for all of
-//! its guest code: web requests, worker and one-off dynos, the release phase and the
-//! start functions run when instantiating. The router, the control API and the store stay
-//! on the host's main runtime. So the kernel's scheduler, which is fair between threads,
-//! is fair between apps: an app that busy-loops in eight workers competes for the CPU as
-//! one thread, slows itself, and cannot queue other apps' requests behind its guests as
-//! one shared async executor would (there the quiet app's request waited behind every
-//! busy guest's time slice). The [CPU governor](super::cpu) confines a busy lane to the
-//! batch cores, so busy guests never delay the router, the API or a quiet app's request.
+//! Every app gets its own small tokio runtime for all of its guest code: web requests,
+//! worker and one-off dynos, the release phase and the start functions run when
+//! instantiating. The router, the control API and the store stay on the host's main
+//! runtime. So the kernel's scheduler, which is fair between threads, is fair between
+//! apps: an app that busy-loops competes for the CPU as its lane's threads, slows itself,
+//! and cannot queue other apps' requests behind its guests as one shared async executor
+//! would (there the quiet app's request waited behind every busy guest's time slice). The
+//! [CPU governor](super::cpu) confines a busy lane to the batch cores, so busy guests
+//! never delay the router, the API or a quiet app's request.
 //!
-//! `wdeploy host --lane-threads 2` gives every app two. Requests that wait come back
-//! together (the increments one add-on commit acknowledges resume at once), and on one
-//! thread each waits for the others' guests: `samples/counter` on three dynos made 18.4k
-//! increments/s on one thread and 20.1–24.0k on two (`bench/addons.sh`). One stays the
-//! default because waking an idle app costs more with two: tokio's first worker to find
-//! the request wakes the second, and both join the app (570 against 810 µs of host CPU per
-//! wake-up in a storm at 10,000 apps, `bench/idle.py`).
+//! A lane has one worker thread per dyno this host runs of its app, up to the host's
+//! `--lane-threads` (by default its cores): scaling out adds cores as it does on Heroku,
+//! where each dyno is a container of its own. One thread per app capped what a scaled
+//! app could do at one core: `samples/counter` on three dynos made 18.4k increments/s on
+//! one thread and 20.1–24.0k on two (`bench/addons.sh`), because the increments one
+//! add-on commit acknowledges resume at once and on one thread each waits for the others'
+//! guests. An app of one dyno, which is every app that sleeps in numbers, keeps one
+//! thread: waking a lane of two costs more (tokio's first worker to find the request
+//! wakes the second, and both join the app: 570 against 810 µs of host CPU per wake-up in
+//! a storm at 10,000 apps, `bench/idle.py`).
+//!
+//! A tokio runtime cannot change its number of threads, and a long-running worker dyno
+//! cannot move between runtimes. So when a deploy or a scale changes the lane's size,
+//! new work goes to a runtime of the new size, and the old one is retired: the tasks on
+//! it (a worker dyno kept by the scale, a request in flight) run on there, and it stops
+//! once nothing is left on it.
 //!
 //! Guests still yield to their lane on every epoch tick, so one app's dynos share its
 //! lane among themselves.
 
 use crate::guest::cpu::{CpuGovernor, LaneCpu};
-use crate::guest::lane_spares::{LaneOwner, LaneRuntime, LaneSpares};
+use crate::guest::lane_spares::{LaneRuntime, LaneSpares, Spawner};
 use crate::logs::LogStream;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::runtime::Handle;
 use tokio::task::{AbortHandle, JoinHandle};
 use wdeploy_core::AppName;
 
 /// How lanes are made; the same for every app of a host.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneOptions {
-    /// Worker threads per app: how many cores one app's guests can use at once
-    /// ([`DEFAULT_LANE_THREADS`] unless the host says).
+    /// The most worker threads one app gets (one per dyno up to this): how many cores
+    /// one app's guests can use at once ([`default_lane_threads`] unless the host says).
     pub threads: usize,
     /// Threads per app for blocking work done on the guests' behalf (files, add-ons).
     pub max_blocking_threads: usize,
 }
 
-/// `wdeploy host --lane-threads` unless given (see the module's doc for why one).
-pub const DEFAULT_LANE_THREADS: usize = 1;
+/// `wdeploy host --lane-threads` unless given: the cores this process may use (at most
+/// 64), so that an app scaled to as many dynos can use all of them.
+pub fn default_lane_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
+}
 
 impl Default for LaneOptions {
     fn default() -> Self {
         LaneOptions {
-            threads: DEFAULT_LANE_THREADS,
+            threads: default_lane_threads(),
             max_blocking_threads: 16,
         }
     }
@@ -63,14 +74,23 @@ pub struct Lane {
     /// The lane's threads as the CPU governor sees them.
     cpu: Arc<LaneCpu>,
     /// Under a lock, so stopping an idle lane and a request asking for it are ordered.
-    runtime: Mutex<Option<LaneRuntime>>,
+    runtime: Mutex<Runtimes>,
+}
+
+/// A lane's runtimes: the one new work goes to, and older ones with work left on them.
+struct Runtimes {
+    running: Option<LaneRuntime>,
+    /// The worker threads the next runtime taken gets: one per dyno (see [`Lane::fit`]).
+    threads: usize,
+    /// Runtimes of an earlier size, each stopped once nothing is left on it.
+    retired: Vec<LaneRuntime>,
 }
 
 /// Where guest work of one app is spawned; cheap to clone, usable from any runtime.
+/// While one is held, the runtime it spawns on is not stopped for a resize.
 #[derive(Clone, Debug)]
 pub struct LaneHandle {
-    handle: Handle,
-    owner: Arc<LaneOwner>,
+    spawner: Arc<Spawner>,
 }
 
 /// The lane's runtime stopped (its app is gone) before the task could finish.
@@ -90,20 +110,41 @@ impl Lane {
         Lane {
             cpu: governor.watch(app, logs),
             spares,
-            runtime: Mutex::new(None),
+            runtime: Mutex::new(Runtimes {
+                running: None,
+                threads: 1,
+                retired: Vec::new(),
+            }),
         }
+    }
+
+    /// Sizes the lane for `dynos` dynos of its app on this host: one worker thread each,
+    /// at least one, at most the host's `--lane-threads`. A running runtime of another
+    /// size is retired: what runs on it stays there, and new work goes to one of the new
+    /// size, taken at the next [`Lane::handle`].
+    pub fn fit(&self, dynos: usize) {
+        let threads = dynos.clamp(1, self.spares.max_threads());
+        let mut lane = self.runtime.lock();
+        lane.threads = threads;
+        if let Some(old) = lane.running.take_if(|r| r.threads() != threads) {
+            lane.retired.push(old);
+        }
+        lane.stop_unused_retired();
     }
 
     /// The lane's handle, starting its threads if they are not running.
     pub fn handle(&self) -> anyhow::Result<LaneHandle> {
-        let mut runtime = self.runtime.lock();
-        let runtime = match &mut *runtime {
+        let mut lane = self.runtime.lock();
+        if !lane.retired.is_empty() {
+            lane.stop_unused_retired();
+        }
+        let threads = lane.threads;
+        let runtime = match &mut lane.running {
             Some(running) => running,
-            none => none.insert(self.spares.take(&self.cpu)?),
+            none => none.insert(self.spares.take(&self.cpu, threads)?),
         };
         Ok(LaneHandle {
-            handle: runtime.handle().clone(),
-            owner: runtime.owner().clone(),
+            spawner: runtime.spawner().clone(),
         })
     }
 
@@ -112,14 +153,16 @@ impl Lane {
     /// lane, so it is either seen by `quiet` or gets a new runtime after this). Whether
     /// they were stopped.
     pub fn stop_if(&self, quiet: impl FnOnce() -> bool) -> bool {
-        let mut runtime = self.runtime.lock();
-        if runtime.is_none() || !quiet() {
+        let mut lane = self.runtime.lock();
+        if lane.running.is_none() || !quiet() {
             return false;
         }
-        let stopping = runtime.take();
-        drop(runtime);
-        // Out of the lock a waking request takes: parked for the next app to wake, or
-        // stopped without waiting.
+        let stopping = lane.running.take();
+        let retired = std::mem::take(&mut lane.retired);
+        drop(lane);
+        // Out of the lock a waking request takes: retired runtimes stopped, the running
+        // one parked for the next app to wake, or stopped, without waiting.
+        drop(retired);
         if let Some(stopping) = stopping {
             self.spares.give_back(stopping);
         }
@@ -128,7 +171,24 @@ impl Lane {
 
     /// Whether the lane's threads run now.
     pub fn is_running(&self) -> bool {
-        self.runtime.lock().is_some()
+        self.runtime.lock().running.is_some()
+    }
+
+    /// The worker threads of the runtime new work goes to, if one runs.
+    pub fn threads(&self) -> Option<usize> {
+        self.runtime
+            .lock()
+            .running
+            .as_ref()
+            .map(LaneRuntime::threads)
+    }
+}
+
+impl Runtimes {
+    /// Stops the retired runtimes nothing is left on. No new work can reach one: the
+    /// lane hands out only its running runtime, and no handle of a retired one is held.
+    fn stop_unused_retired(&mut self) {
+        self.retired.retain(|old| !old.is_unused());
     }
 }
 
@@ -139,11 +199,11 @@ impl LaneHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let owner = self.owner.clone();
-        self.handle.spawn(async move {
+        let spawner = self.spawner.clone();
+        self.spawner.handle.spawn(async move {
             // A worker of a runtime taken ready-built joins the lane as it wakes; this
             // covers one that was still starting up when it was taken.
-            owner.join_current_thread();
+            spawner.owner.join_current_thread();
             future.await
         })
     }
@@ -249,7 +309,12 @@ mod tests {
         assert_eq!(first.cpu.thread_ids(), vec![tid]);
         // A task is counted until just after its caller has its output.
         for _ in 0..1000 {
-            let alive = first.runtime.lock().as_ref().map(LaneRuntime::tasks_alive);
+            let alive = first
+                .runtime
+                .lock()
+                .running
+                .as_ref()
+                .map(LaneRuntime::tasks_alive);
             if alive == Some(0) {
                 break;
             }
@@ -298,19 +363,34 @@ mod tests {
         assert_eq!(thread.trim_end(), "app:lanes");
     }
 
-    #[tokio::test]
-    async fn an_apps_guests_run_on_two_threads_at_once() {
+    /// A lane of `app` whose spares allow `max` threads per app.
+    fn lane_of_at_most(app: &str, max: usize) -> Lane {
         let governor = CpuGovernor::start(Default::default()).expect("governor");
-        let lane = Lane::new(
-            AppName::from_str("two").expect("valid name"),
+        Lane::new(
+            AppName::from_str(app).expect("valid name"),
             LogStream::new(),
             &governor,
-            Arc::new(LaneSpares::new(LaneOptions {
-                threads: 2,
+            Arc::new(LaneSpares::none_ahead(LaneOptions {
+                threads: max,
                 ..LaneOptions::default()
             })),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_apps_guests_run_on_a_thread_per_dyno_up_to_the_hosts_limit() {
+        let lane = lane_of_at_most("scaled", 2);
+        assert_eq!(lane.threads(), None, "no thread before any work");
+        lane.handle().expect("lane starts");
+        assert_eq!(lane.threads(), Some(1), "one dyno, one thread");
+        lane.fit(3);
+        lane.handle().expect("lane starts");
+        assert_eq!(
+            lane.threads(),
+            Some(2),
+            "three dynos, the host's limit of two"
         );
-        let handle = lane.handle().expect("lane starts");
+        let handle = lane.handle().expect("lane runs");
         // Each task blocks its thread until the other arrives: both finish only if the
         // lane runs them side by side.
         let meet = Arc::new(std::sync::Barrier::new(2));
@@ -329,6 +409,55 @@ mod tests {
         .try_into()
         .expect("two results");
         assert_ne!(a.expect("ran"), b.expect("ran"));
+        lane.fit(1);
+        lane.handle().expect("lane runs");
+        assert_eq!(lane.threads(), Some(1), "scaled back to one dyno");
+    }
+
+    #[tokio::test]
+    async fn a_resize_leaves_running_work_on_the_old_threads_until_it_ends() {
+        let lane = lane_of_at_most("resized", 2);
+        let old = lane.handle().expect("lane starts");
+        let (tid, _) = thread_of(&lane).await;
+        // A long-running task (a worker dyno kept by a scale) on the one-thread runtime.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = old.spawn(async move {
+            let _ = stopped.await;
+            crate::guest::cpu::current_tid()
+        });
+        drop(old);
+        lane.fit(2);
+        let (new_tid, name) = thread_of(&lane).await;
+        assert_ne!(new_tid, tid, "new work goes to the new runtime");
+        assert_eq!(name, "app:resized");
+        // Both runtimes' threads count for the app while the old one has work.
+        assert!(lane.cpu.thread_ids().contains(&tid));
+        assert!(lane.cpu.thread_ids().contains(&new_tid));
+        assert_eq!(lane.runtime.lock().retired.len(), 1);
+        stop.send(()).expect("the worker waits");
+        assert_eq!(worker.await.expect("the worker ran on"), tid);
+        // Once nothing is left on it, the old runtime stops at the next look.
+        let mut left = 1;
+        for _ in 0..1000 {
+            lane.handle().expect("lane runs");
+            left = lane.runtime.lock().retired.len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(left, 0, "the emptied old runtime was stopped");
+    }
+
+    #[tokio::test]
+    async fn a_retired_runtime_is_kept_while_a_handle_of_it_is_held() {
+        let lane = lane_of_at_most("held", 2);
+        let held = lane.handle().expect("lane starts");
+        lane.fit(2);
+        lane.handle().expect("lane runs");
+        assert_eq!(lane.runtime.lock().retired.len(), 1);
+        // Work spawned through the old handle, after the resize, still runs.
+        assert!(held.run(async {}).await.is_ok());
     }
 
     #[tokio::test]

@@ -12,7 +12,10 @@
 //!
 //! So a host keeps runtimes owned by no app. A lane takes one when its app wakes; when
 //! the app goes idle its lane gives the runtime back, parked, if nothing of the app is
-//! left on it (no task, no blocking thread). The host's `wdeploy-lanes` thread builds
+//! left on it (no task, no blocking thread). Spares have one worker thread, the size of
+//! the lane of an app with one dyno, which is every app that can sleep in such numbers;
+//! a lane of more threads (an app scaled out) is built when taken and stopped when given
+//! back. The host's `wdeploy-lanes` thread builds
 //! one whenever fewer than [`READY`] wait, and stops the spares nobody took for
 //! [`TRIM_AFTER`], a few at a time, so a host that once woke a thousand apps does not
 //! keep a thousand threads, nor stop them all at once.
@@ -85,10 +88,20 @@ struct Spare {
 /// One app's runtime: its threads count for that app's lane. Dropping it stops it without
 /// waiting, dropping every task still on it, so it may be dropped anywhere.
 pub struct LaneRuntime {
-    handle: Handle,
-    owner: Arc<LaneOwner>,
+    /// Shared with every [`LaneHandle`](super::lane::LaneHandle) given out: while one is
+    /// held, work may still be spawned on the runtime.
+    spawner: Arc<Spawner>,
+    /// Worker threads.
+    threads: usize,
     /// Always there until dropped or given back.
     runtime: Option<Runtime>,
+}
+
+/// Where work is spawned on one runtime, and whose threads run it.
+#[derive(Debug)]
+pub struct Spawner {
+    pub handle: Handle,
+    pub owner: Arc<LaneOwner>,
 }
 
 /// Whose a runtime is now; set when a lane takes it, cleared when it is given back.
@@ -126,10 +139,24 @@ impl LaneSpares {
         }
     }
 
-    /// A runtime for the lane of `cpu`'s app: a parked one if there is one, else one
-    /// built now. Its threads are named `app:NAME` (Linux keeps 15 bytes: the app's name
-    /// is what `top` shows).
-    pub fn take(&self, cpu: &Arc<LaneCpu>) -> anyhow::Result<LaneRuntime> {
+    /// The most worker threads one app's lane may have (`wdeploy host --lane-threads`).
+    pub fn max_threads(&self) -> usize {
+        self.shared.options.threads.max(1)
+    }
+
+    /// A runtime of `threads` workers for the lane of `cpu`'s app: for one, a parked one
+    /// if there is one, else one built now. Its threads are named `app:NAME` (Linux keeps
+    /// 15 bytes: the app's name is what `top` shows).
+    pub fn take(&self, cpu: &Arc<LaneCpu>, threads: usize) -> anyhow::Result<LaneRuntime> {
+        let threads = threads.clamp(1, self.max_threads());
+        if threads > 1 {
+            let owner = Arc::new(LaneOwner::default());
+            let runtime = self
+                .shared
+                .build(owner.clone(), threads)
+                .with_context(|| format!("starting the guest threads of {}", cpu.app()))?;
+            return Ok(LaneRuntime::owned_by(cpu, runtime, owner, threads));
+        }
         self.refill.get_or_init(|| self.start_refill());
         let parked = {
             let mut ready = self.shared.ready.lock();
@@ -145,18 +172,12 @@ impl LaneSpares {
                 let owner = Arc::new(LaneOwner::default());
                 let runtime = self
                     .shared
-                    .build(owner.clone())
+                    .build(owner.clone(), 1)
                     .with_context(|| format!("starting the guest threads of {}", cpu.app()))?;
                 (runtime, owner)
             }
         };
-        // Set before anything is spawned on it: its threads join as they wake.
-        owner.own(cpu.clone(), format!("app:{}", cpu.app()));
-        Ok(LaneRuntime {
-            handle: runtime.handle().clone(),
-            owner,
-            runtime: Some(runtime),
-        })
+        Ok(LaneRuntime::owned_by(cpu, runtime, owner, 1))
     }
 
     /// Takes back the runtime of a lane that stopped, parked for another app, when
@@ -165,10 +186,8 @@ impl LaneSpares {
         let Some(runtime) = lane.runtime.take() else {
             return;
         };
-        let owner = lane.owner.clone();
-        let workers = runtime.metrics().num_workers();
-        let reusable = runtime.metrics().num_alive_tasks() == 0
-            && owner.threads.load(Ordering::SeqCst) == workers;
+        let owner = lane.spawner.owner.clone();
+        let reusable = lane.threads == 1 && lane.is_empty(&runtime);
         if !reusable {
             runtime.shutdown_background();
             return;
@@ -254,7 +273,7 @@ impl Shared {
             }
             drop(ready);
             let owner = Arc::new(LaneOwner::default());
-            let built = self.build(owner.clone());
+            let built = self.build(owner.clone(), 1);
             ready = self.ready.lock();
             match built {
                 Ok(runtime) if !ready.stop => ready.parked.push(Spare {
@@ -272,12 +291,12 @@ impl Shared {
         }
     }
 
-    /// A runtime whose threads join `owner`'s lane once it has one.
-    fn build(&self, owner: Arc<LaneOwner>) -> std::io::Result<Runtime> {
+    /// A runtime of `threads` workers whose threads join `owner`'s lane once it has one.
+    fn build(&self, owner: Arc<LaneOwner>, threads: usize) -> std::io::Result<Runtime> {
         let (named, starting, waking, stopping) =
             (owner.clone(), owner.clone(), owner.clone(), owner);
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.options.threads.max(1))
+            .worker_threads(threads.max(1))
             .max_blocking_threads(self.options.max_blocking_threads.max(1))
             .thread_name_fn(move || match &*named.lane.lock() {
                 Some((_, name)) => name.clone(),
@@ -368,18 +387,51 @@ fn rename_current_thread(name: &str) {
 }
 
 impl LaneRuntime {
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+    /// `runtime`, now `cpu`'s app's: set before anything is spawned on it, as its threads
+    /// join as they wake.
+    fn owned_by(
+        cpu: &Arc<LaneCpu>,
+        runtime: Runtime,
+        owner: Arc<LaneOwner>,
+        threads: usize,
+    ) -> LaneRuntime {
+        owner.own(cpu.clone(), format!("app:{}", cpu.app()));
+        LaneRuntime {
+            spawner: Arc::new(Spawner {
+                handle: runtime.handle().clone(),
+                owner,
+            }),
+            threads,
+            runtime: Some(runtime),
+        }
     }
 
-    pub fn owner(&self) -> &Arc<LaneOwner> {
-        &self.owner
+    pub fn spawner(&self) -> &Arc<Spawner> {
+        &self.spawner
+    }
+
+    /// Its worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Whether nothing can run on it any more: no task, no blocking thread, and no
+    /// [`LaneHandle`](super::lane::LaneHandle) out that could spawn one.
+    pub fn is_unused(&self) -> bool {
+        Arc::strong_count(&self.spawner) == 1
+            && self.runtime.as_ref().is_some_and(|r| self.is_empty(r))
+    }
+
+    /// No task on `runtime`, and no thread but its workers (no blocking one).
+    fn is_empty(&self, runtime: &Runtime) -> bool {
+        runtime.metrics().num_alive_tasks() == 0
+            && self.spawner.owner.threads.load(Ordering::SeqCst) == runtime.metrics().num_workers()
     }
 
     /// Tasks on the runtime not yet ended.
     #[cfg(test)]
     pub fn tasks_alive(&self) -> usize {
-        self.handle.metrics().num_alive_tasks()
+        self.spawner.handle.metrics().num_alive_tasks()
     }
 }
 

@@ -92,6 +92,41 @@ async fn a_crashing_worker_is_restarted_with_back_off_and_scaling_keeps_the_rest
 }
 
 #[tokio::test]
+async fn scaling_out_gives_each_dyno_a_thread_up_to_the_hosts_limit() {
+    let fx = Fixture::with_engine(EngineOptions {
+        max_instances: 32,
+        max_memory_bytes: 256 << 20,
+        lanes: LaneOptions {
+            threads: 2,
+            ..LaneOptions::default()
+        },
+        ..EngineOptions::default()
+    });
+    let (runtime, addr) = fx.serve_faults_web("scaled", "").await;
+    assert_eq!(get(addr, "scaled.localhost", "/").await.0, 200);
+    assert_eq!(runtime.lane_threads(), Some(1), "one dyno, one thread");
+
+    for (web, threads) in [(3, 2), (1, 1), (2, 2)] {
+        let formation: Formation =
+            serde_json::from_str(&format!(r#"{{"web":{web}}}"#)).expect("formation");
+        runtime
+            .scale(&Share::whole(&formation))
+            .await
+            .expect("scales");
+        // Every dyno answers, the ones kept by the scale and the new ones.
+        for _ in 0..2 * web {
+            assert_eq!(get(addr, "scaled.localhost", "/").await.0, 200);
+        }
+        assert_eq!(
+            runtime.lane_threads(),
+            Some(threads),
+            "web={web} on a host of at most 2 threads per app"
+        );
+    }
+    runtime.stop().await;
+}
+
+#[tokio::test]
 async fn a_component_importing_what_the_host_lacks_is_refused_by_name() {
     let fx = Fixture::new();
     let err = fx
