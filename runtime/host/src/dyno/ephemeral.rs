@@ -1,6 +1,7 @@
 //! A dyno's ephemeral filesystem: an empty private directory with a disk quota, removed
-//! when the dyno is gone. A web dyno makes it when its first instance starts, so a host
-//! restoring many idle apps creates no directory for them.
+//! when the dyno is gone. It is made when a guest of the dyno first asks for its
+//! preopens (`guest/preopens.rs`), so a host restoring or waking many apps that never
+//! open a file creates no directory for them.
 
 use crate::guest::disk::DiskQuota;
 use anyhow::Context;
@@ -22,13 +23,6 @@ pub struct EphemeralDir {
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 impl EphemeralDir {
-    /// Creates `base/app/dyno-N`, fresh and empty, with a quota of `limit` bytes.
-    pub fn create(base: &Path, app: &str, dyno: &str, limit: u64) -> anyhow::Result<EphemeralDir> {
-        let dir = EphemeralDir::planned(base, app, dyno, limit);
-        dir.made()?;
-        Ok(dir)
-    }
-
     /// `base/app/dyno-N` with a quota of `limit` bytes, made by the first [`Self::made`].
     pub fn planned(base: &Path, app: &str, dyno: &str, limit: u64) -> EphemeralDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -55,17 +49,23 @@ impl EphemeralDir {
         Ok(&self.path)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn quota(&self) -> &Arc<DiskQuota> {
         &self.quota
     }
 }
 
+impl crate::guest::preopens::LazyRoot for EphemeralDir {
+    fn made(&self) -> anyhow::Result<&Path> {
+        EphemeralDir::made(self)
+    }
+}
+
 impl Drop for EphemeralDir {
     fn drop(&mut self) {
+        if self.made.get().is_none() {
+            // Never asked for: nothing to remove.
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -76,14 +76,23 @@ impl Drop for EphemeralDir {
 
 #[cfg(test)]
 mod tests {
+    use super::EphemeralDir;
+
     #[test]
-    fn created_empty_and_removed_on_drop() {
+    fn made_empty_when_asked_for_and_removed_on_drop() {
         let base = tempfile::tempdir().unwrap();
-        let dir = super::EphemeralDir::create(base.path(), "app", "web.1", 1 << 20).unwrap();
+        let dir = EphemeralDir::planned(base.path(), "app", "web.1", 1 << 20);
         assert_eq!(dir.quota().limit(), 1 << 20);
-        let path = dir.path().to_path_buf();
+        assert_eq!(
+            std::fs::read_dir(base.path()).unwrap().count(),
+            0,
+            "nothing is made before a guest asks"
+        );
+        let path = dir.made().unwrap().to_path_buf();
         assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0);
         std::fs::write(path.join("f"), "x").unwrap();
+        assert_eq!(dir.made().unwrap(), path, "made once, then the same");
+        assert!(path.join("f").exists());
         drop(dir);
         assert!(!path.exists());
     }

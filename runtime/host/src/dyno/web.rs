@@ -104,7 +104,7 @@ struct Inner {
     env: Vec<(String, String)>,
     args: Vec<String>,
     /// Dropped (and so removed) with the last clone of the dyno, after in-flight requests.
-    dir: EphemeralDir,
+    dir: Arc<EphemeralDir>,
     isolation: Isolation,
     /// Requests an instance serves before it is replaced by a fresh one (0: never).
     max_requests: u64,
@@ -170,12 +170,12 @@ impl WebDyno {
             .procfile
             .get(ProcessType::WEB)
             .context("the release has no web process type")?;
-        let dir = EphemeralDir::planned(
+        let dir = Arc::new(EphemeralDir::planned(
             spec.run_dir,
             &release.app,
             spec.name,
             spec.engine.disk_limit_bytes(&release.settings),
-        );
+        ));
         let concurrency = release.web_concurrency();
         let inner = Arc::new(Inner {
             name: spec.name.into(),
@@ -630,7 +630,7 @@ impl Inner {
             dyno: &self.name,
             env: &self.env,
             args: &self.args,
-            dir: self.dir.made()?,
+            dir: self.dir.clone(),
             disk: self.dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,

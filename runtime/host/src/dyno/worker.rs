@@ -238,14 +238,14 @@ impl Supervisor {
 
     /// One life of the guest: its exit status, or why it crashed.
     pub(crate) async fn run_once(&self) -> Result<i32, String> {
-        // Every start gets a fresh, empty filesystem, removed when this life ends.
-        let dir = EphemeralDir::create(
+        // Every start gets a fresh, empty filesystem (made if the guest asks for it),
+        // removed when this life ends.
+        let dir = Arc::new(EphemeralDir::planned(
             &self.run_dir,
             &self.release.app,
             &self.name,
             self.engine.disk_limit_bytes(&self.release.settings),
-        )
-        .map_err(|e| format!("{e:#}"))?;
+        ));
         let pre = self
             .release
             .command(&self.process_type)
@@ -263,7 +263,7 @@ impl Supervisor {
             dyno: &self.name,
             env: &self.env,
             args: &self.args,
-            dir: dir.path(),
+            dir: dir.clone(),
             disk: dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),

@@ -5,6 +5,7 @@ use crate::addons::AppAddons;
 use crate::guest::allow_list::AppEgress;
 use crate::guest::disk::DiskQuota;
 use crate::guest::egress::Egress;
+use crate::guest::preopens::Root;
 use crate::guest::quota::Quota;
 use crate::guest::share::ShareSlot;
 use crate::logs::LogStream;
@@ -29,6 +30,8 @@ pub struct StoreData {
     pub quota: Quota,
     /// The ephemeral disk quota of the instance's dyno (shared by its instances).
     pub disk: Arc<DiskQuota>,
+    /// The dyno's directory, the guest's `/`, made when the guest first asks for it.
+    pub root: Root,
     /// When the current call must stop; checked on every epoch tick.
     pub deadline: Option<Instant>,
 }
@@ -39,6 +42,7 @@ impl StoreData {
         addons: Arc<AppAddons>,
         memory_limit_bytes: usize,
         disk: Arc<DiskQuota>,
+        root: Root,
         share: ShareSlot,
         http_hooks: HttpHooks,
     ) -> StoreData {
@@ -58,6 +62,7 @@ impl StoreData {
             // memory budget), given back with the store.
             quota: Quota::new(memory_limit_bytes, share),
             disk,
+            root,
             deadline: None,
         }
     }

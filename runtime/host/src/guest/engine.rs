@@ -443,6 +443,9 @@ impl Flavored {
         crate::guest::quota_fs::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking the quota-checked filesystem")?;
+        crate::guest::preopens::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the dyno filesystem's preopen")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;

@@ -2,14 +2,13 @@
 
 use crate::guest::data::{HttpHooks, StoreData};
 use crate::guest::engine::Engine;
+use crate::guest::preopens::{LazyRoot, Root};
 use crate::logs::LogStream;
 use crate::logs::writer::LogWriter;
-use anyhow::Context;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
+use wasmtime_wasi::{I32Exit, WasiCtx};
 
 /// What every instance of a dyno shares: its name, env, args, filesystem and log stream.
 pub struct InstanceEnv<'a> {
@@ -21,7 +20,8 @@ pub struct InstanceEnv<'a> {
     pub env: &'a [(String, String)],
     /// argv: the component name then the Procfile arguments.
     pub args: &'a [String],
-    pub dir: &'a Path,
+    /// The dyno's directory, made when the guest first asks for its preopens.
+    pub dir: Arc<dyn LazyRoot>,
     /// The quota of `dir`, shared by the dyno's instances.
     pub disk: Arc<crate::guest::disk::DiskQuota>,
     pub logs: &'a Arc<LogStream>,
@@ -57,10 +57,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
     if let Some(stdin) = env.stdin {
         builder.stdin(stdin);
     }
-    builder
-        .preopened_dir(env.dir, "/", FsPerms::ReadWrite)
-        .map_err(anyhow::Error::from)
-        .context("opening the dyno filesystem")?;
+    // No preopen here: `guest/preopens.rs` hands out the dyno's directory, made then.
     // wasi:sockets is linked for WASI 0.2 guests, but no address is ever given to them:
     // wasmtime-wasi's default socket check refuses every bind and connect, and name
     // lookups are off. Guests reach the network only through wasi:http, where the host's
@@ -76,6 +73,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         env.addons,
         env.memory_limit_bytes,
         env.disk,
+        Root::new(env.dir),
         share,
         http_hooks,
     );

@@ -15,6 +15,7 @@ pub mod instance;
 pub mod lane;
 pub mod lane_spares;
 pub mod outgoing;
+pub mod preopens;
 pub mod quota;
 pub mod quota_fs;
 pub mod share;

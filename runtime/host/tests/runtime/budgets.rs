@@ -21,6 +21,32 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// A dyno's directory is made when its guest first uses the filesystem: an app that never
+/// opens a file costs none (waking many idle apps made two directories each before).
+#[tokio::test]
+async fn a_dynos_directory_is_made_only_when_its_guest_opens_a_file() {
+    let fx = Fixture::new();
+    let (runtime, addr) = fx.serve_faults_web("lazy", "").await;
+    let dir = fx.dir.path().join("dynos/lazy");
+    assert_eq!(get(addr, "lazy.localhost", "/").await.0, 200);
+    assert!(
+        !dir.exists(),
+        "a request that opened no file made {}",
+        dir.display()
+    );
+    let (status, body) = get(addr, "lazy.localhost", "/fill?mb=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        disk_usage(&dir) >= 1 << 20,
+        "the file was written in the dyno's directory"
+    );
+    runtime.stop().await;
+    assert!(
+        std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()),
+        "the stopped dyno's directory was removed"
+    );
+}
+
 #[tokio::test]
 async fn a_dyno_filling_its_disk_gets_a_full_disk_and_its_neighbour_writes_on() {
     let fx = Fixture::new();
