@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct EphemeralDir {
     path: PathBuf,
-    /// Whether the directory has been made.
-    made: std::sync::OnceLock<()>,
+    /// Whether the directory has been made. A lock, not a flag: instances of one dyno on
+    /// two lane threads may ask at once, and the second must not clear what the first
+    /// just made.
+    made: parking_lot::Mutex<bool>,
     /// What the dyno's instances may write into it (`limits.disk_mb`).
     quota: Arc<DiskQuota>,
 }
@@ -30,21 +32,24 @@ impl EphemeralDir {
         let quota = DiskQuota::new(&path, limit);
         EphemeralDir {
             path,
-            made: std::sync::OnceLock::new(),
+            made: parking_lot::Mutex::new(false),
             quota,
         }
     }
 
     /// The directory, fresh and empty the first time it is asked for.
     pub fn made(&self) -> anyhow::Result<&Path> {
-        if self.made.get().is_none() {
+        let mut made = self.made.lock();
+        if !*made {
+            // Never expected (a run's directory starts empty, and N is unique in it), but
+            // what another dyno left is not handed to this one.
             if self.path.exists() {
                 std::fs::remove_dir_all(&self.path)?;
             }
             std::fs::create_dir_all(&self.path).with_context(|| {
                 format!("creating the dyno's filesystem at {}", self.path.display())
             })?;
-            let _ = self.made.set(());
+            *made = true;
         }
         Ok(&self.path)
     }
@@ -62,7 +67,7 @@ impl crate::guest::preopens::LazyRoot for EphemeralDir {
 
 impl Drop for EphemeralDir {
     fn drop(&mut self) {
-        if self.made.get().is_none() {
+        if !*self.made.get_mut() {
             // Never asked for: nothing to remove.
             return;
         }
