@@ -221,10 +221,8 @@ impl AppRuntime {
         let deployed = self
             .deploy_locked(&mut running, release, share, start, cancel)
             .await;
-        if deployed.is_err() {
-            // The dynos that run are still the old share's.
-            self.lane.fit(running.dynos());
-        }
+        // Sized for what runs now: the new share, or the old one if the deploy failed.
+        self.lane.fit(running.dynos());
         deployed
     }
 
@@ -289,9 +287,8 @@ impl AppRuntime {
         // start on a lane of the new size.
         self.lane.fit(share.dynos());
         let scaled = self.scale_locked(&mut running, &release, share).await;
-        if scaled.is_err() {
-            self.lane.fit(running.dynos());
-        }
+        // Sized for what runs now: the new share, or the old one if the scale failed.
+        self.lane.fit(running.dynos());
         scaled
     }
 

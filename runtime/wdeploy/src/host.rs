@@ -600,8 +600,10 @@ mod tests {
     fn lane_threads_reach_the_engine_and_zero_is_refused() {
         let data = Path::new("/data");
         let default = Cli::try_parse_from(["host"]).expect("no flags");
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
-        assert_eq!(engine_options(&default.host, data).lanes.threads, cores);
+        assert_eq!(
+            engine_options(&default.host, data).lanes.threads,
+            default_lane_threads()
+        );
         let two = Cli::try_parse_from(["host", "--lane-threads", "2"]).expect("two");
         assert_eq!(engine_options(&two.host, data).lanes.threads, 2);
         assert!(Cli::try_parse_from(["host", "--lane-threads", "0"]).is_err());

@@ -91,8 +91,6 @@ pub struct LaneRuntime {
     /// Shared with every [`LaneHandle`](super::lane::LaneHandle) given out: while one is
     /// held, work may still be spawned on the runtime.
     spawner: Arc<Spawner>,
-    /// Worker threads.
-    threads: usize,
     /// Always there until dropped or given back.
     runtime: Option<Runtime>,
 }
@@ -144,27 +142,14 @@ impl LaneSpares {
         self.shared.options.threads.max(1)
     }
 
-    /// A runtime of `threads` workers for the lane of `cpu`'s app: for one, a parked one
-    /// if there is one, else one built now. Its threads are named `app:NAME` (Linux keeps
-    /// 15 bytes: the app's name is what `top` shows).
+    /// A runtime of `threads` workers (at least one) for the lane of `cpu`'s app: for
+    /// one, a parked one if there is one; else one built now. Its threads are named
+    /// `app:NAME` (Linux keeps 15 bytes: the app's name is what `top` shows).
     pub fn take(&self, cpu: &Arc<LaneCpu>, threads: usize) -> anyhow::Result<LaneRuntime> {
-        let threads = threads.clamp(1, self.max_threads());
-        if threads > 1 {
-            let owner = Arc::new(LaneOwner::default());
-            let runtime = self
-                .shared
-                .build(owner.clone(), threads)
-                .with_context(|| format!("starting the guest threads of {}", cpu.app()))?;
-            return Ok(LaneRuntime::owned_by(cpu, runtime, owner, threads));
-        }
-        self.refill.get_or_init(|| self.start_refill());
-        let parked = {
-            let mut ready = self.shared.ready.lock();
-            let taken = ready.parked.pop();
-            if ready.parked.len() < self.shared.ready_count {
-                self.shared.wanted.notify_one();
-            }
-            taken
+        let parked = if threads <= 1 {
+            self.take_parked()
+        } else {
+            None
         };
         let (runtime, owner) = match parked {
             Some(spare) => (spare.runtime, spare.owner),
@@ -172,12 +157,31 @@ impl LaneSpares {
                 let owner = Arc::new(LaneOwner::default());
                 let runtime = self
                     .shared
-                    .build(owner.clone(), 1)
+                    .build(owner.clone(), threads)
                     .with_context(|| format!("starting the guest threads of {}", cpu.app()))?;
                 (runtime, owner)
             }
         };
-        Ok(LaneRuntime::owned_by(cpu, runtime, owner, 1))
+        // Set before anything is spawned on it: its threads join as they wake.
+        owner.own(cpu.clone(), format!("app:{}", cpu.app()));
+        Ok(LaneRuntime {
+            spawner: Arc::new(Spawner {
+                handle: runtime.handle().clone(),
+                owner,
+            }),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// A parked one-thread runtime, if one waits; the refill thread builds another.
+    fn take_parked(&self) -> Option<Spare> {
+        self.refill.get_or_init(|| self.start_refill());
+        let mut ready = self.shared.ready.lock();
+        let taken = ready.parked.pop();
+        if ready.parked.len() < self.shared.ready_count {
+            self.shared.wanted.notify_one();
+        }
+        taken
     }
 
     /// Takes back the runtime of a lane that stopped, parked for another app, when
@@ -187,7 +191,7 @@ impl LaneSpares {
             return;
         };
         let owner = lane.spawner.owner.clone();
-        let reusable = lane.threads == 1 && lane.is_empty(&runtime);
+        let reusable = runtime.metrics().num_workers() == 1 && lane.is_empty(&runtime);
         if !reusable {
             runtime.shutdown_background();
             return;
@@ -387,32 +391,13 @@ fn rename_current_thread(name: &str) {
 }
 
 impl LaneRuntime {
-    /// `runtime`, now `cpu`'s app's: set before anything is spawned on it, as its threads
-    /// join as they wake.
-    fn owned_by(
-        cpu: &Arc<LaneCpu>,
-        runtime: Runtime,
-        owner: Arc<LaneOwner>,
-        threads: usize,
-    ) -> LaneRuntime {
-        owner.own(cpu.clone(), format!("app:{}", cpu.app()));
-        LaneRuntime {
-            spawner: Arc::new(Spawner {
-                handle: runtime.handle().clone(),
-                owner,
-            }),
-            threads,
-            runtime: Some(runtime),
-        }
-    }
-
     pub fn spawner(&self) -> &Arc<Spawner> {
         &self.spawner
     }
 
     /// Its worker threads.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.spawner.handle.metrics().num_workers()
     }
 
     /// Whether nothing can run on it any more: no task, no blocking thread, and no
