@@ -41,10 +41,14 @@ async fn a_dynos_directory_is_made_only_when_its_guest_opens_a_file() {
         "the file was written in the dyno's directory"
     );
     runtime.stop().await;
-    assert!(
-        std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()),
-        "the stopped dyno's directory was removed"
-    );
+    // The directory goes with the dyno's last instance, which may still be finishing
+    // the request it answered when `stop` returns.
+    poll_until(
+        "the stopped dyno's directory to be removed",
+        Duration::from_secs(5),
+        || std::fs::read_dir(&dir).map_or(Some(()), |mut d| d.next().is_none().then_some(())),
+    )
+    .await;
 }
 
 #[tokio::test]
