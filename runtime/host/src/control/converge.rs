@@ -24,7 +24,7 @@ use crate::router::forward::Peer;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::{AppName, ProcessType};
 use wdeploy_store::nodes::HEARTBEAT_EVERY;
@@ -302,6 +302,7 @@ impl Host {
         if entry.is_destroying() {
             return Ok(());
         }
+        let read_at = Instant::now();
         let records = self.store.nodes.dynos(&app.id).await?;
         let now = self.settled_under(app, repair);
         let drains_read = entry.node.lock().drains_read;
@@ -319,7 +320,7 @@ impl Host {
             self.answer_restarts(app, &entry).await?;
         }
         self.publish_dynos(app, &entry).await?;
-        self.learn_peers(app, &records);
+        self.learn_peers(app, &records, read_at);
         Ok(())
     }
 
@@ -466,10 +467,11 @@ impl Host {
     }
 
     /// The other live nodes running up web dynos of `app`, for the router.
-    pub(super) fn learn_peers(&self, app: &App, records: &[NodeDynos]) {
+    /// Takes the app's peers from `records`, read from the store from `read_at` on.
+    pub(super) fn learn_peers(&self, app: &App, records: &[NodeDynos], read_at: Instant) {
         self.router
             .peers()
-            .set(app.name.as_str(), self.peers_in(records));
+            .set(app.name.as_str(), self.peers_in(records), read_at);
     }
 
     /// The peers of the app named `app` from the store's dyno records now (the router's

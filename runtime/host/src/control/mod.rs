@@ -502,7 +502,7 @@ impl Host {
         // Its domains and their certificates went with it in the store.
         self.refresh_domains().await;
         self.refresh_certs().await;
-        self.router.peers().set(app.as_str(), Vec::new());
+        self.router.peers().forget(app.as_str());
         if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
             self.ids.lock().remove(id);
             if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {

@@ -314,6 +314,7 @@ impl Host {
         self.nudge(app);
         let deadline = std::time::Instant::now() + self.config.deadlines.boot;
         while std::time::Instant::now() < deadline {
+            let read_at = std::time::Instant::now();
             if let Ok(records) = self.store.nodes.dynos(&record.id).await {
                 let serving = records.iter().any(|r| {
                     self.membership.is_live(&r.node)
@@ -322,7 +323,7 @@ impl Host {
                         })
                 });
                 if serving {
-                    self.learn_peers(&record, &records);
+                    self.learn_peers(&record, &records, read_at);
                     return;
                 }
             }

@@ -53,10 +53,20 @@ const IDLE_PER_PEER: usize = 32;
 
 type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 
+/// An app's peers as one read of the store showed them.
+struct Known {
+    /// When the read that found them began: two writers (the reconciler's looks and
+    /// the router's on-demand lookup) race, and an older read must not undo a newer one.
+    read_at: Instant,
+    peers: Arc<Vec<Peer>>,
+}
+
 /// The nodes running up web dynos of each app, other than this one.
 #[derive(Default)]
 pub struct Peers {
-    by_app: RwLock<HashMap<String, Arc<Vec<Peer>>>>,
+    /// Apps that have, or had, peers. An app that never had any has no entry, so a
+    /// single node's map stays empty however many apps it holds.
+    by_app: RwLock<HashMap<String, Known>>,
     unreachable: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
     /// Connections to peers ready for another request, by address.
@@ -102,14 +112,36 @@ fn as_http1<B>(req: &mut hyper::Request<B>) {
 }
 
 impl Peers {
-    /// Replaces the peers of `app` (empty: none).
-    pub fn set(&self, app: &str, peers: Vec<Peer>) {
+    /// Replaces the peers of `app` (empty: none) with those a read of the store that
+    /// began at `read_at` found, unless a read begun later has already set them.
+    pub fn set(&self, app: &str, peers: Vec<Peer>, read_at: Instant) {
         let mut by_app = self.by_app.write();
-        if peers.is_empty() {
-            by_app.remove(app);
-        } else if by_app.get(app).is_none_or(|old| **old != peers) {
-            by_app.insert(app.to_string(), Arc::new(peers));
+        match by_app.get_mut(app) {
+            Some(known) if known.read_at > read_at => {}
+            Some(known) => {
+                known.read_at = read_at;
+                if *known.peers != peers {
+                    known.peers = Arc::new(peers);
+                }
+            }
+            None if peers.is_empty() => {}
+            None => {
+                let peers = Arc::new(peers);
+                by_app.insert(app.to_string(), Known { read_at, peers });
+            }
         }
+    }
+
+    /// Forgets `app` (destroyed): a later app of the same name starts with no peers.
+    pub fn forget(&self, app: &str) {
+        self.by_app.write().remove(app);
+        self.looked_up.lock().remove(app);
+    }
+
+    fn of(&self, app: &str) -> Option<Arc<Vec<Peer>>> {
+        let by_app = self.by_app.read();
+        let known = by_app.get(app)?;
+        (!known.peers.is_empty()).then(|| known.peers.clone())
     }
 
     /// Whether the other live nodes advertise `advertised`, as last set: then their
@@ -131,7 +163,7 @@ impl Peers {
     }
 
     pub fn has(&self, app: &str) -> bool {
-        self.by_app.read().contains_key(app)
+        self.of(app).is_some()
     }
 
     /// How to find an app's peers when none are known (set once, by the host).
@@ -160,8 +192,9 @@ impl Peers {
                 }
             }
         }
+        let read_at = Instant::now();
         let peers = finder(app.to_string()).await;
-        self.set(app, peers);
+        self.set(app, peers, read_at);
         self.has(app)
     }
 
@@ -173,7 +206,7 @@ impl Peers {
         mut req: hyper::Request<Incoming>,
         me: &str,
     ) -> Result<(hyper::Response<HyperOutgoingBody>, String), ForwardError> {
-        let Some(peers) = self.by_app.read().get(app).cloned() else {
+        let Some(peers) = self.of(app) else {
             return Err(ForwardError::NoPeer);
         };
         if let Ok(value) = HeaderValue::from_str(me) {
@@ -339,6 +372,43 @@ mod tests {
         assert!(peers.is_node("127.0.0.1".parse().expect("ip")));
         assert!(!peers.is_node("10.0.0.7".parse().expect("ip")));
         assert!(!peers.is_node("0.0.0.0".parse().expect("ip")));
+    }
+
+    fn peer(node: &str) -> Peer {
+        Peer {
+            node: node.to_string(),
+            addr: format!("{node}.internal:8080"),
+        }
+    }
+
+    /// The reconciler's look and the router's lookup both set an app's peers; a look
+    /// whose read began before the lookup's must not wipe what the lookup found (a node
+    /// answered H14 just after forwarding to a peer it had found).
+    #[test]
+    fn an_older_read_never_replaces_a_newer_one() {
+        let peers = Peers::default();
+        let before = Instant::now();
+        let after = before + Duration::from_millis(1);
+        let later = after + Duration::from_millis(1);
+        peers.set("app", vec![peer("a")], after);
+        peers.set("app", Vec::new(), before);
+        assert!(peers.has("app"), "a stale empty view was ignored");
+        peers.set("app", vec![peer("a"), peer("b")], after);
+        assert_eq!(
+            peers.of("app").map(|p| p.len()),
+            Some(2),
+            "same read time: the last wins"
+        );
+        peers.set("app", Vec::new(), later);
+        assert!(!peers.has("app"), "a newer empty view clears them");
+        peers.set("app", vec![peer("a")], after);
+        assert!(
+            !peers.has("app"),
+            "and an older one does not bring them back"
+        );
+        peers.forget("app");
+        peers.set("app", vec![peer("c")], before);
+        assert!(peers.has("app"), "a destroyed app's name starts afresh");
     }
 
     #[test]
