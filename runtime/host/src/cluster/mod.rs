@@ -16,6 +16,12 @@ use wdeploy_core::settings::Placement;
 use wdeploy_core::{Formation, ProcessType};
 use wdeploy_store::{AppId, NodeInfo, NodeName};
 
+/// Set on a request one node's router forwards to another's (its value: the forwarding
+/// node). It counts only from another live node's address (`router/forward.rs`), and no
+/// guest's outgoing request carries it (`guest/outgoing.rs`): a guest on one node could
+/// otherwise send it from that node's address to another node's router.
+pub const FORWARDED_BY: &str = "x-wdeploy-forwarded";
+
 /// How long a node missing from the heartbeats stays in this node's view, while this
 /// node is itself watching: a missed look (a slow call, a NATS restart) moves nothing.
 const GRACE: Duration = Duration::from_secs(3);

@@ -11,8 +11,10 @@
 //! a client sending it itself would otherwise skip `force_https`, and pass its own
 //! `X-Forwarded-Proto` to the app as the scheme of its connection. A node is expected
 //! to connect from the address it advertises, as on one private network; a cluster of
-//! one trusts no address.
+//! one trusts no address. A guest's outgoing request never carries the mark
+//! (`guest/outgoing.rs`), so an app cannot borrow its node's address to send it.
 
+use crate::cluster::FORWARDED_BY;
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,9 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-
-/// Set on a request one node forwards to another (its value: the forwarding node).
-pub const FORWARDED_BY: &str = "x-wdeploy-forwarded";
 
 /// How long connecting to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

@@ -8,10 +8,11 @@ mod per_second;
 pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
 
 use crate::app::AppRuntime;
+use crate::cluster::FORWARDED_BY;
 use crate::dyno::web::DynoError;
 use crate::listener::{Accepted, ListenerLimits, Transport};
 use bytes::Bytes;
-use forward::{FORWARDED_BY, ForwardError, Peers};
+use forward::{ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
