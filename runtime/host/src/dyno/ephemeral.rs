@@ -4,6 +4,7 @@
 //! open a file creates no directory for them.
 
 use crate::guest::disk::DiskQuota;
+use crate::guest::preopens::LazyRoot;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub struct EphemeralDir {
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 impl EphemeralDir {
-    /// `base/app/dyno-N` with a quota of `limit` bytes, made by the first [`Self::made`].
+    /// `base/app/dyno-N` with a quota of `limit` bytes, made by the first [`LazyRoot::made`].
     pub fn planned(base: &Path, app: &str, dyno: &str, limit: u64) -> EphemeralDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = base.join(app).join(format!("{dyno}-{n}"));
@@ -36,9 +37,11 @@ impl EphemeralDir {
             quota,
         }
     }
+}
 
+impl LazyRoot for EphemeralDir {
     /// The directory, fresh and empty the first time it is asked for.
-    pub fn made(&self) -> anyhow::Result<&Path> {
+    fn made(&self) -> anyhow::Result<&Path> {
         let mut made = self.made.lock();
         if !*made {
             // Never expected (a run's directory starts empty, and N is unique in it), but
@@ -54,14 +57,8 @@ impl EphemeralDir {
         Ok(&self.path)
     }
 
-    pub fn quota(&self) -> &Arc<DiskQuota> {
+    fn quota(&self) -> &Arc<DiskQuota> {
         &self.quota
-    }
-}
-
-impl crate::guest::preopens::LazyRoot for EphemeralDir {
-    fn made(&self) -> anyhow::Result<&Path> {
-        EphemeralDir::made(self)
     }
 }
 
@@ -82,6 +79,7 @@ impl Drop for EphemeralDir {
 #[cfg(test)]
 mod tests {
     use super::EphemeralDir;
+    use crate::guest::preopens::LazyRoot;
 
     #[test]
     fn made_empty_when_asked_for_and_removed_on_drop() {

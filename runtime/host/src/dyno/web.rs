@@ -103,7 +103,8 @@ struct Inner {
     metrics: Arc<AppMetrics>,
     env: Vec<(String, String)>,
     args: Vec<String>,
-    /// Dropped (and so removed) with the last clone of the dyno, after in-flight requests.
+    /// Dropped (and so removed) with the last clone of the dyno and the last of its
+    /// instances, after in-flight requests.
     dir: Arc<EphemeralDir>,
     isolation: Isolation,
     /// Requests an instance serves before it is replaced by a fresh one (0: never).
@@ -631,7 +632,6 @@ impl Inner {
             env: &self.env,
             args: &self.args,
             dir: self.dir.clone(),
-            disk: self.dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.memory_limit_bytes,
             addons: self.release.addons.clone(),

@@ -264,7 +264,6 @@ impl Supervisor {
             env: &self.env,
             args: &self.args,
             dir: dir.clone(),
-            disk: dir.quota().clone(),
             logs: &self.logs,
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),

@@ -20,10 +20,9 @@ pub struct InstanceEnv<'a> {
     pub env: &'a [(String, String)],
     /// argv: the component name then the Procfile arguments.
     pub args: &'a [String],
-    /// The dyno's directory, made when the guest first asks for its preopens.
+    /// The dyno's directory, made when the guest first asks for its preopens, and its
+    /// quota, shared by the dyno's instances.
     pub dir: Arc<dyn LazyRoot>,
-    /// The quota of `dir`, shared by the dyno's instances.
-    pub disk: Arc<crate::guest::disk::DiskQuota>,
     pub logs: &'a Arc<LogStream>,
     pub memory_limit_bytes: usize,
     /// The app's add-ons, bound to the app of the dyno's release.
@@ -72,7 +71,7 @@ pub fn new_store(engine: &Engine, env: InstanceEnv<'_>) -> anyhow::Result<Store<
         builder.build(),
         env.addons,
         env.memory_limit_bytes,
-        env.disk,
+        env.dir.quota().clone(),
         Root::new(env.dir),
         share,
         http_hooks,

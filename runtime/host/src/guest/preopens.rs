@@ -11,29 +11,34 @@
 //! filesystem costs no directory, and its dyno removes none.
 
 use crate::guest::data::StoreData;
+use crate::guest::disk::DiskQuota;
 use anyhow::Context;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, Dir};
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
 use wasmtime_wasi::{FsPerms, OpenMode};
 
 /// The directory an instance sees as `/`, made by the first call of [`Self::made`]
-/// (a dyno's [ephemeral filesystem](crate::dyno::ephemeral)).
+/// (a dyno's [ephemeral filesystem](crate::dyno::ephemeral)), and what may be written
+/// into it.
 pub trait LazyRoot: Send + Sync {
     /// The directory, made now if it was not yet.
     fn made(&self) -> anyhow::Result<&Path>;
+    /// The directory's disk quota, shared by every instance of the dyno.
+    fn quota(&self) -> &Arc<DiskQuota>;
 }
 
 /// An instance's root: where it is made, and the directory once opened.
 pub struct Root {
-    lazy: std::sync::Arc<dyn LazyRoot>,
+    lazy: Arc<dyn LazyRoot>,
     opened: Option<Dir>,
 }
 
 impl Root {
-    pub fn new(lazy: std::sync::Arc<dyn LazyRoot>) -> Root {
+    pub fn new(lazy: Arc<dyn LazyRoot>) -> Root {
         Root { lazy, opened: None }
     }
 

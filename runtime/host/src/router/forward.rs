@@ -162,7 +162,10 @@ impl Peers {
     }
 
     pub fn has(&self, app: &str) -> bool {
-        self.of(app).is_some()
+        self.by_app
+            .read()
+            .get(app)
+            .is_some_and(|known| !known.peers.is_empty())
     }
 
     /// How to find an app's peers when none are known (set once, by the host).
