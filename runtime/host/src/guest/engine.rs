@@ -149,8 +149,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(options: &EngineOptions) -> anyhow::Result<Arc<Engine>> {
         let n = options.max_instances.max(1);
-        let plain = Flavored::new(options, Flavor::Plain)?;
-        let concurrent = Flavored::new(options, Flavor::Async)?;
+        let reset = SlotReset::for_this_host();
+        let plain = Flavored::new(options, Flavor::Plain, reset)?;
+        let concurrent = Flavored::new(options, Flavor::Async, reset)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engines = [plain.engine.clone(), concurrent.engine.clone()];
@@ -413,7 +414,7 @@ impl Flavored {
     /// WASI 0.3's filesystem and sockets are left out: the dyno's disk quota and the
     /// egress rules are enforced on the 0.2 interfaces, so a component importing them is
     /// refused by name at push instead of running unchecked.
-    fn new(options: &EngineOptions, flavor: Flavor) -> anyhow::Result<Flavored> {
+    fn new(options: &EngineOptions, flavor: Flavor, reset: SlotReset) -> anyhow::Result<Flavored> {
         let mut config = Config::new();
         config
             // Plain components take the plain fiber path instead of the concurrent
@@ -423,7 +424,7 @@ impl Flavored {
             .epoch_interruption(true)
             .memory_init_cow(true)
             .allocation_strategy(match flavor {
-                Flavor::Plain => InstanceAllocationStrategy::Pooling(pool(options)),
+                Flavor::Plain => InstanceAllocationStrategy::Pooling(pool(options, reset)),
                 // A pool reserves its address space up front (tens of TiB at the default
                 // sizes), and two would not fit in a process; async components are few
                 // so far, so they allocate on demand. How many instances an app holds
@@ -466,8 +467,39 @@ impl Flavored {
     }
 }
 
+/// How a freed pool slot finds the memory its last instance wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotReset {
+    /// Ask the kernel for the written pages (`PAGEMAP_SCAN`, where it has it) and copy
+    /// the image back over just those.
+    Scan,
+    /// Write back the first `keep_resident` bytes and decommit the rest: the only safe
+    /// way where guest pages can be swapped out ([`crate::guest::swap`]).
+    Plain,
+}
+
+impl SlotReset {
+    /// The scan unless this host can swap guest memory out; says which in the log.
+    fn for_this_host() -> SlotReset {
+        if crate::guest::swap::possible() {
+            tracing::warn!(
+                "swap is on: freed instance slots are reset without PAGEMAP_SCAN, because \
+                 wasmtime 48's scan misses pages swapped out under a live instance \
+                 (fresh instances cost more; see guest/swap.rs)"
+            );
+            SlotReset::Plain
+        } else {
+            tracing::info!(
+                "no swap: freed instance slots are reset by PAGEMAP_SCAN where the kernel \
+                 has it (a swap area enabled later needs a host restart)"
+            );
+            SlotReset::Scan
+        }
+    }
+}
+
 /// The plain engine's instance pool, sized for the whole host (`max_instances`).
-fn pool(options: &EngineOptions) -> PoolingAllocationConfig {
+fn pool(options: &EngineOptions, reset: SlotReset) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     let n = options.max_instances.max(1);
     pool.total_component_instances(n)
@@ -487,10 +519,14 @@ fn pool(options: &EngineOptions) -> PoolingAllocationConfig {
         // (found with PAGEMAP_SCAN where the kernel has it) instead of madvise: the
         // pages stay mapped, so the next instance in the slot takes no page faults and
         // the host no TLB shootdowns across cores. This is what makes a fresh
-        // instance per request cheap.
+        // instance per request cheap. Not on a host that can swap guest pages out
+        // (`SlotReset::Plain`).
         .linear_memory_keep_resident(options.keep_resident_bytes)
         .table_keep_resident(options.keep_resident_bytes)
-        .pagemap_scan(wasmtime::Enabled::Auto)
+        .pagemap_scan(match reset {
+            SlotReset::Scan => wasmtime::Enabled::Auto,
+            SlotReset::Plain => wasmtime::Enabled::No,
+        })
         // What a freed slot touched beyond that goes back to the kernel at once, not
         // in batches: a batch waits for 64 freed slots per queue shard, so a few
         // instances that grew to their memory quota and crashed kept gigabytes
@@ -596,5 +632,94 @@ mod tests {
         assert!(!oldest.exists(), "the least recently used entry stays");
         assert!(used.exists() && written.exists(), "a recent entry went");
         assert!(other.exists(), "only cache entries are pruned");
+    }
+}
+
+/// A freed slot must never hand its last instance's memory to the next one, including
+/// a page the kernel swapped out while that instance lived (see `guest/swap.rs`).
+#[cfg(test)]
+mod slot_reset_tests {
+    use super::*;
+    use wasmtime::{Instance, Module, Store};
+
+    /// A module with one memory, a small image, and a store and a load.
+    fn module(engine: &wasmtime::Engine, image: &str) -> Module {
+        let wat = format!(
+            r#"(module
+                (memory (export "m") 32)
+                (data (i32.const 0) "{image}")
+                (func (export "store") (param i32 i32) (i32.store (local.get 0) (local.get 1)))
+                (func (export "load") (param i32) (result i32) (i32.load (local.get 0))))"#
+        );
+        Module::new(engine, wat).expect("module")
+    }
+
+    /// Whether the page holding `addr` is in swap (bit 62 of its `/proc/self/pagemap`
+    /// entry, which needs no privilege).
+    fn swapped(addr: usize) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut entry = [0u8; 8];
+        let pagemap = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
+        pagemap
+            .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
+            .expect("pagemap entry");
+        u64::from_le_bytes(entry) & (1 << 62) != 0
+    }
+
+    #[test]
+    fn a_page_swapped_out_under_an_instance_never_reaches_the_next() {
+        let options = EngineOptions {
+            max_instances: 1,
+            ..EngineOptions::default()
+        };
+        let mut config = Config::new();
+        config
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
+                &options,
+                SlotReset::for_this_host(),
+            )));
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        let (first, second) = (module(&engine, "first"), module(&engine, "second"));
+        // One address inside the part of the slot kept resident, one past it.
+        let addrs = [
+            5 * 65536 + 3 * 4096,
+            (options.keep_resident_bytes + 65536) as i32,
+        ];
+        {
+            let mut store = Store::new(&engine, ());
+            let instance = Instance::new(&mut store, &first, &[]).expect("first instance");
+            let put = instance
+                .get_typed_func::<(i32, i32), ()>(&mut store, "store")
+                .expect("store");
+            for addr in addrs {
+                put.call(&mut store, (addr, 0x5ec2e7)).expect("store");
+            }
+            let base = instance
+                .get_memory(&mut store, "m")
+                .expect("memory")
+                .data_ptr(&store) as usize;
+            for addr in addrs {
+                let page = (base + addr as usize) & !4095;
+                // SAFETY: the page is inside this instance's live linear memory, and
+                // MADV_PAGEOUT only moves its contents, never changes them.
+                let rc =
+                    unsafe { libc::madvise(page as *mut libc::c_void, 4096, libc::MADV_PAGEOUT) };
+                assert_eq!(rc, 0, "madvise(MADV_PAGEOUT)");
+            }
+            if !addrs.iter().all(|&addr| swapped(base + addr as usize)) {
+                eprintln!("this machine swapped nothing out (no swap area): nothing to check");
+                return;
+            }
+        }
+        // Another module in the same (only) slot, as another app would get it.
+        let mut store = Store::new(&engine, ());
+        let instance = Instance::new(&mut store, &second, &[]).expect("second instance");
+        let get = instance
+            .get_typed_func::<i32, i32>(&mut store, "load")
+            .expect("load");
+        for addr in addrs {
+            assert_eq!(get.call(&mut store, addr).expect("load"), 0, "at {addr:#x}");
+        }
     }
 }

@@ -19,3 +19,4 @@ pub mod preopens;
 pub mod quota;
 pub mod quota_fs;
 pub mod share;
+pub mod swap;
