@@ -484,8 +484,9 @@ impl SlotReset {
         if crate::guest::swap::possible() {
             tracing::warn!(
                 "swap is on: freed instance slots are reset without PAGEMAP_SCAN, because \
-                 wasmtime 48's scan misses pages swapped out under a live instance \
-                 (fresh instances cost more; see guest/swap.rs)"
+                 wasmtime 48's scan misses pages swapped out under a live instance, so a \
+                 fresh instance per request costs more CPU; for the fast reset, run the host \
+                 with no swap (a cgroup with memory.swap.max=0, systemd MemorySwapMax=0)"
             );
             SlotReset::Plain
         } else {
