@@ -6,6 +6,7 @@ use crate::guest::egress::Egress;
 use crate::guest::lane::LaneOptions;
 use crate::guest::lane_spares::LaneSpares;
 use crate::guest::share::InstanceShares;
+use crate::guest::swap::SlotReset;
 use crate::metrics::Metrics;
 use anyhow::Context;
 use parking_lot::Mutex;
@@ -467,40 +468,8 @@ impl Flavored {
     }
 }
 
-/// How a freed pool slot finds the memory its last instance wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotReset {
-    /// Ask the kernel for the written pages (`PAGEMAP_SCAN`, where it has it) and copy
-    /// the image back over just those.
-    Scan,
-    /// Write back the first `keep_resident` bytes and decommit the rest: the only safe
-    /// way where guest pages can be swapped out ([`crate::guest::swap`]).
-    Plain,
-}
-
-impl SlotReset {
-    /// The scan unless this host can swap guest memory out; says which in the log.
-    fn for_this_host() -> SlotReset {
-        if crate::guest::swap::possible() {
-            tracing::warn!(
-                "swap is on: freed instance slots are reset without PAGEMAP_SCAN, because \
-                 wasmtime 48's scan misses pages swapped out under a live instance, so a \
-                 fresh instance per request costs more CPU; for the fast reset, run the host \
-                 with no swap (a cgroup with memory.swap.max=0, systemd MemorySwapMax=0)"
-            );
-            SlotReset::Plain
-        } else {
-            tracing::info!(
-                "no swap: freed instance slots are reset by PAGEMAP_SCAN where the kernel \
-                 has it (a swap area enabled later needs a host restart)"
-            );
-            SlotReset::Scan
-        }
-    }
-}
-
 /// The plain engine's instance pool, sized for the whole host (`max_instances`).
-fn pool(options: &EngineOptions, reset: SlotReset) -> PoolingAllocationConfig {
+pub(crate) fn pool(options: &EngineOptions, reset: SlotReset) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     let n = options.max_instances.max(1);
     pool.total_component_instances(n)
@@ -633,94 +602,5 @@ mod tests {
         assert!(!oldest.exists(), "the least recently used entry stays");
         assert!(used.exists() && written.exists(), "a recent entry went");
         assert!(other.exists(), "only cache entries are pruned");
-    }
-}
-
-/// A freed slot must never hand its last instance's memory to the next one, including
-/// a page the kernel swapped out while that instance lived (see `guest/swap.rs`).
-#[cfg(test)]
-mod slot_reset_tests {
-    use super::*;
-    use wasmtime::{Instance, Module, Store};
-
-    /// A module with one memory, a small image, and a store and a load.
-    fn module(engine: &wasmtime::Engine, image: &str) -> Module {
-        let wat = format!(
-            r#"(module
-                (memory (export "m") 32)
-                (data (i32.const 0) "{image}")
-                (func (export "store") (param i32 i32) (i32.store (local.get 0) (local.get 1)))
-                (func (export "load") (param i32) (result i32) (i32.load (local.get 0))))"#
-        );
-        Module::new(engine, wat).expect("module")
-    }
-
-    /// Whether the page holding `addr` is in swap (bit 62 of its `/proc/self/pagemap`
-    /// entry, which needs no privilege).
-    fn swapped(addr: usize) -> bool {
-        use std::os::unix::fs::FileExt;
-        let mut entry = [0u8; 8];
-        let pagemap = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
-        pagemap
-            .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
-            .expect("pagemap entry");
-        u64::from_le_bytes(entry) & (1 << 62) != 0
-    }
-
-    #[test]
-    fn a_page_swapped_out_under_an_instance_never_reaches_the_next() {
-        let options = EngineOptions {
-            max_instances: 1,
-            ..EngineOptions::default()
-        };
-        let mut config = Config::new();
-        config
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
-                &options,
-                SlotReset::for_this_host(),
-            )));
-        let engine = wasmtime::Engine::new(&config).expect("engine");
-        let (first, second) = (module(&engine, "first"), module(&engine, "second"));
-        // One address inside the part of the slot kept resident, one past it.
-        let addrs = [
-            5 * 65536 + 3 * 4096,
-            (options.keep_resident_bytes + 65536) as i32,
-        ];
-        {
-            let mut store = Store::new(&engine, ());
-            let instance = Instance::new(&mut store, &first, &[]).expect("first instance");
-            let put = instance
-                .get_typed_func::<(i32, i32), ()>(&mut store, "store")
-                .expect("store");
-            for addr in addrs {
-                put.call(&mut store, (addr, 0x5ec2e7)).expect("store");
-            }
-            let base = instance
-                .get_memory(&mut store, "m")
-                .expect("memory")
-                .data_ptr(&store) as usize;
-            for addr in addrs {
-                let page = (base + addr as usize) & !4095;
-                // SAFETY: the page is inside this instance's live linear memory, and
-                // MADV_PAGEOUT only moves its contents, never changes them.
-                let rc =
-                    unsafe { libc::madvise(page as *mut libc::c_void, 4096, libc::MADV_PAGEOUT) };
-                assert_eq!(rc, 0, "madvise(MADV_PAGEOUT)");
-            }
-            if !addrs.iter().all(|&addr| swapped(base + addr as usize)) {
-                eprintln!("this machine swapped nothing out (no swap area): nothing to check");
-                return;
-            }
-        }
-        // Another module in the same (only) slot, as another app would get it.
-        let mut store = Store::new(&engine, ());
-        let instance = Instance::new(&mut store, &second, &[]).expect("second instance");
-        let get = instance
-            .get_typed_func::<i32, i32>(&mut store, "load")
-            .expect("load");
-        for addr in addrs {
-            assert_eq!(get.call(&mut store, addr).expect("load"), 0, "at {addr:#x}");
-        }
     }
 }
