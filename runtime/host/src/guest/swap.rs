@@ -8,8 +8,8 @@
 //! decommits it, so the next instance in that slot, whichever app it belongs to, reads
 //! the previous instance's data back in from swap. (The test
 //! `a_page_swapped_out_under_an_instance_never_reaches_the_next` shows it on a machine
-//! with swap; wasmtime 50 scans for swapped pages too, but needs a newer rustc than this
-//! project's.)
+//! with swap. wasmtime 50 scans swapped pages too, but it needs a newer rustc than this
+//! project's, and built anyway it reset slots more slowly here: BENCHMARKS.md.)
 //!
 //! So the host uses the scan only where no guest page can be swapped out: no swap
 //! device, or a cgroup that allows the host no swap. Elsewhere a freed slot is reset
