@@ -58,6 +58,7 @@ pub use guest::engine::{
 };
 pub use guest::imports::instantiate_pre;
 pub use guest::lane::{LaneOptions, default_lane_threads};
+pub use guest::swap::SlotReset;
 pub use listener::{
     Accepted, HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_STREAMS_PER_CONNECTION, Transport,
     raise_fd_limit, serve as serve_http,

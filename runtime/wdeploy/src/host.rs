@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
     AcmeOptions, Backoff, DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, DrainOptions,
     Egress, Engine, EngineOptions, HEADER_TIMEOUT, Host, HostConfig, IDLE_TIMEOUT, LETS_ENCRYPT,
-    LaneOptions, ListenerLimits, LogRate, Router, default_lane_threads, raise_fd_limit,
+    LaneOptions, ListenerLimits, LogRate, Router, SlotReset, default_lane_threads, raise_fd_limit,
 };
 
 #[derive(Debug, clap::Args)]
@@ -293,6 +293,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         "--log-rate and --log-burst must be at least 1"
     );
     let engine = Engine::new(&engine_options(&args, &data))?;
+    let slot_reset = engine.slot_reset();
     let router = Router::new(&args.domain);
     let me = wdeploy_store::NodeInfo {
         name: args
@@ -461,6 +462,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         );
     }
     println!("wdeploy host: API on {api_scheme}://{api_addr}");
+    if slot_reset == SlotReset::Plain {
+        println!(
+            "wdeploy host: swap is on, so freed instances are reset the slower safe way (apps \
+             with a fresh instance per request use more CPU); a host with no swap, or in a \
+             cgroup with memory.swap.max=0, resets them faster (README: Swap)"
+        );
+    }
     if let Some(addr) = metrics_addr {
         println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
     }

@@ -145,6 +145,8 @@ pub struct Engine {
     ticker_stop: Arc<AtomicBool>,
     /// The host's metrics (the compile cache counts its hits and misses there).
     metrics: Arc<Metrics>,
+    /// How the pool resets a freed slot, decided at start (`guest/swap.rs`).
+    slot_reset: SlotReset,
 }
 
 impl Engine {
@@ -194,7 +196,13 @@ impl Engine {
             compiling: Semaphore::new(COMPILES_AT_ONCE),
             ticker_stop,
             metrics: Metrics::new(),
+            slot_reset: reset,
         }))
+    }
+
+    /// How the pool resets a freed slot on this host: `Plain` where memory can be swapped.
+    pub fn slot_reset(&self) -> SlotReset {
+        self.slot_reset
     }
 
     /// The host's metrics registry.

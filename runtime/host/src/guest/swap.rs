@@ -16,7 +16,8 @@
 //! the plain way (wasmtime writes the first `keep_resident` bytes back and decommits
 //! the rest), which is slower for apps that take a fresh instance per request but
 //! never hands one instance's memory to the next. The answer is taken once, when the
-//! engine starts: enabling swap later needs a host restart, which the host's log says.
+//! engine starts: enabling swap later needs a host restart (`wdeploy host` says which
+//! reset it uses when it starts).
 
 use std::path::{Path, PathBuf};
 
@@ -32,14 +33,13 @@ pub enum SlotReset {
 }
 
 impl SlotReset {
-    /// The scan unless this host can swap guest memory out; says which in the log.
+    /// The scan unless this host can swap guest memory out. `wdeploy host` tells the
+    /// operator when it cannot scan (`Engine::slot_reset`); here it goes to the host's log.
     pub fn for_this_host() -> SlotReset {
         if possible() {
-            tracing::warn!(
+            tracing::info!(
                 "swap is on: freed instance slots are reset without PAGEMAP_SCAN, because \
-                 wasmtime 48's scan misses pages swapped out under a live instance, so a \
-                 fresh instance per request costs more CPU; for the fast reset, run the host \
-                 with no swap (a cgroup with memory.swap.max=0, systemd MemorySwapMax=0)"
+                 wasmtime 48's scan misses pages swapped out under a live instance"
             );
             SlotReset::Plain
         } else {
