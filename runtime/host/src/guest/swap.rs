@@ -16,8 +16,8 @@
 //! the plain way (wasmtime writes the first `keep_resident` bytes back and decommits
 //! the rest), which is slower for apps that take a fresh instance per request but
 //! never hands one instance's memory to the next. The answer is taken once, when the
-//! engine starts: enabling swap later needs a host restart (`wdeploy host` says which
-//! reset it uses when it starts).
+//! engine starts: enabling swap later needs a host restart (`wdeploy host` names the
+//! plain reset among its start-up lines).
 
 use std::path::{Path, PathBuf};
 
