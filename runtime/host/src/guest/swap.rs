@@ -53,7 +53,7 @@ impl SlotReset {
 }
 
 /// Whether this process's memory may be swapped out.
-pub fn possible() -> bool {
+fn possible() -> bool {
     possible_under(Path::new("/"))
 }
 
@@ -194,6 +194,22 @@ mod tests {
         Module::new(engine, wat).expect("module")
     }
 
+    fn page_size() -> usize {
+        // SAFETY: sysconf only reads a system constant.
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).expect("page size")
+    }
+
+    /// The pool's reset follows the decision, whatever this machine's swap: the leak
+    /// test below checks the outcome only where pages can be swapped out.
+    #[test]
+    fn the_pool_scans_only_when_told_to() {
+        let options = EngineOptions::default();
+        let scan = pool(&options, SlotReset::Scan).get_pagemap_scan();
+        assert_eq!(scan, wasmtime::Enabled::Auto);
+        let plain = pool(&options, SlotReset::Plain).get_pagemap_scan();
+        assert_eq!(plain, wasmtime::Enabled::No);
+    }
+
     /// Whether the page holding `addr` is in swap (bit 62 of its `/proc/self/pagemap`
     /// entry, which needs no privilege).
     fn swapped(addr: usize) -> bool {
@@ -201,7 +217,7 @@ mod tests {
         let mut entry = [0u8; 8];
         let pagemap = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
         pagemap
-            .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
+            .read_exact_at(&mut entry, (addr / page_size() * 8) as u64)
             .expect("pagemap entry");
         u64::from_le_bytes(entry) & (1 << 62) != 0
     }
@@ -240,11 +256,12 @@ mod tests {
                 .expect("memory")
                 .data_ptr(&store) as usize;
             for addr in addrs {
-                let page = (base + addr as usize) & !4095;
+                let page = (base + addr as usize) & !(page_size() - 1);
                 // SAFETY: the page is inside this instance's live linear memory, and
                 // MADV_PAGEOUT only moves its contents, never changes them.
-                let rc =
-                    unsafe { libc::madvise(page as *mut libc::c_void, 4096, libc::MADV_PAGEOUT) };
+                let rc = unsafe {
+                    libc::madvise(page as *mut libc::c_void, page_size(), libc::MADV_PAGEOUT)
+                };
                 assert_eq!(rc, 0, "madvise(MADV_PAGEOUT)");
             }
             if !addrs.iter().all(|&addr| swapped(base + addr as usize)) {

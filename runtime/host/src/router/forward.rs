@@ -60,6 +60,14 @@ struct Known {
     peers: Arc<Vec<Peer>>,
 }
 
+impl Known {
+    /// Whether any peer is known: an app that lost its peers keeps an empty entry (its
+    /// stamp), which counts as none.
+    fn any(&self) -> bool {
+        !self.peers.is_empty()
+    }
+}
+
 /// The nodes running up web dynos of each app, other than this one.
 #[derive(Default)]
 pub struct Peers {
@@ -140,7 +148,7 @@ impl Peers {
     fn of(&self, app: &str) -> Option<Arc<Vec<Peer>>> {
         let by_app = self.by_app.read();
         let known = by_app.get(app)?;
-        (!known.peers.is_empty()).then(|| known.peers.clone())
+        known.any().then(|| known.peers.clone())
     }
 
     /// Whether the other live nodes advertise `advertised`, as last set: then their
@@ -162,10 +170,7 @@ impl Peers {
     }
 
     pub fn has(&self, app: &str) -> bool {
-        self.by_app
-            .read()
-            .get(app)
-            .is_some_and(|known| !known.peers.is_empty())
+        self.by_app.read().get(app).is_some_and(Known::any)
     }
 
     /// How to find an app's peers when none are known (set once, by the host).
