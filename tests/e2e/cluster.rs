@@ -132,6 +132,23 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
         (spoofed.status, spoofed.text().as_str()),
         (200, "Hello from wdeploy\n")
     );
+    // Nor from a node's own address (every node here is on 127.0.0.1) without the proof
+    // made with the cluster's key: it would be taken as forwarded already, and refused
+    // with an H14 by a node without the web dyno.
+    let from_a_node = raw_request_on(
+        connect_from(std::net::Ipv4Addr::LOCALHOST, forwarder.0.router_port),
+        "GET",
+        "hello.localhost",
+        "/",
+        &format!(
+            "X-Wdeploy-Forwarded: {owner} 1800000000 {}\r\n",
+            "ab".repeat(32)
+        ),
+    );
+    assert_eq!(
+        (from_a_node.status, from_a_node.text().as_str()),
+        (200, "Hello from wdeploy\n")
+    );
     for node in [a, b, c] {
         let releases = node.ok(&["releases", "-a", "hello"]);
         assert!(releases.contains("v1"), "{releases}");

@@ -1,7 +1,7 @@
 //! The nodes of a cluster: which are alive, which dynos each runs, and when anything the
 //! nodes converge on may have changed. On the embedded store a host is a cluster of one.
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, NodeName, RestartRequest};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -43,6 +43,44 @@ pub trait Nodes: Send + Sync + 'static {
     async fn changes(&self) -> Result<BoxStream<'static, ()>>;
     /// Whether the cluster store can be reached now.
     fn is_connected(&self) -> bool;
+    /// The secret every node of the cluster holds: a node's router signs each request it
+    /// forwards with it, so another node can tell a forwarded request from a client's
+    /// imitation without trusting addresses. Made by the first node that asks, the same
+    /// for every node after, and kept for the cluster's life (restarts included).
+    async fn cluster_key(&self) -> Result<ClusterKey>;
+}
+
+/// A cluster's shared secret ([`Nodes::cluster_key`]): 32 random bytes. Its `Debug`
+/// shows none of them, so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; ClusterKey::LEN]);
+
+impl ClusterKey {
+    pub const LEN: usize = 32;
+
+    /// A new key from the operating system's random source.
+    pub fn generate() -> Result<ClusterKey> {
+        let mut bytes = [0u8; ClusterKey::LEN];
+        getrandom::getrandom(&mut bytes).map_err(|e| {
+            StoreError::Backend(format!("no random bytes for the cluster key: {e}"))
+        })?;
+        Ok(ClusterKey(bytes))
+    }
+
+    /// A key as stored; `None` unless exactly [`ClusterKey::LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ClusterKey> {
+        bytes.try_into().ok().map(ClusterKey)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
 }
 
 /// A node's name from the host name (or `node` when there is none usable).

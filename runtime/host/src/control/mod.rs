@@ -236,7 +236,8 @@ impl Host {
             .await
             .context("making the admin token")?;
         let node = store.nodes.me().clone();
-        router.set_node(node.name.as_str());
+        let key = (store.nodes.cluster_key().await).context("reading the cluster's key")?;
+        router.set_node(node.name.as_str(), &key);
         let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
             .context("setting up log drains")?;
         let acme = crate::tls::acme::AcmeClient::new(&config.acme, store.acme.clone())

@@ -7,14 +7,16 @@
 //! request forwarded once is never forwarded again (`x-wdeploy-forwarded`), so two nodes
 //! with stale views cannot bounce it between them.
 //!
-//! The mark counts only on a request from another live node's address ([`Peers::is_node`]):
+//! The mark counts only with a proof made with the cluster's key for that very request
+//! ([`ForwardMark`]), on a request from another live node's address ([`Peers::is_node`]):
 //! a client sending it itself would otherwise skip `force_https`, and pass its own
 //! `X-Forwarded-Proto` to the app as the scheme of its connection. A node is expected
 //! to connect from the address it advertises, as on one private network; a cluster of
 //! one trusts no address. A guest's outgoing request never carries the mark
-//! (`guest/outgoing.rs`), so an app cannot borrow its node's address to send it.
+//! (`guest/outgoing.rs`).
 
 use crate::cluster::FORWARDED_BY;
+use crate::cluster::mark::ForwardMark;
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -84,6 +86,9 @@ pub struct Peers {
     /// The other live nodes' advertised addresses, and the IP addresses they resolve
     /// to: the only ones whose requests may carry the forwarding mark.
     nodes: RwLock<(Vec<String>, HashSet<IpAddr>)>,
+    /// Signs the requests this node forwards and checks those forwarded to it (set once,
+    /// by the host, with the cluster's key).
+    mark: std::sync::OnceLock<ForwardMark>,
 }
 
 /// Why a request could not be forwarded.
@@ -116,6 +121,12 @@ fn as_http1<B>(req: &mut hyper::Request<B>) {
     if let Ok(uri) = origin_form {
         *req.uri_mut() = uri;
     }
+}
+
+/// What a forwarding mark's proof covers of the request's target: its path and query,
+/// which stay the same from the forwarding router to the receiving one.
+fn path_of<B>(req: &hyper::Request<B>) -> &str {
+    req.uri().path_and_query().map_or("/", |p| p.as_str())
 }
 
 impl Peers {
@@ -169,6 +180,22 @@ impl Peers {
         self.nodes.read().1.contains(&ip.to_canonical())
     }
 
+    /// Whether `req`, from `ip`, was forwarded by another node of this cluster: it comes
+    /// from a live node's address and carries a mark proved with the cluster's key for
+    /// this very request, lately. Its scheme and port are then the first router's.
+    pub fn forwarded_by_node<B>(&self, ip: IpAddr, req: &hyper::Request<B>) -> bool {
+        let (Some(value), Some(mark)) = (req.headers().get(FORWARDED_BY), self.mark.get()) else {
+            return false;
+        };
+        self.is_node(ip) && mark.holds(value, req.method(), path_of(req))
+    }
+
+    /// How this node signs what it forwards (set once: a node keeps its name and its
+    /// cluster's key).
+    pub fn set_mark(&self, mark: ForwardMark) {
+        let _ = self.mark.set(mark);
+    }
+
     pub fn has(&self, app: &str) -> bool {
         self.by_app.read().get(app).is_some_and(Known::any)
     }
@@ -211,15 +238,15 @@ impl Peers {
         &self,
         app: &str,
         mut req: hyper::Request<Incoming>,
-        me: &str,
     ) -> Result<(hyper::Response<HyperOutgoingBody>, String), ForwardError> {
         let Some(peers) = self.of(app) else {
             return Err(ForwardError::NoPeer);
         };
-        if let Ok(value) = HeaderValue::from_str(me) {
+        as_http1(&mut req);
+        let value = (self.mark.get()).and_then(|mark| mark.sign(req.method(), path_of(&req)));
+        if let Some(value) = value {
             req.headers_mut().insert(FORWARDED_BY, value);
         }
-        as_http1(&mut req);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..peers.len() {
             let peer = &peers[(start + i) % peers.len()];
@@ -357,6 +384,7 @@ pub async fn node_addresses(advertised: impl IntoIterator<Item = String>) -> Has
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wdeploy_store::ClusterKey;
 
     #[tokio::test]
     async fn only_the_other_nodes_addresses_may_forward() {
@@ -379,6 +407,64 @@ mod tests {
         assert!(peers.is_node("127.0.0.1".parse().expect("ip")));
         assert!(!peers.is_node("10.0.0.7".parse().expect("ip")));
         assert!(!peers.is_node("0.0.0.0".parse().expect("ip")));
+    }
+
+    /// A request to `uri` as `from` forwards it: marked and proved with its key.
+    fn forwarded_by(from: &Peers, uri: &str) -> hyper::Request<()> {
+        let mut req = hyper::Request::builder()
+            .uri(uri)
+            .body(())
+            .expect("request");
+        let mark = from.mark.get().expect("a mark");
+        let value = mark.sign(req.method(), path_of(&req)).expect("a mark");
+        req.headers_mut().insert(FORWARDED_BY, value);
+        req
+    }
+
+    #[test]
+    fn a_mark_counts_only_proved_for_its_request_and_from_a_nodes_address() {
+        let key = ClusterKey::generate().expect("a key");
+        let (a, b) = (Peers::default(), Peers::default());
+        a.set_mark(ForwardMark::new("node-a", &key));
+        b.set_mark(ForwardMark::new("node-b", &key));
+        let node: IpAddr = "10.0.0.5".parse().expect("ip");
+        b.set_nodes(vec!["10.0.0.5:8080".to_string()], HashSet::from([node]));
+        let other: IpAddr = "10.0.0.9".parse().expect("ip");
+
+        let req = forwarded_by(&a, "/x?y=1");
+        assert!(b.forwarded_by_node(node, &req));
+        assert!(!b.forwarded_by_node(other, &req), "a proof from elsewhere");
+        // The mark of one request put on another.
+        let mut moved = hyper::Request::builder()
+            .uri("/admin")
+            .body(())
+            .expect("request");
+        moved
+            .headers_mut()
+            .insert(FORWARDED_BY, req.headers()[FORWARDED_BY].clone());
+        assert!(!b.forwarded_by_node(node, &moved));
+        // What a client sends from a node's own address, and a mark of another cluster.
+        let mut imitation = hyper::Request::builder()
+            .uri("/x?y=1")
+            .body(())
+            .expect("request");
+        imitation
+            .headers_mut()
+            .insert(FORWARDED_BY, HeaderValue::from_static("node-a"));
+        assert!(!b.forwarded_by_node(node, &imitation));
+        let stranger = Peers::default();
+        stranger.set_mark(ForwardMark::new(
+            "node-a",
+            &ClusterKey::generate().expect("a key"),
+        ));
+        assert!(!b.forwarded_by_node(node, &forwarded_by(&stranger, "/x?y=1")));
+        // No mark at all, or a node that has no key yet: not forwarded.
+        let plain = hyper::Request::builder()
+            .uri("/x")
+            .body(())
+            .expect("request");
+        assert!(!b.forwarded_by_node(node, &plain));
+        assert!(!Peers::default().forwarded_by_node(node, &req));
     }
 
     fn peer(node: &str) -> Peer {

@@ -73,9 +73,12 @@ impl Router {
         })
     }
 
-    /// Names this node in router lines (once: a node keeps its name).
-    pub fn set_node(&self, node: &str) {
+    /// Names this node in router lines and in the requests it forwards, which it proves
+    /// with its cluster's `key` (once: a node keeps its name and its cluster).
+    pub fn set_node(&self, node: &str, key: &wdeploy_store::ClusterKey) {
         let _ = self.node.set(node.into());
+        self.peers
+            .set_mark(crate::cluster::mark::ForwardMark::new(node, key));
     }
 
     fn node(&self) -> Arc<str> {
@@ -255,7 +258,7 @@ impl Router {
         // The forwarding mark counts from another node only; anyone else's is dropped
         // (it would skip `force_https` and keep the client's own `X-Forwarded-Proto`).
         let marked = req.headers().contains_key(FORWARDED_BY);
-        let forwarded = marked && self.peers.is_node(peer.ip());
+        let forwarded = marked && self.peers.forwarded_by_node(peer.ip(), &req);
         if marked && !forwarded {
             req.headers_mut().remove(FORWARDED_BY);
         }
@@ -307,8 +310,7 @@ impl Router {
             if forwarded || !self.peers.known_or_found(app.name.as_str()).await {
                 return error(line, &logs, started, 503, ("H14", "No web dynos running"));
             }
-            let me = self.node();
-            return match self.peers.forward(app.name.as_str(), req, &me).await {
+            return match self.peers.forward(app.name.as_str(), req).await {
                 // The serving node writes the router line (with its `node=`).
                 Ok((response, _node)) => response,
                 Err(ForwardError::NoPeer) => {
@@ -418,7 +420,7 @@ const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
 ///
 /// A request another node's router `forwarded` keeps the scheme and port that router
 /// set: they describe the client's connection, not the hop between nodes. Only a
-/// request from another node's address counts as forwarded ([`Peers::is_node`]).
+/// request another node proves it forwarded counts ([`Peers::forwarded_by_node`]).
 fn forwarded_headers(
     headers: &mut http::HeaderMap,
     peer: SocketAddr,

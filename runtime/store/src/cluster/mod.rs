@@ -121,16 +121,20 @@ impl Nats {
         }
     }
 
+    /// The bucket of facts about the cluster itself (its schema version, its key).
+    pub(crate) async fn meta(&self) -> Result<jetstream::kv::Store> {
+        self.bucket(jetstream::kv::Config {
+            bucket: META_BUCKET.to_string(),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Joins the cluster's state: records [`SCHEMA_VERSION`] if the cluster is new, and
     /// refuses a cluster that keeps its state in another version.
     pub async fn check_schema(&self) -> Result<()> {
-        let meta = self
-            .bucket(jetstream::kv::Config {
-                bucket: META_BUCKET.to_string(),
-                history: 1,
-                ..Default::default()
-            })
-            .await?;
+        let meta = self.meta().await?;
         let mine = SCHEMA_VERSION.to_string();
         if meta.create(SCHEMA_KEY, mine.clone().into()).await.is_ok() {
             return Ok(());

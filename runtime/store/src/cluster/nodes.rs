@@ -9,11 +9,12 @@
 //!   per node so nodes never write the same key (no compare-and-swap needed), and the app
 //!   id first so one app's records are read with the filter `<app id>.*` alone.
 
+use crate::cluster::control::create;
 use crate::cluster::scan::last_values;
 use crate::cluster::{Nats, unavailable};
 use crate::error::{Result, StoreError};
 use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, RestartRequest};
-use crate::nodes::{HEARTBEAT_TTL, Nodes};
+use crate::nodes::{ClusterKey, HEARTBEAT_TTL, Nodes};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -220,7 +221,34 @@ impl Nodes for ClusterNodes {
     fn is_connected(&self) -> bool {
         self.nats.is_connected()
     }
+
+    /// Kept in the meta bucket under [`CLUSTER_KEY`]: the first node to ask creates it
+    /// (create-if-absent, so two nodes starting together still agree), the others read it.
+    async fn cluster_key(&self) -> Result<ClusterKey> {
+        let meta = self.nats.meta().await?;
+        let mine = ClusterKey::generate()?;
+        let what = "recording the cluster's key";
+        if create(&meta, CLUSTER_KEY, mine.as_bytes().to_vec().into(), what).await? {
+            return Ok(mine);
+        }
+        let there = meta
+            .get(CLUSTER_KEY)
+            .await
+            .map_err(|e| unavailable(format!("reading the cluster's key: {e}")))?
+            .unwrap_or_default();
+        ClusterKey::from_bytes(&there).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "the cluster's key ({CLUSTER_KEY} in the NATS bucket wdeploy-meta) is {} bytes, \
+                 not {}: it was not written by wdeploy; remove it and restart every node",
+                there.len(),
+                ClusterKey::LEN
+            ))
+        })
+    }
 }
+
+/// Where the cluster's key lives in the meta bucket.
+const CLUSTER_KEY: &str = "cluster-key";
 
 /// Where an app's newest restart request is kept.
 fn restart_key(app: &AppId) -> String {

@@ -240,3 +240,28 @@ async fn changes_follow_other_connections_and_outlive_an_outage() {
     releases.put("app.v1", "{}".into()).await.unwrap();
     assert!(change_within(&mut changes, Duration::from_secs(3)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_holds_the_same_cluster_key_and_a_foreign_one_is_refused() {
+    let server = NatsServer::start().unwrap();
+    let (a, b) = tokio::join!(node(&server, "node-a"), node(&server, "node-b"));
+    // Asked at the same moment by two nodes: one creates it, both get that one.
+    let (from_a, from_b) = tokio::join!(a.cluster_key(), b.cluster_key());
+    let key = from_a.unwrap();
+    assert_eq!(from_b.unwrap(), key);
+    assert_eq!(format!("{key:?}"), "ClusterKey(..)");
+    // A node joining later, or asking again, gets the same key.
+    let c = node(&server, "node-c").await;
+    assert_eq!(c.cluster_key().await.unwrap(), key);
+    assert_eq!(a.cluster_key().await.unwrap(), key);
+    // A key someone else wrote there is refused with a way out, never used.
+    let meta = connect(&server, "node-d").await.meta().await.unwrap();
+    meta.put(CLUSTER_KEY, b"short".to_vec().into())
+        .await
+        .unwrap();
+    let refused = c.cluster_key().await.unwrap_err().to_string();
+    assert!(
+        refused.contains("5 bytes") && refused.contains("remove it"),
+        "{refused}"
+    );
+}

@@ -61,7 +61,7 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
         people: Arc::new(control),
         blobs: Arc::new(blobs),
         addons,
-        nodes: Arc::new(LocalNode::new(me)),
+        nodes: Arc::new(LocalNode::new(me)?),
         log_bus: Arc::new(NoBus),
     })
 }

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::log_bus::LogBus;
 use crate::model::{AppId, DynoRecord, LogRecord, NodeDynos, NodeInfo, RestartRequest};
-use crate::nodes::Nodes;
+use crate::nodes::{ClusterKey, Nodes};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
@@ -13,14 +13,18 @@ use std::collections::HashMap;
 pub struct LocalNode {
     me: NodeInfo,
     dynos: Mutex<HashMap<AppId, Vec<DynoRecord>>>,
+    /// This process's own: no other node ever forwards to this one, so nothing needs
+    /// the key to outlive it.
+    key: ClusterKey,
 }
 
 impl LocalNode {
-    pub fn new(me: NodeInfo) -> LocalNode {
-        LocalNode {
+    pub fn new(me: NodeInfo) -> Result<LocalNode> {
+        Ok(LocalNode {
             me,
             dynos: Mutex::new(HashMap::new()),
-        }
+            key: ClusterKey::generate()?,
+        })
     }
 }
 
@@ -75,6 +79,9 @@ impl Nodes for LocalNode {
     }
     fn is_connected(&self) -> bool {
         true
+    }
+    async fn cluster_key(&self) -> Result<ClusterKey> {
+        Ok(self.key.clone())
     }
 }
 
