@@ -96,13 +96,16 @@ mod tests {
         ClusterKey::generate().unwrap()
     }
 
+    /// Two nodes of one cluster.
+    fn two_nodes() -> (ForwardMark, ForwardMark) {
+        let key = key();
+        let a = ForwardMark::new("node-a", &key);
+        (a, ForwardMark::new("node-b", &key))
+    }
+
     #[test]
     fn a_mark_holds_for_its_request_on_every_node_of_the_cluster() {
-        let key = key();
-        let (a, b) = (
-            ForwardMark::new("node-a", &key),
-            ForwardMark::new("node-b", &key),
-        );
+        let (a, b) = two_nodes();
         let mark = a.sign_at(&Method::GET, "/x?y=1", NOW).unwrap();
         assert!(mark.to_str().unwrap().starts_with("node-a 1800000000 "));
         assert!(b.holds_at(&mark, &Method::GET, "/x?y=1", NOW));
@@ -115,11 +118,7 @@ mod tests {
 
     #[test]
     fn a_mark_does_not_hold_for_another_request_time_or_cluster() {
-        let key = key();
-        let (a, b) = (
-            ForwardMark::new("node-a", &key),
-            ForwardMark::new("node-b", &key),
-        );
+        let (a, b) = two_nodes();
         let mark = a.sign_at(&Method::GET, "/x", NOW).unwrap();
         assert!(
             !b.holds_at(&mark, &Method::POST, "/x", NOW),
