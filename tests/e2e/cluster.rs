@@ -149,6 +149,27 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
         (from_a_node.status, from_a_node.text().as_str()),
         (200, "Hello from wdeploy\n")
     );
+    // A request a node really forwards reaches the app with the port of the router the
+    // client spoke to (its proof counted, so that router's scheme and port were kept),
+    // and without the mark: an app never holds a proof it could hand to someone else.
+    a.create_and_push("faults", faults_app().path());
+    let owner = poll_until("faults' web dyno up", SOON, || {
+        up_dynos(a, "faults").first().map(|(_, node)| node.clone())
+    });
+    let (via, _) = [(a, "a"), (b, "b"), (c, "c")]
+        .into_iter()
+        .find(|(_, name)| *name != owner)
+        .unwrap();
+    poll_until("faults served through another node", SOON, || {
+        match via.get("faults", "/") {
+            (200, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let port = via.get("faults", "/header?name=x-forwarded-port");
+    assert_eq!(port, (200, format!("{}\n", via.router_port)));
+    let mark = via.get("faults", "/header?name=x-wdeploy-forwarded");
+    assert_eq!(mark, (200, String::new()));
     for node in [a, b, c] {
         let releases = node.ok(&["releases", "-a", "hello"]);
         assert!(releases.contains("v1"), "{releases}");

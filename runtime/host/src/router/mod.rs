@@ -255,13 +255,11 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        // The forwarding mark counts from another node only; anyone else's is dropped
-        // (it would skip `force_https` and keep the client's own `X-Forwarded-Proto`).
-        let marked = req.headers().contains_key(FORWARDED_BY);
-        let forwarded = marked && self.peers.forwarded_by_node(peer.ip(), &req);
-        if marked && !forwarded {
-            req.headers_mut().remove(FORWARDED_BY);
-        }
+        // The forwarding mark counts from another node only (anyone else's would skip
+        // `force_https` and keep the client's own `X-Forwarded-Proto`), and goes either
+        // way: an app never sees a node's proof, which it could hand to someone else.
+        let forwarded = self.peers.forwarded_by_node(peer.ip(), &req);
+        req.headers_mut().remove(FORWARDED_BY);
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
             protocol: Protocol::of(tls, req.version()),
