@@ -152,9 +152,15 @@ pub struct HostArgs {
     #[arg(long, default_value_t = LogRate::default().burst)]
     pub log_burst: u32,
     /// Run as one node of a cluster whose state is in this NATS server (with JetStream),
-    /// shared by every node; without it the host keeps everything in --data
-    #[arg(long, value_name = "nats://HOST:PORT")]
-    pub cluster: Option<String>,
+    /// shared by every node; without it the host keeps everything in --data. Credentials
+    /// go in the URL (nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT; from the
+    /// environment, they stay out of the process list); tls:// requires TLS
+    #[arg(long, env = "WDEPLOY_CLUSTER", value_name = "nats://HOST:PORT")]
+    pub cluster: Option<wdeploy_store::cluster::ClusterAddress>,
+    /// The certificate authority (PEM) that signed the NATS server's TLS certificate,
+    /// when not one the system trusts
+    #[arg(long, requires = "cluster", value_name = "FILE")]
+    pub cluster_ca: Option<PathBuf>,
     /// This node's name in the cluster (default: the machine's host name)
     #[arg(long, requires = "cluster")]
     pub node: Option<wdeploy_store::NodeName>,
@@ -310,13 +316,20 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     );
     let store = match &args.cluster {
         // The cluster store: state in NATS JetStream, blobs cached under the data dir.
-        Some(url) => wdeploy_store::cluster::open(wdeploy_store::cluster::ClusterOptions {
-            url: url.clone(),
-            me: me.clone(),
-            cache_dir: data.join("blobs"),
-        })
-        .await
-        .with_context(|| format!("joining the cluster at {url}"))?,
+        Some(address) => {
+            let address = match &args.cluster_ca {
+                Some(ca) => address.clone().with_ca(ca.clone()),
+                None => address.clone(),
+            };
+            let options = wdeploy_store::cluster::ClusterOptions {
+                address: address.clone(),
+                me: me.clone(),
+                cache_dir: data.join("blobs"),
+            };
+            wdeploy_store::cluster::open(options)
+                .await
+                .with_context(|| format!("joining the cluster at {address}"))?
+        }
         // The embedded store: blobs and SQLite under the data dir.
         None => {
             let dir = data.clone();

@@ -18,6 +18,7 @@
 
 mod acme;
 mod addons;
+mod address;
 mod blobs;
 mod control;
 mod drains;
@@ -28,6 +29,7 @@ mod scan;
 
 pub use acme::ClusterAcme;
 pub use addons::ClusterAddons;
+pub use address::ClusterAddress;
 pub use blobs::ClusterBlobs;
 pub use control::ClusterControl;
 pub use log_bus::ClusterLogBus;
@@ -54,8 +56,8 @@ const SCHEMA_KEY: &str = "schema";
 /// How a node joins its cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// `nats://HOST:PORT` of a NATS server with JetStream.
-    pub url: String,
+    /// The NATS server with JetStream, and how to prove this node to it.
+    pub address: ClusterAddress,
     pub me: NodeInfo,
     /// Where this node keeps its copies of blobs.
     pub cache_dir: PathBuf,
@@ -69,9 +71,17 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Connects to `url`; fails (rather than waiting) when no server answers.
+    /// Connects to `url` (credentials in it, if any); fails (rather than waiting) when no
+    /// server answers.
     pub async fn connect(url: &str, node: &NodeName) -> Result<Nats> {
-        let client = async_nats::ConnectOptions::new()
+        Nats::connect_to(&url.parse()?, node).await
+    }
+
+    /// Connects to `address`; fails (rather than waiting) when no server answers or it
+    /// refuses this node's credentials.
+    pub async fn connect_to(address: &ClusterAddress, node: &NodeName) -> Result<Nats> {
+        let client = address
+            .options()
             .name(format!("wdeploy node {node}"))
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(CALL_TIMEOUT))
@@ -80,9 +90,9 @@ impl Nats {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((attempts as u64 * 100).min(1000))
             })
-            .connect(url)
+            .connect(address.url())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {url}: {e}")))?;
+            .map_err(|e| not_joined(address, e))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(CALL_TIMEOUT);
         Ok(Nats { client, js })
@@ -161,7 +171,7 @@ impl Nats {
 /// cluster keeps its state in another schema version.
 pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
     use std::sync::Arc;
-    let nats = Nats::connect(&options.url, &options.me.name).await?;
+    let nats = Nats::connect_to(&options.address, &options.me.name).await?;
     nats.check_schema().await?;
     let control = Arc::new(ClusterControl::open(&nats).await?);
     Ok(crate::Store {
@@ -174,6 +184,30 @@ pub async fn open(options: ClusterOptions) -> Result<crate::Store> {
         people: Arc::new(ClusterPeople::open(&nats).await?),
         acme: Arc::new(ClusterAcme::open(&nats).await?),
     })
+}
+
+/// Why a node could not connect, with what to do: only a server that did not answer is
+/// worth waiting for; refused credentials or an untrusted certificate are the node's
+/// configuration to fix.
+fn not_joined(address: &ClusterAddress, e: async_nats::ConnectError) -> StoreError {
+    use async_nats::ConnectErrorKind as Kind;
+    // rustls reports a failed handshake (an untrusted certificate, a name mismatch) as
+    // invalid data from the socket.
+    let handshake = e.kind() == Kind::Tls
+        || std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+    match e.kind() {
+        Kind::AuthorizationViolation | Kind::Authentication => StoreError::Invalid(format!(
+            "the NATS server at {address} refused this node ({e}): give the credentials it \
+             expects in the URL, as nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT"
+        )),
+        _ if handshake => StoreError::Invalid(format!(
+            "no TLS connection to the NATS server at {address} ({e}): if a private CA \
+             signed its certificate, give that CA with --cluster-ca FILE"
+        )),
+        _ => unavailable(format!("cannot connect to {address}: {e}")),
+    }
 }
 
 /// An `Unavailable` error saying what was being done.
@@ -192,17 +226,25 @@ pub mod testing {
         child: Option<Child>,
         pub port: u16,
         store_dir: tempfile::TempDir,
+        /// More `nats-server` arguments: credentials, TLS.
+        extra: Vec<String>,
     }
 
     impl NatsServer {
         /// A server on a free loopback port, its JetStream data in a temp dir.
         pub fn start() -> std::io::Result<NatsServer> {
+            NatsServer::start_with(&[])
+        }
+
+        /// [`NatsServer::start`] with more `nats-server` arguments (`--user`, `--tls`, …).
+        pub fn start_with(extra: &[&str]) -> std::io::Result<NatsServer> {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let store_dir = tempfile::tempdir()?;
             let mut server = NatsServer {
                 child: None,
                 port,
                 store_dir,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             server.resume()?;
             Ok(server)
@@ -225,6 +267,7 @@ pub mod testing {
                     "-sd",
                 ])
                 .arg(self.store_dir.path())
+                .args(&self.extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
