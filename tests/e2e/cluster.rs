@@ -562,7 +562,7 @@ fn a_node_joins_a_nats_that_asks_for_tls_and_credentials_and_says_why_it_cannot_
     let url = at("wd:s3cret@");
     let args = ["--cluster", &url, "--cluster-ca", ca_file, "--node", "a"];
     let node = TestHost::start_as(&args, None);
-    node.ok(&["apps:create", "over-tls"]);
+    node.ok(&["apps:create", "over-tls", "--no-link"]);
     assert!(node.ok(&["apps"]).contains("over-tls"));
     let said = node.output();
     let joined = format!("node a of the cluster at {} (as wd)", at(""));
