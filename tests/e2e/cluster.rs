@@ -602,6 +602,11 @@ fn a_node_joins_a_nats_that_asks_for_tls_and_credentials_and_says_why_it_cannot_
     let untrusted = refused(at("wd:s3cret@"), None);
     assert!(untrusted.contains("--cluster-ca FILE"), "{untrusted}");
     assert!(!untrusted.contains("s3cret"), "{untrusted}");
+    let missing = refused(at("wd:s3cret@"), Some("/nonexistent/ca.pem"));
+    assert!(
+        missing.contains("reading --cluster-ca /nonexistent/ca.pem"),
+        "{missing}"
+    );
     let malformed = refused("http://127.0.0.1:4222".to_string(), None);
     assert!(malformed.contains("nats://HOST:PORT"), "{malformed}");
 }

@@ -318,7 +318,13 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         // The cluster store: state in NATS JetStream, blobs cached under the data dir.
         Some(address) => {
             let address = match &args.cluster_ca {
-                Some(ca) => address.clone().with_ca(ca.clone()),
+                Some(ca) => {
+                    // Checked here: the NATS client reads it only while connecting, and
+                    // says no more than that the TLS setup failed.
+                    std::fs::File::open(ca)
+                        .with_context(|| format!("reading --cluster-ca {}", ca.display()))?;
+                    address.clone().with_ca(ca.clone())
+                }
                 None => address.clone(),
             };
             let options = wdeploy_store::cluster::ClusterOptions {
