@@ -89,7 +89,13 @@ pub struct Peers {
     /// Signs the requests this node forwards and checks those forwarded to it (set once,
     /// by the host, with the cluster's key).
     mark: std::sync::OnceLock<ForwardMark>,
+    /// When a node's address last sent a mark that did not hold (said at most once a
+    /// minute: it is a clock or version problem of the cluster, not of one request).
+    unproved_said: Mutex<Option<Instant>>,
 }
+
+/// How often a mark that did not hold from a node's address is logged, at most.
+const SAY_UNPROVED_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a request could not be forwarded.
 pub enum ForwardError {
@@ -187,7 +193,32 @@ impl Peers {
         let (Some(value), Some(mark)) = (req.headers().get(FORWARDED_BY), self.mark.get()) else {
             return false;
         };
-        self.is_node(ip) && mark.holds(value, req.method(), path_of(req))
+        if !self.is_node(ip) {
+            return false;
+        }
+        let proved = mark.holds(value, req.method(), path_of(req));
+        if !proved {
+            self.say_unproved(ip);
+        }
+        proved
+    }
+
+    /// Tells the operator, at most every [`SAY_UNPROVED_EVERY`], that a node's address
+    /// sent a mark that did not hold: its requests are then served as clients' (and an
+    /// app with `force_https` redirects them), which only the host's log can explain.
+    fn say_unproved(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut said = self.unproved_said.lock();
+        if said.is_some_and(|at| now - at < SAY_UNPROVED_EVERY) {
+            return;
+        }
+        *said = Some(now);
+        tracing::warn!(
+            %ip,
+            "a request from another node's address carried a forwarding mark that does not \
+             hold, so it was served as a client's: the nodes' clocks may differ by more than \
+             a minute, or that node runs an older wdeploy"
+        );
     }
 
     /// How this node signs what it forwards (set once: a node keeps its name and its
@@ -434,6 +465,8 @@ mod tests {
         let req = forwarded_by(&a, "/x?y=1");
         assert!(b.forwarded_by_node(node, &req));
         assert!(!b.forwarded_by_node(other, &req), "a proof from elsewhere");
+        // Neither is worth telling the operator about; a bad mark from a node is.
+        assert!(b.unproved_said.lock().is_none());
         // The mark of one request put on another.
         let mut moved = hyper::Request::builder()
             .uri("/admin")
@@ -443,6 +476,7 @@ mod tests {
             .headers_mut()
             .insert(FORWARDED_BY, req.headers()[FORWARDED_BY].clone());
         assert!(!b.forwarded_by_node(node, &moved));
+        assert!(b.unproved_said.lock().is_some(), "said, for the operator");
         // What a client sends from a node's own address, and a mark of another cluster.
         let mut imitation = hyper::Request::builder()
             .uri("/x?y=1")
