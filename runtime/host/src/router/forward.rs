@@ -186,11 +186,17 @@ impl Peers {
         self.nodes.read().1.contains(&ip.to_canonical())
     }
 
-    /// Whether `req`, from `ip`, was forwarded by another node of this cluster: it comes
-    /// from a live node's address and carries a mark proved with the cluster's key for
-    /// this very request, lately. Its scheme and port are then the first router's.
-    pub fn forwarded_by_node<B>(&self, ip: IpAddr, req: &hyper::Request<B>) -> bool {
-        let (Some(value), Some(mark)) = (req.headers().get(FORWARDED_BY), self.mark.get()) else {
+    /// Whether `req`, from `ip`, was forwarded by another node of this cluster, its
+    /// forwarding mark (taken off it) being `value`: it comes from a live node's address
+    /// and the mark is proved with the cluster's key for this very request, lately. Its
+    /// scheme and port are then the first router's.
+    pub fn forwarded_by_node<B>(
+        &self,
+        ip: IpAddr,
+        value: &HeaderValue,
+        req: &hyper::Request<B>,
+    ) -> bool {
+        let Some(mark) = self.mark.get() else {
             return false;
         };
         if !self.is_node(ip) {
@@ -452,6 +458,12 @@ mod tests {
         req
     }
 
+    /// What the router does: the mark taken off `req`, then judged (none: not forwarded).
+    fn judged(peers: &Peers, ip: IpAddr, req: &hyper::Request<()>) -> bool {
+        let mark = req.headers().get(FORWARDED_BY);
+        mark.is_some_and(|mark| peers.forwarded_by_node(ip, mark, req))
+    }
+
     #[test]
     fn a_mark_counts_only_proved_for_its_request_and_from_a_nodes_address() {
         let key = ClusterKey::generate().expect("a key");
@@ -463,8 +475,8 @@ mod tests {
         let other: IpAddr = "10.0.0.9".parse().expect("ip");
 
         let req = forwarded_by(&a, "/x?y=1");
-        assert!(b.forwarded_by_node(node, &req));
-        assert!(!b.forwarded_by_node(other, &req), "a proof from elsewhere");
+        assert!(judged(&b, node, &req));
+        assert!(!judged(&b, other, &req), "a proof from elsewhere");
         // Neither is worth telling the operator about; a bad mark from a node is.
         assert!(b.unproved_said.lock().is_none());
         // The mark of one request put on another.
@@ -475,7 +487,7 @@ mod tests {
         moved
             .headers_mut()
             .insert(FORWARDED_BY, req.headers()[FORWARDED_BY].clone());
-        assert!(!b.forwarded_by_node(node, &moved));
+        assert!(!judged(&b, node, &moved));
         assert!(b.unproved_said.lock().is_some(), "said, for the operator");
         // What a client sends from a node's own address, and a mark of another cluster.
         let mut imitation = hyper::Request::builder()
@@ -485,20 +497,20 @@ mod tests {
         imitation
             .headers_mut()
             .insert(FORWARDED_BY, HeaderValue::from_static("node-a"));
-        assert!(!b.forwarded_by_node(node, &imitation));
+        assert!(!judged(&b, node, &imitation));
         let stranger = Peers::default();
         stranger.set_mark(ForwardMark::new(
             "node-a",
             &ClusterKey::generate().expect("a key"),
         ));
-        assert!(!b.forwarded_by_node(node, &forwarded_by(&stranger, "/x?y=1")));
+        assert!(!judged(&b, node, &forwarded_by(&stranger, "/x?y=1")));
         // No mark at all, or a node that has no key yet: not forwarded.
         let plain = hyper::Request::builder()
             .uri("/x")
             .body(())
             .expect("request");
-        assert!(!b.forwarded_by_node(node, &plain));
-        assert!(!Peers::default().forwarded_by_node(node, &req));
+        assert!(!judged(&b, node, &plain));
+        assert!(!judged(&Peers::default(), node, &req));
     }
 
     fn peer(node: &str) -> Peer {

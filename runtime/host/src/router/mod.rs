@@ -258,8 +258,8 @@ impl Router {
         // The forwarding mark counts from another node only (anyone else's would skip
         // `force_https` and keep the client's own `X-Forwarded-Proto`), and goes either
         // way: an app never sees a node's proof, which it could hand to someone else.
-        let forwarded = self.peers.forwarded_by_node(peer.ip(), &req);
-        req.headers_mut().remove(FORWARDED_BY);
+        let mark = req.headers_mut().remove(FORWARDED_BY);
+        let forwarded = mark.is_some_and(|m| self.peers.forwarded_by_node(peer.ip(), &m, &req));
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
             protocol: Protocol::of(tls, req.version()),
