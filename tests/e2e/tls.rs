@@ -87,8 +87,8 @@ fn force_https_redirects_plain_requests_and_h2c_is_served_in_the_clear() {
     );
     let posted = raw_request(host.router_port, "POST", "secure.localhost", "/form");
     assert_eq!(posted.status, 308, "{}", posted.text());
-    // A client cannot pass for another node's router to skip the redirect: the
-    // forwarding mark counts only from a node's address.
+    // A client cannot pass for another node's router to skip the redirect, whatever it
+    // sends: only another node's TLS connection carries forwarded requests.
     let spoofed = raw_request_on(
         std::net::TcpStream::connect(("127.0.0.1", host.router_port)).expect("connect"),
         "GET",

@@ -43,10 +43,11 @@ pub trait Nodes: Send + Sync + 'static {
     async fn changes(&self) -> Result<BoxStream<'static, ()>>;
     /// Whether the cluster store can be reached now.
     fn is_connected(&self) -> bool;
-    /// The secret every node of the cluster holds: a node's router signs each request it
-    /// forwards with it, so another node can tell a forwarded request from a client's
-    /// imitation without trusting addresses. Made by the first node that asks, the same
-    /// for every node after, and kept for the cluster's life (restarts included).
+    /// The secret every node of the cluster holds: the nodes derive the TLS between them
+    /// from it, so a node forwards requests only to another node, and can tell a
+    /// forwarded request from a client's without trusting addresses. Made by the first
+    /// node that asks, the same for every node after, and kept for the cluster's life
+    /// (restarts included).
     async fn cluster_key(&self) -> Result<ClusterKey>;
 }
 

@@ -164,8 +164,8 @@ pub struct HostArgs {
     /// This node's name in the cluster (default: the machine's host name)
     #[arg(long, requires = "cluster")]
     pub node: Option<wdeploy_store::NodeName>,
-    /// HOST:PORT other nodes forward requests to this node's router at (default: the
-    /// router's --listen address, which must then not be 0.0.0.0)
+    /// HOST:PORT other nodes forward requests to this node's router at, over TLS
+    /// (default: the router's --listen address, which must then not be 0.0.0.0)
     #[arg(long, requires = "cluster", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
 }
@@ -390,9 +390,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Plain HTTP for clients; TLS for the cluster's other nodes forwarding to this one.
     let router_task = tokio::spawn(router.clone().serve(
         router_listener,
-        wdeploy_host::Transport::Plain,
+        router.plain_transport(),
         limits.clone(),
         wait_stop(stop_rx.clone()),
         STOP_GRACE,

@@ -1,13 +1,14 @@
 //! This host as one node of a cluster (on the embedded store, a cluster of one): which
 //! nodes are alive as far as this node can tell, and which dynos it runs.
 //!
-//! - `mark`: the forwarding mark, and the proof that a node made it;
+//! - `node_tls`: the hop between nodes, TLS both ways with the cluster's own identity,
+//!   which is also how a node tells a request another node forwarded from a client's;
 //! - `placement`: the deterministic answer to "which node runs `web.3` of this app";
 //! - [`Membership`]: the live nodes, seen through heartbeats, with a grace period so a
 //!   NATS outage (during which every heartbeat expires at once) does not make every node
 //!   take every dyno when it comes back.
 
-pub mod mark;
+pub mod node_tls;
 pub mod placement;
 
 use parking_lot::Mutex;
@@ -17,12 +18,6 @@ use std::time::{Duration, Instant};
 use wdeploy_core::settings::Placement;
 use wdeploy_core::{Formation, ProcessType};
 use wdeploy_store::{AppId, NodeInfo, NodeName};
-
-/// Set on a request one node's router forwards to another's. It counts only with a proof
-/// made with the cluster's key ([`mark`]), from another live node's address
-/// (`router/forward.rs`); and no guest's outgoing request carries it
-/// (`guest/outgoing.rs`).
-pub const FORWARDED_BY: &str = "x-wdeploy-forwarded";
 
 /// How long a node missing from the heartbeats stays in this node's view, while this
 /// node is itself watching: a missed look (a slow call, a NATS restart) moves nothing.

@@ -432,27 +432,14 @@ impl Host {
         Ok(())
     }
 
-    /// Takes in the nodes whose heartbeats the store holds, says when the live ones
-    /// changed, and tells the router which addresses may forward requests to it.
+    /// Takes in the nodes whose heartbeats the store holds, and says when the live ones
+    /// changed.
     pub(super) async fn observe_nodes(&self, heartbeats: Vec<wdeploy_store::NodeInfo>) {
-        let changed = self.membership.observe(heartbeats);
-        let live = self.membership.live();
-        if changed {
+        if self.membership.observe(heartbeats) {
+            let live = self.membership.live();
             let names: Vec<String> = live.iter().map(|n| n.name.to_string()).collect();
             tracing::info!("live nodes: {}", names.join(", "));
         }
-        let me = &self.membership.me().name;
-        let others: Vec<String> = live
-            .into_iter()
-            .filter(|n| &n.name != me && !n.advertise.is_empty())
-            .map(|n| n.advertise)
-            .collect();
-        let peers = self.router.peers();
-        if peers.nodes_advertise(&others) {
-            return;
-        }
-        let addrs = crate::router::forward::node_addresses(others.iter().cloned()).await;
-        peers.set_nodes(others, addrs);
     }
 
     /// Records the dynos this node runs of `app`, when they changed.

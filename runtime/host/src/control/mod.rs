@@ -237,7 +237,9 @@ impl Host {
             .context("making the admin token")?;
         let node = store.nodes.me().clone();
         let key = (store.nodes.cluster_key().await).context("reading the cluster's key")?;
-        router.set_node(node.name.as_str(), &key);
+        router
+            .set_node(node.name.as_str(), &key)
+            .context("making the TLS between nodes")?;
         let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
             .context("setting up log drains")?;
         let acme = crate::tls::acme::AcmeClient::new(&config.acme, store.acme.clone())

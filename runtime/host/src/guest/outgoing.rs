@@ -28,17 +28,12 @@ pub type ConnectionTask = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
 /// Sends `request` under `egress` and the app's `allow` list: the response head, and the
 /// connection's task.
-///
-/// The cluster's forwarding mark is taken off first, whether the guest set it or copied
-/// it from a request it was forwarded: a guest calling another node's router from its
-/// node's address must be treated as any client, not as that node.
 pub async fn send(
     egress: Egress,
     allow: Option<&AllowList>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, ConnectionTask), Error> {
-    request.headers_mut().remove(crate::cluster::FORWARDED_BY);
     let timeout = |pick: fn(&RequestOptions) -> Option<Duration>| {
         options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
     };
@@ -194,42 +189,6 @@ impl Body for TimedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What a guest on one node sends to another node's router must not pass for that
-    /// node's own forwarding: the mark never leaves with a guest's request.
-    #[tokio::test]
-    async fn a_guests_request_never_carries_the_forwarding_mark() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = conn.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended before its head");
-                head.extend_from_slice(&buf[..n]);
-            }
-            conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&head).to_lowercase()
-        });
-        let body = http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let request = http::Request::get(format!("http://{addr}/"))
-            .header(crate::cluster::FORWARDED_BY, "node-a")
-            .header("x-kept", "yes")
-            .body(body)
-            .unwrap();
-        let (response, _io) = send(Egress::Any, None, request, None).await.unwrap();
-        assert_eq!(response.status(), 204);
-        let head = server.await.unwrap();
-        assert!(head.contains("x-kept: yes"), "{head}");
-        assert!(!head.contains(crate::cluster::FORWARDED_BY), "{head}");
-    }
 
     #[test]
     fn tls_names_are_the_host_not_the_address() {

@@ -9,6 +9,9 @@
 //!
 //! Each listener speaks HTTP/1.1 and HTTP/2 ([`Transport`]): over TLS, as ALPN agrees;
 //! in plain TCP, HTTP/2 when the client opens with its preface (prior knowledge, "h2c").
+//! The router's plain listener also takes the other nodes of its cluster: a connection
+//! that opens with a TLS handshake instead of a request is a node's, and must prove it
+//! ([`crate::cluster::node_tls`]).
 //!
 //! A connection over a cap gets a fixed `503` and is closed before anything of it is
 //! read, without touching the others; one admitted has [`MAX_HEADER_BYTES`] for its
@@ -43,13 +46,17 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 pub enum Transport {
     Plain,
     Tls(tokio_rustls::TlsAcceptor),
+    /// Plain TCP for clients, and TLS for the cluster's other nodes, told apart by a
+    /// connection's first byte (a TLS handshake record, which no HTTP request starts
+    /// with): the acceptor takes only a peer with the cluster's certificate.
+    PlainAndNodes(tokio_rustls::TlsAcceptor),
 }
 
 impl Transport {
     /// The scheme of URLs served over it: `https` or `http`.
     pub fn scheme(&self) -> &'static str {
         match self {
-            Transport::Plain => "http",
+            Transport::Plain | Transport::PlainAndNodes(_) => "http",
             Transport::Tls(_) => "https",
         }
     }
@@ -68,7 +75,13 @@ pub struct Accepted {
     pub local: SocketAddr,
     /// Whether the connection is TLS (the request's scheme is `https`).
     pub tls: bool,
+    /// Whether the client is another node of the cluster, proved by its certificate
+    /// (its requests are forwarded ones; `tls` is false, as the hop is not the client's).
+    pub node: bool,
 }
+
+/// A TLS record of the handshake: what a connection opening TLS sends first.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// HTTP/2 streams one connection may have open at once: what a browser opens, and a
 /// bound on what one connection can make the host hold (each stream is a request).
@@ -128,47 +141,66 @@ pub async fn serve<S, B>(
             peer,
             local,
             tls: transport.is_tls(),
+            node: false,
         };
         let clock = Clock::new();
-        let service = Tracked::new(service(accepted), clock.clone(), gate.clone(), peer.ip());
-        let stream = Watched::new(stream, clock.clone());
+        let track = |s| Tracked::new(s, clock.clone(), gate.clone(), peer.ip());
+        // Which of the two a connection is shows only once it sends: both are ready.
+        let node_service = matches!(transport, Transport::PlainAndNodes(_)).then(|| {
+            track(service(Accepted {
+                node: true,
+                ..accepted
+            }))
+        });
+        let service = track(service(accepted));
         let watcher = graceful.watcher();
         let limits = limits.clone();
         let builders = builders.clone();
         let transport = transport.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match transport {
-                Transport::Plain => {
-                    let conn = builders.any.serve_connection(TokioIo::new(stream), service);
-                    drive(name, peer, watcher.watch(conn), &clock, &limits).await;
+            // The handshake is part of the first request's head: it has the same
+            // deadline, so a client stalling in it (or before its first byte, where a
+            // node's connection is told from a client's) holds nothing longer.
+            let head_by = tokio::time::Instant::now() + limits.header_timeout;
+            let tls = match (transport, node_service) {
+                (Transport::Tls(acceptor), _) => Ok((acceptor, service)),
+                (Transport::PlainAndNodes(acceptor), Some(node_service)) => {
+                    match tokio::time::timeout_at(head_by, opens_with_tls(&stream)).await {
+                        Ok(Ok(true)) => Ok((acceptor, node_service)),
+                        Ok(Ok(false)) => Err(service),
+                        Ok(Err(_)) | Err(_) => return,
+                    }
                 }
-                Transport::Tls(acceptor) => {
-                    // The handshake is part of the first request's head: it has the
-                    // same deadline, so a client stalling in it holds nothing longer.
-                    let handshake = acceptor.accept(stream);
-                    let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(
-                                listener = name,
-                                "TLS handshake with {peer} failed: {e}"
-                            );
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, "TLS handshake with {peer} timed out");
-                            return;
-                        }
-                    };
-                    let builder = match tls.get_ref().1.alpn_protocol() {
-                        Some(b"h2") => &builders.h2,
-                        _ => &builders.h1,
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                _ => Err(service),
+            };
+            let (acceptor, service) = match tls {
+                Ok(tls) => tls,
+                Err(plain) => {
+                    let stream = TokioIo::new(Watched::new(stream, clock.clone()));
+                    let conn = builders.any.serve_connection(stream, plain);
                     drive(name, peer, watcher.watch(conn), &clock, &limits).await;
+                    return;
                 }
-            }
+            };
+            let handshake = acceptor.accept(Watched::new(stream, clock.clone()));
+            let tls = match tokio::time::timeout_at(head_by, handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = name, "TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = name, "TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            let builder = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => &builders.h2,
+                _ => &builders.h1,
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            drive(name, peer, watcher.watch(conn), &clock, &limits).await;
         });
     }
     drop(listener);
@@ -259,8 +291,123 @@ async fn drive<E: std::fmt::Display>(
     }
 }
 
+/// Whether the client's first byte opens a TLS handshake (waits for it; an error when the
+/// connection closes first).
+async fn opens_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await? {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(first[0] == TLS_HANDSHAKE),
+    }
+}
+
 /// Tells a client over a cap so, without reading its request or waiting on it: what the
 /// socket buffer takes now is written, then the socket is closed.
 fn refuse(stream: &TcpStream) {
     let _ = stream.try_write(REFUSAL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::node_tls::NodeTls;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wdeploy_store::ClusterKey;
+
+    /// A router's plain listener of the cluster with `key` on a free port, answering
+    /// each request with who sent it (`node` or `client`).
+    async fn listening(key: &ClusterKey, header_timeout: Duration) -> SocketAddr {
+        let nodes = NodeTls::new(key).expect("node tls");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = ListenerLimits {
+            header_timeout,
+            ..ListenerLimits::default()
+        };
+        let service = |conn: Accepted| {
+            hyper::service::service_fn(move |_req| async move {
+                let who = if conn.node { "node" } else { "client" };
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(who),
+                )))
+            })
+        };
+        let transport = Transport::PlainAndNodes(nodes.acceptor());
+        let forever = std::future::pending::<()>();
+        tokio::spawn(serve(
+            "router",
+            listener,
+            transport,
+            limits,
+            service,
+            forever,
+            Duration::ZERO,
+        ));
+        addr
+    }
+
+    /// The body of a GET sent over `io`, or `None` if the connection failed.
+    async fn get<I>(io: I) -> Option<String>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/")
+            .header("host", "app.localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let response = sender.send_request(req).await.ok()?;
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .ok()?;
+        String::from_utf8(body.to_bytes().to_vec()).ok()
+    }
+
+    #[tokio::test]
+    async fn the_plain_listener_takes_clients_in_http_and_nodes_in_tls_only() {
+        let key = ClusterKey::from_bytes(&[7; ClusterKey::LEN]).expect("key");
+        let addr = listening(&key, HEADER_TIMEOUT).await;
+        let plain = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(get(plain).await.as_deref(), Some("client"));
+
+        let node = NodeTls::new(&key).expect("another node of the cluster");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let tls = node.connect(tcp).await.expect("a node's handshake");
+        assert_eq!(get(tls).await.as_deref(), Some("node"));
+
+        let other = ClusterKey::from_bytes(&[8; ClusterKey::LEN]).expect("key");
+        let stranger = NodeTls::new(&other).expect("another cluster's node");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let answered = match stranger.connect(tcp).await {
+            Ok(tls) => get(tls).await,
+            Err(_) => None,
+        };
+        assert_eq!(answered, None, "another cluster's node must not be served");
+
+        // Still serving clients after the refusal.
+        let plain = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(get(plain).await.as_deref(), Some("client"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_silent_before_or_in_its_handshake_is_closed_at_the_header_deadline() {
+        let key = ClusterKey::from_bytes(&[7; ClusterKey::LEN]).expect("key");
+        let addr = listening(&key, Duration::from_millis(300)).await;
+        // Nothing sent (no first byte to tell a client from a node), and a TLS record
+        // header with nothing after it.
+        for opening in [&b""[..], &[TLS_HANDSHAKE, 3, 1][..]] {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(opening).await.expect("write");
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest));
+            assert!(
+                matches!(closed.await, Ok(Ok(0))),
+                "a connection opening with {opening:?} must be closed, without an answer"
+            );
+        }
+    }
 }

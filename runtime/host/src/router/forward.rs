@@ -3,26 +3,25 @@
 //! Which nodes run up web dynos of which app comes from the dyno records every node
 //! publishes (refreshed by this node's reconciler into [`Peers`]). A node that refuses
 //! the connection (down, or its heartbeat not yet expired) is skipped at once and
-//! avoided for a few seconds: the request never reached it, so the next node gets it. A
-//! request forwarded once is never forwarded again (`x-wdeploy-forwarded`), so two nodes
-//! with stale views cannot bounce it between them.
+//! avoided for a few seconds: the request never reached it, so the next node gets it.
 //!
-//! The mark counts only with a proof made with the cluster's key for that very request
-//! ([`ForwardMark`]), on a request from another live node's address ([`Peers::is_node`]):
-//! a client sending it itself would otherwise skip `force_https`, and pass its own
-//! `X-Forwarded-Proto` to the app as the scheme of its connection. A node is expected
-//! to connect from the address it advertises, as on one private network; a cluster of
-//! one trusts no address. A guest's outgoing request never carries the mark
-//! (`guest/outgoing.rs`).
+//! The hop is TLS both ways ([`NodeTls`]): the forwarding node and the one it forwards to
+//! each prove with the cluster's certificate that they are nodes of it. So a request and
+//! its answer cross the network between nodes encrypted, a node never hands a request to
+//! anyone else, and a request that arrives over such a connection is known to be a
+//! forwarded one, whatever address it comes from (`listener`'s
+//! [`Transport::PlainAndNodes`](crate::listener::Transport)). Its scheme and port are
+//! then the first router's, and it is never forwarded again, so two nodes with stale
+//! views cannot bounce it between them. Nothing a client sends can make its request count
+//! as forwarded: that would skip `force_https`, and pass its own `X-Forwarded-Proto` to
+//! the app as the scheme of its connection.
 
-use crate::cluster::FORWARDED_BY;
-use crate::cluster::mark::ForwardMark;
+use crate::cluster::node_tls::NodeTls;
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -83,19 +82,10 @@ pub struct Peers {
     finder: std::sync::OnceLock<Finder>,
     /// When each app's peers were last looked up on demand.
     looked_up: Mutex<HashMap<String, Instant>>,
-    /// The other live nodes' advertised addresses, and the IP addresses they resolve
-    /// to: the only ones whose requests may carry the forwarding mark.
-    nodes: RwLock<(Vec<String>, HashSet<IpAddr>)>,
-    /// Signs the requests this node forwards and checks those forwarded to it (set once,
-    /// by the host, with the cluster's key).
-    mark: std::sync::OnceLock<ForwardMark>,
-    /// When a node's address last sent a mark that did not hold (said at most once a
-    /// minute: it is a clock or version problem of the cluster, not of one request).
-    unproved_said: Mutex<Option<Instant>>,
+    /// The TLS of the hop to other nodes (set once, by the host, from the cluster's key):
+    /// without it nothing is forwarded.
+    tls: std::sync::OnceLock<NodeTls>,
 }
-
-/// How often a mark that did not hold from a node's address is logged, at most.
-const SAY_UNPROVED_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a request could not be forwarded.
 pub enum ForwardError {
@@ -127,12 +117,6 @@ fn as_http1<B>(req: &mut hyper::Request<B>) {
     if let Ok(uri) = origin_form {
         *req.uri_mut() = uri;
     }
-}
-
-/// What a forwarding mark's proof covers of the request's target: its path and query,
-/// which stay the same from the forwarding router to the receiving one.
-fn path_of<B>(req: &hyper::Request<B>) -> &str {
-    req.uri().path_and_query().map_or("/", |p| p.as_str())
 }
 
 impl Peers {
@@ -168,69 +152,14 @@ impl Peers {
         known.any().then(|| known.peers.clone())
     }
 
-    /// Whether the other live nodes advertise `advertised`, as last set: then their
-    /// addresses need not be resolved again.
-    pub fn nodes_advertise(&self, advertised: &[String]) -> bool {
-        self.nodes.read().0 == advertised
+    /// The TLS this node forwards with and takes forwarded requests with (set once: a
+    /// node keeps its cluster).
+    pub fn set_tls(&self, tls: NodeTls) {
+        let _ = self.tls.set(tls);
     }
 
-    /// Replaces the other live nodes' advertised addresses and what they resolve to
-    /// ([`node_addresses`]).
-    pub fn set_nodes(&self, advertised: Vec<String>, addrs: HashSet<IpAddr>) {
-        *self.nodes.write() = (advertised, addrs);
-    }
-
-    /// Whether a request from `ip` comes from another live node, so its forwarding mark
-    /// (and the scheme and port its first router set) counts.
-    pub fn is_node(&self, ip: IpAddr) -> bool {
-        self.nodes.read().1.contains(&ip.to_canonical())
-    }
-
-    /// Whether `req`, from `ip`, was forwarded by another node of this cluster, its
-    /// forwarding mark (taken off it) being `value`: it comes from a live node's address
-    /// and the mark is proved with the cluster's key for this very request, lately. Its
-    /// scheme and port are then the first router's.
-    pub fn forwarded_by_node<B>(
-        &self,
-        ip: IpAddr,
-        value: &HeaderValue,
-        req: &hyper::Request<B>,
-    ) -> bool {
-        let Some(mark) = self.mark.get() else {
-            return false;
-        };
-        if !self.is_node(ip) {
-            return false;
-        }
-        let proved = mark.holds(value, req.method(), path_of(req));
-        if !proved {
-            self.say_unproved(ip);
-        }
-        proved
-    }
-
-    /// Tells the operator, at most every [`SAY_UNPROVED_EVERY`], that a node's address
-    /// sent a mark that did not hold: its requests are then served as clients' (and an
-    /// app with `force_https` redirects them), which only the host's log can explain.
-    fn say_unproved(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut said = self.unproved_said.lock();
-        if said.is_some_and(|at| now - at < SAY_UNPROVED_EVERY) {
-            return;
-        }
-        *said = Some(now);
-        tracing::warn!(
-            %ip,
-            "a request from another node's address carried a forwarding mark that does not \
-             hold, so it was served as a client's: the nodes' clocks may differ by more than \
-             a minute, or that node runs an older wdeploy"
-        );
-    }
-
-    /// How this node signs what it forwards (set once: a node keeps its name and its
-    /// cluster's key).
-    pub fn set_mark(&self, mark: ForwardMark) {
-        let _ = self.mark.set(mark);
+    pub fn tls(&self) -> Option<&NodeTls> {
+        self.tls.get()
     }
 
     pub fn has(&self, app: &str) -> bool {
@@ -280,10 +209,6 @@ impl Peers {
             return Err(ForwardError::NoPeer);
         };
         as_http1(&mut req);
-        let value = (self.mark.get()).and_then(|mark| mark.sign(req.method(), path_of(&req)));
-        if let Some(value) = value {
-            req.headers_mut().insert(FORWARDED_BY, value);
-        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..peers.len() {
             let peer = &peers[(start + i) % peers.len()];
@@ -363,20 +288,27 @@ impl Peers {
         }
     }
 
-    /// A fresh HTTP/1 connection to `peer`, or `None` (and the peer avoided) if it does
-    /// not answer.
+    /// A fresh HTTP/1 connection over TLS to `peer`, or `None` (and the peer avoided) if
+    /// it does not answer, or does not prove it is a node of this cluster.
     async fn connect(
         &self,
         peer: &Peer,
     ) -> Option<hyper::client::conn::http1::SendRequest<Incoming>> {
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&peer.addr)).await;
+        let Some(tls) = self.tls.get() else {
+            tracing::warn!(node = %peer.node, "not forwarding: this node has no cluster TLS yet");
+            return None;
+        };
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let stream = tokio::net::TcpStream::connect(&peer.addr).await?;
+            let _ = stream.set_nodelay(true);
+            tls.connect(stream).await
+        })
+        .await;
         let stream = match connected {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return self.unreachable(peer, &e.to_string()),
             Err(_) => return self.unreachable(peer, "connect timed out"),
         };
-        let _ = stream.set_nodelay(true);
         let io = hyper_util::rt::TokioIo::new(stream);
         match hyper::client::conn::http1::handshake(io).await {
             Ok((sender, connection)) => {
@@ -398,120 +330,9 @@ impl Peers {
     }
 }
 
-/// The addresses requests forwarded by nodes advertising `advertised` come from: each
-/// one's host, resolved when it is a name (an unresolvable or unspecified one is left
-/// out).
-pub async fn node_addresses(advertised: impl IntoIterator<Item = String>) -> HashSet<IpAddr> {
-    let mut addrs = HashSet::new();
-    for advertise in advertised {
-        if let Ok(addr) = advertise.parse::<std::net::SocketAddr>() {
-            addrs.insert(addr.ip().to_canonical());
-            continue;
-        }
-        let lookup = tokio::net::lookup_host(advertise.as_str());
-        match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
-            Ok(Ok(found)) => addrs.extend(found.map(|a| a.ip().to_canonical())),
-            _ => tracing::warn!(addr = %advertise, "cannot resolve a node's advertised address"),
-        }
-    }
-    addrs.retain(|ip| !ip.is_unspecified());
-    addrs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wdeploy_store::ClusterKey;
-
-    #[tokio::test]
-    async fn only_the_other_nodes_addresses_may_forward() {
-        let peers = Peers::default();
-        let node: IpAddr = "10.0.0.5".parse().expect("ip");
-        assert!(!peers.is_node(node), "a cluster of one trusts nobody");
-        let advertised = vec![
-            "10.0.0.5:8080".to_string(),
-            "[::ffff:10.0.0.6]:8080".to_string(),
-            "0.0.0.0:8080".to_string(),
-            "localhost:8080".to_string(),
-        ];
-        let addrs = node_addresses(advertised.clone()).await;
-        assert!(!peers.nodes_advertise(&advertised));
-        peers.set_nodes(advertised.clone(), addrs);
-        assert!(peers.nodes_advertise(&advertised));
-        assert!(peers.is_node(node));
-        assert!(peers.is_node("::ffff:10.0.0.5".parse().expect("ip")));
-        assert!(peers.is_node("10.0.0.6".parse().expect("ip")));
-        assert!(peers.is_node("127.0.0.1".parse().expect("ip")));
-        assert!(!peers.is_node("10.0.0.7".parse().expect("ip")));
-        assert!(!peers.is_node("0.0.0.0".parse().expect("ip")));
-    }
-
-    /// A request to `uri` as `from` forwards it: marked and proved with its key.
-    fn forwarded_by(from: &Peers, uri: &str) -> hyper::Request<()> {
-        let mut req = hyper::Request::builder()
-            .uri(uri)
-            .body(())
-            .expect("request");
-        let mark = from.mark.get().expect("a mark");
-        let value = mark.sign(req.method(), path_of(&req)).expect("a mark");
-        req.headers_mut().insert(FORWARDED_BY, value);
-        req
-    }
-
-    /// What the router does: the mark taken off `req`, then judged (none: not forwarded).
-    fn judged(peers: &Peers, ip: IpAddr, req: &hyper::Request<()>) -> bool {
-        let mark = req.headers().get(FORWARDED_BY);
-        mark.is_some_and(|mark| peers.forwarded_by_node(ip, mark, req))
-    }
-
-    #[test]
-    fn a_mark_counts_only_proved_for_its_request_and_from_a_nodes_address() {
-        let key = ClusterKey::generate().expect("a key");
-        let (a, b) = (Peers::default(), Peers::default());
-        a.set_mark(ForwardMark::new("node-a", &key));
-        b.set_mark(ForwardMark::new("node-b", &key));
-        let node: IpAddr = "10.0.0.5".parse().expect("ip");
-        b.set_nodes(vec!["10.0.0.5:8080".to_string()], HashSet::from([node]));
-        let other: IpAddr = "10.0.0.9".parse().expect("ip");
-
-        let req = forwarded_by(&a, "/x?y=1");
-        assert!(judged(&b, node, &req));
-        assert!(!judged(&b, other, &req), "a proof from elsewhere");
-        // Neither is worth telling the operator about; a bad mark from a node is.
-        assert!(b.unproved_said.lock().is_none());
-        // The mark of one request put on another.
-        let mut moved = hyper::Request::builder()
-            .uri("/admin")
-            .body(())
-            .expect("request");
-        moved
-            .headers_mut()
-            .insert(FORWARDED_BY, req.headers()[FORWARDED_BY].clone());
-        assert!(!judged(&b, node, &moved));
-        assert!(b.unproved_said.lock().is_some(), "said, for the operator");
-        // What a client sends from a node's own address, and a mark of another cluster.
-        let mut imitation = hyper::Request::builder()
-            .uri("/x?y=1")
-            .body(())
-            .expect("request");
-        imitation
-            .headers_mut()
-            .insert(FORWARDED_BY, HeaderValue::from_static("node-a"));
-        assert!(!judged(&b, node, &imitation));
-        let stranger = Peers::default();
-        stranger.set_mark(ForwardMark::new(
-            "node-a",
-            &ClusterKey::generate().expect("a key"),
-        ));
-        assert!(!judged(&b, node, &forwarded_by(&stranger, "/x?y=1")));
-        // No mark at all, or a node that has no key yet: not forwarded.
-        let plain = hyper::Request::builder()
-            .uri("/x")
-            .body(())
-            .expect("request");
-        assert!(!judged(&b, node, &plain));
-        assert!(!judged(&Peers::default(), node, &req));
-    }
 
     fn peer(node: &str) -> Peer {
         Peer {

@@ -8,7 +8,7 @@ mod per_second;
 pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
 
 use crate::app::AppRuntime;
-use crate::cluster::FORWARDED_BY;
+use crate::cluster::node_tls::NodeTls;
 use crate::dyno::web::DynoError;
 use crate::listener::{Accepted, ListenerLimits, Transport};
 use bytes::Bytes;
@@ -73,12 +73,23 @@ impl Router {
         })
     }
 
-    /// Names this node in router lines and in the requests it forwards, which it proves
-    /// with its cluster's `key` (once: a node keeps its name and its cluster).
-    pub fn set_node(&self, node: &str, key: &wdeploy_store::ClusterKey) {
+    /// Names this node in router lines, and makes the TLS it forwards requests with and
+    /// takes forwarded ones with from its cluster's `key` (once: a node keeps its name
+    /// and its cluster).
+    pub fn set_node(&self, node: &str, key: &wdeploy_store::ClusterKey) -> anyhow::Result<()> {
+        let tls = NodeTls::new(key)?;
         let _ = self.node.set(node.into());
-        self.peers
-            .set_mark(crate::cluster::mark::ForwardMark::new(node, key));
+        self.peers.set_tls(tls);
+        Ok(())
+    }
+
+    /// How the router's plain listener speaks: HTTP to clients and, once this node is
+    /// named ([`Router::set_node`]), TLS to the cluster's other nodes.
+    pub fn plain_transport(&self) -> Transport {
+        match self.peers.tls() {
+            Some(tls) => Transport::PlainAndNodes(tls.acceptor()),
+            None => Transport::Plain,
+        }
     }
 
     fn node(&self) -> Arc<str> {
@@ -222,7 +233,12 @@ impl Router {
         mut req: hyper::Request<Incoming>,
         conn: Accepted,
     ) -> hyper::Response<HyperOutgoingBody> {
-        let Accepted { peer, local, tls } = conn;
+        let Accepted {
+            peer,
+            local,
+            tls,
+            node,
+        } = conn;
         let started = Instant::now();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id) if valid_request_id(id) => id.to_string(),
@@ -255,11 +271,9 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        // The forwarding mark counts from another node only (anyone else's would skip
-        // `force_https` and keep the client's own `X-Forwarded-Proto`), and goes either
-        // way: an app never sees a node's proof, which it could hand to someone else.
-        let mark = req.headers_mut().remove(FORWARDED_BY);
-        let forwarded = mark.is_some_and(|m| self.peers.forwarded_by_node(peer.ip(), &m, &req));
+        // Only another node's TLS connection carries forwarded requests: nothing a client
+        // sends makes its request skip `force_https` or keep its own `X-Forwarded-Proto`.
+        let forwarded = node;
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
             protocol: Protocol::of(tls, req.version()),
@@ -418,7 +432,7 @@ const DEADLINE_BACKSTOP: Duration = Duration::from_secs(1);
 ///
 /// A request another node's router `forwarded` keeps the scheme and port that router
 /// set: they describe the client's connection, not the hop between nodes. Only a
-/// request another node proves it forwarded counts ([`Peers::forwarded_by_node`]).
+/// request that came over another node's TLS connection counts (`router::forward`).
 fn forwarded_headers(
     headers: &mut http::HeaderMap,
     peer: SocketAddr,
