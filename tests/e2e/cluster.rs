@@ -534,6 +534,46 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
             Err(format!("{up:?}"))
         }
     });
+
+    // An app destroyed and made again under its name while a node looks away (stopped
+    // here, as a slow node or a look that fell between the two would): that node must
+    // not keep serving the old app's dyno, whose release has the same version (v2, its
+    // config then its push) but the old config, nor miss publishing the new app's.
+    let greeting = |node: &TestHost| node.get("twice", "/");
+    a.ok(&["apps:create", "twice", "--no-link"]);
+    a.ok(&["config:set", "GREETING=the first app", "-a", "twice"]);
+    a.push("twice", edge.path());
+    for node in [a, b, c] {
+        poll_until("the first app on every node", MOVE, || {
+            match greeting(node) {
+                (200, text) if text.contains("the first app") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+    one_web_dyno_per_node(a, "twice");
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &c.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    a.ok(&["apps:destroy", "twice", "--confirm", "twice"]);
+    a.ok(&["apps:create", "twice", "--no-link"]);
+    a.ok(&["config:set", "GREETING=the second app", "-a", "twice"]);
+    a.push("twice", edge.path());
+    signal("-CONT");
+    for node in [a, b, c] {
+        poll_until("the second app on every node", MOVE, || {
+            match greeting(node) {
+                (200, text) if text.contains("the second app") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+    one_web_dyno_per_node(b, "twice");
 }
 
 #[test]

@@ -412,7 +412,14 @@ impl Host {
 
     /// The app's runtime, created on first use, its log lines also sent to the other
     /// nodes (under the app's id).
+    ///
+    /// A runtime of another app of the same name (destroyed through another node and made
+    /// again between two of this node's looks) is retired first: left in place, its
+    /// dynos would serve the old app's code and config vars under the new app's name, as
+    /// if its release were the new one's when their version numbers match, and nothing
+    /// of the new app would be published under its id.
     fn entry_for(&self, app: &App) -> Arc<AppEntry> {
+        self.retire_replaced(app);
         let entry = self.entry(&app.name);
         if entry.id.set(app.id.clone()).is_ok() {
             self.ids.lock().insert(app.id.clone(), app.name.clone());
@@ -506,21 +513,51 @@ impl Host {
         self.refresh_domains().await;
         self.refresh_certs().await;
         self.router.peers().forget(app.as_str());
-        if let Some(id) = entry.as_ref().and_then(|e| e.id.get()) {
+        if let Some(entry) = entry {
+            self.tear_down(app, entry).await;
+        }
+    }
+
+    /// Takes out the runtime held under `app`'s name if it belongs to another app of
+    /// that name (see [`Host::entry_for`]), and stops it in the background. The new
+    /// app's runtime then takes its place in the router.
+    fn retire_replaced(&self, app: &App) {
+        let stale = {
+            let mut apps = self.apps.lock();
+            let replaced = apps
+                .get(&app.name)
+                .and_then(|entry| entry.id.get())
+                .is_some_and(|id| *id != app.id);
+            if !replaced {
+                return;
+            }
+            apps.remove(&app.name)
+        };
+        let Some(stale) = stale else { return };
+        tracing::info!(app = %app.name, "destroyed and made again on another node: the old app's dynos stop");
+        self.router.peers().forget(app.name.as_str());
+        if let Some(host) = self.me.upgrade() {
+            let name = app.name.clone();
+            tokio::spawn(async move { host.tear_down(&name, stale).await });
+        }
+    }
+
+    /// Stops the dynos of a runtime no longer held (its app destroyed, or replaced), and
+    /// clears what it published.
+    async fn tear_down(&self, app: &AppName, entry: Arc<AppEntry>) {
+        if let Some(id) = entry.id.get() {
             self.ids.lock().remove(id);
             if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
                 tracing::debug!(app = %app, "could not clear the dyno records: {e}");
             }
         }
-        if let Some(entry) = entry {
-            // Its series leave `/metrics`.
-            entry.runtime.metrics.retire();
-            // Its drains stop now, not when the last holder of its log stream lets go.
-            entry
-                .runtime
-                .logs
-                .set_drains(app.as_str(), &[], &self.drain_network);
-            entry.runtime.stop().await;
-        }
+        // Its series leave `/metrics` (only its own: a new app of its name keeps them).
+        entry.runtime.metrics.retire();
+        // Its drains stop now, not when the last holder of its log stream lets go.
+        entry
+            .runtime
+            .logs
+            .set_drains(app.as_str(), &[], &self.drain_network);
+        entry.runtime.stop().await;
     }
 }
