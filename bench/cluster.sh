@@ -105,6 +105,8 @@ printf 'forwarded / local: req/s %.2f, p99 %.2f\n' \
 
 survivors=()
 for n in a b c; do [ "$n" != "$home" ] && survivors+=("$n"); done
+# The CLI asks a survivor from here on: the node killed may be the one it asked so far.
+export WDEPLOY_HOST=http://127.0.0.1:${api[${survivors[0]}]}
 started=$(date +%s.%N)
 kill -9 "${node_pid[$home]}"
 until_all "Hello from v2" "${survivors[@]}" >/dev/null
