@@ -539,18 +539,18 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     // here, as a slow node or a look that fell between the two would): that node must
     // not keep serving the old app's dyno, whose release has the same version (v2, its
     // config then its push) but the old config, nor miss publishing the new app's.
-    let greeting = |node: &TestHost| node.get("twice", "/");
+    let served_everywhere = |greeting: &str| {
+        for node in [a, b, c] {
+            poll_until(greeting, MOVE, || match node.get("twice", "/") {
+                (200, text) if text.contains(greeting) => Ok(()),
+                other => Err(format!("{other:?}")),
+            });
+        }
+    };
     a.ok(&["apps:create", "twice", "--no-link"]);
     a.ok(&["config:set", "GREETING=the first app", "-a", "twice"]);
     a.push("twice", edge.path());
-    for node in [a, b, c] {
-        poll_until("the first app on every node", MOVE, || {
-            match greeting(node) {
-                (200, text) if text.contains("the first app") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-    }
+    served_everywhere("the first app");
     one_web_dyno_per_node(a, "twice");
     let signal = |name: &str| {
         let status = std::process::Command::new("kill")
@@ -565,14 +565,7 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     a.ok(&["config:set", "GREETING=the second app", "-a", "twice"]);
     a.push("twice", edge.path());
     signal("-CONT");
-    for node in [a, b, c] {
-        poll_until("the second app on every node", MOVE, || {
-            match greeting(node) {
-                (200, text) if text.contains("the second app") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-    }
+    served_everywhere("the second app");
     one_web_dyno_per_node(b, "twice");
 }
 
