@@ -4,6 +4,7 @@
 # sweeps (WEB_CONCURRENCY, web.max_requests), bench/fleet.py (cold start, router
 # latency with 1/100/1,000 apps, density up to 10,000 dynos), bench/async.sh (WASI 0.3
 # components beside WASI 0.2 ones), bench/idioms.sh (every way of writing a body),
+# bench/cpu_split.sh (where the machine's CPU goes under one idiom, beside wasmtime serve),
 # bench/addons.sh (durable add-on writes and reads through the router), bench/polyglot.sh
 # (JavaScript and Python hellos beside wasmtime serve) and bench/idle.py (a host of
 # 100,000 idle apps; IDLE_APPS=N for fewer).
@@ -117,6 +118,8 @@ echo
 "$root/bench/async.sh"
 echo
 "$root/bench/idioms.sh"
+echo
+WDEPLOY=$W "$root/bench/cpu_split.sh"
 echo
 "$root/bench/addons.sh"
 echo
