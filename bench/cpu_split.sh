@@ -5,7 +5,7 @@
 # cores and its CPU per request, then (wdeploy) each of its busy threads' share of a core.
 #
 #   bench/cpu_split.sh                  # PATHS="/blocking /writeln" DURATION=8s
-#   ROUTER_THREADS=1 bench/cpu_split.sh # the router's runtime on one worker thread
+#   ROUTER_THREADS=1 bench/cpu_split.sh # the host's router runtime on one worker thread
 #
 # Honours CARGO_TARGET_DIR and WDEPLOY=PATH as bench/idioms.sh does. Not part of CI.
 set -euo pipefail
@@ -30,25 +30,9 @@ source "$root/bench/lib.sh"
 
 need_wrk
 wasmtime=$(install_wasmtime "$target/bench-tools")
-(cd tests/components/guests/idioms &&
-  cargo build --release -q --locked --target wasm32-wasip2 --target-dir "$target/test-components")
 W=$(wdeploy_binary)
 export WDEPLOY_CACHE_DIR=$target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
-
-mkdir "$work/idioms"
-component=$work/idioms/idioms.wasm
-cp "$target/test-components/wasm32-wasip2/release/idioms.wasm" "$component"
-echo "web: idioms" >"$work/idioms/Procfile"
-if [ -n "${ROUTER_THREADS:-}" ]; then
-  TOKIO_WORKER_THREADS=$ROUTER_THREADS start_host "$W"
-else
-  start_host "$W"
-fi
-"$W" apps:create idioms --no-link >/dev/null
-"$W" push -a idioms --dir "$work/idioms" >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
-serve=$(free_port)
-"$wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr "127.0.0.1:$serve" "$component" >/dev/null 2>&1 &
-serve_pid=$!
+idioms_beside_serve "$W" "$wasmtime"
 
 # cpu_ticks PID: user + system clock ticks of the process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -33,22 +33,9 @@ source "$root/bench/lib.sh"
 
 need_wrk
 wasmtime=$(install_wasmtime "$target/bench-tools")
-(cd tests/components/guests/idioms &&
-  cargo build --release -q --locked --target wasm32-wasip2 --target-dir "$target/test-components")
 W=$(wdeploy_binary)
 export WDEPLOY_CACHE_DIR=$target/bench-cache XDG_CONFIG_HOME=$work/config RUST_BACKTRACE=0
-
-mkdir "$work/idioms"
-component=$work/idioms/idioms.wasm
-cp "$target/test-components/wasm32-wasip2/release/idioms.wasm" "$component"
-echo "web: idioms" >"$work/idioms/Procfile"
-
-start_host "$W"
-"$W" apps:create idioms --no-link >/dev/null
-"$W" push -a idioms --dir "$work/idioms" >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
-serve=$(free_port)
-"$wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr "127.0.0.1:$serve" "$component" >/dev/null 2>&1 &
-serve_pid=$!
+idioms_beside_serve "$W" "$wasmtime"
 
 declare -A rps p99
 run() { # key url host

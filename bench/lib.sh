@@ -22,13 +22,19 @@ wdeploy_binary() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_host BIN [HOST-ARGS...]: a host of BIN on a new data dir, its log in $work/host.log.
+# ROUTER_THREADS=N runs its main runtime (the router's) on N worker threads.
 start_host() {
   local bin=$1 data
   shift
   data=${work:?set work before start_host}/data-$RANDOM
   api=$(free_port)
   router=$(free_port)
-  "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" "$@" >"$work/host.log" 2>&1 &
+  if [ -n "${ROUTER_THREADS:-}" ]; then
+    TOKIO_WORKER_THREADS=$ROUTER_THREADS "$bin" host --data "$data" --listen "127.0.0.1:$router" \
+      --api "127.0.0.1:$api" "$@" >"$work/host.log" 2>&1 &
+  else
+    "$bin" host --data "$data" --listen "127.0.0.1:$router" --api "127.0.0.1:$api" "$@" >"$work/host.log" 2>&1 &
+  fi
   pid=$!
   for _ in $(seq 1 100); do [ -f "$data/admin-token" ] && break; sleep 0.1; done
   export WDEPLOY_HOST=http://127.0.0.1:$api WDEPLOY_TOKEN
@@ -36,6 +42,27 @@ start_host() {
 }
 
 stop_host() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+
+# idioms_beside_serve BIN WASMTIME: the `idioms` test guest, built once, pushed to a new
+# host of BIN (start_host) and served by WASMTIME's `serve` with warm instances reused, on
+# the very same component; sets `serve` (its port) and `serve_pid` (for the caller's
+# cleanup) as well.
+# shellcheck disable=SC2034
+idioms_beside_serve() {
+  local bin=$1 wasmtime=$2 component target=${CARGO_TARGET_DIR:-$root/target}
+  (cd "$root/tests/components/guests/idioms" &&
+    cargo build --release -q --locked --target wasm32-wasip2 --target-dir "$target/test-components")
+  mkdir "$work/idioms"
+  component=$work/idioms/idioms.wasm
+  cp "$target/test-components/wasm32-wasip2/release/idioms.wasm" "$component"
+  echo "web: idioms" >"$work/idioms/Procfile"
+  start_host "$bin"
+  "$bin" apps:create idioms --no-link >/dev/null
+  "$bin" push -a idioms --dir "$work/idioms" >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; exit 1; }
+  serve=$(free_port)
+  "$wasmtime" serve -S cli --max-instance-reuse-count 1000 --addr "127.0.0.1:$serve" "$component" >/dev/null 2>&1 &
+  serve_pid=$!
+}
 
 # sequential_gets PORT HOST N: N sequential keep-alive GETs of / with Host HOST on
 # 127.0.0.1:PORT (after 100 to warm up); prints req/s, p50 and p99 in ms.

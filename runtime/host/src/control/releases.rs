@@ -261,7 +261,15 @@ impl Host {
             }
             let newest = self.store.control.release(app, head.latest).await?;
             if newest.status != ReleaseStatus::Pending {
-                return Ok(head);
+                // It finished after `head` was read, so `head` may still name the one
+                // before it as current (two `config:set`s on two nodes lost the first's
+                // vars so): the head is read again, and taken unless a newer release
+                // came meanwhile. A release's status changes once.
+                let again = self.store.control.release_head(app).await?;
+                if again.latest == head.latest {
+                    return Ok(again);
+                }
+                continue;
             }
             // Made by a node that is gone (killed mid-release): it never will finish.
             if let Some(node) = newest.node.as_ref().filter(|n| !self.membership.is_live(n)) {
