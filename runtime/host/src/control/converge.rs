@@ -252,7 +252,7 @@ impl Host {
                 return;
             }
         };
-        self.observe_nodes(live).await;
+        self.observe_nodes(live);
         let apps = match self.store.control.apps().await {
             Ok(apps) => apps,
             Err(e) => {
@@ -434,7 +434,7 @@ impl Host {
 
     /// Takes in the nodes whose heartbeats the store holds, and says when the live ones
     /// changed.
-    pub(super) async fn observe_nodes(&self, heartbeats: Vec<wdeploy_store::NodeInfo>) {
+    pub(super) fn observe_nodes(&self, heartbeats: Vec<wdeploy_store::NodeInfo>) {
         if self.membership.observe(heartbeats) {
             let live = self.membership.live();
             let names: Vec<String> = live.iter().map(|n| n.name.to_string()).collect();

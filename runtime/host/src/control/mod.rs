@@ -315,7 +315,7 @@ impl Host {
             tracing::warn!("heartbeat before restoring: {e}");
         }
         if let Ok(live) = self.store.nodes.live().await {
-            self.observe_nodes(live).await;
+            self.observe_nodes(live);
         }
         futures::stream::iter(apps)
             .for_each_concurrent(RESTORE_CONCURRENCY, |app| async move {
@@ -522,18 +522,14 @@ impl Host {
     /// that name (see [`Host::entry_for`]), and stops it in the background. The new
     /// app's runtime then takes its place in the router.
     fn retire_replaced(&self, app: &App) {
-        let stale = {
-            let mut apps = self.apps.lock();
-            let replaced = apps
-                .get(&app.name)
-                .and_then(|entry| entry.id.get())
-                .is_some_and(|id| *id != app.id);
-            if !replaced {
-                return;
-            }
-            apps.remove(&app.name)
+        let mut apps = self.apps.lock();
+        let replaced = (apps.get(&app.name))
+            .and_then(|entry| entry.id.get())
+            .is_some_and(|id| *id != app.id);
+        let Some(stale) = replaced.then(|| apps.remove(&app.name)).flatten() else {
+            return;
         };
-        let Some(stale) = stale else { return };
+        drop(apps);
         tracing::info!(app = %app.name, "destroyed and made again on another node: the old app's dynos stop");
         self.router.peers().forget(app.name.as_str());
         if let Some(host) = self.me.upgrade() {

@@ -237,7 +237,10 @@ impl Router {
             peer,
             local,
             tls,
-            node,
+            // Only another node's TLS connection carries forwarded requests: nothing a
+            // client sends makes its request skip `force_https` or keep its own
+            // `X-Forwarded-Proto`.
+            node: forwarded,
         } = conn;
         let started = Instant::now();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
@@ -271,9 +274,6 @@ impl Router {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             req.headers_mut().insert(REQUEST_ID, value);
         }
-        // Only another node's TLS connection carries forwarded requests: nothing a client
-        // sends makes its request skip `force_https` or keep its own `X-Forwarded-Proto`.
-        let forwarded = node;
         forwarded_headers(req.headers_mut(), peer, local.port(), tls, forwarded);
         let mut line = RouterLine {
             protocol: Protocol::of(tls, req.version()),
