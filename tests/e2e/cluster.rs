@@ -74,6 +74,22 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
             }
         });
     }
+    // Maintenance mode set through one node is every node's, and turned off through
+    // another, every node serves again.
+    c.ok(&["maintenance:on", "-a", "hello"]);
+    let answer_everywhere = |status: u16, text: &str| {
+        for node in [a, b, c] {
+            poll_until("every node's answer", SOON, || {
+                match node.get("hello", "/") {
+                    (got, body) if got == status && body.contains(text) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            });
+        }
+    };
+    answer_everywhere(503, "Offline for maintenance");
+    b.ok(&["maintenance:off", "-a", "hello"]);
+    answer_everywhere(200, "Hello from wdeploy");
     // A request through a node without the web dyno is forwarded: its request id is kept
     // and the router line of the node that served it carries both.
     let owner = up_dynos(a, "hello")[0].1.clone();
@@ -567,78 +583,4 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     signal("-CONT");
     served_everywhere("the second app");
     one_web_dyno_per_node(b, "twice");
-}
-
-#[test]
-fn a_node_joins_a_nats_that_asks_for_tls_and_credentials_and_says_why_it_cannot_without() {
-    let ca = CertAuthority::new("wdeploy test NATS CA");
-    let leaf = ca.leaf("nats", &["127.0.0.1"]);
-    let ca_file = ca.dir().join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
-    let ca_file = ca_file.to_str().unwrap();
-    let (cert, key) = (leaf.cert_path(), leaf.key_path());
-    let nats = wdeploy_store::cluster::testing::NatsServer::start_with(&[
-        "--tls",
-        "--tlscert",
-        cert,
-        "--tlskey",
-        key,
-        "--user",
-        "wd",
-        "--pass",
-        "s3cret",
-    ])
-    .expect("nats-server with TLS and a password");
-    let at = |creds: &str| format!("tls://{creds}127.0.0.1:{}", nats.port);
-
-    let url = at("wd:s3cret@");
-    let args = ["--cluster", &url, "--cluster-ca", ca_file, "--node", "a"];
-    let node = TestHost::start_as(&args, None);
-    node.ok(&["apps:create", "over-tls", "--no-link"]);
-    assert!(node.ok(&["apps"]).contains("over-tls"));
-    let said = node.output();
-    let joined = format!("node a of the cluster at {} (as wd)", at(""));
-    assert!(said.contains(&joined), "{said}");
-    assert!(!said.contains("s3cret"), "{said}");
-
-    // Refused: each says which cluster it could not join and why, and shows no secret.
-    let refused = |url: String, ca: Option<&str>| {
-        let mut host = wdeploy();
-        host.args(["host", "--data"])
-            .arg(tempfile::tempdir().unwrap().path())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--node",
-                "b",
-            ])
-            .args(["--cluster", &url]);
-        if let Some(ca) = ca {
-            host.args(["--cluster-ca", ca]);
-        }
-        let out = host.output().unwrap();
-        assert!(!out.status.success(), "joined with {url}");
-        stderr(&out)
-    };
-    let wrong = refused(at("wd:not-it@"), Some(ca_file));
-    assert!(
-        wrong.contains(&format!("joining the cluster at {} (as wd)", at(""))),
-        "{wrong}"
-    );
-    assert!(wrong.contains("refused this node"), "{wrong}");
-    assert!(!wrong.contains("not-it"), "{wrong}");
-    let none = refused(at(""), Some(ca_file));
-    assert!(none.contains("authorization"), "{none}");
-    let untrusted = refused(at("wd:s3cret@"), None);
-    assert!(untrusted.contains("--cluster-ca FILE"), "{untrusted}");
-    assert!(!untrusted.contains("s3cret"), "{untrusted}");
-    let missing = refused(at("wd:s3cret@"), Some("/nonexistent/ca.pem"));
-    assert!(
-        missing.contains("reading --cluster-ca /nonexistent/ca.pem"),
-        "{missing}"
-    );
-    let malformed = refused("http://127.0.0.1:4222".to_string(), None);
-    assert!(malformed.contains("nats://HOST:PORT"), "{malformed}");
 }

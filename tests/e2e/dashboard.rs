@@ -85,6 +85,14 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         let ps = host.ok(&["ps", "-a", "dash"]);
         assert!(ps.contains("web.2: up"), "{ps}");
 
+        // Maintenance mode on, then off again.
+        click(page, "#maintenance-toggle").await;
+        wait_text(page, "#maintenance-state", |t| t.contains("mode: on")).await;
+        assert_eq!(host.get("dash", "/").0, 503);
+        click(page, "#maintenance-toggle").await;
+        wait_text(page, "#maintenance-state", |t| t.contains("mode: off")).await;
+        assert_eq!(host.get("dash", "/").0, 200);
+
         // A request's line shows in the live tail within 2 s.
         let probe = format!("/probe-{}", std::process::id());
         let asked = Instant::now();

@@ -148,7 +148,12 @@ fn people_tokens_cookies_and_who_made_each_change() {
 
     // Admin-only calls are refused with a clear line.
     let bob_cli = |args: &[&str]| host.cli_with_token(&bob, args);
-    for args in [&["users"][..], &["users:add", "eve@example.com"]] {
+    for args in [
+        &["users"][..],
+        &["users:add", "eve@example.com"],
+        &["cluster:rotate-key"],
+        &["nodes"],
+    ] {
         let out = bob_cli(args);
         assert!(!out.status.success());
         assert!(

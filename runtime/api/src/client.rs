@@ -159,6 +159,18 @@ impl Client {
     pub fn app(&self, app: &str) -> Result<AppInfo> {
         self.get(&format!("/apps/{app}"))
     }
+    /// The cluster's live nodes (admin only).
+    pub fn nodes(&self) -> Result<Vec<NodeStatus>> {
+        self.get("/cluster/nodes")
+    }
+    /// Rotates the cluster's key (admin only).
+    pub fn rotate_cluster_key(&self, req: &KeyRotation) -> Result<RotatedKey> {
+        self.send("POST", "/cluster/rotate-key", req)
+    }
+    /// Changes the app itself (maintenance mode); the app after it.
+    pub fn update_app(&self, app: &str, update: &AppUpdate) -> Result<AppInfo> {
+        self.send("PATCH", &format!("/apps/{app}"), update)
+    }
     pub fn destroy_app(&self, app: &str) -> Result<()> {
         self.delete(&format!("/apps/{app}"))
     }

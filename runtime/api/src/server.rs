@@ -128,6 +128,21 @@ pub trait Platform: Send + Sync + 'static {
     async fn create_app(&self, by: &Caller, req: CreateApp) -> Result<AppInfo, ApiError>;
     async fn app(&self, app: &AppName) -> Result<AppInfo, ApiError>;
     async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError>;
+    /// The live nodes (an admin's), each with the key it proves itself with.
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, ApiError>;
+    /// Rotates the cluster's key (an admin's; a host alone refuses).
+    async fn rotate_cluster_key(
+        &self,
+        by: &Caller,
+        req: KeyRotation,
+    ) -> Result<RotatedKey, ApiError>;
+    /// Changes the app itself (maintenance mode), not its releases; returns it after.
+    async fn update_app(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        update: AppUpdate,
+    ) -> Result<AppInfo, ApiError>;
     async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError>;
     /// Stores an upload as it arrives: it is hashed and written to disk chunk by chunk,
     /// never held whole in memory, and refused once past [`MAX_BLOB_BYTES`].
@@ -288,7 +303,9 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .layer(DefaultBodyLimit::disable());
     let mut api = Router::new()
         .route("/apps", get(apps).post(create_app))
-        .route("/blobs/missing", post(missing_blobs));
+        .route("/blobs/missing", post(missing_blobs))
+        .route("/cluster/rotate-key", post(rotate_cluster_key))
+        .route("/cluster/nodes", get(nodes));
     for (path, methods) in app_router() {
         api = api.route(path, methods);
     }
@@ -329,6 +346,7 @@ fn app_route_table() -> Vec<AppRoute> {
     vec![
         at(M::GET, "/apps/{app}", app),
         at(M::DELETE, "/apps/{app}", destroy_app),
+        at(M::PATCH, "/apps/{app}", update_app),
         at(M::GET, "/apps/{app}/releases", releases),
         at(M::POST, "/apps/{app}/releases", create_release),
         at(M::POST, "/apps/{app}/releases/cancel", cancel_release),

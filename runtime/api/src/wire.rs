@@ -13,6 +13,60 @@ pub struct AppInfo {
     /// Version of the release serving now, if any.
     pub release: Option<u64>,
     pub formation: Formation,
+    /// Whether the router answers with the maintenance page (`maintenance:on`).
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+/// One node of the cluster, as `GET /cluster/nodes` (an admin's) shows it: what its
+/// heartbeat says, and what the answering node found when it opened the hop to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// Where the other nodes forward requests to it.
+    pub advertise: String,
+    pub started_at: String,
+    /// Empty for a node of a version that does not say.
+    pub version: String,
+    /// The node that answered.
+    pub this: bool,
+    /// Which cluster key it proves itself with (a short id; the same on every node once a
+    /// rotation has reached them all).
+    pub key: Option<String>,
+    /// Why the hop to it could not be opened (`key` is then unknown).
+    pub unreachable: Option<String>,
+}
+
+/// `POST /cluster/rotate-key` (an admin's): a new key for the TLS between the nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// How long nodes still trust the key it replaces (every node reads the new one
+    /// meanwhile): 60 s unless given, at least 10.
+    #[serde(default = "KeyRotation::default_grace")]
+    pub grace_seconds: u64,
+}
+
+impl KeyRotation {
+    pub const DEFAULT_GRACE_SECONDS: u64 = 60;
+
+    fn default_grace() -> u64 {
+        KeyRotation::DEFAULT_GRACE_SECONDS
+    }
+}
+
+/// A rotation done: until when the replaced key is trusted (RFC 3339).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotatedKey {
+    pub previous_trusted_until: String,
+}
+
+/// `PATCH /apps/NAME`: what to change of the app itself (each field: unchanged if absent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppUpdate {
+    /// Turn maintenance mode on or off: the router answers 503 with a maintenance page,
+    /// and the dynos keep running.
+    #[serde(default)]
+    pub maintenance: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::{AppName, DynoState, ProcessType, dyno};
@@ -57,6 +57,9 @@ pub struct AppRuntime {
     /// not stop the lane under them.
     starting_one_offs: AtomicUsize,
     next_pick: AtomicU64,
+    /// Whether the router answers with the maintenance page (the store's
+    /// `App::maintenance`, as this node last read it).
+    maintenance: AtomicBool,
 }
 
 /// A running one-off dyno: what `ps` shows of it, and how to stop it.
@@ -100,6 +103,7 @@ impl AppRuntime {
             one_offs: AtomicU64::new(0),
             starting_one_offs: AtomicUsize::new(0),
             next_pick: AtomicU64::new(0),
+            maintenance: AtomicBool::new(false),
         })
     }
 
@@ -109,6 +113,16 @@ impl AppRuntime {
 
     pub fn current_release(&self) -> Option<Arc<Release>> {
         self.current.read().clone()
+    }
+
+    /// Whether the router answers the app's requests with the maintenance page.
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance.load(Ordering::Relaxed)
+    }
+
+    /// Follows the store's maintenance mode; whether it changed here.
+    pub fn set_maintenance(&self, on: bool) -> bool {
+        self.maintenance.swap(on, Ordering::Relaxed) != on
     }
 
     /// Whether the current release asks for plain HTTP requests to be sent to HTTPS.

@@ -32,6 +32,7 @@ impl ApiFixture {
             name: "test".parse().expect("node name"),
             advertise: String::new(),
             started_at: chrono::Utc::now(),
+            version: String::new(),
         };
         let store = wdeploy_store::embedded::open(dir.path(), me).expect("store");
         let (host, token) = Host::open(

@@ -25,6 +25,9 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Deletes an app with its releases and formation (blobs stay: other apps may share
     /// them; add-on data is the add-on store's).
     async fn delete_app(&self, name: &AppName) -> Result<()>;
+    /// Turns the app's maintenance mode on or off (a change of the app, not a release);
+    /// returns the app after it.
+    async fn set_maintenance(&self, name: &AppName, on: bool) -> Result<App>;
 
     /// Appends `new` as `version` of the app's release log, if that version is still free:
     /// pending when it has a slug to start, succeeded when it only changes config.

@@ -40,7 +40,7 @@ pub use model::{
     App, AppId, Drain, DynoRecord, Job, KeyPage, LogRecord, MAX_DRAINS_PER_APP, NewRelease,
     NodeDynos, NodeInfo, NodeName, QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
 };
-pub use nodes::{ClusterKey, Nodes};
+pub use nodes::{ClusterKey, ClusterKeys, Nodes};
 pub use people::{People, TokenOwner, TokenRecord, User};
 
 use std::sync::Arc;

@@ -15,6 +15,9 @@ pub struct App {
     /// log drains change, so a reconciler may pass over an app whose revision it has already acted
     /// on. `None` from a backend that keeps no revision: every look is then a full one.
     pub revision: Option<u64>,
+    /// Whether the router answers the app's requests with a maintenance page (503)
+    /// instead of passing them to its dynos, which keep running (`maintenance:on`).
+    pub maintenance: bool,
 }
 
 /// An app's identity, as opposed to its name (which a later app may take again): 32
@@ -258,6 +261,9 @@ pub struct NodeInfo {
     /// (`host:port` of its router).
     pub advertise: String,
     pub started_at: DateTime<Utc>,
+    /// The wdeploy version the node runs (empty from a node of a version before it).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// One dyno as `ps` shows it, wherever it runs.

@@ -4,6 +4,7 @@
 use crate::error::{Result, StoreError};
 use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, NodeName, RestartRequest};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use std::time::Duration;
 
@@ -43,15 +44,39 @@ pub trait Nodes: Send + Sync + 'static {
     async fn changes(&self) -> Result<BoxStream<'static, ()>>;
     /// Whether the cluster store can be reached now.
     fn is_connected(&self) -> bool;
-    /// The secret every node of the cluster holds: the nodes derive the TLS between them
-    /// from it, so a node forwards requests only to another node, and can tell a
-    /// forwarded request from a client's without trusting addresses. Made by the first
-    /// node that asks, the same for every node after, and kept for the cluster's life
-    /// (restarts included).
-    async fn cluster_key(&self) -> Result<ClusterKey>;
+    /// The secrets every node of the cluster holds: the key nodes prove themselves with
+    /// now, and the one before the last rotation while nodes still trust it. The nodes
+    /// derive the TLS between them from these, so a node forwards requests only to
+    /// another node, and can tell a forwarded request from a client's without trusting
+    /// addresses. The first key is made by the first node that asks, the same for every
+    /// node after, and kept (restarts included) until rotated.
+    async fn cluster_keys(&self) -> Result<ClusterKeys>;
+    /// Replaces the cluster's key with a new one; nodes trust the one it replaces for
+    /// `grace` more (so that each has read the new one meanwhile), then no more. What a
+    /// leaked key (a retired node's, say) could do ends then. `Invalid` on a store with no
+    /// other node to agree with (the embedded one).
+    async fn rotate_cluster_key(&self, grace: Duration) -> Result<ClusterKeys>;
 }
 
-/// A cluster's shared secret ([`Nodes::cluster_key`]): 32 random bytes. Its `Debug`
+/// The cluster's keys ([`Nodes::cluster_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterKeys {
+    pub current: ClusterKey,
+    /// The key the last rotation replaced, and until when nodes still trust it.
+    pub previous: Option<(ClusterKey, DateTime<Utc>)>,
+}
+
+impl ClusterKeys {
+    /// The key before the last rotation if nodes still trust it at `now`.
+    pub fn previous_at(&self, now: DateTime<Utc>) -> Option<&ClusterKey> {
+        self.previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(key, _)| key)
+    }
+}
+
+/// A cluster's shared secret ([`Nodes::cluster_keys`]): 32 random bytes. Its `Debug`
 /// shows none of them, so it cannot reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterKey([u8; ClusterKey::LEN]);

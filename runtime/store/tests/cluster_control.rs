@@ -493,3 +493,27 @@ async fn drains_are_shared_by_the_nodes_capped_and_go_with_their_app() {
     b.create_app(&hello).await.unwrap();
     assert!(a.drains(&hello).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_set_on_one_node_is_seen_by_the_other_and_never_revives_an_app() {
+    let (_server, a, b) = two_nodes().await;
+    let hello = name("hello");
+    let made = a.create_app(&hello).await.unwrap();
+    assert!(!made.maintenance);
+    let on = a.set_maintenance(&hello, true).await.unwrap();
+    assert!(on.maintenance);
+    assert_eq!(on.id, made.id);
+    assert!(b.app(&hello).await.unwrap().maintenance);
+    assert!(b.apps().await.unwrap()[0].maintenance);
+    // Again: nothing changes.
+    assert!(b.set_maintenance(&hello, true).await.unwrap().maintenance);
+    assert!(!b.set_maintenance(&hello, false).await.unwrap().maintenance);
+    assert!(!a.app(&hello).await.unwrap().maintenance);
+
+    b.delete_app(&hello).await.unwrap();
+    assert!(matches!(
+        a.set_maintenance(&hello, true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(a.apps().await.unwrap().is_empty(), "no app made by it");
+}

@@ -82,7 +82,32 @@ pub fn info(args: AppArg) -> anyhow::Result<()> {
             app.formation.summary()
         }
     );
+    if app.maintenance {
+        println!("Maintenance: on (the router answers 503 with a maintenance page)");
+    }
     println!("Created:   {}", app.created_at);
+    Ok(())
+}
+
+/// `maintenance`: whether the app is in maintenance mode.
+pub fn maintenance(args: AppArg) -> anyhow::Result<()> {
+    let app = session::client()?.app(&args.resolve()?)?;
+    println!("{}", if app.maintenance { "on" } else { "off" });
+    Ok(())
+}
+
+/// `maintenance:on` and `maintenance:off`.
+pub fn set_maintenance(args: AppArg, on: bool) -> anyhow::Result<()> {
+    let name = args.resolve()?;
+    let update = wdeploy_api::wire::AppUpdate {
+        maintenance: Some(on),
+    };
+    session::client()?.update_app(&name, &update)?;
+    if on {
+        println!("Maintenance mode on for {name}: its requests get a 503 maintenance page.");
+    } else {
+        println!("Maintenance mode off for {name}: its dynos serve its requests again.");
+    }
     Ok(())
 }
 

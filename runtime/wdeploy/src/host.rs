@@ -161,6 +161,16 @@ pub struct HostArgs {
     /// when not one the system trusts
     #[arg(long, requires = "cluster", value_name = "FILE")]
     pub cluster_ca: Option<PathBuf>,
+    /// This node's key for a NATS server that knows its users by keys: a .creds file (a
+    /// user's JWT and nkey seed, as nsc or a managed NATS service hands it out) or a user
+    /// nkey seed file (as nk -gen user writes it)
+    #[arg(
+        long,
+        env = "WDEPLOY_CLUSTER_CREDS",
+        requires = "cluster",
+        value_name = "FILE"
+    )]
+    pub cluster_creds: Option<PathBuf>,
     /// This node's name in the cluster (default: the machine's host name)
     #[arg(long, requires = "cluster")]
     pub node: Option<wdeploy_store::NodeName>,
@@ -308,25 +318,17 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             .unwrap_or_else(wdeploy_store::nodes::default_node_name),
         advertise: advertised(args.advertise.as_deref(), router_addr)?,
         started_at: chrono::Utc::now(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
     };
     anyhow::ensure!(
         args.cluster.is_none() || !me.advertise.is_empty(),
         "the router listens on {router_addr}, which other nodes cannot reach: say where they \
          can with --advertise HOST:PORT"
     );
-    let store = match &args.cluster {
+    let cluster = cluster_address(&args)?;
+    let store = match &cluster {
         // The cluster store: state in NATS JetStream, blobs cached under the data dir.
         Some(address) => {
-            let address = match &args.cluster_ca {
-                Some(ca) => {
-                    // Checked here: the NATS client reads it only while connecting, and
-                    // says no more than that the TLS setup failed.
-                    std::fs::File::open(ca)
-                        .with_context(|| format!("reading --cluster-ca {}", ca.display()))?;
-                    address.clone().with_ca(ca.clone())
-                }
-                None => address.clone(),
-            };
             let options = wdeploy_store::cluster::ClusterOptions {
                 address: address.clone(),
                 me: me.clone(),
@@ -492,7 +494,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     if let Some(addr) = metrics_addr {
         println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
     }
-    if let Some(url) = &args.cluster {
+    if let Some(url) = &cluster {
         let node = host.node();
         println!(
             "wdeploy host: node {} of the cluster at {url} (other nodes forward to {})",
@@ -529,6 +531,33 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// The cluster's NATS server as `--cluster`, `--cluster-ca` and `--cluster-creds` give it;
+/// `None` for the embedded store. The files are read now, so that a wrong one stops the
+/// host with its flag's name before anything starts.
+fn cluster_address(
+    args: &HostArgs,
+) -> anyhow::Result<Option<wdeploy_store::cluster::ClusterAddress>> {
+    let Some(address) = args.cluster.clone() else {
+        return Ok(None);
+    };
+    let address = match &args.cluster_ca {
+        Some(ca) => {
+            // The NATS client reads it only while connecting, and says no more than that
+            // the TLS setup failed.
+            std::fs::File::open(ca)
+                .with_context(|| format!("reading --cluster-ca {}", ca.display()))?;
+            address.with_ca(ca.clone())
+        }
+        None => address,
+    };
+    Ok(Some(match &args.cluster_creds {
+        Some(creds) => address
+            .with_credentials_file(creds)
+            .context("--cluster-creds")?,
+        None => address,
+    }))
 }
 
 /// The address other nodes reach this node's router at.

@@ -3,6 +3,7 @@
 mod apps;
 mod building;
 mod certs;
+mod cluster;
 mod config;
 mod dev;
 mod domains;
@@ -53,6 +54,20 @@ enum Command {
     /// Delete an app with its releases and config
     #[command(name = "apps:destroy")]
     AppsDestroy(apps::DestroyArgs),
+    /// The cluster's live nodes, each with the key it proves itself with (admin only)
+    Nodes,
+    /// Give the cluster's nodes a new key for the TLS between them; the old one is
+    /// trusted for --grace seconds more (admin only)
+    #[command(name = "cluster:rotate-key")]
+    ClusterRotateKey(cluster::RotateKeyArgs),
+    /// Show whether the app is in maintenance mode
+    Maintenance(AppArg),
+    /// Answer the app's requests with a 503 maintenance page; its dynos keep running
+    #[command(name = "maintenance:on")]
+    MaintenanceOn(AppArg),
+    /// Serve the app's requests from its dynos again
+    #[command(name = "maintenance:off")]
+    MaintenanceOff(AppArg),
     /// Print the app's URL, and open it in a browser when there is a desktop
     Open(AppArg),
     /// Print the host's web dashboard URL (an app's page with -a), and open it on a desktop
@@ -163,6 +178,11 @@ fn main() -> std::process::ExitCode {
         Command::AppsCreate(args) => apps::create(args),
         Command::AppsInfo(args) => apps::info(args),
         Command::AppsDestroy(args) => apps::destroy(args),
+        Command::Nodes => cluster::nodes(),
+        Command::ClusterRotateKey(args) => cluster::rotate_key(args),
+        Command::Maintenance(args) => apps::maintenance(args),
+        Command::MaintenanceOn(args) => apps::set_maintenance(args, true),
+        Command::MaintenanceOff(args) => apps::set_maintenance(args, false),
         Command::Open(args) => apps::open(args),
         Command::Dashboard(args) => apps::dashboard(args),
         Command::Domains(args) => domains::list(args),

@@ -28,6 +28,32 @@ pub(super) async fn app(
     p.app(&app).await.map(Json)
 }
 
+pub(super) async fn nodes(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+) -> Result<Json<Vec<NodeStatus>>, ApiError> {
+    crate::people::require_admin(&by, "list the cluster's nodes")?;
+    p.nodes().await.map(Json)
+}
+
+pub(super) async fn rotate_cluster_key(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+    JsonBody(req): JsonBody<KeyRotation>,
+) -> Result<Json<RotatedKey>, ApiError> {
+    crate::people::require_admin(&by, "rotate the cluster's key")?;
+    p.rotate_cluster_key(&by, req).await.map(Json)
+}
+
+pub(super) async fn update_app(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    JsonBody(update): JsonBody<AppUpdate>,
+) -> Result<Json<AppInfo>, ApiError> {
+    p.update_app(&app, &by, update).await.map(Json)
+}
+
 pub(super) async fn destroy_app(
     State(p): State<Shared>,
     AppPath(app): AppPath,

@@ -6,7 +6,7 @@
 //! shows the cluster's certificate (mutual TLS); the forwarding node checks the same of
 //! the node it forwards to.
 //!
-//! The identity comes from the cluster's key ([`wdeploy_store::Nodes::cluster_key`]),
+//! The identity comes from the cluster's key ([`wdeploy_store::Nodes::cluster_keys`]),
 //! which every node reads from the store: each node derives the same two Ed25519 keys
 //! from it (HKDF-SHA256, one label each), makes the same small CA with the first and
 //! a certificate for [`NODE_SERVER_NAME`] with the second, and trusts only that CA. So
@@ -23,7 +23,7 @@ use anyhow::Context;
 use ring::hkdf;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::sync::Arc;
-use wdeploy_store::ClusterKey;
+use wdeploy_store::{ClusterKey, ClusterKeys};
 
 /// The name every node's certificate is for, and that a forwarding node asks for: a node
 /// is known by its certificate, not by a DNS name (`.invalid` is reserved never to be
@@ -35,24 +35,56 @@ pub const NODE_SERVER_NAME: &str = "node.wdeploy.invalid";
 pub struct NodeTls {
     acceptor: tokio_rustls::TlsAcceptor,
     connector: tokio_rustls::TlsConnector,
+    /// Judges a peer's certificate chain as the acceptor does, for connections made
+    /// before the trust changed ([`NodeTlsCell::distrusted`]).
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Which key this node proves itself with ([`key_id`] of its certificate).
+    key_id: String,
 }
 
-impl NodeTls {
-    /// The identity of the cluster whose key is `key`.
-    pub fn new(key: &ClusterKey) -> anyhow::Result<NodeTls> {
+/// A short name of the cluster key a node's certificate is made from: the first 8 bytes
+/// of the SHA-256 of its public key, in hex. Every node on one key shows the same, and
+/// it tells nothing of the key (`None`: not a certificate).
+pub fn key_id(certificate: &CertificateDer<'_>) -> Option<String> {
+    let parsed = webpki::EndEntityCert::try_from(certificate).ok()?;
+    let spki = parsed.subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    Some(hex::encode(&digest.as_ref()[..8]))
+}
+
+/// The CA and node certificate one cluster key makes.
+struct Identity {
+    ca_params: rcgen::CertificateParams,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    node_key: rcgen::KeyPair,
+    node_cert: rcgen::Certificate,
+}
+
+impl Identity {
+    fn of(key: &ClusterKey) -> anyhow::Result<Identity> {
         let ca_key = derived_key(key, b"wdeploy node tls: ca")?;
         let node_key = derived_key(key, b"wdeploy node tls: node")?;
 
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name = rcgen::DistinguishedName::new();
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "wdeploy cluster");
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-        ca.key_usages = vec![
+        // Each key's CA has a name of its own, so that while two are trusted (after a
+        // rotation) a chain is built to the right one.
+        let fingerprint = ring::digest::digest(&ring::digest::SHA256, ca_key.public_key_raw());
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!(
+                "wdeploy cluster {}",
+                hex::encode(&fingerprint.as_ref()[..8])
+            ),
+        );
+        // One CA below another: the previous key's CA vouches for this one while both
+        // are trusted.
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(1));
+        ca_params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key)
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params.clone(), ca_key)
             .context("making the cluster's CA certificate")?;
 
         let mut node = rcgen::CertificateParams::new(vec![NODE_SERVER_NAME.to_string()])?;
@@ -66,14 +98,48 @@ impl NodeTls {
         let node_cert = node
             .signed_by(&node_key, &ca)
             .context("making the nodes' certificate")?;
+        Ok(Identity {
+            ca_params,
+            ca,
+            node_key,
+            node_cert,
+        })
+    }
+}
+
+impl NodeTls {
+    /// The identity of the cluster whose key is `key`, trusting no other.
+    pub fn new(key: &ClusterKey) -> anyhow::Result<NodeTls> {
+        NodeTls::rotated(key, None)
+    }
+
+    /// The identity of `key`, also trusting `previous`, the key a rotation replaced, and
+    /// trusted by a node that knows only that one: this node's chain then carries the
+    /// new CA signed by the previous one. So whichever key a node has read, the hop
+    /// works both ways until the previous key's grace ends.
+    pub fn rotated(key: &ClusterKey, previous: Option<&ClusterKey>) -> anyhow::Result<NodeTls> {
+        let mine = Identity::of(key)?;
+        let previous = previous.map(Identity::of).transpose()?;
 
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(ca.der().clone())
+            .add(mine.ca.der().clone())
             .context("trusting the cluster's CA")?;
+        let mut chain: Vec<CertificateDer<'static>> = vec![mine.node_cert.der().clone()];
+        if let Some(previous) = &previous {
+            roots
+                .add(previous.ca.der().clone())
+                .context("trusting the cluster's previous CA")?;
+            let vouched = mine
+                .ca_params
+                .signed_by(mine.ca.key(), &previous.ca)
+                .context("vouching for the new CA with the previous one")?;
+            chain.push(vouched.der().clone());
+        }
         let roots = Arc::new(roots);
-        let chain: Vec<CertificateDer<'static>> = vec![node_cert.der().clone()];
-        let private = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der()));
+        let key_id = key_id(&chain[0]).context("reading the nodes' certificate")?;
+        let node_key = mine.node_key.serialize_der();
+        let private = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.clone()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls13 = [&rustls::version::TLS13];
 
@@ -85,7 +151,7 @@ impl NodeTls {
         .context("the nodes' client verifier")?;
         let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&tls13)?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(chain.clone(), private())
             .context("the nodes' server configuration")?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -100,6 +166,8 @@ impl NodeTls {
         Ok(NodeTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            verifier,
+            key_id,
         })
     }
 
@@ -117,6 +185,121 @@ impl NodeTls {
         let name = ServerName::try_from(NODE_SERVER_NAME)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         self.connector.connect(name, stream).await
+    }
+
+    /// Which key this node proves itself with ([`key_id`]).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Whether a peer that proved itself with `chain` (its certificate first) would be
+    /// accepted now.
+    pub fn trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.verifier
+            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .is_ok()
+    }
+}
+
+/// The cluster's TLS as it is now, shared by the router's listener and its forwarding:
+/// replaced when the cluster's key is rotated, and when the previous key's grace ends.
+#[derive(Clone)]
+pub struct NodeTlsCell {
+    current: Arc<parking_lot::RwLock<Current>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+struct Current {
+    tls: NodeTls,
+    /// What it was made from: this node's key, and the previous one while trusted.
+    made_of: (ClusterKey, Option<ClusterKey>),
+    /// The cluster's keys as last read, so that the previous key's grace ends on time
+    /// even while the store cannot be read.
+    read: ClusterKeys,
+}
+
+impl Current {
+    /// The TLS of the cluster's `keys` as they stand at `now`.
+    fn of(keys: &ClusterKeys, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Current> {
+        let made_of = Current::made_of(keys, now);
+        Ok(Current {
+            tls: NodeTls::rotated(&made_of.0, made_of.1.as_ref())?,
+            made_of,
+            read: keys.clone(),
+        })
+    }
+
+    fn made_of(
+        keys: &ClusterKeys,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (ClusterKey, Option<ClusterKey>) {
+        (keys.current.clone(), keys.previous_at(now).cloned())
+    }
+}
+
+impl NodeTlsCell {
+    /// The TLS of the cluster's `keys` as they stand at `now`.
+    pub fn of(
+        keys: &ClusterKeys,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<NodeTlsCell> {
+        Ok(NodeTlsCell {
+            current: Arc::new(parking_lot::RwLock::new(Current::of(keys, now)?)),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
+    }
+
+    /// The TLS to accept or make a connection with now.
+    pub fn current(&self) -> NodeTls {
+        self.current.read().tls.clone()
+    }
+
+    /// How many times the TLS changed: a connection made under an earlier one proved
+    /// itself with what the cluster may be giving up.
+    pub fn generation(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    /// Makes the TLS of the cluster's `keys` as they stand at `now` (the previous key
+    /// trusted only in its grace) if it differs from the one in use; whether it did.
+    /// Open connections whose peer it does not trust are closed then
+    /// ([`NodeTlsCell::distrusted`]).
+    pub fn follow(
+        &self,
+        keys: &ClusterKeys,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<bool> {
+        if self.current.read().made_of == Current::made_of(keys, now) {
+            return Ok(false);
+        }
+        *self.current.write() = Current::of(keys, now)?;
+        self.changed.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// [`NodeTlsCell::follow`] with the keys as last read: for when the store cannot be
+    /// read, so that a grace ends at its time whatever the store's state.
+    pub fn follow_last(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<bool> {
+        let read = self.current.read().read.clone();
+        self.follow(&read, now)
+    }
+
+    /// Resolves once the TLS no longer trusts the peer that proved itself with `chain`:
+    /// a connection made with a key the cluster has since given up is closed then.
+    pub async fn distrusted(&self, chain: Vec<CertificateDer<'static>>) {
+        let mut changes = self.changed.subscribe();
+        loop {
+            // Checked first too: the trust may have changed while the handshake ran.
+            if !self.current().trusts(&chain) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 }
 
@@ -149,8 +332,9 @@ mod tests {
     }
 
     /// Runs a handshake between `client` and `server` over an in-memory pipe, then one
-    /// byte each way; whether both ends got through.
-    async fn talk(client: &NodeTls, server: &NodeTls) -> bool {
+    /// byte each way; the chain `client` proved itself with, as `server` saw it, if both
+    /// ends got through.
+    async fn presented(client: &NodeTls, server: &NodeTls) -> Option<Vec<CertificateDer<'static>>> {
         let (near, far) = tokio::io::duplex(64 * 1024);
         let acceptor = server.acceptor();
         let serving = tokio::spawn(async move {
@@ -158,7 +342,8 @@ mod tests {
             let mut byte = [0u8];
             tls.read_exact(&mut byte).await.ok()?;
             tls.write_all(&byte).await.ok()?;
-            tls.flush().await.ok()
+            tls.flush().await.ok()?;
+            tls.get_ref().1.peer_certificates().map(<[_]>::to_vec)
         });
         let asked = async {
             let mut tls = client.connect(near).await.ok()?;
@@ -169,8 +354,13 @@ mod tests {
             (byte == *b"x").then_some(())
         };
         let asked = asked.await.is_some();
-        let served = serving.await.ok().flatten().is_some();
-        asked && served
+        let chain = serving.await.ok().flatten();
+        chain.filter(|_| asked)
+    }
+
+    /// Whether `client` and `server` get through a handshake and a byte each way.
+    async fn talk(client: &NodeTls, server: &NodeTls) -> bool {
+        presented(client, server).await.is_some()
     }
 
     #[tokio::test]
@@ -178,6 +368,9 @@ mod tests {
         let a = NodeTls::new(&key(1)).expect("node a");
         let b = NodeTls::new(&key(1)).expect("node b, made apart from a");
         let stranger = NodeTls::new(&key(2)).expect("another cluster's node");
+        assert_eq!(a.key_id(), b.key_id(), "one key, one id");
+        assert_ne!(a.key_id(), stranger.key_id());
+        assert_eq!(key_id(&CertificateDer::from(vec![1, 2, 3])), None);
         assert!(talk(&a, &b).await, "two nodes of one cluster");
         assert!(talk(&b, &a).await, "the other way");
         assert!(
@@ -188,6 +381,102 @@ mod tests {
             !talk(&a, &stranger).await,
             "forwarding to another cluster's node"
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_rotation_nodes_on_either_key_know_each_other_until_the_grace_ends() {
+        let old = NodeTls::new(&key(1)).expect("a node that has not read the new key");
+        let rotated = NodeTls::rotated(&key(2), Some(&key(1))).expect("a node that has");
+        let after = NodeTls::new(&key(2)).expect("a node after the grace");
+        for (client, server, what) in [
+            (&rotated, &old, "rotated to old"),
+            (&old, &rotated, "old to rotated"),
+            (&rotated, &after, "rotated to after"),
+            (&after, &rotated, "after to rotated"),
+        ] {
+            assert!(talk(client, server).await, "{what}");
+        }
+        // Once the grace is over, the previous key proves nothing either way.
+        assert!(!talk(&old, &after).await, "old to after");
+        assert!(!talk(&after, &old).await, "after to old");
+        let stranger = NodeTls::rotated(&key(3), Some(&key(4))).expect("another cluster");
+        assert!(!talk(&stranger, &rotated).await);
+        assert!(!talk(&rotated, &stranger).await);
+
+        // A connection an old node made during the grace is judged again when it ends.
+        let old_chain = presented(&old, &rotated)
+            .await
+            .expect("accepted in the grace");
+        assert!(rotated.trusts(&old_chain));
+        assert!(!after.trusts(&old_chain));
+        let new_chain = presented(&rotated, &rotated).await.expect("accepted");
+        assert!(after.trusts(&new_chain));
+        assert!(!after.trusts(&[]));
+    }
+
+    /// The keys a rotation at `now` from `key(1)` to `key(2)` leaves, with `grace`.
+    fn rotated_keys(now: chrono::DateTime<chrono::Utc>, grace: i64) -> ClusterKeys {
+        ClusterKeys {
+            current: key(2),
+            previous: Some((key(1), now + chrono::Duration::seconds(grace))),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_distrusted_when_the_grace_of_its_key_ends() {
+        let now = chrono::Utc::now();
+        let cell = NodeTlsCell::of(&rotated_keys(now, 10), now).expect("in the grace");
+        let old = NodeTls::new(&key(1)).expect("an old node");
+        let old_chain = presented(&old, &cell.current())
+            .await
+            .expect("accepted in the grace");
+        let watching = tokio::spawn({
+            let cell = cell.clone();
+            let chain = old_chain.clone();
+            async move { cell.distrusted(chain).await }
+        });
+        // The same keys read again: nothing changes.
+        let generation = cell.generation();
+        assert!(!cell.follow(&rotated_keys(now, 10), now).expect("tls"));
+        assert_eq!(cell.generation(), generation);
+        // The grace ends: the connection goes.
+        assert!(
+            cell.follow(&rotated_keys(now, 10), now + chrono::Duration::seconds(11))
+                .expect("tls")
+        );
+        assert_ne!(cell.generation(), generation);
+        tokio::time::timeout(std::time::Duration::from_secs(5), watching)
+            .await
+            .expect("distrusted at once")
+            .expect("task");
+        // A handshake that ended after the change is judged by it at once.
+        let late = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            cell.distrusted(old_chain),
+        );
+        late.await.expect("a chain already distrusted");
+    }
+
+    #[tokio::test]
+    async fn a_grace_ends_on_time_with_the_keys_last_read() {
+        let now = chrono::Utc::now();
+        let cell = NodeTlsCell::of(&rotated_keys(now, 10), now).expect("in the grace");
+        let old = NodeTls::new(&key(1)).expect("a node on the old key");
+        let chain = presented(&old, &cell.current())
+            .await
+            .expect("trusted in the grace");
+        // The store cannot be read: the keys read last still say when the grace ends.
+        assert!(
+            !cell
+                .follow_last(now + chrono::Duration::seconds(5))
+                .expect("tls")
+        );
+        assert!(cell.current().trusts(&chain));
+        assert!(
+            cell.follow_last(now + chrono::Duration::seconds(11))
+                .expect("tls")
+        );
+        assert!(!cell.current().trusts(&chain));
     }
 
     #[tokio::test]

@@ -81,6 +81,7 @@ impl Host {
             self.converge_loop(stop.clone()),
             self.sleep_idle_dynos(stop.clone()),
             self.acme_loop(stop.clone()),
+            self.follow_keys(stop.clone()),
         );
         if let Err(e) = self.store.nodes.leave().await {
             tracing::warn!("could not leave the cluster: {e}");

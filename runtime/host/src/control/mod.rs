@@ -19,11 +19,14 @@ mod acme;
 mod addon_admin;
 mod bootstrap;
 mod certs;
+mod cluster_keys;
 mod converge;
 mod domains;
 mod drains;
 mod errors;
 mod idle;
+mod maintenance;
+mod nodes;
 mod observe;
 mod people;
 mod platform;
@@ -236,9 +239,9 @@ impl Host {
             .await
             .context("making the admin token")?;
         let node = store.nodes.me().clone();
-        let key = (store.nodes.cluster_key().await).context("reading the cluster's key")?;
+        let keys = (store.nodes.cluster_keys().await).context("reading the cluster's key")?;
         router
-            .set_node(node.name.as_str(), &key)
+            .set_node(node.name.as_str(), &keys)
             .context("making the TLS between nodes")?;
         let drain_network = crate::logs::drain::DrainNetwork::new(&config.drains)
             .context("setting up log drains")?;
@@ -421,6 +424,9 @@ impl Host {
     fn entry_for(&self, app: &App) -> Arc<AppEntry> {
         self.retire_replaced(app);
         let entry = self.entry(&app.name);
+        if entry.runtime.set_maintenance(app.maintenance) {
+            tracing::info!(app = %app.name, on = app.maintenance, "maintenance mode");
+        }
         if entry.id.set(app.id.clone()).is_ok() {
             self.ids.lock().insert(app.id.clone(), app.name.clone());
             if !self.store.log_bus.carries_lines() {

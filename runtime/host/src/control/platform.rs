@@ -19,7 +19,7 @@ use wdeploy_store::App;
 const MAX_DYNOS_PER_TYPE: u32 = 100;
 
 impl Host {
-    async fn app_info(&self, app: &App) -> Result<AppInfo> {
+    pub(super) async fn app_info(&self, app: &App) -> Result<AppInfo> {
         let head = self.store.control.release_head(&app.name).await?;
         Ok(AppInfo {
             web_url: format!(
@@ -30,6 +30,7 @@ impl Host {
             release: head.current.map(|r| r.version),
             formation: self.store.control.formation(&app.name).await?,
             name: app.name.clone(),
+            maintenance: app.maintenance,
         })
     }
 
@@ -257,6 +258,27 @@ impl Platform for Host {
 
     async fn destroy_app(&self, app: &AppName) -> Result<(), ApiError> {
         Ok(self.destroy(app).await?)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, ApiError> {
+        Ok(self.node_list().await?)
+    }
+
+    async fn rotate_cluster_key(
+        &self,
+        by: &Caller,
+        req: KeyRotation,
+    ) -> Result<RotatedKey, ApiError> {
+        Ok(self.rotate_key(by, req).await?)
+    }
+
+    async fn update_app(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        update: AppUpdate,
+    ) -> Result<AppInfo, ApiError> {
+        Ok(self.update(app, by, update).await?)
     }
 
     async fn missing_blobs(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ApiError> {

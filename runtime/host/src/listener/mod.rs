@@ -28,6 +28,7 @@ mod tracked;
 pub use fds::raise_fd_limit;
 pub use limits::{HEADER_TIMEOUT, IDLE_TIMEOUT, ListenerLimits, MAX_HEADER_BYTES};
 
+use crate::cluster::node_tls::NodeTlsCell;
 use clock::{Clock, Watched};
 use gate::{Gate, REFUSAL};
 use hyper::body::{Body, Incoming};
@@ -48,8 +49,9 @@ pub enum Transport {
     Tls(tokio_rustls::TlsAcceptor),
     /// Plain TCP for clients, and TLS for the cluster's other nodes, told apart by a
     /// connection's first byte (a TLS handshake record, which no HTTP request starts
-    /// with): the acceptor takes only a peer with the cluster's certificate.
-    PlainAndNodes(tokio_rustls::TlsAcceptor),
+    /// with): the cluster's TLS takes only a peer with its certificate, and a node's
+    /// connection is closed once the cluster's TLS (its key rotated) no longer trusts it.
+    PlainAndNodes(NodeTlsCell),
 }
 
 impl Transport {
@@ -163,23 +165,27 @@ pub async fn serve<S, B>(
             // deadline, so a client stalling in it (or before its first byte, where a
             // node's connection is told from a client's) holds nothing longer.
             let head_by = tokio::time::Instant::now() + limits.header_timeout;
-            let tls = match (transport, node_service) {
-                (Transport::Tls(acceptor), _) => Ok((acceptor, service)),
-                (Transport::PlainAndNodes(acceptor), Some(node_service)) => {
+            let (tls, nodes) = match (transport, node_service) {
+                (Transport::Tls(acceptor), _) => (Ok((acceptor, service)), None),
+                (Transport::PlainAndNodes(nodes), Some(node_service)) => {
                     match tokio::time::timeout_at(head_by, opens_with_tls(&stream)).await {
-                        Ok(Ok(true)) => Ok((acceptor, node_service)),
-                        Ok(Ok(false)) => Err(service),
+                        Ok(Ok(true)) => {
+                            let acceptor = nodes.current().acceptor();
+                            (Ok((acceptor, node_service)), Some(nodes))
+                        }
+                        Ok(Ok(false)) => (Err(service), None),
                         Ok(Err(_)) | Err(_) => return,
                     }
                 }
-                _ => Err(service),
+                _ => (Err(service), None),
             };
             let (acceptor, service) = match tls {
                 Ok(tls) => tls,
                 Err(plain) => {
                     let stream = TokioIo::new(Watched::new(stream, clock.clone()));
                     let conn = builders.any.serve_connection(stream, plain);
-                    drive(name, peer, watcher.watch(conn), &clock, &limits).await;
+                    let conn = watcher.watch(conn);
+                    drive(name, peer, conn, &clock, &limits, std::future::pending()).await;
                     return;
                 }
             };
@@ -199,8 +205,16 @@ pub async fn serve<S, B>(
                 Some(b"h2") => &builders.h2,
                 _ => &builders.h1,
             };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            drive(name, peer, watcher.watch(conn), &clock, &limits).await;
+            // A node's connection lasts while the cluster trusts what it proved itself with.
+            let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
+            match (nodes, chain) {
+                (Some(nodes), Some(chain)) => {
+                    let distrusted = nodes.distrusted(chain);
+                    drive(name, peer, conn, &clock, &limits, distrusted).await;
+                }
+                _ => drive(name, peer, conn, &clock, &limits, std::future::pending()).await,
+            }
         });
     }
     drop(listener);
@@ -253,15 +267,18 @@ impl Builders {
     }
 }
 
-/// Runs one connection until it ends or passes a deadline of its [`Clock`].
+/// Runs one connection until it ends, passes a deadline of its [`Clock`], or `cut`
+/// resolves (its peer no longer trusted).
 async fn drive<E: std::fmt::Display>(
     name: &'static str,
     peer: SocketAddr,
     conn: impl Future<Output = Result<(), E>>,
     clock: &Clock,
     limits: &ListenerLimits,
+    cut: impl Future<Output = ()>,
 ) {
     tokio::pin!(conn);
+    tokio::pin!(cut);
     loop {
         let deadline = clock.deadline(limits);
         // With no deadline (a request in progress), wait for a change.
@@ -271,6 +288,10 @@ async fn drive<E: std::fmt::Display>(
         );
         tokio::select! {
             () = clock.changed() => {}
+            () = &mut cut => {
+                tracing::info!(listener = name, "closing the connection from node {peer}: the cluster no longer trusts its key");
+                return;
+            }
             ended = &mut conn => {
                 if let Err(e) = ended {
                     tracing::debug!(listener = name, "connection from {peer} ended: {e}");
@@ -317,7 +338,16 @@ mod tests {
     /// A router's plain listener of the cluster with `key` on a free port, answering
     /// each request with who sent it (`node` or `client`).
     async fn listening(key: &ClusterKey, header_timeout: Duration) -> SocketAddr {
-        let nodes = NodeTls::new(key).expect("node tls");
+        let keys = wdeploy_store::ClusterKeys {
+            current: key.clone(),
+            previous: None,
+        };
+        let nodes = NodeTlsCell::of(&keys, chrono::Utc::now()).expect("node tls");
+        listening_with(nodes, header_timeout).await
+    }
+
+    /// [`listening`] with the cluster's TLS in `nodes`.
+    async fn listening_with(nodes: NodeTlsCell, header_timeout: Duration) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let limits = ListenerLimits {
@@ -332,7 +362,7 @@ mod tests {
                 )))
             })
         };
-        let transport = Transport::PlainAndNodes(nodes.acceptor());
+        let transport = Transport::PlainAndNodes(nodes);
         let forever = std::future::pending::<()>();
         tokio::spawn(serve(
             "router",
@@ -355,9 +385,17 @@ mod tests {
             .await
             .ok()?;
         tokio::spawn(conn);
+        again(&mut sender).await
+    }
+
+    /// A GET over an open HTTP/1.1 connection: the body, or `None` if it failed.
+    async fn again(
+        sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    ) -> Option<String> {
+        sender.ready().await.ok()?;
         let req = hyper::Request::get("/")
             .header("host", "app.localhost")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .body(http_body_util::Empty::new())
             .ok()?;
         let response = sender.send_request(req).await.ok()?;
         let body = http_body_util::BodyExt::collect(response.into_body())
@@ -390,6 +428,50 @@ mod tests {
         // Still serving clients after the refusal.
         let plain = TcpStream::connect(addr).await.expect("connect");
         assert_eq!(get(plain).await.as_deref(), Some("client"));
+    }
+
+    #[tokio::test]
+    async fn a_node_connection_on_a_key_given_up_is_closed_and_others_stay() {
+        let (old, new) = (
+            ClusterKey::from_bytes(&[1; ClusterKey::LEN]).expect("key"),
+            ClusterKey::from_bytes(&[2; ClusterKey::LEN]).expect("key"),
+        );
+        let now = chrono::Utc::now();
+        let keys = wdeploy_store::ClusterKeys {
+            current: new.clone(),
+            previous: Some((old.clone(), now + chrono::Duration::seconds(10))),
+        };
+        let nodes = NodeTlsCell::of(&keys, now).expect("rotated, in the grace");
+        let in_grace = nodes.current();
+        let addr = listening_with(nodes.clone(), HEADER_TIMEOUT).await;
+        let keep_alive = |tls: NodeTls| async move {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let io = tls.connect(tcp).await.expect("a node's handshake");
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .expect("http");
+            tokio::spawn(conn);
+            sender
+        };
+        let mut stale = keep_alive(NodeTls::new(&old).expect("a node on the old key")).await;
+        let mut current = keep_alive(in_grace).await;
+        assert_eq!(again(&mut stale).await.as_deref(), Some("node"));
+        assert_eq!(again(&mut current).await.as_deref(), Some("node"));
+
+        // The grace ends: the old key's connection goes, the new key's stays.
+        let after = now + chrono::Duration::seconds(11);
+        assert!(nodes.follow(&keys, after).expect("after the grace"));
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            while !stale.is_closed() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert!(
+            closed.await.is_ok(),
+            "the old key's connection must be closed"
+        );
+        assert_eq!(again(&mut stale).await, None);
+        assert_eq!(again(&mut current).await.as_deref(), Some("node"));
     }
 
     #[tokio::test]

@@ -5,8 +5,9 @@
 //! the connection (down, or its heartbeat not yet expired) is skipped at once and
 //! avoided for a few seconds: the request never reached it, so the next node gets it.
 //!
-//! The hop is TLS both ways ([`NodeTls`]): the forwarding node and the one it forwards to
-//! each prove with the cluster's certificate that they are nodes of it. So a request and
+//! The hop is TLS both ways ([`NodeTls`](crate::cluster::node_tls::NodeTls)): the
+//! forwarding node and the one it forwards to each prove with the cluster's certificate
+//! that they are nodes of it. So a request and
 //! its answer cross the network between nodes encrypted, a node never hands a request to
 //! anyone else, and a request that arrives over such a connection is known to be a
 //! forwarded one, whatever address it comes from (`listener`'s
@@ -16,7 +17,7 @@
 //! as forwarded: that would skip `force_https`, and pass its own `X-Forwarded-Proto` to
 //! the app as the scheme of its connection.
 
-use crate::cluster::node_tls::NodeTls;
+use crate::cluster::node_tls::NodeTlsCell;
 use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -78,13 +79,56 @@ pub struct Peers {
     unreachable: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
     /// Connections to peers ready for another request, by address.
-    idle: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+    idle: Arc<Mutex<Idle>>,
     finder: std::sync::OnceLock<Finder>,
     /// When each app's peers were last looked up on demand.
     looked_up: Mutex<HashMap<String, Instant>>,
-    /// The TLS of the hop to other nodes (set once, by the host, from the cluster's key):
-    /// without it nothing is forwarded.
-    tls: std::sync::OnceLock<NodeTls>,
+    /// The TLS of the hop to other nodes (set once, by the host, from the cluster's keys,
+    /// and following them): without it nothing is forwarded.
+    tls: std::sync::OnceLock<NodeTlsCell>,
+}
+
+/// TCP, then TLS as `tls` makes it, to the node at `addr`, within [`CONNECT_TIMEOUT`];
+/// why not, in words, otherwise.
+async fn open(
+    tls: &crate::cluster::node_tls::NodeTls,
+    addr: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        tls.connect(stream).await
+    });
+    match connected.await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connect timed out".into()),
+    }
+}
+
+/// Connections to peers ready for another request.
+#[derive(Default)]
+struct Idle {
+    /// The generation of the TLS between nodes ([`NodeTlsCell::generation`]) they were
+    /// made under: once it changes, none of them is used again (they proved this node
+    /// with what the cluster may be giving up).
+    generation: u64,
+    by_addr: HashMap<String, Vec<Sender>>,
+}
+
+impl Idle {
+    /// The connections kept under the TLS of `generation`, once those of an earlier one
+    /// are dropped; `None` for a generation older than theirs.
+    fn of(&mut self, generation: u64) -> Option<&mut HashMap<String, Vec<Sender>>> {
+        if generation < self.generation {
+            return None;
+        }
+        if generation > self.generation {
+            self.by_addr.clear();
+            self.generation = generation;
+        }
+        Some(&mut self.by_addr)
+    }
 }
 
 /// Why a request could not be forwarded.
@@ -153,13 +197,18 @@ impl Peers {
     }
 
     /// The TLS this node forwards with and takes forwarded requests with (set once: a
-    /// node keeps its cluster).
-    pub fn set_tls(&self, tls: NodeTls) {
+    /// node keeps its cluster, whose keys the cell follows).
+    pub fn set_tls(&self, tls: NodeTlsCell) {
         let _ = self.tls.set(tls);
     }
 
-    pub fn tls(&self) -> Option<&NodeTls> {
+    pub fn tls(&self) -> Option<&NodeTlsCell> {
         self.tls.get()
+    }
+
+    /// The generation of the TLS between nodes now.
+    fn generation(&self) -> u64 {
+        self.tls.get().map_or(0, NodeTlsCell::generation)
     }
 
     pub fn has(&self, app: &str) -> bool {
@@ -217,9 +266,10 @@ impl Peers {
             }
             // A kept connection the peer closed meanwhile gives the request back unsent;
             // it then goes on a fresh one.
-            if let Some(mut sender) = self.reuse(&peer.addr) {
+            let generation = self.generation();
+            if let Some(mut sender) = self.reuse(&peer.addr, generation) {
                 match sender.try_send_request(req).await {
-                    Ok(response) => return Ok(self.answer(peer, sender, response)),
+                    Ok(response) => return Ok(self.answer(peer, sender, generation, response)),
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
                         None => {
@@ -236,24 +286,29 @@ impl Peers {
                 .send_request(req)
                 .await
                 .map_err(|e| ForwardError::Failed(format!("{}: {e}", peer.node)))?;
-            return Ok(self.answer(peer, sender, response));
+            return Ok(self.answer(peer, sender, generation, response));
         }
         Err(ForwardError::NoPeer)
     }
 
     /// The peer's response as the router sends it; its connection goes back to the idle
-    /// ones once the response is done with (if there is room).
+    /// ones once the response is done with (if there is room, and the TLS between nodes
+    /// is still that of `generation`, the one it was made or kept under).
     fn answer(
         &self,
         peer: &Peer,
         mut sender: Sender,
+        generation: u64,
         response: hyper::Response<Incoming>,
     ) -> (hyper::Response<HyperOutgoingBody>, String) {
         let (idle, addr) = (self.idle.clone(), peer.addr.clone());
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
                 let mut idle = idle.lock();
-                let kept = idle.entry(addr).or_default();
+                let Some(by_addr) = idle.of(generation) else {
+                    return;
+                };
+                let kept = by_addr.entry(addr).or_default();
                 if kept.len() < IDLE_PER_PEER {
                     kept.push(sender);
                 }
@@ -264,10 +319,11 @@ impl Peers {
         (hyper::Response::from_parts(parts, body), peer.node.clone())
     }
 
-    /// A kept connection to `addr` ready for a request, if there is one.
-    fn reuse(&self, addr: &str) -> Option<Sender> {
+    /// A kept connection to `addr` ready for a request, if there is one made under the
+    /// TLS of `generation` (those of an earlier one are closed).
+    fn reuse(&self, addr: &str, generation: u64) -> Option<Sender> {
         let mut idle = self.idle.lock();
-        let kept = idle.get_mut(addr)?;
+        let kept = idle.of(generation)?.get_mut(addr)?;
         while let Some(sender) = kept.pop() {
             if sender.is_ready() {
                 return Some(sender);
@@ -294,20 +350,13 @@ impl Peers {
         &self,
         peer: &Peer,
     ) -> Option<hyper::client::conn::http1::SendRequest<Incoming>> {
-        let Some(tls) = self.tls.get() else {
+        let Some(tls) = self.tls.get().map(NodeTlsCell::current) else {
             tracing::warn!(node = %peer.node, "not forwarding: this node has no cluster TLS yet");
             return None;
         };
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let stream = tokio::net::TcpStream::connect(&peer.addr).await?;
-            let _ = stream.set_nodelay(true);
-            tls.connect(stream).await
-        })
-        .await;
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return self.unreachable(peer, &e.to_string()),
-            Err(_) => return self.unreachable(peer, "connect timed out"),
+        let stream = match open(&tls, &peer.addr).await {
+            Ok(stream) => stream,
+            Err(why) => return self.unreachable(peer, &why),
         };
         let io = hyper_util::rt::TokioIo::new(stream);
         match hyper::client::conn::http1::handshake(io).await {
@@ -319,6 +368,20 @@ impl Peers {
             }
             Err(e) => self.unreachable(peer, &e.to_string()),
         }
+    }
+
+    /// Opens the hop to the node at `addr` as a forward would, and says which key it
+    /// proves itself with ([`crate::cluster::node_tls::key_id`]), or why it could not.
+    pub async fn probe(&self, addr: &str) -> Result<String, String> {
+        let tls = self.tls.get().map(NodeTlsCell::current);
+        let stream = open(&tls.ok_or("this node has no cluster TLS")?, addr).await?;
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(<[_]>::first);
+        leaf.and_then(crate::cluster::node_tls::key_id)
+            .ok_or_else(|| "no certificate".into())
     }
 
     fn unreachable<T>(&self, peer: &Peer, why: &str) -> Option<T> {
@@ -369,6 +432,34 @@ mod tests {
         peers.forget("app");
         peers.set("app", vec![peer("c")], before);
         assert!(peers.has("app"), "a destroyed app's name starts afresh");
+    }
+
+    #[test]
+    fn connections_kept_under_an_earlier_tls_are_never_used_again() {
+        let mut idle = Idle::default();
+        idle.of(0)
+            .expect("the first")
+            .insert("a:1".into(), Vec::new());
+        assert!(idle.of(0).expect("the same").contains_key("a:1"));
+        assert!(idle.of(1).expect("a newer one").is_empty(), "dropped");
+        assert!(idle.of(0).is_none(), "one made before goes back to no one");
+    }
+
+    #[tokio::test]
+    async fn a_probe_says_why_a_node_cannot_be_reached() {
+        let peers = Peers::default();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let none = peers.probe(&addr).await.unwrap_err();
+        assert!(none.contains("no cluster TLS"), "{none}");
+        let keys = wdeploy_store::ClusterKeys {
+            current: wdeploy_store::ClusterKey::from_bytes(&[1; 32]).expect("key"),
+            previous: None,
+        };
+        peers.set_tls(NodeTlsCell::of(&keys, chrono::Utc::now()).expect("tls"));
+        let refused = peers.probe(&addr).await.unwrap_err();
+        assert!(refused.contains("refused"), "{refused}");
     }
 
     #[test]

@@ -16,6 +16,32 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The source name of router lines, shared by all of them.
 pub static ROUTER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "router".into());
 
+/// A Heroku-style code of the router's answer (`H12`, `H14`…) and its description. Most
+/// are errors; maintenance (`H80`) is not (the app's owners asked for it), and its line
+/// says `at=info`, as on Heroku.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterCode {
+    pub code: &'static str,
+    pub desc: &'static str,
+    pub error: bool,
+}
+
+impl RouterCode {
+    pub const MAINTENANCE: RouterCode = RouterCode {
+        code: "H80",
+        desc: "Maintenance mode",
+        error: false,
+    };
+
+    pub const fn error((code, desc): (&'static str, &'static str)) -> RouterCode {
+        RouterCode {
+            code,
+            desc,
+            error: true,
+        }
+    }
+}
+
 /// What the router knows about one request, printed logplex-style.
 #[derive(Debug, Clone)]
 pub struct RouterLine {
@@ -27,8 +53,8 @@ pub struct RouterLine {
     pub dyno: Option<String>,
     /// The node whose router served the request.
     pub node: Arc<str>,
-    /// Heroku-style error code (`H12`, `H13`, `H14`…) and its description.
-    pub error: Option<(&'static str, &'static str)>,
+    /// The answer's code, if the router answered by itself.
+    pub code: Option<RouterCode>,
     pub connect_ms: u128,
     pub service_ms: u128,
     pub status: u16,
@@ -69,8 +95,11 @@ impl Protocol {
 
 impl fmt::Display for RouterLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.error {
-            Some((code, desc)) => write!(f, "at=error code={code} desc=\"{desc}\" ")?,
+        match self.code {
+            Some(RouterCode { code, desc, error }) => {
+                let at = if error { "error" } else { "info" };
+                write!(f, "at={at} code={code} desc=\"{desc}\" ")?
+            }
             None => write!(f, "at=info ")?,
         }
         write!(
@@ -127,7 +156,7 @@ impl LineSink {
         let elapsed = started.elapsed();
         line.service_ms = elapsed.as_millis();
         self.metrics
-            .request(line.status, line.error.map(|(code, _)| code), elapsed);
+            .request(line.status, line.code.map(|c| c.code), elapsed);
         self.logs
             .write(LogSource::Router, ROUTER.clone(), line.to_string());
     }
@@ -213,7 +242,7 @@ mod tests {
             fwd: "127.0.0.1".into(),
             dyno: Some("web.1".into()),
             node: "local".into(),
-            error: None,
+            code: None,
             connect_ms: 0,
             service_ms: 1,
             status: 404,

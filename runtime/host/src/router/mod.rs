@@ -8,7 +8,7 @@ mod per_second;
 pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
 
 use crate::app::AppRuntime;
-use crate::cluster::node_tls::NodeTls;
+use crate::cluster::node_tls::NodeTlsCell;
 use crate::dyno::web::DynoError;
 use crate::listener::{Accepted, ListenerLimits, Transport};
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use forward::{ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use line::{LineSink, Metered, Protocol, RouterLine};
+use line::{LineSink, Metered, Protocol, RouterCode, RouterLine};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,20 +74,47 @@ impl Router {
     }
 
     /// Names this node in router lines, and makes the TLS it forwards requests with and
-    /// takes forwarded ones with from its cluster's `key` (once: a node keeps its name
-    /// and its cluster).
-    pub fn set_node(&self, node: &str, key: &wdeploy_store::ClusterKey) -> anyhow::Result<()> {
-        let tls = NodeTls::new(key)?;
+    /// takes forwarded ones with from its cluster's `keys` (once: a node keeps its name
+    /// and its cluster; [`Router::follow_cluster_keys`] follows the keys' rotations).
+    pub fn set_node(&self, node: &str, keys: &wdeploy_store::ClusterKeys) -> anyhow::Result<()> {
+        let tls = NodeTlsCell::of(keys, chrono::Utc::now())?;
         let _ = self.node.set(node.into());
         self.peers.set_tls(tls);
         Ok(())
+    }
+
+    /// Makes the TLS between nodes that of the cluster's `keys` as they stand now (a
+    /// rotation, or the end of the previous key's grace), if it changed; whether it did.
+    /// Connections kept to other nodes are not used again then, and those from nodes
+    /// whose key is no longer trusted are closed.
+    ///
+    /// `None`: the keys as last read (the store could not be read), so that a grace ends
+    /// on time all the same.
+    pub fn follow_cluster_keys(
+        &self,
+        keys: Option<&wdeploy_store::ClusterKeys>,
+    ) -> anyhow::Result<bool> {
+        let Some(tls) = self.peers.tls() else {
+            return Ok(false);
+        };
+        let now = chrono::Utc::now();
+        match keys {
+            Some(keys) => tls.follow(keys, now),
+            None => tls.follow_last(now),
+        }
+    }
+
+    /// Which cluster key this node proves itself with now (`None` before it is named).
+    pub fn node_key_id(&self) -> Option<String> {
+        let tls = self.peers.tls()?;
+        Some(tls.current().key_id().to_string())
     }
 
     /// How the router's plain listener speaks: HTTP to clients and, once this node is
     /// named ([`Router::set_node`]), TLS to the cluster's other nodes.
     pub fn plain_transport(&self) -> Transport {
         match self.peers.tls() {
-            Some(tls) => Transport::PlainAndNodes(tls.acceptor()),
+            Some(tls) => Transport::PlainAndNodes(tls.clone()),
             None => Transport::Plain,
         }
     }
@@ -287,7 +314,7 @@ impl Router {
             fwd: peer.ip().to_string(),
             dyno: None,
             node: self.node(),
-            error: None,
+            code: None,
             connect_ms: 0,
             service_ms: 0,
             status: 0,
@@ -307,6 +334,9 @@ impl Router {
             return page(404, &request_id, &text);
         };
         let logs = LineSink::of(&app);
+        if app.in_maintenance() {
+            return maintenance(line, &logs, started);
+        }
         // Without an HTTPS listener there is nowhere to send the client: it is served
         // over HTTP as before.
         if !tls
@@ -481,16 +511,47 @@ fn error(
     refuse(line, logs, started, status, code, &text)
 }
 
+/// The page of an app in maintenance mode (`maintenance:on`): 503, so that clients and
+/// crawlers take it as temporary, and the router line's `code=H80`.
+fn maintenance(
+    line: RouterLine,
+    logs: &LineSink,
+    started: Instant,
+) -> hyper::Response<HyperOutgoingBody> {
+    const PAGE: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+        <title>Offline for maintenance</title></head>\n<body><h1>Offline for maintenance</h1>\
+        <p>This app is undergoing maintenance right now. Please check back later.</p>\
+        </body></html>\n";
+    let mut response = answer(line, logs, started, 503, RouterCode::MAINTENANCE, PAGE);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
 /// Answers with `text` and writes the router's `at=error` line with `code`.
 fn refuse(
-    mut line: RouterLine,
+    line: RouterLine,
     logs: &LineSink,
     started: Instant,
     status: u16,
     code: (&'static str, &'static str),
     text: &str,
 ) -> hyper::Response<HyperOutgoingBody> {
-    line.error = Some(code);
+    answer(line, logs, started, status, RouterCode::error(code), text)
+}
+
+/// Answers with `text` by itself (no dyno) and writes the router's line with `code`.
+fn answer(
+    mut line: RouterLine,
+    logs: &LineSink,
+    started: Instant,
+    status: u16,
+    code: RouterCode,
+    text: &str,
+) -> hyper::Response<HyperOutgoingBody> {
+    line.code = Some(code);
     line.status = status;
     let response = page(status, &line.request_id, text);
     line.bytes = response.body().size_hint().exact().unwrap_or(0);

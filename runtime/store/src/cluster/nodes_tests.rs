@@ -11,6 +11,7 @@ fn info(name: &str) -> NodeInfo {
         name: name.parse().unwrap(),
         advertise: format!("{name}.local:8080"),
         started_at: Utc::now(),
+        version: String::new(),
     }
 }
 
@@ -264,4 +265,35 @@ async fn every_node_holds_the_same_cluster_key_and_a_foreign_one_is_refused() {
         refused.contains("5 bytes") && refused.contains("remove it"),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_every_nodes_and_the_one_it_replaced_is_trusted_for_the_grace() {
+    let server = NatsServer::start().unwrap();
+    let (a, b) = tokio::join!(node(&server, "node-a"), node(&server, "node-b"));
+    let first = a.cluster_keys().await.unwrap();
+    assert_eq!(first.previous, None);
+    assert_eq!(b.cluster_keys().await.unwrap(), first);
+
+    let before = Utc::now();
+    let rotated = b.rotate_cluster_key(Duration::from_secs(60)).await.unwrap();
+    assert_ne!(rotated.current, first.current);
+    let (old, until) = rotated.previous.clone().unwrap();
+    assert_eq!(old, first.current);
+    assert!(until >= before + chrono::Duration::seconds(60), "{until}");
+    // Every node reads the same, the plain key included.
+    assert_eq!(a.cluster_keys().await.unwrap(), rotated);
+    assert_eq!(a.cluster_key().await.unwrap(), rotated.current);
+    assert_eq!(rotated.previous_at(Utc::now()), Some(&first.current));
+    assert_eq!(
+        rotated.previous_at(until),
+        None,
+        "trusted until then, not after"
+    );
+
+    // Rotated again: the first key is trusted no more at all.
+    let again = a.rotate_cluster_key(Duration::ZERO).await.unwrap();
+    assert_eq!(again.previous.as_ref().unwrap().0, rotated.current);
+    assert_eq!(again.previous_at(Utc::now()), None);
+    assert_eq!(b.cluster_keys().await.unwrap(), again);
 }

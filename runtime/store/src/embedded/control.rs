@@ -8,6 +8,7 @@
 
 mod certs;
 mod domains;
+mod maintenance;
 
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS apps (
     -- Bumped in the same transaction as every change to the app's releases, formation or
     -- drains
     -- (App::revision).
-    revision INTEGER NOT NULL DEFAULT 0
+    revision INTEGER NOT NULL DEFAULT 0,
+    -- 1 while the router answers with a maintenance page (App::maintenance).
+    maintenance INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
@@ -80,6 +83,7 @@ impl ControlDb {
         conn.execute_batch(super::acme::SCHEMA)?;
         super::migrate::give_apps_ids(&mut conn)?;
         super::migrate::add_revisions(&conn)?;
+        super::migrate::add_maintenance(&conn)?;
         super::people::migrate(&mut conn)?;
         Ok(ControlDb {
             conn: Mutex::new(conn),
@@ -101,13 +105,15 @@ impl ControlDb {
             id,
             created_at: now,
             revision: Some(0),
+            maintenance: false,
         })
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
         let conn = self.conn.lock();
-        let mut stmt =
-            conn.prepare("SELECT name, created_at, id, revision FROM apps ORDER BY name")?;
+        let mut stmt = conn.prepare(
+            "SELECT name, created_at, id, revision, maintenance FROM apps ORDER BY name",
+        )?;
         let rows = stmt.query_map([], row_to_app)?;
         rows.map(|row| row?).collect()
     }
@@ -116,7 +122,7 @@ impl ControlDb {
         self.conn
             .lock()
             .query_row(
-                "SELECT name, created_at, id, revision FROM apps WHERE name = ?1",
+                "SELECT name, created_at, id, revision, maintenance FROM apps WHERE name = ?1",
                 params![name.as_str()],
                 row_to_app,
             )
@@ -353,6 +359,10 @@ impl ControlStore for EmbeddedControl {
         let name = name.clone();
         self.blocking(move |db| db.delete_app(&name)).await
     }
+    async fn set_maintenance(&self, name: &AppName, on: bool) -> Result<App> {
+        let name = name.clone();
+        self.blocking(move |db| db.set_maintenance(&name, on)).await
+    }
     async fn append_release(
         &self,
         app: &AppName,
@@ -464,12 +474,14 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> Row<App> {
     let created: String = r.get(1)?;
     let id: Option<String> = r.get(2)?;
     let revision: i64 = r.get(3)?;
+    let maintenance: bool = r.get(4)?;
     Ok((|| {
         Ok(App {
             name: stored(&name)?,
             id: stored(id.as_deref().unwrap_or_default())?,
             created_at: parse_time(&created),
             revision: Some(revision as u64),
+            maintenance,
         })
     })())
 }

@@ -8,11 +8,23 @@ use rusqlite::params;
 
 /// Adds the revision column to a database made before it (every app at revision 0).
 pub(super) fn add_revisions(conn: &Connection) -> Result<()> {
+    add_app_column(conn, "revision", "INTEGER NOT NULL DEFAULT 0")
+}
+
+/// Adds the maintenance column to a database made before it (every app serving).
+pub(super) fn add_maintenance(conn: &Connection) -> Result<()> {
+    add_app_column(conn, "maintenance", "INTEGER NOT NULL DEFAULT 0")
+}
+
+/// Adds `column` to the apps table unless it has it (both names are this file's own).
+fn add_app_column(conn: &Connection, column: &str, definition: &str) -> Result<()> {
     let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'revision'")?
-        .exists([])?;
+        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = ?1")?
+        .exists([column])?;
     if !has_column {
-        conn.execute_batch("ALTER TABLE apps ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")?;
+        conn.execute_batch(&format!(
+            "ALTER TABLE apps ADD COLUMN {column} {definition}"
+        ))?;
     }
     Ok(())
 }

@@ -132,6 +132,7 @@ mod tests {
             name: "test".parse().unwrap(),
             advertise: String::new(),
             started_at: chrono::Utc::now(),
+            version: String::new(),
         }
     }
 

@@ -1,10 +1,10 @@
 //! A cluster of one: the embedded store's [`Nodes`] and [`LogBus`]. This host is the only
 //! node, always alive; its dyno records live in memory (they describe this process).
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::log_bus::LogBus;
 use crate::model::{AppId, DynoRecord, LogRecord, NodeDynos, NodeInfo, RestartRequest};
-use crate::nodes::{ClusterKey, Nodes};
+use crate::nodes::{ClusterKey, ClusterKeys, Nodes};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
@@ -80,8 +80,19 @@ impl Nodes for LocalNode {
     fn is_connected(&self) -> bool {
         true
     }
-    async fn cluster_key(&self) -> Result<ClusterKey> {
-        Ok(self.key.clone())
+    /// Made at start: a host alone forwards to no one, so its key need not outlive it.
+    async fn cluster_keys(&self) -> Result<ClusterKeys> {
+        Ok(ClusterKeys {
+            current: self.key.clone(),
+            previous: None,
+        })
+    }
+    async fn rotate_cluster_key(&self, _grace: std::time::Duration) -> Result<ClusterKeys> {
+        Err(StoreError::Invalid(
+            "this host is a cluster of one, on its embedded store: it forwards to no other \
+             node, so its key protects nothing and there is nothing to rotate"
+                .into(),
+        ))
     }
 }
 
@@ -96,5 +107,30 @@ impl LogBus for NoBus {
     }
     async fn subscribe(&self) -> Result<BoxStream<'static, (AppId, LogRecord)>> {
         Ok(Box::pin(futures::stream::pending()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_host_alone_keeps_its_key_and_refuses_to_rotate_it() {
+        let me = NodeInfo {
+            name: "solo".parse().unwrap(),
+            advertise: "127.0.0.1:8080".into(),
+            started_at: chrono::Utc::now(),
+            version: String::new(),
+        };
+        let node = LocalNode::new(me).unwrap();
+        let keys = node.cluster_keys().await.unwrap();
+        assert_eq!(keys.previous, None);
+        let refused = node
+            .rotate_cluster_key(std::time::Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Invalid(_)), "{refused}");
+        assert!(refused.to_string().contains("cluster of one"), "{refused}");
+        assert_eq!(node.cluster_keys().await.unwrap(), keys);
     }
 }

@@ -126,7 +126,7 @@ async function appsPage() {
   const apps = await api("/apps");
   const rows = apps.map((app) => el("tr", { "data-app": app.name },
     el("td", {}, el("a", { href: `#/apps/${app.name}`, text: app.name })),
-    el("td", { text: app.release ? `v${app.release}` : "no release yet" }),
+    el("td", { text: (app.release ? `v${app.release}` : "no release yet") + (app.maintenance ? " (maintenance)" : "") }),
     el("td", { text: formationText(app.formation) }),
     el("td", {}, el("a", { href: app.web_url, text: app.web_url, target: "_blank", rel: "noopener" }))));
   main.replaceChildren(
@@ -146,6 +146,22 @@ async function appPage(name) {
     config: el("div", { id: "config" }),
     addons: el("div", { id: "addons" }),
   };
+  const maintenance = el("span", { id: "maintenance-state" });
+  const toggle = el("button", { id: "maintenance-toggle" });
+  const showMaintenance = (on) => {
+    maintenance.textContent = on ? "Maintenance mode: on (requests get a 503 page) " : "Maintenance mode: off ";
+    toggle.textContent = on ? "Turn off" : "Turn on";
+    toggle.dataset.on = on ? "true" : "false";
+  };
+  showMaintenance(info.maintenance);
+  toggle.addEventListener("click", async () => {
+    const on = toggle.dataset.on !== "true";
+    try {
+      const after = await api(`/apps/${name}`, { method: "PATCH", body: { maintenance: on } });
+      showMaintenance(after.maintenance);
+      flash(`Maintenance mode ${after.maintenance ? "on" : "off"}`, "ok");
+    } catch (e) { flash(e.message); }
+  });
   const log = el("pre", { id: "log", class: "log" });
   const source = el("select", { id: "log-source", "aria-label": "Log source" },
     el("option", { value: "", text: "all sources" }),
@@ -157,6 +173,7 @@ async function appPage(name) {
     el("h1", {}, el("a", { href: "#/", text: "Apps" }), " / ", el("span", { id: "app-name", text: name })),
     el("p", {}, el("a", { href: info.web_url, text: info.web_url, target: "_blank", rel: "noopener" }),
       el("span", { id: "current-release", class: "muted", text: info.release ? `  v${info.release} serving` : "  no release yet" })),
+    el("p", {}, maintenance, toggle),
     section("Metrics (last hour)", holders.charts),
     el("div", { class: "columns" },
       section("Formation", holders.formation),

@@ -299,6 +299,7 @@ mod tests {
             name: "test".parse().unwrap(),
             advertise: String::new(),
             started_at: chrono::Utc::now(),
+            version: String::new(),
         };
         wdeploy_store::embedded::open(dir, me).unwrap().acme
     }
