@@ -54,13 +54,31 @@ fn node_chain(port: u16) -> Vec<rustls::pki_types::CertificateDer<'static>> {
         .dangerous()
         .with_custom_certificate_verifier(keeps.clone())
         .with_no_client_auth();
-    let name = ServerName::try_from("node.wdeploy.invalid").unwrap();
+    let name = ServerName::try_from("any.node.wdeploy.invalid").unwrap();
     let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let _ = tls.complete_io(&mut tcp);
     keeps.0.lock().unwrap().clone()
+}
+
+/// The DNS names a certificate is for.
+fn certificate_names(certificate: &rustls::pki_types::CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(certificate).expect("a certificate");
+    let names = parsed
+        .subject_alternative_name()
+        .expect("one SAN extension");
+    let names = names.map(|ext| ext.value.general_names.clone());
+    names
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `wdeploy host ARGS` as node b: it must stop without joining; what it said.
@@ -151,7 +169,7 @@ fn nodes_join_a_nats_in_operator_mode_each_with_its_own_creds_file() {
     let keys = tempfile::tempdir().unwrap();
     let creds_of = |node: &str| {
         let path = keys.path().join(format!("{node}.creds"));
-        std::fs::write(&path, operator.user_creds(node)).unwrap();
+        std::fs::write(&path, operator.user_creds(node, None)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path.to_str().unwrap().to_string()
     };
@@ -191,7 +209,7 @@ fn nodes_join_a_nats_in_operator_mode_each_with_its_own_creds_file() {
 
     // Refused: a user of another operator, a file that holds no key, a key given twice.
     let stranger = keys.path().join("stranger.creds");
-    std::fs::write(&stranger, Operator::new().unwrap().user_creds("c")).unwrap();
+    std::fs::write(&stranger, Operator::new().unwrap().user_creds("c", None)).unwrap();
     let stranger = stranger.to_str().unwrap();
     let other = refused(&["--cluster", &url, "--cluster-creds", stranger]);
     assert!(other.contains("refused this node"), "{other}");
@@ -270,20 +288,23 @@ fn a_rotated_cluster_key_fails_no_forwarded_request_and_the_old_one_ends_with_it
             .lines()
             .any(|l| l.starts_with("b ") && l.ends_with("(this node)"))
     );
-    let before = node_chain(a.router_port);
-    assert_eq!(before.len(), 1, "one key, one certificate");
-    assert_eq!(
-        node_chain(b.router_port),
-        before,
-        "every node proves the same key"
-    );
+    // Each node shows a certificate of its own, for its name, from the cluster's CA.
+    let before = [a, b].map(|node| node_chain(node.router_port));
+    for (chain, name) in before.iter().zip(["a", "b"]) {
+        assert_eq!(chain.len(), 1, "one key, one certificate");
+        assert_eq!(
+            certificate_names(&chain[0]),
+            vec![format!("{name}.node.wdeploy.invalid")]
+        );
+    }
+    assert_ne!(before[0], before[1], "each node its own certificate");
     let short = a.fails(&["cluster:rotate-key", "--grace", "5"]);
     assert!(short.contains("at least 10s"), "{short}");
     let said = b.ok(&["cluster:rotate-key", "--grace", "10"]);
     assert!(said.contains("Rotated the cluster's key"), "{said}");
     // Each node shows its new certificate with the new CA vouched for by the old one,
     // then, the grace over, the new certificate alone.
-    for node in [a, b] {
+    for (node, before) in [a, b].into_iter().zip(&before) {
         poll_until("each node on the new key", SOON, || {
             let chain = node_chain(node.router_port);
             match chain.len() == 2 && chain[0] != before[0] {
@@ -292,7 +313,7 @@ fn a_rotated_cluster_key_fails_no_forwarded_request_and_the_old_one_ends_with_it
             }
         });
     }
-    for node in [a, b] {
+    for (node, before) in [a, b].into_iter().zip(&before) {
         poll_until("the old key's grace to end on each node", SOON, || {
             let chain = node_chain(node.router_port);
             match chain.len() == 1 && chain[0] != before[0] {

@@ -3,16 +3,20 @@
 //! A request one node forwards to another carries whatever its client sent, over HTTPS
 //! or not, and nodes at the edge reach each other over networks nobody vouches for. So
 //! the hop is encrypted, and a node accepts a forwarded request only from a peer that
-//! shows the cluster's certificate (mutual TLS); the forwarding node checks the same of
-//! the node it forwards to.
+//! shows a certificate of the cluster (mutual TLS); the forwarding node checks the same of
+//! the node it forwards to, and that it is the node it meant.
 //!
 //! The identity comes from the cluster's key ([`wdeploy_store::Nodes::cluster_keys`]),
-//! which every node reads from the store: each node derives the same two Ed25519 keys
-//! from it (HKDF-SHA256, one label each), makes the same small CA with the first and
-//! a certificate for [`NODE_SERVER_NAME`] with the second, and trusts only that CA. So
-//! nothing more is kept or shared, nodes never disagree, and a new key (a new cluster)
-//! is a new identity. Each key is derived under a label of its own, so a later use of
-//! the cluster's key can have its own too.
+//! which every node reads from the store: each node derives the same Ed25519 CA key from
+//! it (HKDF-SHA256, one label each), makes the same small CA, and trusts only that CA.
+//! Each node's own certificate, signed by the CA, is for its name
+//! (`NAME.node.wdeploy.invalid`, [`node_server_name`]), with a key derived under a label
+//! naming it. So nothing more is kept or shared, nodes never disagree, a new key (a new
+//! cluster) is a new identity, and a node is told from another by its certificate: a
+//! forward to an address where another node now answers (a node restarted there under
+//! a new name) fails its handshake instead of reaching a node that does not expect it.
+//! (Every node can derive the CA key, so a name tells nodes apart; it does not make one
+//! node's key a secret from another.)
 //!
 //! A connection made so is also how a node knows a request was forwarded by another
 //! node: the router's plain listener takes TLS from nodes only (`listener`), and treats
@@ -25,10 +29,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use std::sync::Arc;
 use wdeploy_store::{ClusterKey, ClusterKeys};
 
-/// The name every node's certificate is for, and that a forwarding node asks for: a node
-/// is known by its certificate, not by a DNS name (`.invalid` is reserved never to be
-/// one, RFC 2606).
-pub const NODE_SERVER_NAME: &str = "node.wdeploy.invalid";
+/// The domain of the names nodes' certificates are for: a node is known by its
+/// certificate, not by a DNS name (`.invalid` is reserved never to be one, RFC 2606).
+const NODE_DOMAIN: &str = "node.wdeploy.invalid";
+
+/// The name the certificate of the node called `node` is for, and that a node forwarding
+/// to it asks for.
+pub fn node_server_name(node: &str) -> String {
+    format!("{node}.{NODE_DOMAIN}")
+}
+
+/// How a CA's name begins: the rest is its key's [`key_id`].
+const CA_NAME: &str = "wdeploy cluster ";
 
 /// The TLS ends of the hop between this node and the others of its cluster.
 #[derive(Clone)]
@@ -40,19 +52,31 @@ pub struct NodeTls {
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     /// Which key this node proves itself with ([`key_id`] of its certificate).
     key_id: String,
+    /// This node's name, which its certificate is for.
+    node: Arc<str>,
 }
 
-/// A short name of the cluster key a node's certificate is made from: the first 8 bytes
-/// of the SHA-256 of its public key, in hex. Every node on one key shows the same, and
-/// it tells nothing of the key (`None`: not a certificate).
+/// A short name of the cluster key a node's certificate is made from, read from the
+/// name of the CA that signed it: the first 8 bytes of the SHA-256 of the CA's public
+/// key, in hex. Every node on one key shows the same, and it tells nothing of the key
+/// (`None`: not a node's certificate).
 pub fn key_id(certificate: &CertificateDer<'_>) -> Option<String> {
-    let parsed = webpki::EndEntityCert::try_from(certificate).ok()?;
-    let spki = parsed.subject_public_key_info();
-    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
-    Some(hex::encode(&digest.as_ref()[..8]))
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(certificate).ok()?;
+    let issuer = parsed.issuer().iter_common_name().next()?.as_str().ok()?;
+    let id = issuer.strip_prefix(CA_NAME)?;
+    id.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| id.to_string())
 }
 
-/// The CA and node certificate one cluster key makes.
+/// The [`key_id`] of a CA's public key.
+fn ca_key_id(public_key: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
+    hex::encode(&digest.as_ref()[..8])
+}
+
+/// The CA one cluster key makes, and the certificate it gives one node.
 struct Identity {
     ca_params: rcgen::CertificateParams,
     ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
@@ -61,21 +85,18 @@ struct Identity {
 }
 
 impl Identity {
-    fn of(key: &ClusterKey) -> anyhow::Result<Identity> {
+    fn of(key: &ClusterKey, node: &str) -> anyhow::Result<Identity> {
         let ca_key = derived_key(key, b"wdeploy node tls: ca")?;
-        let node_key = derived_key(key, b"wdeploy node tls: node")?;
+        let node_key = derived_key(key, format!("wdeploy node tls: node {node}").as_bytes())?;
 
         // Each key's CA has a name of its own, so that while two are trusted (after a
-        // rotation) a chain is built to the right one.
-        let fingerprint = ring::digest::digest(&ring::digest::SHA256, ca_key.public_key_raw());
+        // rotation) a chain is built to the right one; the name also says which key a
+        // node's certificate comes from ([`key_id`]).
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.distinguished_name = rcgen::DistinguishedName::new();
         ca_params.distinguished_name.push(
             rcgen::DnType::CommonName,
-            format!(
-                "wdeploy cluster {}",
-                hex::encode(&fingerprint.as_ref()[..8])
-            ),
+            format!("{CA_NAME}{}", ca_key_id(ca_key.public_key_raw())),
         );
         // One CA below another: the previous key's CA vouches for this one while both
         // are trusted.
@@ -87,17 +108,23 @@ impl Identity {
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params.clone(), ca_key)
             .context("making the cluster's CA certificate")?;
 
-        let mut node = rcgen::CertificateParams::new(vec![NODE_SERVER_NAME.to_string()])?;
-        node.distinguished_name = rcgen::DistinguishedName::new();
-        node.distinguished_name
-            .push(rcgen::DnType::CommonName, NODE_SERVER_NAME);
-        node.extended_key_usages = vec![
+        // What a forwarding node will ask for must be a DNS name.
+        let name = ServerName::try_from(node_server_name(node))
+            .ok()
+            .and_then(|name| rcgen::CertificateParams::new(vec![name.to_str().into_owned()]).ok());
+        let mut node_params =
+            name.with_context(|| format!("`{node}` cannot name a node's certificate"))?;
+        node_params.distinguished_name = rcgen::DistinguishedName::new();
+        node_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, node);
+        node_params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let node_cert = node
+        let node_cert = node_params
             .signed_by(&node_key, &ca)
-            .context("making the nodes' certificate")?;
+            .context("making the node's certificate")?;
         Ok(Identity {
             ca_params,
             ca,
@@ -108,18 +135,22 @@ impl Identity {
 }
 
 impl NodeTls {
-    /// The identity of the cluster whose key is `key`, trusting no other.
-    pub fn new(key: &ClusterKey) -> anyhow::Result<NodeTls> {
-        NodeTls::rotated(key, None)
+    /// The identity of `node` in the cluster whose key is `key`, trusting no other.
+    pub fn new(key: &ClusterKey, node: &str) -> anyhow::Result<NodeTls> {
+        NodeTls::rotated(key, None, node)
     }
 
-    /// The identity of `key`, also trusting `previous`, the key a rotation replaced, and
-    /// trusted by a node that knows only that one: this node's chain then carries the
-    /// new CA signed by the previous one. So whichever key a node has read, the hop
-    /// works both ways until the previous key's grace ends.
-    pub fn rotated(key: &ClusterKey, previous: Option<&ClusterKey>) -> anyhow::Result<NodeTls> {
-        let mine = Identity::of(key)?;
-        let previous = previous.map(Identity::of).transpose()?;
+    /// The identity of `node` under `key`, also trusting `previous`, the key a rotation
+    /// replaced, and trusted by a node that knows only that one: this node's chain then
+    /// carries the new CA signed by the previous one. So whichever key a node has read,
+    /// the hop works both ways until the previous key's grace ends.
+    pub fn rotated(
+        key: &ClusterKey,
+        previous: Option<&ClusterKey>,
+        node: &str,
+    ) -> anyhow::Result<NodeTls> {
+        let mine = Identity::of(key, node)?;
+        let previous = previous.map(|key| Identity::of(key, node)).transpose()?;
 
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -137,7 +168,7 @@ impl NodeTls {
             chain.push(vouched.der().clone());
         }
         let roots = Arc::new(roots);
-        let key_id = key_id(&chain[0]).context("reading the nodes' certificate")?;
+        let key_id = ca_key_id(mine.ca.key().public_key_raw());
         let node_key = mine.node_key.serialize_der();
         let private = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.clone()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -168,6 +199,7 @@ impl NodeTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
             verifier,
             key_id,
+            node: node.into(),
         })
     }
 
@@ -177,12 +209,17 @@ impl NodeTls {
         self.acceptor.clone()
     }
 
-    /// Opens TLS to another node over `stream`, proving this node and checking that one.
-    pub async fn connect<S>(&self, stream: S) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    /// Opens TLS to the node called `node` over `stream`, proving this node and checking
+    /// that the other is `node` of this cluster.
+    pub async fn connect<S>(
+        &self,
+        node: &str,
+        stream: S,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let name = ServerName::try_from(NODE_SERVER_NAME)
+        let name = ServerName::try_from(node_server_name(node))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         self.connector.connect(name, stream).await
     }
@@ -190,6 +227,11 @@ impl NodeTls {
     /// Which key this node proves itself with ([`key_id`]).
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// The name of the node this TLS proves.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Whether a peer that proved itself with `chain` (its certificate first) would be
@@ -222,11 +264,15 @@ struct Current {
 }
 
 impl Current {
-    /// The TLS of the cluster's `keys` as they stand at `now`.
-    fn of(keys: &ClusterKeys, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Current> {
+    /// The TLS of `node` under the cluster's `keys` as they stand at `now`.
+    fn of(
+        node: Arc<str>,
+        keys: &ClusterKeys,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Current> {
         let made_of = Current::made_of(keys, now);
         Ok(Current {
-            tls: NodeTls::rotated(&made_of.0, made_of.1.as_ref())?,
+            tls: NodeTls::rotated(&made_of.0, made_of.1.as_ref(), &node)?,
             made_of,
             read: keys.clone(),
         })
@@ -241,13 +287,16 @@ impl Current {
 }
 
 impl NodeTlsCell {
-    /// The TLS of the cluster's `keys` as they stand at `now`.
+    /// The TLS of the node called `node` under the cluster's `keys` as they stand at
+    /// `now`.
     pub fn of(
+        node: &str,
         keys: &ClusterKeys,
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<NodeTlsCell> {
+        let current = Current::of(node.into(), keys, now)?;
         Ok(NodeTlsCell {
-            current: Arc::new(parking_lot::RwLock::new(Current::of(keys, now)?)),
+            current: Arc::new(parking_lot::RwLock::new(current)),
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
@@ -272,10 +321,14 @@ impl NodeTlsCell {
         keys: &ClusterKeys,
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<bool> {
-        if self.current.read().made_of == Current::made_of(keys, now) {
-            return Ok(false);
-        }
-        *self.current.write() = Current::of(keys, now)?;
+        let node = {
+            let current = self.current.read();
+            if current.made_of == Current::made_of(keys, now) {
+                return Ok(false);
+            }
+            current.tls.node.clone()
+        };
+        *self.current.write() = Current::of(node, keys, now)?;
         self.changed.send_modify(|n| *n += 1);
         Ok(true)
     }
@@ -335,6 +388,15 @@ mod tests {
     /// byte each way; the chain `client` proved itself with, as `server` saw it, if both
     /// ends got through.
     async fn presented(client: &NodeTls, server: &NodeTls) -> Option<Vec<CertificateDer<'static>>> {
+        presented_to(client, server, server.node()).await
+    }
+
+    /// [`presented`], `client` asking for the node called `meant`.
+    async fn presented_to(
+        client: &NodeTls,
+        server: &NodeTls,
+        meant: &str,
+    ) -> Option<Vec<CertificateDer<'static>>> {
         let (near, far) = tokio::io::duplex(64 * 1024);
         let acceptor = server.acceptor();
         let serving = tokio::spawn(async move {
@@ -346,7 +408,7 @@ mod tests {
             tls.get_ref().1.peer_certificates().map(<[_]>::to_vec)
         });
         let asked = async {
-            let mut tls = client.connect(near).await.ok()?;
+            let mut tls = client.connect(meant, near).await.ok()?;
             tls.write_all(b"x").await.ok()?;
             tls.flush().await.ok()?;
             let mut byte = [0u8];
@@ -365,12 +427,14 @@ mod tests {
 
     #[tokio::test]
     async fn nodes_of_one_cluster_know_each_other_and_no_one_else() {
-        let a = NodeTls::new(&key(1)).expect("node a");
-        let b = NodeTls::new(&key(1)).expect("node b, made apart from a");
-        let stranger = NodeTls::new(&key(2)).expect("another cluster's node");
+        let a = NodeTls::new(&key(1), "a").expect("node a");
+        let b = NodeTls::new(&key(1), "b").expect("node b, made apart from a");
+        let stranger = NodeTls::new(&key(2), "a").expect("another cluster's node");
         assert_eq!(a.key_id(), b.key_id(), "one key, one id");
         assert_ne!(a.key_id(), stranger.key_id());
         assert_eq!(key_id(&CertificateDer::from(vec![1, 2, 3])), None);
+        let chain = presented(&a, &b).await.expect("a proved itself to b");
+        assert_eq!(key_id(&chain[0]).as_deref(), Some(a.key_id()));
         assert!(talk(&a, &b).await, "two nodes of one cluster");
         assert!(talk(&b, &a).await, "the other way");
         assert!(
@@ -384,10 +448,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_node_is_told_from_another_by_its_certificate() {
+        let a = NodeTls::new(&key(1), "a").expect("node a");
+        let b = NodeTls::new(&key(1), "b").expect("node b");
+        let a_again = NodeTls::new(&key(1), "a").expect("node a, made again");
+        assert!(
+            talk(&a, &a_again).await,
+            "a node made again is the same node"
+        );
+        // Node b answers where a forward meant node c: the forward goes nowhere.
+        assert!(presented_to(&a, &b, "c").await.is_none());
+        assert!(presented_to(&a, &b, "b").await.is_some());
+        assert!(NodeTls::new(&key(1), "not a name").is_err());
+    }
+
+    #[tokio::test]
     async fn after_a_rotation_nodes_on_either_key_know_each_other_until_the_grace_ends() {
-        let old = NodeTls::new(&key(1)).expect("a node that has not read the new key");
-        let rotated = NodeTls::rotated(&key(2), Some(&key(1))).expect("a node that has");
-        let after = NodeTls::new(&key(2)).expect("a node after the grace");
+        let old = NodeTls::new(&key(1), "old").expect("a node that has not read the new key");
+        let rotated = NodeTls::rotated(&key(2), Some(&key(1)), "rotated").expect("a node that has");
+        let after = NodeTls::new(&key(2), "after").expect("a node after the grace");
         for (client, server, what) in [
             (&rotated, &old, "rotated to old"),
             (&old, &rotated, "old to rotated"),
@@ -399,7 +478,7 @@ mod tests {
         // Once the grace is over, the previous key proves nothing either way.
         assert!(!talk(&old, &after).await, "old to after");
         assert!(!talk(&after, &old).await, "after to old");
-        let stranger = NodeTls::rotated(&key(3), Some(&key(4))).expect("another cluster");
+        let stranger = NodeTls::rotated(&key(3), Some(&key(4)), "after").expect("another cluster");
         assert!(!talk(&stranger, &rotated).await);
         assert!(!talk(&rotated, &stranger).await);
 
@@ -425,8 +504,8 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_distrusted_when_the_grace_of_its_key_ends() {
         let now = chrono::Utc::now();
-        let cell = NodeTlsCell::of(&rotated_keys(now, 10), now).expect("in the grace");
-        let old = NodeTls::new(&key(1)).expect("an old node");
+        let cell = NodeTlsCell::of("me", &rotated_keys(now, 10), now).expect("in the grace");
+        let old = NodeTls::new(&key(1), "old").expect("an old node");
         let old_chain = presented(&old, &cell.current())
             .await
             .expect("accepted in the grace");
@@ -445,6 +524,11 @@ mod tests {
                 .expect("tls")
         );
         assert_ne!(cell.generation(), generation);
+        assert_eq!(
+            cell.current().node(),
+            "me",
+            "a node keeps its name across keys"
+        );
         tokio::time::timeout(std::time::Duration::from_secs(5), watching)
             .await
             .expect("distrusted at once")
@@ -460,8 +544,8 @@ mod tests {
     #[tokio::test]
     async fn a_grace_ends_on_time_with_the_keys_last_read() {
         let now = chrono::Utc::now();
-        let cell = NodeTlsCell::of(&rotated_keys(now, 10), now).expect("in the grace");
-        let old = NodeTls::new(&key(1)).expect("a node on the old key");
+        let cell = NodeTlsCell::of("me", &rotated_keys(now, 10), now).expect("in the grace");
+        let old = NodeTls::new(&key(1), "old").expect("a node on the old key");
         let chain = presented(&old, &cell.current())
             .await
             .expect("trusted in the grace");
@@ -481,7 +565,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_without_the_clusters_certificate_is_refused() {
-        let node = NodeTls::new(&key(1)).expect("node");
+        let node = NodeTls::new(&key(1), "a").expect("node");
         // A client that trusts anything still has no certificate of the cluster to show.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let anyone = rustls::ClientConfig::builder_with_provider(provider)
@@ -494,7 +578,7 @@ mod tests {
         let acceptor = node.acceptor();
         let serving = tokio::spawn(async move { acceptor.accept(far).await.is_ok() });
         let connector = tokio_rustls::TlsConnector::from(Arc::new(anyone));
-        let name = ServerName::try_from(NODE_SERVER_NAME).expect("name");
+        let name = ServerName::try_from(node_server_name("a")).expect("name");
         // TLS 1.3 finishes the client's side before the server has judged it: the
         // refusal shows as the server's failed accept and a closed connection.
         if let Ok(mut tls) = connector.connect(name, near).await {

@@ -30,6 +30,7 @@ mod nodes;
 mod observe;
 mod people;
 mod platform;
+mod release_phase;
 mod releases;
 mod streams;
 

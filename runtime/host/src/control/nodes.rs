@@ -17,7 +17,12 @@ impl Host {
             let this = node.name == *me;
             let (key, unreachable) = match this {
                 true => (self.router.node_key_id(), None),
-                false => match self.router.peers().probe(&node.advertise).await {
+                false => match self
+                    .router
+                    .peers()
+                    .probe(node.name.as_str(), &node.advertise)
+                    .await
+                {
                     Ok(key) => (Some(key), None),
                     Err(why) => (None, Some(why)),
                 },

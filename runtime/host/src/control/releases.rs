@@ -3,11 +3,10 @@
 //! records how that went. On any failure the previous release keeps serving.
 
 use super::errors::{ControlError, Result};
-use super::streams::follow_one_off;
+use super::release_phase::release_phase;
 use super::{AppEntry, Host};
 use crate::addons::AddonBinding;
 use crate::app::AppRuntime;
-use crate::deadlines::human;
 use crate::dyno::web::WebStart;
 use crate::release::{Release, ReleaseSpec};
 use futures::SinkExt;
@@ -596,76 +595,6 @@ fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
     }
 }
 
-/// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
-/// log stream and to `progress`. A non-zero exit or a trap fails the release.
-///
-/// It has the host's release timeout to finish; past it, or when `cancel` fires, the
-/// command is stopped and the release fails.
-async fn release_phase(
-    runtime: &Arc<AppRuntime>,
-    release: &Arc<Release>,
-    progress: &Reporter,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    let Some(process) = release.procfile.get(ProcessType::RELEASE) else {
-        return Ok(());
-    };
-    let (_, mut live) = runtime.logs.replay_and_subscribe(0);
-    let (name, task) = runtime.one_off(
-        release.clone(),
-        "release",
-        &ProcessType::release(),
-        Vec::new(),
-        None,
-    )?;
-    // However this phase ends (done, timed out, cancelled, or dropped with a request
-    // that went away), the release command does not outlive it.
-    let _stop = AbortOnDrop(task.abort_handle());
-    progress
-        .say(format!(
-            "-----> Running release command `{}` as {name}",
-            process.component
-        ))
-        .await;
-    let mut out = progress.sender();
-    let limit = runtime.deadlines().release;
-    let followed = follow_one_off(&mut live, &name, task, &mut out, "       ");
-    let why = tokio::select! {
-        ended = followed => ended,
-        () = tokio::time::sleep(limit) => {
-            let why = format!(
-                "the release command ran past the release timeout of {} and was stopped",
-                human(limit)
-            );
-            runtime.logs.platform(&name, format!("Error: {why}"));
-            runtime.logs.platform(&name, "State changed from up to complete");
-            anyhow::bail!(why)
-        }
-        () = cancel.cancelled() => {
-            runtime.logs.platform(&name, "Stopping process: the release was cancelled");
-            runtime.logs.platform(&name, "State changed from up to complete");
-            anyhow::bail!("the release was cancelled while its release command ran")
-        }
-    };
-    match why {
-        Ok(0) => {
-            progress.say("-----> Release command succeeded").await;
-            Ok(())
-        }
-        Ok(code) => anyhow::bail!("the release command failed with exit status {code}"),
-        Err(why) => anyhow::bail!("the release command crashed: {why}"),
-    }
-}
-
-/// Stops a task (at its guest's next yield) when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// `work`, or an error once `cancel` fires first (dropping `work`).
 async fn until_cancelled<T>(
     cancel: &CancellationToken,
@@ -678,17 +607,17 @@ async fn until_cancelled<T>(
 }
 
 /// Progress lines of a release, for a client that is watching (push) or nobody.
-struct Reporter(Option<Progress>);
+pub(super) struct Reporter(Option<Progress>);
 
 impl Reporter {
-    async fn say(&self, line: impl Into<String>) {
+    pub(super) async fn say(&self, line: impl Into<String>) {
         if let Some(tx) = &self.0 {
             let _ = tx.clone().send(format!("{}\n", line.into())).await;
         }
     }
 
     /// A sender for raw lines; without a watcher, one whose lines go nowhere.
-    fn sender(&self) -> Progress {
+    pub(super) fn sender(&self) -> Progress {
         self.0
             .clone()
             .unwrap_or_else(|| futures::channel::mpsc::channel(1).0)

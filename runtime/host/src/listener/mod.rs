@@ -342,7 +342,7 @@ mod tests {
             current: key.clone(),
             previous: None,
         };
-        let nodes = NodeTlsCell::of(&keys, chrono::Utc::now()).expect("node tls");
+        let nodes = NodeTlsCell::of("a", &keys, chrono::Utc::now()).expect("node tls");
         listening_with(nodes, header_timeout).await
     }
 
@@ -411,15 +411,15 @@ mod tests {
         let plain = TcpStream::connect(addr).await.expect("connect");
         assert_eq!(get(plain).await.as_deref(), Some("client"));
 
-        let node = NodeTls::new(&key).expect("another node of the cluster");
+        let node = NodeTls::new(&key, "b").expect("another node of the cluster");
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        let tls = node.connect(tcp).await.expect("a node's handshake");
+        let tls = node.connect("a", tcp).await.expect("a node's handshake");
         assert_eq!(get(tls).await.as_deref(), Some("node"));
 
         let other = ClusterKey::from_bytes(&[8; ClusterKey::LEN]).expect("key");
-        let stranger = NodeTls::new(&other).expect("another cluster's node");
+        let stranger = NodeTls::new(&other, "b").expect("another cluster's node");
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        let answered = match stranger.connect(tcp).await {
+        let answered = match stranger.connect("a", tcp).await {
             Ok(tls) => get(tls).await,
             Err(_) => None,
         };
@@ -441,19 +441,19 @@ mod tests {
             current: new.clone(),
             previous: Some((old.clone(), now + chrono::Duration::seconds(10))),
         };
-        let nodes = NodeTlsCell::of(&keys, now).expect("rotated, in the grace");
+        let nodes = NodeTlsCell::of("a", &keys, now).expect("rotated, in the grace");
         let in_grace = nodes.current();
         let addr = listening_with(nodes.clone(), HEADER_TIMEOUT).await;
         let keep_alive = |tls: NodeTls| async move {
             let tcp = TcpStream::connect(addr).await.expect("connect");
-            let io = tls.connect(tcp).await.expect("a node's handshake");
+            let io = tls.connect("a", tcp).await.expect("a node's handshake");
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
                 .expect("http");
             tokio::spawn(conn);
             sender
         };
-        let mut stale = keep_alive(NodeTls::new(&old).expect("a node on the old key")).await;
+        let mut stale = keep_alive(NodeTls::new(&old, "b").expect("a node on the old key")).await;
         let mut current = keep_alive(in_grace).await;
         assert_eq!(again(&mut stale).await.as_deref(), Some("node"));
         assert_eq!(again(&mut current).await.as_deref(), Some("node"));

@@ -88,22 +88,38 @@ pub struct Peers {
     tls: std::sync::OnceLock<NodeTlsCell>,
 }
 
-/// TCP, then TLS as `tls` makes it, to the node at `addr`, within [`CONNECT_TIMEOUT`];
-/// why not, in words, otherwise.
+/// TCP, then TLS as `tls` makes it, to the node called `node` at `addr`, within
+/// [`CONNECT_TIMEOUT`]; why not, in words, otherwise.
 async fn open(
     tls: &crate::cluster::node_tls::NodeTls,
+    node: &str,
     addr: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
-        tls.connect(stream).await
+        tls.connect(node, stream).await
     });
     match connected.await {
         Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) if names_another_node(&e) => Err(format!(
+            "another node answers at {addr}: its certificate is not {node}'s"
+        )),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("connect timed out".into()),
     }
+}
+
+/// Whether a handshake failed because the peer proved itself a node of the cluster,
+/// but not the one asked for.
+fn names_another_node(e: &std::io::Error) -> bool {
+    use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+    matches!(
+        e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            NotValidForName | NotValidForNameContext { .. }
+        ))
+    )
 }
 
 /// Connections to peers ready for another request.
@@ -354,7 +370,7 @@ impl Peers {
             tracing::warn!(node = %peer.node, "not forwarding: this node has no cluster TLS yet");
             return None;
         };
-        let stream = match open(&tls, &peer.addr).await {
+        let stream = match open(&tls, &peer.node, &peer.addr).await {
             Ok(stream) => stream,
             Err(why) => return self.unreachable(peer, &why),
         };
@@ -370,11 +386,12 @@ impl Peers {
         }
     }
 
-    /// Opens the hop to the node at `addr` as a forward would, and says which key it
-    /// proves itself with ([`crate::cluster::node_tls::key_id`]), or why it could not.
-    pub async fn probe(&self, addr: &str) -> Result<String, String> {
+    /// Opens the hop to the node called `node` at `addr` as a forward would, and says
+    /// which key it proves itself with ([`crate::cluster::node_tls::key_id`]), or why it
+    /// could not (another node answering there included).
+    pub async fn probe(&self, node: &str, addr: &str) -> Result<String, String> {
         let tls = self.tls.get().map(NodeTlsCell::current);
-        let stream = open(&tls.ok_or("this node has no cluster TLS")?, addr).await?;
+        let stream = open(&tls.ok_or("this node has no cluster TLS")?, node, addr).await?;
         let leaf = stream
             .get_ref()
             .1
@@ -451,15 +468,39 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = closed.local_addr().expect("addr").to_string();
         drop(closed);
-        let none = peers.probe(&addr).await.unwrap_err();
+        let none = peers.probe("b", &addr).await.unwrap_err();
         assert!(none.contains("no cluster TLS"), "{none}");
         let keys = wdeploy_store::ClusterKeys {
             current: wdeploy_store::ClusterKey::from_bytes(&[1; 32]).expect("key"),
             previous: None,
         };
-        peers.set_tls(NodeTlsCell::of(&keys, chrono::Utc::now()).expect("tls"));
-        let refused = peers.probe(&addr).await.unwrap_err();
+        peers.set_tls(NodeTlsCell::of("a", &keys, chrono::Utc::now()).expect("tls"));
+        let refused = peers.probe("b", &addr).await.unwrap_err();
         assert!(refused.contains("refused"), "{refused}");
+
+        // Node b of the cluster answers: it is b, and not c.
+        let b = crate::cluster::node_tls::NodeTls::new(&keys.current, "b").expect("node b");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let acceptor = b.acceptor();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(stream).await {
+                        let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut [0u8; 1]).await;
+                    }
+                });
+            }
+        });
+        assert_eq!(peers.probe("b", &addr).await.as_deref(), Ok(b.key_id()));
+        let another = peers.probe("c", &addr).await.unwrap_err();
+        assert_eq!(
+            another,
+            format!("another node answers at {addr}: its certificate is not c's")
+        );
     }
 
     #[test]

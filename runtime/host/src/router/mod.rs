@@ -1,6 +1,7 @@
 //! The in-process HTTP front: routes by Host header to an app's least busy web dyno.
 
 mod acme_challenge;
+mod answers;
 pub mod forward;
 mod line;
 mod per_second;
@@ -11,12 +12,11 @@ use crate::app::AppRuntime;
 use crate::cluster::node_tls::NodeTlsCell;
 use crate::dyno::web::DynoError;
 use crate::listener::{Accepted, ListenerLimits, Transport};
-use bytes::Bytes;
+use answers::{error, maintenance, page, refuse};
 use forward::{ForwardError, Peers};
 use http::header::{HOST, HeaderValue};
-use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use line::{LineSink, Metered, Protocol, RouterCode, RouterLine};
+use line::{LineSink, Metered, Protocol, RouterLine};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,7 +77,7 @@ impl Router {
     /// takes forwarded ones with from its cluster's `keys` (once: a node keeps its name
     /// and its cluster; [`Router::follow_cluster_keys`] follows the keys' rotations).
     pub fn set_node(&self, node: &str, keys: &wdeploy_store::ClusterKeys) -> anyhow::Result<()> {
-        let tls = NodeTlsCell::of(keys, chrono::Utc::now())?;
+        let tls = NodeTlsCell::of(node, keys, chrono::Utc::now())?;
         let _ = self.node.set(node.into());
         self.peers.set_tls(tls);
         Ok(())
@@ -499,66 +499,6 @@ const FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED_PROTO: &str = "x-forwarded-proto";
 const FORWARDED_PORT: &str = "x-forwarded-port";
 
-/// Answers with an error page and writes the router's `at=error` line.
-fn error(
-    line: RouterLine,
-    logs: &LineSink,
-    started: Instant,
-    status: u16,
-    code: (&'static str, &'static str),
-) -> hyper::Response<HyperOutgoingBody> {
-    let text = format!("Application error ({}: {})\n", code.0, code.1);
-    refuse(line, logs, started, status, code, &text)
-}
-
-/// The page of an app in maintenance mode (`maintenance:on`): 503, so that clients and
-/// crawlers take it as temporary, and the router line's `code=H80`.
-fn maintenance(
-    line: RouterLine,
-    logs: &LineSink,
-    started: Instant,
-) -> hyper::Response<HyperOutgoingBody> {
-    const PAGE: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
-        <title>Offline for maintenance</title></head>\n<body><h1>Offline for maintenance</h1>\
-        <p>This app is undergoing maintenance right now. Please check back later.</p>\
-        </body></html>\n";
-    let mut response = answer(line, logs, started, 503, RouterCode::MAINTENANCE, PAGE);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-}
-
-/// Answers with `text` and writes the router's `at=error` line with `code`.
-fn refuse(
-    line: RouterLine,
-    logs: &LineSink,
-    started: Instant,
-    status: u16,
-    code: (&'static str, &'static str),
-    text: &str,
-) -> hyper::Response<HyperOutgoingBody> {
-    answer(line, logs, started, status, RouterCode::error(code), text)
-}
-
-/// Answers with `text` by itself (no dyno) and writes the router's line with `code`.
-fn answer(
-    mut line: RouterLine,
-    logs: &LineSink,
-    started: Instant,
-    status: u16,
-    code: RouterCode,
-    text: &str,
-) -> hyper::Response<HyperOutgoingBody> {
-    line.code = Some(code);
-    line.status = status;
-    let response = page(status, &line.request_id, text);
-    line.bytes = response.body().size_hint().exact().unwrap_or(0);
-    logs.write(line, started);
-    response
-}
-
 /// What is wrong with a request's Host (RFC 9112 §3.2): the router cannot tell which
 /// app it is for, nor hand it to a guest, which must be told an authority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -612,24 +552,6 @@ fn host_name(host: &str) -> &str {
             host
         }
     })
-}
-
-fn page(status: u16, request_id: &str, text: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(text.to_string()))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = hyper::Response::new(body);
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
-    response
 }
 
 /// Heroku keeps an incoming request id of 20–200 characters from a safe alphabet.

@@ -10,9 +10,11 @@
 //! A server in operator mode (accounts and users as JWTs, what `nsc` makes and managed
 //! NATS services hand out) or with nkey users proves its users by a key instead:
 //! `--cluster-creds FILE` gives a `.creds` file (the user's JWT and nkey seed) or a bare
-//! user nkey seed. The file is read and checked once, when the host starts, so a wrong
-//! one stops it with the file's name rather than failing on every reconnect.
+//! user nkey seed. The file is checked when the host starts, so a wrong one stops it with
+//! the file's name rather than failing on every reconnect, and read again at each
+//! reconnect, so a reissued one is taken up without a restart ([`super::user_key`]).
 
+use super::user_key::UserKey;
 use crate::error::{Result, StoreError};
 use async_nats::{ConnectOptions, ServerAddr};
 use percent_encoding::percent_decode_str;
@@ -32,20 +34,13 @@ enum Auth {
     None,
     Token(String),
     UserPassword(String, String),
-    /// A `.creds` file's text (a user JWT and its nkey seed), checked when read.
-    Creds {
+    /// The key in a `.creds` file (a user JWT and its nkey seed) or a seed file, as read
+    /// at start.
+    Key {
         file: PathBuf,
-        text: String,
-    },
-    /// A user's nkey seed, checked when read: the server knows the user by its public key.
-    Nkey {
-        file: PathBuf,
-        seed: String,
+        key: UserKey,
     },
 }
-
-/// How the two blocks of a `.creds` file begin.
-const JWT_BLOCK: &str = "-----BEGIN NATS USER JWT-----";
 
 impl ClusterAddress {
     /// Trust the TLS certificates `ca` (a PEM file) signed, rather than the system's roots.
@@ -66,41 +61,9 @@ impl ClusterAddress {
                     .into(),
             ));
         }
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| StoreError::Invalid(format!("reading {}: {e}", file.display())))?;
-        let not_credentials = |why: &str| {
-            StoreError::Invalid(format!(
-                "{} {why}: give a NATS user's .creds file (its JWT and nkey seed, as nsc \
-                 makes it) or a user nkey seed (SU…, as nk -gen user makes it)",
-                file.display()
-            ))
-        };
-        self.auth = if text.contains(JWT_BLOCK) {
-            // The client's own parser, so that what passes here also connects.
-            ConnectOptions::with_credentials(&text)
-                .map_err(|e| not_credentials(&format!("is not a credentials file ({e})")))?;
-            Auth::Creds {
-                file: file.to_path_buf(),
-                text,
-            }
-        } else {
-            // A seed file may be decorated like a .creds file's seed block, or bare.
-            let Some(seed) = text.lines().map(str::trim).find(|l| l.starts_with('S')) else {
-                return Err(not_credentials("holds no nkey seed"));
-            };
-            match nkeys::KeyPair::from_seed(seed) {
-                Ok(key) if key.key_pair_type() == nkeys::KeyPairType::User => {}
-                Ok(_) => {
-                    return Err(not_credentials(
-                        "holds the seed of an operator or account, not a user",
-                    ));
-                }
-                Err(_) => return Err(not_credentials("holds no valid nkey seed")),
-            }
-            Auth::Nkey {
-                file: file.to_path_buf(),
-                seed: seed.to_string(),
-            }
+        self.auth = Auth::Key {
+            file: file.to_path_buf(),
+            key: UserKey::read(file)?,
         };
         warn_if_others_read(file);
         Ok(self)
@@ -119,11 +82,7 @@ impl ClusterAddress {
             Auth::UserPassword(user, password) => {
                 ConnectOptions::with_user_and_password(user.clone(), password.clone())
             }
-            // Checked when read, so this fails only if the client's parser changed its mind.
-            Auth::Creds { file, text } => ConnectOptions::with_credentials(text).map_err(|e| {
-                StoreError::Invalid(format!("the credentials in {}: {e}", file.display()))
-            })?,
-            Auth::Nkey { seed, .. } => ConnectOptions::with_nkey(seed.clone()),
+            Auth::Key { file, key } => key.clone().options(file.clone()),
         };
         Ok(match &self.ca {
             Some(ca) => options.add_root_certificates(ca.clone()),
@@ -201,7 +160,7 @@ impl std::fmt::Display for ClusterAddress {
             Auth::None => Ok(()),
             Auth::Token(_) => f.write_str(" (with a token)"),
             Auth::UserPassword(ref user, _) => write!(f, " (as {user})"),
-            Auth::Creds { ref file, .. } | Auth::Nkey { ref file, .. } => {
+            Auth::Key { ref file, .. } => {
                 write!(f, " (with the key in {})", file.display())
             }
         }
@@ -282,7 +241,7 @@ mod tests {
         let server = NatsServer::start_with(&["-c", config.to_str().unwrap()]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let creds = dir.path().join("node.creds");
-        std::fs::write(&creds, operator.user_creds("node-a")).unwrap();
+        std::fs::write(&creds, operator.user_creds("node-a", None)).unwrap();
         let address = parsed(&server.url()).with_credentials_file(&creds).unwrap();
         assert_eq!(
             address.to_string(),
@@ -294,7 +253,7 @@ mod tests {
 
         let stranger = dir.path().join("stranger.creds");
         let other = Operator::new().unwrap();
-        let stranger_creds = other.user_creds("node-b");
+        let stranger_creds = other.user_creds("node-b", None);
         std::fs::write(&stranger, &stranger_creds).unwrap();
         let address = parsed(&server.url())
             .with_credentials_file(&stranger)

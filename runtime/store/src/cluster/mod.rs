@@ -26,6 +26,7 @@ mod log_bus;
 mod nodes;
 mod people;
 mod scan;
+mod user_key;
 
 pub use acme::ClusterAcme;
 pub use addons::ClusterAddons;

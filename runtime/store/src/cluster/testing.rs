@@ -124,6 +124,7 @@ impl Operator {
             &operator,
             &operator.public_key(),
             "wdeploy-test",
+            None,
             serde_json::json!({"type": "operator", "version": 2}),
         );
         let unlimited = -1;
@@ -131,6 +132,7 @@ impl Operator {
             &operator,
             &account.public_key(),
             "wdeploy",
+            None,
             serde_json::json!({
                 "limits": {
                     "subs": unlimited, "data": unlimited, "payload": unlimited,
@@ -149,6 +151,7 @@ impl Operator {
             &operator,
             &system.public_key(),
             "SYS",
+            None,
             serde_json::json!({"type": "account", "version": 2}),
         );
         let dir = tempfile::tempdir()?;
@@ -167,13 +170,15 @@ impl Operator {
         self.dir.path().join("operator.conf")
     }
 
-    /// A new user of the account: the text of its `.creds` file.
-    pub fn user_creds(&self, name: &str) -> String {
+    /// A new user of the account, whose JWT expires at `expires` if given: the text of
+    /// its `.creds` file.
+    pub fn user_creds(&self, name: &str, expires: Option<chrono::DateTime<chrono::Utc>>) -> String {
         let user = nkeys::KeyPair::new_user();
         let jwt = signed_jwt(
             &self.account,
             &user.public_key(),
             name,
+            expires,
             serde_json::json!({
                 "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
                 "type": "user", "version": 2,
@@ -189,23 +194,28 @@ impl Operator {
     }
 }
 
-/// A NATS JWT (version 2): `issuer` vouches for `subject`, with the claims' `nats` part.
+/// A NATS JWT (version 2): `issuer` vouches for `subject` (until `expires`, if given),
+/// with the claims' `nats` part.
 fn signed_jwt(
     issuer: &nkeys::KeyPair,
     subject: &str,
     name: &str,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
     nats: serde_json::Value,
 ) -> String {
     use base64::Engine;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "iat": chrono::Utc::now().timestamp(),
         "iss": issuer.public_key(),
         "sub": subject,
         "name": name,
         "nats": nats,
     });
+    if let Some(expires) = expires {
+        claims["exp"] = expires.timestamp().into();
+    }
     let signed = format!(
         "{}.{}",
         b64(header.to_string().as_bytes()),
