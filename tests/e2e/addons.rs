@@ -72,6 +72,20 @@ fn the_counter_is_exact_across_three_dynos_survives_restarts_and_apps_never_shar
         err.contains("key `visits` not found in bucket default of other"),
         "{err}"
     );
+    // A key deleted by hand is gone for the app too; a mistyped one is said.
+    let said = host.ok(&["kv:del", "hits", "-a", "other"]);
+    assert_eq!(said, "Deleted hits from bucket default of other\n");
+    assert_eq!(host.get("other", "/count"), (200, "0\n".into()));
+    let err = host.fails(&["kv:del", "hits", "-a", "other"]);
+    assert!(
+        err.contains("key `hits` not found in bucket default of other"),
+        "{err}"
+    );
+    assert_eq!(
+        host.get("counter", "/count"),
+        (200, format!("{}\n", CLIENTS * EACH + 1)),
+        "the other app's key of the same name stays"
+    );
     // Limits are clear errors.
     let out = host.cli(&["kv:set", &"k".repeat(1025), "v", "-a", "other"]);
     assert!(

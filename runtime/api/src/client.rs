@@ -334,6 +334,13 @@ impl Client {
             encode(key)
         ))
     }
+    pub fn kv_delete(&self, app: &str, bucket: &str, key: &str) -> Result<()> {
+        self.delete(&format!(
+            "/apps/{app}/kv/entry?bucket={}&key={}",
+            encode(bucket),
+            encode(key)
+        ))
+    }
     pub fn kv_set(&self, app: &str, bucket: &str, key: &str, value: &str) -> Result<KvEntry> {
         self.send(
             "PUT",

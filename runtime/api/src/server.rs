@@ -206,6 +206,14 @@ pub trait Platform: Send + Sync + 'static {
         key: &str,
         value: String,
     ) -> Result<KvEntry, ApiError>;
+    /// Deletes a key of one of the app's add-on buckets (not found if it is not there).
+    async fn kv_delete(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ApiError>;
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError>;
     /// What the app's add-on data takes: storage against its quota, and its queues.
     async fn addons(&self, app: &AppName) -> Result<AddonUsage, ApiError>;
@@ -374,6 +382,7 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::GET, "/apps/{app}/kv/keys", kv_keys),
         at(M::GET, "/apps/{app}/kv/entry", kv_get),
         at(M::PUT, "/apps/{app}/kv/entry", kv_set),
+        at(M::DELETE, "/apps/{app}/kv/entry", kv_delete),
         at(M::GET, "/apps/{app}/queues", queues),
         at(M::GET, "/apps/{app}/metrics", app_metrics),
         at(M::GET, "/apps/{app}/collaborators", people::collaborators),

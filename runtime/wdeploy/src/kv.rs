@@ -1,5 +1,5 @@
-//! `kv:get KEY`, `kv:set KEY VALUE`, `kv:keys [PREFIX]`: look inside the app's key-value
-//! add-on (what its dynos read and write through `wasi:keyvalue`).
+//! `kv:get KEY`, `kv:set KEY VALUE`, `kv:del KEY`, `kv:keys [PREFIX]`: look inside the
+//! app's key-value add-on (what its dynos read and write through `wasi:keyvalue`).
 
 use crate::session::{self, AppArg};
 use wdeploy_core::addons::DEFAULT_BUCKET;
@@ -49,6 +49,25 @@ pub fn set(args: SetArgs) -> anyhow::Result<()> {
         args.key,
         args.bucket.bucket,
         args.value.len()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DelArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub bucket: BucketArg,
+    pub key: String,
+}
+
+pub fn del(args: DelArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    session::client()?.kv_delete(&app, &args.bucket.bucket, &args.key)?;
+    println!(
+        "Deleted {} from bucket {} of {app}",
+        args.key, args.bucket.bucket
     );
     Ok(())
 }

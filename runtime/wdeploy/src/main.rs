@@ -126,6 +126,9 @@ enum Command {
     /// Set a key of the app's key-value add-on
     #[command(name = "kv:set")]
     KvSet(kv::SetArgs),
+    /// Delete a key of the app's key-value add-on
+    #[command(name = "kv:del")]
+    KvDel(kv::DelArgs),
     /// List keys of the app's key-value add-on
     #[command(name = "kv:keys")]
     KvKeys(kv::KeysArgs),
@@ -209,6 +212,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => ps::logs(args),
         Command::KvGet(args) => kv::get(args),
         Command::KvSet(args) => kv::set(args),
+        Command::KvDel(args) => kv::del(args),
         Command::KvKeys(args) => kv::keys(args),
         Command::QueueStats(args) => queue::stats(args),
         Command::Users => people::users(),

@@ -300,6 +300,16 @@ pub(super) async fn kv_set(
         .map(Json)
 }
 
+pub(super) async fn kv_delete(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    QueryParams(query): QueryParams<KvQuery>,
+    Extension(by): Extension<Caller>,
+) -> Result<http::StatusCode, ApiError> {
+    p.kv_delete(&app, &by, bucket(&query), key(&query)?).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
 pub(super) async fn domains(
     State(p): State<Shared>,
     AppPath(app): AppPath,

@@ -1,5 +1,5 @@
-//! The operator's window into an app's add-on data: `kv:keys`, `kv:get`, `kv:set` and
-//! `queue:stats`, through the same store facet the app's guests use.
+//! The operator's window into an app's add-on data: `kv:keys`, `kv:get`, `kv:set`,
+//! `kv:del` and `queue:stats`, through the same store facet the app's guests use.
 
 use super::Host;
 use super::errors::Result;
@@ -49,9 +49,7 @@ impl Host {
             .addons
             .get(&tenant, bucket, key)
             .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("key `{key}` not found in bucket {bucket} of {app}"))
-            })?;
+            .ok_or_else(|| not_found(app, bucket, key))?;
         Ok(kv_entry(bucket, key, value))
     }
 
@@ -77,6 +75,28 @@ impl Host {
         Ok(kv_entry(bucket, key, bytes))
     }
 
+    /// Deletes `key`; not found if it is not there (a mistyped key is said, not taken
+    /// for done).
+    pub(super) async fn kv_remove(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+    ) -> Result<()> {
+        let tenant = self.tenant(app).await?;
+        let entry = self.entry(app);
+        if self.store.addons.get(&tenant, bucket, key).await?.is_none() {
+            return Err(not_found(app, bucket, key).into());
+        }
+        self.store.addons.delete(&tenant, bucket, key).await?;
+        entry.runtime.logs.platform(
+            "api",
+            format!("Deleted key `{key}` of bucket {bucket} by {by}"),
+        );
+        Ok(())
+    }
+
     pub(super) async fn addon_usage(&self, app: &AppName) -> Result<AddonUsage> {
         let tenant = self.tenant(app).await?;
         let storage_bytes = self.store.addons.usage(&tenant.app).await?;
@@ -100,6 +120,10 @@ impl Host {
             })
             .collect())
     }
+}
+
+fn not_found(app: &AppName, bucket: &str, key: &str) -> ApiError {
+    ApiError::not_found(format!("key `{key}` not found in bucket {bucket} of {app}"))
 }
 
 /// A value as the API shows it: text when it is UTF-8, hex otherwise.

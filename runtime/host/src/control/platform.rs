@@ -398,6 +398,16 @@ impl Platform for Host {
         Ok(self.kv_write(app, by, bucket, key, value).await?)
     }
 
+    async fn kv_delete(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self.kv_remove(app, by, bucket, key).await?)
+    }
+
     async fn queues(&self, app: &AppName) -> Result<Vec<QueueInfo>, ApiError> {
         Ok(self.queue_list(app).await?)
     }
