@@ -83,3 +83,65 @@ fn maintenance_mode_answers_503_keeps_the_dynos_and_lasts_until_turned_off() {
     let unknown = host.fails(&["maintenance:on", "-a", "nobody"]);
     assert!(unknown.contains("nobody"), "{unknown}");
 }
+
+#[test]
+fn an_apps_own_pages_are_framed_for_maintenance_and_the_routers_errors() {
+    let host = TestHost::start();
+    let settings = "[web]\nerror_page = \"https://pages.example.com/oops.html?from=wdeploy\"\n\
+                    maintenance_page = \"https://pages.example.com/back-soon.html\"\n";
+    host.create_and_push("paged", faults_app().with_settings(settings).path());
+    assert_eq!(host.get("paged", "/").0, 200);
+    let answer = || {
+        let mut response = http()
+            .get(&host.url("/"))
+            .header("host", &host.host_header("paged"))
+            .call()
+            .unwrap();
+        let kind = response.headers().get("content-type").cloned();
+        let kind = kind
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), kind, body)
+    };
+
+    host.ok(&["maintenance:on", "-a", "paged"]);
+    let (status, kind, body) = answer();
+    assert_eq!(status, 503, "{body}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(
+        body.contains("<iframe src=\"https://pages.example.com/back-soon.html\">"),
+        "{body}"
+    );
+    host.ok(&["maintenance:off", "-a", "paged"]);
+    assert_eq!(host.get("paged", "/").0, 200);
+
+    // No web dyno: the router's H14, on the app's error page, with the same status.
+    host.ok(&["ps:scale", "web=0", "-a", "paged"]);
+    let (status, kind, body) = poll_until("no web dyno", SOON, || match answer() {
+        (503, kind, body) => Ok((503, kind, body)),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(status, 503);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(
+        body.contains("<iframe src=\"https://pages.example.com/oops.html?from=wdeploy\">"),
+        "{body}"
+    );
+    let logs = host.ok(&["logs", "-n", "20", "-a", "paged"]);
+    assert!(logs.contains("code=H14"), "{logs}");
+
+    // A page that is not https is refused at push, naming the key.
+    let refused = host.fails(&[
+        "push",
+        "-a",
+        "paged",
+        "--dir",
+        faults_app()
+            .with_settings("[web]\nerror_page = \"http://pages.example.com/\"\n")
+            .path()
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(refused.contains("only https pages are shown"), "{refused}");
+}

@@ -22,6 +22,7 @@ pub mod egress;
 pub mod formation;
 pub mod idle;
 pub mod logs;
+pub mod page_url;
 pub mod person;
 pub mod process;
 pub mod procfile;

@@ -10,6 +10,9 @@
 //!                         # ("never", or unset: the host's `--idle-after`, by default never)
 //! force_https = true      # plain HTTP requests are redirected to HTTPS (when the host
 //!                         # has an HTTPS listener)
+//! error_page = "https://pages.example.com/error.html"  # shown (framed) for the errors
+//!                         # the router answers itself: H10, H12, H13, H14…
+//! maintenance_page = "https://pages.example.com/maintenance.html"  # in maintenance mode
 //!
 //! [limits]
 //! memory_mb = 512         # per instance
@@ -23,6 +26,7 @@
 
 use crate::egress::EgressSettings;
 use crate::idle::IdleAfter;
+use crate::page_url::{CustomPage, PageUrl};
 use serde::{Deserialize, Serialize};
 
 /// How a web dyno maps requests onto component instances.
@@ -75,6 +79,22 @@ pub struct WebSettings {
     /// "force SSL"), where the host has an HTTPS listener.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub force_https: bool,
+    /// The app's page for the errors the router answers itself (`crate::page_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_page: Option<PageUrl>,
+    /// The app's page for maintenance mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_page: Option<PageUrl>,
+}
+
+impl WebSettings {
+    /// The app's own page of this kind, if it has one.
+    pub fn page(&self, which: CustomPage) -> Option<&PageUrl> {
+        match which {
+            CustomPage::Error => self.error_page.as_ref(),
+            CustomPage::Maintenance => self.maintenance_page.as_ref(),
+        }
+    }
 }
 
 impl Default for WebSettings {
@@ -86,6 +106,8 @@ impl Default for WebSettings {
             placement: Placement::Spread,
             idle_after: None,
             force_https: false,
+            error_page: None,
+            maintenance_page: None,
         }
     }
 }
@@ -248,6 +270,32 @@ mod tests {
             let err = AppSettings::parse(&format!("[web]\ntimeout = {timeout}\n")).unwrap_err();
             assert!(err.to_string().contains("between 1 and 3600"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_app_may_give_its_own_error_and_maintenance_pages() {
+        let s = AppSettings::parse(
+            "[web]\nerror_page = \"https://pages.example.com/e.html\"\n\
+             maintenance_page = \"https://pages.example.com/m.html\"\n",
+        )
+        .unwrap();
+        let page = |which| s.web.page(which).map(PageUrl::as_str);
+        assert_eq!(
+            page(CustomPage::Error),
+            Some("https://pages.example.com/e.html")
+        );
+        assert_eq!(
+            page(CustomPage::Maintenance),
+            Some("https://pages.example.com/m.html")
+        );
+        assert_eq!(AppSettings::default().web.page(CustomPage::Error), None);
+        let err = AppSettings::parse("[web]\nerror_page = \"http://pages.example.com/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wdeploy.toml") && err.contains("only https"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -133,6 +133,16 @@ impl AppRuntime {
             .is_some_and(|release| release.settings.web.force_https)
     }
 
+    /// The current release's own page of this kind (`[web] error_page`,
+    /// `maintenance_page`), read only when the router answers by itself.
+    pub fn custom_page(
+        &self,
+        which: wdeploy_core::page_url::CustomPage,
+    ) -> Option<wdeploy_core::page_url::PageUrl> {
+        let current = self.current.read();
+        current.as_ref()?.settings.web.page(which).cloned()
+    }
+
     /// The web dynos serving now.
     pub fn web_dynos(&self) -> Arc<Vec<WebDyno>> {
         self.web.read().clone()

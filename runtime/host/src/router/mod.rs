@@ -335,7 +335,7 @@ impl Router {
         };
         let logs = LineSink::of(&app);
         if app.in_maintenance() {
-            return maintenance(line, &logs, started);
+            return maintenance(line, &logs, started, &app);
         }
         // Without an HTTPS listener there is nowhere to send the client: it is served
         // over HTTP as before.
@@ -350,14 +350,26 @@ impl Router {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
             if forwarded || !self.peers.known_or_found(app.name.as_str()).await {
-                return error(line, &logs, started, 503, ("H14", "No web dynos running"));
+                return error(
+                    line,
+                    &logs,
+                    started,
+                    503,
+                    ("H14", "No web dynos running"),
+                    &app,
+                );
             }
             return match self.peers.forward(app.name.as_str(), req).await {
                 // The serving node writes the router line (with its `node=`).
                 Ok((response, _node)) => response,
-                Err(ForwardError::NoPeer) => {
-                    error(line, &logs, started, 503, ("H14", "No web dynos running"))
-                }
+                Err(ForwardError::NoPeer) => error(
+                    line,
+                    &logs,
+                    started,
+                    503,
+                    ("H14", "No web dynos running"),
+                    &app,
+                ),
                 Err(ForwardError::Failed(why)) => {
                     tracing::warn!(app = %app.name, "forwarding failed: {why}");
                     error(
@@ -366,6 +378,7 @@ impl Router {
                         started,
                         503,
                         ("H13", "Connection closed without response"),
+                        &app,
                     )
                 }
             };
@@ -391,6 +404,7 @@ impl Router {
                     started,
                     500,
                     ("H13", "Connection closed without response"),
+                    &app,
                 );
             }
             // The app's own requests hold its whole share of the host: like Heroku's
@@ -398,16 +412,16 @@ impl Router {
             Ok(Err(e @ DynoError::OverShare(_))) => {
                 app.logs
                     .platform(dyno.name(), format!("Request {request_id} refused: {e}"));
-                return error(line, &logs, started, 503, ("H11", "Backlog too deep"));
+                return error(line, &logs, started, 503, ("H11", "Backlog too deep"), &app);
             }
             Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
                 app.logs
                     .platform(dyno.name(), format!("Request {request_id} failed: {e}"));
-                return error(line, &logs, started, 503, ("H10", "App crashed"));
+                return error(line, &logs, started, 503, ("H10", "App crashed"), &app);
             }
             // Whichever notices first, the router's timer or the guest's deadline.
             Ok(Err(DynoError::Timeout)) | Err(_) => {
-                return error(line, &logs, started, 503, ("H12", "Request timeout"));
+                return error(line, &logs, started, 503, ("H12", "Request timeout"), &app);
             }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
