@@ -98,6 +98,30 @@ fn push_config_rollback_scale_and_logs() {
         lines[3].starts_with("v1") && lines[3].contains("Deploy "),
         "{releases}"
     );
+    // `releases:info` shows one release as it was released: v2 holds the config var,
+    // the newest (v3, a rollback to v1) does not.
+    let v2 = host.ok(&["releases:info", "v2", "-a", "hello"]);
+    assert!(v2.starts_with("=== hello v2\n"), "{v2}");
+    assert!(v2.contains("Change:   Set GREETING config vars"), "{v2}");
+    assert!(
+        v2.contains("\n=== Procfile\n") && v2.contains("\nweb: web.wasm\n"),
+        "{v2}"
+    );
+    assert!(
+        v2.contains("=== v2 Config Vars\nGREETING: config vars\n"),
+        "{v2}"
+    );
+    let newest = host.ok(&["releases:info", "-a", "hello"]);
+    assert!(newest.starts_with("=== hello v3 (current)\n"), "{newest}");
+    assert!(newest.contains("Status:   succeeded"), "{newest}");
+    assert!(!newest.contains("GREETING"), "{newest}");
+    for (version, said) in [
+        ("v9", "release v9 of hello"),
+        ("latest", "not a release version"),
+    ] {
+        let err = host.fails(&["releases:info", version, "-a", "hello"]);
+        assert!(err.contains(said), "{version}: {err}");
+    }
     // `-n` shows the newest N (a page of the host's log, not the whole of it).
     let newest = host.ok(&["releases", "-n", "2", "-a", "hello"]);
     let versions: Vec<&str> = newest

@@ -231,6 +231,11 @@ impl Client {
     }
     /// The newest `limit` releases (the host's default page when `None`) older than
     /// `before`, newest first.
+    /// One release in full (`version`: `3` or `v3`).
+    pub fn release(&self, app: &str, version: &str) -> Result<ReleaseDetail> {
+        self.get(&format!("/apps/{app}/releases/{}", encode(version)))
+    }
+
     pub fn releases(
         &self,
         app: &str,

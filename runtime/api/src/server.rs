@@ -162,6 +162,8 @@ pub trait Platform: Send + Sync + 'static {
         app: &AppName,
         page: ReleasePage,
     ) -> Result<Vec<ReleaseInfo>, ApiError>;
+    /// One release in full: its Procfile, settings and config vars too.
+    async fn release(&self, app: &AppName, version: u64) -> Result<ReleaseDetail, ApiError>;
     async fn rollback(
         &self,
         app: &AppName,
@@ -358,6 +360,7 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::GET, "/apps/{app}/releases", releases),
         at(M::POST, "/apps/{app}/releases", create_release),
         at(M::POST, "/apps/{app}/releases/cancel", cancel_release),
+        at(M::GET, "/apps/{app}/releases/{version}", release),
         at(M::POST, "/apps/{app}/rollback", rollback),
         at(M::GET, "/apps/{app}/config-vars", config),
         at(M::PATCH, "/apps/{app}/config-vars", patch_config),

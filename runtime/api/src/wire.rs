@@ -103,6 +103,19 @@ pub struct ReleaseInfo {
     pub current: bool,
 }
 
+/// `GET /apps/{app}/releases/{version}`: one release in full, as it was released.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseDetail {
+    #[serde(flatten)]
+    pub release: ReleaseInfo,
+    /// Its Procfile.
+    pub procfile: String,
+    /// Its `wdeploy.toml` (empty: none).
+    pub settings: String,
+    /// Its config vars.
+    pub config: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rollback {
     pub version: Option<u64>,

@@ -92,6 +92,9 @@ enum Command {
     Push(push::PushArgs),
     /// List the app's releases, newest first
     Releases(releases::ReleasesArgs),
+    /// Show one release in full: its slug, Procfile, settings and config vars
+    #[command(name = "releases:info")]
+    ReleasesInfo(releases::InfoArgs),
     /// Go back to an earlier release (as a new release)
     Rollback(releases::RollbackArgs),
     /// Stop the release going live (its release command or boot); it fails and the
@@ -196,6 +199,7 @@ fn main() -> std::process::ExitCode {
         Command::CertsRemove(args) => certs::remove(args),
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
+        Command::ReleasesInfo(args) => releases::info(args),
         Command::Rollback(args) => releases::rollback(args),
         Command::ReleasesCancel(args) => releases::cancel(args),
         Command::Config(args) => config::list(args),

@@ -1,4 +1,4 @@
-//! `releases`, `rollback [vN]`, `releases:cancel`.
+//! `releases`, `releases:info [vN]`, `rollback [vN]`, `releases:cancel`.
 
 use crate::session::{self, AppArg};
 use anyhow::Context;
@@ -31,6 +31,58 @@ pub fn list(args: ReleasesArgs) -> anyhow::Result<()> {
             "v{:<4} {:<40} {:<10} {}{mark}",
             r.version, r.description, r.user, r.created_at
         );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The release to show, like v3 (default: the newest)
+    pub version: Option<String>,
+}
+
+/// `releases:info [vN]`: one release as it was released (what `rollback vN` would bring
+/// back): its status, who made it and why, its slug, Procfile, settings and config vars.
+pub fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let client = session::client()?;
+    let version = match args.version {
+        Some(version) => version,
+        None => match client.releases(&app, Some(1), None)?.first() {
+            Some(newest) => newest.version.to_string(),
+            None => anyhow::bail!("{app} has no releases yet: `wdeploy push` makes the first"),
+        },
+    };
+    let detail = client.release(&app, &version)?;
+    let r = &detail.release;
+    let mark = if r.current { " (current)" } else { "" };
+    println!("=== {app} v{}{mark}", r.version);
+    println!("Status:   {}", r.status);
+    println!("Change:   {}", r.description);
+    println!("By:       {}", r.user);
+    println!("When:     {}", r.created_at);
+    if let Some(slug) = &r.slug {
+        println!("Slug:     {slug}");
+    }
+    let block = |title: &str, text: &str| {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !lines.is_empty() {
+            println!("\n=== {title}");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+    };
+    block("Procfile", &detail.procfile);
+    block("wdeploy.toml", &detail.settings);
+    if !detail.config.is_empty() {
+        println!("\n=== v{} Config Vars", r.version);
+        let width = detail.config.keys().map(String::len).max().unwrap_or(0) + 1;
+        for (key, value) in &detail.config {
+            println!("{:<width$} {value}", format!("{key}:"));
+        }
     }
     Ok(())
 }

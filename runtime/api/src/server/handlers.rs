@@ -140,6 +140,17 @@ pub(super) async fn releases(
     p.releases(&app, query.page()?).await.map(Json)
 }
 
+pub(super) async fn release(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Path((_, version)): Path<(String, String)>,
+) -> Result<Json<ReleaseDetail>, ApiError> {
+    let number = version.strip_prefix('v').unwrap_or(&version).parse::<u64>();
+    let number = number
+        .map_err(|_| ApiError::invalid(format!("`{version}` is not a release version like v3")))?;
+    p.release(&app, number).await.map(Json)
+}
+
 pub(super) async fn rollback(
     State(p): State<Shared>,
     AppPath(app): AppPath,

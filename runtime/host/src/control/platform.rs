@@ -307,6 +307,10 @@ impl Platform for Host {
         Ok(self.release_list(app, page).await?)
     }
 
+    async fn release(&self, app: &AppName, version: u64) -> Result<ReleaseDetail, ApiError> {
+        Ok(self.release_detail(app, version).await?)
+    }
+
     async fn rollback(
         &self,
         app: &AppName,

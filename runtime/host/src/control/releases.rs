@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{Caller, Progress, ReleasePage};
-use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseInfo, Rollback};
+use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseDetail, ReleaseInfo, Rollback};
 use wdeploy_core::egress::EgressChange;
 use wdeploy_core::{
     AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
@@ -391,6 +391,23 @@ impl Host {
 
     /// The release log as the API shows it, newest first.
     /// A page of the release log: one indexed range read, whatever the log's length.
+    /// One release in full, and whether it serves now.
+    pub(super) async fn release_detail(
+        &self,
+        app: &AppName,
+        version: u64,
+    ) -> Result<ReleaseDetail> {
+        let release = self.store.control.release(app, version).await?;
+        let head = self.store.control.release_head(app).await?;
+        let current = head.current.map(|r| r.version);
+        Ok(ReleaseDetail {
+            release: release_info(&release, current),
+            procfile: release.procfile,
+            settings: release.settings,
+            config: release.config,
+        })
+    }
+
     pub(super) async fn release_list(
         &self,
         app: &AppName,
