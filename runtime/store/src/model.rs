@@ -202,8 +202,9 @@ pub struct QueueStats {
     pub done: u64,
 }
 
-/// A node's name in its cluster: like a host name, `[a-z0-9][a-z0-9-]{0,62}`, so it is
-/// also a valid NATS subject and key token.
+/// A node's name in its cluster: like a host name's label, `[a-z0-9-]{1,63}` neither
+/// starting nor ending with a dash, so it is also a valid NATS subject and key token, and
+/// the first label of the name its TLS certificate is for.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -223,12 +224,13 @@ impl std::str::FromStr for NodeName {
             && s.len() <= 63
             && s.bytes()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
-            && !s.starts_with('-');
+            && !s.starts_with('-')
+            && !s.ends_with('-');
         if valid {
             Ok(NodeName(s.to_string()))
         } else {
             Err(format!(
-                "`{s}` is not a node name: use 1 to 63 lowercase letters, digits and dashes, not starting with a dash"
+                "`{s}` is not a node name: use 1 to 63 lowercase letters, digits and dashes, not starting or ending with a dash"
             ))
         }
     }
@@ -306,4 +308,23 @@ pub struct RestartRequest {
     pub number: u64,
     /// `web.2`; `None` for all of the app's dynos.
     pub dyno: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_name_is_a_host_name_label() {
+        for good in ["a", "node-1", "0", &"x".repeat(63)] {
+            assert!(good.parse::<NodeName>().is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"x".repeat(64)] {
+            let err = bad.parse::<NodeName>().unwrap_err();
+            assert!(
+                err.contains("not starting or ending with a dash"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

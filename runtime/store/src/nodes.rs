@@ -120,7 +120,7 @@ pub fn default_node_name() -> NodeName {
         .take(63)
         .collect();
     cleaned
-        .trim_start_matches('-')
+        .trim_matches('-')
         .parse()
         .unwrap_or_else(|_| "node".parse().expect("a valid name"))
 }
