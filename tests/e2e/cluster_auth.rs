@@ -358,3 +358,40 @@ fn a_rotated_cluster_key_fails_no_forwarded_request_and_the_old_one_ends_with_it
     let refused = alone.fails(&["cluster:rotate-key"]);
     assert!(refused.contains("cluster of one"), "{refused}");
 }
+
+#[test]
+fn a_node_answering_at_another_nodes_address_is_told_apart_by_its_certificate() {
+    let cluster = Cluster::start(2);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    // Node c claims b's address (a copied configuration): whoever forwards to c there
+    // reaches b, whose certificate is for b, and the hop fails rather than hand b what
+    // was meant for c.
+    let url = cluster.nats.url();
+    let b_addr = format!("127.0.0.1:{}", b.router_port);
+    let args = [
+        "--cluster",
+        &url,
+        "--node",
+        "c",
+        "--stop-grace",
+        "2",
+        "--advertise",
+        &b_addr,
+    ];
+    let _c = TestHost::start_as(&args, Some(&a.token));
+    let listing = poll_until("a to list c", SOON, || {
+        let listing = a.ok(&["nodes"]);
+        match listing.starts_with("=== Nodes (3)") {
+            true => Ok(listing),
+            false => Err(listing),
+        }
+    });
+    let line = |name: &str| {
+        let line = listing.lines().find(|l| l.starts_with(&format!("{name} ")));
+        line.unwrap_or_else(|| panic!("no line for {name}: {listing}"))
+    };
+    let expected =
+        format!("unreachable: another node answers at {b_addr}: its certificate is not c's");
+    assert!(line("c").ends_with(&expected), "{listing}");
+    assert!(line("b").contains(" key "), "{listing}");
+}
