@@ -334,6 +334,8 @@ impl Router {
             return page(404, &request_id, &text);
         };
         let logs = LineSink::of(&app);
+        // The router's own error answer to this request (on the app's page, if it has one).
+        let fail = |line, status, code| error(line, &logs, started, status, code, &app);
         if app.in_maintenance() {
             return maintenance(line, &logs, started, &app);
         }
@@ -350,36 +352,15 @@ impl Router {
             // Another node may run the app's web dynos; a request forwarded once is
             // served here or not at all.
             if forwarded || !self.peers.known_or_found(app.name.as_str()).await {
-                return error(
-                    line,
-                    &logs,
-                    started,
-                    503,
-                    ("H14", "No web dynos running"),
-                    &app,
-                );
+                return fail(line, 503, ("H14", "No web dynos running"));
             }
             return match self.peers.forward(app.name.as_str(), req).await {
                 // The serving node writes the router line (with its `node=`).
                 Ok((response, _node)) => response,
-                Err(ForwardError::NoPeer) => error(
-                    line,
-                    &logs,
-                    started,
-                    503,
-                    ("H14", "No web dynos running"),
-                    &app,
-                ),
+                Err(ForwardError::NoPeer) => fail(line, 503, ("H14", "No web dynos running")),
                 Err(ForwardError::Failed(why)) => {
                     tracing::warn!(app = %app.name, "forwarding failed: {why}");
-                    error(
-                        line,
-                        &logs,
-                        started,
-                        503,
-                        ("H13", "Connection closed without response"),
-                        &app,
-                    )
+                    fail(line, 503, ("H13", "Connection closed without response"))
                 }
             };
         };
@@ -398,30 +379,23 @@ impl Router {
             Ok(Ok(response)) => response,
             // The dyno already logged why ("Instance crashed: …").
             Ok(Err(DynoError::Crashed(_) | DynoError::NoResponse)) => {
-                return error(
-                    line,
-                    &logs,
-                    started,
-                    500,
-                    ("H13", "Connection closed without response"),
-                    &app,
-                );
+                return fail(line, 500, ("H13", "Connection closed without response"));
             }
             // The app's own requests hold its whole share of the host: like Heroku's
             // H11 (backlog too deep), the app is not keeping up with its traffic.
             Ok(Err(e @ DynoError::OverShare(_))) => {
                 app.logs
                     .platform(dyno.name(), format!("Request {request_id} refused: {e}"));
-                return error(line, &logs, started, 503, ("H11", "Backlog too deep"), &app);
+                return fail(line, 503, ("H11", "Backlog too deep"));
             }
             Ok(Err(e @ (DynoError::Guest(_) | DynoError::Boot(_)))) => {
                 app.logs
                     .platform(dyno.name(), format!("Request {request_id} failed: {e}"));
-                return error(line, &logs, started, 503, ("H10", "App crashed"), &app);
+                return fail(line, 503, ("H10", "App crashed"));
             }
             // Whichever notices first, the router's timer or the guest's deadline.
             Ok(Err(DynoError::Timeout)) | Err(_) => {
-                return error(line, &logs, started, 503, ("H12", "Request timeout"), &app);
+                return fail(line, 503, ("H12", "Request timeout"));
             }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
