@@ -122,6 +122,35 @@ fn push_config_rollback_scale_and_logs() {
         let err = host.fails(&["releases:info", version, "-a", "hello"]);
         assert!(err.contains(said), "{version}: {err}");
     }
+    // `--json` gives scripts what the API gives.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = host.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let v2 = json(&["releases:info", "v2", "--json", "-a", "hello"]);
+    assert_eq!(v2["version"], 2, "{v2}");
+    assert_eq!(v2["config"]["GREETING"], "config vars", "{v2}");
+    let listed = json(&["releases", "--json", "-a", "hello"]);
+    assert_eq!(listed[0]["version"], 3, "{listed}");
+    assert_eq!(listed[0]["current"], true, "{listed}");
+    assert_eq!(
+        json(&["config", "--json", "-a", "hello"]),
+        serde_json::json!({})
+    );
+    let apps = json(&["apps", "--json"]);
+    assert_eq!(apps[0]["name"], "hello", "{apps}");
+    assert_eq!(
+        json(&["apps:info", "--json", "-a", "hello"])["name"],
+        "hello"
+    );
+    let dynos = json(&["ps", "--json", "-a", "hello"]);
+    let names: Vec<&str> = dynos
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(names.contains(&"web.1"), "{dynos}");
     // `-n` shows the newest N (a page of the host's log, not the whole of it).
     let newest = host.ok(&["releases", "-n", "2", "-a", "hello"]);
     let versions: Vec<&str> = newest

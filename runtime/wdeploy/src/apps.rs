@@ -1,6 +1,6 @@
 //! `login`, `apps`, `apps:create`, `apps:info`, `apps:destroy`, `open`.
 
-use crate::session::{self, AppArg, Credentials};
+use crate::session::{self, AppArg, Credentials, JsonArg, ShowArgs};
 use anyhow::bail;
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +29,11 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn list() -> anyhow::Result<()> {
+pub fn list(json: JsonArg) -> anyhow::Result<()> {
     let apps = session::client()?.apps()?;
+    if json.printed(&apps)? {
+        return Ok(());
+    }
     if apps.is_empty() {
         println!("No apps yet: run `wdeploy apps:create` in an app's directory.");
     }
@@ -66,8 +69,11 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn info(args: AppArg) -> anyhow::Result<()> {
-    let app = session::client()?.app(&args.resolve()?)?;
+pub fn info(args: ShowArgs) -> anyhow::Result<()> {
+    let app = session::client()?.app(&args.app.resolve()?)?;
+    if args.json.printed(&app)? {
+        return Ok(());
+    }
     println!("=== {}", app.name);
     println!("Web URL:   {}", app.web_url);
     println!(

@@ -26,8 +26,11 @@ pub fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
 
 /// `nodes` (admin only): every live node, with the key it proves itself with, as the node
 /// answering found it by opening the hop to each.
-pub fn nodes() -> anyhow::Result<()> {
+pub fn nodes(json: crate::session::JsonArg) -> anyhow::Result<()> {
     let nodes = crate::session::client()?.nodes()?;
+    if json.printed(&nodes)? {
+        return Ok(());
+    }
     println!("=== Nodes ({})", nodes.len());
     let width =
         |f: fn(&wdeploy_api::wire::NodeStatus) -> usize| nodes.iter().map(f).max().unwrap_or(0);

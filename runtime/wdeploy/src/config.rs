@@ -1,13 +1,16 @@
 //! `config`, `config:get K`, `config:set K=V…`, `config:unset K…`.
 
-use crate::session::{self, AppArg};
+use crate::session::{self, AppArg, ShowArgs};
 use anyhow::bail;
 use wdeploy_api::Client;
 use wdeploy_api::wire::ConfigPatch;
 
-pub fn list(args: AppArg) -> anyhow::Result<()> {
-    let app = args.resolve()?;
+pub fn list(args: ShowArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
     let config = session::client()?.config(&app)?;
+    if args.json.printed(&config)? {
+        return Ok(());
+    }
     println!("=== {app} Config Vars");
     let width = config.keys().map(|k| k.len() + 1).max().unwrap_or(0);
     for (k, v) in config {

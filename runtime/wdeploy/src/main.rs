@@ -44,18 +44,18 @@ enum Command {
     /// Save the host URL and token the other commands use
     Login(apps::LoginArgs),
     /// List apps
-    Apps,
+    Apps(session::JsonArg),
     /// Create an app and link the current directory to it
     #[command(name = "apps:create")]
     AppsCreate(apps::CreateArgs),
     /// Show an app
     #[command(name = "apps:info")]
-    AppsInfo(AppArg),
+    AppsInfo(session::ShowArgs),
     /// Delete an app with its releases and config
     #[command(name = "apps:destroy")]
     AppsDestroy(apps::DestroyArgs),
     /// The cluster's live nodes, each with the key it proves itself with (admin only)
-    Nodes,
+    Nodes(session::JsonArg),
     /// Give the cluster's nodes a new key for the TLS between them; the old one is
     /// trusted for --grace seconds more (admin only)
     #[command(name = "cluster:rotate-key")]
@@ -102,7 +102,7 @@ enum Command {
     #[command(name = "releases:cancel")]
     ReleasesCancel(AppArg),
     /// Show config vars
-    Config(AppArg),
+    Config(session::ShowArgs),
     /// Show one config var
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
@@ -113,7 +113,7 @@ enum Command {
     #[command(name = "config:unset")]
     ConfigUnset(config::UnsetArgs),
     /// List the app's dynos
-    Ps(AppArg),
+    Ps(session::ShowArgs),
     /// Change how many dynos of each process type run
     #[command(name = "ps:scale")]
     Scale(ps::ScaleArgs),
@@ -180,11 +180,11 @@ fn main() -> std::process::ExitCode {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Host(args) => block_on(host::run(*args)),
         Command::Login(args) => apps::login(args),
-        Command::Apps => apps::list(),
+        Command::Apps(json) => apps::list(json),
         Command::AppsCreate(args) => apps::create(args),
         Command::AppsInfo(args) => apps::info(args),
         Command::AppsDestroy(args) => apps::destroy(args),
-        Command::Nodes => cluster::nodes(),
+        Command::Nodes(json) => cluster::nodes(json),
         Command::ClusterRotateKey(args) => cluster::rotate_key(args),
         Command::Maintenance(args) => apps::maintenance(args),
         Command::MaintenanceOn(args) => apps::set_maintenance(args, true),

@@ -1,14 +1,17 @@
 //! `ps`, `ps:scale`, `restart`, `run`, `logs`.
 
-use crate::session::{self, AppArg};
+use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::{Formation, LogSource, ProcessType};
 
-pub fn ps(args: AppArg) -> anyhow::Result<()> {
-    let app = args.resolve()?;
+pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
     let dynos = session::client()?.dynos(&app)?;
+    if args.json.printed(&dynos)? {
+        return Ok(());
+    }
     if dynos.is_empty() {
         println!("No dynos on {app}");
     }

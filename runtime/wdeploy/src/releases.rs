@@ -1,6 +1,6 @@
 //! `releases`, `releases:info [vN]`, `rollback [vN]`, `releases:cancel`.
 
-use crate::session::{self, AppArg};
+use crate::session::{self, AppArg, JsonArg};
 use anyhow::Context;
 use wdeploy_api::server::MAX_RELEASES_PAGE;
 use wdeploy_core::ReleaseStatus;
@@ -13,11 +13,16 @@ pub struct ReleasesArgs {
     #[arg(short = 'n', long = "num", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=MAX_RELEASES_PAGE as i64))]
     pub num: u32,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn list(args: ReleasesArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let releases = session::client()?.releases(&app, Some(args.num), None)?;
+    if args.json.printed(&releases)? {
+        return Ok(());
+    }
     println!("=== {app} Releases");
     for r in releases {
         let mark = if r.current {
@@ -41,6 +46,8 @@ pub struct InfoArgs {
     pub app: AppArg,
     /// The release to show, like v3 (default: the newest)
     pub version: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// `releases:info [vN]`: one release as it was released (what `rollback vN` would bring
@@ -56,6 +63,9 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
         },
     };
     let detail = client.release(&app, &version)?;
+    if args.json.printed(&detail)? {
+        return Ok(());
+    }
     let r = &detail.release;
     let mark = if r.current { " (current)" } else { "" };
     println!("=== {app} v{}{mark}", r.version);

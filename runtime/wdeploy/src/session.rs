@@ -139,6 +139,35 @@ impl AppArg {
     }
 }
 
+/// `--json` on the commands that show something: the answer as the API gives it, one
+/// JSON document on stdout, for scripts (`jq`) rather than eyes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JsonArg {
+    /// Print the answer as JSON, as the API gives it (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl JsonArg {
+    /// Prints `value` as JSON if `--json` was given; whether it did (then the command
+    /// prints nothing else).
+    pub fn printed<T: serde::Serialize>(self, value: &T) -> anyhow::Result<bool> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        }
+        Ok(self.json)
+    }
+}
+
+/// `-a APP` and `--json`: a command that shows something of one app.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
