@@ -76,61 +76,61 @@ fn ca_key_id(public_key: &[u8]) -> String {
     hex::encode(&digest.as_ref()[..8])
 }
 
-/// The CA one cluster key makes, and the certificate it gives one node.
-struct Identity {
-    ca_params: rcgen::CertificateParams,
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    node_key: rcgen::KeyPair,
-    node_cert: rcgen::Certificate,
+/// The CA one cluster key makes: every node makes the same.
+struct Ca {
+    params: rcgen::CertificateParams,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
-impl Identity {
-    fn of(key: &ClusterKey, node: &str) -> anyhow::Result<Identity> {
+impl Ca {
+    fn of(key: &ClusterKey) -> anyhow::Result<Ca> {
         let ca_key = derived_key(key, b"wdeploy node tls: ca")?;
-        let node_key = derived_key(key, format!("wdeploy node tls: node {node}").as_bytes())?;
-
         // Each key's CA has a name of its own, so that while two are trusted (after a
         // rotation) a chain is built to the right one; the name also says which key a
         // node's certificate comes from ([`key_id`]).
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name = rcgen::DistinguishedName::new();
-        ca_params.distinguished_name.push(
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
             rcgen::DnType::CommonName,
             format!("{CA_NAME}{}", ca_key_id(ca_key.public_key_raw())),
         );
         // One CA below another: the previous key's CA vouches for this one while both
         // are trusted.
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(1));
-        ca_params.key_usages = vec![
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(1));
+        params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params.clone(), ca_key)
+        let issuer = rcgen::CertifiedIssuer::self_signed(params.clone(), ca_key)
             .context("making the cluster's CA certificate")?;
+        Ok(Ca { params, issuer })
+    }
 
+    /// The key and certificate of the node called `node` under `key`, this CA's.
+    fn node_certificate(
+        &self,
+        key: &ClusterKey,
+        node: &str,
+    ) -> anyhow::Result<(rcgen::KeyPair, rcgen::Certificate)> {
+        let node_key = derived_key(key, format!("wdeploy node tls: node {node}").as_bytes())?;
         // What a forwarding node will ask for must be a DNS name.
         let name = ServerName::try_from(node_server_name(node))
             .ok()
             .and_then(|name| rcgen::CertificateParams::new(vec![name.to_str().into_owned()]).ok());
-        let mut node_params =
+        let mut params =
             name.with_context(|| format!("`{node}` cannot name a node's certificate"))?;
-        node_params.distinguished_name = rcgen::DistinguishedName::new();
-        node_params
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
             .distinguished_name
             .push(rcgen::DnType::CommonName, node);
-        node_params.extended_key_usages = vec![
+        params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let node_cert = node_params
-            .signed_by(&node_key, &ca)
+        let certificate = params
+            .signed_by(&node_key, &self.issuer)
             .context("making the node's certificate")?;
-        Ok(Identity {
-            ca_params,
-            ca,
-            node_key,
-            node_cert,
-        })
+        Ok((node_key, certificate))
     }
 }
 
@@ -149,27 +149,27 @@ impl NodeTls {
         previous: Option<&ClusterKey>,
         node: &str,
     ) -> anyhow::Result<NodeTls> {
-        let mine = Identity::of(key, node)?;
-        let previous = previous.map(|key| Identity::of(key, node)).transpose()?;
+        let ca = Ca::of(key)?;
+        let (node_key, certificate) = ca.node_certificate(key, node)?;
 
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(mine.ca.der().clone())
+            .add(ca.issuer.der().clone())
             .context("trusting the cluster's CA")?;
-        let mut chain: Vec<CertificateDer<'static>> = vec![mine.node_cert.der().clone()];
-        if let Some(previous) = &previous {
+        let mut chain: Vec<CertificateDer<'static>> = vec![certificate.der().clone()];
+        if let Some(previous) = previous.map(Ca::of).transpose()? {
             roots
-                .add(previous.ca.der().clone())
+                .add(previous.issuer.der().clone())
                 .context("trusting the cluster's previous CA")?;
-            let vouched = mine
-                .ca_params
-                .signed_by(mine.ca.key(), &previous.ca)
+            let vouched = ca
+                .params
+                .signed_by(ca.issuer.key(), &previous.issuer)
                 .context("vouching for the new CA with the previous one")?;
             chain.push(vouched.der().clone());
         }
         let roots = Arc::new(roots);
-        let key_id = ca_key_id(mine.ca.key().public_key_raw());
-        let node_key = mine.node_key.serialize_der();
+        let key_id = ca_key_id(ca.issuer.key().public_key_raw());
+        let node_key = node_key.serialize_der();
         let private = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.clone()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls13 = [&rustls::version::TLS13];
