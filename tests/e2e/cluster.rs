@@ -14,7 +14,7 @@ fn up_dynos(node: &TestHost, app: &str) -> Vec<(String, String)> {
     let ps = node.ok(&["ps", "-a", app]);
     let mut up: Vec<(String, String)> = ps
         .lines()
-        .filter(|l| l.contains(": up since"))
+        .filter(|l| l.contains(": up "))
         .filter_map(|l| {
             let dyno = l.split(':').next()?.to_string();
             let on = l.rsplit_once(" on ")?.1.trim().to_string();

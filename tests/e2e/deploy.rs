@@ -159,6 +159,38 @@ fn push_config_rollback_scale_and_logs() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(versions, ["v3", "v2"], "{newest}");
+    // Times read as on Heroku: the date on the reader's clock and how long ago; `--json`
+    // keeps RFC 3339 for scripts.
+    assert!(
+        newest
+            .lines()
+            .skip(1)
+            .all(|l| l.contains(" ago)") || l.contains(" (just now)")),
+        "{newest}"
+    );
+    let since = dynos[0]["since"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(since).is_ok(),
+        "{dynos}"
+    );
+    // Piped into a reader that is gone (`| head` after its lines), a command ends quietly
+    // by SIGPIPE, as `git log` does, instead of panicking on the broken pipe.
+    let mut piped = host
+        .command(&["releases", "-a", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn wdeploy");
+    drop(piped.stdout.take());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut piped.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = piped.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGPIPE),
+        "{status:?} {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
     let err = host.fails(&["releases", "-n", "0", "-a", "hello"]);
     assert!(err.contains("0 is not in 1..=1000"), "{err}");
 

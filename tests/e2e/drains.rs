@@ -308,7 +308,7 @@ fn in_a_cluster_each_node_ships_its_own_lines_once() {
             let up_on = |node: &str| {
                 ps.lines().any(|l| {
                     l.starts_with("web.")
-                        && l.contains(": up since")
+                        && l.contains(": up ")
                         && l.ends_with(&format!(" on {node}"))
                 })
             };

@@ -1,5 +1,6 @@
 //! The JSON bodies of the control API (shaped after Heroku's Platform API v3).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wdeploy_core::{AppName, Digest, Domain, DynoState, Formation, ProcessType, ReleaseStatus};
@@ -7,7 +8,7 @@ use wdeploy_core::{AppName, Digest, Domain, DynoState, Formation, ProcessType, R
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppInfo {
     pub name: AppName,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     /// `http://NAME.DOMAIN:PORT`
     pub web_url: String,
     /// Version of the release serving now, if any.
@@ -25,7 +26,7 @@ pub struct NodeStatus {
     pub name: String,
     /// Where the other nodes forward requests to it.
     pub advertise: String,
-    pub started_at: String,
+    pub started_at: DateTime<Utc>,
     /// Empty for a node of a version that does not say.
     pub version: String,
     /// The node that answered.
@@ -54,10 +55,10 @@ impl KeyRotation {
     }
 }
 
-/// A rotation done: until when the replaced key is trusted (RFC 3339).
+/// A rotation done: until when the replaced key is trusted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RotatedKey {
-    pub previous_trusted_until: String,
+    pub previous_trusted_until: DateTime<Utc>,
 }
 
 /// `PATCH /apps/NAME`: what to change of the app itself (each field: unchanged if absent).
@@ -97,7 +98,7 @@ pub struct ReleaseInfo {
     pub description: String,
     pub slug: Option<Digest>,
     pub user: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     pub status: ReleaseStatus,
     /// Whether this release serves now.
     pub current: bool,
@@ -129,10 +130,10 @@ pub struct DynoInfo {
     pub name: String,
     pub process_type: ProcessType,
     pub state: DynoState,
-    pub since: String,
+    pub since: DateTime<Utc>,
     /// When a crashed dyno starts again.
     #[serde(default)]
-    pub next_start: Option<String>,
+    pub next_start: Option<DateTime<Utc>>,
     pub release: u64,
     pub command: String,
     /// The node running it (in a cluster).
@@ -262,7 +263,7 @@ pub struct CertInfo {
     /// The issuer of the leaf (its CN); empty while ordering.
     pub issuer: String,
     /// When the leaf expires; absent while ordering.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub status: CertStatus,
     /// The last ACME failure, if any.
     pub error: Option<String>,
@@ -303,8 +304,8 @@ pub struct MetricsHistory {
 /// One interval of an app's [`MetricsHistory`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetricsSample {
-    /// When the interval ended (RFC 3339).
-    pub at: String,
+    /// When the interval ended.
+    pub at: DateTime<Utc>,
     /// Requests the router answered for the app in the interval, and of them 5xx.
     pub requests: u64,
     pub errors: u64,
@@ -324,7 +325,7 @@ pub struct MetricsSample {
 pub struct UserInfo {
     pub email: wdeploy_core::Person,
     pub admin: bool,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// `POST /users`: a new person, with a first token.
@@ -349,7 +350,7 @@ pub struct TokenInfo {
     pub id: wdeploy_core::TokenId,
     pub user: wdeploy_core::Person,
     pub description: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A token just made: the only time the token itself is shown.
@@ -373,7 +374,7 @@ pub struct DrainInfo {
     pub id: String,
     /// The URL as added (credentials included: the app's own data).
     pub url: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// `POST /apps/{app}/log-drains`: `{"url": "syslog+tls://logs.example.com:6514"}`.

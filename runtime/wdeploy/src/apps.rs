@@ -91,7 +91,7 @@ pub fn info(args: ShowArgs) -> anyhow::Result<()> {
     if app.maintenance {
         println!("Maintenance: on (the router answers 503 with a maintenance page)");
     }
-    println!("Created:   {}", app.created_at);
+    println!("Created:   {}", crate::when::moment(app.created_at));
     Ok(())
 }
 

@@ -19,7 +19,7 @@ pub fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     println!("Rotated the cluster's key: the nodes prove themselves with the new one now.");
     println!(
         "They trust the previous one until {}, and no more after.",
-        rotated.previous_trusted_until
+        crate::when::moment(rotated.previous_trusted_until)
     );
     Ok(())
 }
@@ -47,8 +47,10 @@ pub fn nodes(json: crate::session::JsonArg) -> anyhow::Result<()> {
         };
         let this = if node.this { "  (this node)" } else { "" };
         println!(
-            "{:<names$}  {:<addresses$}  {version}  up since {}  {reached}{this}",
-            node.name, node.advertise, node.started_at
+            "{:<names$}  {:<addresses$}  {version}  up {}  {reached}{this}",
+            node.name,
+            node.advertise,
+            crate::when::moment(node.started_at)
         );
     }
     Ok(())

@@ -20,6 +20,7 @@ mod queue;
 mod releases;
 mod session;
 mod watch;
+mod when;
 
 use clap::{Parser, Subcommand};
 use session::AppArg;
@@ -169,6 +170,18 @@ enum Command {
     DrainsRemove(drains::RemoveArgs),
 }
 
+/// A command's output piped into `head`, `grep -q` or a pager that quits ends the command
+/// quietly, as it does `git log` or `cat`. Rust starts programs with SIGPIPE ignored, so
+/// the next `println!` after the reader left would panic with "failed printing to stdout:
+/// Broken pipe" and a backtrace. Only for the client commands: `host` and `dev` are
+/// servers, where a peer that goes away must never end the process.
+fn end_quietly_when_the_reader_goes() {
+    // SAFETY: restores the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     no_library_backtraces();
     tracing_subscriber::fmt()
@@ -176,6 +189,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Dev(_) | Command::Host(_)) {
+        end_quietly_when_the_reader_goes();
+    }
     let result = match cli.command {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Host(args) => block_on(host::run(*args)),

@@ -28,7 +28,7 @@ pub fn users() -> anyhow::Result<()> {
         println!(
             "{:<width$}  {role:<6}  {}",
             user.email.as_str(),
-            user.created_at
+            crate::when::moment(user.created_at)
         );
     }
     Ok(())
@@ -75,7 +75,7 @@ pub fn tokens() -> anyhow::Result<()> {
             "{}  {:<width$}  {}  {}",
             t.id,
             t.user.as_str(),
-            t.created_at,
+            crate::when::moment(t.created_at),
             t.description
         );
     }

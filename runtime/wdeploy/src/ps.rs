@@ -25,16 +25,16 @@ pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
             .node
             .as_deref()
             .map_or(String::new(), |n| format!(" on {n}"));
-        match &d.next_start {
-            Some(next) => println!(
-                "{}: {} since {} (v{}){node}, next start at {next}",
-                d.name, d.state, d.since, d.release
-            ),
-            None => println!(
-                "{}: {} since {} (v{}){node}",
-                d.name, d.state, d.since, d.release
-            ),
-        }
+        let next = d.next_start.map_or(String::new(), |at| {
+            format!(", next start at {}", crate::when::soon(at))
+        });
+        println!(
+            "{}: {} {} v{}{node}{next}",
+            d.name,
+            d.state,
+            crate::when::moment(d.since),
+            d.release
+        );
     }
     Ok(())
 }

@@ -34,7 +34,10 @@ pub fn list(args: ReleasesArgs) -> anyhow::Result<()> {
         };
         println!(
             "v{:<4} {:<40} {:<10} {}{mark}",
-            r.version, r.description, r.user, r.created_at
+            r.version,
+            r.description,
+            r.user,
+            crate::when::moment(r.created_at)
         );
     }
     Ok(())
@@ -72,7 +75,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     println!("Status:   {}", r.status);
     println!("Change:   {}", r.description);
     println!("By:       {}", r.user);
-    println!("When:     {}", r.created_at);
+    println!("When:     {}", crate::when::moment(r.created_at));
     if let Some(slug) = &r.slug {
         println!("Slug:     {slug}");
     }

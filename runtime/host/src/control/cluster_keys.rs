@@ -83,11 +83,13 @@ impl Host {
         tracing::info!(by = %by, "the cluster's key is rotated");
         // This node at once; the others at their next read.
         self.follow_keys_read(Some(&keys));
+        let Some((_, previous_trusted_until)) = keys.previous else {
+            return Err(ControlError::Api(ApiError::internal(
+                "the rotation kept no previous key",
+            )));
+        };
         Ok(RotatedKey {
-            previous_trusted_until: keys
-                .previous
-                .map(|(_, until)| until.to_rfc3339())
-                .unwrap_or_default(),
+            previous_trusted_until,
         })
     }
 }

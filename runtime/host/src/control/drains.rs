@@ -67,6 +67,6 @@ fn drain_info(drain: &Drain) -> DrainInfo {
     DrainInfo {
         id: drain.id.to_string(),
         url: drain.url.to_string(),
-        created_at: drain.created_at.to_rfc3339(),
+        created_at: drain.created_at,
     }
 }

@@ -30,9 +30,7 @@ impl Host {
             NodeStatus {
                 name: node.name.to_string(),
                 advertise: node.advertise,
-                started_at: node
-                    .started_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                started_at: node.started_at,
                 version: node.version,
                 this,
                 key,

@@ -61,9 +61,7 @@ impl Host {
             .history()
             .into_iter()
             .map(|sample| MetricsSample {
-                at: chrono::DateTime::from_timestamp(sample.at, 0)
-                    .unwrap_or_default()
-                    .to_rfc3339(),
+                at: chrono::DateTime::from_timestamp(sample.at, 0).unwrap_or_default(),
                 requests: sample.requests,
                 errors: sample.server_errors,
                 requests_per_second: sample.requests_per_second,

@@ -70,7 +70,7 @@ impl Host {
             .map(|u| UserInfo {
                 email: u.email,
                 admin: u.admin,
-                created_at: u.created_at.to_rfc3339(),
+                created_at: u.created_at,
             })
             .collect())
     }
@@ -217,6 +217,6 @@ fn token_info(t: TokenRecord) -> TokenInfo {
         id: t.id,
         user: t.user,
         description: t.description,
-        created_at: t.created_at.to_rfc3339(),
+        created_at: t.created_at,
     }
 }

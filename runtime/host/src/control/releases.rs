@@ -606,7 +606,7 @@ fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
         description: r.description.clone(),
         slug: r.slug.clone(),
         user: r.author.clone(),
-        created_at: r.created_at.to_rfc3339(),
+        created_at: r.created_at,
         status: r.status,
         current: current == Some(r.version),
     }
