@@ -393,6 +393,12 @@ impl AppRuntime {
                 )
                 .await;
         };
+        if self.one_off_dynos.lock().contains_key(name) {
+            bail!(
+                "{name} is a one-off dyno, which is not restarted: it ends with its command, \
+                 or when its `wdeploy run` is interrupted"
+            );
+        }
         let (process_type, n) = dyno::parse_name(name)
             .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
         self.metrics.restarted(&process_type);

@@ -3,7 +3,7 @@
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
-use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
+use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, RunRequest};
 use wdeploy_core::{Formation, LogSource, ProcessType};
 
 pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
@@ -15,28 +15,49 @@ pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
     if dynos.is_empty() {
         println!("No dynos on {app}");
     }
-    let mut last_type: Option<ProcessType> = None;
-    for d in dynos {
-        if last_type.as_ref() != Some(&d.process_type) {
-            println!("=== {}: `{}`", d.process_type, d.command);
-            last_type = Some(d.process_type.clone());
+    // One-off dynos (`run.N`, `release.N`) first, each with its own command, as Heroku
+    // lists them; then the formation by process type, under the type's command.
+    let (one_offs, formation): (Vec<_>, Vec<_>) = dynos.iter().partition(|d| {
+        d.process_type.is_release() || d.name.split('.').next() != Some(d.process_type.as_str())
+    });
+    if !one_offs.is_empty() {
+        println!("=== run: one-off processes ({})", one_offs.len());
+        for d in &one_offs {
+            println!("{}: {}", dyno_line(d), d.command);
         }
-        let node = d
-            .node
-            .as_deref()
-            .map_or(String::new(), |n| format!(" on {n}"));
-        let next = d.next_start.map_or(String::new(), |at| {
-            format!(", next start at {}", crate::when::soon(at))
-        });
-        println!(
-            "{}: {} {} v{}{node}{next}",
-            d.name,
-            d.state,
-            crate::when::moment(d.since),
-            d.release
-        );
+    }
+    let mut last_type: Option<&ProcessType> = None;
+    for d in &formation {
+        if last_type != Some(&d.process_type) {
+            let count = formation
+                .iter()
+                .filter(|o| o.process_type == d.process_type)
+                .count();
+            println!("=== {}: `{}` ({count})", d.process_type, d.command);
+            last_type = Some(&d.process_type);
+        }
+        println!("{}", dyno_line(d));
     }
     Ok(())
+}
+
+/// `web.1: up 2026/11/28 04:19:29 +0000 (~ 3m ago) v2 on a`, and when a crashed dyno
+/// starts again.
+fn dyno_line(d: &DynoInfo) -> String {
+    let node = d
+        .node
+        .as_deref()
+        .map_or(String::new(), |n| format!(" on {n}"));
+    let next = d.next_start.map_or(String::new(), |at| {
+        format!(", next start at {}", crate::when::soon(at))
+    });
+    format!(
+        "{}: {} {} v{}{node}{next}",
+        d.name,
+        d.state,
+        crate::when::moment(d.since),
+        d.release
+    )
 }
 
 #[derive(Debug, clap::Args)]

@@ -211,6 +211,44 @@ fn one_off_dynos_stop_at_their_time_limit_and_with_their_app() {
         if ps.contains("run.") { Err(ps) } else { Ok(()) }
     });
 
+    // A one-off is attached to its `wdeploy run`, as on Heroku: interrupting the client
+    // stops the dyno, silent as it is (it would otherwise spin for 600 s unseen).
+    let mut run = Running::spawn(host.command(&["run", "spinner", "-a", "oneoff"]));
+    run.wait_for_text("Running `spinner` as run.", SOON);
+    poll_until("the one-off in ps", SOON, || {
+        let ps = host.ok(&["ps", "-a", "oneoff"]);
+        ps.contains("run.").then_some(())
+    });
+    let ps = host.ok(&["ps", "-a", "oneoff"]);
+    let name = ps
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_prefix("run.")
+                .map(|n| format!("run.{}", n.trim_end_matches(':')))
+        })
+        .unwrap_or_else(|| panic!("no one-off in {ps}"));
+    // Listed apart from the formation, with its own command, as Heroku lists them.
+    assert!(ps.starts_with("=== run: one-off processes (1)\n"), "{ps}");
+    assert!(
+        ps.contains(": spinner.wasm\n=== web: `web.wasm` (1)\n"),
+        "{ps}"
+    );
+    let err = host.fails(&["restart", &name, "-a", "oneoff"]);
+    assert!(
+        err.contains("is a one-off dyno, which is not restarted"),
+        "{err}"
+    );
+    run.interrupt(SOON);
+    poll_until("the interrupted one-off to leave ps", SOON, || {
+        let ps = host.ok(&["ps", "-a", "oneoff"]);
+        if ps.contains("run.") { Err(ps) } else { Ok(()) }
+    });
+    let logs = host.ok(&["logs", "--source", "wdeploy", "-a", "oneoff"]);
+    assert!(
+        logs.contains("]: Stopping process: its `wdeploy run` went away"),
+        "{logs}"
+    );
+
     // A one-off of a destroyed app stops with it (it would otherwise spin for 600 s).
     let mut run = Running::spawn(host.command(&["run", "spinner", "-a", "oneoff"]));
     run.wait_for_text("Running `spinner` as run.", SOON);

@@ -5,9 +5,10 @@
 use super::Host;
 use super::errors::{Result, invalid};
 use crate::logs::{BUFFER_LINES, LogLine, LogSource};
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use wdeploy_api::server::{Caller, LogQuery, TextStream};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::AppName;
@@ -31,11 +32,31 @@ impl Host {
             format!("Running `{}` as {name} by {by}", req.process_type),
         );
         let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
+        // The dyno is attached to its client, as Heroku's `run` is: when the client goes
+        // (Ctrl-C, a closed laptop, `| head` done), the response body is dropped, and with
+        // it this guard, which stops the dyno. Otherwise an interrupted `run` would leave
+        // its dyno running to the one-off deadline (a day by default) with nobody to see
+        // its output or stop it.
+        let client = CancellationToken::new();
+        let attached = client.clone().drop_guard();
+        let logs = runtime.logs.clone();
+        let stop = task.abort_handle();
         tokio::spawn(async move {
             let _ = tx
                 .send(format!("Running `{}` as {name}\n", req.process_type))
                 .await;
-            let code = match follow_one_off(&mut live, &name, task, &mut tx, "").await {
+            let followed = follow_one_off(&mut live, &name, task, &mut tx, "");
+            let ended = tokio::select! {
+                ended = followed => ended,
+                () = client.cancelled() => {
+                    // Stopped at the guest's next yield; `Listed` takes it out of `ps`.
+                    stop.abort();
+                    logs.platform(&name, "Stopping process: its `wdeploy run` went away");
+                    logs.platform(&name, "State changed from up to complete");
+                    return;
+                }
+            };
+            let code = match ended {
                 Ok(code) => code,
                 Err(why) => {
                     let _ = tx.send(format!("{name} crashed: {why}\n")).await;
@@ -44,7 +65,10 @@ impl Host {
             };
             let _ = tx.send(format!("{EXIT_MARKER}{code}\n")).await;
         });
-        Ok(Box::pin(rx))
+        Ok(Box::pin(rx.map(move |line| {
+            let _attached = &attached;
+            line
+        })))
     }
 
     pub(super) async fn log_stream(&self, app: &AppName, query: LogQuery) -> Result<TextStream> {
@@ -92,7 +116,8 @@ impl Host {
 
 /// Forwards a one-off dyno's output (its `app[NAME]` lines, each after `indent`) into
 /// `out` until it ends, and returns its exit status or why it crashed. A client that
-/// went away does not stop the dyno.
+/// went away does not stop the dyno here: each caller decides (an attached `run` stops
+/// it, a release phase runs on for the release's sake).
 pub(super) async fn follow_one_off(
     live: &mut tokio::sync::broadcast::Receiver<Arc<LogLine>>,
     name: &str,
