@@ -11,11 +11,12 @@
 //! WASI 0.2 handlers are called directly, and their response head goes to the router
 //! when the handler returns or waits ([`super::drive`]), so a small body goes out in one
 //! write whatever idiom wrote it; WASI 0.3 (component-model async) handlers run
-//! in wasmtime's concurrent scheduler ([`Inner::serve_async`]), one request at a time per
+//! in wasmtime's concurrent scheduler ([`p3`]), one request at a time per
 //! instance like the others, so limits, reuse and logs are the same for both.
 
+mod p3;
+
 use crate::deadlines::human;
-use crate::dyno::absolute_uri::with_absolute_uri;
 use crate::dyno::drive::{self, Driven};
 use crate::dyno::ephemeral::EphemeralDir;
 use crate::dyno::ready_body::collect_ready;
@@ -35,9 +36,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
-use wasmtime::{AsContextMut, Store};
+use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::handler::{Prepared, Proxy, ProxyPre};
+use wasmtime_wasi_http::handler::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wdeploy_core::DynoState;
@@ -460,84 +461,6 @@ impl Inner {
             // Errors past the head are the guest's own (logged by `finish`).
             let (warm, result) = call.await;
             let _ = self.finish(warm, result, Answered::Yes);
-        }
-    }
-
-    /// [`Inner::serve`] for a WASI 0.3 handler. It runs in wasmtime's concurrent
-    /// scheduler, which must keep running after the handler has returned its response:
-    /// the guest writes the body from tasks of its own, so the request ends when the
-    /// instance has no such task left.
-    async fn serve_async(
-        self: &Arc<Self>,
-        mut warm: Warm,
-        req: hyper::Request<Incoming>,
-        deadline: Instant,
-        head: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, DynoError>>,
-    ) {
-        use http_body_util::BodyExt as _;
-        let req = with_absolute_uri(req).map(|body| body.map_err(Into::into).boxed_unsync());
-        let (sender, mut receiver) = futures::channel::oneshot::channel();
-        warm.store.data_mut().deadline = Some(deadline);
-        // `Some(head)` while the guest has not answered.
-        let (unanswered, result) = {
-            let Warm { store, proxy, .. } = &mut warm;
-            let prepared = match Prepared::new(
-                store.as_context_mut(),
-                proxy,
-                req,
-                <StoreData as WasiHttpView>::http,
-                sender,
-            ) {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    let _ = head.send(Err(DynoError::Boot(format!("{e:#}"))));
-                    return;
-                }
-            };
-            let run = store.run_concurrent(async |accessor| {
-                prepared.run(accessor, std::future::pending()).await?;
-                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
-                wasmtime::Result::Ok(())
-            });
-            // The epoch callback stops a guest that computes past its deadline; one that
-            // only waits (a timer, a task that never ends) is stopped here, so a request
-            // holds its instance no longer than a WASI 0.2 one could.
-            let mut run = Box::pin(async move {
-                match tokio::time::timeout_at(deadline.into(), run).await {
-                    Ok(ran) => ran,
-                    Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
-                }
-            });
-            let (response, ran) = tokio::select! {
-                biased;
-                response = &mut receiver => (response.ok(), None),
-                ran = &mut run => (receiver.try_recv().ok().flatten(), Some(ran)),
-            };
-            let answer = response
-                .map(|response| response.map_err(|e| DynoError::Guest(describe_failure(&e))));
-            let unanswered = match answer {
-                Some(answer) => {
-                    let _ = head.send(answer);
-                    None
-                }
-                None => Some(head),
-            };
-            // The guest writes its body (or winds down) until its last task ends.
-            let ran = match ran {
-                Some(ran) => ran,
-                None => run.await,
-            };
-            (unanswered, ran.and_then(|ran| ran))
-        };
-        warm.store.data_mut().deadline = None;
-        match unanswered {
-            None => {
-                let _ = self.finish(warm, result, Answered::Yes);
-            }
-            Some(head) => {
-                let outcome = self.finish(warm, result, Answered::No);
-                let _ = head.send(outcome.and(Err(DynoError::NoResponse)));
-            }
         }
     }
 
