@@ -405,3 +405,49 @@ fn twenty_deploys_under_continuous_load_fail_no_request() {
         (200, "Hello from release 20\n".into())
     );
 }
+
+/// `completions SHELL` prints a script that completes every command, verbs with a colon
+/// included, for the shells clap knows; bash loads it as is.
+#[test]
+fn shell_completions_cover_every_command() {
+    let out = wdeploy()
+        .args(["completions", "bash"])
+        .output()
+        .expect("run wdeploy");
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for verb in [
+        "releases:info",
+        "ps:scale",
+        "maintenance:on",
+        "kv:del",
+        "run",
+    ] {
+        assert!(script.contains(verb), "no {verb} in the bash script");
+    }
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source /dev/stdin && complete -p wdeploy")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut bash| {
+            use std::io::Write;
+            bash.stdin.take().unwrap().write_all(script.as_bytes())?;
+            bash.wait_with_output()
+        })
+        .expect("run bash");
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("-F _wdeploy wdeploy"),
+        "{loaded:?}"
+    );
+    let wrong = wdeploy()
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run wdeploy");
+    assert!(
+        stderr(&wrong).contains("possible values: bash"),
+        "{}",
+        stderr(&wrong)
+    );
+}

@@ -22,7 +22,7 @@ mod session;
 mod watch;
 mod when;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use session::AppArg;
 
 #[derive(Debug, Parser)]
@@ -168,6 +168,12 @@ enum Command {
     /// Stop sending the app's log lines to a drain
     #[command(name = "drains:remove")]
     DrainsRemove(drains::RemoveArgs),
+    /// Print the shell completion script for SHELL (bash: `source <(wdeploy completions
+    /// bash)`; zsh: write it as `_wdeploy` into a directory of your $fpath)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A command's output piped into `head`, `grep -q` or a pager that quits ends the command
@@ -246,6 +252,15 @@ fn main() -> std::process::ExitCode {
         Command::Drains(args) => drains::list(args),
         Command::DrainsAdd(args) => drains::add(args),
         Command::DrainsRemove(args) => drains::remove(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "wdeploy",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
