@@ -23,6 +23,7 @@ mod fds;
 mod gate;
 mod limits;
 mod memory;
+mod probes;
 mod tracked;
 
 pub use fds::raise_fd_limit;
@@ -136,6 +137,7 @@ pub async fn serve<S, B>(
             }
         };
         let _ = stream.set_nodelay(true);
+        probes::keep_probing(&stream);
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -402,6 +404,43 @@ mod tests {
             .await
             .ok()?;
         String::from_utf8(body.to_bytes().to_vec()).ok()
+    }
+
+    /// The kernel's own view of the listener's side of a connection (`/proc/net/tcp`): a
+    /// keepalive timer runs on it (timer kind 2), due within [`probes::IDLE`].
+    #[tokio::test]
+    async fn an_accepted_connection_is_probed_for_a_client_that_vanished() {
+        let key = ClusterKey::from_bytes(&[7; ClusterKey::LEN]).expect("key");
+        let addr = listening(&key, HEADER_TIMEOUT).await;
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let ends = format!(
+            ":{:04X} 0100007F:{:04X} ",
+            addr.port(),
+            client.local_addr().expect("addr").port()
+        );
+        let mut timer = String::new();
+        for _ in 0..200 {
+            let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+            let row = table.lines().find(|l| l.contains(&ends));
+            // Fields: sl, local, remote, state, queues, then the timer as `kind:when`.
+            timer = row
+                .and_then(|row| row.split_whitespace().nth(5))
+                .unwrap_or_default()
+                .to_string();
+            if timer.starts_with("02:") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (kind, when) = timer.split_once(':').expect("the server's socket");
+        assert_eq!(
+            kind, "02",
+            "no keepalive timer on the accepted socket: {timer}"
+        );
+        // In clock ticks (USER_HZ, 100 a second).
+        let due = u64::from_str_radix(when, 16).expect("hex") / 100;
+        assert!(due > 0 && due <= probes::IDLE.as_secs(), "{timer}");
+        drop(client);
     }
 
     #[tokio::test]
