@@ -535,6 +535,36 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let err = b.fails(&["restart", "web.9", "-a", "hello"]);
     assert!(err.contains("no dyno web.9 is running"), "{err}");
 
+    // A detached one-off runs on the node asked; `ps:stop` through another node stops it
+    // (through the request every node reads), and it is never restarted.
+    let started = a.ok(&["run:detached", "worker", "-a", "hello"]);
+    let one_off = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    poll_until("the one-off in c's ps", MOVE, || {
+        let ps = c.ok(&["ps", "-a", "hello"]);
+        let on_a = ps
+            .lines()
+            .any(|l| l.starts_with(&format!("{one_off}: up")) && l.contains(" on a: "));
+        if on_a { Ok(()) } else { Err(ps) }
+    });
+    let err = c.fails(&["restart", &one_off, "-a", "hello"]);
+    assert!(err.contains("`wdeploy ps:stop"), "{err}");
+    c.ok(&["ps:stop", &one_off, "-a", "hello"]);
+    poll_until("the stopped one-off to leave ps", MOVE, || {
+        let ps = a.ok(&["ps", "-a", "hello"]);
+        if ps.contains(&one_off) {
+            Err(ps)
+        } else {
+            Ok(())
+        }
+    });
+    logged(vec![format!(
+        "wdeploy[{one_off}]: Stopping process: stopped with ps:stop through another node"
+    )]);
+
     // `placement = "every-node"`: web=1 means one web dyno on each node.
     let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
     b.create_and_push("edge", edge.path());

@@ -289,6 +289,13 @@ impl Client {
         }
     }
 
+    /// Stops a one-off dyno (`ps:stop`).
+    pub fn stop_dyno(&self, app: &str, dyno: &str) -> Result<()> {
+        let path = format!("/apps/{app}/dynos/{dyno}/actions/stop");
+        self.send::<_, serde_json::Value>("POST", &path, &())
+            .map(|_| ())
+    }
+
     /// Starts a one-off dyno; read its output from the returned stream.
     pub fn run(&self, app: &str, req: &RunRequest) -> Result<Box<dyn Read + Send>> {
         let response = self

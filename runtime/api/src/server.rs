@@ -189,6 +189,8 @@ pub trait Platform: Send + Sync + 'static {
     async fn dynos(&self, app: &AppName) -> Result<Vec<DynoInfo>, ApiError>;
     async fn restart(&self, app: &AppName, by: &Caller, dyno: Option<&str>)
     -> Result<(), ApiError>;
+    /// Stops a one-off dyno (`ps:stop run.N`), on whichever node runs it.
+    async fn stop_dyno(&self, app: &AppName, by: &Caller, dyno: &str) -> Result<(), ApiError>;
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
     async fn run(
         &self,
@@ -370,6 +372,7 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::POST, "/apps/{app}/dynos", run),
         at(M::DELETE, "/apps/{app}/dynos", restart_all),
         at(M::DELETE, "/apps/{app}/dynos/{dyno}", restart_one),
+        at(M::POST, "/apps/{app}/dynos/{dyno}/actions/stop", stop_one),
         at(M::GET, "/apps/{app}/log-sessions", logs),
         at(M::GET, "/apps/{app}/log-events", log_events),
         at(M::GET, "/apps/{app}/addons", addons),

@@ -149,6 +149,12 @@ pub struct RunRequest {
     /// Seconds the dyno may live (Heroku's `time_to_live`); the host's limit caps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_live: Option<u64>,
+    /// In the background (Heroku's `run:detached`): the stream ends once the dyno runs,
+    /// its output goes to the log stream only, and it runs on whatever its client does,
+    /// until its command ends, its time limit, or `ps:stop`. Otherwise the dyno is
+    /// attached to its client and stops when the client goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
 }
 
 /// Every error body: `{"id": "not_found", "message": "…"}`.

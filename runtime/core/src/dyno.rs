@@ -44,8 +44,26 @@ pub fn parse_name(name: &str) -> Option<(ProcessType, u32)> {
     Some((process_type.parse().ok()?, n.parse().ok()?))
 }
 
+/// Whether dyno `name`, running `process_type`, is a one-off (`run.1002` running
+/// `worker`, or the release phase's `release.1000`) rather than one of the formation
+/// (`worker.2`), which is named after its process type.
+pub fn is_one_off(name: &str, process_type: &ProcessType) -> bool {
+    process_type.is_release() || name.split('.').next() != Some(process_type.as_str())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_offs_are_told_from_the_formation() {
+        let worker = "worker".parse().unwrap();
+        assert!(super::is_one_off("run.1002", &worker));
+        assert!(!super::is_one_off("worker.2", &worker));
+        assert!(super::is_one_off(
+            "release.1000",
+            &crate::ProcessType::release()
+        ));
+    }
+
     #[test]
     fn dyno_names() {
         let (t, n) = super::parse_name("worker.2").unwrap();

@@ -396,8 +396,8 @@ impl AppRuntime {
         };
         if self.one_off_dynos.lock().contains_key(name) {
             bail!(
-                "{name} is a one-off dyno, which is not restarted: it ends with its command, \
-                 or when its `wdeploy run` is interrupted"
+                "{name} is a one-off dyno, which is not restarted: `wdeploy ps:stop {name}` \
+                 stops it"
             );
         }
         let (process_type, n) = dyno::parse_name(name)

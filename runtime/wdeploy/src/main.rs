@@ -120,8 +120,15 @@ enum Command {
     Scale(ps::ScaleArgs),
     /// Restart all dynos, or one
     Restart(ps::RestartArgs),
-    /// Run a one-off dyno and stream its output
+    /// Stop a one-off dyno (run.1002)
+    #[command(name = "ps:stop")]
+    Stop(ps::StopArgs),
+    /// Run a one-off dyno and stream its output; interrupting this stops the dyno
     Run(ps::RunArgs),
+    /// Run a one-off dyno in the background: its output goes to the log stream, and it
+    /// runs until its command ends, its time limit or `ps:stop`
+    #[command(name = "run:detached")]
+    RunDetached(ps::RunArgs),
     /// Show (and with --tail, follow) the log stream
     Logs(ps::LogsArgs),
     /// Show a key of the app's key-value add-on
@@ -235,6 +242,8 @@ fn main() -> std::process::ExitCode {
             Ok(code) => return std::process::ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),
         },
+        Command::RunDetached(args) => ps::run_detached(args),
+        Command::Stop(args) => ps::stop(args),
         Command::Logs(args) => ps::logs(args),
         Command::KvGet(args) => kv::get(args),
         Command::KvSet(args) => kv::set(args),

@@ -4,7 +4,7 @@ use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
 use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, RunRequest};
-use wdeploy_core::{Formation, LogSource, ProcessType};
+use wdeploy_core::{Formation, LogSource, ProcessType, dyno};
 
 pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
@@ -17,9 +17,9 @@ pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
     }
     // One-off dynos (`run.N`, `release.N`) first, each with its own command, as Heroku
     // lists them; then the formation by process type, under the type's command.
-    let (one_offs, formation): (Vec<_>, Vec<_>) = dynos.iter().partition(|d| {
-        d.process_type.is_release() || d.name.split('.').next() != Some(d.process_type.as_str())
-    });
+    let (one_offs, formation): (Vec<_>, Vec<_>) = dynos
+        .iter()
+        .partition(|d| dyno::is_one_off(&d.name, &d.process_type));
     if !one_offs.is_empty() {
         println!("=== run: one-off processes ({})", one_offs.len());
         for d in &one_offs {
@@ -117,20 +117,10 @@ pub struct RunArgs {
     pub timeout: Option<u64>,
 }
 
-/// Streams the one-off dyno's output; returns its exit status.
+/// Streams the one-off dyno's output; returns its exit status. The dyno is attached:
+/// interrupting this stops it.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let app = args.app.resolve()?;
-    let mut command = args.command.into_iter();
-    let process_type = command.next().context("nothing to run")?;
-    let process_type: ProcessType = process_type.parse()?;
-    let reader = session::client()?.run(
-        &app,
-        &RunRequest {
-            process_type,
-            args: command.collect(),
-            time_to_live: args.timeout,
-        },
-    )?;
+    let reader = start(args, false)?;
     let mut out = std::io::stdout();
     for line in BufReader::new(reader).lines() {
         let line = line.context("the host closed the stream")?;
@@ -140,6 +130,48 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         writeln!(out, "{line}")?;
     }
     bail!("the host ended the stream without an exit status")
+}
+
+/// `run:detached`: starts the one-off dyno and returns; its output goes to the log.
+pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
+    let reader = start(args, true)?;
+    let mut out = std::io::stdout();
+    for line in BufReader::new(reader).lines() {
+        writeln!(out, "{}", line.context("the host closed the stream")?)?;
+    }
+    Ok(())
+}
+
+fn start(args: RunArgs, detached: bool) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+    let app = args.app.resolve()?;
+    let mut command = args.command.into_iter();
+    let process_type = command.next().context("nothing to run")?;
+    let process_type: ProcessType = process_type.parse()?;
+    Ok(session::client()?.run(
+        &app,
+        &RunRequest {
+            process_type,
+            args: command.collect(),
+            time_to_live: args.timeout,
+            detached,
+        },
+    )?)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The one-off dyno to stop (run.1002)
+    pub dyno: String,
+}
+
+/// `ps:stop run.N`: stops a one-off dyno, on whichever node runs it.
+pub fn stop(args: StopArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    session::client()?.stop_dyno(&app, &args.dyno)?;
+    println!("Stopping {} of {app}", args.dyno);
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

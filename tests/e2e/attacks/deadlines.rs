@@ -211,7 +211,7 @@ fn one_off_dynos_stop_at_their_time_limit_and_with_their_app() {
         if ps.contains("run.") { Err(ps) } else { Ok(()) }
     });
 
-    // A one-off is attached to its `wdeploy run`, as on Heroku: interrupting the client
+    // A one-off is attached to its `wdeploy run`, as on Heroku: the client going away
     // stops the dyno, silent as it is (it would otherwise spin for 600 s unseen).
     let mut run = Running::spawn(host.command(&["run", "spinner", "-a", "oneoff"]));
     run.wait_for_text("Running `spinner` as run.", SOON);
@@ -235,10 +235,11 @@ fn one_off_dynos_stop_at_their_time_limit_and_with_their_app() {
     );
     let err = host.fails(&["restart", &name, "-a", "oneoff"]);
     assert!(
-        err.contains("is a one-off dyno, which is not restarted"),
+        err.contains("is a one-off dyno, which is not restarted: `wdeploy ps:stop"),
         "{err}"
     );
-    run.interrupt(SOON);
+    // Killed outright: SIGINT would be ignored where the tests run as a background job.
+    run.kill_9();
     poll_until("the interrupted one-off to leave ps", SOON, || {
         let ps = host.ok(&["ps", "-a", "oneoff"]);
         if ps.contains("run.") { Err(ps) } else { Ok(()) }
@@ -246,6 +247,31 @@ fn one_off_dynos_stop_at_their_time_limit_and_with_their_app() {
     let logs = host.ok(&["logs", "--source", "wdeploy", "-a", "oneoff"]);
     assert!(
         logs.contains("]: Stopping process: its `wdeploy run` went away"),
+        "{logs}"
+    );
+
+    // Detached (Heroku's `run:detached`), it runs on without its client, until `ps:stop`.
+    let started = host.ok(&["run:detached", "spinner", "-a", "oneoff"]);
+    assert!(started.contains(" (detached): "), "{started}");
+    let detached = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    let ps = host.ok(&["ps", "-a", "oneoff"]);
+    assert!(ps.contains(&format!("{detached}: up")), "{ps}");
+    let err = host.fails(&["ps:stop", "web.1", "-a", "oneoff"]);
+    assert!(err.contains("web.1 is one of the formation"), "{err}");
+    let err = host.fails(&["ps:stop", "run.9999", "-a", "oneoff"]);
+    assert!(err.contains("no dyno run.9999 is running"), "{err}");
+    host.ok(&["ps:stop", &detached, "-a", "oneoff"]);
+    poll_until("the stopped one-off to leave ps", SOON, || {
+        let ps = host.ok(&["ps", "-a", "oneoff"]);
+        if ps.contains("run.") { Err(ps) } else { Ok(()) }
+    });
+    let logs = host.ok(&["logs", "--source", "wdeploy", "-a", "oneoff"]);
+    assert!(
+        logs.contains(&format!("[{detached}]: Stopping process: stopped by ")),
         "{logs}"
     );
 

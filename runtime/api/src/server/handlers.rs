@@ -226,6 +226,17 @@ pub(super) async fn restart_one(
     Ok(http::StatusCode::ACCEPTED)
 }
 
+/// Heroku's `POST /apps/{app}/dynos/{dyno}/actions/stop`.
+pub(super) async fn stop_one(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    Path((_, dyno)): Path<(String, String)>,
+) -> Result<http::StatusCode, ApiError> {
+    p.stop_dyno(&app, &by, &dyno).await?;
+    Ok(http::StatusCode::ACCEPTED)
+}
+
 pub(super) async fn run(
     State(p): State<Shared>,
     AppPath(app): AppPath,

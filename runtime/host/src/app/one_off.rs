@@ -13,6 +13,19 @@ use std::time::Duration;
 use wdeploy_core::{DynoState, ProcessType};
 
 impl AppRuntime {
+    /// Stops one-off dyno `name` if this node runs it, saying `why` in its log; whether
+    /// it did. The guest stops at its next yield, and the dyno leaves `ps` as it ends.
+    pub fn stop_one_off(&self, name: &str, why: &str) -> bool {
+        let Some(abort) = self.one_off_dynos.lock().get(name).map(|o| o.abort.clone()) else {
+            return false;
+        };
+        abort.abort();
+        self.logs.platform(name, format!("Stopping process: {why}"));
+        self.logs
+            .platform(name, "State changed from up to complete");
+        true
+    }
+
     /// Runs a one-off dyno `run.N` of the current release to completion.
     /// Returns its name at once and its outcome through the join handle.
     /// It is stopped once it has run for `lifetime` (at most the host's one-off limit).

@@ -422,7 +422,11 @@ impl Host {
             None => runtime.current_release().is_some(),
             Some(name) => runtime.dynos().iter().any(|d| &d.name == name),
         };
-        if ours {
+        // One-offs are never restarted: a request naming one is `ps:stop`'s.
+        let stopped = request.dyno.as_deref().is_some_and(|name| {
+            runtime.stop_one_off(name, "stopped with ps:stop through another node")
+        });
+        if ours && !stopped {
             let what = request.dyno.as_deref().unwrap_or("all dynos");
             runtime.logs.platform(
                 "api",

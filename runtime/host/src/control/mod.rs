@@ -28,6 +28,7 @@ mod idle;
 mod maintenance;
 mod nodes;
 mod observe;
+mod one_offs;
 mod people;
 mod platform;
 mod release_phase;

@@ -177,6 +177,22 @@ impl Host {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
         let runtime = &entry.runtime;
+        if let Some(name) = dyno {
+            let one_off = self
+                .cluster_dynos(&record, &entry)
+                .await
+                .into_iter()
+                .any(|(_, d)| {
+                    d.name == name && wdeploy_core::dyno::is_one_off(&d.name, &d.process_type)
+                });
+            if one_off {
+                return Err(ApiError::invalid(format!(
+                    "{name} is a one-off dyno, which is not restarted: `wdeploy ps:stop \
+                     {name}` stops it"
+                ))
+                .into());
+            }
+        }
         let _turn = entry.release_turn().await?;
         let local = dyno.is_none_or(|name| runtime.dynos().iter().any(|d| d.name == name));
         if local {
@@ -377,6 +393,10 @@ impl Platform for Host {
         req: RunRequest,
     ) -> Result<TextStream, ApiError> {
         Ok(self.run_one_off(app, by, req).await?)
+    }
+
+    async fn stop_dyno(&self, app: &AppName, by: &Caller, dyno: &str) -> Result<(), ApiError> {
+        Ok(self.stop_one(app, by, dyno).await?)
     }
 
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError> {

@@ -1,76 +1,17 @@
 //! Streams to API clients: an app's log stream (history, then live lines) and the output
-//! of one-off dynos. A client that reads slowly loses lines (and is told how many); it
+//! of one-off dynos ([`follow_one_off`]). A client that reads slowly loses lines (and is told how many); it
 //! never slows the dynos.
 
 use super::Host;
-use super::errors::{Result, invalid};
+use super::errors::Result;
 use crate::logs::{BUFFER_LINES, LogLine, LogSource};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
-use wdeploy_api::server::{Caller, LogQuery, TextStream};
-use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
+use wdeploy_api::server::{LogQuery, TextStream};
 use wdeploy_core::AppName;
 
 impl Host {
-    pub(super) async fn run_one_off(
-        &self,
-        app: &AppName,
-        by: &Caller,
-        req: RunRequest,
-    ) -> Result<TextStream> {
-        let entry = self.existing(app).await?;
-        let runtime = &entry.runtime;
-        let (_, mut live) = runtime.logs.replay_and_subscribe(0);
-        let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
-        let (name, task) = runtime
-            .run(&req.process_type, req.args, lifetime)
-            .map_err(invalid)?;
-        runtime.logs.platform(
-            "api",
-            format!("Running `{}` as {name} by {by}", req.process_type),
-        );
-        let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
-        // The dyno is attached to its client, as Heroku's `run` is: when the client goes
-        // (Ctrl-C, a closed laptop, `| head` done), the response body is dropped, and with
-        // it this guard, which stops the dyno. Otherwise an interrupted `run` would leave
-        // its dyno running to the one-off deadline (a day by default) with nobody to see
-        // its output or stop it.
-        let client = CancellationToken::new();
-        let attached = client.clone().drop_guard();
-        let logs = runtime.logs.clone();
-        let stop = task.abort_handle();
-        tokio::spawn(async move {
-            let _ = tx
-                .send(format!("Running `{}` as {name}\n", req.process_type))
-                .await;
-            let followed = follow_one_off(&mut live, &name, task, &mut tx, "");
-            let ended = tokio::select! {
-                ended = followed => ended,
-                () = client.cancelled() => {
-                    // Stopped at the guest's next yield; `Listed` takes it out of `ps`.
-                    stop.abort();
-                    logs.platform(&name, "Stopping process: its `wdeploy run` went away");
-                    logs.platform(&name, "State changed from up to complete");
-                    return;
-                }
-            };
-            let code = match ended {
-                Ok(code) => code,
-                Err(why) => {
-                    let _ = tx.send(format!("{name} crashed: {why}\n")).await;
-                    1
-                }
-            };
-            let _ = tx.send(format!("{EXIT_MARKER}{code}\n")).await;
-        });
-        Ok(Box::pin(rx.map(move |line| {
-            let _attached = &attached;
-            line
-        })))
-    }
-
     pub(super) async fn log_stream(&self, app: &AppName, query: LogQuery) -> Result<TextStream> {
         let entry = self.existing(app).await?;
         let keep = move |line: &LogLine| {

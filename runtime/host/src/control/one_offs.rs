@@ -1,0 +1,128 @@
+//! One-off dynos through the API: `run`, attached to its client or detached, and
+//! `ps:stop`, on whichever node runs the dyno.
+
+use super::Host;
+use super::errors::{Result, invalid};
+use super::streams::follow_one_off;
+use futures::{SinkExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use wdeploy_api::ApiError;
+use wdeploy_api::server::{Caller, TextStream};
+use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
+use wdeploy_core::{AppName, dyno};
+
+impl Host {
+    pub(super) async fn run_one_off(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        req: RunRequest,
+    ) -> Result<TextStream> {
+        let entry = self.existing(app).await?;
+        let runtime = &entry.runtime;
+        let (_, mut live) = runtime.logs.replay_and_subscribe(0);
+        let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
+        let (name, task) = runtime
+            .run(&req.process_type, req.args, lifetime)
+            .map_err(invalid)?;
+        let detached = if req.detached { " (detached)" } else { "" };
+        runtime.logs.platform(
+            "api",
+            format!("Running `{}` as {name}{detached} by {by}", req.process_type),
+        );
+        if req.detached {
+            // Its output is in the log stream; the dyno runs on whatever its client does.
+            drop(task);
+            let said = format!(
+                "Running `{}` as {name} (detached): `wdeploy logs --tail --dyno {name}` \
+                 shows its output, `wdeploy ps:stop {name}` stops it\n",
+                req.process_type
+            );
+            return Ok(Box::pin(futures::stream::iter([said])));
+        }
+        let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
+        // The dyno is attached to its client, as Heroku's `run` is: when the client goes
+        // (Ctrl-C, a closed laptop, `| head` done), the response body is dropped, and with
+        // it this guard, which stops the dyno. Otherwise an interrupted `run` would leave
+        // its dyno running to the one-off deadline (a day by default) with nobody to see
+        // its output or stop it.
+        let client = CancellationToken::new();
+        let attached = client.clone().drop_guard();
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let _ = tx
+                .send(format!("Running `{}` as {name}\n", req.process_type))
+                .await;
+            let followed = follow_one_off(&mut live, &name, task, &mut tx, "");
+            let ended = tokio::select! {
+                ended = followed => ended,
+                () = client.cancelled() => {
+                    runtime.stop_one_off(&name, "its `wdeploy run` went away");
+                    return;
+                }
+            };
+            let code = match ended {
+                Ok(code) => code,
+                Err(why) => {
+                    let _ = tx.send(format!("{name} crashed: {why}\n")).await;
+                    1
+                }
+            };
+            let _ = tx.send(format!("{EXIT_MARKER}{code}\n")).await;
+        });
+        Ok(Box::pin(rx.map(move |line| {
+            let _attached = &attached;
+            line
+        })))
+    }
+
+    /// `ps:stop DYNO`: stops a one-off dyno wherever it runs: this node's at once,
+    /// another node's through the restart request every node reads (a one-off is never
+    /// restarted, so a request naming one stops it). A dyno of the formation is not
+    /// stopped (the formation would start it again), nor the release phase's (that is
+    /// `releases:cancel`).
+    pub(super) async fn stop_one(&self, app: &AppName, by: &Caller, name: &str) -> Result<()> {
+        let record = self.store.control.app(app).await?;
+        let entry = self.entry_for(&record);
+        let found = self
+            .cluster_dynos(&record, &entry)
+            .await
+            .into_iter()
+            .find(|(_, d)| d.name == name);
+        let Some((_, found)) = found else {
+            return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+        };
+        if found.process_type.is_release() {
+            return Err(ApiError::invalid(format!(
+                "{name} runs the release phase: `wdeploy releases:cancel` stops it, and the \
+                 release with it"
+            ))
+            .into());
+        }
+        if !dyno::is_one_off(&found.name, &found.process_type) {
+            return Err(ApiError::invalid(format!(
+                "{name} is one of the formation, which would start it again: `wdeploy \
+                 ps:scale {}=N` runs fewer, `wdeploy restart {name}` restarts it",
+                found.process_type
+            ))
+            .into());
+        }
+        let runtime = &entry.runtime;
+        if runtime.stop_one_off(name, &format!("stopped by {by} (ps:stop)")) {
+            return Ok(());
+        }
+        let _turn = entry.release_turn().await?;
+        let request = self
+            .store
+            .nodes
+            .request_restart(&record.id, Some(name))
+            .await?;
+        entry.node.lock().restarts_seen = Some(request.number);
+        runtime.logs.platform(
+            "api",
+            format!("Stopping {name} by {by} on the node that runs it"),
+        );
+        self.nudge(app);
+        Ok(())
+    }
+}
