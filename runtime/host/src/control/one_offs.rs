@@ -84,13 +84,33 @@ impl Host {
     pub(super) async fn stop_one(&self, app: &AppName, by: &Caller, name: &str) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
-        let found = self
-            .cluster_dynos(&record, &entry)
-            .await
-            .into_iter()
-            .find(|(_, d)| d.name == name);
-        let Some((_, found)) = found else {
-            return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+        let runtime = &entry.runtime;
+        let local = runtime.dynos().into_iter().find(|d| d.name == name);
+        let found = match local.clone() {
+            Some(here) => here,
+            None => {
+                let mut elsewhere: Vec<_> = self
+                    .cluster_dynos(&record, &entry)
+                    .await
+                    .into_iter()
+                    .filter(|(_, d)| d.name == name)
+                    .collect();
+                // Each node numbers its own one-offs, so two others may each run a
+                // `run.1000`, and the request every node reads would stop both.
+                if elsewhere.len() > 1 {
+                    let nodes: Vec<String> = elsewhere.iter().map(|(n, _)| n.clone()).collect();
+                    return Err(ApiError::conflict(format!(
+                        "{name} names a one-off on each of the nodes {}: stop it through the \
+                         API of the node that runs the one you mean",
+                        nodes.join(", ")
+                    ))
+                    .into());
+                }
+                let Some((_, there)) = elsewhere.pop() else {
+                    return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+                };
+                there
+            }
         };
         if found.process_type.is_release() {
             return Err(ApiError::invalid(format!(
@@ -107,8 +127,9 @@ impl Host {
             ))
             .into());
         }
-        let runtime = &entry.runtime;
-        if runtime.stop_one_off(name, &format!("stopped by {by} (ps:stop)")) {
+        if local.is_some() {
+            // False if it ended meanwhile: stopped either way.
+            runtime.stop_one_off(name, &format!("stopped by {by} (ps:stop)"));
             return Ok(());
         }
         let _turn = entry.release_turn().await?;
