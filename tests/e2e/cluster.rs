@@ -535,35 +535,61 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let err = b.fails(&["restart", "web.9", "-a", "hello"]);
     assert!(err.contains("no dyno web.9 is running"), "{err}");
 
-    // A detached one-off runs on the node asked; `ps:stop` through another node stops it
-    // (through the request every node reads), and it is never restarted.
-    let started = a.ok(&["run:detached", "worker", "-a", "hello"]);
-    let one_off = started
-        .split_whitespace()
-        .find(|w| w.starts_with("run."))
-        .unwrap_or_else(|| panic!("{started}"))
-        .to_string();
-    poll_until("the one-off in c's ps", MOVE, || {
-        let ps = c.ok(&["ps", "-a", "hello"]);
-        let on_a = ps
-            .lines()
-            .any(|l| l.starts_with(&format!("{one_off}: up")) && l.contains(" on a: "));
-        if on_a { Ok(()) } else { Err(ps) }
-    });
-    let err = c.fails(&["restart", &one_off, "-a", "hello"]);
-    assert!(err.contains("`wdeploy ps:stop"), "{err}");
-    c.ok(&["ps:stop", &one_off, "-a", "hello"]);
-    poll_until("the stopped one-off to leave ps", MOVE, || {
+    // A detached one-off runs on the node asked, and is never restarted. Each node numbers
+    // its own: b and c (which ran no release phase of hello) each start a `run.1000`.
+    let detached = |node: &TestHost| {
+        let started = node.ok(&["run:detached", "worker", "-a", "hello"]);
+        started
+            .split_whitespace()
+            .find(|w| w.starts_with("run."))
+            .unwrap_or_else(|| panic!("{started}"))
+            .to_string()
+    };
+    let (on_b, on_c) = (detached(b), detached(c));
+    assert_eq!((on_b.as_str(), on_c.as_str()), ("run.1000", "run.1000"));
+    let one_off_on = |node: &str| {
         let ps = a.ok(&["ps", "-a", "hello"]);
-        if ps.contains(&one_off) {
-            Err(ps)
+        ps.lines()
+            .any(|l| l.starts_with("run.1000: up") && l.contains(&format!(" on {node}: ")))
+    };
+    poll_until("both one-offs in a's ps", MOVE, || {
+        if one_off_on("b") && one_off_on("c") {
+            Ok(())
+        } else {
+            Err(a.ok(&["ps", "-a", "hello"]))
+        }
+    });
+    let err = a.fails(&["restart", "run.1000", "-a", "hello"]);
+    assert!(err.contains("`wdeploy ps:stop"), "{err}");
+    // Asked elsewhere, the name is ambiguous; asked on b, it is b's own.
+    let err = a.fails(&["ps:stop", "run.1000", "-a", "hello"]);
+    assert!(
+        err.contains("names a one-off on each of the nodes b, c"),
+        "{err}"
+    );
+    b.ok(&["ps:stop", "run.1000", "-a", "hello"]);
+    poll_until("b's one-off to leave ps", MOVE, || {
+        if one_off_on("b") {
+            Err(a.ok(&["ps", "-a", "hello"]))
         } else {
             Ok(())
         }
     });
-    logged(vec![format!(
-        "wdeploy[{one_off}]: Stopping process: stopped with ps:stop through another node"
-    )]);
+    assert!(one_off_on("c"), "{}", a.ok(&["ps", "-a", "hello"]));
+    // Now one name, one node: `ps:stop` through a reaches c.
+    a.ok(&["ps:stop", "run.1000", "-a", "hello"]);
+    poll_until("c's one-off to leave ps", MOVE, || {
+        if one_off_on("c") {
+            Err(a.ok(&["ps", "-a", "hello"]))
+        } else {
+            Ok(())
+        }
+    });
+    logged(vec![
+        "wdeploy[run.1000]: Stopping process: stopped by ".to_string(),
+        "wdeploy[run.1000]: Stopping process: stopped with ps:stop through another node"
+            .to_string(),
+    ]);
 
     // `placement = "every-node"`: web=1 means one web dyno on each node.
     let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
