@@ -567,24 +567,21 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         err.contains("names a one-off on each of the nodes b, c"),
         "{err}"
     );
+    let stopped_on = |node: &str| {
+        poll_until(&format!("{node}'s one-off to leave ps"), MOVE, || {
+            if one_off_on(node) {
+                Err(a.ok(&["ps", "-a", "hello"]))
+            } else {
+                Ok(())
+            }
+        })
+    };
     b.ok(&["ps:stop", "run.1000", "-a", "hello"]);
-    poll_until("b's one-off to leave ps", MOVE, || {
-        if one_off_on("b") {
-            Err(a.ok(&["ps", "-a", "hello"]))
-        } else {
-            Ok(())
-        }
-    });
+    stopped_on("b");
     assert!(one_off_on("c"), "{}", a.ok(&["ps", "-a", "hello"]));
     // Now one name, one node: `ps:stop` through a reaches c.
     a.ok(&["ps:stop", "run.1000", "-a", "hello"]);
-    poll_until("c's one-off to leave ps", MOVE, || {
-        if one_off_on("c") {
-            Err(a.ok(&["ps", "-a", "hello"]))
-        } else {
-            Ok(())
-        }
-    });
+    stopped_on("c");
     logged(vec![
         "wdeploy[run.1000]: Stopping process: stopped by ".to_string(),
         "wdeploy[run.1000]: Stopping process: stopped with ps:stop through another node"
