@@ -176,7 +176,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut dirty = false;
     loop {
         tokio::select! {
-            line = lines.recv() => print_line(line, &printer),
+            line = lines.recv() => {
+                print_line(line, &printer);
+                if printer.reader_gone() {
+                    break;
+                }
+            }
             Some(path) = changes.recv() => {
                 if building {
                     dirty = true;

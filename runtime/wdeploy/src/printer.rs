@@ -1,10 +1,13 @@
 //! Prints the log stream to the terminal, each source in its own colour on a TTY.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use wdeploy_host::{LogLine, LogSource};
 
 pub struct Printer {
     colour: bool,
+    /// Set once a write found no reader (`dev | head` done, a closed pager).
+    gone: AtomicBool,
 }
 
 /// ANSI colours cycled over sources, as `heroku local` does.
@@ -15,12 +18,25 @@ impl Printer {
         Printer {
             // https://no-color.org: any value of NO_COLOR turns colours off.
             colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the output's reader has gone: `dev` then stops as on Ctrl-C, rather than
+    /// run on printing to nobody.
+    pub fn reader_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn wrote(&self, result: std::io::Result<()>) {
+        if result.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            self.gone.store(true, Ordering::Relaxed);
         }
     }
 
     pub fn print(&self, line: &LogLine) {
         let mut out = std::io::stdout().lock();
-        let _ = if self.colour {
+        let written = if self.colour {
             let code = colour_of(line);
             writeln!(
                 out,
@@ -32,14 +48,14 @@ impl Printer {
         } else {
             writeln!(out, "{line}")
         };
-        let _ = out.flush();
+        self.wrote(written.and_then(|()| out.flush()));
     }
 
     /// A line from `wdeploy` itself about the session (not part of an app's stream).
     pub fn note(&self, text: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        let written = writeln!(out, "{text}").and_then(|()| out.flush());
+        self.wrote(written);
     }
 }
 
