@@ -96,7 +96,9 @@ fn the_counter_is_exact_across_three_dynos_survives_restarts_and_apps_never_shar
     // A destroyed app's data goes with it.
     host.ok(&["apps:destroy", "other", "--confirm", "other"]);
     host.ok(&["apps:create", "other", "--no-link"]);
-    assert_eq!(host.ok(&["kv:keys", "-a", "other"]), "");
+    let none = host.cli(&["kv:keys", "-a", "other"]);
+    assert!(none.status.success() && none.stdout.is_empty(), "{none:?}");
+    assert_eq!(stderr(&none), "No keys in bucket default of other\n");
 }
 
 #[test]

@@ -86,6 +86,15 @@ pub struct KeysArgs {
 pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let listed = session::client()?.kv_keys(&app, &args.bucket.bucket, &args.prefix)?;
+    if listed.keys.is_empty() {
+        // On stderr: a script reading the keys from stdout reads none.
+        let under = if args.prefix.is_empty() {
+            String::new()
+        } else {
+            format!(" starting with `{}`", args.prefix)
+        };
+        eprintln!("No keys{under} in bucket {} of {app}", args.bucket.bucket);
+    }
     for key in &listed.keys {
         println!("{key}");
     }
