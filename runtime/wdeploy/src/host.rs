@@ -13,6 +13,16 @@ use wdeploy_host::{
     LaneOptions, ListenerLimits, LogRate, Router, SlotReset, default_lane_threads, raise_fd_limit,
 };
 
+/// Prints one of the host's own lines on stdout. A host outlives whoever reads its output:
+/// with the reader gone (a closed pipe, a log collector restarted) the line is lost, where
+/// `println!` would panic, and at a stop cut the host's shutdown short.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, clap::Args)]
 pub struct HostArgs {
     /// Where blobs, the state database and compiled components live
@@ -461,7 +471,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             let (count, started) = (apps.len(), std::time::Instant::now());
             host.restore_apps(apps).await;
             if count > 0 {
-                println!(
+                say!(
                     "wdeploy host: restored {count} apps in {:.1}s",
                     started.elapsed().as_secs_f64()
                 );
@@ -472,42 +482,41 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let node_stop = tokio_util::sync::CancellationToken::new();
     let node_task = tokio::spawn(host.clone().run_node(node_stop.clone()));
 
-    println!("wdeploy host: data in {}", data.display());
-    println!(
+    say!("wdeploy host: data in {}", data.display());
+    say!(
         "wdeploy host: router on http://{router_addr} (apps at http://NAME.{}:{})",
         args.domain,
         router_addr.port()
     );
     if let Some((_, addr)) = &tls_task {
-        println!(
-            "wdeploy host: router on https://{addr} (HTTP/2 and HTTP/1.1; certificates by SNI)"
-        );
+        say!("wdeploy host: router on https://{addr} (HTTP/2 and HTTP/1.1; certificates by SNI)");
     }
-    println!("wdeploy host: API on {api_scheme}://{api_addr}");
+    say!("wdeploy host: API on {api_scheme}://{api_addr}");
     if slot_reset == SlotReset::Plain {
-        println!(
+        say!(
             "wdeploy host: swap is on, so freed instances are reset the slower safe way (apps \
              with a fresh instance per request use more CPU); a host with no swap, or in a \
              cgroup with memory.swap.max=0, resets them faster (README: Swap)"
         );
     }
     if let Some(addr) = metrics_addr {
-        println!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
+        say!("wdeploy host: metrics on http://{addr}/metrics (no token: keep it private)");
     }
     if let Some(url) = &cluster {
         let node = host.node();
-        println!(
+        say!(
             "wdeploy host: node {} of the cluster at {url} (other nodes forward to {})",
-            node.name, node.advertise
+            node.name,
+            node.advertise
         );
     }
     if let Some(token) = new_token {
-        println!(
+        say!(
             "wdeploy host: admin token (shown once, also in {}):",
             data.join("admin-token").display()
         );
-        println!("    {token}");
-        println!(
+        say!("    {token}");
+        say!(
             "wdeploy host: log in with: wdeploy login --host {api_scheme}://{api_addr} --token {token}"
         );
     }
@@ -516,7 +525,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    println!("wdeploy host: stopping");
+    say!("wdeploy host: stopping");
     let _ = stop_tx.send(true);
     restoring.abort();
     node_stop.cancel();
