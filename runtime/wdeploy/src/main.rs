@@ -116,9 +116,10 @@ enum Command {
     /// List the app's dynos
     Ps(session::ShowArgs),
     /// Change how many dynos of each process type run
-    #[command(name = "ps:scale")]
+    #[command(name = "ps:scale", visible_alias = "scale")]
     Scale(ps::ScaleArgs),
     /// Restart all dynos, or one
+    #[command(visible_alias = "ps:restart")]
     Restart(ps::RestartArgs),
     /// Stop a one-off dyno (run.1002)
     #[command(name = "ps:stop")]

@@ -233,7 +233,7 @@ fn one_off_dynos_stop_at_their_time_limit_and_with_their_app() {
         ps.contains(": spinner.wasm\n=== web: `web.wasm` (1)\n"),
         "{ps}"
     );
-    let err = host.fails(&["restart", &name, "-a", "oneoff"]);
+    let err = host.fails(&["ps:restart", &name, "-a", "oneoff"]);
     assert!(
         err.contains("is a one-off dyno, which is not restarted: `wdeploy ps:stop"),
         "{err}"
