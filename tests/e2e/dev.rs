@@ -328,7 +328,6 @@ fn the_dev_terminal_shows_wasmtimes_warnings_only_when_asked() {
 /// stopped, exit 0) instead of running on, printing to nobody.
 #[test]
 fn dev_stops_when_the_reader_of_its_output_goes() {
-    use std::io::BufRead;
     let _share = share();
     let tmp = tempfile::tempdir().unwrap();
     let mut child = dev_command(&sample("hello"), tmp.path(), &[])
@@ -336,20 +335,11 @@ fn dev_stops_when_the_reader_of_its_output_goes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn wdeploy dev");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains(" listening on http://127.0.0.1:"));
-    assert!(listening.is_some(), "dev never listened");
     // The sample's worker logs a tick every second: the next line finds no reader.
-    drop(lines);
-    let status = poll_until("dev to stop without a reader", SOON, || {
-        match child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            _ => Err("still running"),
-        }
+    read_then_hang_up(&mut child, "dev listening", |l| {
+        l.contains(" listening on http://127.0.0.1:")
     });
+    let status = exited(&mut child, "dev to stop without a reader", SOON);
     assert!(status.success(), "{status:?}");
     // Stopped as on Ctrl-C: the dynos' filesystems went with them.
     assert!(

@@ -108,7 +108,6 @@ fn in_flight_requests_finish_across_a_restart_and_a_host_sigterm() {
 /// line used to panic it before the stop.
 #[test]
 fn a_host_whose_output_reader_went_stops_cleanly() {
-    use std::io::BufRead;
     let _share = share();
     let data = tempfile::tempdir().unwrap();
     let mut child = wdeploy()
@@ -121,23 +120,16 @@ fn a_host_whose_output_reader_went_stops_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn wdeploy host");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let told = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("wdeploy host: log in with: "));
-    assert!(told.is_some(), "the host never said how to log in");
-    drop(lines);
+    read_then_hang_up(&mut child, "the login line", |l| {
+        l.starts_with("wdeploy host: log in with: ")
+    });
     let pid = child.id().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(killed.success());
-    let status = poll_until("the host to stop", SOON, || match child.try_wait() {
-        Ok(Some(status)) => Ok(status),
-        _ => Err("still running"),
-    });
+    let status = exited(&mut child, "the host to stop", SOON);
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{status:?}: {stderr}");
