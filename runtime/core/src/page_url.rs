@@ -10,16 +10,16 @@
 //! page is fetched no less privately than the app it stands for.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// Longest page URL a `wdeploy.toml` may give.
 pub const MAX_PAGE_URL: usize = 2048;
 
 /// An absolute `https://` URL of a page, without credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PageUrl(String);
+
+crate::text::validated_string!(PageUrl, String);
 
 /// Which of the app's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,30 @@ pub enum CustomPage {
 impl PageUrl {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// An absolute `https` URL with a host and no credentials, within [`MAX_PAGE_URL`].
+    fn check(text: &str) -> Result<(), String> {
+        let wrong = |why: &str| {
+            format!("`{text}` is not a page URL: {why} (write it as https://HOST/PATH)")
+        };
+        if text.len() > MAX_PAGE_URL {
+            return Err(format!(
+                "a page URL of {} bytes is over the limit of {MAX_PAGE_URL}",
+                text.len()
+            ));
+        }
+        let url = url::Url::parse(text).map_err(|e| wrong(&e.to_string()))?;
+        if url.scheme() != "https" {
+            return Err(wrong("only https pages are shown"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(wrong("it names no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(wrong("it holds credentials, which every visitor would see"));
+        }
+        Ok(())
     }
 
     /// The router's answer for this page: an HTML document titled `title` whose whole
@@ -63,52 +87,6 @@ fn escaped(text: &str) -> String {
         }
     }
     out
-}
-
-impl FromStr for PageUrl {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<PageUrl, String> {
-        let wrong = |why: &str| {
-            format!("`{text}` is not a page URL: {why} (write it as https://HOST/PATH)")
-        };
-        if text.len() > MAX_PAGE_URL {
-            return Err(format!(
-                "a page URL of {} bytes is over the limit of {MAX_PAGE_URL}",
-                text.len()
-            ));
-        }
-        let url = url::Url::parse(text).map_err(|e| wrong(&e.to_string()))?;
-        if url.scheme() != "https" {
-            return Err(wrong("only https pages are shown"));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(wrong("it names no host"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(wrong("it holds credentials, which every visitor would see"));
-        }
-        Ok(PageUrl(url.into()))
-    }
-}
-
-impl TryFrom<String> for PageUrl {
-    type Error = String;
-    fn try_from(text: String) -> Result<PageUrl, String> {
-        text.parse()
-    }
-}
-
-impl From<PageUrl> for String {
-    fn from(url: PageUrl) -> String {
-        url.0
-    }
-}
-
-impl fmt::Display for PageUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[cfg(test)]
