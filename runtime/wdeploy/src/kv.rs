@@ -12,8 +12,9 @@ pub struct BucketArg {
     pub bucket: String,
 }
 
+/// `-a APP`, `-b BUCKET` and one key: what `kv:get` and `kv:del` take.
 #[derive(Debug, clap::Args)]
-pub struct GetArgs {
+pub struct KeyArgs {
     #[command(flatten)]
     pub app: AppArg,
     #[command(flatten)]
@@ -21,7 +22,7 @@ pub struct GetArgs {
     pub key: String,
 }
 
-pub fn get(args: GetArgs) -> anyhow::Result<()> {
+pub fn get(args: KeyArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let entry = session::client()?.kv_get(&app, &args.bucket.bucket, &args.key)?;
     if entry.encoding == "hex" {
@@ -53,16 +54,7 @@ pub fn set(args: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, clap::Args)]
-pub struct DelArgs {
-    #[command(flatten)]
-    pub app: AppArg,
-    #[command(flatten)]
-    pub bucket: BucketArg,
-    pub key: String,
-}
-
-pub fn del(args: DelArgs) -> anyhow::Result<()> {
+pub fn del(args: KeyArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     session::client()?.kv_delete(&app, &args.bucket.bucket, &args.key)?;
     println!(

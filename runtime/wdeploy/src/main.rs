@@ -134,13 +134,13 @@ enum Command {
     Logs(ps::LogsArgs),
     /// Show a key of the app's key-value add-on
     #[command(name = "kv:get")]
-    KvGet(kv::GetArgs),
+    KvGet(kv::KeyArgs),
     /// Set a key of the app's key-value add-on
     #[command(name = "kv:set")]
     KvSet(kv::SetArgs),
     /// Delete a key of the app's key-value add-on
     #[command(name = "kv:del")]
-    KvDel(kv::DelArgs),
+    KvDel(kv::KeyArgs),
     /// List keys of the app's key-value add-on
     #[command(name = "kv:keys")]
     KvKeys(kv::KeysArgs),

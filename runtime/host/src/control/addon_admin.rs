@@ -86,7 +86,7 @@ impl Host {
     ) -> Result<()> {
         let tenant = self.tenant(app).await?;
         let entry = self.entry(app);
-        if self.store.addons.get(&tenant, bucket, key).await?.is_none() {
+        if !self.store.addons.exists(&tenant, bucket, key).await? {
             return Err(not_found(app, bucket, key).into());
         }
         self.store.addons.delete(&tenant, bucket, key).await?;
