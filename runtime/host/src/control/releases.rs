@@ -389,8 +389,6 @@ impl Host {
         Ok(release_info(&record, current))
     }
 
-    /// The release log as the API shows it, newest first.
-    /// A page of the release log: one indexed range read, whatever the log's length.
     /// One release in full, and whether it serves now.
     pub(super) async fn release_detail(
         &self,
@@ -408,6 +406,8 @@ impl Host {
         })
     }
 
+    /// A page of the release log as the API shows it, newest first: one indexed range
+    /// read, whatever the log's length.
     pub(super) async fn release_list(
         &self,
         app: &AppName,
