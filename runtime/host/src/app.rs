@@ -394,12 +394,6 @@ impl AppRuntime {
                 )
                 .await;
         };
-        if self.one_off_dynos.lock().contains_key(name) {
-            bail!(
-                "{name} is a one-off dyno, which is not restarted: `wdeploy ps:stop {name}` \
-                 stops it"
-            );
-        }
         let (process_type, n) = dyno::parse_name(name)
             .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
         self.metrics.restarted(&process_type);

@@ -504,6 +504,18 @@ impl Host {
 
     /// Every node's dynos of `app` as `ps` shows them: this node's as they are now, the
     /// other live nodes' as they last recorded them.
+    /// The dynos called `name` of `app` ([`Host::cluster_dynos`]), this node's first.
+    pub(super) async fn dynos_named(
+        &self,
+        app: &App,
+        entry: &AppEntry,
+        name: &str,
+    ) -> Vec<(String, DynoSnapshot)> {
+        let mut named = self.cluster_dynos(app, entry).await;
+        named.retain(|(_, d)| d.name == name);
+        named
+    }
+
     pub(super) async fn cluster_dynos(
         &self,
         app: &App,

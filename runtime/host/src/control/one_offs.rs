@@ -84,33 +84,23 @@ impl Host {
     pub(super) async fn stop_one(&self, app: &AppName, by: &Caller, name: &str) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
-        let runtime = &entry.runtime;
-        let local = runtime.dynos().into_iter().find(|d| d.name == name);
-        let found = match local.clone() {
-            Some(here) => here,
-            None => {
-                let mut elsewhere: Vec<_> = self
-                    .cluster_dynos(&record, &entry)
-                    .await
-                    .into_iter()
-                    .filter(|(_, d)| d.name == name)
-                    .collect();
-                // Each node numbers its own one-offs, so two others may each run a
-                // `run.1000`, and the request every node reads would stop both.
-                if elsewhere.len() > 1 {
-                    let nodes: Vec<String> = elsewhere.iter().map(|(n, _)| n.clone()).collect();
-                    return Err(ApiError::conflict(format!(
-                        "{name} names a one-off on each of the nodes {}: stop it through the \
-                         API of the node that runs the one you mean",
-                        nodes.join(", ")
-                    ))
-                    .into());
-                }
-                let Some((_, there)) = elsewhere.pop() else {
-                    return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
-                };
-                there
-            }
+        let me = self.membership.me().name.to_string();
+        let named = self.dynos_named(&record, &entry, name).await;
+        // This node's own one-off of that name, whatever others run. Each node numbers
+        // its own, so two others may each run a `run.1000`, and the request every node
+        // reads would stop both.
+        let here = named.iter().any(|(node, _)| *node == me);
+        if !here && named.len() > 1 {
+            let nodes: Vec<&str> = named.iter().map(|(node, _)| node.as_str()).collect();
+            return Err(ApiError::conflict(format!(
+                "{name} names a one-off on each of the nodes {}: stop it through the API of \
+                 the node that runs the one you mean",
+                nodes.join(", ")
+            ))
+            .into());
+        }
+        let Some((_, found)) = named.into_iter().next() else {
+            return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
         };
         if found.process_type.is_release() {
             return Err(ApiError::invalid(format!(
@@ -127,7 +117,8 @@ impl Host {
             ))
             .into());
         }
-        if local.is_some() {
+        let runtime = &entry.runtime;
+        if here {
             // False if it ended meanwhile: stopped either way.
             runtime.stop_one_off(name, &format!("stopped by {by} (ps:stop)"));
             return Ok(());

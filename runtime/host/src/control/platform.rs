@@ -178,14 +178,11 @@ impl Host {
         let entry = self.entry_for(&record);
         let runtime = &entry.runtime;
         if let Some(name) = dyno {
-            let one_off = self
-                .cluster_dynos(&record, &entry)
-                .await
-                .into_iter()
-                .any(|(_, d)| {
-                    d.name == name && wdeploy_core::dyno::is_one_off(&d.name, &d.process_type)
-                });
-            if one_off {
+            let named = self.dynos_named(&record, &entry, name).await;
+            let Some((_, found)) = named.first() else {
+                return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+            };
+            if wdeploy_core::dyno::is_one_off(&found.name, &found.process_type) {
                 return Err(ApiError::invalid(format!(
                     "{name} is a one-off dyno, which is not restarted: `wdeploy ps:stop \
                      {name}` stops it"
@@ -205,16 +202,6 @@ impl Host {
             }
             if dyno.is_some() {
                 return Ok(());
-            }
-        } else {
-            let elsewhere = self
-                .cluster_dynos(&record, &entry)
-                .await
-                .into_iter()
-                .any(|(_, d)| Some(d.name.as_str()) == dyno);
-            if !elsewhere {
-                let name = dyno.unwrap_or_default();
-                return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
             }
         }
         let request = self.store.nodes.request_restart(&record.id, dyno).await?;
