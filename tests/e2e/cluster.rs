@@ -535,8 +535,9 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let err = b.fails(&["restart", "web.9", "-a", "hello"]);
     assert!(err.contains("no dyno web.9 is running"), "{err}");
 
-    // A detached one-off runs on the node asked, and is never restarted. Each node numbers
-    // its own: b and c (which ran no release phase of hello) each start a `run.1000`.
+    // A detached one-off runs on the node asked, and is never restarted. Each node names
+    // its own, at random and apart from the names the others have published: b's and c's
+    // differ, so a name says which node to reach.
     let detached = |node: &TestHost| {
         let started = node.ok(&["run:detached", "worker", "-a", "hello"]);
         started
@@ -545,47 +546,50 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
             .unwrap_or_else(|| panic!("{started}"))
             .to_string()
     };
-    let (on_b, on_c) = (detached(b), detached(c));
-    assert_eq!((on_b.as_str(), on_c.as_str()), ("run.1000", "run.1000"));
-    let one_off_on = |node: &str| {
+    let on_b = detached(b);
+    let one_off_on = |name: &str, node: &str| {
         let ps = a.ok(&["ps", "-a", "hello"]);
         ps.lines()
-            .any(|l| l.starts_with("run.1000: up") && l.contains(&format!(" on {node}: ")))
+            .any(|l| l.starts_with(&format!("{name}: up")) && l.contains(&format!(" on {node}: ")))
     };
+    // c names its one-off once it knows b's.
+    poll_until("b's one-off in c's view", MOVE, || {
+        let ps = c.ok(&["ps", "-a", "hello"]);
+        if ps.contains(&format!("{on_b}: up")) {
+            Ok(())
+        } else {
+            Err(ps)
+        }
+    });
+    let on_c = detached(c);
+    assert_ne!(on_b, on_c);
     poll_until("both one-offs in a's ps", MOVE, || {
-        if one_off_on("b") && one_off_on("c") {
+        if one_off_on(&on_b, "b") && one_off_on(&on_c, "c") {
             Ok(())
         } else {
             Err(a.ok(&["ps", "-a", "hello"]))
         }
     });
-    let err = a.fails(&["restart", "run.1000", "-a", "hello"]);
+    let err = a.fails(&["restart", &on_b, "-a", "hello"]);
     assert!(err.contains("`wdeploy ps:stop"), "{err}");
-    // Asked elsewhere, the name is ambiguous; asked on b, it is b's own.
-    let err = a.fails(&["ps:stop", "run.1000", "-a", "hello"]);
-    assert!(
-        err.contains("names a one-off on each of the nodes b, c"),
-        "{err}"
-    );
-    let stopped_on = |node: &str| {
-        poll_until(&format!("{node}'s one-off to leave ps"), MOVE, || {
-            if one_off_on(node) {
+    let stopped = |name: &str, node: &str| {
+        poll_until(&format!("{name} to leave ps"), MOVE, || {
+            if one_off_on(name, node) {
                 Err(a.ok(&["ps", "-a", "hello"]))
             } else {
                 Ok(())
             }
         })
     };
-    b.ok(&["ps:stop", "run.1000", "-a", "hello"]);
-    stopped_on("b");
-    assert!(one_off_on("c"), "{}", a.ok(&["ps", "-a", "hello"]));
-    // Now one name, one node: `ps:stop` through a reaches c.
-    a.ok(&["ps:stop", "run.1000", "-a", "hello"]);
-    stopped_on("c");
+    // Asked on b, b's own stops at once; asked on a, c's is reached through the store.
+    b.ok(&["ps:stop", &on_b, "-a", "hello"]);
+    stopped(&on_b, "b");
+    assert!(one_off_on(&on_c, "c"), "{}", a.ok(&["ps", "-a", "hello"]));
+    a.ok(&["ps:stop", &on_c, "-a", "hello"]);
+    stopped(&on_c, "c");
     logged(vec![
-        "wdeploy[run.1000]: Stopping process: stopped by ".to_string(),
-        "wdeploy[run.1000]: Stopping process: stopped with ps:stop through another node"
-            .to_string(),
+        format!("wdeploy[{on_b}]: Stopping process: stopped by "),
+        format!("wdeploy[{on_c}]: Stopping process: stopped with ps:stop through another node"),
     ]);
 
     // `placement = "every-node"`: web=1 means one web dyno on each node.

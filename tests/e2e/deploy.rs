@@ -251,8 +251,21 @@ fn one_off_dynos_stream_output_and_exit_status() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(text.contains("crasher: giving up"), "{text}");
-    let logs = host.ok(&["logs", "--dyno", "run.1000", "-a", "faults"]);
-    assert!(logs.contains("app[run.1000]: crasher: giving up"), "{logs}");
+    // Named as Heroku names them: `run.` and four digits, drawn at random.
+    let name = text
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("no dyno name in {text}"));
+    let digits = name.trim_start_matches("run.");
+    assert!(
+        digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    let logs = host.ok(&["logs", "--dyno", name, "-a", "faults"]);
+    assert!(
+        logs.contains(&format!("app[{name}]: crasher: giving up")),
+        "{logs}"
+    );
     assert!(logs.contains("Process exited with status 1"), "{logs}");
 }
 

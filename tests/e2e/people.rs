@@ -197,13 +197,18 @@ fn people_tokens_cookies_and_who_made_each_change() {
     let releases =
         String::from_utf8_lossy(&bob_cli(&["releases", "-a", "shared"]).stdout).into_owned();
     assert!(releases.contains(BOB), "{releases}");
-    let _ = bob_cli(&["run", "worker", "-a", "shared"]);
+    let run =
+        String::from_utf8_lossy(&bob_cli(&["run", "worker", "-a", "shared"]).stdout).into_owned();
+    let one_off = run
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("no dyno name in {run}"));
     let log = host.ok(&["logs", "--source", "wdeploy", "-a", "shared"]);
     for line in [
         "Access granted to bob@example.com by admin",
         "Scaled to web=0 by bob@example.com",
         "Restarting all dynos by bob@example.com",
-        "as run.1000 by bob@example.com",
+        &format!("as {one_off} by bob@example.com"),
     ] {
         assert!(log.contains(line), "{line} not in:\n{log}");
     }

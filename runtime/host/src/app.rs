@@ -53,7 +53,6 @@ pub struct AppRuntime {
     /// One-off dynos running now (`run.N`, `release.N`), so `ps` shows them and stopping
     /// the app stops them: a one-off of a destroyed app must not live on.
     one_off_dynos: Mutex<BTreeMap<String, OneOff>>,
-    one_offs: AtomicU64,
     /// One-off dynos between asking for the lane and being listed: the idle sweep must
     /// not stop the lane under them.
     starting_one_offs: AtomicUsize,
@@ -101,7 +100,6 @@ impl AppRuntime {
             workers: Mutex::new(Vec::new()),
             current: RwLock::new(None),
             one_off_dynos: Mutex::new(BTreeMap::new()),
-            one_offs: AtomicU64::new(0),
             starting_one_offs: AtomicUsize::new(0),
             next_pick: AtomicU64::new(0),
             maintenance: AtomicBool::new(false),

@@ -7,6 +7,7 @@ use crate::dyno::status::DynoSnapshot;
 use crate::dyno::worker::{WorkerDynoSpec, run_one_off};
 use crate::release::Release;
 use anyhow::{Context, bail};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,7 +27,8 @@ impl AppRuntime {
         true
     }
 
-    /// Runs a one-off dyno `run.N` of the current release to completion.
+    /// Runs a one-off dyno `run.NNNN` of the current release to completion, named apart
+    /// from `taken` (the dynos other nodes run of this app).
     /// Returns its name at once and its outcome through the join handle.
     /// It is stopped once it has run for `lifetime` (at most the host's one-off limit).
     pub fn run(
@@ -34,16 +36,18 @@ impl AppRuntime {
         process_type: &ProcessType,
         args: Vec<String>,
         lifetime: Option<Duration>,
+        taken: &BTreeSet<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         let release = self
             .current_release()
             .context("the app has no release to run")?;
         let lifetime = self.deadlines.one_off_lifetime(lifetime);
-        self.one_off(release, "run", process_type, args, Some(lifetime))
+        self.one_off(release, "run", process_type, args, Some(lifetime), taken)
     }
 
-    /// Runs a one-off dyno `PREFIX.N` of `release` (the current one for `run`, the one
-    /// about to go live for the release phase), stopped after `lifetime` if given.
+    /// Runs a one-off dyno `PREFIX.NNNN` of `release` (the current one for `run`, the one
+    /// about to go live for the release phase), stopped after `lifetime` if given, named
+    /// apart from `taken` and from this node's dynos.
     /// Aborting the returned task stops the dyno and takes it out of `ps`.
     pub fn one_off(
         self: &Arc<Self>,
@@ -52,6 +56,7 @@ impl AppRuntime {
         process_type: &ProcessType,
         args: Vec<String>,
         lifetime: Option<Duration>,
+        taken: &BTreeSet<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
         if release.command(process_type).is_none() {
             bail!(
@@ -60,8 +65,16 @@ impl AppRuntime {
                 release.procfile.type_names()
             );
         }
-        let n = 1000 + self.one_offs.fetch_add(1, Ordering::Relaxed) % 9000;
-        let name = format!("{prefix}.{n}");
+        self.starting_one_offs.fetch_add(1, Ordering::SeqCst);
+        let _listed_below = Decrement(&self.starting_one_offs);
+        let lane = self.lane.handle()?;
+        // Registered under the lock the task takes to deregister, so a one-off that ends at
+        // once cannot leave a stale entry behind, and named under it, so two one-offs
+        // started at once cannot take one name.
+        let mut running = self.one_off_dynos.lock();
+        let name = free_name(prefix, |name| {
+            taken.contains(name) || running.contains_key(name)
+        })?;
         let command = release
             .procfile
             .get(process_type)
@@ -84,12 +97,6 @@ impl AppRuntime {
         };
         let this = self.clone();
         let (task_name, process_type) = (name.clone(), process_type.clone());
-        // Registered under the lock the task takes to deregister, so a one-off that ends at
-        // once cannot leave a stale entry behind.
-        self.starting_one_offs.fetch_add(1, Ordering::SeqCst);
-        let _listed_below = Decrement(&self.starting_one_offs);
-        let lane = self.lane.handle()?;
-        let mut running = self.one_off_dynos.lock();
         let task = lane.clone().spawn(async move {
             // Leaves `ps` however the task ends, aborted included.
             let _listed = Listed {
@@ -141,6 +148,24 @@ impl AppRuntime {
     }
 }
 
+/// A name `PREFIX.NNNN` that `in_use` says is free, its number drawn at random from
+/// 1000–9999 as Heroku's are. Each node of a cluster names its own one-offs, with no
+/// counter to agree on: at random, and apart from the names the others have published,
+/// two nodes give one name only if they both draw it within the moment before either
+/// publishes it.
+fn free_name(prefix: &str, in_use: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    const FIRST: u16 = 1000;
+    const COUNT: u16 = 9000;
+    let mut drawn = [0u8; 2];
+    getrandom::getrandom(&mut drawn).context("no randomness to name a one-off dyno with")?;
+    let start = u16::from_le_bytes(drawn) % COUNT;
+    // From the drawn number on, so a crowded range still finds its free names.
+    (0..COUNT)
+        .map(|step| format!("{prefix}.{}", FIRST + (start + step) % COUNT))
+        .find(|name| !in_use(name))
+        .with_context(|| format!("all {COUNT} names {prefix}.NNNN are in use"))
+}
+
 /// Counts one down when dropped.
 struct Decrement<'a>(&'a AtomicUsize);
 
@@ -159,5 +184,34 @@ struct Listed {
 impl Drop for Listed {
     fn drop(&mut self) {
         self.runtime.one_off_dynos.lock().remove(&self.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_name;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_one_off_is_named_at_random_apart_from_the_names_in_use() {
+        let name = free_name("run", |_| false).expect("a free name");
+        let n: u16 = name
+            .strip_prefix("run.")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!((1000..=9999).contains(&n), "{name}");
+        // Drawn at random: 20 draws with all 9,000 names free give more than one name
+        // (all 20 alike happens once in 9,000^19).
+        let drawn: BTreeSet<String> = (0..20)
+            .map(|_| free_name("run", |_| false).expect("a free name"))
+            .collect();
+        assert!(drawn.len() > 1, "{drawn:?}");
+        // Every name but one in use: that one, wherever the draw starts.
+        for _ in 0..20 {
+            let only = free_name("release", |name| name != "release.4321").expect("one free");
+            assert_eq!(only, "release.4321");
+        }
+        let err = free_name("run", |_| true).expect_err("no name is free");
+        assert_eq!(err.to_string(), "all 9000 names run.NNNN are in use");
     }
 }

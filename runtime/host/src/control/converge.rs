@@ -22,7 +22,7 @@ use crate::dyno::web::WebStart;
 use crate::logs::LogLine;
 use crate::router::forward::Peer;
 use futures::StreamExt;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -514,6 +514,21 @@ impl Host {
         let mut named = self.cluster_dynos(app, entry).await;
         named.retain(|(_, d)| d.name == name);
         named
+    }
+
+    /// The names of the dynos the other live nodes have published for the app, which a
+    /// new one-off here must not take.
+    pub(super) async fn names_elsewhere(&self, entry: &AppEntry) -> BTreeSet<String> {
+        let Some(id) = entry.id.get() else {
+            return BTreeSet::new();
+        };
+        let me = &self.membership.me().name;
+        let records = self.store.nodes.dynos(id).await.unwrap_or_default();
+        records
+            .into_iter()
+            .filter(|r| r.node != *me && self.membership.is_live(&r.node))
+            .flat_map(|r| r.dynos.into_iter().map(|d| d.name))
+            .collect()
     }
 
     pub(super) async fn cluster_dynos(

@@ -22,8 +22,9 @@ impl Host {
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
         let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
+        let taken = self.names_elsewhere(&entry).await;
         let (name, task) = runtime
-            .run(&req.process_type, req.args, lifetime)
+            .run(&req.process_type, req.args, lifetime, &taken)
             .map_err(invalid)?;
         let detached = if req.detached { " (detached)" } else { "" };
         runtime.logs.platform(
@@ -86,9 +87,9 @@ impl Host {
         let entry = self.entry_for(&record);
         let me = self.membership.me().name.to_string();
         let named = self.dynos_named(&record, &entry, name).await;
-        // This node's own one-off of that name, whatever others run. Each node numbers
-        // its own, so two others may each run a `run.1000`, and the request every node
-        // reads would stop both.
+        // This node's own one-off of that name, whatever others run. Each node names its
+        // own (apart from what the others have published), so two that drew one name
+        // together may each run it, and the request every node reads would stop both.
         let here = named.iter().any(|(node, _)| *node == me);
         if !here && named.len() > 1 {
             let nodes: Vec<&str> = named.iter().map(|(node, _)| node.as_str()).collect();

@@ -7,11 +7,13 @@ use super::streams::follow_one_off;
 use crate::app::AppRuntime;
 use crate::deadlines::human;
 use crate::release::Release;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::ProcessType;
 
-/// Runs the `release` process type, if any, as a one-off dyno; its output goes to the
+/// Runs the `release` process type, if any, as a one-off dyno named apart from
+/// `taken`; its output goes to the
 /// log stream and to `progress`. A non-zero exit or a trap fails the release.
 ///
 /// It has the host's release timeout to finish; past it, or when `cancel` fires, the
@@ -21,6 +23,7 @@ pub(super) async fn release_phase(
     release: &Arc<Release>,
     progress: &Reporter,
     cancel: &CancellationToken,
+    taken: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let Some(process) = release.procfile.get(ProcessType::RELEASE) else {
         return Ok(());
@@ -32,6 +35,7 @@ pub(super) async fn release_phase(
         &ProcessType::release(),
         Vec::new(),
         None,
+        taken,
     )?;
     // However this phase ends (done, timed out, cancelled, or dropped with a request
     // that went away), the release command does not outlive it.

@@ -177,9 +177,7 @@ impl Host {
         }
         progress.say(format!("-----> {change}")).await;
         let going = entry.going_live(record.version);
-        let outcome = self
-            .go_live(runtime, &record, progress, &going.cancel)
-            .await;
+        let outcome = self.go_live(entry, &record, progress, &going.cancel).await;
         let status = match outcome {
             Ok(()) => ReleaseStatus::Succeeded,
             Err(_) => ReleaseStatus::Failed,
@@ -345,13 +343,15 @@ impl Host {
 
     async fn go_live(
         &self,
-        runtime: &Arc<AppRuntime>,
+        entry: &AppEntry,
         record: &StoredRelease,
         progress: &Reporter,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
+        let runtime = &entry.runtime;
         let loaded = until_cancelled(cancel, self.load(runtime, record)).await?;
-        release_phase(runtime, &loaded, progress, cancel).await?;
+        let taken = self.names_elsewhere(entry).await;
+        release_phase(runtime, &loaded, progress, cancel, &taken).await?;
         progress
             .say(format!(
                 "-----> Starting v{} (the old dynos stop once it is up)",

@@ -212,7 +212,12 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .await
         .expect("deploys");
     let (one_off, task) = runtime
-        .run(&"spin".parse().unwrap(), Vec::new(), None)
+        .run(
+            &"spin".parse().unwrap(),
+            Vec::new(),
+            None,
+            &Default::default(),
+        )
         .expect("a one-off starts");
     let listed = runtime
         .dynos()
@@ -459,6 +464,7 @@ async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
             &"spin".parse().unwrap(),
             Vec::new(),
             Some(Duration::from_millis(300)),
+            &Default::default(),
         )
         .expect("a one-off starts");
     let ended = tokio::time::timeout(Duration::from_secs(20), task)
