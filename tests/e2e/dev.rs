@@ -330,14 +330,16 @@ fn the_dev_terminal_shows_wasmtimes_warnings_only_when_asked() {
 fn dev_stops_when_the_reader_of_its_output_goes() {
     let _share = share();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = dev_command(&sample("hello"), tmp.path(), &[])
+    // A web dyno alone, and no request: once web.1 is up, nothing more is printed, so
+    // dev cannot wait for a line to find no reader.
+    let app = copy_sample("hello").with_procfile("web: web\n");
+    let mut child = dev_command(app.path(), tmp.path(), &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn wdeploy dev");
-    // The sample's worker logs a tick every second: the next line finds no reader.
-    read_then_hang_up(&mut child, "dev listening", |l| {
-        l.contains(" listening on http://127.0.0.1:")
+    read_then_hang_up(&mut child, "web.1 up", |l| {
+        l.contains("wdeploy[web.1]: State changed from starting to up")
     });
     let status = exited(&mut child, "dev to stop without a reader", SOON);
     assert!(status.success(), "{status:?}");

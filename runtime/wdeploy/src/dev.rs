@@ -174,11 +174,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (built_tx, mut built_rx) = mpsc::channel(1);
     let mut building = false;
     let mut dirty = false;
+    // A quiet app prints nothing to find its reader gone by: look every second too.
+    let mut reader_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             line = lines.recv() => {
                 print_line(line, &printer);
                 if printer.reader_gone() {
+                    break;
+                }
+            }
+            _ = reader_check.tick() => {
+                if printer.reader_left() {
                     break;
                 }
             }

@@ -28,6 +28,23 @@ impl Printer {
         self.gone.load(Ordering::Relaxed)
     }
 
+    /// Asks the kernel whether stdout's reader has gone, without writing: a pipe whose
+    /// read end is closed reports an error, a hung-up terminal or socket a hang-up. So
+    /// `dev` stops even while its app prints nothing. A file never reports either.
+    pub fn reader_left(&self) -> bool {
+        let mut stdout = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout; `poll` only writes its `revents`.
+        let ready = unsafe { libc::poll(&mut stdout, 1, 0) };
+        if ready == 1 && stdout.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        self.reader_gone()
+    }
+
     fn wrote(&self, result: std::io::Result<()>) {
         if result.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
             self.gone.store(true, Ordering::Relaxed);
