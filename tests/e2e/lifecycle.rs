@@ -135,3 +135,51 @@ fn a_host_whose_output_reader_went_stops_cleanly() {
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `logs --tail` outlives its connection. A dropped network, then a host restarted (on
+/// new ports, behind a proxy that follows it), each end its stream: the tail says so,
+/// connects again, and prints what came meanwhile, each line once.
+#[test]
+fn a_log_tail_connects_again_and_prints_each_line_once() {
+    let mut host = TestHost::start();
+    host.create_and_push("hello", &sample("hello"));
+    let api = |host: &TestHost| std::net::SocketAddr::from(([127, 0, 0, 1], host.api_port()));
+    let proxy = Proxy::start(api(&host));
+    host.get("hello", "/before");
+    let mut cmd = host.command(&[
+        "logs", "--tail", "--source", "router", "-n", "1500", "-a", "hello",
+    ]);
+    cmd.env("WDEPLOY_HOST", proxy.url());
+    let mut tail = Running::spawn(cmd);
+    tail.wait_for_text("path=\"/before\"", SOON);
+
+    proxy.cut();
+    host.get("hello", "/while-away");
+    tail.wait_for_text("wdeploy: connected again", SOON);
+    tail.wait_for_text("path=\"/while-away\"", SOON);
+    host.get("hello", "/after");
+    tail.wait_for_text("path=\"/after\"", SOON);
+
+    host.restart();
+    proxy.point_to(api(&host));
+    host.wait_restored("hello", "/restored");
+    poll_until("the tail to connect to the restarted host", SOON, || {
+        host.get("hello", "/after-restart");
+        tail.line_with("path=\"/after-restart\"")
+            .ok_or_else(|| tail.output())
+    });
+    let out = tail.output();
+    assert!(
+        out.contains("wdeploy: the host closed the log stream; connecting again")
+            || out.contains("wdeploy: the log stream broke"),
+        "{out}"
+    );
+    for path in ["/before", "/while-away", "/after"] {
+        let times = out
+            .lines()
+            .filter(|l| l.contains(&format!("path=\"{path}\"")))
+            .count();
+        assert_eq!(times, 1, "{path} printed {times} times:\n{out}");
+    }
+    tail.kill_9();
+}

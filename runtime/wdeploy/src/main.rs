@@ -19,6 +19,7 @@ mod push;
 mod queue;
 mod releases;
 mod session;
+mod tail;
 mod watch;
 mod when;
 

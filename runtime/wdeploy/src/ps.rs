@@ -194,18 +194,15 @@ pub struct LogsArgs {
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let reader = session::client()?.logs(
-        &app,
-        args.lines,
-        args.tail,
-        args.dyno.as_deref(),
-        args.source,
-    )?;
+    let client = session::client()?;
+    let open = |lines| client.logs(&app, lines, args.tail, args.dyno.as_deref(), args.source);
     let mut out = std::io::stdout();
-    for line in BufReader::new(reader).lines() {
+    if args.tail {
+        return crate::tail::follow(args.lines, open, &mut out);
+    }
+    for line in BufReader::new(open(args.lines)?).lines() {
         let line = line.context("the log stream broke")?;
         writeln!(out, "{line}")?;
-        out.flush()?;
     }
     Ok(())
 }

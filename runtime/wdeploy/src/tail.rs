@@ -1,0 +1,181 @@
+//! `logs --tail` that outlives its connection: when the stream breaks or the host closes
+//! it (a host restarted for an upgrade, a dropped network, a node of a cluster going
+//! down behind a balancer), the tail says so on stderr and connects again, printing what
+//! came meanwhile and nothing twice.
+
+use chrono::{DateTime, Utc};
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+use wdeploy_api::ClientError;
+
+/// Lines the host keeps per app (its `BUFFER_LINES`): a reconnection asks for all of
+/// them, and the tail remembers as many it printed, so each is printed once.
+const HISTORY: usize = 1500;
+
+/// How long a line may arrive after a newer one (a line from another node of a cluster
+/// reaches this node's stream a little late): lines older than the newest printed by
+/// more than this are ones the first request left out on purpose (`-n`), not new ones.
+const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// The waits between attempts to connect again (the last repeats).
+const BACKOFF: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// Follows the log stream `open(history)` gives until interrupted, connecting again
+/// whenever it ends. Errors the host answers (the app destroyed, the token revoked) end
+/// it; a host that cannot be reached is tried again, at most every 5 seconds.
+pub fn follow(
+    first: usize,
+    mut open: impl FnMut(usize) -> Result<Box<dyn Read + Send>, ClientError>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut printed = Printed::new(Utc::now());
+    let mut reader = open(first)?;
+    loop {
+        let why = match copy_lines(reader, &mut printed, out)? {
+            Some(e) => format!("the log stream broke ({e})"),
+            None => "the host closed the log stream".to_string(),
+        };
+        eprintln!("wdeploy: {why}; connecting again (Ctrl-C to stop)");
+        printed.reconnecting();
+        let mut attempt = 0;
+        reader = loop {
+            std::thread::sleep(BACKOFF[attempt.min(BACKOFF.len() - 1)]);
+            attempt += 1;
+            match open(HISTORY) {
+                Ok(reader) => break reader,
+                Err(ClientError::Unreachable { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        eprintln!("wdeploy: connected again; following the log stream");
+    }
+}
+
+/// Prints the new lines of `reader` until it ends; the read error that ended it, if one
+/// did. A write error (no reader of stdout any more) ends the tail.
+fn copy_lines(
+    reader: Box<dyn Read + Send>,
+    printed: &mut Printed,
+    out: &mut impl Write,
+) -> anyhow::Result<Option<std::io::Error>> {
+    for line in BufReader::new(reader).lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return Ok(Some(e)),
+        };
+        if printed.is_new(&line) {
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+    }
+    Ok(None)
+}
+
+/// What the tail has printed, to tell the lines a reconnection's history repeats from
+/// those that came while it was away.
+struct Printed {
+    /// The most recent lines printed, oldest first, at most [`HISTORY`].
+    recent: VecDeque<String>,
+    seen: HashSet<String>,
+    /// When the tail began, by this machine's clock: the cutoff if nothing was printed
+    /// before a reconnection (`-n 0` of a quiet app).
+    began: DateTime<Utc>,
+    /// The newest time stamp printed, by the host's clock.
+    newest: Option<DateTime<Utc>>,
+    /// After a reconnection: lines stamped before this were there at the last
+    /// connection, printed or left out by `-n`.
+    cutoff: Option<DateTime<Utc>>,
+}
+
+impl Printed {
+    fn new(began: DateTime<Utc>) -> Printed {
+        Printed {
+            recent: VecDeque::new(),
+            seen: HashSet::new(),
+            began,
+            newest: None,
+            cutoff: None,
+        }
+    }
+
+    fn reconnecting(&mut self) {
+        self.cutoff = Some(self.newest.unwrap_or(self.began) - LATE);
+    }
+
+    /// Whether `line` is to be printed, noting it if so. A line with no time stamp (the
+    /// host's notice of lines a slow reader lost) is always new.
+    fn is_new(&mut self, line: &str) -> bool {
+        let Some(stamp) = stamp_of(line) else {
+            return true;
+        };
+        if self.cutoff.is_some_and(|cutoff| stamp < cutoff) || self.seen.contains(line) {
+            return false;
+        }
+        self.newest = self.newest.max(Some(stamp));
+        if self.recent.len() == HISTORY
+            && let Some(oldest) = self.recent.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.recent.push_back(line.to_string());
+        self.seen.insert(line.to_string());
+        true
+    }
+}
+
+/// The time stamp a log line starts with (`2026-11-25T10:00:00.123456+00:00 app[web.1]: …`).
+fn stamp_of(line: &str) -> Option<DateTime<Utc>> {
+    let (stamp, _) = line.split_once(' ')?;
+    DateTime::parse_from_rfc3339(stamp)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(second: u32, text: &str) -> String {
+        format!("2026-11-28T10:00:{second:02}.000000+00:00 app[web.1]: {text}")
+    }
+
+    #[test]
+    fn a_reconnection_prints_what_came_meanwhile_and_nothing_twice() {
+        let began = stamp_of(&line(0, "")).unwrap();
+        let mut printed = Printed::new(began);
+        // The first connection: `-n 2` of a longer history, then live lines.
+        for text in ["two", "three", "four"] {
+            assert!(printed.is_new(&line(20, text)));
+        }
+        printed.reconnecting();
+        // The reconnection replays the whole history: what `-n` left out long before,
+        // what was printed, then what came while the tail was away.
+        assert!(!printed.is_new(&line(1, "one, left out by -n")));
+        for text in ["two", "three", "four"] {
+            assert!(!printed.is_new(&line(20, text)), "{text} printed twice");
+        }
+        assert!(printed.is_new(&line(25, "five")));
+        // A line of another node, a little late, is still new; its repeat is not.
+        assert!(printed.is_new(&line(15, "from node b")));
+        assert!(!printed.is_new(&line(15, "from node b")));
+        // The host's notice of lost lines has no time stamp: always shown.
+        assert!(printed.is_new("wdeploy: 3 log lines dropped (reader too slow)"));
+    }
+
+    #[test]
+    fn only_the_most_recent_lines_are_remembered() {
+        let mut printed = Printed::new(stamp_of(&line(0, "")).unwrap());
+        for n in 0..HISTORY + 10 {
+            assert!(printed.is_new(&line(30, &n.to_string())));
+        }
+        assert_eq!(printed.recent.len(), HISTORY);
+        assert_eq!(printed.seen.len(), HISTORY);
+        assert!(!printed.is_new(&line(30, &(HISTORY + 9).to_string())));
+    }
+}
