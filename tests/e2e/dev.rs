@@ -349,3 +349,42 @@ fn dev_stops_when_the_reader_of_its_output_goes() {
         "dyno filesystems left behind in the run dir"
     );
 }
+
+/// `wdeploy config --shell > .env`, then `dev`: the app runs locally with its host's
+/// config vars, each value as it was (quotes, `$`, backquotes, a second line).
+#[test]
+fn config_as_a_shell_env_file_runs_the_app_locally_with_its_values() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "--no-link", "greeter"]);
+    let greeting = "it's \"quoted\", $HOME and `id`\nsecond line";
+    host.ok(&[
+        "config:set",
+        &format!("GREETING={greeting}"),
+        "OTHER=plain",
+        "-a",
+        "greeter",
+    ]);
+    let shell = host.ok(&["config", "--shell", "-a", "greeter"]);
+    assert!(shell.contains("\nOTHER=plain\n"), "{shell}");
+    assert_eq!(
+        host.ok(&["config:get", "OTHER", "--shell", "-a", "greeter"]),
+        "OTHER=plain\n"
+    );
+    let err = host.fails(&["config", "--shell", "--json", "-a", "greeter"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let env = tmp.path().join(".env");
+    std::fs::write(&env, &shell).unwrap();
+    let mut dev = dev(
+        &sample("hello"),
+        &tmp.path().join("run"),
+        &["--env-file", env.to_str().unwrap()],
+    );
+    let (status, body) = get(&format!("http://127.0.0.1:{}/greet", dev.port()));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, format!("Hello from {greeting}\n").as_str())
+    );
+    assert!(dev.interrupt(SOON).success());
+}

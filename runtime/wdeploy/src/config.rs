@@ -1,14 +1,31 @@
-//! `config`, `config:get K`, `config:set K=V…`, `config:unset K…`.
+//! `config` (`--shell`: a `.env` file), `config:get K`, `config:set K=V…`, `config:unset K…`.
 
+use crate::envfile;
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::bail;
 use wdeploy_api::Client;
 use wdeploy_api::wire::ConfigPatch;
 
-pub fn list(args: ShowArgs) -> anyhow::Result<()> {
-    let app = args.app.resolve()?;
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub show: ShowArgs,
+    /// Print KEY=VALUE lines, each value quoted for a shell where it needs it: what
+    /// `wdeploy dev` reads from `.env` (`wdeploy config --shell > .env`)
+    #[arg(short, long, conflicts_with = "json")]
+    pub shell: bool,
+}
+
+pub fn list(args: ListArgs) -> anyhow::Result<()> {
+    let app = args.show.app.resolve()?;
     let config = session::client()?.config(&app)?;
-    if args.json.printed(&config)? {
+    if args.show.json.printed(&config)? {
+        return Ok(());
+    }
+    if args.shell {
+        for (k, v) in config {
+            println!("{k}={}", envfile::quote(&v));
+        }
         return Ok(());
     }
     println!("=== {app} Config Vars");
@@ -24,11 +41,16 @@ pub struct GetArgs {
     #[command(flatten)]
     pub app: AppArg,
     pub key: String,
+    /// Print KEY=VALUE, the value quoted for a shell where it needs it
+    /// (`wdeploy config:get DATABASE_URL --shell >> .env`)
+    #[arg(short, long)]
+    pub shell: bool,
 }
 
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
     let config = session::client()?.config(&args.app.resolve()?)?;
     match config.get(&args.key) {
+        Some(v) if args.shell => println!("{}={}", args.key, envfile::quote(v)),
         Some(v) => println!("{v}"),
         None => bail!("config var {} is not set", args.key),
     }

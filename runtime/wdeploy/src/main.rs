@@ -104,7 +104,7 @@ enum Command {
     #[command(name = "releases:cancel")]
     ReleasesCancel(AppArg),
     /// Show config vars
-    Config(session::ShowArgs),
+    Config(config::ListArgs),
     /// Show one config var
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
