@@ -464,3 +464,45 @@ fn shell_completions_cover_every_command() {
         stderr(&wrong)
     );
 }
+
+/// `run -e`: variables for one one-off dyno, over the app's config vars, released nowhere.
+#[test]
+fn a_one_off_gets_its_own_environment_over_the_config_vars() {
+    let host = TestHost::with_app("hello");
+    host.ok(&["config:set", "GREETING=from config", "-a", "hello"]);
+    let latest = host.ok(&["releases", "--json", "-n", "1", "-a", "hello"]);
+    let out = host.ok(&[
+        "run",
+        "-e",
+        "GREETING=from run;EXTRA=1",
+        "release",
+        "-a",
+        "hello",
+    ]);
+    assert!(
+        out.contains("release phase: checking config (GREETING=from run)"),
+        "{out}"
+    );
+    // For that dyno alone: the next one-off has the config var, and nothing was released.
+    let out = host.ok(&["run", "release", "-a", "hello"]);
+    assert!(
+        out.contains("release phase: checking config (GREETING=from config)"),
+        "{out}"
+    );
+    assert_eq!(
+        host.ok(&["releases", "--json", "-n", "1", "-a", "hello"]),
+        latest
+    );
+    let err = host.fails(&["run", "-e", "DYNO=web.1", "release", "-a", "hello"]);
+    assert!(
+        err.contains("DYNO is set by wdeploy for each dyno"),
+        "{err}"
+    );
+    let err = host.fails(&["run", "-e", "1A=x", "release", "-a", "hello"]);
+    assert!(err.contains("`1A` is not a valid config var name"), "{err}");
+    let err = host.fails(&["run", "-e", "GREETING", "release", "-a", "hello"]);
+    assert!(
+        err.contains("`GREETING` is not KEY=VALUE (after -e)"),
+        "{err}"
+    );
+}

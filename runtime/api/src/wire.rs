@@ -155,6 +155,10 @@ pub struct RunRequest {
     /// attached to its client and stops when the client goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub detached: bool,
+    /// Variables set in this dyno's environment over the release's config vars (Heroku's
+    /// `env`), for it alone: nothing is released.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Every error body: `{"id": "not_found", "message": "…"}`.

@@ -3,6 +3,8 @@
 
 mod one_off;
 
+pub use one_off::OneOffCommand;
+
 use crate::cluster::placement::Share;
 use crate::deadlines::{Deadlines, human};
 use crate::dyno::backoff::Backoff;

@@ -46,7 +46,7 @@ mod token_bucket;
 
 pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
-pub use app::AppRuntime;
+pub use app::{AppRuntime, OneOffCommand};
 pub use cluster::placement::Share;
 pub use control::{Host, HostConfig};
 pub use deadlines::Deadlines;

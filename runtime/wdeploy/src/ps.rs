@@ -2,6 +2,7 @@
 
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, RunRequest};
 use wdeploy_core::{Formation, LogSource, ProcessType, dyno};
@@ -115,6 +116,10 @@ pub struct RunArgs {
     /// Stop the dyno after this many seconds (the host's one-off limit applies anyway)
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Set KEY=VALUE in this dyno's environment only, over the app's config vars; several
+    /// at once split by `;` as on Heroku (`-e "A=1;B=2"`), or `-e` again
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
 }
 
 /// Streams the one-off dyno's output; returns its exit status. The dyno is attached:
@@ -154,8 +159,25 @@ fn start(args: RunArgs, detached: bool) -> anyhow::Result<Box<dyn std::io::Read 
             args: command.collect(),
             time_to_live: args.timeout,
             detached,
+            env: env_pairs(&args.env)?,
         },
     )?)
+}
+
+/// `-e` values: `KEY=VALUE` pairs, several in one split by `;`; a later one wins.
+fn env_pairs(given: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for pair in given
+        .iter()
+        .flat_map(|g| g.split(';'))
+        .filter(|p| !p.is_empty())
+    {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("`{pair}` is not KEY=VALUE (after -e)");
+        };
+        env.insert(key.to_string(), value.to_string());
+    }
+    Ok(env)
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,11 +7,32 @@ use crate::dyno::status::DynoSnapshot;
 use crate::dyno::worker::{WorkerDynoSpec, run_one_off};
 use crate::release::Release;
 use anyhow::{Context, bail};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use wdeploy_core::{DynoState, ProcessType};
+
+/// What a one-off dyno runs: a process type of the release, with arguments that replace
+/// its Procfile's when any are given, and variables set in its environment over the
+/// release's config vars (`wdeploy run -e`), for this dyno alone.
+#[derive(Debug, Clone)]
+pub struct OneOffCommand {
+    pub process_type: ProcessType,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl OneOffCommand {
+    /// `process_type` as its Procfile says, with the release's environment.
+    pub fn of(process_type: ProcessType) -> OneOffCommand {
+        OneOffCommand {
+            process_type,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+        }
+    }
+}
 
 impl AppRuntime {
     /// Stops one-off dyno `name` if this node runs it, saying `why` in its log; whether
@@ -33,8 +54,7 @@ impl AppRuntime {
     /// It is stopped once it has run for `lifetime` (at most the host's one-off limit).
     pub fn run(
         self: &Arc<Self>,
-        process_type: &ProcessType,
-        args: Vec<String>,
+        command: OneOffCommand,
         lifetime: Option<Duration>,
         taken: &BTreeSet<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
@@ -42,7 +62,7 @@ impl AppRuntime {
             .current_release()
             .context("the app has no release to run")?;
         let lifetime = self.deadlines.one_off_lifetime(lifetime);
-        self.one_off(release, "run", process_type, args, Some(lifetime), taken)
+        self.one_off(release, "run", command, Some(lifetime), taken)
     }
 
     /// Runs a one-off dyno `PREFIX.NNNN` of `release` (the current one for `run`, the one
@@ -53,11 +73,16 @@ impl AppRuntime {
         self: &Arc<Self>,
         release: Arc<Release>,
         prefix: &str,
-        process_type: &ProcessType,
-        args: Vec<String>,
+        command: OneOffCommand,
         lifetime: Option<Duration>,
         taken: &BTreeSet<String>,
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<Result<i32, String>>)> {
+        let OneOffCommand {
+            process_type,
+            args,
+            env,
+        } = command;
+        let process_type = &process_type;
         if release.command(process_type).is_none() {
             bail!(
                 "process type `{process_type}` is not a command in v{} (types: {})",
@@ -118,6 +143,7 @@ impl AppRuntime {
                     boot_timeout: this.deadlines.boot,
                 },
                 &args,
+                &env,
             );
             let Some(lifetime) = lifetime else {
                 return running.await;

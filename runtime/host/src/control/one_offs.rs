@@ -2,8 +2,9 @@
 //! `ps:stop`, on whichever node runs the dyno.
 
 use super::Host;
-use super::errors::{Result, invalid};
+use super::errors::{Result, check_config_key, invalid};
 use super::streams::follow_one_off;
+use crate::app::OneOffCommand;
 use futures::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
@@ -19,13 +20,25 @@ impl Host {
         req: RunRequest,
     ) -> Result<TextStream> {
         let entry = self.existing(app).await?;
+        for key in req.env.keys() {
+            check_config_key(key)?;
+            if key == "DYNO" || key == "PORT" {
+                return Err(ApiError::invalid(format!(
+                    "{key} is set by wdeploy for each dyno: a one-off cannot be given another"
+                ))
+                .into());
+            }
+        }
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
         let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
         let taken = self.names_elsewhere(&entry).await;
-        let (name, task) = runtime
-            .run(&req.process_type, req.args, lifetime, &taken)
-            .map_err(invalid)?;
+        let command = OneOffCommand {
+            process_type: req.process_type.clone(),
+            args: req.args,
+            env: req.env,
+        };
+        let (name, task) = runtime.run(command, lifetime, &taken).map_err(invalid)?;
         let detached = if req.detached { " (detached)" } else { "" };
         runtime.logs.platform(
             "api",

@@ -4,7 +4,7 @@
 
 use super::releases::Reporter;
 use super::streams::follow_one_off;
-use crate::app::AppRuntime;
+use crate::app::{AppRuntime, OneOffCommand};
 use crate::deadlines::human;
 use crate::release::Release;
 use std::collections::BTreeSet;
@@ -32,8 +32,7 @@ pub(super) async fn release_phase(
     let (name, task) = runtime.one_off(
         release.clone(),
         "release",
-        &ProcessType::release(),
-        Vec::new(),
+        OneOffCommand::of(ProcessType::release()),
         None,
         taken,
     )?;

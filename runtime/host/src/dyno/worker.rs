@@ -10,6 +10,7 @@ use crate::logs::LogStream;
 use crate::metrics::AppMetrics;
 use crate::release::Release;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,10 +134,19 @@ impl WorkerDyno {
 }
 
 /// Runs a one-off dyno (`wdeploy run`) of `spec.process_type` to completion: its exit
-/// status, or why it crashed. `extra_args` replace the Procfile's arguments when given.
-pub async fn run_one_off(spec: WorkerDynoSpec<'_>, extra_args: &[String]) -> Result<i32, String> {
+/// status, or why it crashed. `extra_args` replace the Procfile's arguments when given;
+/// `extra_env` is set over the release's environment (DYNO and PORT are refused before).
+pub async fn run_one_off(
+    spec: WorkerDynoSpec<'_>,
+    extra_args: &[String],
+    extra_env: &BTreeMap<String, String>,
+) -> Result<i32, String> {
     let args = (!extra_args.is_empty()).then_some(extra_args);
-    let supervisor = Supervisor::new(&spec, args)?;
+    let mut supervisor = Supervisor::new(&spec, args)?;
+    supervisor.env.retain(|(k, _)| !extra_env.contains_key(k));
+    supervisor
+        .env
+        .extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let ended = supervisor.run_once().await;
     let line = match &ended {
         Ok(code) => format!("Process exited with status {code}"),

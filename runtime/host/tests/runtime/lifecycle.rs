@@ -213,8 +213,7 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .expect("deploys");
     let (one_off, task) = runtime
         .run(
-            &"spin".parse().unwrap(),
-            Vec::new(),
+            OneOffCommand::of("spin".parse().unwrap()),
             None,
             &Default::default(),
         )
@@ -461,8 +460,7 @@ async fn a_one_off_dyno_stops_at_its_time_limit_and_leaves_ps() {
         .expect("deploys");
     let (one_off, task) = runtime
         .run(
-            &"spin".parse().unwrap(),
-            Vec::new(),
+            OneOffCommand::of("spin".parse().unwrap()),
             Some(Duration::from_millis(300)),
             &Default::default(),
         )

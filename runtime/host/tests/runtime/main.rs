@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wdeploy_core::{AppName, AppSettings, Digest, DynoState, Formation, LogSource, Procfile};
 use wdeploy_host::{
     AddonBinding, AppRuntime, Backoff, Deadlines, Engine, EngineOptions, LaneOptions, LogRate,
-    LogStream, Release, ReleaseSpec, Router, Share,
+    LogStream, OneOffCommand, Release, ReleaseSpec, Router, Share,
 };
 use wdeploy_store::{AddonStore, AppId, Tenant};
 use wdeploy_test_components as components;
