@@ -183,3 +183,91 @@ fn a_log_tail_connects_again_and_prints_each_line_once() {
     }
     tail.kill_9();
 }
+
+/// A tail whose host goes silent without closing anything (a machine gone, a network
+/// partition) gives up on the connection once the host's heartbeats stop, and connects
+/// again; a quiet app is not that: its heartbeats keep the tail where it is.
+#[test]
+fn a_log_tail_whose_host_goes_silent_connects_again() {
+    let host = TestHost::start();
+    host.create_and_push("hello", &sample("hello"));
+    let proxy = Proxy::start(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        host.api_port(),
+    )));
+    // The API: a tail that asks for a heartbeat gets an empty line in each quiet second.
+    let url = |query: &str| format!("{}/apps/hello/log-sessions?{query}", host.api);
+    let auth = format!("Bearer {}", host.token);
+    let mut response = http()
+        .get(&url("lines=0&tail=true&source=router&heartbeat=1"))
+        .header("authorization", &auth)
+        .call()
+        .expect("a log session");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-wdeploy-heartbeat")
+            .map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let mut beats = [0u8; 2];
+    std::io::Read::read_exact(&mut response.body_mut().as_reader(), &mut beats)
+        .expect("two heartbeats");
+    assert_eq!(&beats, b"\n\n");
+    for (query, said) in [
+        (
+            "tail=true&heartbeat=0",
+            "heartbeat=0: give 1 to 300 seconds",
+        ),
+        ("tail=false&heartbeat=5", "heartbeat=5 needs tail=true"),
+    ] {
+        let mut refused = http()
+            .get(&url(query))
+            .header("authorization", &auth)
+            .call()
+            .expect("an answer");
+        let body = refused.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(refused.status(), 422, "{body}");
+        assert!(body.contains(said), "{body}");
+    }
+
+    // Only the router's lines: nothing comes without a request.
+    let mut cmd = host.command(&["logs", "--tail", "--source", "router", "-a", "hello"]);
+    cmd.env("WDEPLOY_HOST", proxy.url());
+    let mut tail = Running::spawn(cmd);
+    host.get("hello", "/before");
+    tail.wait_for_text("path=\"/before\"", SOON);
+    // Quiet for longer than the host's heartbeat (10 s): the tail stays connected.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    host.get("hello", "/quiet");
+    tail.wait_for_text("path=\"/quiet\"", SOON);
+    assert!(
+        !tail.output().contains("connecting again"),
+        "{}",
+        tail.output()
+    );
+
+    proxy.silence();
+    host.get("hello", "/unheard");
+    let gave_up = tail.wait_for_text("wdeploy: the host sent nothing for 30s", SOON);
+    assert!(
+        gave_up.contains("(it sends a line at least every 10s); connecting again"),
+        "{gave_up}"
+    );
+    tail.wait_for_text("wdeploy: connected again", SOON);
+    // What the silent connection lost comes with the history, once.
+    tail.wait_for_text("path=\"/unheard\"", SOON);
+    host.get("hello", "/after");
+    tail.wait_for_text("path=\"/after\"", SOON);
+    let out = tail.output();
+    for path in ["/before", "/quiet", "/unheard", "/after"] {
+        let times = out
+            .lines()
+            .filter(|l| l.contains(&format!("path=\"{path}\"")))
+            .count();
+        assert_eq!(times, 1, "{path} printed {times} times:\n{out}");
+    }
+    // Heartbeats are not printed.
+    assert!(!out.lines().any(str::is_empty), "{out}");
+    tail.kill_9();
+}

@@ -15,6 +15,14 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// A log stream as the host sends it.
+pub struct LogSession {
+    pub reader: Box<dyn Read + Send>,
+    /// How often the host promised a line (empty when there was nothing else to send),
+    /// if it did: a longer silence means the connection is dead.
+    pub heartbeat: Option<Duration>,
+}
+
 /// A failed call: the host's JSON error, or why the host could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -307,7 +315,8 @@ impl Client {
         self.stream(response)
     }
 
-    /// Reads the log stream: `lines` of history, then (with `tail`) new lines as they come.
+    /// Reads the log stream: `lines` of history, then (with `tail`) new lines as they come,
+    /// with an empty line after each `heartbeat` without one, if the host does that.
     pub fn logs(
         &self,
         app: &str,
@@ -315,7 +324,8 @@ impl Client {
         tail: bool,
         dyno: Option<&str>,
         source: Option<LogSource>,
-    ) -> Result<Box<dyn Read + Send>> {
+        heartbeat: Option<Duration>,
+    ) -> Result<LogSession> {
         let mut path = format!("/apps/{app}/log-sessions?lines={lines}&tail={tail}");
         if let Some(d) = dyno {
             path.push_str(&format!("&dyno={d}"));
@@ -323,13 +333,25 @@ impl Client {
         if let Some(s) = source {
             path.push_str(&format!("&source={s}"));
         }
+        if let Some(every) = heartbeat.filter(|_| tail) {
+            path.push_str(&format!("&heartbeat={}", every.as_secs().max(1)));
+        }
         let response = self
             .agent
             .get(&self.url(&path))
             .header("authorization", &self.auth())
             .call()
             .map_err(|e| self.unreachable(e))?;
-        self.stream(response)
+        // A host from before heartbeats ignores the question and sends no header.
+        let heartbeat = response
+            .headers()
+            .get(crate::server::HEARTBEAT_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .map(Duration::from_secs);
+        Ok(LogSession {
+            reader: self.stream(response)?,
+            heartbeat,
+        })
     }
 
     pub fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys> {

@@ -9,5 +9,5 @@ pub mod people;
 pub mod server;
 pub mod wire;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, LogSession};
 pub use error::ApiError;

@@ -65,7 +65,15 @@ pub struct LogQuery {
     pub tail: bool,
     pub dyno: Option<String>,
     pub source: Option<LogSource>,
+    /// With `tail`: send an empty line after this many seconds (1–300) without one, so
+    /// a client can tell a quiet app from a host that vanished without closing the
+    /// connection, and no proxy between them drops the connection as idle. The answer's
+    /// [`HEARTBEAT_HEADER`] says the host does it.
+    pub heartbeat: Option<u64>,
 }
+
+/// The header of a log stream whose host sends the heartbeat asked for: its seconds.
+pub const HEARTBEAT_HEADER: &str = "x-wdeploy-heartbeat";
 
 /// `GET /apps/{app}/releases?limit=N&before=V`: a page of the release log, newest first,
 /// as Heroku pages its lists; the next page is `before` the oldest version of this one.

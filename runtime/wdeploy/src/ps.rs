@@ -217,12 +217,16 @@ pub struct LogsArgs {
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let client = session::client()?;
-    let open = |lines| client.logs(&app, lines, args.tail, args.dyno.as_deref(), args.source);
+    let heartbeat = Some(crate::tail::HEARTBEAT);
+    let open = |lines| {
+        let (dyno, source) = (args.dyno.as_deref(), args.source);
+        client.logs(&app, lines, args.tail, dyno, source, heartbeat)
+    };
     let mut out = std::io::stdout();
     if args.tail {
         return crate::tail::follow(args.lines, open, &mut out);
     }
-    for line in BufReader::new(open(args.lines)?).lines() {
+    for line in BufReader::new(open(args.lines)?.reader).lines() {
         let line = line.context("the log stream broke")?;
         writeln!(out, "{line}")?;
     }

@@ -252,8 +252,46 @@ pub(super) async fn logs(
     AppPath(app): AppPath,
     QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Response, ApiError> {
+    let heartbeat = match query.heartbeat {
+        Some(seconds @ 1..=300) if query.tail => Some(seconds),
+        Some(seconds @ 1..=300) => {
+            return Err(ApiError::invalid(format!(
+                "heartbeat={seconds} needs tail=true: a stream that ends at once has none"
+            )));
+        }
+        Some(seconds) => {
+            return Err(ApiError::invalid(format!(
+                "heartbeat={seconds}: give 1 to 300 seconds"
+            )));
+        }
+        None => None,
+    };
     let stream = p.logs(&app, query).await?;
-    Ok(text_stream(stream))
+    let Some(seconds) = heartbeat else {
+        return Ok(text_stream(stream));
+    };
+    let every = std::time::Duration::from_secs(seconds);
+    let mut response = text_stream(with_heartbeat(stream, every));
+    response
+        .headers_mut()
+        .insert(HEARTBEAT_HEADER, http::HeaderValue::from(seconds));
+    Ok(response)
+}
+
+/// `lines` with an empty line sent after each `every` that passes without one.
+fn with_heartbeat(lines: TextStream, every: std::time::Duration) -> TextStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(
+        lines,
+        move |mut lines| async move {
+            // Cancelling `next` loses nothing: the stream is a channel's receiver.
+            match tokio::time::timeout(every, lines.next()).await {
+                Ok(Some(line)) => Some((line, lines)),
+                Ok(None) => None,
+                Err(_) => Some(("\n".to_string(), lines)),
+            }
+        },
+    ))
 }
 
 /// `GET /apps/{app}/log-events`: the log stream as Server-Sent Events (one event per
