@@ -219,13 +219,17 @@ fn a_push_through_one_node_is_served_seen_and_logged_by_every_node() {
         );
     }
     a.ok(&["config:set", "GREETING=the cluster", "-a", "hello"]);
+    // `ps:wait` through c returns once the dynos of every node run v4: each node then
+    // serves the new config at once.
+    assert_eq!(
+        c.ok(&["ps:wait", "--timeout", "60", "-a", "hello"]),
+        "Every dyno of hello runs v4\n"
+    );
     for node in [a, b, c] {
-        poll_until("every node to serve the new config", MOVE, || {
-            match node.get("hello", "/") {
-                (200, body) if body == "Hello from the cluster\n" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
+        assert_eq!(
+            node.get("hello", "/"),
+            (200, "Hello from the cluster\n".to_string())
+        );
     }
 
     // `logs --tail` on a shows the lines of dynos running on b and c.

@@ -506,3 +506,37 @@ fn a_one_off_gets_its_own_environment_over_the_config_vars() {
         "{err}"
     );
 }
+
+/// `ps:wait` returns once every dyno runs the current release and is up, as many as the
+/// formation asks; a dyno that cannot get there keeps it waiting, until `--timeout`.
+#[test]
+fn ps_wait_returns_once_every_dyno_runs_the_current_release() {
+    let host = TestHost::start();
+    host.create_and_push("faults", faults_app().path());
+    host.ok(&["ps:scale", "web=2", "-a", "faults"]);
+    host.ok(&["config:set", "A=1", "-a", "faults"]);
+    let done = host.ok(&["ps:wait", "-a", "faults"]);
+    assert_eq!(done, "Every dyno of faults runs v2\n");
+    let ps = host.ok(&["ps", "-a", "faults"]);
+    for dyno in ["web.1: up", "web.2: up"] {
+        assert!(
+            ps.lines().any(|l| l.starts_with(dyno) && l.contains(" v2")),
+            "{ps}"
+        );
+    }
+    // The worker crashes each time it starts: it is never there.
+    host.ok(&["ps:scale", "worker=1", "-a", "faults"]);
+    let out = host.cli(&["ps:wait", "--timeout", "2", "-a", "faults"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Waiting for every dyno of faults to run v2: worker"),
+        "{err}"
+    );
+    assert!(err.contains("error: gave up after 2s: worker"), "{err}");
+    // Out of scope, it keeps nothing waiting.
+    let done = host.ok(&["ps:wait", "--type", "web", "-a", "faults"]);
+    assert_eq!(done, "Every dyno of faults runs v2\n");
+    let err = host.fails(&["ps:wait", "-a", "nosuch"]);
+    assert!(err.contains("app nosuch not found"), "{err}");
+}

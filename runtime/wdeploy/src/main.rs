@@ -122,6 +122,10 @@ enum Command {
     /// Restart all dynos, or one
     #[command(visible_alias = "ps:restart")]
     Restart(ps::RestartArgs),
+    /// Wait until every dyno runs the current release and is up, as many of each type as
+    /// the formation asks, on every node (for scripts, after a change)
+    #[command(name = "ps:wait")]
+    PsWait(ps::WaitArgs),
     /// Stop a one-off dyno (run.1002)
     #[command(name = "ps:stop")]
     Stop(ps::StopArgs),
@@ -240,6 +244,7 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => ps::ps(args),
         Command::Scale(args) => ps::scale(args),
         Command::Restart(args) => ps::restart(args),
+        Command::PsWait(args) => ps::wait(args),
         Command::Run(args) => match ps::run(args) {
             Ok(code) => return std::process::ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),

@@ -1,4 +1,4 @@
-//! `ps`, `ps:scale`, `restart`, `run`, `logs`.
+//! `ps`, `ps:scale`, `restart`, `ps:wait`, `ps:stop`, `run`, `logs`.
 
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
@@ -231,4 +231,108 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Only dynos of this process type
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub process_type: Option<ProcessType>,
+    /// One-off dynos too (`run.NNNN`), which must then run the current release as well
+    #[arg(short = 'R', long)]
+    pub with_run: bool,
+    /// Give up after this many seconds, exiting 1 with what is not there yet
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// `ps:wait`: waits until every dyno runs the current release and is up (or idle, asleep
+/// by `idle_after`), with as many of each process type as the formation asks; on every
+/// node of a cluster, where a release reaches the other nodes a moment after the one
+/// that made it. For scripts: `wdeploy config:set X=1 && wdeploy ps:wait && smoke-test`.
+pub fn wait(args: WaitArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let client = session::client()?;
+    let deadline = args
+        .timeout
+        .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    // The formation of the current release: its Procfile's types only, read once a version.
+    let mut formation: Option<(u64, Formation)> = None;
+    let mut said = None;
+    loop {
+        let info = client.app(&app)?;
+        let Some(version) = info.release else {
+            bail!("{app} has no release yet: `wdeploy push` deploys one");
+        };
+        if formation.as_ref().is_none_or(|(v, _)| *v != version) {
+            let detail = client.release(&app, &format!("v{version}"))?;
+            let procfile = wdeploy_core::Procfile::parse(&detail.procfile)
+                .with_context(|| format!("reading v{version}'s Procfile"))?;
+            formation = Some((version, info.formation.runnable_in(&procfile)));
+        }
+        let wanted = formation
+            .as_ref()
+            .map(|(_, f)| f)
+            .cloned()
+            .unwrap_or_default();
+        let dynos = client.dynos(&app)?;
+        let waiting = not_there_yet(&wanted, &dynos, version, &args);
+        if waiting.is_empty() {
+            println!("Every dyno of {app} runs v{version}");
+            return Ok(());
+        }
+        let now = format!(
+            "Waiting for every dyno of {app} to run v{version}: {}",
+            waiting.join(", ")
+        );
+        if said.as_ref() != Some(&now) {
+            eprintln!("{now}");
+            said = Some(now);
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            bail!(
+                "gave up after {}s: {}",
+                args.timeout.unwrap_or_default(),
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// What keeps the dynos in scope from all running `version`: each such dyno on
+/// another release or not up, and each process type with fewer dynos than `wanted`.
+fn not_there_yet(
+    wanted: &Formation,
+    dynos: &[DynoInfo],
+    version: u64,
+    args: &WaitArgs,
+) -> Vec<String> {
+    let in_scope = |t: &ProcessType| args.process_type.as_ref().is_none_or(|only| only == t);
+    let mut waiting = Vec::new();
+    for d in dynos.iter().filter(|d| in_scope(&d.process_type)) {
+        if dyno::is_one_off(&d.name, &d.process_type) && !args.with_run {
+            continue;
+        }
+        if d.release != version {
+            waiting.push(format!("{} runs v{}", d.name, d.release));
+        } else if !d.state.serves() {
+            waiting.push(format!("{} is {}", d.name, d.state));
+        }
+    }
+    for (process_type, quantity) in wanted.iter().filter(|(t, _)| in_scope(t)) {
+        let ready = dynos
+            .iter()
+            .filter(|d| {
+                d.process_type == *process_type && !dyno::is_one_off(&d.name, &d.process_type)
+            })
+            .filter(|d| d.release == version && d.state.serves())
+            .count();
+        if ready < quantity as usize {
+            waiting.push(format!("{process_type} {ready}/{quantity} ready"));
+        }
+    }
+    waiting
 }
