@@ -301,6 +301,39 @@ fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() 
         releases.lines().nth(2).unwrap().contains("(current)"),
         "{releases}"
     );
+    // Later, anyone with access reads what v2's push showed, and why it failed.
+    let info = host.ok(&["releases:info", "v2", "-a", "faults"]);
+    assert!(
+        info.contains("Why:      wdeploy releases:output v2 -a faults"),
+        "{info}"
+    );
+    let output = host.ok(&["releases:output", "-a", "faults"]);
+    for line in [
+        "-----> Running release command `crasher.wasm` as release.",
+        "       crasher: giving up\n",
+        "error: release v2 failed: the release command failed with exit status 1\n",
+    ] {
+        assert!(output.contains(line), "{line} not in:\n{output}");
+    }
+    let output = host.ok(&["releases:output", "v1", "-a", "faults"]);
+    assert!(output.contains("-----> Starting v1"), "{output}");
+    assert!(!output.contains("error:"), "{output}");
+    let err = host.fails(&["releases:output", "v9", "-a", "faults"]);
+    assert!(err.contains("release v9 of faults not found"), "{err}");
+    // A release nobody watched (a config change) keeps its output too; one that went
+    // live nowhere (config before the first push) has none, and says so.
+    host.ok(&["config:set", "A=1", "-a", "faults"]);
+    let output = host.ok(&["releases:output", "v3", "-a", "faults"]);
+    assert!(output.contains("-----> Starting v3"), "{output}");
+    host.ok(&["apps:create", "--no-link", "empty"]);
+    host.ok(&["config:set", "A=1", "-a", "empty"]);
+    let out = host.cli(&["releases:output", "-a", "empty"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    assert!(
+        stderr(&out).contains("v1 of empty kept no output"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -244,6 +244,10 @@ impl Client {
         self.get(&format!("/apps/{app}/releases/{}", encode(version)))
     }
 
+    pub fn release_output(&self, app: &str, version: &str) -> Result<ReleaseOutput> {
+        self.get(&format!("/apps/{app}/releases/{}/output", encode(version)))
+    }
+
     pub fn releases(
         &self,
         app: &str,

@@ -172,6 +172,8 @@ pub trait Platform: Send + Sync + 'static {
     ) -> Result<Vec<ReleaseInfo>, ApiError>;
     /// One release in full: its Procfile, settings and config vars too.
     async fn release(&self, app: &AppName, version: u64) -> Result<ReleaseDetail, ApiError>;
+    /// What going live printed for a release (`releases:output`).
+    async fn release_output(&self, app: &AppName, version: u64) -> Result<ReleaseOutput, ApiError>;
     async fn rollback(
         &self,
         app: &AppName,
@@ -371,6 +373,11 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::POST, "/apps/{app}/releases", create_release),
         at(M::POST, "/apps/{app}/releases/cancel", cancel_release),
         at(M::GET, "/apps/{app}/releases/{version}", release),
+        at(
+            M::GET,
+            "/apps/{app}/releases/{version}/output",
+            release_output,
+        ),
         at(M::POST, "/apps/{app}/rollback", rollback),
         at(M::GET, "/apps/{app}/config-vars", config),
         at(M::PATCH, "/apps/{app}/config-vars", patch_config),

@@ -117,6 +117,15 @@ pub struct ReleaseDetail {
     pub config: BTreeMap<String, String>,
 }
 
+/// `GET /apps/{app}/releases/{version}/output`: what going live printed for a release
+/// (its release phase, its boot, why it failed), its last 64 KiB; empty when nothing was
+/// kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseOutput {
+    pub version: u64,
+    pub output: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rollback {
     pub version: Option<u64>,

@@ -40,6 +40,15 @@ pub trait ControlStore: Send + Sync + 'static {
         version: u64,
         status: ReleaseStatus,
     ) -> Result<()>;
+    /// Keeps `output` as what going live printed for release `version` (its release
+    /// phase, its boot, why it failed), replacing what was kept; `NotFound` when there is
+    /// no such release, `Invalid` over [`crate::MAX_RELEASE_OUTPUT`] bytes. Kept apart
+    /// from the release, so reading the log never reads it.
+    async fn set_release_output(&self, app: &AppName, version: u64, output: &str) -> Result<()>;
+    /// What going live printed for release `version`: empty when nothing was kept (a
+    /// release that went live nowhere, or one made by an older wdeploy); `NotFound` when
+    /// there is no such release.
+    async fn release_output(&self, app: &AppName, version: u64) -> Result<String>;
     /// The whole release log, newest first.
     async fn releases(&self, app: &AppName) -> Result<Vec<Release>>;
     /// One page of the release log, newest first: at most `limit` releases older than

@@ -37,8 +37,9 @@ pub use control::ControlStore;
 pub use error::{AddonError, AddonResult, Result, StoreError};
 pub use log_bus::LogBus;
 pub use model::{
-    App, AppId, Drain, DynoRecord, Job, KeyPage, LogRecord, MAX_DRAINS_PER_APP, NewRelease,
-    NodeDynos, NodeInfo, NodeName, QueueStats, Release, ReleaseHead, RestartRequest, Tenant,
+    App, AppId, Drain, DynoRecord, Job, KeyPage, LogRecord, MAX_DRAINS_PER_APP, MAX_RELEASE_OUTPUT,
+    NewRelease, NodeDynos, NodeInfo, NodeName, QueueStats, Release, ReleaseHead, RestartRequest,
+    Tenant,
 };
 pub use nodes::{ClusterKey, ClusterKeys, Nodes};
 pub use people::{People, TokenOwner, TokenRecord, User};

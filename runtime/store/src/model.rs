@@ -1,5 +1,6 @@
 //! What the store keeps, as the layers above see it.
 
+use crate::error::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use wdeploy_core::{AppName, Digest, ReleaseStatus};
@@ -98,6 +99,22 @@ impl Drain {
                 .parse::<wdeploy_core::DrainUrl>()
                 .is_ok_and(|url| url == self.url)
     }
+}
+
+/// Most bytes of what going live printed that a release keeps (`releases:output`): the
+/// last of it, where a failure says why.
+pub const MAX_RELEASE_OUTPUT: usize = 64 * 1024;
+
+/// `Invalid` for an output over [`MAX_RELEASE_OUTPUT`] bytes (the host keeps its last
+/// part; a caller that does not is told).
+pub(crate) fn check_release_output(output: &str) -> Result<()> {
+    if output.len() > MAX_RELEASE_OUTPUT {
+        return Err(StoreError::Invalid(format!(
+            "a release's output of {} bytes is over the limit of {MAX_RELEASE_OUTPUT} bytes",
+            output.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Most drains an app may have (Heroku allows a handful too): each costs the node a

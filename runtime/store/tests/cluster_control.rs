@@ -517,3 +517,37 @@ async fn maintenance_set_on_one_node_is_seen_by_the_other_and_never_revives_an_a
     ));
     assert!(a.apps().await.unwrap().is_empty(), "no app made by it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_keeps_its_output_apart_until_its_app_goes() {
+    let (_server, a, b) = two_nodes().await;
+    let app = name("outputs");
+    a.create_app(&app).await.unwrap();
+    a.append_release(&app, 1, deploy("Deploy 1")).await.unwrap();
+    assert_eq!(b.release_output(&app, 1).await.unwrap(), "");
+    a.set_release_output(&app, 1, "first\n").await.unwrap();
+    b.set_release_output(&app, 1, "replaced\n").await.unwrap();
+    assert_eq!(a.release_output(&app, 1).await.unwrap(), "replaced\n");
+    // Reading the log never reads it, and it is no release of its own.
+    assert_eq!(b.releases(&app).await.unwrap().len(), 1);
+    assert_eq!(b.release_head(&app).await.unwrap().latest, 1);
+    for missing in [
+        a.set_release_output(&app, 2, "x").await,
+        a.release_output(&app, 2).await.map(drop),
+    ] {
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(_))),
+            "{missing:?}"
+        );
+    }
+    let over = "x".repeat(wdeploy_store::MAX_RELEASE_OUTPUT + 1);
+    assert!(matches!(
+        a.set_release_output(&app, 1, &over).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // Destroyed with its app: a new app of the name starts with none.
+    a.delete_app(&app).await.unwrap();
+    b.create_app(&app).await.unwrap();
+    b.append_release(&app, 1, deploy("Deploy 1")).await.unwrap();
+    assert_eq!(a.release_output(&app, 1).await.unwrap(), "");
+}

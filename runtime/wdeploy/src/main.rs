@@ -97,6 +97,10 @@ enum Command {
     /// Show one release in full: its slug, Procfile, settings and config vars
     #[command(name = "releases:info")]
     ReleasesInfo(releases::InfoArgs),
+    /// Show what going live printed for a release: its release command, its boot, why it
+    /// failed
+    #[command(name = "releases:output")]
+    ReleasesOutput(releases::OutputArgs),
     /// Go back to an earlier release (as a new release)
     Rollback(releases::RollbackArgs),
     /// Stop the release going live (its release command or boot); it fails and the
@@ -235,6 +239,7 @@ fn main() -> std::process::ExitCode {
         Command::Push(args) => push::run(args),
         Command::Releases(args) => releases::list(args),
         Command::ReleasesInfo(args) => releases::info(args),
+        Command::ReleasesOutput(args) => releases::output(args),
         Command::Rollback(args) => releases::rollback(args),
         Command::ReleasesCancel(args) => releases::cancel(args),
         Command::Config(args) => config::list(args),

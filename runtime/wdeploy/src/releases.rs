@@ -58,13 +58,7 @@ pub struct InfoArgs {
 pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let client = session::client()?;
-    let version = match args.version {
-        Some(version) => version,
-        None => match client.releases(&app, Some(1), None)?.first() {
-            Some(newest) => newest.version.to_string(),
-            None => anyhow::bail!("{app} has no releases yet: `wdeploy push` makes the first"),
-        },
-    };
+    let version = version_or_newest(&client, &app, args.version)?;
     let detail = client.release(&app, &version)?;
     if args.json.printed(&detail)? {
         return Ok(());
@@ -88,6 +82,9 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
             }
         }
     };
+    if r.status == ReleaseStatus::Failed {
+        println!("Why:      wdeploy releases:output v{} -a {app}", r.version);
+    }
     block("Procfile", &detail.procfile);
     block("wdeploy.toml", &detail.settings);
     if !detail.config.is_empty() {
@@ -97,6 +94,47 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
             println!("{:<width$} {value}", format!("{key}:"));
         }
     }
+    Ok(())
+}
+
+/// `version` as given, or the newest release's.
+fn version_or_newest(
+    client: &wdeploy_api::Client,
+    app: &str,
+    version: Option<String>,
+) -> anyhow::Result<String> {
+    if let Some(version) = version {
+        return Ok(version);
+    }
+    match client.releases(app, Some(1), None)?.first() {
+        Some(newest) => Ok(newest.version.to_string()),
+        None => anyhow::bail!("{app} has no releases yet: `wdeploy push` makes the first"),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The release, like v3 (default: the newest)
+    pub version: Option<String>,
+}
+
+/// `releases:output [vN]`: what going live printed for a release, as `push` showed it
+/// (its release command, its boot, why it failed), for whoever looks later.
+pub fn output(args: OutputArgs) -> anyhow::Result<()> {
+    let app = args.app.resolve()?;
+    let client = session::client()?;
+    let version = version_or_newest(&client, &app, args.version)?;
+    let kept = client.release_output(&app, &version)?;
+    if kept.output.is_empty() {
+        eprintln!(
+            "v{} of {app} kept no output: it changed config before the first push, or an \
+             older wdeploy made it",
+            kept.version
+        );
+    }
+    print!("{}", kept.output);
     Ok(())
 }
 

@@ -145,10 +145,23 @@ pub(super) async fn release(
     AppPath(app): AppPath,
     Path((_, version)): Path<(String, String)>,
 ) -> Result<Json<ReleaseDetail>, ApiError> {
-    let number = version.strip_prefix('v').unwrap_or(&version).parse::<u64>();
-    let number = number
-        .map_err(|_| ApiError::invalid(format!("`{version}` is not a release version like v3")))?;
-    p.release(&app, number).await.map(Json)
+    p.release(&app, version_number(&version)?).await.map(Json)
+}
+
+pub(super) async fn release_output(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Path((_, version)): Path<(String, String)>,
+) -> Result<Json<ReleaseOutput>, ApiError> {
+    p.release_output(&app, version_number(&version)?)
+        .await
+        .map(Json)
+}
+
+/// `v3` or `3` as a release's version.
+fn version_number(version: &str) -> Result<u64, ApiError> {
+    let number = version.strip_prefix('v').unwrap_or(version).parse::<u64>();
+    number.map_err(|_| ApiError::invalid(format!("`{version}` is not a release version like v3")))
 }
 
 pub(super) async fn rollback(

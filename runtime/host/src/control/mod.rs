@@ -33,6 +33,7 @@ mod people;
 mod platform;
 mod release_phase;
 mod releases;
+mod reporter;
 mod streams;
 
 use crate::app::AppRuntime;

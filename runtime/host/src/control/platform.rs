@@ -314,6 +314,12 @@ impl Platform for Host {
         Ok(self.release_detail(app, version).await?)
     }
 
+    async fn release_output(&self, app: &AppName, version: u64) -> Result<ReleaseOutput, ApiError> {
+        let output = self.store.control.release_output(app, version).await;
+        let output = output.map_err(super::errors::ControlError::from)?;
+        Ok(ReleaseOutput { version, output })
+    }
+
     async fn rollback(
         &self,
         app: &AppName,

@@ -45,7 +45,14 @@ pub(super) async fn release_phase(
             process.component
         ))
         .await;
-    let mut out = progress.sender();
+    // The command's lines go to the push that watches and into the release's output.
+    let mut out = Box::pin(futures::sink::unfold(
+        progress,
+        |progress, line: String| async move {
+            progress.raw(line).await;
+            Ok::<_, std::convert::Infallible>(progress)
+        },
+    ));
     let limit = runtime.deadlines().release;
     let followed = follow_one_off(&mut live, &name, task, &mut out, "       ");
     let why = tokio::select! {

@@ -4,12 +4,12 @@
 
 use super::errors::{ControlError, Result};
 use super::release_phase::release_phase;
+pub(super) use super::reporter::Reporter;
 use super::{AppEntry, Host};
 use crate::addons::AddonBinding;
 use crate::app::AppRuntime;
 use crate::dyno::web::WebStart;
 use crate::release::{Release, ReleaseSpec};
-use futures::SinkExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -178,10 +178,18 @@ impl Host {
         progress.say(format!("-----> {change}")).await;
         let going = entry.going_live(record.version);
         let outcome = self.go_live(entry, &record, progress, &going.cancel).await;
-        let status = match outcome {
+        let status = match &outcome {
             Ok(()) => ReleaseStatus::Succeeded,
-            Err(_) => ReleaseStatus::Failed,
+            Err(e) => {
+                progress.keep(&format!(
+                    "error: release v{} failed: {e:#}\n",
+                    record.version
+                ));
+                ReleaseStatus::Failed
+            }
         };
+        self.keep_output(app, record.version, &progress.output())
+            .await;
         self.store
             .control
             .finish_release(app, record.version, status)
@@ -212,6 +220,19 @@ impl Host {
                 ))
                 .into())
             }
+        }
+    }
+
+    /// Keeps `output` as what going live printed for `version` (`releases:output`). A
+    /// store that fails this fails nothing else: the release's outcome is what counts.
+    async fn keep_output(&self, app: &AppName, version: u64, output: &str) {
+        if let Err(e) = self
+            .store
+            .control
+            .set_release_output(app, version, output)
+            .await
+        {
+            tracing::warn!(app = %app, "the output of v{version} was not kept: {e}");
         }
     }
 
@@ -281,6 +302,11 @@ impl Host {
                     tracing::debug!(app = %app, "marking v{} failed: {e}", newest.version);
                 }
                 tracing::warn!(app = %app, "v{} was left pending by node {node}, which is gone: marked failed", newest.version);
+                let why = format!(
+                    "error: release v{} failed: node {node}, which was taking it live, is gone\n",
+                    newest.version
+                );
+                self.keep_output(app, newest.version, &why).await;
                 if let Some(entry) = self.apps.lock().get(app).cloned() {
                     entry.runtime.logs.platform(
                         "api",
@@ -444,7 +470,7 @@ impl Host {
             );
         }
         let record = self
-            .release(&entry, app, &Reporter(Some(progress)), |current| {
+            .release(&entry, app, &Reporter::watched(progress), |current| {
                 Ok(NewRelease {
                     slug: Some(req.slug.clone()),
                     procfile: req.procfile.clone(),
@@ -470,7 +496,7 @@ impl Host {
         // possible target.
         let log = self.store.control.releases(app).await?;
         let record = self
-            .release(&entry, app, &Reporter(None), |current| {
+            .release(&entry, app, &Reporter::unwatched(), |current| {
                 let current = current.ok_or_else(|| {
                     ApiError::invalid(format!("{app} has no release to roll back from"))
                 })?;
@@ -534,7 +560,7 @@ impl Host {
             super::errors::check_config_key(key)?;
         }
         let record = self
-            .release(&entry, app, &Reporter(None), |current| {
+            .release(&entry, app, &Reporter::unwatched(), |current| {
                 let (config, description) = apply_config(current.as_ref(), &patch);
                 let (slug, procfile, settings) = match current {
                     Some(r) => (r.slug, r.procfile, r.settings),
@@ -620,23 +646,5 @@ async fn until_cancelled<T>(
     tokio::select! {
         done = work => done,
         () = cancel.cancelled() => anyhow::bail!("the release was cancelled"),
-    }
-}
-
-/// Progress lines of a release, for a client that is watching (push) or nobody.
-pub(super) struct Reporter(Option<Progress>);
-
-impl Reporter {
-    pub(super) async fn say(&self, line: impl Into<String>) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.clone().send(format!("{}\n", line.into())).await;
-        }
-    }
-
-    /// A sender for raw lines; without a watcher, one whose lines go nowhere.
-    pub(super) fn sender(&self) -> Progress {
-        self.0
-            .clone()
-            .unwrap_or_else(|| futures::channel::mpsc::channel(1).0)
     }
 }

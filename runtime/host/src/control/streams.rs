@@ -63,7 +63,7 @@ pub(super) async fn follow_one_off(
     live: &mut tokio::sync::broadcast::Receiver<Arc<LogLine>>,
     name: &str,
     task: tokio::task::JoinHandle<std::result::Result<i32, String>>,
-    out: &mut futures::channel::mpsc::Sender<String>,
+    out: &mut (impl futures::Sink<String> + Unpin),
     indent: &str,
 ) -> std::result::Result<i32, String> {
     tokio::pin!(task);

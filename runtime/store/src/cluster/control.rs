@@ -7,7 +7,8 @@
 //! - `wdeploy-apps`: `NAME` → the app (`{name, id, created_at}`), created only if absent;
 //! - `wdeploy-releases`: `ID.N` → release `vN` of the app with id `ID`, created only if
 //!   absent, so two nodes can never both write `vN`; `ID.head` → a hint of the newest
-//!   version (see [`ClusterControl::latest`]);
+//!   version (see [`ClusterControl::latest`]); `ID.N.output` → what going live printed
+//!   for `vN` (`releases:output`), a JSON string;
 //! - `wdeploy-formation`: `ID` → the formation (`{"web": 2}`);
 //! - `wdeploy-drains`: `ID` → the app's log drains (see `drains.rs`);
 //! - `wdeploy-domains`: `DOMAIN` → the app that has it (see `control/domains.rs`);
@@ -364,6 +365,40 @@ impl ControlStore for ClusterControl {
         Ok(())
     }
 
+    async fn set_release_output(&self, app: &AppName, version: u64, output: &str) -> Result<()> {
+        crate::model::check_release_output(output)?;
+        self.nats.check()?;
+        let id = self.app_id(app).await?;
+        if self.read_release(&id, version).await?.is_none() {
+            return Err(StoreError::NotFound(format!("release v{version} of {app}")));
+        }
+        let key = output_key(&id, version);
+        let value = encode(&output)?;
+        within("keeping a release's output", async {
+            self.releases
+                .put(key, value)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn release_output(&self, app: &AppName, version: u64) -> Result<String> {
+        self.nats.check()?;
+        let id = self.app_id(app).await?;
+        if self.read_release(&id, version).await?.is_none() {
+            return Err(StoreError::NotFound(format!("release v{version} of {app}")));
+        }
+        let (output, _) = read::<String>(
+            &self.releases,
+            &output_key(&id, version),
+            "a release's output",
+        )
+        .await?;
+        Ok(output.unwrap_or_default())
+    }
+
     async fn releases(&self, app: &AppName) -> Result<Vec<Release>> {
         self.nats.check()?;
         let id = self.app_id(app).await?;
@@ -466,6 +501,12 @@ impl ControlStore for ClusterControl {
 
 fn release_key(id: &AppId, version: u64) -> String {
     format!("{id}.{version}")
+}
+
+/// Where what going live printed for `vN` is kept: under the app's id like its releases,
+/// so destroying the app purges it with them.
+fn output_key(id: &AppId, version: u64) -> String {
+    format!("{id}.{version}.output")
 }
 
 fn head_key(id: &AppId) -> String {

@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS releases (
     status TEXT NOT NULL,
     PRIMARY KEY (app, version)
 );
+-- What going live printed for a release (releases:output), apart from the release so
+-- that reading the log never reads it.
+CREATE TABLE IF NOT EXISTS release_outputs (
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (app, version),
+    FOREIGN KEY (app, version) REFERENCES releases(app, version) ON DELETE CASCADE
+);
 CREATE TABLE IF NOT EXISTS formation (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
     process_type TEXT NOT NULL,
@@ -222,6 +231,16 @@ impl ControlStore for EmbeddedControl {
     ) -> Result<()> {
         let app = app.clone();
         self.blocking(move |db| db.finish_release(&app, version, status))
+            .await
+    }
+    async fn set_release_output(&self, app: &AppName, version: u64, output: &str) -> Result<()> {
+        let (app, output) = (app.clone(), output.to_string());
+        self.blocking(move |db| db.set_release_output(&app, version, &output))
+            .await
+    }
+    async fn release_output(&self, app: &AppName, version: u64) -> Result<String> {
+        let app = app.clone();
+        self.blocking(move |db| db.release_output(&app, version))
             .await
     }
     async fn releases(&self, app: &AppName) -> Result<Vec<Release>> {
@@ -506,5 +525,41 @@ mod tests {
         let again = state.create_app(&one).unwrap();
         assert_ne!(again.id, first[0]);
         assert_eq!(state.app(&one).unwrap().id, again.id);
+    }
+
+    #[test]
+    fn a_release_keeps_its_output_apart_until_its_app_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ControlDb::open(&dir.path().join("state.db")).unwrap();
+        let hello = name("hello");
+        state.create_app(&hello).unwrap();
+        state
+            .append_release(&hello, 1, new_release("Deploy 1", &[]))
+            .unwrap();
+        assert_eq!(state.release_output(&hello, 1).unwrap(), "");
+        state.set_release_output(&hello, 1, "first\n").unwrap();
+        state.set_release_output(&hello, 1, "replaced\n").unwrap();
+        assert_eq!(state.release_output(&hello, 1).unwrap(), "replaced\n");
+        for missing in [
+            state.set_release_output(&hello, 2, "x"),
+            state.release_output(&hello, 2).map(drop),
+        ] {
+            assert!(
+                matches!(missing, Err(StoreError::NotFound(_))),
+                "{missing:?}"
+            );
+        }
+        let over = "x".repeat(crate::MAX_RELEASE_OUTPUT + 1);
+        assert!(matches!(
+            state.set_release_output(&hello, 1, &over),
+            Err(StoreError::Invalid(_))
+        ));
+        // Destroyed with its app: a new app of the name starts with none.
+        state.delete_app(&hello).unwrap();
+        state.create_app(&hello).unwrap();
+        state
+            .append_release(&hello, 1, new_release("Deploy 1", &[]))
+            .unwrap();
+        assert_eq!(state.release_output(&hello, 1).unwrap(), "");
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{ControlDb, Row, bump_revision, parse_time, stored};
 use crate::error::{Result, StoreError};
-use crate::model::{NewRelease, Release, ReleaseHead};
+use crate::model::{NewRelease, Release, ReleaseHead, check_release_output};
 use chrono::Utc;
 use rusqlite::{OptionalExtension, params};
 use wdeploy_core::{AppName, Digest, ReleaseStatus};
@@ -83,6 +83,34 @@ impl ControlDb {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    pub fn set_release_output(&self, app: &AppName, version: u64, output: &str) -> Result<()> {
+        check_release_output(output)?;
+        let conn = self.conn.lock();
+        let kept = conn.execute(
+            "INSERT INTO release_outputs (app, version, output)
+             SELECT app, version, ?3 FROM releases WHERE app = ?1 AND version = ?2
+             ON CONFLICT (app, version) DO UPDATE SET output = excluded.output",
+            params![app.as_str(), version, output],
+        )?;
+        if kept == 0 {
+            return Err(StoreError::NotFound(format!("release v{version} of {app}")));
+        }
+        Ok(())
+    }
+
+    pub fn release_output(&self, app: &AppName, version: u64) -> Result<String> {
+        self.release(app, version)?;
+        let conn = self.conn.lock();
+        let output = conn
+            .query_row(
+                "SELECT output FROM release_outputs WHERE app = ?1 AND version = ?2",
+                params![app.as_str(), version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(output.unwrap_or_default())
     }
 
     /// Marks every release still pending as failed: they were being started when the host
