@@ -219,7 +219,10 @@ fn a_log_tail_whose_host_goes_silent_connects_again() {
             "tail=true&heartbeat=0",
             "heartbeat=0: give 1 to 300 seconds",
         ),
-        ("tail=false&heartbeat=5", "heartbeat=5 needs tail=true"),
+        (
+            "tail=false&heartbeat=5",
+            "heartbeat=5 is for a stream that stays open",
+        ),
     ] {
         let mut refused = http()
             .get(&url(query))
@@ -270,4 +273,37 @@ fn a_log_tail_whose_host_goes_silent_connects_again() {
     // Heartbeats are not printed.
     assert!(!out.lines().any(str::is_empty), "{out}");
     tail.kill_9();
+}
+
+/// An attached `run` whose host goes silent without closing anything ends with an error
+/// once the host's heartbeats stop, where it used to wait forever. (A quiet command gets
+/// the heartbeats a quiet log tail gets, checked above: the API sends both alike.)
+#[test]
+fn an_attached_run_whose_host_goes_silent_gives_up() {
+    let host = TestHost::start();
+    host.create_and_push("hello", &sample("hello"));
+    let proxy = Proxy::start(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        host.api_port(),
+    )));
+    // `release` prints one line and ends: through the proxy, with heartbeats asked for.
+    let mut cmd = host.command(&["run", "release", "-a", "hello"]);
+    cmd.env("WDEPLOY_HOST", proxy.url());
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\0'), "a heartbeat was printed: {text:?}");
+
+    // The worker ticks each second: silenced, `run` hears nothing more.
+    let mut cmd = host.command(&["run", "worker", "-a", "hello"]);
+    cmd.env("WDEPLOY_HOST", proxy.url());
+    let mut run = Running::spawn(cmd);
+    run.wait_for_text("tick", SOON);
+    proxy.silence();
+    let gave_up = run.wait_for_text("the host sent nothing for 30s", SOON);
+    assert!(
+        gave_up.contains("the connection is lost, and the dyno, attached to it, stops with it"),
+        "{gave_up}"
+    );
+    assert_eq!(run.wait(SOON).code(), Some(1));
 }

@@ -15,8 +15,9 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
-/// A log stream as the host sends it.
-pub struct LogSession {
+/// A stream that stays open (a log tail, an attached one-off's output) as the host
+/// sends it.
+pub struct LiveStream {
     pub reader: Box<dyn Read + Send>,
     /// How often the host promised a line (empty when there was nothing else to send),
     /// if it did: a longer silence means the connection is dead.
@@ -309,14 +310,14 @@ impl Client {
     }
 
     /// Starts a one-off dyno; read its output from the returned stream.
-    pub fn run(&self, app: &str, req: &RunRequest) -> Result<Box<dyn Read + Send>> {
+    pub fn run(&self, app: &str, req: &RunRequest) -> Result<LiveStream> {
         let response = self
             .agent
             .post(&self.url(&format!("/apps/{app}/dynos")))
             .header("authorization", &self.auth())
             .send_json(req)
             .map_err(|e| self.unreachable(e))?;
-        self.stream(response)
+        self.live(response)
     }
 
     /// Reads the log stream: `lines` of history, then (with `tail`) new lines as they come,
@@ -329,7 +330,7 @@ impl Client {
         dyno: Option<&str>,
         source: Option<LogSource>,
         heartbeat: Option<Duration>,
-    ) -> Result<LogSession> {
+    ) -> Result<LiveStream> {
         let mut path = format!("/apps/{app}/log-sessions?lines={lines}&tail={tail}");
         if let Some(d) = dyno {
             path.push_str(&format!("&dyno={d}"));
@@ -346,13 +347,18 @@ impl Client {
             .header("authorization", &self.auth())
             .call()
             .map_err(|e| self.unreachable(e))?;
-        // A host from before heartbeats ignores the question and sends no header.
+        self.live(response)
+    }
+
+    /// The stream of `response`, with the heartbeat its host promised, if any (a host
+    /// from before heartbeats ignores the question and sends no header).
+    fn live(&self, response: http::Response<ureq::Body>) -> Result<LiveStream> {
         let heartbeat = response
             .headers()
             .get(crate::server::HEARTBEAT_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .map(Duration::from_secs);
-        Ok(LogSession {
+        Ok(LiveStream {
             reader: self.stream(response)?,
             heartbeat,
         })

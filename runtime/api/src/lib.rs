@@ -9,5 +9,5 @@ pub mod people;
 pub mod server;
 pub mod wire;
 
-pub use client::{Client, ClientError, LogSession};
+pub use client::{Client, ClientError, LiveStream};
 pub use error::ApiError;

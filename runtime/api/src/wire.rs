@@ -168,6 +168,11 @@ pub struct RunRequest {
     /// `env`), for it alone: nothing is released.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Attached: send [`HEARTBEAT_MARKER`] after this many seconds (1–300) without a
+    /// line, so the client can tell a quiet command from a host that vanished without
+    /// closing the connection (the answer's `x-wdeploy-heartbeat` says the host does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<u64>,
 }
 
 /// Every error body: `{"id": "not_found", "message": "…"}`.
@@ -179,6 +184,9 @@ pub struct ErrorBody {
 
 /// The last line of a `run` output stream carries the exit status: `\u{0}exit=N`.
 pub const EXIT_MARKER: &str = "\u{0}exit=";
+/// The line a `run` output stream carries in each quiet moment when its client asked
+/// for a heartbeat ([`RunRequest::heartbeat`]): no output of the dyno's, which is text.
+pub const HEARTBEAT_MARKER: &str = "\u{0}";
 /// The last line of a release stream when it went live: `\u{0}result=` + [`ReleaseInfo`].
 pub const RESULT_MARKER: &str = "\u{0}result=";
 /// The last line of a release stream when it failed: `\u{0}error=STATUS ` + [`ErrorBody`].

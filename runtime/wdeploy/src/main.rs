@@ -11,6 +11,7 @@ mod drains;
 mod envfile;
 mod host;
 mod kv;
+mod live;
 mod paths;
 mod people;
 mod printer;

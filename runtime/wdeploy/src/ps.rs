@@ -1,10 +1,11 @@
 //! `ps`, `ps:scale`, `restart`, `ps:wait`, `ps:stop`, `run`, `logs`.
 
+use crate::live::{HEARTBEAT, Lines, Next};
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, RunRequest};
+use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, HEARTBEAT_MARKER, RunRequest};
 use wdeploy_core::{Formation, LogSource, ProcessType, dyno};
 
 pub fn ps(args: ShowArgs) -> anyhow::Result<()> {
@@ -124,22 +125,33 @@ pub struct RunArgs {
 
 /// Streams the one-off dyno's output; returns its exit status. The dyno is attached:
 /// interrupting this stops it.
+///
+/// A host gone without a word is noticed by its missing heartbeats: the dyno, attached
+/// to this connection, stops on the host once it finds the connection dead.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let reader = start(args, false)?;
+    let lines = Lines::new(start(args, false)?, HEARTBEAT_MARKER);
     let mut out = std::io::stdout();
-    for line in BufReader::new(reader).lines() {
-        let line = line.context("the host closed the stream")?;
-        if let Some(code) = line.strip_prefix(EXIT_MARKER) {
-            return code.trim().parse().context("bad exit status from the host");
+    loop {
+        match lines.next() {
+            Next::Line(line) => {
+                if let Some(code) = line.strip_prefix(EXIT_MARKER) {
+                    return code.trim().parse().context("bad exit status from the host");
+                }
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+            Next::Broke(e) => bail!("the connection to the host broke: {e}"),
+            Next::Ended => bail!("the host ended the stream without an exit status"),
+            Next::Silent(why) => {
+                bail!("{why}: the connection is lost, and the dyno, attached to it, stops with it")
+            }
         }
-        writeln!(out, "{line}")?;
     }
-    bail!("the host ended the stream without an exit status")
 }
 
 /// `run:detached`: starts the one-off dyno and returns; its output goes to the log.
 pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
-    let reader = start(args, true)?;
+    let reader = start(args, true)?.reader;
     let mut out = std::io::stdout();
     for line in BufReader::new(reader).lines() {
         writeln!(out, "{}", line.context("the host closed the stream")?)?;
@@ -147,7 +159,7 @@ pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(args: RunArgs, detached: bool) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+fn start(args: RunArgs, detached: bool) -> anyhow::Result<wdeploy_api::LiveStream> {
     let app = args.app.resolve()?;
     let mut command = args.command.into_iter();
     let process_type = command.next().context("nothing to run")?;
@@ -160,6 +172,7 @@ fn start(args: RunArgs, detached: bool) -> anyhow::Result<Box<dyn std::io::Read 
             time_to_live: args.timeout,
             detached,
             env: env_pairs(&args.env)?,
+            heartbeat: (!detached).then_some(HEARTBEAT.as_secs()),
         },
     )?)
 }
@@ -217,7 +230,7 @@ pub struct LogsArgs {
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let client = session::client()?;
-    let heartbeat = Some(crate::tail::HEARTBEAT);
+    let heartbeat = Some(HEARTBEAT);
     let open = |lines| {
         let (dyno, source) = (args.dyno.as_deref(), args.source);
         client.logs(&app, lines, args.tail, dyno, source, heartbeat)

@@ -4,22 +4,16 @@
 //! without closing anything), the tail says so on stderr and connects again, printing
 //! what came meanwhile and nothing twice.
 
+use crate::live::{Lines, Next};
 use chrono::{DateTime, Utc};
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Write};
-use std::sync::mpsc;
+use std::io::Write;
 use std::time::Duration;
-use wdeploy_api::{ClientError, LogSession};
+use wdeploy_api::{ClientError, LiveStream};
 
 /// Lines the host keeps per app (its `BUFFER_LINES`): a reconnection asks for all of
 /// them, and the tail remembers as many it printed, so each is printed once.
 const HISTORY: usize = 1500;
-
-/// How often the tail asks the host for a sign of life in a quiet stream.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-
-/// How many heartbeats may go missing before the connection counts as dead.
-const MISSED: u32 = 3;
 
 /// How long a line may arrive after a newer one (a line from another node of a cluster
 /// reaches this node's stream a little late): lines older than the newest printed by
@@ -39,21 +33,21 @@ const BACKOFF: [Duration; 4] = [
 /// it; a host that cannot be reached is tried again, at most every 5 seconds.
 pub fn follow(
     first: usize,
-    mut open: impl FnMut(usize) -> Result<LogSession, ClientError>,
+    mut open: impl FnMut(usize) -> Result<LiveStream, ClientError>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut printed = Printed::new(Utc::now());
-    let mut session = open(first)?;
+    let mut stream = open(first)?;
     loop {
-        let why = copy_lines(session, &mut printed, out)?;
+        let why = copy_lines(stream, &mut printed, out)?;
         eprintln!("wdeploy: {why}; connecting again (Ctrl-C to stop)");
         printed.reconnecting();
         let mut attempt = 0;
-        session = loop {
+        stream = loop {
             std::thread::sleep(BACKOFF[attempt.min(BACKOFF.len() - 1)]);
             attempt += 1;
             match open(HISTORY) {
-                Ok(session) => break session,
+                Ok(stream) => break stream,
                 Err(ClientError::Unreachable { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -62,53 +56,27 @@ pub fn follow(
     }
 }
 
-/// Prints the new lines of `session` until it ends; why it ended. A write error (no
+/// Prints the new lines of `stream` until it ends; why it ended. A write error (no
 /// reader of stdout any more) ends the tail.
-///
-/// The lines are read on a thread of their own, so a stream silent past its heartbeats
-/// can be given up: its thread is left blocked on the dead connection, and ends with it
-/// or with the process.
 fn copy_lines(
-    session: LogSession,
+    stream: LiveStream,
     printed: &mut Printed,
     out: &mut impl Write,
 ) -> anyhow::Result<String> {
-    let (tx, rx) = mpsc::sync_channel(256);
-    let reader = session.reader;
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let failed = line.is_err();
-            if tx.send(line).is_err() || failed {
-                return;
-            }
-        }
-    });
-    let patience = session.heartbeat.map(|every| every * MISSED);
+    // A log line is never empty (it starts with its time stamp): an empty one is the
+    // host's heartbeat.
+    let lines = Lines::new(stream, "");
     loop {
-        let line = match patience {
-            Some(patience) => rx.recv_timeout(patience),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match line {
-            Ok(Ok(line)) if line.is_empty() => {} // a heartbeat
-            Ok(Ok(line)) => {
+        match lines.next() {
+            Next::Line(line) => {
                 if printed.is_new(&line) {
                     writeln!(out, "{line}")?;
                     out.flush()?;
                 }
             }
-            Ok(Err(e)) => return Ok(format!("the log stream broke ({e})")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Ok("the host closed the log stream".to_string());
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let every = session.heartbeat.unwrap_or_default();
-                return Ok(format!(
-                    "the host sent nothing for {}s (it sends a line at least every {}s)",
-                    patience.unwrap_or_default().as_secs(),
-                    every.as_secs()
-                ));
-            }
+            Next::Broke(e) => return Ok(format!("the log stream broke ({e})")),
+            Next::Ended => return Ok("the host closed the log stream".to_string()),
+            Next::Silent(why) => return Ok(why),
         }
     }
 }

@@ -256,8 +256,9 @@ pub(super) async fn run(
     Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
+    let heartbeat = heartbeat_of(req.heartbeat, !req.detached)?;
     let stream = p.run(&app, &by, req).await?;
-    Ok(text_stream(stream))
+    Ok(beating(stream, heartbeat, HEARTBEAT_MARKER))
 }
 
 pub(super) async fn logs(
@@ -265,46 +266,47 @@ pub(super) async fn logs(
     AppPath(app): AppPath,
     QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let heartbeat = match query.heartbeat {
-        Some(seconds @ 1..=300) if query.tail => Some(seconds),
-        Some(seconds @ 1..=300) => {
-            return Err(ApiError::invalid(format!(
-                "heartbeat={seconds} needs tail=true: a stream that ends at once has none"
-            )));
-        }
-        Some(seconds) => {
-            return Err(ApiError::invalid(format!(
-                "heartbeat={seconds}: give 1 to 300 seconds"
-            )));
-        }
-        None => None,
-    };
+    let heartbeat = heartbeat_of(query.heartbeat, query.tail)?;
     let stream = p.logs(&app, query).await?;
-    let Some(seconds) = heartbeat else {
-        return Ok(text_stream(stream));
+    Ok(beating(stream, heartbeat, ""))
+}
+
+/// The heartbeat a client asked for, in seconds: 1 to 300, and only for a stream that
+/// stays open (`open`).
+fn heartbeat_of(asked: Option<u64>, open: bool) -> Result<Option<u64>, ApiError> {
+    match asked {
+        Some(seconds @ 1..=300) if open => Ok(Some(seconds)),
+        Some(seconds @ 1..=300) => Err(ApiError::invalid(format!(
+            "heartbeat={seconds} is for a stream that stays open (tail=true, an attached run)"
+        ))),
+        Some(seconds) => Err(ApiError::invalid(format!(
+            "heartbeat={seconds}: give 1 to 300 seconds"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// `lines` as a text response, with `beat` (then a newline) after each `seconds` that
+/// pass without a line when a heartbeat was asked for, said in [`HEARTBEAT_HEADER`].
+fn beating(lines: TextStream, seconds: Option<u64>, beat: &'static str) -> Response {
+    use futures::StreamExt;
+    let Some(seconds) = seconds else {
+        return text_stream(lines);
     };
     let every = std::time::Duration::from_secs(seconds);
-    let mut response = text_stream(with_heartbeat(stream, every));
+    let beating = futures::stream::unfold(lines, move |mut lines| async move {
+        // Cancelling `next` loses nothing: the platform's streams are channels' receivers.
+        match tokio::time::timeout(every, lines.next()).await {
+            Ok(Some(line)) => Some((line, lines)),
+            Ok(None) => None,
+            Err(_) => Some((format!("{beat}\n"), lines)),
+        }
+    });
+    let mut response = text_stream(Box::pin(beating));
     response
         .headers_mut()
         .insert(HEARTBEAT_HEADER, http::HeaderValue::from(seconds));
-    Ok(response)
-}
-
-/// `lines` with an empty line sent after each `every` that passes without one.
-fn with_heartbeat(lines: TextStream, every: std::time::Duration) -> TextStream {
-    use futures::StreamExt;
-    Box::pin(futures::stream::unfold(
-        lines,
-        move |mut lines| async move {
-            // Cancelling `next` loses nothing: the stream is a channel's receiver.
-            match tokio::time::timeout(every, lines.next()).await {
-                Ok(Some(line)) => Some((line, lines)),
-                Ok(None) => None,
-                Err(_) => Some(("\n".to_string(), lines)),
-            }
-        },
-    ))
+    response
 }
 
 /// `GET /apps/{app}/log-events`: the log stream as Server-Sent Events (one event per
