@@ -233,6 +233,30 @@ fn a_log_tail_whose_host_goes_silent_connects_again() {
         assert_eq!(refused.status(), 422, "{body}");
         assert!(body.contains(said), "{body}");
     }
+    // A release stream and a run's output take heartbeats as well, within the same bounds.
+    for (path, body) in [
+        (
+            "releases",
+            format!(
+                r#"{{"slug":"sha256:{}","procfile":"web: web","description":"x","heartbeat":0}}"#,
+                "0".repeat(64)
+            ),
+        ),
+        (
+            "dynos",
+            r#"{"process_type":"worker","heartbeat":301}"#.to_string(),
+        ),
+    ] {
+        let mut refused = http()
+            .post(&format!("{}/apps/hello/{path}", host.api))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .expect("an answer");
+        let text = refused.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(refused.status(), 422, "{path}: {text}");
+        assert!(text.contains("give 1 to 300 seconds"), "{path}: {text}");
+    }
 
     // Only the router's lines: nothing comes without a request.
     let mut cmd = host.command(&["logs", "--tail", "--source", "router", "-a", "hello"]);

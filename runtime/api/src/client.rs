@@ -1,6 +1,7 @@
 //! The typed, blocking client the CLI uses.
 
 use crate::error::ApiError;
+use crate::live::{Lines, Next};
 use crate::wire::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -207,19 +208,27 @@ impl Client {
         req: &CreateRelease,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<ReleaseInfo> {
-        use std::io::BufRead;
         let response = self
             .agent
             .post(&self.url(&format!("/apps/{app}/releases")))
             .header("authorization", &self.auth())
             .send_json(req)
             .map_err(|e| self.unreachable(e))?;
-        let reader = std::io::BufReader::new(self.stream(response)?);
-        for line in reader.lines() {
-            let line = line.map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                message: format!("the release stream broke: {e}"),
-            })?;
+        let lines = Lines::new(self.live(response)?, HEARTBEAT_MARKER);
+        let lost = |why: String| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: format!(
+                "{why}; whether the release went live, `wdeploy releases` tells once the host \
+                 answers"
+            ),
+        };
+        loop {
+            let line = match lines.next() {
+                Next::Line(line) => line,
+                Next::Broke(e) => return Err(lost(format!("the release stream broke ({e})"))),
+                Next::Ended => break,
+                Next::Silent(why) => return Err(lost(why)),
+            };
             if let Some(json) = line.strip_prefix(RESULT_MARKER) {
                 return serde_json::from_str(json).map_err(|e| {
                     ClientError::Api(ApiError::internal(format!(

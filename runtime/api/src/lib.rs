@@ -5,6 +5,7 @@
 pub mod client;
 pub mod dashboard;
 pub mod error;
+pub mod live;
 pub mod people;
 pub mod server;
 pub mod wire;

@@ -90,6 +90,11 @@ pub struct CreateRelease {
     #[serde(default)]
     pub settings: String,
     pub description: String,
+    /// Send [`HEARTBEAT_MARKER`] after this many seconds (1–300) without a progress line
+    /// (a long release command, a slow boot), so the client can tell those from a host
+    /// that vanished without closing the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,8 +189,9 @@ pub struct ErrorBody {
 
 /// The last line of a `run` output stream carries the exit status: `\u{0}exit=N`.
 pub const EXIT_MARKER: &str = "\u{0}exit=";
-/// The line a `run` output stream carries in each quiet moment when its client asked
-/// for a heartbeat ([`RunRequest::heartbeat`]): no output of the dyno's, which is text.
+/// The line a `run` output stream or a release stream carries in each quiet moment when
+/// its client asked for a heartbeat ([`RunRequest::heartbeat`],
+/// [`CreateRelease::heartbeat`]): no output of a dyno's, which is text.
 pub const HEARTBEAT_MARKER: &str = "\u{0}";
 /// The last line of a release stream when it went live: `\u{0}result=` + [`ReleaseInfo`].
 pub const RESULT_MARKER: &str = "\u{0}result=";

@@ -11,7 +11,6 @@ mod drains;
 mod envfile;
 mod host;
 mod kv;
-mod live;
 mod paths;
 mod people;
 mod printer;

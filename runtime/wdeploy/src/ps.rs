@@ -1,10 +1,10 @@
 //! `ps`, `ps:scale`, `restart`, `ps:wait`, `ps:stop`, `run`, `logs`.
 
-use crate::live::{HEARTBEAT, Lines, Next};
 use crate::session::{self, AppArg, ShowArgs};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use wdeploy_api::live::{HEARTBEAT, Lines, Next};
 use wdeploy_api::wire::{DynoInfo, EXIT_MARKER, HEARTBEAT_MARKER, RunRequest};
 use wdeploy_core::{Formation, LogSource, ProcessType, dyno};
 

@@ -115,6 +115,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
             procfile,
             settings,
             description: format!("Deploy {}", slug_id.short()),
+            heartbeat: Some(wdeploy_api::live::HEARTBEAT.as_secs()),
         },
         &mut |line| println!("{line}"),
     )?;

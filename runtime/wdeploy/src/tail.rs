@@ -4,11 +4,11 @@
 //! without closing anything), the tail says so on stderr and connects again, printing
 //! what came meanwhile and nothing twice.
 
-use crate::live::{Lines, Next};
 use chrono::{DateTime, Utc};
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::time::Duration;
+use wdeploy_api::live::{Lines, Next};
 use wdeploy_api::{ClientError, LiveStream};
 
 /// Lines the host keeps per app (its `BUFFER_LINES`): a reconnection asks for all of

@@ -105,6 +105,7 @@ pub(super) async fn create_release(
 ) -> Result<Response, ApiError> {
     // Errors known before anything runs are plain HTTP errors; after that, the outcome is
     // the stream's last line, after the progress lines.
+    let heartbeat = heartbeat_of(req.heartbeat, true)?;
     p.app(&app).await?;
     let (progress, rx) = futures::channel::mpsc::channel::<String>(256);
     let mut last = progress.clone();
@@ -129,7 +130,7 @@ pub(super) async fn create_release(
         };
         let _ = last.send(format!("{outcome}\n")).await;
     });
-    Ok(text_stream(Box::pin(rx)))
+    Ok(beating(Box::pin(rx), heartbeat, HEARTBEAT_MARKER))
 }
 
 pub(super) async fn releases(

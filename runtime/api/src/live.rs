@@ -1,13 +1,14 @@
-//! Reading a stream that stays open (a log tail, an attached one-off's output) so that a
-//! host gone without a word is noticed: the host sends a heartbeat in every quiet moment
-//! when asked, and a stream silent for three of them is given up.
+//! Reading a stream that stays open (a log tail, an attached one-off's output, a
+//! release going live) so that a host gone without a word is noticed: the host sends a
+//! heartbeat in every quiet moment when asked, and a stream silent for three of them is
+//! given up.
 
+use crate::client::LiveStream;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
-use wdeploy_api::LiveStream;
 
-/// How often the CLI asks the host for a sign of life in a quiet stream.
+/// How often a client asks the host for a sign of life in a quiet stream.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How many heartbeats may go missing before the connection counts as dead.
