@@ -34,5 +34,6 @@ mod metrics;
 mod people;
 mod polyglot;
 mod quotas;
+mod streams;
 mod tls;
 mod write_idioms;

@@ -1,0 +1,211 @@
+//! Streams that stay open through a dropped network, a host restarted elsewhere and a
+//! host gone silent: `logs --tail` connects again and prints each line once; an attached
+//! `run` gives up; heartbeats keep a quiet stream apart from a dead one. The CLI talks to
+//! the host through a loopback [`Proxy`] that can cut, silence or move its connections.
+
+use crate::fixture::*;
+use std::net::SocketAddr;
+use std::process::Command;
+
+/// A host running hello, and a proxy to its API.
+fn hello_behind_a_proxy() -> (TestHost, Proxy) {
+    let host = TestHost::start();
+    host.create_and_push("hello", &sample("hello"));
+    let proxy = Proxy::start(api_of(&host));
+    (host, proxy)
+}
+
+fn api_of(host: &TestHost) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], host.api_port()))
+}
+
+/// `wdeploy ARGS…` against `host` through `proxy`.
+fn through(proxy: &Proxy, host: &TestHost, args: &[&str]) -> Command {
+    let mut cmd = host.command(args);
+    cmd.env("WDEPLOY_HOST", proxy.url());
+    cmd
+}
+
+/// Asserts that the router line of each of `paths` is in `out` once.
+fn printed_once(out: &str, paths: &[&str]) {
+    for path in paths {
+        let times = out
+            .lines()
+            .filter(|l| l.contains(&format!("path=\"{path}\"")))
+            .count();
+        assert_eq!(times, 1, "{path} printed {times} times:\n{out}");
+    }
+}
+
+/// `logs --tail` outlives its connection. A dropped network, then a host restarted (on
+/// new ports, behind a proxy that follows it), each end its stream: the tail says so,
+/// connects again, and prints what came meanwhile, each line once.
+#[test]
+fn a_log_tail_connects_again_and_prints_each_line_once() {
+    let (mut host, proxy) = hello_behind_a_proxy();
+    host.get("hello", "/before");
+    let mut tail = Running::spawn(through(
+        &proxy,
+        &host,
+        &[
+            "logs", "--tail", "--source", "router", "-n", "1500", "-a", "hello",
+        ],
+    ));
+    tail.wait_for_text("path=\"/before\"", SOON);
+
+    proxy.cut();
+    host.get("hello", "/while-away");
+    tail.wait_for_text("wdeploy: connected again", SOON);
+    tail.wait_for_text("path=\"/while-away\"", SOON);
+    host.get("hello", "/after");
+    tail.wait_for_text("path=\"/after\"", SOON);
+
+    host.restart();
+    proxy.point_to(api_of(&host));
+    host.wait_restored("hello", "/restored");
+    poll_until("the tail to connect to the restarted host", SOON, || {
+        host.get("hello", "/after-restart");
+        tail.line_with("path=\"/after-restart\"")
+            .ok_or_else(|| tail.output())
+    });
+    let out = tail.output();
+    assert!(
+        out.contains("wdeploy: the host closed the log stream; connecting again")
+            || out.contains("wdeploy: the log stream broke"),
+        "{out}"
+    );
+    printed_once(&out, &["/before", "/while-away", "/after"]);
+    tail.kill_9();
+}
+
+/// A tail whose host goes silent without closing anything (a machine gone, a network
+/// partition) gives up on the connection once the host's heartbeats stop, and connects
+/// again; a quiet app is not that: its heartbeats keep the tail where it is.
+#[test]
+fn a_log_tail_whose_host_goes_silent_connects_again() {
+    let (host, proxy) = hello_behind_a_proxy();
+    // The API: a tail that asks for a heartbeat gets an empty line in each quiet second.
+    let url = |query: &str| format!("{}/apps/hello/log-sessions?{query}", host.api);
+    let auth = format!("Bearer {}", host.token);
+    let mut response = http()
+        .get(&url("lines=0&tail=true&source=router&heartbeat=1"))
+        .header("authorization", &auth)
+        .call()
+        .expect("a log session");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-wdeploy-heartbeat")
+            .map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let mut beats = [0u8; 2];
+    std::io::Read::read_exact(&mut response.body_mut().as_reader(), &mut beats)
+        .expect("two heartbeats");
+    assert_eq!(&beats, b"\n\n");
+    for (query, said) in [
+        (
+            "tail=true&heartbeat=0",
+            "heartbeat=0: give 1 to 300 seconds",
+        ),
+        (
+            "tail=false&heartbeat=5",
+            "heartbeat=5 is for a stream that stays open",
+        ),
+    ] {
+        let mut refused = http()
+            .get(&url(query))
+            .header("authorization", &auth)
+            .call()
+            .expect("an answer");
+        let body = refused.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(refused.status(), 422, "{body}");
+        assert!(body.contains(said), "{body}");
+    }
+    // A release stream and a run's output take heartbeats as well, within the same bounds.
+    for (path, body) in [
+        (
+            "releases",
+            format!(
+                r#"{{"slug":"sha256:{}","procfile":"web: web","description":"x","heartbeat":0}}"#,
+                "0".repeat(64)
+            ),
+        ),
+        (
+            "dynos",
+            r#"{"process_type":"worker","heartbeat":301}"#.to_string(),
+        ),
+    ] {
+        let mut refused = http()
+            .post(&format!("{}/apps/hello/{path}", host.api))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .expect("an answer");
+        let text = refused.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(refused.status(), 422, "{path}: {text}");
+        assert!(text.contains("give 1 to 300 seconds"), "{path}: {text}");
+    }
+
+    // Only the router's lines: nothing comes without a request.
+    let mut tail = Running::spawn(through(
+        &proxy,
+        &host,
+        &["logs", "--tail", "--source", "router", "-a", "hello"],
+    ));
+    host.get("hello", "/before");
+    tail.wait_for_text("path=\"/before\"", SOON);
+    // Quiet for longer than the host's heartbeat (10 s): the tail stays connected.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    host.get("hello", "/quiet");
+    tail.wait_for_text("path=\"/quiet\"", SOON);
+    assert!(
+        !tail.output().contains("connecting again"),
+        "{}",
+        tail.output()
+    );
+
+    proxy.silence();
+    host.get("hello", "/unheard");
+    let gave_up = tail.wait_for_text("wdeploy: the host sent nothing for 30s", SOON);
+    assert!(
+        gave_up.contains("(it sends a line at least every 10s); connecting again"),
+        "{gave_up}"
+    );
+    tail.wait_for_text("wdeploy: connected again", SOON);
+    // What the silent connection lost comes with the history, once.
+    tail.wait_for_text("path=\"/unheard\"", SOON);
+    host.get("hello", "/after");
+    tail.wait_for_text("path=\"/after\"", SOON);
+    let out = tail.output();
+    printed_once(&out, &["/before", "/quiet", "/unheard", "/after"]);
+    // Heartbeats are not printed.
+    assert!(!out.lines().any(str::is_empty), "{out}");
+    tail.kill_9();
+}
+
+/// An attached `run` whose host goes silent without closing anything ends with an error
+/// once the host's heartbeats stop, where it used to wait forever. (A quiet command gets
+/// the heartbeats a quiet log tail gets, checked above: the API sends both alike.)
+#[test]
+fn an_attached_run_whose_host_goes_silent_gives_up() {
+    let (host, proxy) = hello_behind_a_proxy();
+    // `release` prints one line and ends: through the proxy, with heartbeats asked for.
+    let out = through(&proxy, &host, &["run", "release", "-a", "hello"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\0'), "a heartbeat was printed: {text:?}");
+
+    // The worker ticks each second: silenced, `run` hears nothing more.
+    let mut run = Running::spawn(through(&proxy, &host, &["run", "worker", "-a", "hello"]));
+    run.wait_for_text("tick", SOON);
+    proxy.silence();
+    let gave_up = run.wait_for_text("the host sent nothing for 30s", SOON);
+    assert!(
+        gave_up.contains("the connection is lost, and the dyno, attached to it, stops with it"),
+        "{gave_up}"
+    );
+    assert_eq!(run.wait(SOON).code(), Some(1));
+}
