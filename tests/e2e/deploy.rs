@@ -241,6 +241,19 @@ fn push_config_rollback_scale_and_logs() {
         "{logs}"
     );
     assert!(logs.contains("wdeploy[api]: Scaled to web=3"), "{logs}");
+    // `--dyno web`: every web dyno's lines, as on Heroku, and nothing else.
+    let web = host.ok(&["logs", "--dyno", "web", "-n", "1500", "-a", "hello"]);
+    for dyno in ["web.1", "web.2", "web.3"] {
+        assert!(
+            web.contains(&format!("[{dyno}]: ")),
+            "{dyno} not in:\n{web}"
+        );
+    }
+    assert!(
+        web.lines()
+            .all(|l| l.contains("[web.") && !l.contains("[router]")),
+        "{web}"
+    );
 }
 
 #[test]

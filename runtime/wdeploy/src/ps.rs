@@ -219,7 +219,7 @@ pub struct LogsArgs {
     /// Keep streaming new lines
     #[arg(short, long)]
     pub tail: bool,
-    /// Only this dyno (web.1)
+    /// Only this dyno (web.1), or every dyno of a process type (web)
     #[arg(short, long)]
     pub dyno: Option<String>,
     /// Only this source: app, router or wdeploy

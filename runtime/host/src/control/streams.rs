@@ -15,7 +15,10 @@ impl Host {
     pub(super) async fn log_stream(&self, app: &AppName, query: LogQuery) -> Result<TextStream> {
         let entry = self.existing(app).await?;
         let keep = move |line: &LogLine| {
-            query.dyno.as_ref().is_none_or(|d| *line.process == **d)
+            query
+                .dyno
+                .as_deref()
+                .is_none_or(|d| of_dyno(&line.process, d))
                 && query.source.is_none_or(|s| line.kind == s)
         };
         let (history, mut live) = entry.runtime.logs.replay_and_subscribe(BUFFER_LINES);
@@ -55,6 +58,15 @@ impl Host {
     }
 }
 
+/// Whether a line of `process` is one `--dyno wanted` asks for: that dyno (`web.2`), or
+/// every dyno of a process type (`web`: web.1, web.2, …), as Heroku's `logs --dyno` does.
+fn of_dyno(process: &str, wanted: &str) -> bool {
+    process == wanted
+        || process
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
 /// Forwards a one-off dyno's output (its `app[NAME]` lines, each after `indent`) into
 /// `out` until it ends, and returns its exit status or why it crashed. A client that
 /// went away does not stop the dyno here: each caller decides (an attached `run` stops
@@ -87,4 +99,21 @@ pub(super) async fn follow_one_off(
         }
     }
     outcome.unwrap_or_else(|e| Err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dyno_or_a_process_type_picks_its_lines() {
+        for (process, wanted, kept) in [
+            ("web.2", "web.2", true),
+            ("web.2", "web", true),
+            ("web.12", "web.1", false),
+            ("webhook.1", "web", false),
+            ("run.4821", "run", true),
+            ("router", "web", false),
+        ] {
+            assert_eq!(super::of_dyno(process, wanted), kept, "{process} {wanted}");
+        }
+    }
 }
