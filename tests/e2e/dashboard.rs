@@ -67,6 +67,12 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         assert_eq!(host.get("dash", "/"), (200, "Hello from wdeploy\n".into()));
         let releases = host.ok(&["releases", "-a", "dash"]);
         assert!(releases.contains("Rollback to v1"), "{releases}");
+        // What the rollback's going live printed, which nobody watched, is there to read.
+        click(page, "#release-table button[data-output='3']").await;
+        wait_text(page, "#release-output pre[data-output-of='3']", |t| {
+            t.contains("-----> Starting v3")
+        })
+        .await;
 
         // Scale web to 2 and see both dynos.
         let quantity = page

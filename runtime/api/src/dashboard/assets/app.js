@@ -235,13 +235,17 @@ async function showReleases(name, holder) {
   const current = document.getElementById("current-release");
   const serving = releases.find((r) => r.current);
   if (current && serving) current.textContent = `  v${serving.version} serving`;
+  const output = el("div", { id: "release-output" });
   const rows = releases.map((r) => el("tr", { "data-release": String(r.version) },
     el("td", { text: `v${r.version}` }),
     el("td", { text: r.description }),
     el("td", { text: r.user }),
     el("td", { text: since(r.created_at), title: r.created_at }),
     el("td", { text: r.current ? "current" : r.status }),
-    el("td", {}, r.current || r.status !== "succeeded" || !r.slug ? null : el("button", {
+    el("td", {}, !r.slug ? null : el("button", {
+      "data-output": String(r.version), class: "small", text: r.status === "failed" ? "Why?" : "Output",
+      on: { click: () => showOutput(name, r.version, output) },
+    }), r.current || r.status !== "succeeded" || !r.slug ? null : el("button", {
       "data-rollback": String(r.version), text: "Rollback",
       on: {
         click: async (ev) => {
@@ -256,7 +260,17 @@ async function showReleases(name, holder) {
         },
       },
     }))));
-  holder.replaceChildren(table(["Version", "Description", "By", "When", "Status", ""], rows, { id: "release-table" }));
+  holder.replaceChildren(table(["Version", "Description", "By", "When", "Status", ""], rows, { id: "release-table" }), output);
+}
+
+// What going live printed for a release (`releases:output`), as text: never markup.
+async function showOutput(name, version, holder) {
+  try {
+    const kept = await api(`/apps/${name}/releases/v${version}/output`);
+    holder.replaceChildren(
+      el("h3", { text: `v${kept.version}: what going live printed` }),
+      el("pre", { class: "log", "data-output-of": String(kept.version), text: kept.output || "(nothing was kept)" }));
+  } catch (e) { flash(e.message); }
 }
 
 async function showConfig(name, holder) {
