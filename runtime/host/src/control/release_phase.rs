@@ -12,9 +12,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::ProcessType;
 
-/// Runs the `release` process type, if any, as a one-off dyno named apart from
-/// `taken`; its output goes to the
-/// log stream and to `progress`. A non-zero exit or a trap fails the release.
+/// Runs the `release` process type, if any, as a one-off dyno named apart from `taken`;
+/// its output goes to the log stream and to `progress`. A non-zero exit or a trap fails
+/// the release.
 ///
 /// It has the host's release timeout to finish; past it, or when `cancel` fires, the
 /// command is stopped and the release fails.
