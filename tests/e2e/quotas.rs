@@ -74,6 +74,16 @@ fn an_app_filling_its_add_on_storage_gets_errors_and_its_neighbour_does_not() {
         "{notices} R18 lines in {elapsed:?}:\n{logs}"
     );
     assert!(logs.contains("wdeploy[addons]: Error R18"), "{logs}");
+    // `addons` shows the app near its quota, and its queue with the five jobs waiting.
+    let addons = host.ok(&["addons", "-a", "filler"]);
+    assert!(addons.contains(" of 1.0 MiB ("), "{addons}");
+    let share: f64 = addons
+        .split_once(" MiB (")
+        .and_then(|(_, rest)| rest.split_once(" %)"))
+        .and_then(|(share, _)| share.parse().ok())
+        .unwrap_or_else(|| panic!("no share in {addons}"));
+    assert!((90.0..=100.0).contains(&share), "{addons}");
+    assert!(addons.contains("(5 ready, 0 leased)"), "{addons}");
 
     // The neighbour, under the same ceiling, is untouched.
     let (status, body) = host.post("neighbour", "/jobs", "hello");

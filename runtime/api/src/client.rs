@@ -407,6 +407,9 @@ impl Client {
             },
         )
     }
+    pub fn addon_usage(&self, app: &str) -> Result<AddonUsage> {
+        self.get(&format!("/apps/{app}/addons"))
+    }
     pub fn queues(&self, app: &str) -> Result<Vec<QueueInfo>> {
         self.get(&format!("/apps/{app}/queues"))
     }

@@ -1,5 +1,6 @@
 //! `wdeploy`: Heroku's dyno model on WebAssembly components.
 
+mod addons;
 mod apps;
 mod building;
 mod certs;
@@ -141,6 +142,8 @@ enum Command {
     RunDetached(ps::RunArgs),
     /// Show (and with --tail, follow) the log stream
     Logs(ps::LogsArgs),
+    /// What the app's add-ons hold: storage against its quota, its queues
+    Addons(session::ShowArgs),
     /// Show a key of the app's key-value add-on
     #[command(name = "kv:get")]
     KvGet(kv::KeyArgs),
@@ -246,6 +249,7 @@ fn main() -> std::process::ExitCode {
         Command::ConfigGet(args) => config::get(args),
         Command::ConfigSet(args) => config::set(args),
         Command::ConfigUnset(args) => config::unset(args),
+        Command::Addons(args) => addons::list(args),
         Command::Ps(args) => ps::ps(args),
         Command::Scale(args) => ps::scale(args),
         Command::Restart(args) => ps::restart(args),
