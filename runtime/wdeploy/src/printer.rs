@@ -17,7 +17,7 @@ impl Printer {
     pub fn stdout() -> Printer {
         Printer {
             // https://no-color.org: any value of NO_COLOR turns colours off.
-            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            colour: colours_on_stdout(),
             gone: AtomicBool::new(false),
         }
     }
@@ -77,15 +77,75 @@ impl Printer {
 }
 
 fn colour_of(line: &LogLine) -> &'static str {
-    match line.kind {
+    source_colour(line.kind, &line.process)
+}
+
+/// The colour of a source: the router's grey, the platform's magenta, each dyno its own.
+fn source_colour(kind: LogSource, process: &str) -> &'static str {
+    match kind {
         LogSource::Router => "90",
         LogSource::Platform => "95",
         LogSource::App => {
-            let hash = line
-                .process
+            let hash = process
                 .bytes()
                 .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
             PALETTE[hash % PALETTE.len()]
         }
+    }
+}
+
+/// Whether lines written to stdout get colours: on a terminal, unless `NO_COLOR` is set
+/// (https://no-color.org).
+pub fn colours_on_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// A log line as the host sends it (`2026-11-25T10:00:00.123456+00:00 app[web.1]: text`)
+/// with its time stamp and source in the source's colour, as `dev` shows them; a line of
+/// another shape (the host's notice of dropped lines) as it is.
+pub fn paint(line: &str) -> std::borrow::Cow<'_, str> {
+    let painted = (|| {
+        let (stamp, rest) = line.split_once(' ')?;
+        let (source, text) = rest.split_once(": ")?;
+        let (origin, process) = source.strip_suffix(']')?.split_once('[')?;
+        let kind = match (origin, process) {
+            ("wdeploy", "router") => LogSource::Router,
+            ("wdeploy", _) => LogSource::Platform,
+            ("app", _) => LogSource::App,
+            _ => return None,
+        };
+        let code = source_colour(kind, process);
+        Some(format!("\x1b[{code}m{stamp} {source}:\x1b[0m {text}"))
+    })();
+    painted.map_or(std::borrow::Cow::Borrowed(line), std::borrow::Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paint;
+
+    #[test]
+    fn a_log_line_is_painted_by_its_source() {
+        let stamp = "2026-11-28T10:00:00.000000+00:00";
+        assert_eq!(
+            paint(&format!("{stamp} wdeploy[router]: at=info status=200")),
+            format!("\x1b[90m{stamp} wdeploy[router]:\x1b[0m at=info status=200")
+        );
+        assert_eq!(
+            paint(&format!("{stamp} wdeploy[api]: Release v2: x: y")),
+            format!("\x1b[95m{stamp} wdeploy[api]:\x1b[0m Release v2: x: y")
+        );
+        let line = format!("{stamp} app[web.1]: hi");
+        let web = paint(&line);
+        assert!(
+            web.starts_with("\x1b[") && web.ends_with(":\x1b[0m hi"),
+            "{web}"
+        );
+        // The same dyno always gets the same colour, as in `dev`.
+        let again = format!("{stamp} app[web.1]: again");
+        let colour = |painted: &str| painted.split('m').next().map(str::to_string);
+        assert_eq!(colour(&web), colour(&paint(&again)));
+        let dropped = "wdeploy: 3 log lines dropped (reader too slow)";
+        assert_eq!(paint(dropped), dropped);
     }
 }

@@ -239,8 +239,14 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     if args.tail {
         return crate::tail::follow(args.lines, open, &mut out);
     }
+    let colours = crate::printer::colours_on_stdout();
     for line in BufReader::new(open(args.lines)?.reader).lines() {
         let line = line.context("the log stream broke")?;
+        let line = if colours {
+            crate::printer::paint(&line)
+        } else {
+            line.as_str().into()
+        };
         writeln!(out, "{line}")?;
     }
     Ok(())

@@ -66,10 +66,16 @@ fn copy_lines(
     // A log line is never empty (it starts with its time stamp): an empty one is the
     // host's heartbeat.
     let lines = Lines::new(stream, "");
+    let colours = crate::printer::colours_on_stdout();
     loop {
         match lines.next() {
             Next::Line(line) => {
                 if printed.is_new(&line) {
+                    let line = if colours {
+                        crate::printer::paint(&line)
+                    } else {
+                        line.as_str().into()
+                    };
                     writeln!(out, "{line}")?;
                     out.flush()?;
                 }
