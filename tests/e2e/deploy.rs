@@ -551,6 +551,20 @@ fn a_one_off_gets_its_own_environment_over_the_config_vars() {
         err.contains("`GREETING` is not KEY=VALUE (after -e)"),
         "{err}"
     );
+    // What cannot run as a one-off says what can.
+    let err = host.fails(&["run", "web", "-a", "hello"]);
+    assert!(
+        err.contains(
+            "process type `web` of v2 serves HTTP: a one-off runs a command process type \
+             (its commands: release, worker)"
+        ),
+        "{err}"
+    );
+    let err = host.fails(&["run", "nosuch", "-a", "hello"]);
+    assert!(
+        err.contains("v2 has no process type `nosuch` (its commands: release, worker)"),
+        "{err}"
+    );
 }
 
 /// `ps:wait` returns once every dyno runs the current release and is up, as many as the

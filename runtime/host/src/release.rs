@@ -132,6 +132,13 @@ impl Release {
         self.commands.get(process_type.as_ref())
     }
 
+    /// The process types that are commands (`wasi:cli/run`): what a one-off can run.
+    pub fn command_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.commands.keys().map(|t| t.as_ref()).collect();
+        types.sort_unstable();
+        types
+    }
+
     /// The environment of a dyno of this release: config vars, then the platform's own.
     pub fn dyno_env(&self, dyno: &str, port: u16) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self

@@ -84,10 +84,22 @@ impl AppRuntime {
         } = command;
         let process_type = &process_type;
         if release.command(process_type).is_none() {
+            let commands = release.command_types();
+            let commands = if commands.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("its commands: {}", commands.join(", "))
+            };
+            if release.procfile.get(process_type).is_some() {
+                bail!(
+                    "process type `{process_type}` of v{} serves HTTP: a one-off runs a \
+                     command process type ({commands})",
+                    release.version
+                );
+            }
             bail!(
-                "process type `{process_type}` is not a command in v{} (types: {})",
-                release.version,
-                release.procfile.type_names()
+                "v{} has no process type `{process_type}` ({commands})",
+                release.version
             );
         }
         self.starting_one_offs.fetch_add(1, Ordering::SeqCst);
