@@ -529,6 +529,12 @@ fn encode(value: &str) -> String {
 
 fn error_from(status: u16, text: &str) -> ApiError {
     match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) if status == 404 && body.message == crate::server::NO_SUCH_ROUTE => ApiError::new(
+            status,
+            &body.id,
+            "the host does not know this request: its wdeploy is older than this CLI \
+                 (upgrade the host, or use a CLI of its version)",
+        ),
         Ok(body) => ApiError::new(status, &body.id, body.message),
         Err(_) => ApiError::new(
             status,
@@ -540,6 +546,17 @@ fn error_from(status: u16, text: &str) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_route_the_host_lacks_is_told_as_an_older_host() {
+        let e = super::error_from(404, r#"{"id":"not_found","message":"no such API route"}"#);
+        assert!(
+            e.message.starts_with("the host does not know this request"),
+            "{e:?}"
+        );
+        let e = super::error_from(404, r#"{"id":"not_found","message":"app x not found"}"#);
+        assert_eq!(e.message, "app x not found");
+    }
+
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(super::encode("job/1/runs"), "job%2F1%2Fruns");

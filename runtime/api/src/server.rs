@@ -72,6 +72,10 @@ pub struct LogQuery {
     pub heartbeat: Option<u64>,
 }
 
+/// The message of a 404 for a route the host does not have: a client newer than the
+/// host asks for what it cannot do yet.
+pub const NO_SUCH_ROUTE: &str = "no such API route";
+
 /// The header of a log stream whose host sends the heartbeat asked for: its seconds.
 pub const HEARTBEAT_HEADER: &str = "x-wdeploy-heartbeat";
 
@@ -336,7 +340,7 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(people::routes().layer(DefaultBodyLimit::max(MAX_JSON_BYTES)))
         .merge(blobs)
-        .fallback(|| async { ApiError::not_found("no such API route") })
+        .fallback(|| async { ApiError::not_found(NO_SUCH_ROUTE) })
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
         .with_state(platform.clone());
     dashboard::routes(platform, sessions, dashboard).merge(api)
