@@ -225,6 +225,7 @@ impl Client {
         loop {
             let line = match lines.next() {
                 Next::Line(line) => line,
+                Next::Beat => continue,
                 Next::Broke(e) => return Err(lost(format!("the release stream broke ({e})"))),
                 Next::Ended => break,
                 Next::Silent(why) => return Err(lost(why)),

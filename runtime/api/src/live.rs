@@ -17,6 +17,8 @@ const MISSED: u32 = 3;
 /// What reading a live stream came to.
 pub enum Next {
     Line(String),
+    /// A heartbeat: nothing to show (a log stream sends one right after its history).
+    Beat,
     /// The connection broke.
     Broke(std::io::Error),
     /// The host ended the stream.
@@ -31,7 +33,7 @@ pub enum Next {
 pub struct Lines {
     rx: mpsc::Receiver<std::io::Result<String>>,
     heartbeat: Option<Duration>,
-    /// The line the host sends as a heartbeat, never shown.
+    /// The line the host sends as a heartbeat, returned as [`Next::Beat`].
     beat: &'static str,
 }
 
@@ -54,29 +56,27 @@ impl Lines {
         }
     }
 
-    /// The next line that is not a heartbeat, or how the stream ended.
+    /// The next line or heartbeat, or how the stream ended.
     pub fn next(&self) -> Next {
-        loop {
-            let line = match self.heartbeat {
-                Some(every) => self.rx.recv_timeout(every * MISSED),
-                None => self
-                    .rx
-                    .recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            };
-            return match line {
-                Ok(Ok(line)) if line == self.beat => continue,
-                Ok(Ok(line)) => Next::Line(line),
-                Ok(Err(e)) => Next::Broke(e),
-                Err(mpsc::RecvTimeoutError::Disconnected) => Next::Ended,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let every = self.heartbeat.unwrap_or_default().as_secs();
-                    Next::Silent(format!(
-                        "the host sent nothing for {}s (it sends a line at least every {every}s)",
-                        every * u64::from(MISSED)
-                    ))
-                }
-            };
+        let line = match self.heartbeat {
+            Some(every) => self.rx.recv_timeout(every * MISSED),
+            None => self
+                .rx
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match line {
+            Ok(Ok(line)) if line == self.beat => Next::Beat,
+            Ok(Ok(line)) => Next::Line(line),
+            Ok(Err(e)) => Next::Broke(e),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Next::Ended,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let every = self.heartbeat.unwrap_or_default().as_secs();
+                Next::Silent(format!(
+                    "the host sent nothing for {}s (it sends a line at least every {every}s)",
+                    every * u64::from(MISSED)
+                ))
+            }
         }
     }
 }

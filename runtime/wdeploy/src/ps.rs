@@ -140,6 +140,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 writeln!(out, "{line}")?;
                 out.flush()?;
             }
+            Next::Beat => {}
             Next::Broke(e) => bail!("the connection to the host broke: {e}"),
             Next::Ended => bail!("the host ended the stream without an exit status"),
             Next::Silent(why) => {

@@ -80,6 +80,8 @@ fn copy_lines(
                     out.flush()?;
                 }
             }
+            // The first one ends the history: the lines after it are new.
+            Next::Beat => printed.live(),
             Next::Broke(e) => return Ok(format!("the log stream broke ({e})")),
             Next::Ended => return Ok("the host closed the log stream".to_string()),
             Next::Silent(why) => return Ok(why),
@@ -98,8 +100,9 @@ struct Printed {
     began: DateTime<Utc>,
     /// The newest time stamp printed, by the host's clock.
     newest: Option<DateTime<Utc>>,
-    /// After a reconnection: lines stamped before this were there at the last
-    /// connection, printed or left out by `-n`.
+    /// While a reconnection replays the history: lines stamped before this were there
+    /// at the last connection, printed or left out by `-n`. Cleared once the host's
+    /// heartbeat marks the history's end (a host without heartbeats keeps it).
     cutoff: Option<DateTime<Utc>>,
 }
 
@@ -116,6 +119,12 @@ impl Printed {
 
     fn reconnecting(&mut self) {
         self.cutoff = Some(self.newest.unwrap_or(self.began) - LATE);
+    }
+
+    /// The history a reconnection replays is over: from now on every line is new unless
+    /// printed already, however old its stamp (a node whose clock is behind).
+    fn live(&mut self) {
+        self.cutoff = None;
     }
 
     /// Whether `line` is to be printed, noting it if so. A line with no time stamp (the
@@ -176,6 +185,10 @@ mod tests {
         assert!(!printed.is_new(&line(15, "from node b")));
         // The host's notice of lost lines has no time stamp: always shown.
         assert!(printed.is_new("wdeploy: 3 log lines dropped (reader too slow)"));
+        // Once the history is over, a line of a node whose clock is well behind is new.
+        assert!(!printed.is_new(&line(2, "old stamp, during the history")));
+        printed.live();
+        assert!(printed.is_new(&line(2, "old stamp, live")));
     }
 
     #[test]

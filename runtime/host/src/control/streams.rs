@@ -14,6 +14,9 @@ use wdeploy_core::AppName;
 impl Host {
     pub(super) async fn log_stream(&self, app: &AppName, query: LogQuery) -> Result<TextStream> {
         let entry = self.existing(app).await?;
+        // A client that asked for heartbeats gets one right after the history too: it
+        // then knows which lines were already there and which are new.
+        let history_ends = query.tail && query.heartbeat.is_some();
         let keep = move |line: &LogLine| {
             query
                 .dyno
@@ -38,6 +41,9 @@ impl Host {
                 }
             }
             if !tail {
+                return;
+            }
+            if history_ends && tx.send("\n".to_string()).await.is_err() {
                 return;
             }
             loop {
