@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::{AppName, ProcessType};
 use wdeploy_store::nodes::HEARTBEAT_EVERY;
-use wdeploy_store::{App, DynoRecord, NodeDynos};
+use wdeploy_store::{App, AppId, DynoRecord, NodeDynos};
 
 /// The steady interval between two looks, for up to [`APPS_PER_LOOK_SECOND`] apps.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -502,8 +502,6 @@ impl Host {
             .collect()
     }
 
-    /// Every node's dynos of `app` as `ps` shows them: this node's as they are now, the
-    /// other live nodes' as they last recorded them.
     /// The dynos called `name` of `app` ([`Host::cluster_dynos`]), this node's first.
     pub(super) async fn dynos_named(
         &self,
@@ -522,35 +520,40 @@ impl Host {
         let Some(id) = entry.id.get() else {
             return BTreeSet::new();
         };
-        let me = &self.membership.me().name;
-        let records = self.store.nodes.dynos(id).await.unwrap_or_default();
-        records
-            .into_iter()
-            .filter(|r| r.node != *me && self.membership.is_live(&r.node))
-            .flat_map(|r| r.dynos.into_iter().map(|d| d.name))
-            .collect()
+        let elsewhere = self.dynos_elsewhere(id).await;
+        elsewhere.into_iter().map(|(_, d)| d.name).collect()
     }
 
+    /// Every node's dynos of `app` as `ps` shows them: this node's as they are now, the
+    /// other live nodes' as they last recorded them.
     pub(super) async fn cluster_dynos(
         &self,
         app: &App,
         entry: &AppEntry,
     ) -> Vec<(String, DynoSnapshot)> {
-        let me = self.membership.me().name.clone();
+        let me = self.membership.me().name.to_string();
         let mut all: Vec<(String, DynoSnapshot)> = entry
             .runtime
             .dynos()
             .into_iter()
-            .map(|d| (me.to_string(), d))
+            .map(|d| (me.clone(), d))
             .collect();
-        if let Ok(records) = self.store.nodes.dynos(&app.id).await {
-            for r in records {
-                if r.node == me || !self.membership.is_live(&r.node) {
-                    continue;
-                }
-                all.extend(r.dynos.into_iter().map(|d| (r.node.to_string(), d)));
-            }
-        }
+        all.extend(self.dynos_elsewhere(&app.id).await);
         all
+    }
+
+    /// The dynos the other live nodes last recorded for the app, with each one's node;
+    /// none when the store cannot be read (what this node runs still counts).
+    async fn dynos_elsewhere(&self, id: &AppId) -> Vec<(String, DynoSnapshot)> {
+        let me = &self.membership.me().name;
+        let records = self.store.nodes.dynos(id).await.unwrap_or_default();
+        records
+            .into_iter()
+            .filter(|r| r.node != *me && self.membership.is_live(&r.node))
+            .flat_map(|r| {
+                let node = r.node.to_string();
+                r.dynos.into_iter().map(move |d| (node.clone(), d))
+            })
+            .collect()
     }
 }
