@@ -65,10 +65,10 @@ pub struct LogQuery {
     pub tail: bool,
     pub dyno: Option<String>,
     pub source: Option<LogSource>,
-    /// With `tail`: send an empty line after this many seconds (1–300) without one, so
-    /// a client can tell a quiet app from a host that vanished without closing the
-    /// connection, and no proxy between them drops the connection as idle; and one right
-    /// after the history, where the new lines start. The answer's [`HEARTBEAT_HEADER`]
+    /// With `tail`: send an empty line each period of this many seconds (1–300) without
+    /// one, so a client can tell a quiet app from a host that vanished without closing
+    /// the connection, and no proxy between them drops the connection as idle; and one
+    /// right after the history, where the new lines start. The answer's [`HEARTBEAT_HEADER`]
     /// says the host does it.
     pub heartbeat: Option<u64>,
 }

@@ -90,7 +90,7 @@ pub struct CreateRelease {
     #[serde(default)]
     pub settings: String,
     pub description: String,
-    /// Send [`HEARTBEAT_MARKER`] after this many seconds (1–300) without a progress line
+    /// Send [`HEARTBEAT_MARKER`] each period of this many seconds (1–300) without a progress line
     /// (a long release command, a slow boot), so the client can tell those from a host
     /// that vanished without closing the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,7 +173,7 @@ pub struct RunRequest {
     /// `env`), for it alone: nothing is released.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Attached: send [`HEARTBEAT_MARKER`] after this many seconds (1–300) without a
+    /// Attached: send [`HEARTBEAT_MARKER`] each period of this many seconds (1–300) without a
     /// line, so the client can tell a quiet command from a host that vanished without
     /// closing the connection (the answer's `x-wdeploy-heartbeat` says the host does).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -287,22 +287,34 @@ fn heartbeat_of(asked: Option<u64>, open: bool) -> Result<Option<u64>, ApiError>
     }
 }
 
-/// `lines` as a text response, with `beat` (then a newline) after each `seconds` that
-/// pass without a line when a heartbeat was asked for, said in [`HEARTBEAT_HEADER`].
+/// `lines` as a text response, with `beat` (then a newline) at each tick of `seconds`
+/// that found no line sent since the tick before, when a heartbeat was asked for, said
+/// in [`HEARTBEAT_HEADER`]. So a silence lasts under two periods, and the stream holds
+/// one timer, not one per line (a busy tail sends thousands of lines a second).
 fn beating(lines: TextStream, seconds: Option<u64>, beat: &'static str) -> Response {
     use futures::StreamExt;
     let Some(seconds) = seconds else {
         return text_stream(lines);
     };
     let every = std::time::Duration::from_secs(seconds);
-    let beating = futures::stream::unfold(lines, move |mut lines| async move {
-        // Cancelling `next` loses nothing: the platform's streams are channels' receivers.
-        match tokio::time::timeout(every, lines.next()).await {
-            Ok(Some(line)) => Some((line, lines)),
-            Ok(None) => None,
-            Err(_) => Some((format!("{beat}\n"), lines)),
-        }
-    });
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beating = futures::stream::unfold(
+        (lines, ticks, false),
+        move |(mut lines, mut ticks, mut sent)| async move {
+            loop {
+                // Both are cancel-safe: the platform's streams are channels' receivers.
+                tokio::select! {
+                    line = lines.next() => return line.map(|line| (line, (lines, ticks, true))),
+                    _ = ticks.tick() => {
+                        if !std::mem::take(&mut sent) {
+                            return Some((format!("{beat}\n"), (lines, ticks, false)));
+                        }
+                    }
+                }
+            }
+        },
+    );
     let mut response = text_stream(Box::pin(beating));
     response
         .headers_mut()
