@@ -65,7 +65,7 @@ pub use listener::{
 };
 pub use logs::drain::DrainOptions;
 pub use logs::rate::LogRate;
-pub use logs::{LogLine, LogSource, LogStream};
+pub use logs::{BUFFER_LINES, LogLine, LogSource, LogStream};
 pub use metrics::{AppMetrics, Metrics};
 pub use release::{Release, ReleaseSpec};
 pub use router::{CHALLENGE_PATH, ChallengeSource, Router};

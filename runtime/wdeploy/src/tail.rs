@@ -11,9 +11,9 @@ use std::time::Duration;
 use wdeploy_api::live::{Lines, Next};
 use wdeploy_api::{ClientError, LiveStream};
 
-/// Lines the host keeps per app (its `BUFFER_LINES`): a reconnection asks for all of
-/// them, and the tail remembers as many it printed, so each is printed once.
-const HISTORY: usize = 1500;
+/// Lines the host keeps per app: a reconnection asks for all of them, and the tail
+/// remembers as many it printed, so each is printed once.
+const HISTORY: usize = wdeploy_host::BUFFER_LINES;
 
 /// How long a line may arrive after a newer one (a line from another node of a cluster
 /// reaches this node's stream a little late): lines older than the newest printed by
