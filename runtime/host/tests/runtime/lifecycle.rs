@@ -211,13 +211,15 @@ async fn one_off_dynos_show_in_ps_and_stop_with_their_app() {
         .deploy(release, &Share::whole(&one_web()))
         .await
         .expect("deploys");
+    // Every name other nodes run is left to them: here, all but one.
+    let taken: std::collections::BTreeSet<String> = (1000..=9999)
+        .map(|n| format!("run.{n}"))
+        .filter(|name| name != "run.4321")
+        .collect();
     let (one_off, task) = runtime
-        .run(
-            OneOffCommand::of("spin".parse().unwrap()),
-            None,
-            &Default::default(),
-        )
+        .run(OneOffCommand::of("spin".parse().unwrap()), None, &taken)
         .expect("a one-off starts");
+    assert_eq!(one_off, "run.4321");
     let listed = runtime
         .dynos()
         .into_iter()
