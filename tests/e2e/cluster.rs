@@ -536,6 +536,14 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         "Restarting all dynos on node c".to_string(),
     ]);
     one_web_dyno_per_node(c, "hello");
+    // A process type: each node restarts its own dynos of it.
+    b.ok(&["restart", "web", "-a", "hello"]);
+    logged(vec![
+        "Restarting web by admin".to_string(),
+        "Restarting web on node a".to_string(),
+        "Restarting web on node c".to_string(),
+    ]);
+    one_web_dyno_per_node(c, "hello");
     let err = b.fails(&["restart", "web.9", "-a", "hello"]);
     assert!(err.contains("no dyno web.9 is running"), "{err}");
 

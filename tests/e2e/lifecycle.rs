@@ -1,5 +1,6 @@
-//! Stopping dynos and hosts: workers get their stdin closed and a grace period, web
-//! requests in flight finish across a restart and a host's SIGTERM.
+//! Stopping and restarting dynos and hosts: workers get their stdin closed and a grace
+//! period, a restart reaches the dynos it names, web requests in flight finish across a
+//! restart and a host's SIGTERM.
 
 use crate::fixture::*;
 
@@ -63,6 +64,62 @@ fn stopping_workers_close_stdin_then_give_a_grace_period() {
         "{logs}"
     );
     assert_eq!(host.get("hello", "/").0, 200);
+}
+
+/// `restart web` restarts every dyno of that process type and no other, as Heroku's
+/// `ps:restart web`; a type with no dynos, or the release phase, is refused by name.
+#[test]
+fn a_restart_of_a_process_type_restarts_its_dynos_alone() {
+    let host = TestHost::start_with(&["--stop-grace", "2"]);
+    host.create_and_push("hello", &sample("hello"));
+    host.ok(&["ps:scale", "web=2", "worker=2", "-a", "hello"]);
+    host.ok(&["ps:wait", "-a", "hello"]);
+    let starts = |dyno: &str| {
+        let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+        logs.matches(&format!("wdeploy[{dyno}]: Starting process"))
+            .count()
+    };
+    let before: Vec<usize> = ["web.1", "web.2", "worker.1", "worker.2"]
+        .iter()
+        .map(|d| starts(d))
+        .collect();
+
+    let out = host.ok(&["restart", "worker", "-a", "hello"]);
+    assert!(out.contains("Restarted the worker dynos of hello"), "{out}");
+    let after: Vec<usize> = ["web.1", "web.2", "worker.1", "worker.2"]
+        .iter()
+        .map(|d| starts(d))
+        .collect();
+    assert_eq!(after, [before[0], before[1], before[2] + 1, before[3] + 1]);
+
+    host.ok(&["ps:restart", "web", "-a", "hello"]);
+    let logs = host.ok(&["logs", "-n", "1500", "-a", "hello"]);
+    assert!(
+        logs.contains("wdeploy[api]: Restarting web by admin"),
+        "{logs}"
+    );
+    let after: Vec<usize> = ["web.1", "web.2", "worker.1", "worker.2"]
+        .iter()
+        .map(|d| starts(d))
+        .collect();
+    assert_eq!(
+        after,
+        [before[0] + 1, before[1] + 1, before[2] + 1, before[3] + 1]
+    );
+    assert_eq!(host.get("hello", "/").0, 200);
+    let ps = host.ok(&["ps", "-a", "hello"]);
+    assert_eq!(ps.matches(": up ").count(), 4, "{ps}");
+
+    let err = host.fails(&["restart", "release", "-a", "hello"]);
+    assert!(err.contains("the release phase is not restarted"), "{err}");
+    host.ok(&["ps:scale", "worker=0", "-a", "hello"]);
+    let err = host.fails(&["restart", "worker", "-a", "hello"]);
+    assert!(err.contains("no worker dynos are running"), "{err}");
+    let err = host.fails(&["restart", "Web!", "-a", "hello"]);
+    assert!(
+        err.contains("is not a dyno (web.1) or a process type (web)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -51,8 +51,40 @@ pub fn is_one_off(name: &str, process_type: &ProcessType) -> bool {
     process_type.is_release() || name.split('.').next() != Some(process_type.as_str())
 }
 
+/// Whether `selector` picks dyno `name`: that dyno (`web.2`), or every dyno of a process
+/// type (`web`: web.1, web.2, …), as Heroku's `logs --dyno` and `ps:restart` take it.
+pub fn selects(selector: &str, name: &str) -> bool {
+    name == selector
+        || name
+            .strip_prefix(selector)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Whether `selector` names a process type (`web`) rather than one dyno (`web.2`).
+pub fn is_type_selector(selector: &str) -> bool {
+    parse_name(selector).is_none()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_selector_picks_a_dyno_or_every_dyno_of_a_type() {
+        for (selector, name, picked) in [
+            ("web.2", "web.2", true),
+            ("web", "web.2", true),
+            ("web", "web", true),
+            ("web", "webhook.1", false),
+            ("web.1", "web.12", false),
+            ("worker", "web.1", false),
+            ("run", "run.4821", true),
+            ("web", "router", false),
+        ] {
+            assert_eq!(super::selects(selector, name), picked, "{selector} {name}");
+        }
+        assert!(super::is_type_selector("web"));
+        assert!(!super::is_type_selector("web.2"));
+    }
+
     #[test]
     fn one_offs_are_told_from_the_formation() {
         let worker = "worker".parse().unwrap();

@@ -371,13 +371,15 @@ impl AppRuntime {
         Ok(())
     }
 
-    /// Restarts one dyno (`web.2`) or, with `None`, all of them (with preboot).
+    /// Restarts one dyno (`web.2`), every dyno of a process type (`web`), or, with
+    /// `None`, all of them. Web dynos restart with preboot: the fresh ones serve before
+    /// the old stop.
     pub async fn restart(&self, dyno: Option<&str>) -> anyhow::Result<()> {
         let release = self
             .current_release()
             .context("the app has no release running")?;
         let mut running = self.share.lock().await;
-        let Some(name) = dyno else {
+        let Some(selector) = dyno else {
             let share = running.clone();
             for (process_type, _) in share.iter() {
                 if !process_type.is_release() {
@@ -394,31 +396,54 @@ impl AppRuntime {
                 )
                 .await;
         };
-        let (process_type, n) = dyno::parse_name(name)
-            .with_context(|| format!("`{name}` is not a dyno name (like web.1)"))?;
+        let process_type = match dyno::parse_name(selector) {
+            Some((process_type, _)) => process_type,
+            None => selector.parse::<ProcessType>().map_err(|_| {
+                anyhow::anyhow!("`{selector}` is not a dyno (web.1) or a process type (web)")
+            })?,
+        };
         self.metrics.restarted(&process_type);
         if process_type.is_web() {
             let web = self.web_dynos();
-            let Some(index) = web.iter().position(|d| d.name() == name) else {
-                bail!("no dyno {name} is running");
-            };
-            let fresh = self.start_web(&release, n, WebStart::Boot).await?;
             let mut next: Vec<WebDyno> = web.iter().cloned().collect();
-            let old = std::mem::replace(&mut next[index], fresh);
-            self.swap_web(next);
-            self.retire_web(&[old]);
+            let mut restarted = 0;
+            for (index, old) in web.iter().enumerate() {
+                if dyno::selects(selector, old.name()) {
+                    next[index] = self
+                        .start_web(&release, number(old.name()), WebStart::Boot)
+                        .await?;
+                    restarted += 1;
+                }
+            }
+            if restarted == 0 {
+                bail!("no dyno {selector} is running");
+            }
+            let old = self.swap_web(next);
+            let retired: Vec<WebDyno> = old
+                .iter()
+                .filter(|d| dyno::selects(selector, d.name()))
+                .cloned()
+                .collect();
+            self.retire_web(&retired);
             return Ok(());
         }
-        let old = {
+        let old: Vec<WorkerDyno> = {
             let mut workers = self.workers.lock();
-            let Some(index) = workers.iter().position(|w| w.name() == name) else {
-                bail!("no dyno {name} is running");
-            };
-            workers.remove(index)
+            let (old, kept) = std::mem::take(&mut *workers)
+                .into_iter()
+                .partition(|w| dyno::selects(selector, w.name()));
+            *workers = kept;
+            old
         };
-        old.stop(self.deadlines.stop).await;
-        let fresh = self.start_worker(&release, &process_type, n)?;
-        self.workers.lock().push(fresh);
+        if old.is_empty() {
+            bail!("no dyno {selector} is running");
+        }
+        let numbers: Vec<u32> = old.iter().map(|w| number(w.name())).collect();
+        self.stop_workers(old).await;
+        for n in numbers {
+            let fresh = self.start_worker(&release, &process_type, n)?;
+            self.workers.lock().push(fresh);
+        }
         Ok(())
     }
 

@@ -124,7 +124,7 @@ enum Command {
     /// Change how many dynos of each process type run
     #[command(name = "ps:scale", visible_alias = "scale")]
     Scale(ps::ScaleArgs),
-    /// Restart all dynos, or one
+    /// Restart all dynos, those of a process type (web), or one (web.2)
     #[command(visible_alias = "ps:restart")]
     Restart(ps::RestartArgs),
     /// Wait until every dyno runs the current release and is up, as many of each type as
@@ -132,7 +132,7 @@ enum Command {
     #[command(name = "ps:wait")]
     PsWait(ps::WaitArgs),
     /// Stop a one-off dyno (run.1002)
-    #[command(name = "ps:stop")]
+    #[command(name = "ps:stop", visible_alias = "ps:kill")]
     Stop(ps::StopArgs),
     /// Run a one-off dyno and stream its output; interrupting this stops the dyno
     Run(ps::RunArgs),

@@ -92,17 +92,20 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
 pub struct RestartArgs {
     #[command(flatten)]
     pub app: AppArg,
-    /// One dyno (web.1); default: all
+    /// One dyno (web.1), or every dyno of a process type (web); default: all
     pub dyno: Option<String>,
 }
 
 pub fn restart(args: RestartArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     session::client()?.restart(&app, args.dyno.as_deref())?;
-    println!(
-        "Restarted {} of {app}",
-        args.dyno.as_deref().unwrap_or("all dynos")
-    );
+    match args.dyno.as_deref() {
+        None => println!("Restarted all dynos of {app}"),
+        Some(process_type) if dyno::is_type_selector(process_type) => {
+            println!("Restarted the {process_type} dynos of {app}")
+        }
+        Some(one) => println!("Restarted {one} of {app}"),
+    }
     Ok(())
 }
 

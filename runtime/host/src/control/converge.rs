@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use wdeploy_core::{AppName, ProcessType};
+use wdeploy_core::{AppName, ProcessType, dyno};
 use wdeploy_store::nodes::HEARTBEAT_EVERY;
 use wdeploy_store::{App, AppId, DynoRecord, NodeDynos};
 
@@ -420,7 +420,11 @@ impl Host {
         let runtime = &entry.runtime;
         let ours = match &request.dyno {
             None => runtime.current_release().is_some(),
-            Some(name) => runtime.dynos().iter().any(|d| &d.name == name),
+            // A dyno's name, or a process type (`ps:restart web`) for each of its dynos.
+            // A node older than types looks for a dyno named `web` and finds none.
+            Some(selector) => runtime.dynos().iter().any(|d| {
+                dyno::selects(selector, &d.name) && !dyno::is_one_off(&d.name, &d.process_type)
+            }),
         };
         // One-offs are never restarted: a request naming one is `ps:stop`'s.
         let stopped = request.dyno.as_deref().is_some_and(|name| {

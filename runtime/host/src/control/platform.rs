@@ -2,6 +2,7 @@
 //! through the store and the app's runtime (or the modules beside this one), and turns
 //! any failure into an API error at this one boundary.
 
+use super::AppEntry;
 use super::Host;
 use super::errors::{ControlError, Result, invalid};
 use crate::dyno::status::DynoSnapshot;
@@ -12,7 +13,7 @@ use wdeploy_api::server::{
     BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, ReleasePage, TextStream,
 };
 use wdeploy_api::wire::*;
-use wdeploy_core::{AppName, Digest, Formation, Person, TokenId};
+use wdeploy_core::{AppName, Digest, Formation, Person, ProcessType, TokenId, dyno};
 use wdeploy_store::App;
 
 /// Most dynos of one process type.
@@ -169,29 +170,39 @@ impl Host {
         Ok(dynos)
     }
 
-    /// Restarts the named dyno wherever it runs, or every dyno of the app on every node:
-    /// this node's at once, the others' through a restart request they act on at their
-    /// next look. Under the app's release turn, so this node's converge loop does not
-    /// take its own request for another one.
+    /// Restarts the named dyno wherever it runs, every dyno of a process type (`web`) or
+    /// every dyno of the app, on every node: this node's at once, the others' through a
+    /// restart request they act on at their next look. Under the app's release turn, so
+    /// this node's converge loop does not take its own request for another one.
     async fn restart_dynos(&self, app: &AppName, by: &Caller, dyno: Option<&str>) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
         let runtime = &entry.runtime;
-        if let Some(name) = dyno {
-            let named = self.dynos_named(&record, &entry, name).await;
+        let one = dyno.filter(|selector| !dyno::is_type_selector(selector));
+        if let Some(selector) = dyno {
+            let named = self.dynos_selected(&record, &entry, selector).await?;
             let Some((_, found)) = named.first() else {
-                return Err(ApiError::invalid(format!("no dyno {name} is running")).into());
+                let what = match one {
+                    Some(name) => format!("no dyno {name} is running"),
+                    None => format!("no {selector} dynos are running"),
+                };
+                return Err(ApiError::invalid(what).into());
             };
-            if wdeploy_core::dyno::is_one_off(&found.name, &found.process_type) {
+            if one.is_some() && dyno::is_one_off(&found.name, &found.process_type) {
                 return Err(ApiError::invalid(format!(
-                    "{name} is a one-off dyno, which is not restarted: `wdeploy ps:stop \
-                     {name}` stops it"
+                    "{selector} is a one-off dyno, which is not restarted: `wdeploy ps:stop \
+                     {selector}` stops it"
                 ))
                 .into());
             }
         }
         let _turn = entry.release_turn().await?;
-        let local = dyno.is_none_or(|name| runtime.dynos().iter().any(|d| d.name == name));
+        let here = |selector: &str| {
+            runtime.dynos().iter().any(|d| {
+                dyno::selects(selector, &d.name) && !dyno::is_one_off(&d.name, &d.process_type)
+            })
+        };
+        let local = dyno.is_none_or(here);
         if local {
             runtime.logs.platform(
                 "api",
@@ -200,7 +211,7 @@ impl Host {
             if dyno.is_some() || runtime.current_release().is_some() {
                 runtime.restart(dyno).await.map_err(invalid)?;
             }
-            if dyno.is_some() {
+            if one.is_some() {
                 return Ok(());
             }
         }
@@ -208,6 +219,36 @@ impl Host {
         entry.node.lock().restarts_seen = Some(request.number);
         self.nudge(app);
         Ok(())
+    }
+
+    /// The dynos of the formation a restart of `selector` reaches on every node: the one
+    /// it names (a one-off too, to refuse it by name), or those of the process type it
+    /// names, which must be a type of the formation.
+    async fn dynos_selected(
+        &self,
+        record: &App,
+        entry: &AppEntry,
+        selector: &str,
+    ) -> Result<Vec<(String, DynoSnapshot)>> {
+        if !dyno::is_type_selector(selector) {
+            return Ok(self.dynos_named(record, entry, selector).await);
+        }
+        let process_type: ProcessType = selector.parse().map_err(|_| {
+            ApiError::invalid(format!(
+                "`{selector}` is not a dyno (web.1) or a process type (web)"
+            ))
+        })?;
+        if process_type.is_release() {
+            return Err(ApiError::invalid(
+                "the release phase is not restarted: `wdeploy releases:cancel` stops it",
+            )
+            .into());
+        }
+        let mut all = self.cluster_dynos(record, entry).await;
+        all.retain(|(_, d)| {
+            d.process_type == process_type && !dyno::is_one_off(&d.name, &d.process_type)
+        });
+        Ok(all)
     }
 }
 

@@ -9,7 +9,7 @@ use futures::SinkExt;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use wdeploy_api::server::{LogQuery, TextStream};
-use wdeploy_core::AppName;
+use wdeploy_core::{AppName, dyno};
 
 impl Host {
     pub(super) async fn log_stream(&self, app: &AppName, query: LogQuery) -> Result<TextStream> {
@@ -21,7 +21,7 @@ impl Host {
             query
                 .dyno
                 .as_deref()
-                .is_none_or(|d| of_dyno(&line.process, d))
+                .is_none_or(|d| dyno::selects(d, &line.process))
                 && query.source.is_none_or(|s| line.kind == s)
         };
         let (history, mut live) = entry.runtime.logs.replay_and_subscribe(BUFFER_LINES);
@@ -64,15 +64,6 @@ impl Host {
     }
 }
 
-/// Whether a line of `process` is one `--dyno wanted` asks for: that dyno (`web.2`), or
-/// every dyno of a process type (`web`: web.1, web.2, …), as Heroku's `logs --dyno` does.
-fn of_dyno(process: &str, wanted: &str) -> bool {
-    process == wanted
-        || process
-            .strip_prefix(wanted)
-            .is_some_and(|rest| rest.starts_with('.'))
-}
-
 /// Forwards a one-off dyno's output (its `app[NAME]` lines, each after `indent`) into
 /// `out` until it ends, and returns its exit status or why it crashed. A client that
 /// went away does not stop the dyno here: each caller decides (an attached `run` stops
@@ -105,21 +96,4 @@ pub(super) async fn follow_one_off(
         }
     }
     outcome.unwrap_or_else(|e| Err(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_dyno_or_a_process_type_picks_its_lines() {
-        for (process, wanted, kept) in [
-            ("web.2", "web.2", true),
-            ("web.2", "web", true),
-            ("web.12", "web.1", false),
-            ("webhook.1", "web", false),
-            ("run.4821", "run", true),
-            ("router", "web", false),
-        ] {
-            assert_eq!(super::of_dyno(process, wanted), kept, "{process} {wanted}");
-        }
-    }
 }
