@@ -200,7 +200,13 @@ fn push_config_rollback_scale_and_logs() {
         "{again}"
     );
 
-    host.ok(&["ps:scale", "web=3", "-a", "hello"]);
+    // Relative steps count from the formation: 1 + 3 - 1.
+    let scaled = host.ok(&["ps:scale", "web+3", "-a", "hello"]);
+    assert!(scaled.contains("web=4"), "{scaled}");
+    let scaled = host.ok(&["ps:scale", "web-1", "-a", "hello"]);
+    assert!(scaled.contains("web=3"), "{scaled}");
+    let err = host.fails(&["ps:scale", "web-4", "-a", "hello"]);
+    assert!(err.contains("the formation has 3 web dynos"), "{err}");
     let ps = host.ok(&["ps", "-a", "hello"]);
     for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
         assert!(ps.contains(dyno), "{ps}");

@@ -66,24 +66,85 @@ fn dyno_line(d: &DynoInfo) -> String {
 pub struct ScaleArgs {
     #[command(flatten)]
     pub app: AppArg,
-    /// TYPE=N pairs, like web=3 worker=0
+    /// TYPE=N pairs, like web=3 worker=0; TYPE+N or TYPE-N changes the count by N
     #[arg(required = true)]
     pub pairs: Vec<String>,
 }
 
+/// One `ps:scale` argument: a process type and how its count changes.
+#[derive(Debug, PartialEq)]
+struct Step {
+    process_type: ProcessType,
+    change: Change,
+}
+
+#[derive(Debug, PartialEq)]
+enum Change {
+    To(u32),
+    Up(u32),
+    Down(u32),
+}
+
+impl Step {
+    /// `web=3`, `web+1` or `web-2`, as Heroku's `ps:scale` takes them (a type's name may
+    /// hold `-` itself: `my-worker-1`).
+    fn parse(pair: &str) -> Option<Step> {
+        let number = |n: &str| n.parse::<u32>().ok();
+        let (process_type, change) = if let Some((t, n)) = pair.split_once('=') {
+            (t, Change::To(number(n)?))
+        } else if let Some((t, n)) = pair.rsplit_once('+') {
+            (t, Change::Up(number(n)?))
+        } else {
+            let (t, n) = pair.rsplit_once('-')?;
+            (t, Change::Down(number(n)?))
+        };
+        Some(Step {
+            process_type: process_type.parse().ok()?,
+            change,
+        })
+    }
+
+    fn is_relative(&self) -> bool {
+        !matches!(self.change, Change::To(_))
+    }
+
+    /// The count this step asks for, from the count the formation has now.
+    fn quantity(&self, now: u32) -> anyhow::Result<u32> {
+        match self.change {
+            Change::To(n) => Ok(n),
+            Change::Up(n) => Ok(now.saturating_add(n)),
+            Change::Down(n) => now.checked_sub(n).with_context(|| {
+                format!(
+                    "{}-{n}: the formation has {now} {} dynos",
+                    self.process_type, self.process_type
+                )
+            }),
+        }
+    }
+}
+
 pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let mut patch = Formation::new();
+    let mut steps = Vec::new();
     for pair in &args.pairs {
-        let parsed = pair
-            .split_once('=')
-            .and_then(|(t, n)| Some((t.parse::<ProcessType>().ok()?, n.parse::<u32>().ok()?)));
-        let Some((t, n)) = parsed else {
-            bail!("`{pair}` is not TYPE=N (like web=2)");
+        let Some(step) = Step::parse(pair) else {
+            bail!("`{pair}` is not TYPE=N, TYPE+N or TYPE-N (like web=2, worker+1)");
         };
-        patch.set(t, n);
+        steps.push(step);
     }
-    let formation = session::client()?.scale(&app, &patch)?;
+    let client = session::client()?;
+    // Read only when a step is relative. Two people scaling by +1 at one moment can both
+    // read 1 and both ask for 2, as with Heroku's CLI.
+    let now = match steps.iter().any(Step::is_relative) {
+        true => client.formation(&app)?,
+        false => Formation::new(),
+    };
+    let mut patch = Formation::new();
+    for step in &steps {
+        let n = step.quantity(now.quantity(&step.process_type))?;
+        patch.set(step.process_type.clone(), n);
+    }
+    let formation = client.scale(&app, &patch)?;
     println!("Scaled {app} to {}", formation.summary());
     Ok(())
 }
@@ -358,4 +419,40 @@ fn not_there_yet(
         }
     }
     waiting
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Change, Step};
+
+    #[test]
+    fn scale_steps_set_or_change_a_count() {
+        let step = |pair: &str| Step::parse(pair).map(|s| (s.process_type.to_string(), s.change));
+        assert_eq!(step("web=3"), Some(("web".into(), Change::To(3))));
+        assert_eq!(step("worker+1"), Some(("worker".into(), Change::Up(1))));
+        assert_eq!(
+            step("my-worker-2"),
+            Some(("my-worker".into(), Change::Down(2)))
+        );
+        assert_eq!(
+            step("my-worker=0"),
+            Some(("my-worker".into(), Change::To(0)))
+        );
+        for wrong in [
+            "web",
+            "web=",
+            "web+x",
+            "=2",
+            "my-worker",
+            "web=-1",
+            "web+-1",
+        ] {
+            assert_eq!(step(wrong), None, "{wrong}");
+        }
+        let down = Step::parse("web-2").unwrap();
+        assert_eq!(down.quantity(3).unwrap(), 1);
+        let err = down.quantity(1).unwrap_err().to_string();
+        assert_eq!(err, "web-2: the formation has 1 web dynos");
+        assert_eq!(Step::parse("web+2").unwrap().quantity(1).unwrap(), 3);
+    }
 }
