@@ -5,7 +5,7 @@ use crate::fixture::*;
 
 /// A config change says what it did: before the first push there is nothing to restart,
 /// so the vars are said to wait for it (and the push runs with them); after, the dynos
-/// restarted, with the release the change made.
+/// restarted, with the release the change made; unsetting what is not set makes none.
 #[test]
 fn config_changes_before_the_first_push_say_they_wait_for_it() {
     let host = TestHost::start();
@@ -42,6 +42,16 @@ fn config_changes_before_the_first_push_say_they_wait_for_it() {
         host.ok(&["config:unset", "GREETING", "-a", "early"]),
         "Unset GREETING and restarted early, v5\n"
     );
+    // Keys that are not set change nothing: no release, no restart.
+    let out = host.cli(&["config:unset", "GREETING", "NEVER", "-a", "early"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Nothing changed on early\n"
+    );
+    assert_eq!(stderr(&out), "GREETING, NEVER are not set on early\n");
+    let releases = host.ok(&["releases", "-n", "1", "-a", "early"]);
+    assert!(releases.contains("v5 "), "{releases}");
 }
 
 #[test]

@@ -92,11 +92,34 @@ pub struct UnsetArgs {
 
 pub fn unset(args: UnsetArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let patch: ConfigPatch = args.keys.iter().map(|k| (k.clone(), None)).collect();
     let client = session::client()?;
+    // Keys that are not set would make a release that changes nothing, and restart every
+    // dyno for it.
+    let config = client.config(&app)?;
+    let (keys, absent): (Vec<String>, Vec<String>) = args
+        .keys
+        .iter()
+        .cloned()
+        .partition(|k| config.contains_key(k));
+    if !absent.is_empty() {
+        eprintln!("{} not set on {app}", names_are(&absent));
+    }
+    if keys.is_empty() {
+        println!("Nothing changed on {app}");
+        return Ok(());
+    }
+    let patch: ConfigPatch = keys.iter().map(|k| (k.clone(), None)).collect();
     client.patch_config(&app, &patch)?;
-    println!("{}", outcome(&client, &app, "Unset", &args.keys));
+    println!("{}", outcome(&client, &app, "Unset", &keys));
     Ok(())
+}
+
+/// `A is` or `A, B are`.
+fn names_are(keys: &[String]) -> String {
+    match keys {
+        [one] => format!("{one} is"),
+        many => format!("{} are", many.join(", ")),
+    }
 }
 
 /// What a config change did, as the release it made says (asked for afterwards, as
