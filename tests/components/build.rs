@@ -21,6 +21,7 @@ const GUESTS: &[(&str, &[(&str, &str)])] = &[
             ("FAULTS_WEB", "web.wasm"),
             ("FAULTS_CRASHER", "crasher.wasm"),
             ("FAULTS_SPINNER", "spinner.wasm"),
+            ("FAULTS_ECHO", "echo.wasm"),
         ],
     ),
     ("stranger", &[("STRANGER", "stranger.wasm")]),

@@ -2,6 +2,7 @@
 //! host gone silent: `logs --tail` connects again and prints each line once; an attached
 //! `run` gives up; heartbeats keep a quiet stream apart from a dead one. The CLI talks to
 //! the host through a loopback [`Proxy`] that can cut, silence or move its connections.
+//! And the stream the other way: `run --stdin` sends its input to the dyno's stdin.
 
 use crate::fixture::*;
 use std::net::SocketAddr;
@@ -208,4 +209,102 @@ fn an_attached_run_whose_host_goes_silent_gives_up() {
         "{gave_up}"
     );
     assert_eq!(run.wait(SOON).code(), Some(1));
+}
+
+/// `run --stdin`: what the command reads goes to the dyno's stdin as it comes (a line at a
+/// time from a terminal), its end is the end of the dyno's input, past the API's JSON
+/// cap; the input of a one-off goes once, and only to a one-off that asked for it.
+#[test]
+fn a_one_off_reads_the_input_its_run_sends() {
+    let host = TestHost::start();
+    let app = faults_app().with_procfile("web: web\necho: echo\n");
+    host.create_and_push("faults", app.path());
+    let run_with = |input: &[u8]| {
+        let mut cmd = host.command(&["run", "--stdin", "echo", "-a", "faults"]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn wdeploy run");
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        // Written while the output is read: a large input outruns any pipe's buffer.
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        let out = child.wait_with_output().expect("wdeploy run ends");
+        writer.join().expect("writer").expect("wrote the input");
+        out
+    };
+    let out = run_with(b"hello\nworld\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("echo: hello\necho: world\necho: end of input after 12 bytes in 2 lines"),
+        "{text}"
+    );
+    // Three times the API's largest JSON body, streamed rather than held.
+    let big = "x".repeat(1023) + "\n";
+    let out = run_with(big.repeat(3 * 1024).as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("echo: end of input after 3145728 bytes in 3072 lines"),
+        "{text}{}",
+        stderr(&out)
+    );
+
+    // A line goes as soon as it is written, with the input still open.
+    let mut cmd = host.command(&["run", "-i", "echo", "-a", "faults"]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut live = Running::spawn(cmd);
+    let mut stdin = live.take_stdin();
+    std::io::Write::write_all(&mut stdin, b"first\n").expect("write");
+    live.wait_for_text("echo: first", SOON);
+    let started = live.wait_for_text("as run.", SOON);
+    let dyno = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .expect("the dyno's name")
+        .to_string();
+    // Its input is being sent: nobody else's goes in.
+    let put = |dyno: &str| {
+        let mut response = http()
+            .put(&format!("{}/apps/faults/dynos/{dyno}/stdin", host.api))
+            .header("authorization", &format!("Bearer {}", host.token))
+            .send("intruder\n")
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    let (status, body) = put(&dyno);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("input is already being sent"), "{body}");
+    std::io::Write::write_all(&mut stdin, b"second\n").expect("write");
+    drop(stdin);
+    assert!(live.wait(SOON).success(), "{}", live.output());
+    let said = live.output();
+    assert!(
+        said.contains("echo: second\necho: end of input after 13 bytes in 2 lines"),
+        "{said}"
+    );
+    assert!(!said.contains("intruder"), "{said}");
+
+    // Only a one-off that asked for it takes input, and only an attached one can.
+    let started = host.ok(&["run:detached", "echo", "-a", "faults"]);
+    let detached = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .expect("the dyno's name")
+        .to_string();
+    let (status, body) = put(&detached);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("was not started to read its client's input"),
+        "{body}"
+    );
+    host.ok(&["ps:stop", &detached, "-a", "faults"]);
+    let (status, body) = put("run.1");
+    assert_eq!(status, 404, "{body}");
+    let err = host.fails(&["run:detached", "--stdin", "echo", "-a", "faults"]);
+    assert!(err.contains("a detached one-off reads no input"), "{err}");
 }

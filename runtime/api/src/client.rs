@@ -10,6 +10,7 @@ use std::io::Read;
 use std::time::Duration;
 use wdeploy_core::{Digest, Formation, LogSource, Person};
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,
@@ -23,6 +24,9 @@ pub struct LiveStream {
     /// How often the host promised a line (empty when there was nothing else to send),
     /// if it did: a longer silence means the connection is dead.
     pub heartbeat: Option<Duration>,
+    /// The one-off dyno a `run` started, as the host named it (a host older than this
+    /// client does not).
+    pub dyno: Option<String>,
 }
 
 /// A failed call: the host's JSON error, or why the host could not be reached.
@@ -368,10 +372,29 @@ impl Client {
             .get(crate::server::HEARTBEAT_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .map(Duration::from_secs);
+        let dyno = response
+            .headers()
+            .get(crate::server::DYNO_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         Ok(LiveStream {
             reader: self.stream(response)?,
             heartbeat,
+            dyno,
         })
+    }
+
+    /// Sends `input` to the stdin of one-off `dyno` (started with `stdin`), each read as
+    /// it comes (a line typed at a terminal goes at once); returns when it has ended,
+    /// or the dyno has.
+    pub fn send_input(&self, app: &str, dyno: &str, mut input: impl Read + Send) -> Result<()> {
+        let response = self
+            .agent
+            .put(&self.url(&format!("/apps/{app}/dynos/{dyno}/stdin")))
+            .header("authorization", &self.auth())
+            .send(ureq::SendBody::from_reader(&mut input))
+            .map_err(|e| self.unreachable(e))?;
+        self.decode::<serde_json::Value>(response).map(|_| ())
     }
 
     pub fn kv_keys(&self, app: &str, bucket: &str, prefix: &str) -> Result<KvKeys> {

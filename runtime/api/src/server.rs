@@ -53,6 +53,12 @@ impl std::fmt::Display for Caller {
 /// A stream of text chunks (log lines, one-off dyno output).
 pub type TextStream = BoxStream<'static, String>;
 
+/// A one-off dyno just started: its name and its output.
+pub struct OneOffRun {
+    pub dyno: String,
+    pub output: TextStream,
+}
+
 /// Where a long call reports progress, line by line.
 pub type Progress = futures::channel::mpsc::Sender<String>;
 
@@ -79,6 +85,8 @@ pub const NO_SUCH_ROUTE: &str = "no such API route";
 
 /// The header of a log stream whose host sends the heartbeat asked for: its seconds.
 pub const HEARTBEAT_HEADER: &str = "x-wdeploy-heartbeat";
+/// The header of a `run`'s answer naming the one-off dyno it started (`run.4821`).
+pub const DYNO_HEADER: &str = "x-wdeploy-dyno";
 
 /// `GET /apps/{app}/releases?limit=N&before=V`: a page of the release log, newest first,
 /// as Heroku pages its lists; the next page is `before` the oldest version of this one.
@@ -207,12 +215,18 @@ pub trait Platform: Send + Sync + 'static {
     /// Stops a one-off dyno (`ps:stop run.N`), on whichever node runs it.
     async fn stop_dyno(&self, app: &AppName, by: &Caller, dyno: &str) -> Result<(), ApiError>;
     /// Starts a one-off dyno; the stream carries its output, then [`EXIT_MARKER`] + status.
-    async fn run(
+    async fn run(&self, app: &AppName, by: &Caller, req: RunRequest)
+    -> Result<OneOffRun, ApiError>;
+    /// Sends `input` to the stdin of one-off dyno `dyno`, started with
+    /// [`RunRequest::stdin`] on this node, until it ends (then the dyno's input ends) or
+    /// the dyno does; how many bytes the dyno was sent.
+    async fn send_input(
         &self,
         app: &AppName,
         by: &Caller,
-        req: RunRequest,
-    ) -> Result<TextStream, ApiError>;
+        dyno: &str,
+        input: BlobStream,
+    ) -> Result<u64, ApiError>;
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError>;
     /// Keys of one of the app's add-on buckets starting with `prefix`.
     async fn kv_keys(&self, app: &AppName, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;
@@ -393,6 +407,12 @@ fn app_route_table() -> Vec<AppRoute> {
         at(M::DELETE, "/apps/{app}/dynos", restart_all),
         at(M::DELETE, "/apps/{app}/dynos/{dyno}", restart_one),
         at(M::POST, "/apps/{app}/dynos/{dyno}/actions/stop", stop_one),
+        (
+            M::PUT,
+            "/apps/{app}/dynos/{dyno}/stdin",
+            // Streamed into the dyno as it arrives, never held whole.
+            put(send_input).layer(DefaultBodyLimit::disable()),
+        ),
         at(M::GET, "/apps/{app}/log-sessions", logs),
         at(M::GET, "/apps/{app}/log-events", log_events),
         at(M::GET, "/apps/{app}/addons", addons),

@@ -178,6 +178,12 @@ pub struct RunRequest {
     /// closing the connection (the answer's `x-wdeploy-heartbeat` says the host does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<u64>,
+    /// Attached: the client sends the dyno's stdin, with a `PUT` of
+    /// `/apps/APP/dynos/NAME/stdin` (the name is in the answer's `x-wdeploy-dyno`); the
+    /// end of that body is the end of the dyno's input. Otherwise its stdin stays open
+    /// and empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 /// Every error body: `{"id": "not_found", "message": "…"}`.

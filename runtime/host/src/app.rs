@@ -3,7 +3,7 @@
 
 mod one_off;
 
-pub use one_off::OneOffCommand;
+pub use one_off::{InputError, OneOffCommand};
 
 use crate::cluster::placement::Share;
 use crate::deadlines::{Deadlines, human};
@@ -68,6 +68,17 @@ pub struct AppRuntime {
 struct OneOff {
     snapshot: DynoSnapshot,
     abort: tokio::task::AbortHandle,
+    input: Input,
+}
+
+/// A one-off's stdin as its client may send it.
+enum Input {
+    /// Not asked for: the guest's stdin stays open and empty.
+    Closed,
+    /// Asked for, and not yet sent: where the client's bytes go.
+    Waiting(crate::dyno::input::InputSender),
+    /// Being sent, or sent.
+    Taken,
 }
 
 impl AppRuntime {

@@ -185,6 +185,11 @@ pub struct RunArgs {
     /// at once split by `;` as on Heroku (`-e "A=1;B=2"`), or `-e` again
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Send this command's stdin (a pipe, a file, the terminal) to the dyno's; its end
+    /// (Ctrl-D) is the end of the dyno's input. Without it the dyno's stdin stays open
+    /// and empty
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
 }
 
 /// Streams the one-off dyno's output; returns its exit status. The dyno is attached:
@@ -193,7 +198,24 @@ pub struct RunArgs {
 /// A host gone without a word is noticed by its missing heartbeats: the dyno, attached
 /// to this connection, stops on the host once it finds the connection dead.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let lines = Lines::new(start(args, false)?, HEARTBEAT_MARKER);
+    let with_input = args.stdin;
+    let (client, app, stream) = start(args, false)?;
+    if with_input {
+        let Some(dyno) = stream.dyno.clone() else {
+            bail!(
+                "the host cannot take a one-off's input (its wdeploy is older than this CLI); \
+                 the dyno runs with none: Ctrl-C stops it"
+            );
+        };
+        // On a thread of its own: reading a terminal blocks until a line is typed. The
+        // process ends with the dyno whatever this thread waits on.
+        std::thread::spawn(move || {
+            if let Err(e) = client.send_input(&app, &dyno, std::io::stdin()) {
+                eprintln!("wdeploy: the input did not all reach {dyno}: {e}");
+            }
+        });
+    }
+    let lines = Lines::new(stream, HEARTBEAT_MARKER);
     let mut out = std::io::stdout();
     loop {
         match lines.next() {
@@ -216,7 +238,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
 /// `run:detached`: starts the one-off dyno and returns; its output goes to the log.
 pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
-    let reader = start(args, true)?.reader;
+    if args.stdin {
+        bail!("a detached one-off reads no input: `wdeploy run --stdin` runs it attached");
+    }
+    let reader = start(args, true)?.2.reader;
     let mut out = std::io::stdout();
     for line in BufReader::new(reader).lines() {
         writeln!(out, "{}", line.context("the host closed the stream")?)?;
@@ -224,12 +249,17 @@ pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(args: RunArgs, detached: bool) -> anyhow::Result<wdeploy_api::LiveStream> {
+/// Starts the one-off: the client and app it was started with, and its stream.
+fn start(
+    args: RunArgs,
+    detached: bool,
+) -> anyhow::Result<(wdeploy_api::Client, String, wdeploy_api::LiveStream)> {
     let app = args.app.resolve()?;
     let mut command = args.command.into_iter();
     let process_type = command.next().context("nothing to run")?;
     let process_type: ProcessType = process_type.parse()?;
-    Ok(session::client()?.run(
+    let client = session::client()?;
+    let stream = client.run(
         &app,
         &RunRequest {
             process_type,
@@ -238,8 +268,10 @@ fn start(args: RunArgs, detached: bool) -> anyhow::Result<wdeploy_api::LiveStrea
             detached,
             env: env_pairs(&args.env)?,
             heartbeat: (!detached).then_some(HEARTBEAT.as_secs()),
+            stdin: args.stdin,
         },
-    )?)
+    )?;
+    Ok((client, app, stream))
 }
 
 /// `-e` values: `KEY=VALUE` pairs, several in one split by `;`; a later one wins.

@@ -4,7 +4,7 @@
 //!
 //! - `faults`: `web` (routes that trap, loop, hog memory, sleep, flood the log…),
 //!   `crasher` (a worker that exits with status 1 at once), `spinner` (a worker that
-//!   busy-loops and ignores stdin);
+//!   busy-loops and ignores stdin), `echo` (a command that reads stdin to its end);
 //! - `stranger`: a worker importing `wasi:foo/bar@1.0.0`, which no host provides;
 //! - `stuck`: a web component whose start function loops forever once the clock passes
 //!   `BOOT_LOOP_AFTER` (Unix seconds, a config var);
@@ -22,6 +22,8 @@ pub const FAULTS_WEB: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_WEB");
 pub const FAULTS_CRASHER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_CRASHER");
 /// `faults`' busy-looping worker (`spinner.wasm`).
 pub const FAULTS_SPINNER: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_SPINNER");
+/// `faults`' command reading its stdin (`echo.wasm`).
+pub const FAULTS_ECHO: &str = env!("WDEPLOY_TEST_COMPONENT_FAULTS_ECHO");
 /// The worker importing an interface no host provides (`stranger.wasm`).
 pub const STRANGER: &str = env!("WDEPLOY_TEST_COMPONENT_STRANGER");
 /// The web component whose start function can loop (`stuck.wasm`).
@@ -34,7 +36,7 @@ pub const ASYNC_WEB: &str = env!("WDEPLOY_TEST_COMPONENT_ASYNC_WEB");
 pub const IDIOMS: &str = env!("WDEPLOY_TEST_COMPONENT_IDIOMS");
 
 /// Every component `faults` builds.
-pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER];
+pub const FAULTS: &[&str] = &[FAULTS_WEB, FAULTS_CRASHER, FAULTS_SPINNER, FAULTS_ECHO];
 /// `faults`' own Procfile (`web: web`, `worker: crasher`).
 pub const FAULTS_PROCFILE: &str = include_str!("../guests/faults/Procfile");
 /// `stranger`'s own Procfile (`worker: stranger`).
@@ -61,7 +63,7 @@ pub fn lay_out_app(dir: &Path, components: &[&str], procfile: &str) -> std::io::
     std::fs::write(dir.join("Procfile"), procfile)
 }
 
-/// The `faults` app: its three components and its own Procfile.
+/// The `faults` app: its four components and its own Procfile.
 pub fn faults_app(dir: &Path) -> std::io::Result<()> {
     lay_out_app(dir, FAULTS, FAULTS_PROCFILE)
 }
@@ -99,6 +101,7 @@ mod tests {
             (FAULTS_WEB, "web.wasm"),
             (FAULTS_CRASHER, "crasher.wasm"),
             (FAULTS_SPINNER, "spinner.wasm"),
+            (FAULTS_ECHO, "echo.wasm"),
             (STRANGER, "stranger.wasm"),
             (STUCK, "stuck.wasm"),
             (ASYNC_WEB, "async_web.wasm"),
@@ -122,7 +125,13 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["Procfile", "crasher.wasm", "spinner.wasm", "web.wasm"]
+            [
+                "Procfile",
+                "crasher.wasm",
+                "echo.wasm",
+                "spinner.wasm",
+                "web.wasm"
+            ]
         );
         assert_eq!(
             std::fs::read_to_string(app.join("Procfile")).unwrap(),

@@ -258,8 +258,31 @@ pub(super) async fn run(
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<Response, ApiError> {
     let heartbeat = heartbeat_of(req.heartbeat, !req.detached)?;
-    let stream = p.run(&app, &by, req).await?;
-    Ok(beating(stream, heartbeat, HEARTBEAT_MARKER))
+    if req.stdin && req.detached {
+        return Err(ApiError::invalid(
+            "a detached one-off has no client to read its input from: run it attached",
+        ));
+    }
+    let run = p.run(&app, &by, req).await?;
+    let mut response = beating(run.output, heartbeat, HEARTBEAT_MARKER);
+    if let Ok(dyno) = http::HeaderValue::from_str(&run.dyno) {
+        response.headers_mut().insert(DYNO_HEADER, dyno);
+    }
+    Ok(response)
+}
+
+/// The body, as it arrives, into the stdin of a one-off started with `stdin` (`run
+/// --stdin`): 204 once it has all gone in, or the dyno ended.
+pub(super) async fn send_input(
+    State(p): State<Shared>,
+    AppPath(app): AppPath,
+    Extension(by): Extension<Caller>,
+    Path((_, dyno)): Path<(String, String)>,
+    body: Body,
+) -> Result<http::StatusCode, ApiError> {
+    let stream = futures::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    p.send_input(&app, &by, &dyno, Box::pin(stream)).await?;
+    Ok(http::StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn logs(

@@ -1,8 +1,9 @@
 //! An app's one-off dynos: `wdeploy run`'s `run.N` and the release phase's `release.N`,
 //! each run to completion on the app's lane and listed in `ps` while it runs.
 
-use super::{AppRuntime, OneOff};
+use super::{AppRuntime, Input, OneOff};
 use crate::deadlines::human;
+use crate::dyno::input::InputSender;
 use crate::dyno::status::DynoSnapshot;
 use crate::dyno::worker::{WorkerDynoSpec, run_one_off};
 use crate::release::Release;
@@ -21,6 +22,9 @@ pub struct OneOffCommand {
     pub process_type: ProcessType,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Whether its client sends its stdin (`wdeploy run --stdin`), through
+    /// [`AppRuntime::take_one_off_input`]; otherwise its stdin stays open and empty.
+    pub stdin: bool,
 }
 
 impl OneOffCommand {
@@ -30,8 +34,20 @@ impl OneOffCommand {
             process_type,
             args: Vec::new(),
             env: BTreeMap::new(),
+            stdin: false,
         }
     }
+}
+
+/// Why a one-off's input cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("no one-off dyno {0} is running on this node")]
+    NotHere(String),
+    #[error("{0} was not started to read its client's input (`wdeploy run --stdin`)")]
+    NotAsked(String),
+    #[error("{0}'s input is already being sent")]
+    Taken(String),
 }
 
 impl AppRuntime {
@@ -46,6 +62,23 @@ impl AppRuntime {
         self.logs
             .platform(name, "State changed from up to complete");
         true
+    }
+
+    /// Where the client of one-off dyno `name` sends its stdin, once: the end of what
+    /// it sends is the end of the guest's input.
+    pub fn take_one_off_input(&self, name: &str) -> Result<InputSender, InputError> {
+        let mut running = self.one_off_dynos.lock();
+        let one_off = running
+            .get_mut(name)
+            .ok_or_else(|| InputError::NotHere(name.to_string()))?;
+        match std::mem::replace(&mut one_off.input, Input::Taken) {
+            Input::Waiting(sender) => Ok(sender),
+            Input::Taken => Err(InputError::Taken(name.to_string())),
+            Input::Closed => {
+                one_off.input = Input::Closed;
+                Err(InputError::NotAsked(name.to_string()))
+            }
+        }
     }
 
     /// Runs a one-off dyno `run.NNNN` of the current release to completion, named apart
@@ -81,7 +114,15 @@ impl AppRuntime {
             process_type,
             args,
             env,
+            stdin,
         } = command;
+        let (input, guest_input) = match stdin {
+            true => {
+                let (sender, input) = crate::dyno::input::pipe();
+                (Input::Waiting(sender), Some(input))
+            }
+            false => (Input::Closed, None),
+        };
         let process_type = &process_type;
         if release.command(process_type).is_none() {
             let commands = release.command_types();
@@ -156,6 +197,7 @@ impl AppRuntime {
                 },
                 &args,
                 &env,
+                guest_input,
             );
             let Some(lifetime) = lifetime else {
                 return running.await;
@@ -180,6 +222,7 @@ impl AppRuntime {
             OneOff {
                 snapshot,
                 abort: task.abort_handle(),
+                input,
             },
         );
         Ok((name, task))

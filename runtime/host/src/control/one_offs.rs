@@ -4,11 +4,11 @@
 use super::Host;
 use super::errors::{Result, check_config_key, invalid};
 use super::streams::follow_one_off;
-use crate::app::OneOffCommand;
+use crate::app::{InputError, OneOffCommand};
 use futures::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
-use wdeploy_api::server::{Caller, TextStream};
+use wdeploy_api::server::{BlobStream, Caller, OneOffRun};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::{AppName, dyno};
 
@@ -18,7 +18,7 @@ impl Host {
         app: &AppName,
         by: &Caller,
         req: RunRequest,
-    ) -> Result<TextStream> {
+    ) -> Result<OneOffRun> {
         let entry = self.existing(app).await?;
         for key in req.env.keys() {
             check_config_key(key)?;
@@ -37,6 +37,7 @@ impl Host {
             process_type: req.process_type.clone(),
             args: req.args,
             env: req.env,
+            stdin: req.stdin,
         };
         let (name, task) = runtime.run(command, lifetime, &taken).map_err(invalid)?;
         let detached = if req.detached { " (detached)" } else { "" };
@@ -52,7 +53,10 @@ impl Host {
                  shows its output, `wdeploy ps:stop {name}` stops it\n",
                 req.process_type
             );
-            return Ok(Box::pin(futures::stream::iter([said])));
+            return Ok(OneOffRun {
+                dyno: name,
+                output: Box::pin(futures::stream::iter([said])),
+            });
         }
         let (mut tx, rx) = futures::channel::mpsc::channel::<String>(256);
         // The dyno is attached to its client, as Heroku's `run` is: when the client goes
@@ -63,6 +67,7 @@ impl Host {
         let client = CancellationToken::new();
         let attached = client.clone().drop_guard();
         let runtime = runtime.clone();
+        let dyno = name.clone();
         tokio::spawn(async move {
             let _ = tx
                 .send(format!("Running `{}` as {name}\n", req.process_type))
@@ -84,10 +89,62 @@ impl Host {
             };
             let _ = tx.send(format!("{EXIT_MARKER}{code}\n")).await;
         });
-        Ok(Box::pin(rx.map(move |line| {
-            let _attached = &attached;
-            line
-        })))
+        Ok(OneOffRun {
+            dyno,
+            output: Box::pin(rx.map(move |line| {
+                let _attached = &attached;
+                line
+            })),
+        })
+    }
+
+    /// `run --stdin`: `input` into the stdin of one-off `name`, which this node runs,
+    /// until the input ends (the guest then reads its end) or the dyno does. A one-off
+    /// on another node is named: its client must send its input through that node's API.
+    pub(super) async fn send_input(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        name: &str,
+        mut input: BlobStream,
+    ) -> Result<u64> {
+        let record = self.store.control.app(app).await?;
+        let entry = self.entry_for(&record);
+        let sender = match entry.runtime.take_one_off_input(name) {
+            Ok(sender) => sender,
+            Err(InputError::NotHere(_)) => {
+                let named = self.dynos_named(&record, &entry, name).await;
+                return Err(match named.first() {
+                    Some((node, _)) => ApiError::conflict(format!(
+                        "{name} runs on node {node}: send its input through that node's API"
+                    )),
+                    None => ApiError::not_found(format!("no one-off dyno {name} is running")),
+                }
+                .into());
+            }
+            Err(e) => return Err(ApiError::conflict(e.to_string()).into()),
+        };
+        tracing::debug!(app = %app, dyno = name, by = %by, "sending a one-off's input");
+        let mut sent: u64 = 0;
+        loop {
+            let chunk = tokio::select! {
+                chunk = input.next() => chunk,
+                // The dyno ended: nothing reads what comes next.
+                () = sender.closed() => break,
+            };
+            let chunk = match chunk {
+                Some(Ok(chunk)) => chunk,
+                // A client gone mid-way ends the input where it stopped, as a closed pipe
+                // does; its `run` stream says how the dyno took it.
+                Some(Err(_)) | None => break,
+            };
+            let len = chunk.len() as u64;
+            if sender.send(chunk).await.is_err() {
+                break;
+            }
+            sent += len;
+        }
+        Ok(sent)
     }
 
     /// `ps:stop DYNO`: stops a one-off dyno wherever it runs: this node's at once,

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{
-    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, Platform, Progress, ReleasePage, TextStream,
+    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, OneOffRun, Platform, Progress, ReleasePage,
+    TextStream,
 };
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Digest, Formation, Person, ProcessType, TokenId, dyno};
@@ -425,8 +426,18 @@ impl Platform for Host {
         app: &AppName,
         by: &Caller,
         req: RunRequest,
-    ) -> Result<TextStream, ApiError> {
+    ) -> Result<OneOffRun, ApiError> {
         Ok(self.run_one_off(app, by, req).await?)
+    }
+
+    async fn send_input(
+        &self,
+        app: &AppName,
+        by: &Caller,
+        dyno: &str,
+        input: BlobStream,
+    ) -> Result<u64, ApiError> {
+        Ok(self.send_input(app, by, dyno, input).await?)
     }
 
     async fn stop_dyno(&self, app: &AppName, by: &Caller, dyno: &str) -> Result<(), ApiError> {

@@ -6,6 +6,7 @@ pub mod absolute_uri;
 pub mod backoff;
 pub mod drive;
 pub mod ephemeral;
+pub mod input;
 pub mod ready_body;
 pub mod status;
 pub mod web;

@@ -2,6 +2,7 @@
 
 use crate::dyno::backoff::Backoff;
 use crate::dyno::ephemeral::EphemeralDir;
+use crate::dyno::input::ClientInput;
 use crate::dyno::status::{DynoSnapshot, DynoStatus};
 use crate::guest::engine::Engine;
 use crate::guest::instance::{InstanceEnv, describe_failure, exit_status, new_store};
@@ -135,11 +136,13 @@ impl WorkerDyno {
 
 /// Runs a one-off dyno (`wdeploy run`) of `spec.process_type` to completion: its exit
 /// status, or why it crashed. `extra_args` replace the Procfile's arguments when given;
-/// `extra_env` is set over the release's environment (DYNO and PORT are refused before).
+/// `extra_env` is set over the release's environment (DYNO and PORT are refused before);
+/// `input` is its stdin when its client sends one.
 pub async fn run_one_off(
     spec: WorkerDynoSpec<'_>,
     extra_args: &[String],
     extra_env: &BTreeMap<String, String>,
+    input: Option<ClientInput>,
 ) -> Result<i32, String> {
     let args = (!extra_args.is_empty()).then_some(extra_args);
     let mut supervisor = Supervisor::new(&spec, args)?;
@@ -147,7 +150,7 @@ pub async fn run_one_off(
     supervisor
         .env
         .extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let ended = supervisor.run_once().await;
+    let ended = supervisor.run_once(input).await;
     let line = match &ended {
         Ok(code) => format!("Process exited with status {code}"),
         Err(why) => format!("Process crashed: {why}"),
@@ -213,7 +216,7 @@ impl Supervisor {
         loop {
             let started = Instant::now();
             self.status.set(DynoState::Starting);
-            let ended = self.run_once().await;
+            let ended = self.run_once(None).await;
             if self.stop.stopping.load(Ordering::SeqCst) {
                 let line = match ended {
                     Ok(code) => format!("Process exited with status {code}"),
@@ -246,8 +249,10 @@ impl Supervisor {
         }
     }
 
-    /// One life of the guest: its exit status, or why it crashed.
-    pub(crate) async fn run_once(&self) -> Result<i32, String> {
+    /// One life of the guest: its exit status, or why it crashed. Its stdin is `input`
+    /// when its client sends one (`run --stdin`); otherwise it stays open and empty until
+    /// `stop` closes it.
+    pub(crate) async fn run_once(&self, input: Option<ClientInput>) -> Result<i32, String> {
         // Every start gets a fresh, empty filesystem (made if the guest asks for it),
         // removed when this life ends.
         let dir = Arc::new(EphemeralDir::planned(
@@ -264,9 +269,14 @@ impl Supervisor {
             &self.name,
             format!("Starting process with command `{}`", self.args.join(" ")),
         );
-        // The guest's stdin stays open for its whole life; `stop` closes it.
-        let (stdin_writer, stdin_reader) = tokio::io::duplex(64);
-        *self.stop.stdin.lock() = Some(stdin_writer);
+        let stdin = match input {
+            Some(input) => wasmtime_wasi::cli::AsyncStdinStream::new(input),
+            None => {
+                let (stdin_writer, stdin_reader) = tokio::io::duplex(64);
+                *self.stop.stdin.lock() = Some(stdin_writer);
+                wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)
+            }
+        };
         let env = InstanceEnv {
             app: &self.release.app,
             purpose: crate::guest::share::Purpose::Boot,
@@ -278,7 +288,7 @@ impl Supervisor {
             memory_limit_bytes: self.release.settings.memory_limit_bytes(),
             addons: self.release.addons.clone(),
             egress: self.release.egress.clone(),
-            stdin: Some(wasmtime_wasi::cli::AsyncStdinStream::new(stdin_reader)),
+            stdin: Some(stdin),
             // Commands are WASI 0.2 (`Release::load` refuses async ones).
             flavor: crate::guest::engine::Flavor::Plain,
         };
