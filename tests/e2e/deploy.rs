@@ -616,3 +616,63 @@ fn ps_wait_returns_once_every_dyno_runs_the_current_release() {
     let err = host.fails(&["ps:wait", "-a", "nosuch"]);
     assert!(err.contains("app nosuch not found"), "{err}");
 }
+
+/// `promote --to`: the build one app runs, released on another with that app's own config
+/// vars, nothing built or uploaded; only a release that went live is promoted.
+#[test]
+fn promote_releases_one_apps_build_on_another_with_its_own_config() {
+    let host = TestHost::start();
+    host.create_and_push("staging", &sample("hello"));
+    host.ok(&["config:set", "GREETING=staging", "-a", "staging"]);
+    host.ok(&["apps:create", "production", "--no-link"]);
+    host.ok(&["config:set", "GREETING=production", "-a", "production"]);
+
+    let out = host.ok(&["promote", "--to", "production", "-a", "staging"]);
+    assert!(
+        out.contains("-----> Promoting staging v2 (slug sha256:"),
+        "{out}"
+    );
+    assert!(out.contains("Running release command"), "{out}");
+    assert!(out.contains("-----> Released v2 on production"), "{out}");
+    assert_eq!(
+        host.get("production", "/"),
+        (200, "Hello from production\n".into())
+    );
+    let slug = |app: &str| {
+        let info = host.ok(&["releases:info", "-a", app]);
+        info.lines()
+            .find(|l| l.starts_with("Slug:"))
+            .unwrap_or_else(|| panic!("{info}"))
+            .to_string()
+    };
+    assert_eq!(slug("staging"), slug("production"));
+    let releases = host.ok(&["releases", "-n", "1", "-a", "production"]);
+    assert!(releases.contains("Promote staging v2"), "{releases}");
+
+    // An explicit version, and what cannot be promoted.
+    host.ok(&["promote", "v1", "--to", "production", "-a", "staging"]);
+    let releases = host.ok(&["releases", "-n", "1", "-a", "production"]);
+    assert!(releases.contains("v3    Promote staging v1"), "{releases}");
+    let err = host.fails(&["promote", "--to", "staging", "-a", "staging"]);
+    assert!(err.contains("`--to` names another"), "{err}");
+    let err = host.fails(&["promote", "v9", "--to", "production", "-a", "staging"]);
+    assert!(err.contains("release v9 of staging not found"), "{err}");
+    host.ok(&["apps:create", "empty", "--no-link"]);
+    let err = host.fails(&["promote", "--to", "production", "-a", "empty"]);
+    assert!(err.contains("empty has no release to promote"), "{err}");
+    let err = host.fails(&["promote", "--to", "nowhere", "-a", "staging"]);
+    assert!(err.contains("app nowhere not found"), "{err}");
+    let failing = faults_app().with_procfile("web: web\nrelease: crasher\n");
+    let dir = failing.path().to_str().unwrap();
+    assert!(
+        !host
+            .cli(&["push", "-a", "staging", "--dir", dir])
+            .status
+            .success()
+    );
+    let err = host.fails(&["promote", "v3", "--to", "production", "-a", "staging"]);
+    assert!(
+        err.contains("v3 of staging failed: only a release that went live is promoted"),
+        "{err}"
+    );
+}

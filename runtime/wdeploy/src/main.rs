@@ -15,6 +15,7 @@ mod kv;
 mod paths;
 mod people;
 mod printer;
+mod promote;
 mod ps;
 mod push;
 mod queue;
@@ -104,6 +105,9 @@ enum Command {
     ReleasesOutput(releases::OutputArgs),
     /// Go back to an earlier release (as a new release)
     Rollback(releases::RollbackArgs),
+    /// Release the app's slug (the one serving now, or vN) on another app, with that
+    /// app's config vars: staging's tried build to production, without a rebuild
+    Promote(promote::PromoteArgs),
     /// Stop the release going live (its release command or boot); it fails and the
     /// previous release keeps serving
     #[command(name = "releases:cancel")]
@@ -244,6 +248,7 @@ fn main() -> std::process::ExitCode {
         Command::ReleasesInfo(args) => releases::info(args),
         Command::ReleasesOutput(args) => releases::output(args),
         Command::Rollback(args) => releases::rollback(args),
+        Command::Promote(args) => promote::run(args),
         Command::ReleasesCancel(args) => releases::cancel(args),
         Command::Config(args) => config::list(args),
         Command::ConfigGet(args) => config::get(args),

@@ -148,17 +148,17 @@ pub struct RollbackArgs {
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
-    let version = args
-        .version
-        .map(|v| {
-            v.trim_start_matches('v')
-                .parse::<u64>()
-                .with_context(|| format!("`{v}` is not a release version like v3"))
-        })
-        .transpose()?;
+    let version = args.version.as_deref().map(version_of).transpose()?;
     let release = session::client()?.rollback(&app, version)?;
     println!("{}: now v{}", release.description, release.version);
     Ok(())
+}
+
+/// `v3` or `3`: a release's version.
+pub fn version_of(text: &str) -> anyhow::Result<u64> {
+    text.trim_start_matches('v')
+        .parse::<u64>()
+        .with_context(|| format!("`{text}` is not a release version like v3"))
 }
 
 pub fn cancel(args: AppArg) -> anyhow::Result<()> {
