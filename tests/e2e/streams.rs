@@ -308,3 +308,80 @@ fn a_one_off_reads_the_input_its_run_sends() {
     let err = host.fails(&["run:detached", "--stdin", "echo", "-a", "faults"]);
     assert!(err.contains("a detached one-off reads no input"), "{err}");
 }
+
+/// `config:set` and `rollback` wait for their release as `push` does: its release phase
+/// and boot on stderr as they happen (stdout keeps its one line), and heartbeats, so a
+/// host gone silent mid-release ends them with an error rather than a wait for ever.
+#[test]
+fn config_changes_and_rollbacks_stream_their_release_and_notice_a_silent_host() {
+    let host = TestHost::start_with(&["--boot-timeout", "120"]);
+    host.create_and_push("stuck", stuck_app().path());
+    let proxy = Proxy::start(api_of(&host));
+
+    let out = through(&proxy, &host, &["config:set", "A=1", "-a", "stuck"])
+        .output()
+        .expect("config:set");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Set A and restarted stuck, v2\n"
+    );
+    let said = stderr(&out);
+    assert!(said.contains("-----> Starting v2"), "{said}");
+    assert!(!said.contains('\0'), "a heartbeat was printed: {said:?}");
+    let out = through(&proxy, &host, &["rollback", "-a", "stuck"])
+        .output()
+        .expect("rollback");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Rollback to v1: now v3\n"
+    );
+    assert!(
+        stderr(&out).contains("-----> Starting v3"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The API: asked for, a heartbeat; not asked for, the plain JSON as before.
+    let auth = format!("Bearer {}", host.token);
+    let mut streamed = http()
+        .patch(&format!("{}/apps/stuck/config-vars?heartbeat=1", host.api))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .send(r#"{"B":"2"}"#)
+        .expect("an answer");
+    assert_eq!(
+        streamed
+            .headers()
+            .get("x-wdeploy-heartbeat")
+            .map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let text = streamed.body_mut().read_to_string().expect("the stream");
+    assert!(text.contains("\u{0}result={"), "{text:?}");
+    let mut plain = http()
+        .patch(&format!("{}/apps/stuck/config-vars", host.api))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .send(r#"{"B":null}"#)
+        .expect("an answer");
+    // (The config of v1, rolled back to: none.)
+    assert_eq!(plain.body_mut().read_to_string().expect("JSON"), "{}");
+
+    // A boot that loops until its deadline (120 s), then a host that goes silent.
+    let mut change = Running::spawn(through(
+        &proxy,
+        &host,
+        &["config:set", "BOOT_LOOP_AFTER=0", "-a", "stuck"],
+    ));
+    change.wait_for_text("-----> Starting v6", SOON);
+    proxy.silence();
+    let gave_up = change.wait_for_text("the host sent nothing for 30s", SOON);
+    assert!(
+        gave_up.contains("whether the release went live, `wdeploy releases` tells"),
+        "{gave_up}"
+    );
+    assert_eq!(change.wait(SOON).code(), Some(1));
+    host.ok(&["releases:cancel", "-a", "stuck"]);
+}

@@ -218,6 +218,17 @@ impl Client {
             .header("authorization", &self.auth())
             .send_json(req)
             .map_err(|e| self.unreachable(e))?;
+        self.follow_release(response, on_line)
+    }
+
+    /// Reads a release stream to its outcome (the answer's JSON, or its error), handing
+    /// each progress line to `on_line`. A host that goes silent past its heartbeats, or
+    /// breaks the stream, leaves the release's fate to `wdeploy releases`.
+    fn follow_release<T: DeserializeOwned>(
+        &self,
+        response: http::Response<ureq::Body>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<T> {
         let lines = Lines::new(self.live(response)?, HEARTBEAT_MARKER);
         let lost = |why: String| ClientError::Unreachable {
             url: self.base.clone(),
@@ -252,6 +263,24 @@ impl Client {
             message: "the host ended the release stream without a result".into(),
         })
     }
+
+    /// A release stream's outcome if the host streamed (it said so in its heartbeat
+    /// header); a host older than streamed config changes and rollbacks answers plain JSON.
+    fn released<T: DeserializeOwned>(
+        &self,
+        response: http::Response<ureq::Body>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<T> {
+        if response
+            .headers()
+            .contains_key(crate::server::HEARTBEAT_HEADER)
+        {
+            self.follow_release(response, on_line)
+        } else {
+            self.decode(response)
+        }
+    }
+
     /// The newest `limit` releases (the host's default page when `None`) older than
     /// `before`, newest first.
     /// One release in full (`version`: `3` or `v3`).
@@ -283,12 +312,24 @@ impl Client {
         };
         self.get(&format!("/apps/{app}/releases{query}"))
     }
-    pub fn rollback(&self, app: &str, version: Option<u64>) -> Result<ReleaseInfo> {
-        self.send(
-            "POST",
-            &format!("/apps/{app}/rollback"),
-            &Rollback { version },
-        )
+    /// Rolls back (to the release before the current one unless `version` says), and
+    /// waits until the new release serves, handing each progress line to `on_line`.
+    pub fn rollback(
+        &self,
+        app: &str,
+        version: Option<u64>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ReleaseInfo> {
+        let response = self
+            .agent
+            .post(&self.url(&format!("/apps/{app}/rollback")))
+            .header("authorization", &self.auth())
+            .send_json(Rollback {
+                version,
+                heartbeat: Some(crate::live::HEARTBEAT.as_secs()),
+            })
+            .map_err(|e| self.unreachable(e))?;
+        self.released(response, on_line)
     }
     /// Cancels the release going live; returns it once it is recorded as failed.
     pub fn cancel_release(&self, app: &str) -> Result<ReleaseInfo> {
@@ -297,8 +338,22 @@ impl Client {
     pub fn config(&self, app: &str) -> Result<BTreeMap<String, String>> {
         self.get(&format!("/apps/{app}/config-vars"))
     }
-    pub fn patch_config(&self, app: &str, patch: &ConfigPatch) -> Result<BTreeMap<String, String>> {
-        self.send("PATCH", &format!("/apps/{app}/config-vars"), patch)
+    /// Sets and unsets config vars (a new release), and waits until the release serves,
+    /// handing each progress line (its release phase, its boot) to `on_line`.
+    pub fn patch_config(
+        &self,
+        app: &str,
+        patch: &ConfigPatch,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<BTreeMap<String, String>> {
+        let heartbeat = crate::live::HEARTBEAT.as_secs();
+        let response = self
+            .agent
+            .patch(&self.url(&format!("/apps/{app}/config-vars?heartbeat={heartbeat}")))
+            .header("authorization", &self.auth())
+            .send_json(patch)
+            .map_err(|e| self.unreachable(e))?;
+        self.released(response, on_line)
     }
     pub fn formation(&self, app: &str) -> Result<Formation> {
         self.get(&format!("/apps/{app}/formation"))

@@ -79,6 +79,15 @@ pub struct LogQuery {
     pub heartbeat: Option<u64>,
 }
 
+/// `?heartbeat=N` on a call that makes a release and answers plain JSON (`PATCH
+/// config-vars`): with it, the answer is a release stream instead, as a push's is (its
+/// progress, a heartbeat each quiet N s, the JSON last), so a client can tell a long
+/// release phase from a host that vanished.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ReleasingQuery {
+    pub heartbeat: Option<u64>,
+}
+
 /// The message of a 404 for a route the host does not have: a client newer than the
 /// host asks for what it cannot do yet.
 pub const NO_SUCH_ROUTE: &str = "no such API route";
@@ -187,20 +196,25 @@ pub trait Platform: Send + Sync + 'static {
     async fn release(&self, app: &AppName, version: u64) -> Result<ReleaseDetail, ApiError>;
     /// What going live printed for a release (`releases:output`).
     async fn release_output(&self, app: &AppName, version: u64) -> Result<ReleaseOutput, ApiError>;
+    /// A rollback (as a new release); `progress`, when given, hears it go live.
     async fn rollback(
         &self,
         app: &AppName,
         by: &Caller,
         req: Rollback,
+        progress: Option<Progress>,
     ) -> Result<ReleaseInfo, ApiError>;
     /// Stops the release going live (its release phase or boot); returns it, failed.
     async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo, ApiError>;
     async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ApiError>;
+    /// A config change (as a new release): the config vars after it; `progress`, when
+    /// given, hears the release go live.
     async fn patch_config(
         &self,
         app: &AppName,
         by: &Caller,
         patch: ConfigPatch,
+        progress: Option<Progress>,
     ) -> Result<BTreeMap<String, String>, ApiError>;
     async fn formation(&self, app: &AppName) -> Result<Formation, ApiError>;
     async fn scale(

@@ -134,6 +134,10 @@ pub struct ReleaseOutput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rollback {
     pub version: Option<u64>,
+    /// Answer as a release stream, with [`HEARTBEAT_MARKER`] each quiet period of this
+    /// many seconds (1–300), as [`CreateRelease::heartbeat`]; otherwise plain JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<u64>,
 }
 
 /// `PATCH config-vars`: a value sets, `null` unsets.

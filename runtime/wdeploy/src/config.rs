@@ -76,7 +76,7 @@ pub fn set(args: SetArgs) -> anyhow::Result<()> {
         patch.insert(k.to_string(), Some(v.to_string()));
     }
     let client = session::client()?;
-    client.patch_config(&app, &patch)?;
+    client.patch_config(&app, &patch, &mut |line| eprintln!("{line}"))?;
     let keys: Vec<_> = patch.keys().cloned().collect();
     println!("{}", outcome(&client, &app, "Set", &keys));
     Ok(())
@@ -109,7 +109,7 @@ pub fn unset(args: UnsetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let patch: ConfigPatch = keys.iter().map(|k| (k.clone(), None)).collect();
-    client.patch_config(&app, &patch)?;
+    client.patch_config(&app, &patch, &mut |line| eprintln!("{line}"))?;
     println!("{}", outcome(&client, &app, "Unset", &keys));
     Ok(())
 }

@@ -149,7 +149,7 @@ pub struct RollbackArgs {
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let version = args.version.as_deref().map(version_of).transpose()?;
-    let release = session::client()?.rollback(&app, version)?;
+    let release = session::client()?.rollback(&app, version, &mut |line| eprintln!("{line}"))?;
     println!("{}: now v{}", release.description, release.version);
     Ok(())
 }

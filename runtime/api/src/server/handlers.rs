@@ -107,14 +107,31 @@ pub(super) async fn create_release(
     // the stream's last line, after the progress lines.
     let heartbeat = heartbeat_of(req.heartbeat, true)?;
     p.app(&app).await?;
+    Ok(release_stream(heartbeat, move |progress| async move {
+        p.create_release(&app, &by, req, progress).await
+    }))
+}
+
+/// A change that makes a release (a push, a rollback, a config change), answered as it
+/// goes: its progress lines, [`HEARTBEAT_MARKER`] in each quiet period of `heartbeat`
+/// seconds, then its outcome on the last line: [`RESULT_MARKER`] and the JSON the plain
+/// call answers, or [`ERROR_MARKER`], the status and the error.
+fn release_stream<T, F>(
+    heartbeat: Option<u64>,
+    change: impl FnOnce(Progress) -> F + Send + 'static,
+) -> Response
+where
+    T: serde::Serialize,
+    F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+{
     let (progress, rx) = futures::channel::mpsc::channel::<String>(256);
     let mut last = progress.clone();
     tokio::spawn(async move {
         use futures::SinkExt;
-        let outcome = match p.create_release(&app, &by, req, progress).await {
-            Ok(release) => format!(
+        let outcome = match change(progress).await {
+            Ok(answer) => format!(
                 "{RESULT_MARKER}{}",
-                serde_json::to_string(&release).unwrap_or_default()
+                serde_json::to_string(&answer).unwrap_or_default()
             ),
             Err(e) => {
                 let body = ErrorBody {
@@ -130,7 +147,7 @@ pub(super) async fn create_release(
         };
         let _ = last.send(format!("{outcome}\n")).await;
     });
-    Ok(beating(Box::pin(rx), heartbeat, HEARTBEAT_MARKER))
+    beating(Box::pin(rx), heartbeat, HEARTBEAT_MARKER)
 }
 
 pub(super) async fn releases(
@@ -170,8 +187,18 @@ pub(super) async fn rollback(
     AppPath(app): AppPath,
     Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<Rollback>,
-) -> Result<Json<ReleaseInfo>, ApiError> {
-    p.rollback(&app, &by, req).await.map(Json)
+) -> Result<Response, ApiError> {
+    let Some(heartbeat) = heartbeat_of(req.heartbeat, true)? else {
+        return p
+            .rollback(&app, &by, req, None)
+            .await
+            .map(|r| Json(r).into_response());
+    };
+    p.app(&app).await?;
+    Ok(release_stream(
+        Some(heartbeat),
+        move |progress| async move { p.rollback(&app, &by, req, Some(progress)).await },
+    ))
 }
 
 pub(super) async fn cancel_release(
@@ -193,9 +220,18 @@ pub(super) async fn patch_config(
     State(p): State<Shared>,
     AppPath(app): AppPath,
     Extension(by): Extension<Caller>,
+    QueryParams(query): QueryParams<ReleasingQuery>,
     JsonBody(patch): JsonBody<ConfigPatch>,
-) -> Result<Json<BTreeMap<String, String>>, ApiError> {
-    p.patch_config(&app, &by, patch).await.map(Json)
+) -> Result<Response, ApiError> {
+    let Some(heartbeat) = heartbeat_of(query.heartbeat, true)? else {
+        let config = p.patch_config(&app, &by, patch, None).await?;
+        return Ok(Json(config).into_response());
+    };
+    p.app(&app).await?;
+    Ok(release_stream(
+        Some(heartbeat),
+        move |progress| async move { p.patch_config(&app, &by, patch, Some(progress)).await },
+    ))
 }
 
 pub(super) async fn formation(

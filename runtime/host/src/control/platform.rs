@@ -367,10 +367,11 @@ impl Platform for Host {
         app: &AppName,
         by: &Caller,
         req: Rollback,
+        progress: Option<Progress>,
     ) -> Result<ReleaseInfo, ApiError> {
         let (host, app, by) = (self.shared()?, app.clone(), by.clone());
         Ok(to_the_end("rolling back", async move {
-            host.rollback(&app, &by, req).await
+            host.rollback(&app, &by, req, progress).await
         })
         .await?)
     }
@@ -388,9 +389,10 @@ impl Platform for Host {
         app: &AppName,
         by: &Caller,
         patch: ConfigPatch,
+        progress: Option<Progress>,
     ) -> Result<BTreeMap<String, String>, ApiError> {
         let (host, app, by) = (self.shared()?, app.clone(), by.clone());
-        let changing = async move { host.patch_config(&app, &by, patch).await };
+        let changing = async move { host.patch_config(&app, &by, patch, progress).await };
         Ok(to_the_end("changing the config", changing).await?)
     }
 

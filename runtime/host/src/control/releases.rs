@@ -470,7 +470,7 @@ impl Host {
             );
         }
         let record = self
-            .release(&entry, app, &Reporter::watched(progress), |current| {
+            .release(&entry, app, &Reporter::new(Some(progress)), |current| {
                 Ok(NewRelease {
                     slug: Some(req.slug.clone()),
                     procfile: req.procfile.clone(),
@@ -490,13 +490,14 @@ impl Host {
         app: &AppName,
         by: &Caller,
         req: Rollback,
+        progress: Option<Progress>,
     ) -> Result<ReleaseInfo> {
         let entry = self.existing(app).await?;
         // Releases never change but for their status, so the log read now holds every
         // possible target.
         let log = self.store.control.releases(app).await?;
         let record = self
-            .release(&entry, app, &Reporter::unwatched(), |current| {
+            .release(&entry, app, &Reporter::new(progress), |current| {
                 let current = current.ok_or_else(|| {
                     ApiError::invalid(format!("{app} has no release to roll back from"))
                 })?;
@@ -551,6 +552,7 @@ impl Host {
         app: &AppName,
         by: &Caller,
         patch: ConfigPatch,
+        progress: Option<Progress>,
     ) -> Result<BTreeMap<String, String>> {
         let entry = self.existing(app).await?;
         if patch.is_empty() {
@@ -560,7 +562,7 @@ impl Host {
             super::errors::check_config_key(key)?;
         }
         let record = self
-            .release(&entry, app, &Reporter::unwatched(), |current| {
+            .release(&entry, app, &Reporter::new(progress), |current| {
                 let (config, description) = apply_config(current.as_ref(), &patch);
                 let (slug, procfile, settings) = match current {
                     Some(r) => (r.slug, r.procfile, r.settings),

@@ -1,7 +1,7 @@
 //! What a release says while it goes live: sent line by line to a client that watches
 //! (`push`), and kept, its last [`MAX_RELEASE_OUTPUT`] bytes, as the release's output
-//! (`releases:output`), so whoever looks later, a rollback or `config:set` that nobody
-//! watched included, reads how it went and why it failed.
+//! (`releases:output`), so whoever looks later, a change that nobody watched included,
+//! reads how it went and why it failed.
 
 use futures::SinkExt;
 use parking_lot::Mutex;
@@ -27,18 +27,12 @@ struct Kept {
 const NOTE_ROOM: usize = 64;
 
 impl Reporter {
-    /// Lines for `watcher` (the client of a `push`) as well as kept.
-    pub(super) fn watched(watcher: Progress) -> Reporter {
+    /// Lines kept, and sent to `watcher` as well when one watches: the client of a
+    /// `push`, a `config:set` or a `rollback`; nobody for a change made through the
+    /// dashboard.
+    pub(super) fn new(watcher: Option<Progress>) -> Reporter {
         Reporter {
-            watcher: Some(watcher),
-            kept: Mutex::default(),
-        }
-    }
-
-    /// Lines only kept: nobody watches (a rollback, a config change).
-    pub(super) fn unwatched() -> Reporter {
-        Reporter {
-            watcher: None,
+            watcher,
             kept: Mutex::default(),
         }
     }
@@ -104,7 +98,7 @@ mod tests {
     #[tokio::test]
     async fn the_watcher_hears_every_line_and_the_output_keeps_the_newest() {
         let (tx, mut rx) = futures::channel::mpsc::channel(16);
-        let reporter = Reporter::watched(tx);
+        let reporter = Reporter::new(Some(tx));
         reporter.say("-----> Starting v2").await;
         reporter.raw("       a\n       b\n".to_string()).await;
         reporter.keep("error: it failed\n");
@@ -115,7 +109,7 @@ mod tests {
             "-----> Starting v2\n       a\n       b\nerror: it failed\n"
         );
 
-        let chatty = Reporter::unwatched();
+        let chatty = Reporter::new(None);
         let line = format!("{}\n", "x".repeat(99));
         for _ in 0..2000 {
             chatty.raw(line.clone()).await;
@@ -127,7 +121,7 @@ mod tests {
         assert!(output.contains(" earlier lines not kept)\n"));
         assert!(output.ends_with(&format!("{line}the end\n")));
         // One line longer than the whole room keeps its end.
-        let long = Reporter::unwatched();
+        let long = Reporter::new(None);
         long.keep(&format!(
             "{}é{}\n",
             "a".repeat(MAX_RELEASE_OUTPUT),
