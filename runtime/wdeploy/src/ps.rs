@@ -202,9 +202,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (client, app, stream) = start(args, false)?;
     if with_input {
         let Some(dyno) = stream.dyno.clone() else {
+            // Leaving drops the stream, and the dyno, attached to it, stops.
             bail!(
-                "the host cannot take a one-off's input (its wdeploy is older than this CLI); \
-                 the dyno runs with none: Ctrl-C stops it"
+                "the host cannot send a one-off its input (its wdeploy is older than this \
+                 CLI): the dyno was stopped; run it without --stdin"
             );
         };
         // On a thread of its own: reading a terminal blocks until a line is typed. The
