@@ -363,6 +363,19 @@ fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() 
         "{}",
         stderr(&out)
     );
+    // `releases:retry` runs the newest release again, its release phase included.
+    let retried = host.cli(&["releases:retry", "-a", "faults"]);
+    assert_eq!(
+        String::from_utf8_lossy(&retried.stdout),
+        "Retry v3: now v4\n"
+    );
+    assert!(
+        stderr(&retried).contains("-----> Starting v4"),
+        "{}",
+        stderr(&retried)
+    );
+    let err = host.fails(&["releases:retry", "-a", "empty"]);
+    assert!(err.contains("v1 has no slug to run"), "{err}");
 }
 
 #[test]

@@ -312,12 +312,13 @@ impl Client {
         };
         self.get(&format!("/apps/{app}/releases{query}"))
     }
-    /// Rolls back (to the release before the current one unless `version` says), and
-    /// waits until the new release serves, handing each progress line to `on_line`.
+    /// Rolls back (to the release before the current one unless `req.version` says), or
+    /// retries the newest release (`req.retry`), and waits until the new release serves,
+    /// handing each progress line to `on_line`.
     pub fn rollback(
         &self,
         app: &str,
-        version: Option<u64>,
+        req: Rollback,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<ReleaseInfo> {
         let response = self
@@ -325,8 +326,8 @@ impl Client {
             .post(&self.url(&format!("/apps/{app}/rollback")))
             .header("authorization", &self.auth())
             .send_json(Rollback {
-                version,
                 heartbeat: Some(crate::live::HEARTBEAT.as_secs()),
+                ..req
             })
             .map_err(|e| self.unreachable(e))?;
         self.released(response, on_line)

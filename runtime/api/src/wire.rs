@@ -134,6 +134,10 @@ pub struct ReleaseOutput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rollback {
     pub version: Option<u64>,
+    /// Heroku's `releases:retry`: release the newest release again (its release phase
+    /// runs again), live or failed, rather than go back to an earlier one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
     /// Answer as a release stream, with [`HEARTBEAT_MARKER`] each quiet period of this
     /// many seconds (1–300), as [`CreateRelease::heartbeat`]; otherwise plain JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]

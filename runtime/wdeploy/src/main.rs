@@ -108,6 +108,10 @@ enum Command {
     /// Release the app's slug (the one serving now, or vN) on another app, with that
     /// app's config vars: staging's tried build to production, without a rebuild
     Promote(promote::PromoteArgs),
+    /// Release the newest release again, live or failed: its release phase runs again
+    /// (after a failure that has passed)
+    #[command(name = "releases:retry")]
+    ReleasesRetry(AppArg),
     /// Stop the release going live (its release command or boot); it fails and the
     /// previous release keeps serving
     #[command(name = "releases:cancel")]
@@ -248,6 +252,7 @@ fn main() -> std::process::ExitCode {
         Command::ReleasesInfo(args) => releases::info(args),
         Command::ReleasesOutput(args) => releases::output(args),
         Command::Rollback(args) => releases::rollback(args),
+        Command::ReleasesRetry(args) => releases::retry(args),
         Command::Promote(args) => promote::run(args),
         Command::ReleasesCancel(args) => releases::cancel(args),
         Command::Config(args) => config::list(args),

@@ -1,8 +1,9 @@
-//! `releases`, `releases:info [vN]`, `rollback [vN]`, `releases:cancel`.
+//! `releases`, `releases:info [vN]`, `rollback [vN]`, `releases:retry`, `releases:cancel`.
 
 use crate::session::{self, AppArg, JsonArg};
 use anyhow::Context;
 use wdeploy_api::server::MAX_RELEASES_PAGE;
+use wdeploy_api::wire::Rollback;
 use wdeploy_core::ReleaseStatus;
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +150,24 @@ pub struct RollbackArgs {
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let version = args.version.as_deref().map(version_of).transpose()?;
-    let release = session::client()?.rollback(&app, version, &mut |line| eprintln!("{line}"))?;
+    let req = Rollback {
+        version,
+        ..Rollback::default()
+    };
+    let release = session::client()?.rollback(&app, req, &mut |line| eprintln!("{line}"))?;
+    println!("{}: now v{}", release.description, release.version);
+    Ok(())
+}
+
+/// `releases:retry`: the newest release released again, live or failed (its release
+/// phase runs again), for a release phase that failed on something passing.
+pub fn retry(args: AppArg) -> anyhow::Result<()> {
+    let app = args.resolve()?;
+    let req = Rollback {
+        retry: true,
+        ..Rollback::default()
+    };
+    let release = session::client()?.rollback(&app, req, &mut |line| eprintln!("{line}"))?;
     println!("{}: now v{}", release.description, release.version);
     Ok(())
 }

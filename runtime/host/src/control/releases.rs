@@ -498,21 +498,36 @@ impl Host {
         let log = self.store.control.releases(app).await?;
         let record = self
             .release(&entry, app, &Reporter::new(progress), |current| {
-                let current = current.ok_or_else(|| {
-                    ApiError::invalid(format!("{app} has no release to roll back from"))
-                })?;
-                let target_version = match req.version {
-                    Some(v) => v,
-                    None => current
-                        .version
-                        .checked_sub(1)
-                        .filter(|v| *v > 0)
-                        .ok_or_else(|| {
-                            ApiError::invalid(format!(
-                                "v{} is the first release: nothing to roll back to",
-                                current.version
-                            ))
-                        })?,
+                let newest = log.iter().map(|r| r.version).max();
+                let target_version = match (req.retry, req.version) {
+                    // Heroku's `releases:retry`: the newest release, live or failed.
+                    (true, None) => newest.ok_or_else(|| {
+                        ApiError::invalid(format!("{app} has no release to retry"))
+                    })?,
+                    (true, Some(v)) if Some(v) == newest => v,
+                    (true, Some(v)) => {
+                        return Err(ApiError::invalid(format!(
+                            "only the newest release is retried: v{v} is not (`wdeploy \
+                             rollback v{v}` releases it again)"
+                        ))
+                        .into());
+                    }
+                    (false, Some(v)) => v,
+                    (false, None) => {
+                        let current = current.ok_or_else(|| {
+                            ApiError::invalid(format!("{app} has no release to roll back from"))
+                        })?;
+                        current
+                            .version
+                            .checked_sub(1)
+                            .filter(|v| *v > 0)
+                            .ok_or_else(|| {
+                                ApiError::invalid(format!(
+                                    "v{} is the first release: nothing to roll back to",
+                                    current.version
+                                ))
+                            })?
+                    }
                 };
                 let target = log
                     .iter()
@@ -532,7 +547,10 @@ impl Host {
                     procfile: target.procfile.clone(),
                     settings: target.settings.clone(),
                     config: target.config.clone(),
-                    description: format!("Rollback to v{target_version}"),
+                    description: match req.retry {
+                        true => format!("Retry v{target_version}"),
+                        false => format!("Rollback to v{target_version}"),
+                    },
                     author: by.to_string(),
                     node: None, // set by `append`
                 })
