@@ -34,6 +34,7 @@ mod metrics;
 mod people;
 mod polyglot;
 mod quotas;
+mod releases;
 mod streams;
 mod tls;
 mod write_idioms;
