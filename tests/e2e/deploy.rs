@@ -217,6 +217,8 @@ fn push_config_rollback_scale_and_logs() {
     assert!(scaled.contains("web=3"), "{scaled}");
     let err = host.fails(&["ps:scale", "web-4", "-a", "hello"]);
     assert!(err.contains("the formation has 3 web dynos"), "{err}");
+    // Without a step, the formation.
+    assert_eq!(host.ok(&["ps:scale", "-a", "hello"]), "web=3 worker=0\n");
     let ps = host.ok(&["ps", "-a", "hello"]);
     for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
         assert!(ps.contains(dyno), "{ps}");

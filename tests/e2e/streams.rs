@@ -278,7 +278,7 @@ fn a_one_off_reads_the_input_its_run_sends() {
     };
     let (status, body) = put(&dyno);
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("input is already being sent"), "{body}");
+    assert!(body.contains("input is sent by another client"), "{body}");
     std::io::Write::write_all(&mut stdin, b"second\n").expect("write");
     drop(stdin);
     assert!(live.wait(SOON).success(), "{}", live.output());

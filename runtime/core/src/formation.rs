@@ -47,6 +47,21 @@ impl Formation {
         )
     }
 
+    /// This formation over every process type `procfile` runs as dynos (0 where it
+    /// says none), as `ps:scale` shows it.
+    pub fn every_type_in(&self, procfile: &Procfile) -> Formation {
+        Formation(
+            Formation::one_of_each(procfile)
+                .0
+                .into_keys()
+                .map(|t| {
+                    let n = self.quantity(&t);
+                    (t, n)
+                })
+                .collect(),
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -93,6 +108,7 @@ mod tests {
         let procfile = Procfile::parse("web: web\nworker: w\nrelease: r\n").unwrap();
         let f: Formation = serde_json::from_str(r#"{"web":2,"release":1,"old":3}"#).unwrap();
         assert_eq!(f.runnable_in(&procfile).summary(), "web=2");
+        assert_eq!(f.every_type_in(&procfile).summary(), "web=2 worker=0");
         assert_eq!((f.quantity("old"), f.quantity("worker")), (3, 0));
         assert_eq!(
             serde_json::to_string(&Formation::one_of_each(&procfile)).unwrap(),

@@ -66,8 +66,8 @@ fn dyno_line(d: &DynoInfo) -> String {
 pub struct ScaleArgs {
     #[command(flatten)]
     pub app: AppArg,
-    /// TYPE=N pairs, like web=3 worker=0; TYPE+N or TYPE-N changes the count by N
-    #[arg(required = true)]
+    /// TYPE=N pairs, like web=3 worker=0; TYPE+N or TYPE-N changes the count by N;
+    /// none: show the formation
     pub pairs: Vec<String>,
 }
 
@@ -133,6 +133,19 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         steps.push(step);
     }
     let client = session::client()?;
+    if steps.is_empty() {
+        // Every process type of the current release, as Heroku's `ps:scale` lists them.
+        let info = client.app(&app)?;
+        let Some(version) = info.release else {
+            println!("{app} has no dynos to scale yet: `wdeploy push` deploys it");
+            return Ok(());
+        };
+        let detail = client.release(&app, &format!("v{version}"))?;
+        let procfile = wdeploy_core::Procfile::parse(&detail.procfile)
+            .with_context(|| format!("reading v{version}'s Procfile"))?;
+        println!("{}", info.formation.every_type_in(&procfile).summary());
+        return Ok(());
+    }
     // Read only when a step is relative. Two people scaling by +1 at one moment can both
     // read 1 and both ask for 2, as with Heroku's CLI.
     let now = match steps.iter().any(Step::is_relative) {

@@ -46,7 +46,7 @@ pub enum InputError {
     NotHere(String),
     #[error("{0} was not started to read its client's input (`wdeploy run --stdin`)")]
     NotAsked(String),
-    #[error("{0}'s input is already being sent")]
+    #[error("{0}'s input is sent by another client, or was sent")]
     Taken(String),
 }
 
