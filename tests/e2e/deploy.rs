@@ -52,6 +52,22 @@ fn config_changes_before_the_first_push_say_they_wait_for_it() {
     assert_eq!(stderr(&out), "GREETING, NEVER are not set on early\n");
     let releases = host.ok(&["releases", "-n", "1", "-a", "early"]);
     assert!(releases.contains("v5 "), "{releases}");
+
+    // An env file as `config --shell` writes it: every value as it was, pairs over it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_env(
+        dir.path(),
+        "PEM='-----BEGIN X-----\nline two\n-----END X-----'\nQUOTE=\"say \\\"hi\\\"\"\nPLAIN=file\n",
+    );
+    let file = file.to_str().unwrap();
+    assert_eq!(
+        host.ok(&["config:set", "--env-file", file, "PLAIN=arg", "-a", "early"]),
+        "Set PEM, PLAIN, QUOTE and restarted early, v6\n"
+    );
+    let get = |key: &str| host.ok(&["config:get", key, "-a", "early"]);
+    assert_eq!(get("PEM"), "-----BEGIN X-----\nline two\n-----END X-----\n");
+    assert_eq!(get("QUOTE"), "say \"hi\"\n");
+    assert_eq!(get("PLAIN"), "arg\n");
 }
 
 #[test]

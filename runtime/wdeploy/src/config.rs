@@ -1,4 +1,5 @@
-//! `config` (`--shell`: a `.env` file), `config:get K`, `config:set K=V…`, `config:unset K…`.
+//! `config` (`--shell`: a `.env` file), `config:get K`, `config:set K=V… [--env-file F]`,
+//! `config:unset K…`.
 
 use crate::envfile;
 use crate::session::{self, AppArg, ShowArgs};
@@ -62,13 +63,25 @@ pub struct SetArgs {
     #[command(flatten)]
     pub app: AppArg,
     /// KEY=VALUE pairs
-    #[arg(required = true)]
+    #[arg(required_unless_present = "env_file")]
     pub pairs: Vec<String>,
+    /// Set every variable of this env file too (as `wdeploy config --shell` writes it and
+    /// `wdeploy dev` reads it: quoted values kept as they are, across lines too); the
+    /// pairs given win over it
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<std::path::PathBuf>,
 }
 
 pub fn set(args: SetArgs) -> anyhow::Result<()> {
     let app = args.app.resolve()?;
     let mut patch = ConfigPatch::new();
+    if let Some(path) = &args.env_file {
+        let vars = envfile::load(path)?;
+        if vars.is_empty() && args.pairs.is_empty() {
+            bail!("{} sets no variable", path.display());
+        }
+        patch.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+    }
     for pair in &args.pairs {
         let Some((k, v)) = pair.split_once('=') else {
             bail!("`{pair}` is not KEY=VALUE");
