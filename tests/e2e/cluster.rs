@@ -604,6 +604,46 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         format!("wdeploy[{on_c}]: Stopping process: stopped with ps:stop through another node"),
     ]);
 
+    // `run --stdin` through b: its input goes through b's API, where the dyno runs; a's
+    // names b. The input's end is the worker's SIGTERM: it shuts down cleanly.
+    let mut cmd = b.command(&["run", "--stdin", "worker", "-a", "hello"]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut attached = Running::spawn(cmd);
+    let input = attached.take_stdin();
+    let started = attached.wait_for_text("as run.", MOVE);
+    let name = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    poll_until("b's attached one-off in a's ps", MOVE, || {
+        if one_off_on(&name, "b") {
+            Ok(())
+        } else {
+            Err(a.ok(&["ps", "-a", "hello"]))
+        }
+    });
+    let mut refused = http()
+        .put(&format!("{}/apps/hello/dynos/{name}/stdin", a.api))
+        .header("authorization", &format!("Bearer {}", a.token))
+        .send("x\n")
+        .expect("a answers");
+    let body = refused.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(refused.status(), 409, "{body}");
+    assert!(
+        body.contains("runs on node b: send its input through that node's API"),
+        "{body}"
+    );
+    drop(input);
+    assert!(attached.wait(MOVE).success(), "{}", attached.output());
+    assert!(
+        attached
+            .output()
+            .contains("worker: stdin closed, shutting down"),
+        "{}",
+        attached.output()
+    );
+
     // `placement = "every-node"`: web=1 means one web dyno on each node.
     let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
     b.create_and_push("edge", edge.path());
