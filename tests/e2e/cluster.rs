@@ -7,10 +7,10 @@ use std::time::Duration;
 
 /// How long a moved dyno may take to come up elsewhere: the 15 s from the
 /// heartbeat expiring, plus the heartbeat's time to live.
-const MOVE: Duration = Duration::from_secs(25);
+pub(crate) const MOVE: Duration = Duration::from_secs(25);
 
 /// `ps` of APP as one node sees it: (dyno, node) of every dyno that is up.
-fn up_dynos(node: &TestHost, app: &str) -> Vec<(String, String)> {
+pub(crate) fn up_dynos(node: &TestHost, app: &str) -> Vec<(String, String)> {
     let ps = node.ok(&["ps", "-a", app]);
     let mut up: Vec<(String, String)> = ps
         .lines()
@@ -26,7 +26,7 @@ fn up_dynos(node: &TestHost, app: &str) -> Vec<(String, String)> {
 }
 
 /// Waits until NODE's `ps` shows one up web dyno of APP on each of a, b and c.
-fn one_web_dyno_per_node(node: &TestHost, app: &str) -> Vec<(String, String)> {
+pub(crate) fn one_web_dyno_per_node(node: &TestHost, app: &str) -> Vec<(String, String)> {
     poll_until("one web dyno on each node", MOVE, || {
         let up: Vec<_> = up_dynos(node, app)
             .into_iter()
@@ -44,7 +44,7 @@ fn one_web_dyno_per_node(node: &TestHost, app: &str) -> Vec<(String, String)> {
 
 /// Waits until every node's `ps` shows the same one web dyno of APP per node: dynos may
 /// move while placement settles after a scale (each with preboot).
-fn settled_spread(nodes: &[&TestHost], app: &str) -> Vec<(String, String)> {
+pub(crate) fn settled_spread(nodes: &[&TestHost], app: &str) -> Vec<(String, String)> {
     poll_until("every node's ps to agree", MOVE, || {
         let seen: Vec<_> = nodes
             .iter()
@@ -508,188 +508,4 @@ fn the_cluster_rides_out_nats_going_away_and_refuses_a_node_of_another_schema() 
         err.contains("schema v1") && err.contains("schema v99"),
         "{err}"
     );
-}
-
-#[test]
-fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
-    let cluster = Cluster::start(3);
-    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
-    a.create_and_push("hello", &sample("hello"));
-    a.ok(&["ps:scale", "web=3", "-a", "hello"]);
-    let spread = settled_spread(&[a, b, c], "hello");
-    let on_b = spread.iter().find(|(_, n)| n == "b").unwrap().0.clone();
-    // Restart b's dyno through c, then every dyno through a.
-    let logged = |wanted: Vec<String>| {
-        poll_until("the restarts in the log", MOVE, || {
-            let logs = a.ok(&["logs", "-a", "hello", "-n", "1500"]);
-            match wanted.iter().find(|w| !logs.contains(w.as_str())) {
-                None => Ok(()),
-                Some(missing) => Err(format!("no `{missing}`")),
-            }
-        })
-    };
-    c.ok(&["restart", &on_b, "-a", "hello"]);
-    logged(vec![format!("Restarting {on_b} on node b")]);
-    a.ok(&["restart", "-a", "hello"]);
-    logged(vec![
-        "Restarting all dynos on node b".to_string(),
-        "Restarting all dynos on node c".to_string(),
-    ]);
-    one_web_dyno_per_node(c, "hello");
-    // A process type: each node restarts its own dynos of it.
-    b.ok(&["restart", "web", "-a", "hello"]);
-    logged(vec![
-        "Restarting web by admin".to_string(),
-        "Restarting web on node a".to_string(),
-        "Restarting web on node c".to_string(),
-    ]);
-    one_web_dyno_per_node(c, "hello");
-    let err = b.fails(&["restart", "web.9", "-a", "hello"]);
-    assert!(err.contains("no dyno web.9 is running"), "{err}");
-
-    // A detached one-off runs on the node asked, and is never restarted. Each node names
-    // its own, at random and apart from the names the others have published: b's and c's
-    // differ, so a name says which node to reach.
-    let detached = |node: &TestHost| {
-        let started = node.ok(&["run:detached", "worker", "-a", "hello"]);
-        started
-            .split_whitespace()
-            .find(|w| w.starts_with("run."))
-            .unwrap_or_else(|| panic!("{started}"))
-            .to_string()
-    };
-    let on_b = detached(b);
-    let one_off_on = |name: &str, node: &str| {
-        let ps = a.ok(&["ps", "-a", "hello"]);
-        ps.lines()
-            .any(|l| l.starts_with(&format!("{name}: up")) && l.contains(&format!(" on {node}: ")))
-    };
-    // c names its one-off once it knows b's.
-    poll_until("b's one-off in c's view", MOVE, || {
-        let ps = c.ok(&["ps", "-a", "hello"]);
-        if ps.contains(&format!("{on_b}: up")) {
-            Ok(())
-        } else {
-            Err(ps)
-        }
-    });
-    let on_c = detached(c);
-    assert_ne!(on_b, on_c);
-    poll_until("both one-offs in a's ps", MOVE, || {
-        if one_off_on(&on_b, "b") && one_off_on(&on_c, "c") {
-            Ok(())
-        } else {
-            Err(a.ok(&["ps", "-a", "hello"]))
-        }
-    });
-    let err = a.fails(&["restart", &on_b, "-a", "hello"]);
-    assert!(err.contains("`wdeploy ps:stop"), "{err}");
-    let stopped = |name: &str, node: &str| {
-        poll_until(&format!("{name} to leave ps"), MOVE, || {
-            if one_off_on(name, node) {
-                Err(a.ok(&["ps", "-a", "hello"]))
-            } else {
-                Ok(())
-            }
-        })
-    };
-    // Asked on b, b's own stops at once; asked on a, c's is reached through the store.
-    b.ok(&["ps:stop", &on_b, "-a", "hello"]);
-    stopped(&on_b, "b");
-    assert!(one_off_on(&on_c, "c"), "{}", a.ok(&["ps", "-a", "hello"]));
-    a.ok(&["ps:stop", &on_c, "-a", "hello"]);
-    stopped(&on_c, "c");
-    logged(vec![
-        format!("wdeploy[{on_b}]: Stopping process: stopped by "),
-        format!("wdeploy[{on_c}]: Stopping process: stopped with ps:stop through another node"),
-    ]);
-
-    // `run --stdin` through b: its input goes through b's API, where the dyno runs; a's
-    // names b. The input's end is the worker's SIGTERM: it shuts down cleanly.
-    let mut cmd = b.command(&["run", "--stdin", "worker", "-a", "hello"]);
-    cmd.stdin(std::process::Stdio::piped());
-    let mut attached = Running::spawn(cmd);
-    let input = attached.take_stdin();
-    let started = attached.wait_for_text("as run.", MOVE);
-    let name = started
-        .split_whitespace()
-        .find(|w| w.starts_with("run."))
-        .unwrap_or_else(|| panic!("{started}"))
-        .to_string();
-    poll_until("b's attached one-off in a's ps", MOVE, || {
-        if one_off_on(&name, "b") {
-            Ok(())
-        } else {
-            Err(a.ok(&["ps", "-a", "hello"]))
-        }
-    });
-    let mut refused = http()
-        .put(&format!("{}/apps/hello/dynos/{name}/stdin", a.api))
-        .header("authorization", &format!("Bearer {}", a.token))
-        .send("x\n")
-        .expect("a answers");
-    let body = refused.body_mut().read_to_string().unwrap_or_default();
-    assert_eq!(refused.status(), 409, "{body}");
-    assert!(
-        body.contains("runs on node b: send its input through that node's API"),
-        "{body}"
-    );
-    drop(input);
-    assert!(attached.wait(MOVE).success(), "{}", attached.output());
-    assert!(
-        attached
-            .output()
-            .contains("worker: stdin closed, shutting down"),
-        "{}",
-        attached.output()
-    );
-
-    // `placement = "every-node"`: web=1 means one web dyno on each node.
-    let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
-    b.create_and_push("edge", edge.path());
-    poll_until("web.1 of edge on every node", MOVE, || {
-        let up = up_dynos(c, "edge");
-        let expected: Vec<(String, String)> = ["a", "b", "c"]
-            .iter()
-            .map(|n| ("web.1".to_string(), n.to_string()))
-            .collect();
-        if up == expected {
-            Ok(())
-        } else {
-            Err(format!("{up:?}"))
-        }
-    });
-
-    // An app destroyed and made again under its name while a node looks away (stopped
-    // here, as a slow node or a look that fell between the two would): that node must
-    // not keep serving the old app's dyno, whose release has the same version (v2, its
-    // config then its push) but the old config, nor miss publishing the new app's.
-    let served_everywhere = |greeting: &str| {
-        for node in [a, b, c] {
-            poll_until(greeting, MOVE, || match node.get("twice", "/") {
-                (200, text) if text.contains(greeting) => Ok(()),
-                other => Err(format!("{other:?}")),
-            });
-        }
-    };
-    a.ok(&["apps:create", "twice", "--no-link"]);
-    a.ok(&["config:set", "GREETING=the first app", "-a", "twice"]);
-    a.push("twice", edge.path());
-    served_everywhere("the first app");
-    one_web_dyno_per_node(a, "twice");
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &c.pid().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {name}");
-    };
-    signal("-STOP");
-    a.ok(&["apps:destroy", "twice", "--confirm", "twice"]);
-    a.ok(&["apps:create", "twice", "--no-link"]);
-    a.ok(&["config:set", "GREETING=the second app", "-a", "twice"]);
-    a.push("twice", edge.path());
-    signal("-CONT");
-    served_everywhere("the second app");
-    one_web_dyno_per_node(b, "twice");
 }

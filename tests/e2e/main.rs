@@ -19,6 +19,7 @@ mod buildpacks;
 mod certs;
 mod cluster;
 mod cluster_auth;
+mod cluster_dynos;
 mod dashboard;
 mod deploy;
 mod dev;
