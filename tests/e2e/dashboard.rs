@@ -90,6 +90,18 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         }
         let ps = host.ok(&["ps", "-a", "dash"]);
         assert!(ps.contains("web.2: up"), "{ps}");
+        // The worker, never scaled, is listed at 0; a process type restarts from its row.
+        wait_attr(page, "#scale-worker", "value", |v| v == "0").await;
+        click(page, "#restart-web").await;
+        wait_text(page, "main > p.ok", |t| {
+            t.contains("Restarted the web dynos")
+        })
+        .await;
+        let logs = host.ok(&["logs", "-n", "300", "-a", "dash"]);
+        assert!(
+            logs.contains("wdeploy[api]: Restarting web by admin"),
+            "{logs}"
+        );
 
         // Maintenance mode on, then off again.
         click(page, "#maintenance-toggle").await;

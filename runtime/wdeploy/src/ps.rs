@@ -134,16 +134,12 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     }
     let client = session::client()?;
     if steps.is_empty() {
-        // Every process type of the current release, as Heroku's `ps:scale` lists them.
-        let info = client.app(&app)?;
-        let Some(version) = info.release else {
-            println!("{app} has no dynos to scale yet: `wdeploy push` deploys it");
-            return Ok(());
-        };
-        let detail = client.release(&app, &format!("v{version}"))?;
-        let procfile = wdeploy_core::Procfile::parse(&detail.procfile)
-            .with_context(|| format!("reading v{version}'s Procfile"))?;
-        println!("{}", info.formation.every_type_in(&procfile).summary());
+        // Every process type of the current release, as the host lists them.
+        let formation = client.formation(&app)?;
+        match formation.is_empty() {
+            true => println!("{app} has no dynos to scale yet: `wdeploy push` deploys it"),
+            false => println!("{}", formation.summary()),
+        }
         return Ok(());
     }
     // Read only when a step is relative. Two people scaling by +1 at one moment can both

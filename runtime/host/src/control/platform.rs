@@ -396,9 +396,18 @@ impl Platform for Host {
         Ok(to_the_end("changing the config", changing).await?)
     }
 
+    /// The formation over every process type of the current release, 0 where it asks
+    /// for none, as Heroku lists it (so a type never scaled can be, from a list).
     async fn formation(&self, app: &AppName) -> Result<Formation, ApiError> {
         let formation = self.store.control.formation(app).await;
-        Ok(formation.map_err(ControlError::from)?)
+        let formation = formation.map_err(ControlError::from)?;
+        let head = self.store.control.release_head(app).await;
+        let current = head.map_err(ControlError::from)?.current;
+        let procfile = current.and_then(|r| wdeploy_core::Procfile::parse(&r.procfile).ok());
+        Ok(match procfile {
+            Some(procfile) => formation.every_type_in(&procfile),
+            None => formation,
+        })
     }
 
     async fn scale(

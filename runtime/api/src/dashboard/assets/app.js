@@ -214,9 +214,21 @@ async function showFormation(name, holder) {
         },
       },
     });
-    return el("tr", {}, el("td", { text: type }), el("td", {}, input, button));
+    // Every dyno of the type, on every node (web: the fresh ones serve first).
+    const restart = el("button", {
+      id: `restart-${type}`, class: "small", text: "Restart",
+      on: {
+        click: async () => {
+          try {
+            await api(`/apps/${name}/dynos/${type}`, { method: "DELETE" });
+            flash(`Restarted the ${type} dynos`, "ok");
+          } catch (e) { flash(e.message); }
+        },
+      },
+    });
+    return el("tr", {}, el("td", { text: type }), el("td", {}, input, button), el("td", {}, restart));
   });
-  holder.replaceChildren(rows.length ? table(["Process type", "Dynos"], rows) : el("p", { class: "muted", text: "No process types yet." }));
+  holder.replaceChildren(rows.length ? table(["Process type", "Dynos", ""], rows) : el("p", { class: "muted", text: "No process types yet." }));
 }
 
 async function showDynos(name, holder) {
