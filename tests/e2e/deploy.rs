@@ -68,6 +68,63 @@ fn config_changes_before_the_first_push_say_they_wait_for_it() {
     assert_eq!(get("PEM"), "-----BEGIN X-----\nline two\n-----END X-----\n");
     assert_eq!(get("QUOTE"), "say \"hi\"\n");
     assert_eq!(get("PLAIN"), "arg\n");
+
+    // `config:edit` through an editor that changes one var, removes one and adds one;
+    // the multi-line value it leaves alone comes back as it was.
+    let editor = dir.path().join("editor.sh");
+    let edit = |script: &str| {
+        std::fs::write(&editor, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut cmd = host.command(&["config:edit", "-a", "early"]);
+        cmd.env("EDITOR", &editor).env_remove("VISUAL");
+        cmd.output().expect("config:edit")
+    };
+    let out =
+        edit(r#"sed -i -e 's/^PLAIN=.*/PLAIN=edited/' -e '/^QUOTE=/d' "$1" && echo NEW=1 >> "$1""#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Changed NEW, PLAIN, QUOTE and restarted early, v7\n"
+    );
+    let config = host.ok(&["config", "--json", "-a", "early"]);
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "NEW": "1",
+            "PEM": "-----BEGIN X-----\nline two\n-----END X-----",
+            "PLAIN": "edited",
+        })
+    );
+    // Saved as it was: no release. A line that is no KEY=VALUE: nothing changes, and the
+    // edit is kept for another look.
+    let out = edit("true");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Nothing changed on early\n"
+    );
+    let out = edit(r#"echo 'not a var' >> "$1""#);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("nothing changed on early, and the edit is kept in "),
+        "{err}"
+    );
+    let kept = err
+        .split("kept in ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim();
+    assert!(std::fs::read_to_string(kept).unwrap().contains("not a var"));
+    std::fs::remove_file(kept).unwrap();
+    assert!(
+        host.ok(&["releases", "-n", "1", "-a", "early"])
+            .contains("v7 ")
+    );
 }
 
 #[test]

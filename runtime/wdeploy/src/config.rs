@@ -1,9 +1,10 @@
 //! `config` (`--shell`: a `.env` file), `config:get K`, `config:set K=V… [--env-file F]`,
-//! `config:unset K…`.
+//! `config:unset K…`, `config:edit`.
 
 use crate::envfile;
 use crate::session::{self, AppArg, ShowArgs};
-use anyhow::bail;
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 use wdeploy_api::Client;
 use wdeploy_api::wire::ConfigPatch;
 
@@ -127,6 +128,83 @@ pub fn unset(args: UnsetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `config:edit`, Heroku's: the config vars in `$VISUAL` or `$EDITOR` (`vi` without
+/// either) as an env file; what changed when the editor exits is set and unset in one
+/// release. The file is the caller's alone (0600) and goes when this ends.
+pub fn edit(args: EditArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let app = args.app.resolve()?;
+    let client = session::client()?;
+    let before = client.config(&app)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("wdeploy-config-")
+        .suffix(".env")
+        .tempfile()
+        .context("making a file to edit the config vars in")?;
+    writeln!(
+        file,
+        "# The config vars of {app}: save and quit to apply; a line removed unsets its var."
+    )?;
+    for (key, value) in &before {
+        writeln!(file, "{key}={}", envfile::quote(value))?;
+    }
+    file.flush()?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".to_string());
+    // Through the shell, as git runs it, so the editor may carry arguments (`code --wait`).
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(file.path())
+        .status()
+        .with_context(|| format!("running the editor `{editor}`"))?;
+    if !status.success() {
+        bail!("the editor `{editor}` ended with {status}: nothing changed on {app}");
+    }
+    let after = match envfile::load(file.path()) {
+        Ok(after) => after,
+        // The edit is not lost to a typo: the file stays, for another look.
+        Err(e) => match file.into_temp_path().keep() {
+            Ok(path) => bail!(
+                "{e:#}; nothing changed on {app}, and the edit is kept in {}",
+                path.display()
+            ),
+            Err(_) => bail!("{e:#}; nothing changed on {app}"),
+        },
+    };
+    let patch = changes(&before, &after);
+    if patch.is_empty() {
+        println!("Nothing changed on {app}");
+        return Ok(());
+    }
+    client.patch_config(&app, &patch, &mut |line| eprintln!("{line}"))?;
+    let keys: Vec<String> = patch.keys().cloned().collect();
+    println!("{}", outcome(&client, &app, "Changed", &keys));
+    Ok(())
+}
+
+/// What turns `before` into `after`: a value for each var added or changed, `None` for
+/// each one gone.
+fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> ConfigPatch {
+    let changed = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())));
+    let gone = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .map(|k| (k.clone(), None));
+    changed.chain(gone).collect()
+}
+
 /// `A is` or `A, B are`.
 fn names_are(keys: &[String]) -> String {
     match keys {
@@ -153,5 +231,32 @@ fn outcome(client: &Client, app: &str, verb: &str, keys: &[String]) -> String {
             release.version
         ),
         None => format!("{verb} {keys} on {app}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn an_edit_sets_what_changed_and_unsets_what_went() {
+        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let before = vars(&[("A", "1"), ("B", "2"), ("C", "3")]);
+        let after = vars(&[("A", "1"), ("B", "two"), ("D", "4")]);
+        let patch = super::changes(&before, &after);
+        let expected: BTreeMap<String, Option<String>> = [
+            ("B".to_string(), Some("two".to_string())),
+            ("C".to_string(), None),
+            ("D".to_string(), Some("4".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(patch, expected);
+        assert!(super::changes(&before, &before).is_empty());
     }
 }

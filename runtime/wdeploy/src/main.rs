@@ -127,6 +127,10 @@ enum Command {
     /// Unset config vars (a new release; running dynos restart, or it waits for the first push)
     #[command(name = "config:unset")]
     ConfigUnset(config::UnsetArgs),
+    /// Edit the config vars in $VISUAL or $EDITOR, as an env file; what changed is set and
+    /// unset in one release when the editor exits
+    #[command(name = "config:edit")]
+    ConfigEdit(config::EditArgs),
     /// List the app's dynos
     Ps(session::ShowArgs),
     /// Change how many dynos of each process type run
@@ -259,6 +263,7 @@ fn main() -> std::process::ExitCode {
         Command::ConfigGet(args) => config::get(args),
         Command::ConfigSet(args) => config::set(args),
         Command::ConfigUnset(args) => config::unset(args),
+        Command::ConfigEdit(args) => config::edit(args),
         Command::Addons(args) => addons::list(args),
         Command::Ps(args) => ps::ps(args),
         Command::Scale(args) => ps::scale(args),
