@@ -60,6 +60,12 @@ pub fn selects(selector: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
+/// Whether a restart of `selector` reaches dyno `name`, running `process_type`: a dyno
+/// of the formation it selects; a one-off never (`ps:stop` stops those).
+pub fn restart_reaches(selector: &str, name: &str, process_type: &ProcessType) -> bool {
+    selects(selector, name) && !is_one_off(name, process_type)
+}
+
 /// Whether `selector` names a process type (`web`) rather than one dyno (`web.2`).
 pub fn is_type_selector(selector: &str) -> bool {
     parse_name(selector).is_none()
@@ -81,6 +87,9 @@ mod tests {
         ] {
             assert_eq!(super::selects(selector, name), picked, "{selector} {name}");
         }
+        let worker: crate::ProcessType = "worker".parse().unwrap();
+        assert!(super::restart_reaches("worker", "worker.2", &worker));
+        assert!(!super::restart_reaches("run", "run.1002", &worker));
         assert!(super::is_type_selector("web"));
         assert!(!super::is_type_selector("web.2"));
     }

@@ -422,9 +422,10 @@ impl Host {
             None => runtime.current_release().is_some(),
             // A dyno's name, or a process type (`ps:restart web`) for each of its dynos.
             // A node older than types looks for a dyno named `web` and finds none.
-            Some(selector) => runtime.dynos().iter().any(|d| {
-                dyno::selects(selector, &d.name) && !dyno::is_one_off(&d.name, &d.process_type)
-            }),
+            Some(selector) => runtime
+                .dynos()
+                .iter()
+                .any(|d| dyno::restart_reaches(selector, &d.name, &d.process_type)),
         };
         // One-offs are never restarted: a request naming one is `ps:stop`'s.
         let stopped = request.dyno.as_deref().is_some_and(|name| {

@@ -199,9 +199,10 @@ impl Host {
         }
         let _turn = entry.release_turn().await?;
         let here = |selector: &str| {
-            runtime.dynos().iter().any(|d| {
-                dyno::selects(selector, &d.name) && !dyno::is_one_off(&d.name, &d.process_type)
-            })
+            runtime
+                .dynos()
+                .iter()
+                .any(|d| dyno::restart_reaches(selector, &d.name, &d.process_type))
         };
         let local = dyno.is_none_or(here);
         if local {
@@ -246,9 +247,7 @@ impl Host {
             .into());
         }
         let mut all = self.cluster_dynos(record, entry).await;
-        all.retain(|(_, d)| {
-            d.process_type == process_type && !dyno::is_one_off(&d.name, &d.process_type)
-        });
+        all.retain(|(_, d)| dyno::restart_reaches(selector, &d.name, &d.process_type));
         Ok(all)
     }
 }
