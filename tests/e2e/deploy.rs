@@ -296,6 +296,15 @@ fn push_config_rollback_scale_and_logs() {
     for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
         assert!(ps.contains(dyno), "{ps}");
     }
+    // `apps:info` adds the dynos' states, who has access and the add-ons' storage.
+    let info = host.ok(&["apps:info", "-a", "hello"]);
+    for line in [
+        "Dynos:     web: 3 up\n",
+        "Access:    admin\n",
+        "Add-ons:   0 B of ",
+    ] {
+        assert!(info.contains(line), "{line} not in:\n{info}");
+    }
     for _ in 0..9 {
         assert_eq!(host.get("hello", "/").0, 200);
     }

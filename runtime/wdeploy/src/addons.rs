@@ -37,7 +37,7 @@ pub fn list(args: ShowArgs) -> anyhow::Result<()> {
 }
 
 /// `n` bytes in binary units, as the quota is set (`limits.addons_mb`: MiB).
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;

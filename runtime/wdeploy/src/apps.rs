@@ -70,7 +70,8 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
 }
 
 pub fn info(args: ShowArgs) -> anyhow::Result<()> {
-    let app = session::client()?.app(&args.app.resolve()?)?;
+    let client = session::client()?;
+    let app = client.app(&args.app.resolve()?)?;
     if args.json.printed(&app)? {
         return Ok(());
     }
@@ -91,8 +92,61 @@ pub fn info(args: ShowArgs) -> anyhow::Result<()> {
     if app.maintenance {
         println!("Maintenance: on (the router answers 503 with a maintenance page)");
     }
+    // The rest as Heroku's `apps:info` shows it, each line only where the host answers
+    // (an older one may not know the route).
+    let name = app.name.as_str();
+    if let Ok(dynos) = client.dynos(name) {
+        println!("Dynos:     {}", dyno_states(&dynos));
+    }
+    if let Ok(domains) = client.domains(name)
+        && !domains.is_empty()
+    {
+        let names: Vec<String> = domains.iter().map(|d| d.hostname.to_string()).collect();
+        println!("Domains:   {}", names.join(", "));
+    }
+    if let Ok(people) = client.collaborators(name)
+        && !people.is_empty()
+    {
+        let emails: Vec<&str> = people.iter().map(|p| p.email.as_str()).collect();
+        println!("Access:    {}", emails.join(", "));
+    }
+    if let Ok(usage) = client.addon_usage(name) {
+        println!(
+            "Add-ons:   {} of {} stored",
+            crate::addons::bytes(usage.storage_bytes),
+            crate::addons::bytes(usage.quota_bytes)
+        );
+    }
     println!("Created:   {}", crate::when::moment(app.created_at));
     Ok(())
+}
+
+/// `web: 2 up; worker: 1 up, 1 crashed; run: 1 up` (one-offs under `run`), or `none`.
+fn dyno_states(dynos: &[wdeploy_api::wire::DynoInfo]) -> String {
+    use std::collections::BTreeMap;
+    let mut by_type: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for d in dynos {
+        let group = match wdeploy_core::dyno::is_one_off(&d.name, &d.process_type) {
+            true => d.name.split('.').next().unwrap_or("run").to_string(),
+            false => d.process_type.to_string(),
+        };
+        *by_type
+            .entry(group)
+            .or_default()
+            .entry(d.state.to_string())
+            .or_default() += 1;
+    }
+    if by_type.is_empty() {
+        return "none".to_string();
+    }
+    by_type
+        .iter()
+        .map(|(group, states)| {
+            let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            format!("{group}: {}", states.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `maintenance`: whether the app is in maintenance mode.
