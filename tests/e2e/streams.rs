@@ -385,3 +385,32 @@ fn config_changes_and_rollbacks_stream_their_release_and_notice_a_silent_host() 
     assert_eq!(change.wait(SOON).code(), Some(1));
     host.ok(&["releases:cancel", "-a", "stuck"]);
 }
+
+/// `run:detached --tail`: the dyno's lines from its first, followed as `logs --tail`
+/// follows them; stopping the follower leaves the dyno running, as detached means.
+#[test]
+fn a_detached_one_off_is_followed_and_outlives_its_follower() {
+    let host = TestHost::start();
+    host.create_and_push("hello", &sample("hello"));
+    let mut follower =
+        Running::spawn(host.command(&["run:detached", "--tail", "worker", "-a", "hello"]));
+    let started = follower.wait_for_text("(detached)", SOON);
+    let name = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .expect("the dyno's name")
+        .to_string();
+    follower.wait_for_text(&format!("app[{name}]: worker {name} starting"), SOON);
+    // Another dyno's line meanwhile is not the one-off's.
+    assert_eq!(host.get("hello", "/").0, 200);
+    follower.wait_for_text(&format!("app[{name}]: tick 2"), SOON);
+    assert!(
+        !follower.output().contains("app[web.1]"),
+        "{}",
+        follower.output()
+    );
+    follower.interrupt(SOON);
+    let ps = host.ok(&["ps", "-a", "hello"]);
+    assert!(ps.contains(&format!("{name}: up")), "{ps}");
+    host.ok(&["ps:stop", &name, "-a", "hello"]);
+}

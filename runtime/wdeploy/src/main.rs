@@ -151,7 +151,7 @@ enum Command {
     /// Run a one-off dyno in the background: its output goes to the log stream, and it
     /// runs until its command ends, its time limit or `ps:stop`
     #[command(name = "run:detached")]
-    RunDetached(ps::RunArgs),
+    RunDetached(ps::RunDetachedArgs),
     /// Show (and with --tail, follow) the log stream
     Logs(ps::LogsArgs),
     /// What the app's add-ons hold: storage against its quota, its queues

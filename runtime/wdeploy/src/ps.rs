@@ -247,16 +247,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// `run:detached`: starts the one-off dyno and returns; its output goes to the log.
-pub fn run_detached(args: RunArgs) -> anyhow::Result<()> {
-    if args.stdin {
+#[derive(Debug, clap::Args)]
+pub struct RunDetachedArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Then follow the dyno's lines in the log stream, as `logs --tail --dyno NAME` does
+    /// (Ctrl-C stops following, never the dyno)
+    #[arg(short, long)]
+    pub tail: bool,
+}
+
+pub fn run_detached(args: RunDetachedArgs) -> anyhow::Result<()> {
+    if args.run.stdin {
         bail!("a detached one-off reads no input: `wdeploy run --stdin` runs it attached");
     }
-    let reader = start(args, true)?.2.reader;
+    let (client, app, stream) = start(args.run, true)?;
     let mut out = std::io::stdout();
-    for line in BufReader::new(reader).lines() {
+    for line in BufReader::new(stream.reader).lines() {
         writeln!(out, "{}", line.context("the host closed the stream")?)?;
     }
-    Ok(())
+    if !args.tail {
+        return Ok(());
+    }
+    let dyno = stream
+        .dyno
+        .context("the host did not name the dyno (its wdeploy is older than this CLI)")?;
+    // All the dyno's history: it may have printed before this connects.
+    let open = |lines| {
+        let source = None;
+        client.logs(&app, lines, true, Some(&dyno), source, Some(HEARTBEAT))
+    };
+    crate::tail::follow(wdeploy_host::BUFFER_LINES, open, &mut out)
 }
 
 /// Starts the one-off: the client and app it was started with, and its stream.
