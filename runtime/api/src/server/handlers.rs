@@ -150,6 +150,30 @@ where
     beating(Box::pin(rx), heartbeat, HEARTBEAT_MARKER)
 }
 
+/// A change that makes a release and answers plain JSON (a rollback, a config change):
+/// as it is without a heartbeat (the dashboard, older clients), as a [`release_stream`]
+/// with one, its progress heard.
+async fn plain_or_streamed<T, F>(
+    p: Shared,
+    app: AppName,
+    heartbeat: Option<u64>,
+    change: impl FnOnce(Shared, AppName, Option<Progress>) -> F + Send + 'static,
+) -> Result<Response, ApiError>
+where
+    T: serde::Serialize,
+    F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let Some(heartbeat) = heartbeat else {
+        let answer = change(p, app, None).await?;
+        return Ok(Json(answer).into_response());
+    };
+    // An unknown app is a plain 404, before any stream.
+    p.app(&app).await?;
+    Ok(release_stream(Some(heartbeat), move |progress| {
+        change(p, app, Some(progress))
+    }))
+}
+
 pub(super) async fn releases(
     State(p): State<Shared>,
     AppPath(app): AppPath,
@@ -188,17 +212,11 @@ pub(super) async fn rollback(
     Extension(by): Extension<Caller>,
     JsonBody(req): JsonBody<Rollback>,
 ) -> Result<Response, ApiError> {
-    let Some(heartbeat) = heartbeat_of(req.heartbeat, true)? else {
-        return p
-            .rollback(&app, &by, req, None)
-            .await
-            .map(|r| Json(r).into_response());
-    };
-    p.app(&app).await?;
-    Ok(release_stream(
-        Some(heartbeat),
-        move |progress| async move { p.rollback(&app, &by, req, Some(progress)).await },
-    ))
+    let heartbeat = heartbeat_of(req.heartbeat, true)?;
+    plain_or_streamed(p, app, heartbeat, move |p, app, progress| async move {
+        p.rollback(&app, &by, req, progress).await
+    })
+    .await
 }
 
 pub(super) async fn cancel_release(
@@ -223,15 +241,11 @@ pub(super) async fn patch_config(
     QueryParams(query): QueryParams<ReleasingQuery>,
     JsonBody(patch): JsonBody<ConfigPatch>,
 ) -> Result<Response, ApiError> {
-    let Some(heartbeat) = heartbeat_of(query.heartbeat, true)? else {
-        let config = p.patch_config(&app, &by, patch, None).await?;
-        return Ok(Json(config).into_response());
-    };
-    p.app(&app).await?;
-    Ok(release_stream(
-        Some(heartbeat),
-        move |progress| async move { p.patch_config(&app, &by, patch, Some(progress)).await },
-    ))
+    let heartbeat = heartbeat_of(query.heartbeat, true)?;
+    plain_or_streamed(p, app, heartbeat, move |p, app, progress| async move {
+        p.patch_config(&app, &by, patch, progress).await
+    })
+    .await
 }
 
 pub(super) async fn formation(
