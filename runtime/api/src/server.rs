@@ -233,14 +233,14 @@ pub trait Platform: Send + Sync + 'static {
     -> Result<OneOffRun, ApiError>;
     /// Sends `input` to the stdin of one-off dyno `dyno`, started with
     /// [`RunRequest::stdin`] on this node, until it ends (then the dyno's input ends) or
-    /// the dyno does; how many bytes the dyno was sent.
+    /// the dyno does.
     async fn send_input(
         &self,
         app: &AppName,
         by: &Caller,
         dyno: &str,
         input: BlobStream,
-    ) -> Result<u64, ApiError>;
+    ) -> Result<(), ApiError>;
     async fn logs(&self, app: &AppName, query: LogQuery) -> Result<TextStream, ApiError>;
     /// Keys of one of the app's add-on buckets starting with `prefix`.
     async fn kv_keys(&self, app: &AppName, bucket: &str, prefix: &str) -> Result<KvKeys, ApiError>;

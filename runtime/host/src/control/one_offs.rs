@@ -107,7 +107,7 @@ impl Host {
         by: &Caller,
         name: &str,
         mut input: BlobStream,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
         let sender = match entry.runtime.take_one_off_input(name) {
@@ -125,26 +125,20 @@ impl Host {
             Err(e) => return Err(ApiError::conflict(e.to_string()).into()),
         };
         tracing::debug!(app = %app, dyno = name, by = %by, "sending a one-off's input");
-        let mut sent: u64 = 0;
         loop {
             let chunk = tokio::select! {
                 chunk = input.next() => chunk,
                 // The dyno ended: nothing reads what comes next.
                 () = sender.closed() => break,
             };
-            let chunk = match chunk {
-                Some(Ok(chunk)) => chunk,
-                // A client gone mid-way ends the input where it stopped, as a closed pipe
-                // does; its `run` stream says how the dyno took it.
-                Some(Err(_)) | None => break,
-            };
-            let len = chunk.len() as u64;
+            // The input's end, or a client gone mid-way, ends the input where it stopped,
+            // as a closed pipe does; its `run` stream says how the dyno took it.
+            let Some(Ok(chunk)) = chunk else { break };
             if sender.send(chunk).await.is_err() {
                 break;
             }
-            sent += len;
         }
-        Ok(sent)
+        Ok(())
     }
 
     /// `ps:stop DYNO`: stops a one-off dyno wherever it runs: this node's at once,

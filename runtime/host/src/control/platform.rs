@@ -446,7 +446,7 @@ impl Platform for Host {
         by: &Caller,
         dyno: &str,
         input: BlobStream,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(), ApiError> {
         Ok(self.send_input(app, by, dyno, input).await?)
     }
 
