@@ -4,6 +4,7 @@
 //! tokens are listed and revoked; admin-only calls stay an admin's.
 
 use crate::fixture::*;
+use std::process::Output;
 use ureq::http;
 
 const BOB: &str = "bob@example.com";
@@ -318,4 +319,68 @@ fn tokens_until_refused(host: &TestHost, token: &str) -> usize {
         }
     }
     panic!("100 tokens made: no cap");
+}
+
+#[test]
+fn login_whoami_token_and_logout_act_on_the_saved_login_alone() {
+    let host = TestHost::start();
+    let bob = add_user(&host, BOB);
+    // The saved login only: neither variable of the fixture's environment.
+    let saved = |args: &[&str]| {
+        host.command(args)
+            .env_remove("WDEPLOY_HOST")
+            .env_remove("WDEPLOY_TOKEN")
+            .output()
+            .expect("run wdeploy")
+    };
+    let creds = host.config_home().join("wdeploy/credentials.json");
+
+    // A wrong token is refused before anything is saved.
+    let out = saved(&["login", "--host", &host.api, "--token", &"0".repeat(64)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid credentials"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!creds.exists());
+    let out = saved(&["whoami"]);
+    assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
+
+    let out = saved(&["login", "--host", &host.api, "--token", &host.token]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(said.contains("as admin (admin)"), "{said}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&creds).expect("saved").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let who = |out: Output| {
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(who(saved(&["whoami"])), "admin");
+    assert_eq!(who(saved(&["auth:token"])), host.token);
+    let json: serde_json::Value =
+        serde_json::from_str(&who(saved(&["auth:whoami", "--json"]))).expect("JSON");
+    assert_eq!(json, serde_json::json!({ "email": "admin", "admin": true }));
+
+    // Another person's login replaces it; the environment's token wins over both.
+    let said = who(saved(&["login", "--host", &host.api, "--token", &bob]));
+    assert!(said.contains(&format!("as {BOB};")), "{said}");
+    assert_eq!(who(saved(&["whoami"])), BOB);
+    assert_eq!(who(host.cli(&["whoami"])), "admin");
+
+    // Logging out forgets the login, not the token.
+    let said = who(saved(&["logout"]));
+    assert!(
+        said.contains(&format!("Logged out of {}", host.api)),
+        "{said}"
+    );
+    assert!(said.contains("tokens:revoke"), "{said}");
+    assert!(!creds.exists());
+    let out = saved(&["whoami"]);
+    assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
+    assert_eq!(who(host.cli_with_token(&bob, &["whoami"])), BOB);
+    assert!(who(saved(&["auth:logout"])).contains("No saved login"));
 }

@@ -549,6 +549,10 @@ impl Client {
     }
 
     /// Everyone the host knows (admin only).
+    /// Who this client's token belongs to.
+    pub fn account(&self) -> Result<Account> {
+        self.get("/account")
+    }
     pub fn users(&self) -> Result<Vec<UserInfo>> {
         self.get("/users")
     }

@@ -67,9 +67,18 @@ pub(crate) fn require_admin(caller: &Caller, what: &str) -> Result<(), ApiError>
 /// The routes of people, tokens and collaborators (behind authentication, like all).
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
+        .route("/account", get(account))
         .route("/users", get(users).post(add_user))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
+}
+
+/// Who the caller is: the API knows that from the token alone.
+async fn account(Extension(by): Extension<Caller>) -> Json<Account> {
+    Json(Account {
+        email: by.person,
+        admin: by.admin,
+    })
 }
 
 async fn users(

@@ -375,6 +375,13 @@ pub struct UserInfo {
     pub created_at: DateTime<Utc>,
 }
 
+/// `GET /account`: who the caller's token belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    pub email: wdeploy_core::Person,
+    pub admin: bool,
+}
+
 /// `POST /users`: a new person, with a first token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateUser {

@@ -1,33 +1,7 @@
-//! `login`, `apps`, `apps:create`, `apps:info`, `apps:destroy`, `open`.
+//! `apps`, `apps:create`, `apps:info`, `apps:destroy`, `open`.
 
-use crate::session::{self, AppArg, Credentials, JsonArg, ShowArgs};
+use crate::session::{self, AppArg, JsonArg, ShowArgs};
 use anyhow::bail;
-
-#[derive(Debug, clap::Args)]
-pub struct LoginArgs {
-    /// The host's control API, like http://127.0.0.1:7070
-    #[arg(long, env = "WDEPLOY_HOST")]
-    pub host: String,
-    /// The token the host printed on first start
-    #[arg(long, env = "WDEPLOY_TOKEN")]
-    pub token: String,
-}
-
-pub fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let client = session::client_of(&args.host, &args.token)?;
-    let apps = client.apps()?;
-    let path = session::save_credentials(&Credentials {
-        host: args.host.clone(),
-        token: args.token,
-    })?;
-    println!(
-        "Logged in to {} ({} apps); credentials saved in {}",
-        args.host,
-        apps.len(),
-        path.display()
-    );
-    Ok(())
-}
 
 pub fn list(json: JsonArg) -> anyhow::Result<()> {
     let apps = session::client()?.apps()?;

@@ -2,6 +2,7 @@
 
 mod addons;
 mod apps;
+mod auth;
 mod building;
 mod certs;
 mod cluster;
@@ -46,7 +47,17 @@ enum Command {
     /// Run a host: router, dynos, control API and store in one process
     Host(Box<host::HostArgs>),
     /// Save the host URL and token the other commands use
-    Login(apps::LoginArgs),
+    #[command(visible_alias = "auth:login")]
+    Login(auth::LoginArgs),
+    /// Show who the token in use belongs to
+    #[command(visible_alias = "auth:whoami")]
+    Whoami(session::JsonArg),
+    /// Forget the saved login (the token stays valid until `tokens:revoke`)
+    #[command(visible_alias = "auth:logout")]
+    Logout,
+    /// Print the token in use, for scripts that call the API
+    #[command(name = "auth:token")]
+    AuthToken,
     /// List apps
     Apps(session::JsonArg),
     /// Create an app and link the current directory to it
@@ -233,7 +244,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Host(args) => block_on(host::run(*args)),
-        Command::Login(args) => apps::login(args),
+        Command::Login(args) => auth::login(args),
+        Command::Whoami(json) => auth::whoami(json),
+        Command::Logout => auth::logout(),
+        Command::AuthToken => auth::token(),
         Command::Apps(json) => apps::list(json),
         Command::AppsCreate(args) => apps::create(args),
         Command::AppsInfo(args) => apps::info(args),

@@ -40,6 +40,19 @@ pub fn save_credentials(creds: &Credentials) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Removes the saved login: the file it was in and what it held (`None` inside when it
+/// was unreadable), or `None` when nothing was saved.
+pub fn forget_credentials() -> anyhow::Result<Option<(PathBuf, Option<Credentials>)>> {
+    let path = credentials_path()?;
+    let saved = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(Some((path, saved)))
+}
+
 pub fn credentials() -> anyhow::Result<Credentials> {
     let saved: Option<Credentials> = match std::fs::read_to_string(credentials_path()?) {
         Ok(text) => Some(
