@@ -89,6 +89,21 @@ fn edits_rebuild_and_swap_without_dropping_requests() {
     dev.wait_for_text("=====> v2 is serving", BUILD);
     assert_eq!(get(&url), (200, "Howdy from wdeploy\n".into()));
 
+    // A save that changes nothing, written as `sed -i` writes (a temporary file renamed
+    // over the source): the edited file is named, and nothing restarts.
+    let starts = |out: &str| out.matches("Starting process").count();
+    let started = starts(&dev.output());
+    let temporary = app.path().join("src/sedAb12Cd");
+    std::fs::write(&temporary, std::fs::read(&source).unwrap()).unwrap();
+    std::fs::rename(&temporary, &source).unwrap();
+    dev.wait_for_text("The build is unchanged: v2 keeps serving", BUILD);
+    let out = dev.output();
+    assert!(
+        out.contains("=====> src/web.rs changed, rebuilding"),
+        "{out}"
+    );
+    assert_eq!(starts(&out), started, "{out}");
+
     // A broken edit shows the compiler error and v2 keeps serving.
     let text = std::fs::read_to_string(&source).unwrap();
     std::fs::write(&source, text.replace("struct Web;", "struct Web")).unwrap();

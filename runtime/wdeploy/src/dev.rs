@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch as signal_watch};
 use wdeploy_buildpack::Slug;
-use wdeploy_core::{AppName, Formation, ProcessType, Procfile};
+use wdeploy_core::{AppName, Digest, Formation, ProcessType, Procfile};
 use wdeploy_host::{
     AddonBinding, AppRuntime, Backoff, Egress, Engine, EngineOptions, LogStream, Release,
     ReleaseSpec, Router, Share,
@@ -138,6 +138,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         metrics: runtime.metrics.clone(),
     };
     let mut version = 1;
+    let mut serving_build = BuildKey::of(&slug, &config);
     let release = Release::load(
         &engine,
         release_spec(&app, version, &slug, config, addons.clone()),
@@ -201,12 +202,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Some(built) = built_rx.recv() => {
                 building = false;
                 match built {
+                    // A save that changed nothing the build reads (an editor's save
+                    // without an edit, a file the buildpack ignores): no restart.
+                    Ok((slug, config)) if BuildKey::of(&slug, &config) == serving_build => {
+                        printer.note(&format!("=====> The build is unchanged: v{version} keeps serving"));
+                    }
                     Ok((slug, config)) => {
+                        let key = BuildKey::of(&slug, &config);
                         version += 1;
                         let swapped = swap(&engine, &runtime, &app, version, &slug, config, &addons).await;
                         drain(&mut lines, &printer);
                         match swapped {
                             Ok(has_web) => {
+                                serving_build = key;
                                 printer.note(&format!("=====> v{version} is serving"));
                                 if has_web && serving.is_none() {
                                     // The first build with `web`: listen now.
@@ -372,6 +380,27 @@ impl DevAddons {
             },
             logs: self.logs.clone(),
             metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// What a release of `dev` is made of: a build with the same key runs exactly as the
+/// one serving, so it is not swapped in.
+#[derive(PartialEq)]
+struct BuildKey {
+    components: Digest,
+    procfile: Procfile,
+    settings: String,
+    config: BTreeMap<String, String>,
+}
+
+impl BuildKey {
+    fn of(slug: &Slug, config: &BTreeMap<String, String>) -> BuildKey {
+        BuildKey {
+            components: slug.id(),
+            procfile: slug.procfile.clone(),
+            settings: slug.settings_text.clone(),
+            config: config.clone(),
         }
     }
 }

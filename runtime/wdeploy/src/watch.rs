@@ -11,7 +11,9 @@ const IGNORED: &[&str] = &[".git", "target", "node_modules", "__pycache__", ".wd
 /// Quiet time after the last change before a rebuild starts (editors write in bursts).
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// Starts watching `dir`; each message on the returned channel is one settled burst of edits.
+/// Starts watching `dir`; each message on the returned channel is one settled burst of
+/// edits, named by a file of it that still exists: an editor (or `sed -i`) writes a
+/// temporary file and renames it over the one edited, and the edited one is the news.
 pub fn watch(dir: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<PathBuf>)> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
     let root = dir.to_path_buf();
@@ -32,19 +34,28 @@ pub fn watch(dir: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Re
     tokio::spawn(async move {
         while let Some(first) = raw_rx.recv().await {
             // Wait until edits stop arriving for SETTLE, then report the burst once.
+            let mut burst = vec![first];
             loop {
                 match tokio::time::timeout(SETTLE, raw_rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                    Ok(Some(path)) => burst.push(path),
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
-            if tx.send(first).await.is_err() {
+            if tx.send(named_by(burst)).await.is_err() {
                 return;
             }
         }
     });
     Ok((watcher, rx))
+}
+
+/// The first path of a burst that still exists, else its first (a removal).
+fn named_by(mut burst: Vec<PathBuf>) -> PathBuf {
+    match burst.iter().position(|p| p.exists()) {
+        Some(i) => burst.swap_remove(i),
+        None => burst.swap_remove(0),
+    }
 }
 
 fn relevant(root: &Path, path: &Path) -> bool {
@@ -73,5 +84,15 @@ mod tests {
         assert!(!relevant(root, Path::new("/app/target/debug/x")));
         assert!(!relevant(root, Path::new("/app/.git/index")));
         assert!(!relevant(root, Path::new("/elsewhere/x")));
+    }
+
+    #[test]
+    fn a_burst_is_named_by_a_file_that_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gone, kept) = (dir.path().join("sedX1a2b3"), dir.path().join("web.js"));
+        std::fs::write(&kept, "x").unwrap();
+        let burst = vec![gone.clone(), gone.clone(), kept.clone()];
+        assert_eq!(named_by(burst), kept);
+        assert_eq!(named_by(vec![gone.clone()]), gone);
     }
 }
