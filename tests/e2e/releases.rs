@@ -3,6 +3,7 @@
 //! app, and the components a release refuses before anything of them runs.
 
 use crate::fixture::*;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[test]
 fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() {
@@ -82,6 +83,65 @@ fn a_failing_release_phase_stops_the_deploy_and_the_old_release_keeps_serving() 
     );
     let err = host.fails(&["releases:retry", "-a", "empty"]);
     assert!(err.contains("v1 has no slug to run"), "{err}");
+}
+
+#[test]
+fn a_failed_release_is_retried_once_what_its_release_phase_needs_is_ready() {
+    let host = TestHost::start();
+    host.create_and_push("later", faults_app().path());
+    // The release command fails until a moment a few seconds away, then succeeds.
+    let ready_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 20;
+    host.ok(&[
+        "config:set",
+        &format!("CRASH_UNTIL={ready_at}"),
+        "-a",
+        "later",
+    ]);
+    let app = faults_app().with_procfile("web: web\nrelease: crasher\n");
+    let out = host.cli(&["push", "-a", "later", "--dir", app.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let releases = host.ok(&["releases", "-a", "later"]);
+    assert!(
+        releases.contains("v3") && releases.contains("failed"),
+        "{releases}"
+    );
+
+    poll_until(
+        "the release command's moment",
+        Duration::from_secs(40),
+        || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            (now > ready_at).then_some(())
+        },
+    );
+    let retried = host.cli(&["releases:retry", "-a", "later"]);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    assert_eq!(
+        String::from_utf8_lossy(&retried.stdout),
+        "Retry v3: now v4\n"
+    );
+    assert!(
+        stderr(&retried).contains("crasher: ready"),
+        "{}",
+        stderr(&retried)
+    );
+    let releases = host.ok(&["releases", "-a", "later"]);
+    let newest = releases.lines().nth(1).unwrap_or_default();
+    assert!(
+        newest.starts_with("v4") && newest.contains("Retry v3") && newest.contains("(current)"),
+        "{releases}"
+    );
+    // The release phase ran: its Procfile is v3's, and the app serves.
+    let info = host.ok(&["releases:info", "v4", "-a", "later"]);
+    assert!(info.contains("release: crasher"), "{info}");
+    assert_eq!(host.get("later", "/"), (200, "ok\n".into()));
 }
 
 #[test]
