@@ -1,6 +1,6 @@
 //! Per-app budgets a tenant cannot exceed at its neighbours' expense (issue 12): add-on
 //! storage (`limits.addons_mb` under the host's `--max-addons-mb`), add-on data that a new
-//! app of a destroyed app's name never inherits.
+//! app of a destroyed app's name never inherits, config vars (32 KiB an app).
 
 use crate::fixture::*;
 use std::path::Path;
@@ -117,4 +117,38 @@ fn an_app_filling_its_add_on_storage_gets_errors_and_its_neighbour_does_not() {
         let (status, body) = host.post("filler", "/jobs", &payload);
         assert_eq!(status, 202, "{body}");
     }
+}
+
+/// Config vars are kept whole in every release and given to every instance: an app may
+/// hold 32 KiB of them. A change past that is refused and changes nothing; removing
+/// them still works.
+#[test]
+fn config_vars_past_32_kib_are_refused_and_change_nothing() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "roomy", "--no-link"]);
+    let value = "x".repeat(20 << 10);
+    host.ok(&["config:set", &format!("FIRST={value}"), "-a", "roomy"]);
+    let err = host.fails(&["config:set", &format!("SECOND={value}"), "-a", "roomy"]);
+    assert!(
+        err.contains("would hold 41 KiB; an app may have at most 32 KiB"),
+        "{err}"
+    );
+    assert!(err.contains("wdeploy kv:set"), "{err}");
+    let releases = host.ok(&["releases", "-a", "roomy"]);
+    assert_eq!(
+        releases.lines().filter(|l| l.starts_with('v')).count(),
+        1,
+        "{releases}"
+    );
+    let config = host.ok(&["config", "-a", "roomy", "--json"]);
+    assert!(
+        config.contains("FIRST") && !config.contains("SECOND"),
+        "{config}"
+    );
+
+    // Swapping the value for another of the same size, or removing it, is allowed.
+    let other = "y".repeat(20 << 10);
+    host.ok(&["config:set", &format!("FIRST={other}"), "-a", "roomy"]);
+    host.ok(&["config:unset", "FIRST", "-a", "roomy"]);
+    host.ok(&["config:set", &format!("SECOND={value}"), "-a", "roomy"]);
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{Caller, Progress, ReleasePage};
 use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseDetail, ReleaseInfo, Rollback};
+use wdeploy_core::config_vars;
 use wdeploy_core::egress::EgressChange;
 use wdeploy_core::{
     AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
@@ -582,6 +583,10 @@ impl Host {
         let record = self
             .release(&entry, app, &Reporter::new(progress), |current| {
                 let (config, description) = apply_config(current.as_ref(), &patch);
+                let before = current
+                    .as_ref()
+                    .map_or(0, |r| config_vars::bytes(&r.config));
+                config_vars::check_size(before, &config).map_err(ApiError::invalid)?;
                 let (slug, procfile, settings) = match current {
                     Some(r) => (r.slug, r.procfile, r.settings),
                     None => (None, String::new(), String::new()),
