@@ -28,6 +28,10 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Turns the app's maintenance mode on or off (a change of the app, not a release);
     /// returns the app after it.
     async fn set_maintenance(&self, name: &AppName, on: bool) -> Result<App>;
+    /// Gives the app `new` for a name, with everything it has (its id stays, and with it
+    /// its add-on data and access); `Conflict` if `new` is taken. The old name is free
+    /// from then on.
+    async fn rename_app(&self, name: &AppName, new: &AppName) -> Result<App>;
 
     /// Appends `new` as `version` of the app's release log, if that version is still free:
     /// pending when it has a slug to start, succeeded when it only changes config.

@@ -22,6 +22,7 @@
 
 mod certs;
 mod domains;
+mod rename;
 
 use super::{CALL_TIMEOUT, Nats, unavailable};
 use crate::control::ControlStore;
@@ -251,6 +252,10 @@ impl ControlStore for ClusterControl {
         })
         .await?;
         to_app(stored.ok_or_else(|| StoreError::NotFound(format!("app {name}")))?)
+    }
+
+    async fn rename_app(&self, name: &AppName, new: &AppName) -> Result<App> {
+        self.rename_app_here(name, new).await
     }
 
     async fn delete_app(&self, name: &AppName) -> Result<()> {

@@ -10,6 +10,7 @@ mod certs;
 mod domains;
 mod maintenance;
 mod releases;
+mod rename;
 
 use crate::control::ControlStore;
 use crate::error::{Result, StoreError};
@@ -212,6 +213,10 @@ impl ControlStore for EmbeddedControl {
     async fn set_maintenance(&self, name: &AppName, on: bool) -> Result<App> {
         let name = name.clone();
         self.blocking(move |db| db.set_maintenance(&name, on)).await
+    }
+    async fn rename_app(&self, name: &AppName, new: &AppName) -> Result<App> {
+        let (name, new) = (name.clone(), new.clone());
+        self.blocking(move |db| db.rename_app(&name, &new)).await
     }
     async fn append_release(
         &self,

@@ -23,12 +23,12 @@ pub(super) const CERTS: &str = "wdeploy-certs";
 
 /// What a key holds.
 #[derive(Serialize, Deserialize)]
-struct Entry {
+pub(super) struct Entry {
     /// The app's id (a new app of a destroyed one's name is another app).
-    id: String,
+    pub id: String,
     /// The revision of the domain's entry the certificate was put for.
-    domain_revision: u64,
-    cert: StoredCert,
+    pub domain_revision: u64,
+    pub cert: StoredCert,
 }
 
 impl Entry {

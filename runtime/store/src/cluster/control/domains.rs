@@ -21,10 +21,10 @@ pub(super) struct DomainHolder {
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
-struct StoredDomain {
-    app: AppName,
-    id: String,
-    created_at: DateTime<Utc>,
+pub(super) struct StoredDomain {
+    pub app: AppName,
+    pub id: String,
+    pub created_at: DateTime<Utc>,
 }
 
 impl ClusterControl {
@@ -107,7 +107,7 @@ impl ClusterControl {
     }
 
     /// Every entry of the bucket with its revision, sorted by domain.
-    async fn scan_domains(&self) -> Result<Vec<(Domain, StoredDomain, u64)>> {
+    pub(super) async fn scan_domains(&self) -> Result<Vec<(Domain, StoredDomain, u64)>> {
         self.nats.check()?;
         let scanned = within(
             "listing the domains",
