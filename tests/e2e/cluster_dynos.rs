@@ -188,3 +188,45 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     served_everywhere("the second app");
     one_web_dyno_per_node(b, "twice");
 }
+
+#[test]
+fn a_rename_through_one_node_moves_the_app_on_every_node() {
+    let cluster = Cluster::start(3);
+    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
+    a.create_and_push("before", &sample("hello"));
+    a.ok(&["config:set", "GREETING=renamed", "-a", "before"]);
+    a.ok(&["ps:scale", "web=3", "-a", "before"]);
+    settled_spread(&[a, b, c], "before");
+
+    let said = b.ok(&["apps:rename", "after", "-a", "before"]);
+    assert!(said.starts_with("Renamed before to after"), "{said}");
+    // Every node serves the new name from a dyno of its own again, and knows no app of
+    // the old name.
+    settled_spread(&[a, b, c], "after");
+    for node in [a, b, c] {
+        poll_until("the new name served and the old one gone", MOVE, || match (
+            node.get("after", "/"),
+            node.get("before", "/"),
+        ) {
+            ((200, body), (404, _)) if body.contains("renamed") => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+        let err = node.fails(&["ps", "-a", "before"]);
+        assert!(err.contains("app before not found"), "{err}");
+    }
+    // Each node's log of the app goes on under its new name: what came before the
+    // rename, and the rename itself.
+    for node in [a, c] {
+        poll_until("the log carried over", MOVE, || {
+            let log = node.ok(&["logs", "-a", "after", "-n", "1500"]);
+            let wanted = [
+                "Set GREETING config vars by admin",
+                "Renamed from before to after by admin",
+            ];
+            match wanted.iter().find(|w| !log.contains(*w)) {
+                None => Ok(()),
+                Some(missing) => Err(format!("no `{missing}` in:\n{log}")),
+            }
+        });
+    }
+}

@@ -36,6 +36,7 @@ mod people;
 mod polyglot;
 mod quotas;
 mod releases;
+mod rename;
 mod streams;
 mod tls;
 mod write_idioms;

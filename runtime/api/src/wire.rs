@@ -68,6 +68,9 @@ pub struct AppUpdate {
     /// and the dynos keep running.
     #[serde(default)]
     pub maintenance: Option<bool>,
+    /// A new name for the app (`apps:rename`): its URL changes, and all it has stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<AppName>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

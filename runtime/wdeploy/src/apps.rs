@@ -1,4 +1,4 @@
-//! `apps`, `apps:create`, `apps:info`, `apps:destroy`, `open`.
+//! `apps`, `apps:create`, `apps:rename`, `apps:info`, `apps:destroy`, `open`.
 
 use crate::session::{self, AppArg, JsonArg, ShowArgs};
 use anyhow::bail;
@@ -135,12 +135,49 @@ pub fn set_maintenance(args: AppArg, on: bool) -> anyhow::Result<()> {
     let name = args.resolve()?;
     let update = wdeploy_api::wire::AppUpdate {
         maintenance: Some(on),
+        ..Default::default()
     };
     session::client()?.update_app(&name, &update)?;
     if on {
         println!("Maintenance mode on for {name}: its requests get a 503 maintenance page.");
     } else {
         println!("Maintenance mode off for {name}: its dynos serve its requests again.");
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    /// The app's new name
+    pub new_name: wdeploy_core::AppName,
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `apps:rename NEW`: the app keeps all it has under a new name and URL; the directory
+/// linked to it is linked to the new name.
+pub fn rename(args: RenameArgs) -> anyhow::Result<()> {
+    let name = args.app.resolve()?;
+    let update = wdeploy_api::wire::AppUpdate {
+        name: Some(args.new_name.clone()),
+        ..Default::default()
+    };
+    let app = session::client()?.update_app(&name, &update)?;
+    if app.name != args.new_name {
+        bail!("the host did not rename {name}: it is older than this CLI and cannot rename apps");
+    }
+    println!("Renamed {name} to {} | {}", app.name, app.web_url);
+    let cwd = std::env::current_dir()?;
+    if let Some((dir, linked)) = session::find_link(&cwd)
+        && linked == name
+    {
+        session::write_link(&dir, app.name.as_str())?;
+        println!(
+            "Linked {} to {} ({})",
+            dir.display(),
+            app.name,
+            session::LINK_FILE
+        );
     }
     Ok(())
 }

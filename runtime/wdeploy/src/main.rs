@@ -66,6 +66,10 @@ enum Command {
     /// Show an app
     #[command(name = "apps:info")]
     AppsInfo(session::ShowArgs),
+    /// Give the app a new name (and URL); it keeps all it has, and the linked directory
+    /// follows
+    #[command(name = "apps:rename", visible_alias = "rename")]
+    AppsRename(apps::RenameArgs),
     /// Delete an app with its releases and config
     #[command(name = "apps:destroy")]
     AppsDestroy(apps::DestroyArgs),
@@ -251,6 +255,7 @@ fn main() -> std::process::ExitCode {
         Command::Apps(json) => apps::list(json),
         Command::AppsCreate(args) => apps::create(args),
         Command::AppsInfo(args) => apps::info(args),
+        Command::AppsRename(args) => apps::rename(args),
         Command::AppsDestroy(args) => apps::destroy(args),
         Command::Nodes(json) => cluster::nodes(json),
         Command::ClusterRotateKey(args) => cluster::rotate_key(args),

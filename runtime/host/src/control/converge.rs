@@ -273,6 +273,17 @@ impl Host {
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
+            // Renamed through another node: its id is in the list under the new name.
+            let id = self
+                .apps
+                .lock()
+                .get(&name)
+                .and_then(|e| e.id.get().cloned());
+            if let Some(renamed) = apps.iter().find(|a| Some(&a.id) == id.as_ref()) {
+                tracing::info!(app = %name, to = %renamed.name, "renamed on another node");
+                self.follow_rename(&name, renamed).await;
+                continue;
+            }
             // Still absent when read again: not an app being created right now.
             if matches!(
                 self.store.control.app(&name).await,
@@ -298,7 +309,17 @@ impl Host {
     /// and ship its lines to its drains, then publishes what it runs and learns which nodes serve the app. The release and
     /// formation are read only when the app's revision, the live nodes or the `repair`
     /// period differ from those it last settled under (period 0: always).
-    async fn converge_app(&self, app: &App, repair: u64) -> anyhow::Result<()> {
+    pub(super) async fn converge_app(&self, app: &App, repair: u64) -> anyhow::Result<()> {
+        // This node runs the app's id under another name: the list was read before a
+        // rename here, and the next look reads the name it has now.
+        if self
+            .ids
+            .lock()
+            .get(&app.id)
+            .is_some_and(|name| *name != app.name)
+        {
+            return Ok(());
+        }
         let entry = self.entry_for(app);
         if entry.is_destroying() {
             return Ok(());

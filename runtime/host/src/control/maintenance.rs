@@ -1,3 +1,6 @@
+//! Changes of the app itself (`PATCH /apps/NAME`): its name (see `rename.rs`) and
+//! maintenance mode.
+//!
 //! Maintenance mode (`maintenance:on`, `maintenance:off`): the router answers the app's
 //! requests with a 503 maintenance page while its dynos keep running, as on Heroku, for
 //! a migration or an outage of something the app needs.
@@ -20,13 +23,17 @@ impl Host {
         update: AppUpdate,
     ) -> Result<AppInfo> {
         let mut app = self.store.control.app(name).await?;
+        if let Some(new) = &update.name {
+            app = self.rename(name, by, new).await?;
+        }
+        let name = app.name.clone();
         if let Some(on) = update.maintenance {
             let before = app.maintenance;
-            app = self.store.control.set_maintenance(name, on).await?;
+            app = self.store.control.set_maintenance(&name, on).await?;
             let entry = self.entry_for(&app);
             // A look that read the app before the change may set it back here: the next
             // one, made now, reads it again.
-            self.nudge(name);
+            self.nudge(&name);
             if before != on {
                 let what = if on { "Enable" } else { "Disable" };
                 entry

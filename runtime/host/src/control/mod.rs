@@ -33,6 +33,7 @@ mod people;
 mod platform;
 mod release_phase;
 mod releases;
+mod rename;
 mod reporter;
 mod streams;
 
@@ -551,7 +552,13 @@ impl Host {
     /// clears what it published.
     async fn tear_down(&self, app: &AppName, entry: Arc<AppEntry>) {
         if let Some(id) = entry.id.get() {
-            self.ids.lock().remove(id);
+            // Unless the id names the app under a new name by now (a rename).
+            {
+                let mut ids = self.ids.lock();
+                if ids.get(id) == Some(app) {
+                    ids.remove(id);
+                }
+            }
             if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
                 tracing::debug!(app = %app, "could not clear the dyno records: {e}");
             }

@@ -181,6 +181,21 @@ impl LogStream {
         self.write(LogSource::Platform, process, text);
     }
 
+    /// Puts `from`'s history before this stream's own (an app renamed: its log goes on
+    /// under the new name), keeping the newest [`BUFFER_LINES`].
+    pub fn inherit(&self, from: &LogStream) {
+        let older: Vec<Arc<LogLine>> = from.history.lock().iter().cloned().collect();
+        let mut history = self.history.lock();
+        let newer = std::mem::take(&mut *history);
+        let all = older.len() + newer.len();
+        history.extend(
+            older
+                .into_iter()
+                .chain(newer)
+                .skip(all.saturating_sub(BUFFER_LINES)),
+        );
+    }
+
     /// Appends a line another node wrote: neither handed to the outbox nor to the drains
     /// (its node ships it).
     pub fn push(&self, line: LogLine) {
