@@ -145,6 +145,22 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-app.png");
         std::fs::write(&path, screenshot).expect("write the screenshot");
         eprintln!("the app page: {}", path.display());
+
+        // Renamed from its page: the page follows the new name, which serves.
+        let to = page
+            .find(Locator::Css("#rename-to"))
+            .await
+            .expect("the rename field");
+        to.clear().await.expect("clear");
+        to.send_keys("dash-renamed").await.expect("type the name");
+        click(page, "#rename").await;
+        wait_text(page, "#app-name", |t| t == "dash-renamed").await;
+        wait_text(page, "main > p.ok", |t| {
+            t.contains("Renamed dash to dash-renamed")
+        })
+        .await;
+        assert_eq!(host.get("dash-renamed", "/").0, 200);
+        assert_eq!(host.get("dash", "/").0, 404);
         browser
             .client
             .clone()

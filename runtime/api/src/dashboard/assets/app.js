@@ -162,6 +162,21 @@ async function appPage(name) {
       flash(`Maintenance mode ${after.maintenance ? "on" : "off"}`, "ok");
     } catch (e) { flash(e.message); }
   });
+  // A new name and URL; everything else stays. The page moves to the new name.
+  const renameTo = el("input", { id: "rename-to", value: name, "aria-label": "New name", size: "30", maxlength: "30" });
+  const rename = el("button", {
+    id: "rename", class: "small", text: "Rename",
+    on: {
+      click: async () => {
+        try {
+          const after = await api(`/apps/${name}`, { method: "PATCH", body: { name: renameTo.value.trim() } });
+          history.replaceState(null, "", `#/apps/${after.name}`);
+          await route();
+          flash(`Renamed ${name} to ${after.name}`, "ok");
+        } catch (e) { flash(e.message); }
+      },
+    },
+  });
   const log = el("pre", { id: "log", class: "log" });
   const source = el("select", { id: "log-source", "aria-label": "Log source" },
     el("option", { value: "", text: "all sources" }),
@@ -174,6 +189,7 @@ async function appPage(name) {
     el("p", {}, el("a", { href: info.web_url, text: info.web_url, target: "_blank", rel: "noopener" }),
       el("span", { id: "current-release", class: "muted", text: info.release ? `  v${info.release} serving` : "  no release yet" })),
     el("p", {}, maintenance, toggle),
+    el("p", {}, "Name: ", renameTo, " ", rename),
     section("Metrics (last hour)", holders.charts),
     el("div", { class: "columns" },
       section("Formation", holders.formation),
