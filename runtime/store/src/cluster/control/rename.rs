@@ -2,9 +2,10 @@
 //! id and stay where they are; what names it is its key in `wdeploy-apps`, and the app
 //! name its domains and certificates carry. The new key is made only if absent, so two
 //! nodes can never give one name to two apps; the old key is deleted only at the
-//! revision read, so a change made to it meanwhile (maintenance) is carried over first.
-//! Between the two writes both names lead to the same id: a node that looks then runs
-//! the app under the new name and retires the old when it looks again.
+//! revision read, so a change made to it meanwhile (maintenance) is carried over first;
+//! the app's domains and certificates take the new name in between.
+//! Between the two writes both names lead to the same id: a node that looks then goes on
+//! running the app under the old name, and follows the rename at its next look.
 
 use super::certs::Entry as CertEntry;
 use super::domains::StoredDomain;
@@ -55,15 +56,15 @@ impl ClusterControl {
                 Err(e) => return Err(unavailable(format!("renaming app {name}: {e}"))),
             }
             claimed = Some(app.id.to_string());
+            // Before the old name goes: a rename cut short here is finished by the same
+            // call again, which finds its claim and the domains already moved.
+            self.rename_domains(app.id.as_str(), new).await?;
             match self
                 .apps
                 .delete_expect_revision(name.as_str(), Some(revision))
                 .await
             {
-                Ok(()) => {
-                    self.rename_domains(app.id.as_str(), new).await?;
-                    return self.app_entry(new).await.map(|(app, _)| app);
-                }
+                Ok(()) => return self.app_entry(new).await.map(|(app, _)| app),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(unavailable(format!("renaming app {name}: {e}"))),
             }
