@@ -327,6 +327,28 @@ pub struct RestartRequest {
     pub dyno: Option<String>,
 }
 
+/// What the backends' tests store.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::NewRelease;
+
+    /// A release of a slug with a web process and `config`, by the admin.
+    pub fn new_release(description: &str, config: &[(&str, &str)]) -> NewRelease {
+        NewRelease {
+            node: None,
+            slug: Some(wdeploy_core::Digest::of_bytes(b"slug")),
+            procfile: "web: web\n".into(),
+            settings: String::new(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            description: description.into(),
+            author: "admin".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,14 +31,7 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
     let app = session::client()?.create_app(args.name.as_deref())?;
     println!("Created {} | {}", app.name, app.web_url);
     if !args.no_link {
-        let dir = std::env::current_dir()?;
-        session::write_link(&dir, &app.name)?;
-        println!(
-            "Linked {} to {} ({})",
-            dir.display(),
-            app.name,
-            session::LINK_FILE
-        );
+        session::link(&std::env::current_dir()?, &app.name)?;
     }
     Ok(())
 }
@@ -171,13 +164,7 @@ pub fn rename(args: RenameArgs) -> anyhow::Result<()> {
     if let Some((dir, linked)) = session::find_link(&cwd)
         && linked == name
     {
-        session::write_link(&dir, app.name.as_str())?;
-        println!(
-            "Linked {} to {} ({})",
-            dir.display(),
-            app.name,
-            session::LINK_FILE
-        );
+        session::link(&dir, app.name.as_str())?;
     }
     Ok(())
 }

@@ -130,6 +130,13 @@ pub fn find_link(dir: &Path) -> Option<(PathBuf, String)> {
     None
 }
 
+/// Links `dir` to `app` and says so.
+pub fn link(dir: &Path, app: &str) -> anyhow::Result<()> {
+    write_link(dir, app)?;
+    println!("Linked {} to {app} ({LINK_FILE})", dir.display());
+    Ok(())
+}
+
 pub fn write_link(dir: &Path, app: &str) -> anyhow::Result<()> {
     std::fs::write(
         dir.join(LINK_FILE),

@@ -226,3 +226,14 @@ fn signed_jwt(
         .expect("an ed25519 signature");
     format!("{signed}.{}", b64(&signature))
 }
+
+/// The control store of a node called `node` on `server`.
+pub async fn control(server: &NatsServer, node: &str) -> super::ClusterControl {
+    let name = node.parse().expect("a node name");
+    let nats = super::Nats::connect(&server.url(), &name)
+        .await
+        .expect("connect to nats-server");
+    super::ClusterControl::open(&nats)
+        .await
+        .expect("open the control buckets")
+}

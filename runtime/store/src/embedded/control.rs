@@ -370,21 +370,7 @@ pub(super) fn parse_time(s: &str) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new_release(description: &str, config: &[(&str, &str)]) -> NewRelease {
-        NewRelease {
-            node: None,
-            slug: Some(wdeploy_core::Digest::of_bytes(b"slug")),
-            procfile: "web: web\n".into(),
-            settings: String::new(),
-            config: config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            description: description.into(),
-            author: "admin".into(),
-        }
-    }
+    use crate::model::testing::new_release;
 
     fn name(s: &str) -> AppName {
         s.parse().unwrap()

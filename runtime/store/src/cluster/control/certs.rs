@@ -165,14 +165,7 @@ mod tests {
     use super::*;
     use crate::ControlStore;
     use crate::certs::testing::manual;
-    use crate::cluster::{Nats, testing::NatsServer};
-
-    async fn control(server: &NatsServer, node: &str) -> ClusterControl {
-        let nats = Nats::connect(&server.url(), &node.parse().unwrap())
-            .await
-            .unwrap();
-        ClusterControl::open(&nats).await.unwrap()
-    }
+    use crate::cluster::testing::{NatsServer, control};
 
     #[tokio::test]
     async fn certs_are_shared_need_their_domain_and_go_with_it() {

@@ -126,18 +126,11 @@ mod tests {
     use super::*;
     use crate::certs::CertStore;
     use crate::certs::testing::manual;
-    use crate::cluster::{Nats, testing::NatsServer};
+    use crate::cluster::testing::{NatsServer, control};
     use crate::control::ControlStore;
-    use crate::model::{Drain, NewRelease};
-    use std::collections::BTreeMap;
-    use wdeploy_core::{Digest, Domain, Formation};
-
-    async fn control(server: &NatsServer, node: &str) -> ClusterControl {
-        let nats = Nats::connect(&server.url(), &node.parse().unwrap())
-            .await
-            .unwrap();
-        ClusterControl::open(&nats).await.unwrap()
-    }
+    use crate::model::Drain;
+    use crate::model::testing::new_release;
+    use wdeploy_core::{Domain, Formation};
 
     fn app(s: &str) -> AppName {
         s.parse().unwrap()
@@ -150,16 +143,9 @@ mod tests {
         let (old, new, other) = (app("old-name"), app("new-name"), app("other"));
         let made = one.create_app(&old).await.unwrap();
         one.create_app(&other).await.unwrap();
-        let release = NewRelease {
-            node: None,
-            slug: Some(Digest::of_bytes(b"slug")),
-            procfile: "web: web\n".into(),
-            settings: String::new(),
-            config: BTreeMap::from([("A".to_string(), "1".to_string())]),
-            description: "Deploy".into(),
-            author: "admin".into(),
-        };
-        one.append_release(&old, 1, release).await.unwrap();
+        one.append_release(&old, 1, new_release("Deploy", &[("A", "1")]))
+            .await
+            .unwrap();
         let web3: Formation = serde_json::from_str(r#"{"web": 3}"#).unwrap();
         one.scale(&old, &web3).await.unwrap();
         one.set_maintenance(&old, true).await.unwrap();

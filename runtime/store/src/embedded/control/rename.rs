@@ -62,9 +62,8 @@ impl ControlDb {
 mod tests {
     use super::*;
     use crate::certs::testing::manual;
-    use crate::model::NewRelease;
-    use std::collections::BTreeMap;
-    use wdeploy_core::{Digest, Domain, Formation};
+    use crate::model::testing::new_release;
+    use wdeploy_core::{Domain, Formation};
 
     fn app(s: &str) -> AppName {
         s.parse().unwrap()
@@ -77,16 +76,8 @@ mod tests {
         let (old, new, other) = (app("old-name"), app("new-name"), app("other"));
         let made = db.create_app(&old).unwrap();
         db.create_app(&other).unwrap();
-        let release = NewRelease {
-            node: None,
-            slug: Some(Digest::of_bytes(b"slug")),
-            procfile: "web: web\n".into(),
-            settings: String::new(),
-            config: BTreeMap::from([("A".to_string(), "1".to_string())]),
-            description: "Deploy".into(),
-            author: "admin".into(),
-        };
-        db.append_release(&old, 1, release).unwrap();
+        db.append_release(&old, 1, new_release("Deploy", &[("A", "1")]))
+            .unwrap();
         db.set_release_output(&old, 1, "-----> Started").unwrap();
         let web3: Formation = serde_json::from_str(r#"{"web": 3}"#).unwrap();
         db.scale(&old, &web3).unwrap();
