@@ -126,3 +126,44 @@ fn an_unchanged_source_is_not_built_again_and_one_changed_file_rebuilds() {
     run(false);
     run(true);
 }
+
+#[test]
+fn a_new_app_from_the_rust_template_deploys_and_answers() {
+    let host = TestHost::start();
+    let parent = tempfile::tempdir().unwrap();
+    let new = |args: &[&str]| {
+        wdeploy()
+            .arg("new")
+            .args(args)
+            .current_dir(parent.path())
+            .output()
+            .expect("run wdeploy new")
+    };
+    let out = new(&["my-first-app"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("Created my-first-app in my-first-app"),
+        "{said}"
+    );
+    assert!(said.contains("wdeploy apps:create my-first-app"), "{said}");
+    let dir = parent.path().join("my-first-app");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"my-first-app\""), "{manifest}");
+
+    host.create_and_push("my-first-app", &dir);
+    assert_eq!(
+        host.get("my-first-app", "/"),
+        (200, "Hello from wdeploy\n".into())
+    );
+
+    // A directory with something in it is never written into.
+    let out = new(&["my-first-app", "-t", "python"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("my-first-app exists and is not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("requirements.txt").exists());
+}

@@ -47,8 +47,9 @@ macro_rules! wit_file {
 }
 
 /// The platform's WIT (`wit/`, worlds `web` and `worker` with their deps), for buildpacks
-/// whose tools generate bindings from it: the app directory then needs no copy.
-const PLATFORM_WIT: &[(&str, &str)] = &[
+/// whose tools generate bindings from it: the app directory then needs no copy. Rust apps
+/// keep a copy (`wdeploy new -t rust-counter` writes one).
+pub const PLATFORM_WIT: &[(&str, &str)] = &[
     wit_file!("wit/world.wit"),
     wit_file!("wit/queue.wit"),
     wit_file!("wit/deps/cli.wit"),

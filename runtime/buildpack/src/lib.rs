@@ -9,5 +9,5 @@ pub mod cache;
 pub mod slug;
 pub mod sync;
 
-pub use buildpack::{BuildDirs, BuildRequest, Buildpack, build};
+pub use buildpack::{BuildDirs, BuildRequest, Buildpack, PLATFORM_WIT, build};
 pub use slug::Slug;

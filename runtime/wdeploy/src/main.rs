@@ -23,6 +23,7 @@ mod queue;
 mod releases;
 mod session;
 mod tail;
+mod templates;
 mod watch;
 mod when;
 
@@ -44,6 +45,9 @@ struct Cli {
 enum Command {
     /// Build the app in DIR and run it locally, rebuilding on every change
     Dev(dev::DevArgs),
+    /// Start a new app in DIR from a template (rust, rust-counter, rust-jobs, python,
+    /// javascript): `wdeploy new --list` lists them
+    New(templates::NewArgs),
     /// Run a host: router, dynos, control API and store in one process
     Host(Box<host::HostArgs>),
     /// Save the host URL and token the other commands use
@@ -248,6 +252,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Host(args) => block_on(host::run(*args)),
+        Command::New(args) => templates::new_app(args),
         Command::Login(args) => auth::login(args),
         Command::Whoami(json) => auth::whoami(json),
         Command::Logout => auth::logout(),
