@@ -10,7 +10,7 @@ use ureq::http;
 const BOB: &str = "bob@example.com";
 
 /// `users:add EMAIL`: the person's first token, as printed (the line after the header).
-fn add_user(host: &TestHost, email: &str) -> String {
+pub(crate) fn add_user(host: &TestHost, email: &str) -> String {
     let out = host.ok(&["users:add", email]);
     let mut lines = out
         .lines()

@@ -152,3 +152,84 @@ fn config_vars_past_32_kib_are_refused_and_change_nothing() {
     host.ok(&["config:unset", "FIRST", "-a", "roomy"]);
     host.ok(&["config:set", &format!("SECOND={value}"), "-a", "roomy"]);
 }
+
+/// A person's API calls and the apps they create have budgets of their own: past either,
+/// they are refused with what the limit is, while another person (and the admin, who runs
+/// the host) goes on as before.
+#[test]
+fn a_person_past_their_api_rate_or_app_count_is_refused_and_others_are_not() {
+    let host = TestHost::start_with(&[
+        "--api-rate",
+        "1",
+        "--api-burst",
+        "20",
+        "--max-apps-per-person",
+        "2",
+    ]);
+    let bob = crate::people::add_user(&host, "bob@example.com");
+    let carol = crate::people::add_user(&host, "carol@example.com");
+    let as_bob = |args: &[&str]| host.cli_with_token(&bob, args);
+
+    // Apps: two, then a refusal that says why; one destroyed makes room again.
+    for app in ["bob-one", "bob-two"] {
+        let out = as_bob(&["apps:create", app, "--no-link"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = as_bob(&["apps:create", "bob-three", "--no-link"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bob@example.com has access to 2 apps")
+            && stderr(&out).contains("--max-apps-per-person"),
+        "{}",
+        stderr(&out)
+    );
+    for app in ["admin-one", "admin-two", "admin-three"] {
+        host.ok(&["apps:create", app, "--no-link"]);
+    }
+    let out = as_bob(&["apps:destroy", "bob-one", "--confirm", "bob-one"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_bob(&["apps:create", "bob-three", "--no-link"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Calls: bob's burst runs out and he gets 429s naming the rate.
+    let call = |token: &str| {
+        let mut response = http()
+            .get(&format!("{}/apps", host.api))
+            .header("authorization", &format!("Bearer {token}"))
+            .call()
+            .expect("GET /apps");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    let refused = (0..40)
+        .map(|_| call(&bob))
+        .find(|(status, _)| *status == 429)
+        .expect("bob's calls past his burst are refused");
+    assert!(
+        refused
+            .1
+            .contains("too many API calls from bob@example.com")
+            && refused.1.contains("--api-rate"),
+        "{}",
+        refused.1
+    );
+    let out = as_bob(&["apps"]);
+    assert!(
+        stderr(&out).contains("too many API calls"),
+        "{}",
+        stderr(&out)
+    );
+    // Carol and the admin are not held back by bob's calls.
+    for _ in 0..10 {
+        assert_eq!(call(&carol).0, 200);
+        assert_eq!(call(&host.token).0, 200);
+    }
+    // Bob's rate gives him calls back as time passes.
+    poll_until("bob's next call at his rate", SOON, || match call(&bob) {
+        (200, _) => Ok(()),
+        (status, body) => Err(format!("{status} {body}")),
+    });
+}

@@ -47,6 +47,7 @@ impl ApiFixture {
                 },
                 max_addons_mb: 1024,
                 log_rate: Default::default(),
+                people: Default::default(),
                 drains: Default::default(),
                 tls: Default::default(),
                 acme: Default::default(),

@@ -18,6 +18,7 @@
 mod acme;
 mod addon_admin;
 mod bootstrap;
+mod budgets;
 mod certs;
 mod cluster_keys;
 mod converge;
@@ -45,6 +46,7 @@ use crate::dyno::web::WebStart;
 use crate::guest::engine::Engine;
 use crate::logs::LogStream;
 use crate::router::Router;
+pub use budgets::PersonLimits;
 use errors::Result;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -72,6 +74,8 @@ pub struct HostConfig {
     pub max_addons_mb: u64,
     /// Lines per second each app's dynos may log (the rest are dropped and counted).
     pub log_rate: crate::logs::rate::LogRate,
+    /// What one person may make the host do: API calls, apps.
+    pub people: PersonLimits,
     /// Where log drains may connect and which extra CAs they trust.
     pub drains: crate::logs::drain::DrainOptions,
     /// The certificates the HTTPS listener serves (filled from the store's).
@@ -120,6 +124,8 @@ pub struct Host {
     acme: crate::tls::acme::AcmeClient,
     /// Wakes the ACME worker early (a domain added with `--acme` here).
     acme_wake: tokio::sync::Notify,
+    /// Each person's API calls against their rate.
+    calls: budgets::CallBudgets,
 }
 
 /// One app this host runs.
@@ -270,6 +276,7 @@ impl Host {
             drain_network,
             acme,
             acme_wake: tokio::sync::Notify::new(),
+            calls: budgets::CallBudgets::default(),
         });
         host.observe();
         host.answer_acme_challenges();

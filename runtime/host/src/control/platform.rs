@@ -63,6 +63,7 @@ impl Host {
         let name: AppName = name
             .parse()
             .map_err(|e: wdeploy_core::app_name::AppNameError| ApiError::invalid(e.to_string()))?;
+        self.check_app_budget(by).await?;
         let app = self.store.control.create_app(&name).await?;
         // A fresh id, so no add-on data of an earlier app of this name can be reached.
         self.store.addons.create_app(&app.id).await?;
@@ -280,7 +281,11 @@ fn dyno_info(d: DynoSnapshot) -> DynoInfo {
 #[async_trait]
 impl Platform for Host {
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError> {
-        Ok(self.caller(token).await?)
+        let caller = self.caller(token).await?;
+        if let Some(caller) = &caller {
+            self.admit_call(caller)?;
+        }
+        Ok(caller)
     }
 
     async fn may_act_on(&self, caller: &Caller, app: &AppName) -> Result<bool, ApiError> {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use wdeploy_host::{
     DEFAULT_MAX_APP_MEMORY_MB, DEFAULT_MAX_DISK_MB, Deadlines, HEADER_TIMEOUT, IDLE_TIMEOUT,
-    LETS_ENCRYPT, LogRate, default_lane_threads,
+    LETS_ENCRYPT, LogRate, PersonLimits, default_lane_threads,
 };
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +145,16 @@ pub struct HostArgs {
     /// Log lines an app's dynos may write at once before --log-rate applies
     #[arg(long, default_value_t = LogRate::default().burst)]
     pub log_burst: u32,
+    /// API calls a second each person but the admin may make, after --api-burst; past
+    /// it a call gets 429
+    #[arg(long, default_value_t = PersonLimits::default().api_rate)]
+    pub api_rate: u32,
+    /// API calls a person may make at once before --api-rate applies
+    #[arg(long, default_value_t = PersonLimits::default().api_burst)]
+    pub api_burst: u32,
+    /// Apps a person but the admin may create while they have access to this many
+    #[arg(long, default_value_t = PersonLimits::default().max_apps)]
+    pub max_apps_per_person: usize,
     /// Run as one node of a cluster whose state is in this NATS server (with JetStream),
     /// shared by every node; without it the host keeps everything in --data. Credentials
     /// go in the URL (nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT; from the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
     AcmeOptions, Backoff, Deadlines, DrainOptions, Egress, Engine, EngineOptions, Host, HostConfig,
-    LaneOptions, ListenerLimits, LogRate, Router, SlotReset, raise_fd_limit,
+    LaneOptions, ListenerLimits, LogRate, PersonLimits, Router, SlotReset, raise_fd_limit,
 };
 
 /// Prints one of the host's own lines on stdout. A host outlives whoever reads its output:
@@ -154,6 +154,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         args.log_rate >= 1 && args.log_burst >= 1,
         "--log-rate and --log-burst must be at least 1"
     );
+    anyhow::ensure!(
+        args.api_rate >= 1 && args.api_burst >= 1 && args.max_apps_per_person >= 1,
+        "--api-rate, --api-burst and --max-apps-per-person must be at least 1"
+    );
     let engine = Engine::new(&engine_options(&args, &data))?;
     let slot_reset = engine.slot_reset();
     let router = Router::new(&args.domain);
@@ -204,6 +208,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             log_rate: LogRate {
                 per_second: args.log_rate,
                 burst: args.log_burst,
+            },
+            people: PersonLimits {
+                api_rate: args.api_rate,
+                api_burst: args.api_burst,
+                max_apps: args.max_apps_per_person,
             },
             drains: DrainOptions {
                 extra_roots_pem: match &args.drain_ca {
