@@ -313,6 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn an_inherited_history_comes_first_and_the_newest_lines_are_kept() {
+        let (old, new) = (LogStream::new(), LogStream::new());
+        for i in 0..BUFFER_LINES {
+            old.write(LogSource::App, "web.1", format!("old {i}"));
+        }
+        new.write(LogSource::Platform, "api", "new 0");
+        new.inherit(&old);
+        let texts: Vec<String> = new
+            .replay_and_subscribe(usize::MAX)
+            .0
+            .iter()
+            .map(|l| l.text.clone())
+            .collect();
+        assert_eq!(texts.len(), BUFFER_LINES);
+        assert_eq!(texts[0], "old 1", "the oldest line makes room");
+        assert_eq!(texts[BUFFER_LINES - 2], format!("old {}", BUFFER_LINES - 1));
+        assert_eq!(texts[BUFFER_LINES - 1], "new 0");
+    }
+
+    #[test]
     fn dyno_lines_over_the_rate_are_dropped_and_counted() {
         let logs = LogStream::with_rate(LogRate {
             per_second: 1,
