@@ -17,6 +17,7 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
     host.create_and_push("dash", &sample("hello"));
     host.ok(&["config:set", "GREETING=two", "-a", "dash"]);
     assert_eq!(host.get("dash", "/"), (200, "Hello from two\n".into()));
+    host.ok(&["domains:add", "www.dash.example.com", "-a", "dash"]);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,6 +61,15 @@ fn a_person_logs_in_rolls_back_scales_and_tails_the_log_in_a_real_browser() {
         );
         click(page, "#config button").await;
         wait_text(page, "#config", |t| t.contains("two")).await;
+        // Its custom domain (no certificate yet) and who has access.
+        let domain = wait_text(
+            page,
+            "#domains tr[data-domain='www.dash.example.com']",
+            |t| t.contains("dash.localhost"),
+        )
+        .await;
+        assert!(domain.contains("none (HTTP only)"), "{domain}");
+        wait_text(page, "#access", |t| t.contains("admin")).await;
 
         // Rollback: the router answers with v1's config again.
         click(page, "#release-table button[data-rollback='1']").await;

@@ -145,6 +145,8 @@ async function appPage(name) {
     releases: el("div", { id: "releases" }),
     config: el("div", { id: "config" }),
     addons: el("div", { id: "addons" }),
+    domains: el("div", { id: "domains" }),
+    access: el("div", { id: "access" }),
   };
   const maintenance = el("span", { id: "maintenance-state" });
   const toggle = el("button", { id: "maintenance-toggle" });
@@ -198,6 +200,9 @@ async function appPage(name) {
     el("div", { class: "columns" },
       section("Config vars", holders.config),
       section("Add-ons", holders.addons)),
+    el("div", { class: "columns" },
+      section("Domains", holders.domains),
+      section("Access", holders.access)),
     section("Logs", el("p", {}, source), log));
 
   const refresh = async (what, fn) => {
@@ -208,7 +213,9 @@ async function appPage(name) {
   const all = () => Promise.all([
     refresh("formation", showFormation), refresh("dynos", showDynos), refresh("releases", showReleases),
     refresh("addons", showAddons)]);
-  await Promise.all([all(), refresh("config", showConfig), refresh("charts", showCharts)]);
+  // Domains and access change rarely: read once per visit, not every two seconds.
+  await Promise.all([all(), refresh("config", showConfig), refresh("charts", showCharts),
+    refresh("domains", showDomains), refresh("access", showAccess)]);
   page.timers.push(setInterval(all, 2000));
   page.timers.push(setInterval(() => refresh("charts", showCharts), 10000));
   tail(name, "", log);
@@ -329,6 +336,28 @@ async function showAddons(name, holder) {
     el("p", { text: `Key-value and queue storage: ${bytes(usage.storage_bytes)} of ${bytes(usage.quota_bytes)} (${share.toFixed(1)} %)` }),
     el("meter", { min: "0", max: "100", value: String(share) }),
     queues.length ? table(["Queue", "Ready", "Leased", "Done (24h)"], queues) : el("p", { class: "muted", text: "No queues." }));
+}
+
+async function showDomains(name, holder) {
+  const [domains, certs] = await Promise.all([api(`/apps/${name}/domains`), api(`/apps/${name}/certs`)]);
+  const certOf = new Map(certs.map((c) => [c.domain, c]));
+  const rows = domains.map((d) => {
+    const cert = certOf.get(d.hostname);
+    const tls = !cert ? "none (HTTP only)"
+      : cert.status === "ok" ? `${cert.issuer}, until ${new Date(cert.expires_at).toLocaleDateString()}`
+      : cert.error ? `${cert.status}: ${cert.error}` : cert.status;
+    return el("tr", { "data-domain": d.hostname }, el("td", { text: d.hostname }), el("td", { text: d.cname }), el("td", { text: tls }));
+  });
+  holder.replaceChildren(rows.length
+    ? table(["Domain", "DNS target", "Certificate"], rows)
+    : el("p", { class: "muted", text: "No custom domains: `wdeploy domains:add www.example.com`." }));
+}
+
+async function showAccess(name, holder) {
+  const people = await api(`/apps/${name}/collaborators`);
+  holder.replaceChildren(people.length
+    ? el("ul", {}, ...people.map((p) => el("li", { text: p.email })))
+    : el("p", { class: "muted", text: "Nobody but the admin." }));
 }
 
 async function showCharts(name, holder) {
