@@ -63,6 +63,7 @@ enum Command {
     #[command(name = "auth:token")]
     AuthToken,
     /// List apps
+    #[command(visible_alias = "apps:list")]
     Apps(session::JsonArg),
     /// Create an app and link the current directory to it
     #[command(name = "apps:create")]
@@ -92,6 +93,7 @@ enum Command {
     #[command(name = "maintenance:off")]
     MaintenanceOff(AppArg),
     /// Print the app's URL, and open it in a browser when there is a desktop
+    #[command(visible_alias = "apps:open")]
     Open(AppArg),
     /// Print the host's web dashboard URL (an app's page with -a), and open it on a desktop
     Dashboard(apps::DashboardArgs),
@@ -123,6 +125,7 @@ enum Command {
     #[command(name = "releases:output")]
     ReleasesOutput(releases::OutputArgs),
     /// Go back to an earlier release (as a new release)
+    #[command(visible_alias = "releases:rollback")]
     Rollback(releases::RollbackArgs),
     /// Release the app's slug (the one serving now, or vN) on another app, with that
     /// app's config vars: staging's tried build to production, without a rebuild
@@ -374,4 +377,28 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> an
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Heroku's names of the verbs wdeploy has parse as its own.
+    #[test]
+    fn herokus_names_of_a_verb_are_accepted() {
+        for args in [
+            &["wdeploy", "apps:list"][..],
+            &["wdeploy", "apps:open", "-a", "x"],
+            &["wdeploy", "apps:rename", "new-name"],
+            &["wdeploy", "releases:rollback", "v1"],
+            &["wdeploy", "auth:whoami"],
+            &["wdeploy", "auth:logout"],
+            &["wdeploy", "ps:restart", "web"],
+            &["wdeploy", "ps:kill", "run.1"],
+            &["wdeploy", "scale", "web=2"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        Cli::command().debug_assert();
+    }
 }
