@@ -48,7 +48,7 @@ pub use addons::AddonBinding;
 pub use addons::INTERFACES as ADDON_INTERFACES;
 pub use app::{AppRuntime, OneOffCommand};
 pub use cluster::placement::Share;
-pub use control::{Host, HostConfig, PersonLimits};
+pub use control::{BlobCollection, Host, HostConfig, PersonLimits};
 pub use deadlines::Deadlines;
 pub use dyno::backoff::Backoff;
 pub use dyno::web::WebStart;

@@ -48,6 +48,7 @@ impl ApiFixture {
                 max_addons_mb: 1024,
                 log_rate: Default::default(),
                 people: Default::default(),
+                blob_gc: Default::default(),
                 drains: Default::default(),
                 tls: Default::default(),
                 acme: Default::default(),

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use async_trait::async_trait;
 use std::path::PathBuf;
+use std::time::SystemTime;
 use wdeploy_core::Digest;
 
 /// An upload's bytes as they arrive from the client.
@@ -25,4 +26,10 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn local_path(&self, digest: &Digest) -> Result<PathBuf>;
     /// The whole blob, verified (for small blobs: slug manifests).
     async fn read(&self, digest: &Digest) -> Result<Vec<u8>>;
+    /// Every blob the store holds, with when it was stored: what the collector of
+    /// unreferenced blobs looks over (it never removes one younger than its grace).
+    async fn stored(&self) -> Result<Vec<(Digest, SystemTime)>>;
+    /// Removes a blob (the collector's alone: nothing else ever removes one); a blob
+    /// already gone is no error.
+    async fn remove(&self, digest: &Digest) -> Result<()>;
 }

@@ -160,3 +160,46 @@ async fn cached_blobs_are_served_while_nats_is_down() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_listed_across_nodes_and_removed_from_the_bucket_and_the_cache() {
+    let server = NatsServer::start().unwrap();
+    let (a, b) = (node(&server, "node-a").await, node(&server, "node-b").await);
+    let before = std::time::SystemTime::now() - Duration::from_secs(5);
+    let (one, two) = (component(), b"a small blob".to_vec());
+    let (d1, d2) = (Digest::of_bytes(&one), Digest::of_bytes(&two));
+    a.blobs.put(&d1, upload(&one), 1 << 20).await.unwrap();
+    a.blobs.put(&d2, upload(&two), 1 << 20).await.unwrap();
+
+    // b lists the bucket's blobs, with when they were stored.
+    let mut listed = b.blobs.stored().await.unwrap();
+    listed.sort();
+    let mut wanted = vec![d1.clone(), d2.clone()];
+    wanted.sort();
+    assert_eq!(
+        listed.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+        wanted
+    );
+    assert!(listed.iter().all(|(_, at)| *at >= before), "{listed:?}");
+
+    // Removed through b: gone from the bucket, so b no longer has it; a's cached copy
+    // goes with a's own pass (which lists it) and the blob is nowhere.
+    b.blobs.remove(&d1).await.unwrap();
+    b.blobs.remove(&d1).await.unwrap();
+    assert!(!b.blobs.has(&d1).await.unwrap());
+    assert!(
+        a.blobs
+            .stored()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(d, _)| *d == d1)
+    );
+    a.blobs.remove(&d1).await.unwrap();
+    assert!(!a.blobs.has(&d1).await.unwrap());
+    assert!(matches!(
+        b.blobs.read(&d1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(a.blobs.read(&d2).await.unwrap(), two);
+}

@@ -82,6 +82,7 @@ impl Host {
             self.sleep_idle_dynos(stop.clone()),
             self.acme_loop(stop.clone()),
             self.follow_keys(stop.clone()),
+            self.collect_blobs_loop(stop.clone()),
         );
         if let Err(e) = self.store.nodes.leave().await {
             tracing::warn!("could not leave the cluster: {e}");

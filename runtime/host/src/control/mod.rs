@@ -17,6 +17,7 @@
 
 mod acme;
 mod addon_admin;
+mod blob_gc;
 mod bootstrap;
 mod budgets;
 mod certs;
@@ -46,6 +47,7 @@ use crate::dyno::web::WebStart;
 use crate::guest::engine::Engine;
 use crate::logs::LogStream;
 use crate::router::Router;
+pub use blob_gc::BlobCollection;
 pub use budgets::PersonLimits;
 use errors::Result;
 use parking_lot::Mutex;
@@ -76,6 +78,8 @@ pub struct HostConfig {
     pub log_rate: crate::logs::rate::LogRate,
     /// What one person may make the host do: API calls, apps.
     pub people: PersonLimits,
+    /// When blobs no release references are removed.
+    pub blob_gc: BlobCollection,
     /// Where log drains may connect and which extra CAs they trust.
     pub drains: crate::logs::drain::DrainOptions,
     /// The certificates the HTTPS listener serves (filled from the store's).

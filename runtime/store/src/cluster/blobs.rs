@@ -17,7 +17,9 @@ use async_nats::jetstream::object_store::{self, InfoErrorKind, ObjectInfo, Objec
 use async_nats::jetstream::stream::{StorageType, Stream};
 use async_trait::async_trait;
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use wdeploy_core::Digest;
 
 const BUCKET: &str = "wdeploy-blobs";
@@ -246,6 +248,48 @@ impl BlobStore for ClusterBlobs {
     async fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.local_path(digest).await?;
         Ok(tokio::fs::read(path).await?)
+    }
+
+    /// The bucket's blobs and this node's copies: every node collects what it can see,
+    /// so each one's cache is swept too.
+    async fn stored(&self) -> Result<Vec<(Digest, SystemTime)>> {
+        self.nats.check()?;
+        let mut all: HashMap<Digest, SystemTime> =
+            BlobStore::stored(&self.local).await?.into_iter().collect();
+        let listed = tokio::time::timeout(CALL_TIMEOUT * 10, async {
+            let mut list = self.remote.list().await.map_err(|e| e.to_string())?;
+            let mut infos = Vec::new();
+            while let Some(info) = list.next().await {
+                infos.push(info.map_err(|e| e.to_string())?);
+            }
+            Ok::<_, String>(infos)
+        })
+        .await
+        .map_err(|_| unavailable("listing the blobs: no answer"))?
+        .map_err(|e| unavailable(format!("listing the blobs: {e}")))?;
+        for info in listed.into_iter().filter(|i| !i.deleted) {
+            let Ok(digest) = info.name.parse::<Digest>() else {
+                continue;
+            };
+            let at = info.modified.map_or(SystemTime::now(), |m| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(m.unix_timestamp()).unwrap_or(0))
+            });
+            // The newer of the two: a blob is as young as its latest copy.
+            let entry = all.entry(digest).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<()> {
+        self.nats.check()?;
+        match self.remote.delete(digest.as_str()).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable(format!("removing blob {digest}: {e}"))),
+        }
+        BlobStore::remove(&self.local, digest).await
     }
 }
 

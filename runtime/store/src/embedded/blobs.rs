@@ -18,6 +18,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 use wdeploy_core::Digest;
 use wdeploy_core::digest::Hasher;
 
@@ -71,6 +72,38 @@ impl BlobDir {
 
     pub fn has(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
+    }
+
+    /// Every blob here, with its file's modification time (when it was written).
+    pub fn stored(&self) -> Result<Vec<(Digest, SystemTime)>> {
+        let mut all = Vec::new();
+        for shard in fs::read_dir(self.root.join("sha256"))? {
+            let shard = shard?;
+            let prefix = shard.file_name().to_string_lossy().into_owned();
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(shard.path())? {
+                let file = file?;
+                let name = format!("sha256:{prefix}{}", file.file_name().to_string_lossy());
+                // Anything else in the tree is no blob of ours: left alone.
+                let Ok(digest) = name.parse::<Digest>() else {
+                    continue;
+                };
+                all.push((digest, file.metadata()?.modified()?));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Deletes a blob's file (already gone: fine) and forgets that it was verified.
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        self.verified.lock().remove(digest);
+        match fs::remove_file(self.path(digest)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores `content` under `digest`, refusing it if it does not hash to `digest` or is
@@ -183,6 +216,15 @@ impl BlobStore for BlobDir {
         let digest = digest.clone();
         self.blocking(move |dir| dir.read(&digest)).await
     }
+
+    async fn stored(&self) -> Result<Vec<(Digest, SystemTime)>> {
+        self.blocking(|dir| dir.stored()).await
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<()> {
+        let digest = digest.clone();
+        self.blocking(move |dir| dir.remove(&digest)).await
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +259,29 @@ mod tests {
         assert!(err.to_string().contains("corrupted"));
         // Nothing is left behind in tmp.
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blobs_are_listed_with_their_time_and_removed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobDir::open(dir.path()).unwrap();
+        let (a, b) = (Digest::of_bytes(b"a"), Digest::of_bytes(b"b"));
+        let before = SystemTime::now() - std::time::Duration::from_secs(1);
+        store.put(&a, &b"a"[..], 10).unwrap();
+        store.put(&b, &b"b"[..], 10).unwrap();
+        fs::write(dir.path().join("sha256").join("stray"), b"not a blob").unwrap();
+        let mut listed = store.stored().unwrap();
+        listed.sort();
+        assert_eq!(listed.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(), {
+            let mut both = vec![a.clone(), b.clone()];
+            both.sort();
+            both
+        });
+        assert!(listed.iter().all(|(_, at)| *at >= before));
+        assert_eq!(store.read(&a).unwrap(), b"a");
+        store.remove(&a).unwrap();
+        store.remove(&a).unwrap();
+        assert!(!store.has(&a) && store.has(&b));
+        assert!(matches!(store.read(&a), Err(StoreError::NotFound(_))));
     }
 }

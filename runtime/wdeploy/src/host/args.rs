@@ -155,6 +155,12 @@ pub struct HostArgs {
     /// Apps a person but the admin may create while they have access to this many
     #[arg(long, default_value_t = PersonLimits::default().max_apps)]
     pub max_apps_per_person: usize,
+    /// Seconds between two collections of the blobs no release references (0: never)
+    #[arg(long, default_value_t = 3600.0, value_name = "SECS")]
+    pub blob_gc_every: f64,
+    /// How old an unreferenced blob must be, in seconds, before a collection removes it
+    #[arg(long, default_value_t = 86400.0, value_name = "SECS")]
+    pub blob_gc_grace: f64,
     /// Run as one node of a cluster whose state is in this NATS server (with JetStream),
     /// shared by every node; without it the host keeps everything in --data. Credentials
     /// go in the URL (nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT; from the

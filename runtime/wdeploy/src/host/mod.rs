@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wdeploy_host::{
-    AcmeOptions, Backoff, Deadlines, DrainOptions, Egress, Engine, EngineOptions, Host, HostConfig,
-    LaneOptions, ListenerLimits, LogRate, PersonLimits, Router, SlotReset, raise_fd_limit,
+    AcmeOptions, Backoff, BlobCollection, Deadlines, DrainOptions, Egress, Engine, EngineOptions,
+    Host, HostConfig, LaneOptions, ListenerLimits, LogRate, PersonLimits, Router, SlotReset,
+    raise_fd_limit,
 };
 
 /// Prints one of the host's own lines on stdout. A host outlives whoever reads its output:
@@ -208,6 +209,20 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             log_rate: LogRate {
                 per_second: args.log_rate,
                 burst: args.log_burst,
+            },
+            blob_gc: BlobCollection {
+                // 0: never.
+                every: (args.blob_gc_every != 0.0)
+                    .then(|| deadline("blob-gc-every", args.blob_gc_every))
+                    .transpose()?,
+                grace: {
+                    let grace = args.blob_gc_grace;
+                    anyhow::ensure!(
+                        grace.is_finite() && (0.0..=MAX_DEADLINE_SECS).contains(&grace),
+                        "--blob-gc-grace must be a number of seconds from 0 to {MAX_DEADLINE_SECS}"
+                    );
+                    Duration::from_secs_f64(grace)
+                },
             },
             people: PersonLimits {
                 api_rate: args.api_rate,

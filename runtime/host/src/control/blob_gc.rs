@@ -1,0 +1,119 @@
+//! Collecting the blobs no release references: a destroyed app's components, a push that
+//! never became a release. Without it the blob store only ever grows, by a component's
+//! size (a Python one is 17 MiB) at every push.
+//!
+//! A blob is removed only when it is older than the grace (`wdeploy host
+//! --blob-gc-grace`, a day) and no release of any app references it, directly (a slug's
+//! manifest) or through a manifest (its components). The blobs are listed before the
+//! releases are read, so a blob stored while a pass runs is never in its list; a pass
+//! that cannot read a release log or a manifest removes nothing. Every node runs it over
+//! what it sees (in a cluster: the shared bucket and its own cache), so no node's cache
+//! outgrows the cluster's. What remains is a push that reuses a blob the host told it it
+//! had, when that blob is older than the grace and unreferenced: should a pass remove it
+//! in between, the release fails with the missing blob named and the next push uploads it
+//! again.
+
+use super::Host;
+use anyhow::Context;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use wdeploy_core::{Digest, SlugManifest};
+use wdeploy_store::StoreError;
+
+/// How often blobs are collected, and how old an unreferenced one must be to go.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobCollection {
+    /// Between two passes; `None`: never.
+    pub every: Option<Duration>,
+    pub grace: Duration,
+}
+
+impl Default for BlobCollection {
+    fn default() -> Self {
+        BlobCollection {
+            every: Some(Duration::from_secs(3600)),
+            grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Host {
+    /// Collects blobs every `blob_gc.every` until `stop`.
+    pub(super) async fn collect_blobs_loop(self: &Arc<Self>, stop: CancellationToken) {
+        let Some(every) = self.config.blob_gc.every else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            match self.collect_blobs().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "collected blobs no release references"),
+                Err(e) => tracing::warn!("collecting blobs: {e:#}: nothing removed"),
+            }
+        }
+    }
+
+    /// One pass; how many blobs it removed.
+    pub(super) async fn collect_blobs(&self) -> anyhow::Result<usize> {
+        let cutoff = SystemTime::now()
+            .checked_sub(self.config.blob_gc.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // Listed first: what is stored from here on is not this pass's to remove.
+        let old: Vec<Digest> = (self
+            .store
+            .blobs
+            .stored()
+            .await
+            .context("listing the blobs")?)
+        .into_iter()
+        .filter(|(_, at)| *at <= cutoff)
+        .map(|(digest, _)| digest)
+        .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let keep = self.referenced_blobs().await?;
+        let mut removed = 0;
+        for digest in old.iter().filter(|d| !keep.contains(*d)) {
+            (self.store.blobs.remove(digest).await)
+                .with_context(|| format!("removing {digest}"))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Every blob a release of an app references: its slug's manifest and components.
+    async fn referenced_blobs(&self) -> anyhow::Result<HashSet<Digest>> {
+        let mut slugs = HashSet::new();
+        for app in self
+            .store
+            .control
+            .apps()
+            .await
+            .context("listing the apps")?
+        {
+            match self.store.control.releases(&app.name).await {
+                Ok(releases) => slugs.extend(releases.into_iter().filter_map(|r| r.slug)),
+                // Destroyed since the list: nothing of it is kept.
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e).context(format!("reading the releases of {}", app.name)),
+            }
+        }
+        let mut keep = HashSet::new();
+        for slug in slugs {
+            // A manifest that cannot be read stops the pass: what it references is unknown.
+            let bytes = (self.store.blobs.read(&slug).await)
+                .with_context(|| format!("reading slug manifest {slug}"))?;
+            let manifest: SlugManifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("slug manifest {slug} is unreadable"))?;
+            keep.extend(manifest.components.into_values().map(|file| file.digest));
+            keep.insert(slug);
+        }
+        Ok(keep)
+    }
+}

@@ -1,0 +1,79 @@
+//! The collector of blobs no release references: a destroyed app's components and an
+//! upload no release took go; what any release references (an app's rollback targets
+//! too) stays, and its app still starts from it after a restart.
+
+use crate::fixture::*;
+use std::path::{Path, PathBuf};
+use wdeploy_core::Digest;
+
+/// Where the host keeps a blob of this content.
+fn blob_file(data: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    data.join("blobs/sha256").join(&hex[..2]).join(&hex[2..])
+}
+
+/// The digests of an app directory's components.
+fn components(dir: &Path) -> Vec<Digest> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .map(|p| Digest::of_file(&p).unwrap())
+        .collect()
+}
+
+#[test]
+fn blobs_no_release_references_are_collected_and_the_rest_stay() {
+    // A grace long enough for each push to become a release: its blobs are not
+    // referenced until then.
+    let mut host = TestHost::start_with(&["--blob-gc-every", "1", "--blob-gc-grace", "10"]);
+    let kept_app = faults_app();
+    let gone_app = stuck_app();
+    host.create_and_push("kept", kept_app.path());
+    host.create_and_push("gone", gone_app.path());
+    let (kept, gone) = (components(kept_app.path()), components(gone_app.path()));
+    assert!(!kept.is_empty() && !gone.is_empty());
+    for digest in kept.iter().chain(&gone) {
+        assert!(
+            blob_file(host.data(), digest).is_file(),
+            "{digest} not stored"
+        );
+    }
+    // An upload no release ever took.
+    let orphan = b"uploaded, then the push was abandoned".as_slice();
+    let digest = Digest::of_bytes(orphan);
+    let status = http()
+        .put(&format!("{}/blobs/{}", host.api, digest.as_str()))
+        .header("authorization", &format!("Bearer {}", host.token))
+        .send(orphan)
+        .expect("PUT the blob")
+        .status()
+        .as_u16();
+    assert!((200..300).contains(&status), "{status}");
+
+    host.ok(&["apps:destroy", "gone", "--confirm", "gone"]);
+    poll_until("the unreferenced blobs collected", SOON, || {
+        let left: Vec<_> = gone
+            .iter()
+            .chain([&digest])
+            .filter(|d| blob_file(host.data(), d).exists())
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    for digest in &kept {
+        assert!(
+            blob_file(host.data(), digest).is_file(),
+            "{digest} was collected"
+        );
+    }
+    // The app that stayed starts from its blobs again after a restart.
+    host.restart();
+    poll_until("kept restored", SOON, || match host.get("kept", "/") {
+        (200, body) if body == "ok\n" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
