@@ -6,7 +6,8 @@
 //! --blob-gc-grace`, a day) and no release of any app references it, directly (a slug's
 //! manifest) or through a manifest (its components). The blobs are listed before the
 //! releases are read, so a blob stored while a pass runs is never in its list; a pass
-//! that cannot read a release log or a manifest removes nothing. Every node runs it over
+//! that cannot read a release log or a manifest removes nothing (an app destroyed or
+//! renamed while it reads included: the next pass looks again). Every node runs it over
 //! what it sees (in a cluster: the shared bucket and its own cache), so no node's cache
 //! outgrows the cluster's. What remains is a push that reuses a blob the host told it it
 //! had, when that blob is older than the grace and unreferenced: should a pass remove it
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use wdeploy_core::{Digest, SlugManifest};
-use wdeploy_store::StoreError;
 
 /// How often blobs are collected, and how old an unreferenced one must be to go.
 #[derive(Debug, Clone, Copy)]
@@ -97,12 +97,11 @@ impl Host {
             .await
             .context("listing the apps")?
         {
-            match self.store.control.releases(&app.name).await {
-                Ok(releases) => slugs.extend(releases.into_iter().filter_map(|r| r.slug)),
-                // Destroyed since the list: nothing of it is kept.
-                Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e).context(format!("reading the releases of {}", app.name)),
-            }
+            // An app gone from its name since the list stops the pass too: renamed, its
+            // releases are under a name this pass did not read.
+            let releases = (self.store.control.releases(&app.name).await)
+                .with_context(|| format!("reading the releases of {}", app.name))?;
+            slugs.extend(releases.into_iter().filter_map(|r| r.slug));
         }
         let mut keep = HashSet::new();
         for slug in slugs {
