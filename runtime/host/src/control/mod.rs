@@ -563,14 +563,17 @@ impl Host {
     /// clears what it published.
     async fn tear_down(&self, app: &AppName, entry: Arc<AppEntry>) {
         if let Some(id) = entry.id.get() {
-            // Unless the id names the app under a new name by now (a rename).
-            {
+            // Unless the id names the app under a new name by now (a rename): then the id
+            // and its dyno records are the new runtime's.
+            let ours = {
                 let mut ids = self.ids.lock();
-                if ids.get(id) == Some(app) {
+                let ours = ids.get(id) == Some(app);
+                if ours {
                     ids.remove(id);
                 }
-            }
-            if let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
+                ours
+            };
+            if ours && let Err(e) = self.store.nodes.set_dynos(id, Vec::new()).await {
                 tracing::debug!(app = %app, "could not clear the dyno records: {e}");
             }
         }

@@ -43,8 +43,9 @@ impl Host {
     }
 
     /// Moves this node's runtime of an app now called `app.name` from `old`: the old
-    /// runtime leaves the router and stops, a new one takes its log history, and the next
-    /// look at the app starts its dynos. Returns the new runtime.
+    /// runtime leaves the router and stops in the background (a worker may take its stop
+    /// grace; the new name's dynos need not wait for it), a new one takes its log history,
+    /// and the next look at the app starts its dynos. Returns the new runtime.
     pub(super) async fn follow_rename(&self, old: &AppName, app: &App) -> Arc<AppEntry> {
         let stale = self.apps.lock().remove(old);
         self.router.remove_app(old);
@@ -52,7 +53,13 @@ impl Host {
         let entry = self.entry_for(app);
         if let Some(stale) = stale {
             entry.runtime.logs.inherit(&stale.runtime.logs);
-            self.tear_down(old, stale).await;
+            match self.me.upgrade() {
+                Some(host) => {
+                    let old = old.clone();
+                    tokio::spawn(async move { host.tear_down(&old, stale).await });
+                }
+                None => self.tear_down(old, stale).await,
+            }
         }
         // The domains and certificates now name the new app.
         self.refresh_domains().await;
