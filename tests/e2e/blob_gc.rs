@@ -1,5 +1,5 @@
-//! The collector of blobs no release references: a destroyed app's components and an
-//! upload no release took go; what any release references (an app's rollback targets
+//! The collector of blobs no release references: a destroyed app's components (and their
+//! compiled code) and an upload no release took go; what any release references (an app's rollback targets
 //! too) stays, and its app still starts from it after a restart.
 
 use crate::fixture::*;
@@ -10,6 +10,21 @@ use wdeploy_core::Digest;
 fn blob_file(data: &Path, digest: &Digest) -> PathBuf {
     let hex = digest.hex();
     data.join("blobs/sha256").join(&hex[..2]).join(&hex[2..])
+}
+
+/// The compiled files of a component in the host's compile cache.
+fn compiled_files(data: &Path, digest: &Digest) -> Vec<PathBuf> {
+    std::fs::read_dir(data.join("compiled"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(digest.hex()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The digests of an app directory's components.
@@ -39,6 +54,14 @@ fn blobs_no_release_references_are_collected_and_the_rest_stay() {
             "{digest} not stored"
         );
     }
+    // The components ran, so they were compiled and cached.
+    let compiled = |digests: &[Digest]| -> usize {
+        digests
+            .iter()
+            .map(|d| compiled_files(host.data(), d).len())
+            .sum()
+    };
+    assert!(compiled(&gone) > 0, "nothing of gone compiled");
     // An upload no release ever took.
     let orphan = b"uploaded, then the push was abandoned".as_slice();
     let digest = Digest::of_bytes(orphan);
@@ -56,7 +79,9 @@ fn blobs_no_release_references_are_collected_and_the_rest_stay() {
         let left: Vec<_> = gone
             .iter()
             .chain([&digest])
-            .filter(|d| blob_file(host.data(), d).exists())
+            .filter(|d| {
+                blob_file(host.data(), d).exists() || !compiled_files(host.data(), d).is_empty()
+            })
             .collect();
         if left.is_empty() {
             Ok(())
@@ -70,6 +95,10 @@ fn blobs_no_release_references_are_collected_and_the_rest_stay() {
             "{digest} was collected"
         );
     }
+    assert!(
+        compiled(&kept) > 0,
+        "the kept app's compiled code was collected"
+    );
     // The app that stayed starts from its blobs again after a restart.
     host.restart();
     poll_until("kept restored", SOON, || match host.get("kept", "/") {

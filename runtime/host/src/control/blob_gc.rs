@@ -9,7 +9,8 @@
 //! that cannot read a release log or a manifest removes nothing (an app destroyed or
 //! renamed while it reads included: the next pass looks again). Every node runs it over
 //! what it sees (in a cluster: the shared bucket and its own cache), so no node's cache
-//! outgrows the cluster's. What remains is a push that reuses a blob the host told it it
+//! outgrows the cluster's; each also removes its compiled code of those components. What
+//! remains is a push that reuses a blob the host told it it
 //! had, when that blob is older than the grace and unreferenced: should a pass remove it
 //! in between, the release fails with the missing blob named and the next push uploads it
 //! again.
@@ -83,6 +84,16 @@ impl Host {
             (self.store.blobs.remove(digest).await)
                 .with_context(|| format!("removing {digest}"))?;
             removed += 1;
+        }
+        // This node's compiled code of the components no release references.
+        if let Some(dir) = self.engine.compile_cache_dir() {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                crate::guest::compile_cache::sweep(&dir, &keep, cutoff)
+            })
+            .await
+            .context("sweeping the compile cache")?
+            .context("sweeping the compile cache")?;
         }
         Ok(removed)
     }

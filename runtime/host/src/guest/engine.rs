@@ -404,6 +404,11 @@ impl Engine {
         Ok((component, flavor))
     }
 
+    /// Where compiled components are cached, if anywhere.
+    pub fn compile_cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+
     fn cache_path(&self, flavor: Flavor, digest: &Digest) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let hex = digest.hex();

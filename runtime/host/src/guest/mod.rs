@@ -5,6 +5,7 @@
 //! beyond the add-on binding an instance carries.
 
 pub mod allow_list;
+pub mod compile_cache;
 pub mod cpu;
 pub mod data;
 pub mod disk;
