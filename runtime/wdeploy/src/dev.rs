@@ -201,14 +201,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
             Some(built) = built_rx.recv() => {
                 building = false;
+                let built = built.map(|(slug, config)| {
+                    let key = BuildKey::of(&slug, &config);
+                    (slug, config, key)
+                });
                 match built {
                     // A save that changed nothing the build reads (an editor's save
                     // without an edit, a file the buildpack ignores): no restart.
-                    Ok((slug, config)) if BuildKey::of(&slug, &config) == serving_build => {
+                    Ok((_, _, key)) if key == serving_build => {
                         printer.note(&format!("=====> The build is unchanged: v{version} keeps serving"));
                     }
-                    Ok((slug, config)) => {
-                        let key = BuildKey::of(&slug, &config);
+                    Ok((slug, config, key)) => {
                         version += 1;
                         let swapped = swap(&engine, &runtime, &app, version, &slug, config, &addons).await;
                         drain(&mut lines, &printer);
