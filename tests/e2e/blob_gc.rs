@@ -106,3 +106,46 @@ fn blobs_no_release_references_are_collected_and_the_rest_stay() {
         other => Err(format!("{other:?}")),
     });
 }
+
+/// The race the collector leaves a push: the host said it held a blob (old, and no
+/// release referenced it), and removed it before the push's release. Played here by
+/// removing the blob by hand while the push waits for its turn behind a release command
+/// that spins until cancelled: the release is refused before it is appended, the CLI
+/// uploads the blob again, and the push succeeds.
+#[test]
+fn a_push_uploads_again_a_blob_removed_while_it_waited_to_be_released() {
+    let host = TestHost::start();
+    let app = faults_app().with_procfile("web: web\n");
+    host.create_and_push("whole", app.path());
+    let spinning = faults_app().with_procfile("web: web\nrelease: spinner\n");
+    let mut held = Running::spawn(host.command(&[
+        "push",
+        "-a",
+        "whole",
+        "--dir",
+        spinning.path().to_str().unwrap(),
+    ]));
+    held.wait_for_text("-----> Running release command", BUILD);
+    let mut push = Running::spawn(host.command(&[
+        "push",
+        "-a",
+        "whole",
+        "--dir",
+        app.path().to_str().unwrap(),
+    ]));
+    push.wait_for_text("nothing to upload, the host has every blob", BUILD);
+    let web = Digest::of_file(&app.path().join("web.wasm")).unwrap();
+    std::fs::remove_file(blob_file(host.data(), &web)).expect("remove the blob");
+
+    host.ok(&["releases:cancel", "-a", "whole"]);
+    assert_eq!(held.wait(SOON).code(), Some(1), "{}", held.output());
+    assert!(push.wait(SOON).success(), "{}", push.output());
+    let out = push.output();
+    assert!(
+        out.contains("-----> The host no longer holds every blob of this slug: uploading again"),
+        "{out}"
+    );
+    assert!(out.contains("-----> Released v3"), "{out}");
+    assert!(blob_file(host.data(), &web).is_file());
+    assert_eq!(host.get("whole", "/"), (200, "ok\n".to_string()));
+}

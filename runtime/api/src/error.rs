@@ -39,7 +39,18 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "internal", message)
     }
+    /// A release of a slug some of whose blobs the host does not hold (any more: the
+    /// collector may have removed an unreferenced one after the push asked). The client
+    /// uploads what is missing and releases again.
+    pub fn blobs_missing(message: impl Into<String>) -> ApiError {
+        ApiError::new(409, BLOBS_MISSING, message)
+    }
+    pub fn is_blobs_missing(&self) -> bool {
+        self.id == BLOBS_MISSING
+    }
 }
+
+const BLOBS_MISSING: &str = "blobs_missing";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

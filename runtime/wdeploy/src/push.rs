@@ -5,6 +5,7 @@ use crate::building::AppBuild;
 use crate::session::{self, AppArg};
 use anyhow::Context;
 use std::io::Read;
+use wdeploy_api::client::{Client, ClientError};
 use wdeploy_api::wire::CreateRelease;
 use wdeploy_core::Digest;
 
@@ -70,58 +71,66 @@ pub fn run(args: PushArgs) -> anyhow::Result<()> {
         manifest.len() as u64,
         Source::Bytes(manifest),
     ));
-    let missing = client.missing_blobs(blobs.iter().map(|b| b.0.clone()).collect())?;
-    let upload: Vec<_> = blobs
-        .into_iter()
-        .filter(|b| missing.contains(&b.0))
-        .collect();
-    let total: u64 = upload.iter().map(|b| b.1).sum();
-    if upload.is_empty() {
-        println!("-----> Uploading: nothing to upload, the host has every blob (0 bytes)");
-    } else {
-        println!("-----> Uploading {} blobs ({total} bytes)", upload.len());
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "       [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        for (digest, size, source) in upload {
-            let reader: Box<dyn Read + Send> = match source {
-                Source::File(path) => Box::new(
-                    std::fs::File::open(&path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                ),
-                Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
-            };
-            client.put_blob(&digest, size, bar.wrap_read(reader))?;
-        }
-        bar.finish_and_clear();
-        println!("-----> Uploaded {total} bytes");
-    }
+    upload_missing(&client, &blobs)?;
 
     let procfile = slug.procfile.to_string();
     let settings = slug.settings_text.clone();
     println!("-----> Releasing slug {}", slug_id.abbreviated());
-    let release = client.create_release(
-        &app,
-        &CreateRelease {
-            slug: slug_id.clone(),
-            procfile,
-            settings,
-            description: format!("Deploy {}", slug_id.short()),
-            heartbeat: Some(wdeploy_api::live::HEARTBEAT.as_secs()),
-        },
-        &mut |line| println!("{line}"),
-    )?;
+    let request = CreateRelease {
+        slug: slug_id.clone(),
+        procfile,
+        settings,
+        description: format!("Deploy {}", slug_id.short()),
+        heartbeat: Some(wdeploy_api::live::HEARTBEAT.as_secs()),
+    };
+    let release = match client.create_release(&app, &request, &mut |line| println!("{line}")) {
+        // The host had a blob when asked and has collected it since (old, and no release
+        // referenced it): upload what it lacks now and release once more.
+        Err(ClientError::Api(e)) if e.is_blobs_missing() => {
+            println!("-----> The host no longer holds every blob of this slug: uploading again");
+            upload_missing(&client, &blobs)?;
+            client.create_release(&app, &request, &mut |line| println!("{line}"))?
+        }
+        outcome => outcome?,
+    };
     let info = client.app(&app)?;
     println!("-----> Released v{}", release.version);
     println!("       {} deployed", info.web_url);
+    Ok(())
+}
+
+/// Uploads the blobs of `blobs` the host says it lacks, with a progress bar.
+fn upload_missing(client: &Client, blobs: &[(Digest, u64, Source)]) -> anyhow::Result<()> {
+    let missing = client.missing_blobs(blobs.iter().map(|b| b.0.clone()).collect())?;
+    let upload: Vec<_> = blobs.iter().filter(|b| missing.contains(&b.0)).collect();
+    let total: u64 = upload.iter().map(|b| b.1).sum();
+    if upload.is_empty() {
+        println!("-----> Uploading: nothing to upload, the host has every blob (0 bytes)");
+        return Ok(());
+    }
+    println!("-----> Uploading {} blobs ({total} bytes)", upload.len());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "       [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    for (digest, size, source) in upload {
+        let reader: Box<dyn Read + Send> = match source {
+            Source::File(path) => Box::new(
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?,
+            ),
+            Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+        };
+        client.put_blob(digest, *size, bar.wrap_read(reader))?;
+    }
+    bar.finish_and_clear();
+    println!("-----> Uploaded {total} bytes");
     Ok(())
 }
 

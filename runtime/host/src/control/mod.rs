@@ -38,6 +38,7 @@ mod releases;
 mod rename;
 mod reporter;
 mod streams;
+mod uploads;
 
 use crate::app::AppRuntime;
 use crate::cluster::Membership;

@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{
-    BlobStream, Caller, LogQuery, MAX_BLOB_BYTES, OneOffRun, Platform, Progress, ReleasePage,
-    TextStream,
+    BlobStream, Caller, LogQuery, OneOffRun, Platform, Progress, ReleasePage, TextStream,
 };
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Digest, Formation, Person, ProcessType, TokenId, dyno};
@@ -44,17 +43,6 @@ impl Host {
         Ok(infos)
     }
 
-    /// The digests of `digests` the store lacks, in order.
-    async fn missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>> {
-        let mut missing = Vec::new();
-        for digest in digests {
-            if !self.store.blobs.has(&digest).await? {
-                missing.push(digest);
-            }
-        }
-        Ok(missing)
-    }
-
     async fn create(&self, by: &Caller, req: CreateApp) -> Result<AppInfo> {
         let name = match req.name {
             Some(name) => name,
@@ -85,17 +73,6 @@ impl Host {
             async move { host.destroy_now(&app).await },
         )
         .await
-    }
-
-    async fn store_blob(&self, digest: &Digest, body: BlobStream) -> Result<()> {
-        let (_, path) = self
-            .store
-            .blobs
-            .put(digest, body, MAX_BLOB_BYTES as u64)
-            .await?;
-        // Compile while the client uploads the rest and creates the release.
-        self.engine.precompile(path, digest.clone());
-        Ok(())
     }
 
     async fn change_formation(

@@ -19,7 +19,7 @@ use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseDetail, ReleaseInfo, 
 use wdeploy_core::config_vars;
 use wdeploy_core::egress::EgressChange;
 use wdeploy_core::{
-    AppName, AppSettings, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
+    AppName, AppSettings, Digest, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
 };
 use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError, Tenant};
 
@@ -152,12 +152,18 @@ impl Host {
         entry: &AppEntry,
         app: &AppName,
         progress: &Reporter,
+        pushed: Option<&Digest>,
         make: impl Fn(Option<StoredRelease>) -> Result<NewRelease>,
     ) -> Result<StoredRelease> {
         let runtime = &entry.runtime;
         let _turn = entry.release_turn().await?;
         if entry.is_destroying() {
             return Err(ApiError::conflict(format!("{app} is being destroyed")).into());
+        }
+        // A pushed slug is checked once its turn has come, as late as can be before the
+        // release that references it is appended.
+        if let Some(slug) = pushed {
+            self.check_slug_whole(slug).await?;
         }
         let (mut record, previous) = self.append(app, make).await?;
         runtime.logs.platform(
@@ -465,23 +471,24 @@ impl Host {
         self.engine
             .check_settings(&settings)
             .map_err(ApiError::invalid)?;
-        if !self.store.blobs.has(&req.slug).await? {
-            return Err(
-                ApiError::invalid(format!("slug {} has not been uploaded", req.slug)).into(),
-            );
-        }
         let record = self
-            .release(&entry, app, &Reporter::new(Some(progress)), |current| {
-                Ok(NewRelease {
-                    slug: Some(req.slug.clone()),
-                    procfile: req.procfile.clone(),
-                    settings: req.settings.clone(),
-                    config: current.map(|r| r.config).unwrap_or_default(),
-                    description: req.description.clone(),
-                    author: by.to_string(),
-                    node: None, // set by `append`
-                })
-            })
+            .release(
+                &entry,
+                app,
+                &Reporter::new(Some(progress)),
+                Some(&req.slug),
+                |current| {
+                    Ok(NewRelease {
+                        slug: Some(req.slug.clone()),
+                        procfile: req.procfile.clone(),
+                        settings: req.settings.clone(),
+                        config: current.map(|r| r.config).unwrap_or_default(),
+                        description: req.description.clone(),
+                        author: by.to_string(),
+                        node: None, // set by `append`
+                    })
+                },
+            )
             .await?;
         Ok(release_info(&record, Some(record.version)))
     }
@@ -498,7 +505,7 @@ impl Host {
         // possible target.
         let log = self.store.control.releases(app).await?;
         let record = self
-            .release(&entry, app, &Reporter::new(progress), |current| {
+            .release(&entry, app, &Reporter::new(progress), None, |current| {
                 let newest = log.iter().map(|r| r.version).max();
                 let target_version = match (req.retry, req.version) {
                     // Heroku's `releases:retry`: the newest release, live or failed.
@@ -581,7 +588,7 @@ impl Host {
             super::errors::check_config_key(key)?;
         }
         let record = self
-            .release(&entry, app, &Reporter::new(progress), |current| {
+            .release(&entry, app, &Reporter::new(progress), None, |current| {
                 let (config, description) = apply_config(current.as_ref(), &patch);
                 let before = current
                     .as_ref()
