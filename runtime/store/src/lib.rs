@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod control;
 pub mod embedded;
 pub mod error;
+pub mod import;
 pub mod log_bus;
 pub mod model;
 pub mod nodes;

@@ -154,6 +154,9 @@ pub struct NewRelease {
     pub author: String,
     /// The node making it (see [`Release::node`]).
     pub node: Option<NodeName>,
+    /// When it was made: `None` for now, as for every release the platform makes; an
+    /// import (`crate::import`) keeps the time of the release it copies.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl NewRelease {
@@ -345,6 +348,7 @@ pub(crate) mod testing {
                 .collect(),
             description: description.into(),
             author: "admin".into(),
+            created_at: None,
         }
     }
 }

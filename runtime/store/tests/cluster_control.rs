@@ -38,6 +38,7 @@ fn deploy(description: &str) -> NewRelease {
         config: BTreeMap::new(),
         description: description.into(),
         author: "admin".into(),
+        created_at: None,
     }
 }
 

@@ -486,6 +486,7 @@ impl Host {
                         description: req.description.clone(),
                         author: by.to_string(),
                         node: None, // set by `append`
+                        created_at: None,
                     })
                 },
             )
@@ -561,6 +562,7 @@ impl Host {
                     },
                     author: by.to_string(),
                     node: None, // set by `append`
+                    created_at: None,
                 })
             })
             .await?;
@@ -606,6 +608,7 @@ impl Host {
                     description,
                     author: by.to_string(),
                     node: None, // set by `append`
+                    created_at: None,
                 })
             })
             .await?;

@@ -329,7 +329,7 @@ impl ControlStore for ClusterControl {
             config: new.config,
             description: new.description,
             author: new.author,
-            created_at: Utc::now(),
+            created_at: new.created_at.unwrap_or_else(Utc::now),
             status,
             node: new.node,
         };

@@ -9,6 +9,7 @@ mod addons_db;
 mod blobs;
 mod control;
 mod drains;
+pub mod export;
 mod group_commit;
 mod kv;
 mod migrate;

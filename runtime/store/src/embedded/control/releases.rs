@@ -28,7 +28,7 @@ impl ControlDb {
         if !exists {
             return Err(StoreError::NotFound(format!("app {app}")));
         }
-        let now = Utc::now();
+        let now = new.created_at.unwrap_or_else(Utc::now);
         let status = new.first_status();
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO releases (app, version, slug, procfile, settings, config, description, author, created_at, status)
