@@ -21,6 +21,7 @@ mod certs;
 mod cluster;
 mod cluster_auth;
 mod cluster_dynos;
+mod cluster_import;
 mod dashboard;
 mod deploy;
 mod dev;

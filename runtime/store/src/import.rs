@@ -32,6 +32,18 @@ pub struct Imported {
     pub jobs: usize,
 }
 
+impl Imported {
+    /// `2 apps, 3 people and 4 tokens`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}, {} and {}",
+            count(self.apps, "app"),
+            count(self.people, "person"),
+            count(self.tokens, "token")
+        )
+    }
+}
+
 /// Add-on data is copied as the source accepted it, under the source's quotas: the
 /// target's own quota applies to the app's writes from then on.
 const NO_QUOTA: u64 = 1 << 50;
@@ -58,24 +70,26 @@ pub async fn from_embedded(
     let mut done = Imported::default();
     copy_people(&source, target, &mut done).await?;
     say(format!(
-        "Copied {} people and {} tokens",
-        done.people, done.tokens
+        "Copied {} and {}",
+        count(done.people, "person"),
+        count(done.tokens, "token")
     ));
     copy_blobs(&source, target, &mut done).await?;
     say(format!(
-        "Copied {} blobs ({} bytes)",
-        done.blobs, done.blob_bytes
+        "Copied {} ({} bytes)",
+        count(done.blobs, "blob"),
+        done.blob_bytes
     ));
     let export = std::sync::Arc::new(parking_lot::Mutex::new(export));
     for app in source.control.apps().await? {
         let before = done.clone();
         copy_app(&source, &export, target, &app, &mut done).await?;
         say(format!(
-            "Copied {}: {} releases, {} add-on entries, {} jobs",
+            "Copied {}: {}, {}, {}",
             app.name,
-            done.releases - before.releases,
-            done.entries - before.entries,
-            done.jobs - before.jobs
+            count(done.releases - before.releases, "release"),
+            count(done.entries - before.entries, "add-on entry"),
+            count(done.jobs - before.jobs, "job")
         ));
         done.apps += 1;
     }
@@ -248,6 +262,16 @@ async fn copy_addons(
         }
     }
     Ok(())
+}
+
+/// `1 job`, `2 jobs`: the few nouns an import counts.
+fn count(n: usize, one: &str) -> String {
+    let many = match one {
+        "person" => "people".to_string(),
+        "add-on entry" => "add-on entries".to_string(),
+        _ => format!("{one}s"),
+    };
+    format!("{n} {}", if n == 1 { one } else { &many })
 }
 
 fn addon_error(e: crate::AddonError) -> StoreError {

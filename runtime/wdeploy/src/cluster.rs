@@ -1,7 +1,66 @@
-//! The cluster itself (admin only): `nodes`, and `cluster:rotate-key`, a new key for the
-//! TLS between the nodes.
+//! The cluster itself: `nodes` and `cluster:rotate-key` (admin only, through the API),
+//! and `cluster:import`, which moves a single host's state into a new cluster (the
+//! operator's, straight into NATS and from the host's data directory).
 
+use anyhow::Context;
+use std::path::PathBuf;
 use wdeploy_api::wire::KeyRotation;
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The single host's data directory (its `--data`); stop that host first
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub nats: crate::host::NatsArgs,
+}
+
+/// `cluster:import`: copies the stopped single host's state in `--from` into the new
+/// cluster at `--cluster` (`wdeploy_store::import`), before any node runs on it.
+pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let address = args.nats.address()?.context(
+        "say which cluster to import into: --cluster nats://HOST:PORT (or WDEPLOY_CLUSTER)",
+    )?;
+    let from = args
+        .from
+        .canonicalize()
+        .with_context(|| format!("--from {}: no such directory", args.from.display()))?;
+    // The import's own copies of the blobs it uploads (a node keeps its own under its data
+    // directory); gone when it ends.
+    let cache = tempfile::tempdir().context("making a temporary directory")?;
+    let me = wdeploy_store::NodeInfo {
+        name: "import".parse().map_err(anyhow::Error::msg)?,
+        advertise: String::new(),
+        started_at: chrono::Utc::now(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let target = wdeploy_store::cluster::open(wdeploy_store::cluster::ClusterOptions {
+        address: address.clone(),
+        me,
+        cache_dir: cache.path().to_path_buf(),
+    })
+    .await
+    .with_context(|| format!("joining the cluster at {address}"))?;
+    println!(
+        "Importing the single host's state in {} into the cluster at {address}",
+        from.display()
+    );
+    let done =
+        wdeploy_store::import::from_embedded(&from, &target, &mut |line| println!("-----> {line}"))
+            .await
+            .with_context(|| {
+                format!("importing {} into the cluster at {address}", from.display())
+            })?;
+    println!(
+        "Imported {}. Start the cluster's nodes with \
+         --cluster: every token in use works on them, and the apps start from their \
+         current releases. Keep {} until they serve, and run no host on it: what it \
+         changed now would not be in the cluster.",
+        done.summary(),
+        from.display()
+    );
+    Ok(())
+}
 
 #[derive(Debug, clap::Args)]
 pub struct RotateKeyArgs {

@@ -84,6 +84,10 @@ enum Command {
     /// trusted for --grace seconds more (admin only)
     #[command(name = "cluster:rotate-key")]
     ClusterRotateKey(cluster::RotateKeyArgs),
+    /// Move a single host's state (apps, releases, config, add-on data, domains,
+    /// certificates, people and tokens) into a new cluster, before any node runs on it
+    #[command(name = "cluster:import")]
+    ClusterImport(cluster::ImportArgs),
     /// Show whether the app is in maintenance mode
     Maintenance(AppArg),
     /// Answer the app's requests with a 503 maintenance page; its dynos keep running
@@ -267,6 +271,7 @@ fn main() -> std::process::ExitCode {
         Command::AppsDestroy(args) => apps::destroy(args),
         Command::Nodes(json) => cluster::nodes(json),
         Command::ClusterRotateKey(args) => cluster::rotate_key(args),
+        Command::ClusterImport(args) => block_on(cluster::import(args)),
         Command::Maintenance(args) => apps::maintenance(args),
         Command::MaintenanceOn(args) => apps::set_maintenance(args, true),
         Command::MaintenanceOff(args) => apps::set_maintenance(args, false),

@@ -396,7 +396,8 @@ pub struct WaitArgs {
 }
 
 /// `ps:wait`: waits until every dyno runs the current release and is up (or idle, asleep
-/// by `idle_after`), with as many of each process type as the formation asks; on every
+/// by `idle_after`), with as many of each process type as the formation asks (no fewer,
+/// and no more: a handover between nodes or a scale down has ended); on every
 /// node of a cluster, where a release reaches the other nodes a moment after the one
 /// that made it. For scripts: `wdeploy config:set X=1 && wdeploy ps:wait && smoke-test`.
 pub fn wait(args: WaitArgs) -> anyhow::Result<()> {
@@ -470,18 +471,36 @@ fn not_there_yet(
         }
     }
     for (process_type, quantity) in wanted.iter().filter(|(t, _)| in_scope(t)) {
-        let ready = dynos
-            .iter()
-            .filter(|d| {
-                d.process_type == *process_type && !dyno::is_one_off(&d.name, &d.process_type)
-            })
+        let ready = formation_dynos(dynos, process_type)
             .filter(|d| d.release == version && d.state.serves())
             .count();
         if ready < quantity as usize {
             waiting.push(format!("{process_type} {ready}/{quantity} ready"));
         }
     }
+    // More dynos than asked: a handover between nodes (the new one serves, the old one
+    // is yet to stop) or a scale down under way. Settled means as many as asked.
+    let mut types: Vec<&ProcessType> = dynos.iter().map(|d| &d.process_type).collect();
+    types.sort();
+    types.dedup();
+    for process_type in types.into_iter().filter(|t| in_scope(t)) {
+        let running = formation_dynos(dynos, process_type).count();
+        let asked = wanted.quantity(process_type) as usize;
+        if running > asked {
+            waiting.push(format!("{process_type}: {running} running, {asked} asked"));
+        }
+    }
     waiting
+}
+
+/// The dynos of `process_type` the formation runs (its one-offs are not).
+fn formation_dynos<'a>(
+    dynos: &'a [DynoInfo],
+    process_type: &'a ProcessType,
+) -> impl Iterator<Item = &'a DynoInfo> {
+    dynos.iter().filter(move |d| {
+        d.process_type == *process_type && !dyno::is_one_off(&d.name, process_type)
+    })
 }
 
 #[cfg(test)]
@@ -517,5 +536,53 @@ mod tests {
         let err = down.quantity(1).unwrap_err().to_string();
         assert_eq!(err, "web-2: the formation has 1 web dynos");
         assert_eq!(Step::parse("web+2").unwrap().quantity(1).unwrap(), 3);
+    }
+
+    #[test]
+    fn ps_wait_waits_for_as_many_dynos_as_asked_no_fewer_and_no_more() {
+        use wdeploy_api::wire::DynoInfo;
+        use wdeploy_core::DynoState;
+        let dyno = |name: &str, release: u64, state: DynoState| DynoInfo {
+            name: name.into(),
+            process_type: name.split('.').next().unwrap().parse().unwrap(),
+            state,
+            since: chrono::Utc::now(),
+            next_start: None,
+            release,
+            command: String::new(),
+            node: None,
+        };
+        let args = super::WaitArgs {
+            app: crate::session::AppArg { app: None },
+            process_type: None,
+            with_run: false,
+            timeout: None,
+        };
+        let web2: wdeploy_core::Formation = [("web".parse().unwrap(), 2)].into_iter().collect();
+        let up = DynoState::Up;
+        let waiting = |dynos: &[DynoInfo]| super::not_there_yet(&web2, dynos, 2, &args);
+        let settled = [dyno("web.1", 2, up), dyno("web.2", 2, up)];
+        assert!(waiting(&settled).is_empty());
+        // A one-off (of `web`'s command, on the old release) is not the formation's.
+        let one_off = DynoInfo {
+            name: "run.1".into(),
+            ..dyno("web.3", 1, up)
+        };
+        assert!(waiting(&[settled[0].clone(), settled[1].clone(), one_off]).is_empty());
+        assert_eq!(waiting(&settled[..1]), ["web 1/2 ready"]);
+        // A handover between nodes: web.1 up on both.
+        let handover = [
+            dyno("web.1", 2, up),
+            dyno("web.1", 2, up),
+            dyno("web.2", 2, up),
+        ];
+        assert_eq!(waiting(&handover), ["web: 3 running, 2 asked"]);
+        // A worker scaled to none, still stopping.
+        let worker = [
+            settled[0].clone(),
+            settled[1].clone(),
+            dyno("worker.1", 2, up),
+        ];
+        assert_eq!(waiting(&worker), ["worker: 1 running, 0 asked"]);
     }
 }

@@ -39,6 +39,7 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
     std::fs::create_dir_all(data_dir)?;
     // Config vars (database passwords, API keys) live here: the host's user only.
     set_mode(data_dir, 0o700)?;
+    let lock = lock(data_dir)?;
     let control = ControlDb::open(&data_dir.join("state.db"))?;
     private_database(&data_dir.join("state.db"))?;
     let interrupted = control.fail_interrupted()?;
@@ -62,9 +63,31 @@ pub fn open(data_dir: &Path, me: NodeInfo) -> Result<Store> {
         people: Arc::new(control),
         blobs: Arc::new(blobs),
         addons,
-        nodes: Arc::new(LocalNode::new(me)?),
+        nodes: Arc::new(LocalNode::holding(me, lock)?),
         log_bus: Arc::new(NoBus),
     })
+}
+
+/// Locks `DATA/lock` for this process, so that no second host (nor an import reading
+/// it) opens the same data directory while one runs: each would take the other's
+/// releases for interrupted ones, and their writes would interleave. The kernel drops
+/// the lock with the process, however it ends.
+fn lock(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Conflict(format!(
+            "another wdeploy host uses the data directory {}: stop it first (one host per \
+             data directory)",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 /// Opens an add-ons database for the apps `apps` (each registered; data an older
@@ -225,6 +248,21 @@ mod tests {
                 .is_none()
         );
         assert_eq!(store.addons.usage(&new.id).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn one_store_at_a_time_opens_a_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = super::open(tmp.path(), me()).unwrap();
+        let second = super::open(tmp.path(), me()).map(|_| ()).unwrap_err();
+        assert!(
+            second
+                .to_string()
+                .contains("another wdeploy host uses the data directory"),
+            "{second}"
+        );
+        drop(first);
+        super::open(tmp.path(), me()).unwrap();
     }
 
     fn mode(path: &std::path::Path) -> u32 {

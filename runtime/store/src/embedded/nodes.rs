@@ -16,6 +16,8 @@ pub struct LocalNode {
     /// This process's own: no other node ever forwards to this one, so nothing needs
     /// the key to outlive it.
     key: ClusterKey,
+    /// The data directory's lock, held while the store is open: the only node.
+    _lock: Option<std::fs::File>,
 }
 
 impl LocalNode {
@@ -24,6 +26,15 @@ impl LocalNode {
             me,
             dynos: Mutex::new(HashMap::new()),
             key: ClusterKey::generate()?,
+            _lock: None,
+        })
+    }
+
+    /// The node of the data directory `lock` is the lock of (see `super::lock`).
+    pub(super) fn holding(me: NodeInfo, lock: std::fs::File) -> Result<LocalNode> {
+        Ok(LocalNode {
+            _lock: Some(lock),
+            ..LocalNode::new(me)?
         })
     }
 }

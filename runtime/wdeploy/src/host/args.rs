@@ -161,6 +161,21 @@ pub struct HostArgs {
     /// How old an unreferenced blob must be, in seconds, before a collection removes it
     #[arg(long, default_value_t = 86400.0, value_name = "SECS")]
     pub blob_gc_grace: f64,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// This node's name in the cluster (default: the machine's host name)
+    #[arg(long, requires = "cluster")]
+    pub node: Option<wdeploy_store::NodeName>,
+    /// HOST:PORT other nodes forward requests to this node's router at, over TLS
+    /// (default: the router's --listen address, which must then not be 0.0.0.0)
+    #[arg(long, requires = "cluster", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+}
+
+/// The cluster's NATS server and how to prove oneself to it: `wdeploy host`'s and
+/// `wdeploy cluster:import`'s.
+#[derive(Debug, clap::Args)]
+pub struct NatsArgs {
     /// Run as one node of a cluster whose state is in this NATS server (with JetStream),
     /// shared by every node; without it the host keeps everything in --data. Credentials
     /// go in the URL (nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT; from the
@@ -181,11 +196,32 @@ pub struct HostArgs {
         value_name = "FILE"
     )]
     pub cluster_creds: Option<PathBuf>,
-    /// This node's name in the cluster (default: the machine's host name)
-    #[arg(long, requires = "cluster")]
-    pub node: Option<wdeploy_store::NodeName>,
-    /// HOST:PORT other nodes forward requests to this node's router at, over TLS
-    /// (default: the router's --listen address, which must then not be 0.0.0.0)
-    #[arg(long, requires = "cluster", value_name = "HOST:PORT")]
-    pub advertise: Option<String>,
+}
+
+impl NatsArgs {
+    /// The cluster's NATS server as `--cluster`, `--cluster-ca` and `--cluster-creds` give
+    /// it; `None` for the embedded store. The files are read now, so that a wrong one stops
+    /// the command with its flag's name before anything starts.
+    pub fn address(&self) -> anyhow::Result<Option<wdeploy_store::cluster::ClusterAddress>> {
+        use anyhow::Context;
+        let Some(address) = self.cluster.clone() else {
+            return Ok(None);
+        };
+        let address = match &self.cluster_ca {
+            Some(ca) => {
+                // The NATS client reads it only while connecting, and says no more than
+                // that the TLS setup failed.
+                std::fs::File::open(ca)
+                    .with_context(|| format!("reading --cluster-ca {}", ca.display()))?;
+                address.with_ca(ca.clone())
+            }
+            None => address,
+        };
+        Ok(Some(match &self.cluster_creds {
+            Some(creds) => address
+                .with_credentials_file(creds)
+                .context("--cluster-creds")?,
+            None => address,
+        }))
+    }
 }

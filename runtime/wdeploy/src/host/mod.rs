@@ -13,13 +13,13 @@ use wdeploy_host::{
     raise_fd_limit,
 };
 
+mod args;
+
+pub use args::{HostArgs, NatsArgs};
+
 /// Prints one of the host's own lines on stdout. A host outlives whoever reads its output:
 /// with the reader gone (a closed pipe, a log collector restarted) the line is lost, where
 /// `println!` would panic, and at a stop cut the host's shutdown short.
-mod args;
-
-pub use args::HostArgs;
-
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -172,11 +172,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     anyhow::ensure!(
-        args.cluster.is_none() || !me.advertise.is_empty(),
+        args.nats.cluster.is_none() || !me.advertise.is_empty(),
         "the router listens on {router_addr}, which other nodes cannot reach: say where they \
          can with --advertise HOST:PORT"
     );
-    let cluster = cluster_address(&args)?;
+    let cluster = args.nats.address()?;
     let store = match &cluster {
         // The cluster store: state in NATS JetStream, blobs cached under the data dir.
         Some(address) => {
@@ -400,33 +400,6 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     Ok(())
-}
-
-/// The cluster's NATS server as `--cluster`, `--cluster-ca` and `--cluster-creds` give it;
-/// `None` for the embedded store. The files are read now, so that a wrong one stops the
-/// host with its flag's name before anything starts.
-fn cluster_address(
-    args: &HostArgs,
-) -> anyhow::Result<Option<wdeploy_store::cluster::ClusterAddress>> {
-    let Some(address) = args.cluster.clone() else {
-        return Ok(None);
-    };
-    let address = match &args.cluster_ca {
-        Some(ca) => {
-            // The NATS client reads it only while connecting, and says no more than that
-            // the TLS setup failed.
-            std::fs::File::open(ca)
-                .with_context(|| format!("reading --cluster-ca {}", ca.display()))?;
-            address.with_ca(ca.clone())
-        }
-        None => address,
-    };
-    Ok(Some(match &args.cluster_creds {
-        Some(creds) => address
-            .with_credentials_file(creds)
-            .context("--cluster-creds")?,
-        None => address,
-    }))
 }
 
 /// The address other nodes reach this node's router at.
