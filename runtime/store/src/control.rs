@@ -4,7 +4,8 @@
 use crate::error::Result;
 use crate::model::{App, Drain, NewRelease, Release, ReleaseHead};
 use async_trait::async_trait;
-use wdeploy_core::{AppName, Domain, Formation, ReleaseStatus};
+use std::collections::HashSet;
+use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 
 /// Apps, releases and formation, behind whichever backend runs.
 ///
@@ -55,6 +56,18 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn release_output(&self, app: &AppName, version: u64) -> Result<String>;
     /// The whole release log, newest first.
     async fn releases(&self, app: &AppName) -> Result<Vec<Release>>;
+    /// Every slug a release of any app references: what the collector of unreferenced
+    /// blobs keeps. By default each app's log in turn, failing (`NotFound`) when an app
+    /// leaves its name meanwhile (destroyed or renamed: its releases would go unread); a
+    /// backend that can read them all at once does (embedded: one query).
+    async fn release_slugs(&self) -> Result<HashSet<Digest>> {
+        let mut slugs = HashSet::new();
+        for app in self.apps().await? {
+            let releases = self.releases(&app.name).await?;
+            slugs.extend(releases.into_iter().filter_map(|r| r.slug));
+        }
+        Ok(slugs)
+    }
     /// One page of the release log, newest first: at most `limit` releases older than
     /// `before` (from the newest when `None`). Costs the page, not the log.
     async fn releases_page(

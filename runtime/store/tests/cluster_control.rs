@@ -552,3 +552,29 @@ async fn a_release_keeps_its_output_apart_until_its_app_goes() {
     b.append_release(&app, 1, deploy("Deploy 1")).await.unwrap();
     assert_eq!(a.release_output(&app, 1).await.unwrap(), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slugs_of_every_release_are_read_through_each_app() {
+    let (_server, a, b) = two_nodes().await;
+    let slug = |s: &str| Digest::of_bytes(s.as_bytes());
+    for (app, slugs) in [("app-a", ["one", "two"]), ("app-b", ["two", "three"])] {
+        a.create_app(&name(app)).await.unwrap();
+        for (i, s) in slugs.into_iter().enumerate() {
+            let release = NewRelease {
+                slug: Some(slug(s)),
+                ..deploy("Deploy")
+            };
+            a.append_release(&name(app), i as u64 + 1, release)
+                .await
+                .unwrap();
+        }
+    }
+    b.append_release(&name("app-b"), 3, config_change(BTreeMap::new()))
+        .await
+        .unwrap();
+    let all = ["one", "two", "three"].map(slug).into_iter().collect();
+    assert_eq!(b.release_slugs().await.unwrap(), all);
+    a.delete_app(&name("app-b")).await.unwrap();
+    let left = ["one", "two"].map(slug).into_iter().collect();
+    assert_eq!(b.release_slugs().await.unwrap(), left);
+}

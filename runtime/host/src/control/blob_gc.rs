@@ -9,11 +9,10 @@
 //! that cannot read a release log or a manifest removes nothing (an app destroyed or
 //! renamed while it reads included: the next pass looks again). Every node runs it over
 //! what it sees (in a cluster: the shared bucket and its own cache), so no node's cache
-//! outgrows the cluster's; each also removes its compiled code of those components. What
-//! remains is a push that reuses a blob the host told it it
-//! had, when that blob is older than the grace and unreferenced: should a pass remove it
-//! in between, the release fails with the missing blob named and the next push uploads it
-//! again.
+//! outgrows the cluster's; each also removes its compiled code of those components. A
+//! push may reuse a blob the host told it it had, older than the grace and unreferenced:
+//! should a pass remove it before the push's release, the release is refused before it
+//! is appended (`uploads.rs`) and `wdeploy push` uploads the blob again.
 
 use super::Host;
 use anyhow::Context;
@@ -100,20 +99,11 @@ impl Host {
 
     /// Every blob a release of an app references: its slug's manifest and components.
     async fn referenced_blobs(&self) -> anyhow::Result<HashSet<Digest>> {
-        let mut slugs = HashSet::new();
-        for app in self
-            .store
-            .control
-            .apps()
-            .await
-            .context("listing the apps")?
-        {
-            // An app gone from its name since the list stops the pass too: renamed, its
-            // releases are under a name this pass did not read.
-            let releases = (self.store.control.releases(&app.name).await)
-                .with_context(|| format!("reading the releases of {}", app.name))?;
-            slugs.extend(releases.into_iter().filter_map(|r| r.slug));
-        }
+        // One read where the store can (embedded); otherwise an app gone from its name
+        // since the list stops the pass: renamed, its releases are under a name this pass
+        // did not read.
+        let slugs = (self.store.control.release_slugs().await)
+            .context("reading the slugs the releases reference")?;
         let mut keep = HashSet::new();
         for slug in slugs {
             // A manifest that cannot be read stops the pass: what it references is unknown.

@@ -252,6 +252,9 @@ impl ControlStore for EmbeddedControl {
         let app = app.clone();
         self.blocking(move |db| db.releases(&app)).await
     }
+    async fn release_slugs(&self) -> Result<std::collections::HashSet<wdeploy_core::Digest>> {
+        self.blocking(|db| db.release_slugs()).await
+    }
     async fn releases_page(
         &self,
         app: &AppName,
@@ -374,6 +377,38 @@ mod tests {
 
     fn name(s: &str) -> AppName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_slugs_of_every_release_are_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ControlDb::open(&dir.path().join("state.db")).unwrap();
+        let (a, b) = (name("app-a"), name("app-b"));
+        let slug = |s: &str| Some(wdeploy_core::Digest::of_bytes(s.as_bytes()));
+        for (app, slugs) in [(&a, ["one", "two"]), (&b, ["two", "three"])] {
+            state.create_app(app).unwrap();
+            for (i, s) in slugs.into_iter().enumerate() {
+                let release = NewRelease {
+                    slug: slug(s),
+                    ..new_release("Deploy", &[])
+                };
+                state.append_release(app, i as u64 + 1, release).unwrap();
+            }
+        }
+        let config_only = NewRelease {
+            slug: None,
+            ..new_release("Set config", &[])
+        };
+        state.append_release(&b, 3, config_only).unwrap();
+        let all: std::collections::HashSet<_> = ["one", "two", "three"]
+            .into_iter()
+            .filter_map(slug)
+            .collect();
+        assert_eq!(state.release_slugs().unwrap(), all);
+        state.delete_app(&b).unwrap();
+        let left: std::collections::HashSet<_> =
+            ["one", "two"].into_iter().filter_map(slug).collect();
+        assert_eq!(state.release_slugs().unwrap(), left);
     }
 
     #[test]

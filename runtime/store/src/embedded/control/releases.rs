@@ -142,6 +142,15 @@ impl ControlDb {
         rows.map(|r| r?).collect()
     }
 
+    /// Every slug any release references, in one read (one consistent snapshot, whatever
+    /// is renamed or destroyed meanwhile).
+    pub fn release_slugs(&self) -> Result<std::collections::HashSet<Digest>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT DISTINCT slug FROM releases WHERE slug IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|slug| stored(&slug?)).collect()
+    }
+
     /// At most `limit` releases older than `before`, newest first: a range of the
     /// primary key, read in order and cut at `limit`.
     pub fn releases_page(
