@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::time::Instant;
-use wdeploy_store::ControlStore;
 
 fn main() {
     let apps: usize = std::env::args()
