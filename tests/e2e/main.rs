@@ -15,6 +15,7 @@ mod addons;
 mod api;
 mod async_guests;
 mod attacks;
+mod backup;
 mod blob_gc;
 mod buildpacks;
 mod certs;

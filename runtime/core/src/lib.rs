@@ -15,6 +15,7 @@ mod text;
 pub mod addons;
 pub mod app_name;
 pub mod config_vars;
+pub mod counted;
 pub mod digest;
 pub mod domain;
 pub mod drain;

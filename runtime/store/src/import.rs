@@ -18,6 +18,7 @@ use crate::model::{App, NewRelease, Tenant};
 use crate::{NodeInfo, Store};
 use std::path::Path;
 use wdeploy_core::ReleaseStatus;
+use wdeploy_core::counted::counted;
 
 /// What the target was given.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,9 +38,9 @@ impl Imported {
     pub fn summary(&self) -> String {
         format!(
             "{}, {} and {}",
-            count(self.apps, "app"),
-            count(self.people, "person"),
-            count(self.tokens, "token")
+            counted(self.apps, "app"),
+            counted(self.people, "person"),
+            counted(self.tokens, "token")
         )
     }
 }
@@ -71,13 +72,13 @@ pub async fn from_embedded(
     copy_people(&source, target, &mut done).await?;
     say(format!(
         "Copied {} and {}",
-        count(done.people, "person"),
-        count(done.tokens, "token")
+        counted(done.people, "person"),
+        counted(done.tokens, "token")
     ));
     copy_blobs(&source, target, &mut done).await?;
     say(format!(
         "Copied {} ({} bytes)",
-        count(done.blobs, "blob"),
+        counted(done.blobs, "blob"),
         done.blob_bytes
     ));
     let export = std::sync::Arc::new(parking_lot::Mutex::new(export));
@@ -87,9 +88,9 @@ pub async fn from_embedded(
         say(format!(
             "Copied {}: {}, {}, {}",
             app.name,
-            count(done.releases - before.releases, "release"),
-            count(done.entries - before.entries, "add-on entry"),
-            count(done.jobs - before.jobs, "job")
+            counted(done.releases - before.releases, "release"),
+            counted(done.entries - before.entries, "add-on entry"),
+            counted(done.jobs - before.jobs, "job")
         ));
         done.apps += 1;
     }
@@ -262,16 +263,6 @@ async fn copy_addons(
         }
     }
     Ok(())
-}
-
-/// `1 job`, `2 jobs`: the few nouns an import counts.
-fn count(n: usize, one: &str) -> String {
-    let many = match one {
-        "person" => "people".to_string(),
-        "add-on entry" => "add-on entries".to_string(),
-        _ => format!("{one}s"),
-    };
-    format!("{n} {}", if n == 1 { one } else { &many })
 }
 
 fn addon_error(e: crate::AddonError) -> StoreError {

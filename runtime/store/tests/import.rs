@@ -162,7 +162,7 @@ async fn a_used_host(data: &Path) -> Vec<u8> {
 }
 
 /// Reads the imported store as a host would and checks every part of it.
-async fn check_imported(target: &Store, source: &Store) {
+async fn check_imported(target: &Store, source: &Store, imported: bool) {
     let name: AppName = "shop".parse().unwrap();
     let apps: Vec<_> = target.control.apps().await.unwrap();
     let names: Vec<_> = apps.iter().map(|a| a.name.to_string()).collect();
@@ -235,15 +235,24 @@ async fn check_imported(target: &Store, source: &Store) {
             .iter()
             .map(|q| (q.queue.as_str(), q.ready, q.leased))
             .collect::<Vec<_>>(),
-        [("mail", 2, 0)]
+        // A backup keeps the lease running at the snapshot; an import makes the job ready.
+        [(
+            "mail",
+            if imported { 2 } else { 1 },
+            if imported { 0 } else { 1 }
+        )]
     );
-    // The source's add-on data stays where it was, under the source's id.
-    assert_ne!(app.id, old.id);
+    // An import gives the app a new id; a backup keeps it.
+    if imported {
+        assert_ne!(app.id, old.id);
+    } else {
+        assert_eq!(app.id, old.id);
+    }
 }
 
 /// The imported add-on data in use: the counter counts on, the jobs not done come in
-/// order, ready again (the leased one's lease was the source's).
-async fn use_imported(target: &Store) {
+/// order (after an import the leased one is ready again: its lease was the source's).
+async fn use_imported(target: &Store, imported: bool) {
     let app = target.control.app(&"shop".parse().unwrap()).await.unwrap();
     let (t, addons) = (tenant(&app), &target.addons);
     assert_eq!(
@@ -251,21 +260,16 @@ async fn use_imported(target: &Store) {
         42
     );
     let lease = Duration::from_secs(60);
-    let first = addons
-        .take(&t, "mail", lease)
-        .await
-        .unwrap()
-        .expect("a job");
-    let second = addons
-        .take(&t, "mail", lease)
-        .await
-        .unwrap()
-        .expect("a job");
-    assert_eq!(
-        (first.payload, second.payload),
-        (b"leased".to_vec(), b"ready".to_vec())
-    );
-    assert!(addons.take(&t, "mail", lease).await.unwrap().is_none());
+    let mut taken = Vec::new();
+    while let Some(job) = addons.take(&t, "mail", lease).await.unwrap() {
+        taken.push(String::from_utf8(job.payload).unwrap());
+    }
+    let expected: &[&str] = if imported {
+        &["leased", "ready"]
+    } else {
+        &["ready"]
+    };
+    assert_eq!(taken, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,13 +297,13 @@ async fn a_single_host_moves_whole_into_a_new_embedded_store() {
         "{said:?}"
     );
     let source = wdeploy_store::embedded::open(from.path(), me("solo")).unwrap();
-    check_imported(&target, &source).await;
+    check_imported(&target, &source, true).await;
 
     // A second import into the same store is refused, and changes nothing.
     let again = import::from_embedded(from.path(), &target, &mut |_| {}).await;
     let err = again.expect_err("the target is in use").to_string();
     assert!(err.contains("a new cluster only"), "{err}");
-    check_imported(&target, &source).await;
+    check_imported(&target, &source, true).await;
     // Nor is a directory that is no host's imported.
     let empty = tempfile::tempdir().unwrap();
     let fresh = wdeploy_store::embedded::open(&empty.path().join("t"), me("b")).unwrap();
@@ -308,7 +312,7 @@ async fn a_single_host_moves_whole_into_a_new_embedded_store() {
         .expect_err("no data dir")
         .to_string();
     assert!(err.contains("not a host's data directory"), "{err}");
-    use_imported(&target).await;
+    use_imported(&target, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +331,28 @@ async fn a_single_host_moves_whole_into_a_new_cluster() {
         .await
         .unwrap();
     let source = wdeploy_store::embedded::open(from.path(), me("solo")).unwrap();
-    check_imported(&target, &source).await;
-    use_imported(&target).await;
+    check_imported(&target, &source, true).await;
+    use_imported(&target, true).await;
+}
+
+/// `embedded::backup` while the store is open, as a running host holds it: the backup
+/// opens as a store with everything the source had, under the same ids, and a backup
+/// into a directory with anything in it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_an_open_store_holds_it_whole() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    a_used_host(from.path()).await;
+    let source = wdeploy_store::embedded::open(from.path(), me("solo")).unwrap();
+    let dest = to.path().join("backup");
+    let (src, dst) = (from.path().to_path_buf(), dest.clone());
+    let backed = tokio::task::spawn_blocking(move || wdeploy_store::embedded::backup(&src, &dst))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((backed.apps, backed.blobs), (2, 1));
+    let again = wdeploy_store::embedded::backup(from.path(), &dest).unwrap_err();
+    assert!(again.to_string().contains("is not empty"), "{again}");
+    let backup = wdeploy_store::embedded::open(&dest, me("restored")).unwrap();
+    check_imported(&backup, &source, false).await;
+    use_imported(&backup, false).await;
 }

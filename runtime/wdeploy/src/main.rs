@@ -3,6 +3,7 @@
 mod addons;
 mod apps;
 mod auth;
+mod backup;
 mod building;
 mod certs;
 mod cluster;
@@ -88,6 +89,9 @@ enum Command {
     /// certificates, people and tokens) into a new cluster, before any node runs on it
     #[command(name = "cluster:import")]
     ClusterImport(cluster::ImportArgs),
+    /// Copy a single host's data directory while the host runs (one consistent snapshot,
+    /// every blob verified); a host started on the copy restores it
+    Backup(backup::BackupArgs),
     /// Show whether the app is in maintenance mode
     Maintenance(AppArg),
     /// Answer the app's requests with a 503 maintenance page; its dynos keep running
@@ -272,6 +276,7 @@ fn main() -> std::process::ExitCode {
         Command::Nodes(json) => cluster::nodes(json),
         Command::ClusterRotateKey(args) => cluster::rotate_key(args),
         Command::ClusterImport(args) => block_on(cluster::import(args)),
+        Command::Backup(args) => block_on(backup::run(args)),
         Command::Maintenance(args) => apps::maintenance(args),
         Command::MaintenanceOn(args) => apps::set_maintenance(args, true),
         Command::MaintenanceOff(args) => apps::set_maintenance(args, false),

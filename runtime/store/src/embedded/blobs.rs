@@ -63,6 +63,16 @@ impl BlobDir {
         })
     }
 
+    /// The blob directory of a store another process may have open, to read only: unlike
+    /// [`BlobDir::open`], nothing in it is made or cleaned (its `tmp` holds the uploads
+    /// under way).
+    pub fn reading(root: &Path) -> BlobDir {
+        BlobDir {
+            root: root.to_path_buf(),
+            verified: Arc::default(),
+        }
+    }
+
     /// Where a blob lives. A [`Digest`] is 64 hex digits, so it never names a path
     /// outside the store.
     pub fn path(&self, digest: &Digest) -> PathBuf {

@@ -6,6 +6,7 @@
 mod acme;
 mod addons;
 mod addons_db;
+mod backup;
 mod blobs;
 mod control;
 mod drains;
@@ -20,6 +21,7 @@ mod queue;
 pub use acme::EmbeddedAcme;
 pub use addons::EmbeddedAddons;
 pub use addons_db::AddonDb;
+pub use backup::{BackedUp, backup};
 pub use blobs::BlobDir;
 pub use control::{ControlDb, EmbeddedControl};
 pub use nodes::{LocalNode, NoBus};
