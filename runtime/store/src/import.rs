@@ -99,7 +99,7 @@ pub async fn from_embedded(
 
 async fn open_source(data_dir: &Path) -> Result<Store> {
     if !data_dir.join("state.db").is_file() {
-        return Err(StoreError::NotFound(format!(
+        return Err(StoreError::Invalid(format!(
             "{}: not a host's data directory (no state.db in it)",
             data_dir.display()
         )));

@@ -25,7 +25,7 @@ pub struct BackedUp {
 /// Backs up the embedded store in `data_dir` into `dest` (absent or empty).
 pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackedUp> {
     if !data_dir.join("state.db").is_file() {
-        return Err(StoreError::NotFound(format!(
+        return Err(StoreError::Invalid(format!(
             "{}: not a host's data directory (no state.db in it)",
             data_dir.display()
         )));

@@ -37,7 +37,7 @@ impl AddonExport {
     pub fn open(data_dir: &Path) -> Result<AddonExport> {
         let path = data_dir.join("addons.db");
         if !path.is_file() {
-            return Err(StoreError::NotFound(format!(
+            return Err(StoreError::Invalid(format!(
                 "{}: no add-on database in this data directory",
                 path.display()
             )));
