@@ -17,8 +17,16 @@ use wdeploy_core::{AppName, Digest, Domain, Formation, ReleaseStatus};
 /// release's only later change is its status, once, from pending.
 #[async_trait]
 pub trait ControlStore: Send + Sync + 'static {
-    /// Creates an app; `Conflict` if the name is taken.
-    async fn create_app(&self, name: &AppName) -> Result<App>;
+    /// Creates an app now; `Conflict` if the name is taken.
+    async fn create_app(&self, name: &AppName) -> Result<App> {
+        self.create_app_at(name, chrono::Utc::now()).await
+    }
+    /// Creates an app made at `created_at` (an import keeps the time of the app it copies).
+    async fn create_app_at(
+        &self,
+        name: &AppName,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<App>;
     /// Every app, by name.
     async fn apps(&self) -> Result<Vec<App>>;
     /// One app; `NotFound` when it does not exist.

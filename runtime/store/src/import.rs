@@ -7,7 +7,7 @@
 //! working), every blob, and each app with its releases (versions, statuses, times,
 //! config vars, outputs), formation, maintenance mode, domains, certificates, drains,
 //! collaborators, and add-on data (every key-value entry; the jobs not yet done, ready
-//! again). An app gets a new id in the target, as its add-on data and access are keyed
+//! again), each app keeping when it was created. An app gets a new id in the target, as its add-on data and access are keyed
 //! by it there. Not copied: log history (the target starts a new stream), ACME accounts
 //! (a new one is registered at the first order), dyno records and restart requests
 //! (the nodes make their own).
@@ -146,7 +146,7 @@ async fn copy_app(
     done: &mut Imported,
 ) -> Result<()> {
     let name = &app.name;
-    let copy = target.control.create_app(name).await?;
+    let copy = target.control.create_app_at(name, app.created_at).await?;
     target
         .addons
         .create_app(&copy.id)

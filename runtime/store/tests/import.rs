@@ -170,6 +170,7 @@ async fn check_imported(target: &Store, source: &Store, imported: bool) {
     let app = target.control.app(&name).await.unwrap();
     let old = source.control.app(&name).await.unwrap();
     assert!(app.maintenance);
+    assert_eq!(app.created_at, old.created_at);
 
     let strip = |releases: Vec<wdeploy_store::Release>| -> Vec<_> {
         releases

@@ -194,12 +194,12 @@ impl ClusterControl {
 
 #[async_trait]
 impl ControlStore for ClusterControl {
-    async fn create_app(&self, name: &AppName) -> Result<App> {
+    async fn create_app_at(&self, name: &AppName, created_at: DateTime<Utc>) -> Result<App> {
         self.nats.check()?;
         let app = App {
             name: name.clone(),
             id: AppId::random(),
-            created_at: Utc::now(),
+            created_at,
             // No revision here: a converge look reads every app (see App::revision).
             revision: None,
             maintenance: false,

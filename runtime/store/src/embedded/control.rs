@@ -99,7 +99,10 @@ impl ControlDb {
     }
 
     pub fn create_app(&self, name: &AppName) -> Result<App> {
-        let now = Utc::now();
+        self.create_app_at(name, Utc::now())
+    }
+
+    pub fn create_app_at(&self, name: &AppName, now: DateTime<Utc>) -> Result<App> {
         let id = AppId::random();
         let inserted = self.conn.lock().execute(
             "INSERT OR IGNORE INTO apps (name, created_at, id) VALUES (?1, ?2, ?3)",
@@ -195,9 +198,10 @@ impl EmbeddedControl {
 
 #[async_trait]
 impl ControlStore for EmbeddedControl {
-    async fn create_app(&self, name: &AppName) -> Result<App> {
+    async fn create_app_at(&self, name: &AppName, created_at: DateTime<Utc>) -> Result<App> {
         let name = name.clone();
-        self.blocking(move |db| db.create_app(&name)).await
+        self.blocking(move |db| db.create_app_at(&name, created_at))
+            .await
     }
     async fn apps(&self) -> Result<Vec<App>> {
         self.blocking(|db| db.apps()).await
