@@ -395,3 +395,35 @@ fn a_node_answering_at_another_nodes_address_is_told_apart_by_its_certificate() 
     assert!(line("c").ends_with(&expected), "{listing}");
     assert!(line("b").contains(" key "), "{listing}");
 }
+
+/// A person's API rate holds across the nodes: spreading calls over two nodes buys no
+/// more than one node gives (each node alone would take 10 at once; together they take
+/// 10, then refuse on either).
+#[test]
+fn a_persons_api_rate_is_the_clusters_not_each_nodes() {
+    let cluster = Cluster::start_with(2, &["--api-rate", "1", "--api-burst", "10"]);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let bob = crate::people::add_user(a, "bob@example.com");
+    let mut admitted = 0;
+    let refused = (0..20).find_map(|i| {
+        let node = if i % 2 == 0 { a } else { b };
+        let out = node.cli_with_token(&bob, &["apps"]);
+        if out.status.success() {
+            admitted += 1;
+            None
+        } else {
+            Some(stderr(&out))
+        }
+    });
+    let refused = refused.expect("no call refused across the two nodes");
+    assert!(
+        refused.contains("too many API calls from bob@example.com"),
+        "{refused}"
+    );
+    assert!(refused.contains("on all its nodes together"), "{refused}");
+    assert!((10..15).contains(&admitted), "{admitted} calls admitted");
+    // The admin's calls are not counted.
+    for node in [a, b, a, b] {
+        node.ok(&["apps"]);
+    }
+}

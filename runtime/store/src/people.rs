@@ -68,4 +68,69 @@ pub trait People: Send + Sync + 'static {
     async fn apps_of(&self, email: &Person) -> Result<Vec<AppId>>;
     /// Forgets every access to an app (it is being destroyed).
     async fn forget_app(&self, app: &AppId) -> Result<()>;
+
+    /// Spends one of `person`'s API calls from a budget every node shares (`rate` a
+    /// second after `burst` at once): `false` when it is spent, so that a person does not
+    /// get each node's budget by spreading calls over the nodes. By default `true`: a
+    /// store of one node, whose host's own count is the whole budget.
+    async fn spend_call(&self, _person: &Person, _rate: u32, _burst: u32) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A person's API calls as a token bucket kept in a shared store: the calls left, and
+/// when (Unix milliseconds, the clock of the node that spent last).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallBucket {
+    pub tokens: f64,
+    pub at_ms: i64,
+}
+
+impl CallBucket {
+    /// The bucket after one call at `now_ms`, refilled at `rate` a second up to `burst`
+    /// since `previous` (a full bucket when there is none); `None` when no call is left.
+    /// A clock behind the last spender's refills nothing, never a negative amount.
+    pub fn spend(
+        previous: Option<CallBucket>,
+        now_ms: i64,
+        rate: u32,
+        burst: u32,
+    ) -> Option<CallBucket> {
+        let burst = f64::from(burst);
+        let tokens = match previous {
+            None => burst,
+            Some(b) => {
+                let elapsed = (now_ms - b.at_ms).max(0) as f64 / 1000.0;
+                (b.tokens + elapsed * f64::from(rate)).min(burst)
+            }
+        };
+        (tokens >= 1.0).then(|| CallBucket {
+            tokens: tokens - 1.0,
+            at_ms: now_ms.max(previous.map_or(now_ms, |b| b.at_ms)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallBucket;
+
+    #[test]
+    fn a_shared_call_bucket_refills_at_its_rate_up_to_its_burst() {
+        let mut bucket = None;
+        for _ in 0..3 {
+            bucket = CallBucket::spend(bucket, 1_000, 2, 3);
+            assert!(bucket.is_some());
+        }
+        assert_eq!(CallBucket::spend(bucket, 1_000, 2, 3), None);
+        // Half a second at 2 a second: one more call.
+        let after = CallBucket::spend(bucket, 1_500, 2, 3).expect("refilled");
+        assert!(after.tokens.abs() < 1e-9);
+        assert_eq!(CallBucket::spend(Some(after), 1_500, 2, 3), None);
+        // A node whose clock is behind refills nothing, and keeps the later time.
+        assert_eq!(CallBucket::spend(Some(after), 900, 2, 3), None);
+        // Long idle: full again, not more.
+        let idle = CallBucket::spend(Some(after), 3_600_000, 2, 3).expect("full");
+        assert!((idle.tokens - 2.0).abs() < 1e-9);
+    }
 }

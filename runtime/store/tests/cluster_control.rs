@@ -578,3 +578,31 @@ async fn the_slugs_of_every_release_are_read_through_each_app() {
     let left = ["one", "two"].map(slug).into_iter().collect();
     assert_eq!(b.release_slugs().await.unwrap(), left);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_api_calls_are_counted_across_nodes() {
+    use wdeploy_core::Person;
+    use wdeploy_store::People;
+    use wdeploy_store::cluster::ClusterPeople;
+    let server = NatsServer::start().unwrap();
+    let (nats_a, _) = node(&server, "node-a").await;
+    let (nats_b, _) = node(&server, "node-b").await;
+    let a = ClusterPeople::open(&nats_a).await.unwrap();
+    let b = ClusterPeople::open(&nats_b).await.unwrap();
+    let (ann, bob): (Person, Person) = ("ann@x.io".parse().unwrap(), "bob@x.io".parse().unwrap());
+    // A burst of 6 at 1 a second: 3 calls through each node, then none on either.
+    for node in [&a, &b, &a, &b, &a, &b] {
+        assert!(node.spend_call(&ann, 1, 6).await.unwrap());
+    }
+    assert!(!a.spend_call(&ann, 1, 6).await.unwrap());
+    assert!(!b.spend_call(&ann, 1, 6).await.unwrap());
+    // Another person's budget is their own.
+    assert!(b.spend_call(&bob, 1, 6).await.unwrap());
+    // As time passes, one more call (a refused call spends nothing), then none again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.spend_call(&ann, 1, 6).await.unwrap() {
+        assert!(Instant::now() < deadline, "no call came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!a.spend_call(&ann, 1, 6).await.unwrap());
+}

@@ -45,8 +45,10 @@ pub(super) struct CallBudgets {
 }
 
 impl Host {
-    /// Counts one API call of `caller`; a 429 once they are past their rate.
-    pub(super) fn admit_call(&self, caller: &Caller) -> Result<()> {
+    /// Counts one API call of `caller`; a 429 once they are past their rate. This node's
+    /// own bucket turns a flood away without a store call; the store's shared one
+    /// (`People::spend_call`: in a cluster, every node's) counts the calls that pass.
+    pub(super) async fn admit_call(&self, caller: &Caller) -> Result<()> {
         if caller.admin {
             return Ok(());
         }
@@ -58,7 +60,9 @@ impl Host {
             .entry(caller.person.clone())
             .or_insert_with(|| TokenBucket::new(f64::from(limits.api_rate), limits.api_burst))
             .take(Instant::now());
-        if admitted {
+        let shared =
+            || (self.store.people).spend_call(&caller.person, limits.api_rate, limits.api_burst);
+        if admitted && shared().await? {
             return Ok(());
         }
         Err(ApiError::new(
@@ -66,7 +70,8 @@ impl Host {
             "rate_limited",
             format!(
                 "too many API calls from {}: this host takes {} a second from one person, in \
-                 bursts of {} (wdeploy host --api-rate, --api-burst); wait a moment and try again",
+                 bursts of {}, on all its nodes together (wdeploy host --api-rate, \
+                 --api-burst); wait a moment and try again",
                 caller.person, limits.api_rate, limits.api_burst
             ),
         )

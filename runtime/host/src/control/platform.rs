@@ -260,7 +260,7 @@ impl Platform for Host {
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError> {
         let caller = self.caller(token).await?;
         if let Some(caller) = &caller {
-            self.admit_call(caller)?;
+            self.admit_call(caller).await?;
         }
         Ok(caller)
     }

@@ -7,14 +7,16 @@
 //!   (`name` is the person's email; tokens of an older cluster get an id when a node opens
 //!   the bucket);
 //! - `wdeploy-access`: `APPID.HEX(email)` → `{email, created_at}`: one key per grant, so a
-//!   check is one read and destroying an app purges `APPID.>`.
+//!   check is one read and destroying an app purges `APPID.>`;
+//! - `wdeploy-rates`: `HEX(email)` → the person's API calls left, shared by every node
+//!   (entries expire after an hour).
 
 use super::control::{cas, create, encode, list_keys, read};
 use super::{Nats, unavailable};
 use crate::embedded::random_token_id;
 use crate::error::{Result, StoreError};
 use crate::model::AppId;
-use crate::people::{People, TokenOwner, TokenRecord, User};
+use crate::people::{CallBucket, People, TokenOwner, TokenRecord, User};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,6 +26,9 @@ use wdeploy_core::{Digest, Person, TokenId};
 const USERS: &str = "wdeploy-users";
 const TOKENS: &str = "wdeploy-tokens";
 const ACCESS: &str = "wdeploy-access";
+/// `HEX(email)` → the person's [`CallBucket`]; an entry an hour old goes (its bucket is
+/// long full again by then).
+const RATES: &str = "wdeploy-rates";
 
 /// People and their access in JetStream KV, shared by every node of the cluster.
 pub struct ClusterPeople {
@@ -31,6 +36,7 @@ pub struct ClusterPeople {
     users: kv::Store,
     tokens: kv::Store,
     access: kv::Store,
+    rates: kv::Store,
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -73,6 +79,12 @@ impl ClusterPeople {
             users: nats.bucket(bucket(USERS)).await?,
             tokens: nats.bucket(bucket(TOKENS)).await?,
             access: nats.bucket(bucket(ACCESS)).await?,
+            rates: nats
+                .bucket(kv::Config {
+                    max_age: std::time::Duration::from_secs(3600),
+                    ..bucket(RATES)
+                })
+                .await?,
         };
         for key in list_keys(&people.tokens, "listing tokens").await? {
             cas(
@@ -320,5 +332,23 @@ impl People for ClusterPeople {
             .await
             .map_err(|e| unavailable(format!("forgetting the app's access: {e}")))?;
         Ok(())
+    }
+
+    async fn spend_call(&self, person: &Person, rate: u32, burst: u32) -> Result<bool> {
+        self.nats.check()?;
+        let now_ms = Utc::now().timestamp_millis();
+        let mut admitted = false;
+        cas(
+            &self.rates,
+            &user_key(person),
+            "a person's API calls",
+            |before| {
+                let after = CallBucket::spend(before.copied(), now_ms, rate, burst);
+                admitted = after.is_some();
+                after
+            },
+        )
+        .await?;
+        Ok(admitted)
     }
 }
