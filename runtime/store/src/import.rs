@@ -1,16 +1,18 @@
 //! Moving a single host's state into a new store: what `wdeploy cluster:import` does when
-//! one machine is no longer enough. The source is an embedded data directory (read
-//! only: nothing in it changes); the target is any [`Store`], written through the same
-//! facets the host uses, so it holds exactly what a host would have written.
+//! one machine is no longer enough. The source is an embedded data directory, opened as
+//! its host would open it (a release a stop left pending is failed, as at the host's
+//! next start; nothing else in it changes); the target is any [`Store`], written through
+//! the same facets the host uses, so it holds exactly what a host would have written.
 //!
 //! What is copied: people and their tokens (by hash, so every token in use keeps
-//! working), every blob, and each app with its releases (versions, statuses, times,
-//! config vars, outputs), formation, maintenance mode, domains, certificates, drains,
-//! collaborators, and add-on data (every key-value entry; the jobs not yet done, ready
-//! again), each app keeping when it was created. An app gets a new id in the target, as its add-on data and access are keyed
-//! by it there. Not copied: log history (the target starts a new stream), ACME accounts
-//! (a new one is registered at the first order), dyno records and restart requests
-//! (the nodes make their own).
+//! working), every blob, and each app with when it was created, its releases (versions,
+//! statuses, times, config vars, outputs), formation, maintenance mode, domains,
+//! certificates, drains, collaborators, and add-on data (every key-value entry; the jobs
+//! not yet done, ready again). An app gets a new id in the target, as its add-on data
+//! and access are keyed by it there. Not copied: log history (the target starts a new
+//! stream), ACME accounts (a new one is registered at the first order), dyno records
+//! and restart requests (the nodes make their own). An import cut short leaves what it
+//! copied: the target is then no longer new, and a second import refuses it.
 
 use crate::embedded::export::AddonExport;
 use crate::error::{Result, StoreError};
@@ -69,13 +71,34 @@ pub async fn from_embedded(
         blocking(move || AddonExport::open(&dir)).await??
     };
     let mut done = Imported::default();
-    copy_people(&source, target, &mut done).await?;
+    copy_all(&source, export, target, &mut done, say)
+        .await
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "{e}; the target holds what was copied before ({}), so it is no longer new: \
+                 import again into an empty one",
+                done.summary()
+            ))
+        })?;
+    Ok(done)
+}
+
+/// Everything, in an order where each part finds what it needs copied already: people
+/// before tokens and access, blobs before the releases that reference them.
+async fn copy_all(
+    source: &Store,
+    export: AddonExport,
+    target: &Store,
+    done: &mut Imported,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
+    copy_people(source, target, done).await?;
     say(format!(
         "Copied {} and {}",
         counted(done.people, "person"),
         counted(done.tokens, "token")
     ));
-    copy_blobs(&source, target, &mut done).await?;
+    copy_blobs(source, target, done).await?;
     say(format!(
         "Copied {} ({} bytes)",
         counted(done.blobs, "blob"),
@@ -84,7 +107,7 @@ pub async fn from_embedded(
     let export = std::sync::Arc::new(parking_lot::Mutex::new(export));
     for app in source.control.apps().await? {
         let before = done.clone();
-        copy_app(&source, &export, target, &app, &mut done).await?;
+        copy_app(source, &export, target, &app, done).await?;
         say(format!(
             "Copied {}: {}, {}, {}",
             app.name,
@@ -94,7 +117,7 @@ pub async fn from_embedded(
         ));
         done.apps += 1;
     }
-    Ok(done)
+    Ok(())
 }
 
 async fn open_source(data_dir: &Path) -> Result<Store> {

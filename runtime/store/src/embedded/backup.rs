@@ -113,7 +113,7 @@ fn check(dest: &Path) -> Result<usize> {
     if !missing.is_empty() {
         return Err(StoreError::Invalid(format!(
             "the backup lacks {} blob(s) its releases reference ({}): removed while it was \
-             copied? Back up again",
+             copied? Back up again, into a new directory",
             missing.len(),
             missing.join(", ")
         )));
