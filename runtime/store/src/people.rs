@@ -69,12 +69,19 @@ pub trait People: Send + Sync + 'static {
     /// Forgets every access to an app (it is being destroyed).
     async fn forget_app(&self, app: &AppId) -> Result<()>;
 
-    /// Spends one of `person`'s API calls from a budget every node shares (`rate` a
-    /// second after `burst` at once): `false` when it is spent, so that a person does not
-    /// get each node's budget by spreading calls over the nodes. By default `true`: a
-    /// store of one node, whose host's own count is the whole budget.
-    async fn spend_call(&self, _person: &Person, _rate: u32, _burst: u32) -> Result<bool> {
-        Ok(true)
+    /// Takes up to `want` of `person`'s API calls from a budget every node shares (`rate`
+    /// a second after `burst` at once): how many it got, 0 when none is left. So a person
+    /// does not get each node's budget by spreading calls over the nodes; a node takes a
+    /// few at a time and spends them itself, for fewer store calls. By default all of
+    /// them: a store of one node, whose host's own count is the whole budget.
+    async fn take_calls(
+        &self,
+        _person: &Person,
+        _rate: u32,
+        _burst: u32,
+        want: u32,
+    ) -> Result<u32> {
+        Ok(want)
     }
 }
 
@@ -87,15 +94,17 @@ pub struct CallBucket {
 }
 
 impl CallBucket {
-    /// The bucket after one call at `now_ms`, refilled at `rate` a second up to `burst`
-    /// since `previous` (a full bucket when there is none); `None` when no call is left.
-    /// A clock behind the last spender's refills nothing, never a negative amount.
-    pub fn spend(
+    /// The bucket after taking up to `want` calls at `now_ms`, refilled at `rate` a second
+    /// up to `burst` since `previous` (a full bucket when there is none), with how many it
+    /// gave; `None` when no call is left. A clock behind the last spender's refills
+    /// nothing, never a negative amount.
+    pub fn take(
         previous: Option<CallBucket>,
         now_ms: i64,
         rate: u32,
         burst: u32,
-    ) -> Option<CallBucket> {
+        want: u32,
+    ) -> Option<(CallBucket, u32)> {
         let burst = f64::from(burst);
         let tokens = match previous {
             None => burst,
@@ -104,9 +113,14 @@ impl CallBucket {
                 (b.tokens + elapsed * f64::from(rate)).min(burst)
             }
         };
-        (tokens >= 1.0).then(|| CallBucket {
-            tokens: tokens - 1.0,
-            at_ms: now_ms.max(previous.map_or(now_ms, |b| b.at_ms)),
+        // Whole calls only; at least one is needed to give any.
+        let given = tokens.floor().min(f64::from(want));
+        (given >= 1.0).then(|| {
+            let bucket = CallBucket {
+                tokens: tokens - given,
+                at_ms: now_ms.max(previous.map_or(now_ms, |b| b.at_ms)),
+            };
+            (bucket, given as u32)
         })
     }
 }
@@ -117,20 +131,23 @@ mod tests {
 
     #[test]
     fn a_shared_call_bucket_refills_at_its_rate_up_to_its_burst() {
+        let take = |b: Option<CallBucket>, now, want| CallBucket::take(b, now, 2, 3, want);
         let mut bucket = None;
         for _ in 0..3 {
-            bucket = CallBucket::spend(bucket, 1_000, 2, 3);
-            assert!(bucket.is_some());
+            let (after, given) = take(bucket, 1_000, 1).expect("a call");
+            assert_eq!(given, 1);
+            bucket = Some(after);
         }
-        assert_eq!(CallBucket::spend(bucket, 1_000, 2, 3), None);
-        // Half a second at 2 a second: one more call.
-        let after = CallBucket::spend(bucket, 1_500, 2, 3).expect("refilled");
+        assert_eq!(take(bucket, 1_000, 1), None);
+        // Half a second at 2 a second: one more call, though two were asked for.
+        let (after, given) = take(bucket, 1_500, 2).expect("refilled");
+        assert_eq!(given, 1);
         assert!(after.tokens.abs() < 1e-9);
-        assert_eq!(CallBucket::spend(Some(after), 1_500, 2, 3), None);
+        assert_eq!(take(Some(after), 1_500, 1), None);
         // A node whose clock is behind refills nothing, and keeps the later time.
-        assert_eq!(CallBucket::spend(Some(after), 900, 2, 3), None);
+        assert_eq!(take(Some(after), 900, 1), None);
         // Long idle: full again, not more.
-        let idle = CallBucket::spend(Some(after), 3_600_000, 2, 3).expect("full");
-        assert!((idle.tokens - 2.0).abs() < 1e-9);
+        let (full, given) = take(Some(after), 3_600_000, 10).expect("full");
+        assert_eq!((given, full.tokens), (3, 0.0));
     }
 }

@@ -590,19 +590,19 @@ async fn a_persons_api_calls_are_counted_across_nodes() {
     let a = ClusterPeople::open(&nats_a).await.unwrap();
     let b = ClusterPeople::open(&nats_b).await.unwrap();
     let (ann, bob): (Person, Person) = ("ann@x.io".parse().unwrap(), "bob@x.io".parse().unwrap());
-    // A burst of 6 at 1 a second: 3 calls through each node, then none on either.
-    for node in [&a, &b, &a, &b, &a, &b] {
-        assert!(node.spend_call(&ann, 1, 6).await.unwrap());
-    }
-    assert!(!a.spend_call(&ann, 1, 6).await.unwrap());
-    assert!(!b.spend_call(&ann, 1, 6).await.unwrap());
+    // A burst of 6 at 1 a second: 4 taken through a, 2 (of 3 asked) through b, then
+    // none on either.
+    assert_eq!(a.take_calls(&ann, 1, 6, 4).await.unwrap(), 4);
+    assert_eq!(b.take_calls(&ann, 1, 6, 3).await.unwrap(), 2);
+    assert_eq!(a.take_calls(&ann, 1, 6, 1).await.unwrap(), 0);
+    assert_eq!(b.take_calls(&ann, 1, 6, 1).await.unwrap(), 0);
     // Another person's budget is their own.
-    assert!(b.spend_call(&bob, 1, 6).await.unwrap());
-    // As time passes, one more call (a refused call spends nothing), then none again.
+    assert_eq!(b.take_calls(&bob, 1, 6, 1).await.unwrap(), 1);
+    // As time passes, one more call (a refused take spends nothing), then none again.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !b.spend_call(&ann, 1, 6).await.unwrap() {
+    while b.take_calls(&ann, 1, 6, 1).await.unwrap() == 0 {
         assert!(Instant::now() < deadline, "no call came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!a.spend_call(&ann, 1, 6).await.unwrap());
+    assert_eq!(a.take_calls(&ann, 1, 6, 1).await.unwrap(), 0);
 }

@@ -334,21 +334,23 @@ impl People for ClusterPeople {
         Ok(())
     }
 
-    async fn spend_call(&self, person: &Person, rate: u32, burst: u32) -> Result<bool> {
+    async fn take_calls(&self, person: &Person, rate: u32, burst: u32, want: u32) -> Result<u32> {
         self.nats.check()?;
         let now_ms = Utc::now().timestamp_millis();
-        let mut admitted = false;
+        let mut given = 0;
         cas(
             &self.rates,
             &user_key(person),
             "a person's API calls",
             |before| {
-                let after = CallBucket::spend(before.copied(), now_ms, rate, burst);
-                admitted = after.is_some();
-                after
+                // (Again from nothing at each attempt of the compare-and-swap.)
+                given = 0;
+                let (after, n) = CallBucket::take(before.copied(), now_ms, rate, burst, want)?;
+                given = n;
+                Some(after)
             },
         )
         .await?;
-        Ok(admitted)
+        Ok(given)
     }
 }
