@@ -470,23 +470,25 @@ fn not_there_yet(
             waiting.push(format!("{} is {}", d.name, d.state));
         }
     }
-    for (process_type, quantity) in wanted.iter().filter(|(t, _)| in_scope(t)) {
-        let ready = formation_dynos(dynos, process_type)
-            .filter(|d| d.release == version && d.state.serves())
-            .count();
-        if ready < quantity as usize {
-            waiting.push(format!("{process_type} {ready}/{quantity} ready"));
-        }
-    }
-    // More dynos than asked: a handover between nodes (the new one serves, the old one
-    // is yet to stop) or a scale down under way. Settled means as many as asked.
-    let mut types: Vec<&ProcessType> = dynos.iter().map(|d| &d.process_type).collect();
+    // Each process type asked for or running: fewer ready than asked, or more running
+    // (a handover between nodes, the new dyno up and the old one yet to stop, or a scale
+    // down under way). Settled means as many as asked.
+    let mut types: Vec<&ProcessType> = wanted.iter().map(|(t, _)| t).collect();
+    types.extend(dynos.iter().map(|d| &d.process_type));
     types.sort();
     types.dedup();
     for process_type in types.into_iter().filter(|t| in_scope(t)) {
-        let running = formation_dynos(dynos, process_type).count();
         let asked = wanted.quantity(process_type) as usize;
-        if running > asked {
+        let (mut running, mut ready) = (0, 0);
+        for d in formation_dynos(dynos, process_type) {
+            running += 1;
+            if d.release == version && d.state.serves() {
+                ready += 1;
+            }
+        }
+        if ready < asked {
+            waiting.push(format!("{process_type} {ready}/{asked} ready"));
+        } else if running > asked {
             waiting.push(format!("{process_type}: {running} running, {asked} asked"));
         }
     }
