@@ -60,3 +60,32 @@ pub struct Store {
     /// ACME accounts and the HTTP-01 challenges of orders under way.
     pub acme: Arc<dyn AcmeStore>,
 }
+
+impl Store {
+    /// A slug's manifest, read from the blob store: `NotFound` when the store lacks it,
+    /// `Invalid` when the blob is no slug manifest.
+    pub async fn manifest(
+        &self,
+        slug: &wdeploy_core::Digest,
+    ) -> Result<wdeploy_core::SlugManifest> {
+        let bytes = self.blobs.read(slug).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Invalid(format!("slug {slug} is not a slug manifest: {e}")))
+    }
+
+    /// Every blob a release of any app references: each slug's manifest and the
+    /// components it names. What the collector of unreferenced blobs keeps, and what a
+    /// backup must hold. A manifest that cannot be read fails the whole read (what it
+    /// references is unknown).
+    pub async fn referenced_blobs(
+        &self,
+    ) -> Result<std::collections::HashSet<wdeploy_core::Digest>> {
+        let mut referenced = std::collections::HashSet::new();
+        for slug in self.control.release_slugs().await? {
+            let manifest = self.manifest(&slug).await?;
+            referenced.extend(manifest.components.into_values().map(|file| file.digest));
+            referenced.insert(slug);
+        }
+        Ok(referenced)
+    }
+}

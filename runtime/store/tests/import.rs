@@ -345,13 +345,13 @@ async fn a_backup_of_an_open_store_holds_it_whole() {
     a_used_host(from.path()).await;
     let source = wdeploy_store::embedded::open(from.path(), me("solo")).unwrap();
     let dest = to.path().join("backup");
-    let (src, dst) = (from.path().to_path_buf(), dest.clone());
-    let backed = tokio::task::spawn_blocking(move || wdeploy_store::embedded::backup(&src, &dst))
+    let backed = wdeploy_store::embedded::backup(from.path(), &dest)
         .await
-        .unwrap()
         .unwrap();
     assert_eq!((backed.apps, backed.blobs), (2, 1));
-    let again = wdeploy_store::embedded::backup(from.path(), &dest).unwrap_err();
+    let again = wdeploy_store::embedded::backup(from.path(), &dest)
+        .await
+        .unwrap_err();
     assert!(again.to_string().contains("is not empty"), "{again}");
     let backup = wdeploy_store::embedded::open(&dest, me("restored")).unwrap();
     check_imported(&backup, &source, false).await;

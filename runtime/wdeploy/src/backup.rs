@@ -21,11 +21,9 @@ pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => crate::host::default_data_dir()?,
     };
-    let (from, to) = (data.clone(), args.to.clone());
     println!("Backing up {} into {}", data.display(), args.to.display());
-    let done = tokio::task::spawn_blocking(move || wdeploy_store::embedded::backup(&from, &to))
+    let done = wdeploy_store::embedded::backup(&data, &args.to)
         .await
-        .context("the backup task failed")?
         .with_context(|| format!("backing up {}", data.display()))?;
     println!(
         "Backed up {} and {} ({} bytes): start a host with --data {} to restore them, or \

@@ -16,11 +16,10 @@
 
 use super::Host;
 use anyhow::Context;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-use wdeploy_core::{Digest, SlugManifest};
+use wdeploy_core::Digest;
 
 /// How often blobs are collected, and how old an unreferenced one must be to go.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +76,8 @@ impl Host {
         if old.is_empty() {
             return Ok(0);
         }
-        let keep = self.referenced_blobs().await?;
+        let keep = (self.store.referenced_blobs().await)
+            .context("reading the blobs the releases reference")?;
         let mut removed = 0;
         for digest in old.iter().filter(|d| !keep.contains(*d)) {
             (self.store.blobs.remove(digest).await)
@@ -95,25 +95,5 @@ impl Host {
             .context("sweeping the compile cache")?;
         }
         Ok(removed)
-    }
-
-    /// Every blob a release of an app references: its slug's manifest and components.
-    async fn referenced_blobs(&self) -> anyhow::Result<HashSet<Digest>> {
-        // One read where the store can (embedded); otherwise an app gone from its name
-        // since the list stops the pass: renamed, its releases are under a name this pass
-        // did not read.
-        let slugs = (self.store.control.release_slugs().await)
-            .context("reading the slugs the releases reference")?;
-        let mut keep = HashSet::new();
-        for slug in slugs {
-            // A manifest that cannot be read stops the pass: what it references is unknown.
-            let bytes = (self.store.blobs.read(&slug).await)
-                .with_context(|| format!("reading slug manifest {slug}"))?;
-            let manifest: SlugManifest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("slug manifest {slug} is unreadable"))?;
-            keep.extend(manifest.components.into_values().map(|file| file.digest));
-            keep.insert(slug);
-        }
-        Ok(keep)
     }
 }

@@ -18,9 +18,7 @@ use wdeploy_api::server::{Caller, Progress, ReleasePage};
 use wdeploy_api::wire::{ConfigPatch, CreateRelease, ReleaseDetail, ReleaseInfo, Rollback};
 use wdeploy_core::config_vars;
 use wdeploy_core::egress::EgressChange;
-use wdeploy_core::{
-    AppName, AppSettings, Digest, Formation, ProcessType, Procfile, ReleaseStatus, SlugManifest,
-};
+use wdeploy_core::{AppName, AppSettings, Digest, Formation, ProcessType, Procfile, ReleaseStatus};
 use wdeploy_store::{NewRelease, Release as StoredRelease, StoreError, Tenant};
 
 /// How many times a read-modify-write of the release log is retried when a concurrent
@@ -70,9 +68,7 @@ impl Host {
     ) -> anyhow::Result<Arc<Release>> {
         use anyhow::Context;
         let slug_id = release.slug.clone().context("the release has no slug")?;
-        let manifest: SlugManifest =
-            serde_json::from_slice(&self.store.blobs.read(&slug_id).await?)
-                .with_context(|| format!("slug {slug_id} is not a slug manifest"))?;
+        let manifest = self.store.manifest(&slug_id).await?;
         let mut components = BTreeMap::new();
         for (name, file) in &manifest.components {
             let path = self.store.blobs.local_path(&file.digest).await?;

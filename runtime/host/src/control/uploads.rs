@@ -5,7 +5,7 @@ use super::Host;
 use super::errors::Result;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{BlobStream, MAX_BLOB_BYTES};
-use wdeploy_core::{Digest, SlugManifest};
+use wdeploy_core::Digest;
 
 impl Host {
     /// The digests of `digests` the store lacks, in order.
@@ -43,9 +43,7 @@ impl Host {
             ))
             .into());
         }
-        let bytes = self.store.blobs.read(slug).await?;
-        let manifest: SlugManifest = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("slug {slug} is not a slug manifest: {e}")))?;
+        let manifest = self.store.manifest(slug).await?;
         let mut missing = Vec::new();
         for file in manifest.components.values() {
             if !self.store.blobs.has(&file.digest).await? {

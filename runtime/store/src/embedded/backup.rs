@@ -12,7 +12,6 @@ use crate::model::NodeInfo;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
-use wdeploy_core::SlugManifest;
 
 /// What a backup holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +21,23 @@ pub struct BackedUp {
     pub blob_bytes: u64,
 }
 
-/// Backs up the embedded store in `data_dir` into `dest` (absent or empty).
-pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackedUp> {
+/// Backs up the embedded store in `data_dir` into `dest` (absent or empty). The copying
+/// runs on a blocking thread.
+pub async fn backup(data_dir: &Path, dest: &Path) -> Result<BackedUp> {
+    let (from, to) = (data_dir.to_path_buf(), dest.to_path_buf());
+    let (blobs, blob_bytes) = tokio::task::spawn_blocking(move || copy(&from, &to))
+        .await
+        .map_err(|e| StoreError::Backend(format!("the backup task failed: {e}")))??;
+    let apps = check(dest).await?;
+    Ok(BackedUp {
+        apps,
+        blobs,
+        blob_bytes,
+    })
+}
+
+/// The databases' snapshots, then the blobs: how many, and their bytes.
+fn copy(data_dir: &Path, dest: &Path) -> Result<(usize, u64)> {
     if !data_dir.join("state.db").is_file() {
         return Err(StoreError::Invalid(format!(
             "{}: not a host's data directory (no state.db in it)",
@@ -49,19 +63,14 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackedUp> {
         let file = match std::fs::File::open(source.path(&digest)) {
             Ok(file) => file,
             // Collected since it was listed: no release of the snapshot referenced it,
-            // or the check below says so.
+            // or the check says so.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
         blob_bytes += target.put(&digest, file, u64::MAX)?;
         blobs += 1;
     }
-    let apps = check(dest)?;
-    Ok(BackedUp {
-        apps,
-        blobs,
-        blob_bytes,
-    })
+    Ok((blobs, blob_bytes))
 }
 
 /// `VACUUM INTO`: one read transaction's view of the database, written compact to `to`.
@@ -83,40 +92,35 @@ fn snapshot(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Opens the backup as a host would (a release the snapshot caught pending is failed, as
-/// at a host's start) and checks that it holds what its releases reference; the number
-/// of apps.
-fn check(dest: &Path) -> Result<usize> {
+/// at a host's start) and checks that it holds every blob its releases reference; the
+/// number of apps.
+async fn check(dest: &Path) -> Result<usize> {
     let me = NodeInfo {
         name: "backup".parse().map_err(StoreError::Invalid)?,
         advertise: String::new(),
         started_at: chrono::Utc::now(),
         version: String::new(),
     };
-    let store = super::open(dest, me)?;
-    let control = super::ControlDb::open(&dest.join("state.db"))?;
-    let blobs = BlobDir::reading(&dest.join("blobs"));
+    let dir = dest.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || super::open(&dir, me))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the backup failed: {e}")))??;
+    let again = "back up again, into a new directory";
+    let referenced = (store.referenced_blobs().await)
+        .map_err(|e| StoreError::Invalid(format!("the backup is not whole ({e}): {again}")))?;
     let mut missing = Vec::new();
-    for slug in control.release_slugs()? {
-        if !blobs.has(&slug) {
-            missing.push(slug.to_string());
-            continue;
+    for digest in referenced {
+        if !store.blobs.has(&digest).await? {
+            missing.push(digest.to_string());
         }
-        let manifest: SlugManifest = serde_json::from_slice(&std::fs::read(blobs.path(&slug))?)
-            .map_err(|e| StoreError::Invalid(format!("slug manifest {slug} is unreadable: {e}")))?;
-        missing.extend(
-            (manifest.components.values())
-                .filter(|file| !blobs.has(&file.digest))
-                .map(|file| file.digest.to_string()),
-        );
     }
-    drop(store);
     if !missing.is_empty() {
         return Err(StoreError::Invalid(format!(
             "the backup lacks {} blob(s) its releases reference ({}): removed while it was \
-             copied? Back up again, into a new directory",
+             copied? {again}",
             missing.len(),
             missing.join(", ")
         )));
     }
-    Ok(control.apps()?.len())
+    Ok(store.control.apps().await?.len())
 }
