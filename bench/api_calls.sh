@@ -58,9 +58,6 @@ rps() { # token
     "http://127.0.0.1:$api/apps/shop" | awk '/Requests\/sec/ {print $2}'
 }
 
-declare -A sum
-for key in baseline-member baseline-admin candidate-member candidate-admin; do sum[$key]=0; done
-add() { sum[$1]=$(python3 -c "print(${sum[$1]} + $2)"); }
 echo "wrk -t2 -c$connections -d$duration, $rounds rounds, GET /apps/shop on one cluster node ($(nproc) cores)"
 printf '%-6s %-10s %14s %14s\n' round build member admin
 for round in $(seq 1 "$rounds"); do
@@ -70,8 +67,8 @@ for round in $(seq 1 "$rounds"); do
     member=$(rps "$bob")
     admin=$(rps "$WDEPLOY_TOKEN")
     stop
-    add "$side-member" "$member"
-    add "$side-admin" "$admin"
+    tally "$side-member" "$member"
+    tally "$side-admin" "$admin"
     printf '%-6s %-10s %14s %14s\n' "$round" "$side" "$member" "$admin"
   done
 done

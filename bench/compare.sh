@@ -51,9 +51,6 @@ rps() { # host-name
     awk '/Requests\/sec/ {print $2}'
 }
 
-declare -A sum
-for key in baseline-reuse baseline-request candidate-reuse candidate-request; do sum[$key]=0; done
-add() { sum[$1]=$(python3 -c "print(${sum[$1]} + $2)"); }
 echo "wrk -t$threads -c$connections -d$duration, $rounds rounds, loopback, samples/hello ($(nproc) cores)"
 printf '%-6s %-10s %14s %14s\n' round build reuse request
 for round in $(seq 1 "$rounds"); do
@@ -63,8 +60,8 @@ for round in $(seq 1 "$rounds"); do
     reuse=$(rps hello.localhost)
     request=$(rps hello-fresh.localhost)
     stop_host
-    add "$side-reuse" "$reuse"
-    add "$side-request" "$request"
+    tally "$side-reuse" "$reuse"
+    tally "$side-request" "$request"
     printf '%-6s %-10s %14s %14s\n' "$round" "$side" "$reuse" "$request"
   done
 done

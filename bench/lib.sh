@@ -113,3 +113,8 @@ wrk_row() {
 
 # ratio A B: A / B with two decimals.
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+# Sums for the A/B scripts (compare.sh, api_calls.sh): `tally KEY VALUE` adds VALUE to
+# ${sum[KEY]}, which starts at 0.
+declare -A sum=()
+tally() { sum[$1]=$(python3 -c "print(${sum[$1]:-0} + $2)"); }
