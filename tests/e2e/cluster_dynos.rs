@@ -99,36 +99,13 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         format!("wdeploy[{on_c}]: Stopping process: stopped with ps:stop through another node"),
     ]);
 
-    // `run --stdin` through b: its input goes through b's API, where the dyno runs; a's
-    // names b. The input's end is the worker's SIGTERM: it shuts down cleanly.
+    // `run --stdin` through b: its input goes through b's API, where the dyno runs. The
+    // input's end is the worker's SIGTERM: it shuts down cleanly.
     let mut cmd = b.command(&["run", "--stdin", "worker", "-a", "hello"]);
     cmd.stdin(std::process::Stdio::piped());
     let mut attached = Running::spawn(cmd);
     let input = attached.take_stdin();
-    let started = attached.wait_for_text("as run.", MOVE);
-    let name = started
-        .split_whitespace()
-        .find(|w| w.starts_with("run."))
-        .unwrap_or_else(|| panic!("{started}"))
-        .to_string();
-    poll_until("b's attached one-off in a's ps", MOVE, || {
-        if one_off_on(&name, "b") {
-            Ok(())
-        } else {
-            Err(a.ok(&["ps", "-a", "hello"]))
-        }
-    });
-    let mut refused = http()
-        .put(&format!("{}/apps/hello/dynos/{name}/stdin", a.api))
-        .header("authorization", &format!("Bearer {}", a.token))
-        .send("x\n")
-        .expect("a answers");
-    let body = refused.body_mut().read_to_string().unwrap_or_default();
-    assert_eq!(refused.status(), 409, "{body}");
-    assert!(
-        body.contains("runs on node b: send its input through that node's API"),
-        "{body}"
-    );
+    attached.wait_for_text("as run.", MOVE);
     drop(input);
     assert!(attached.wait(MOVE).success(), "{}", attached.output());
     assert!(
@@ -138,6 +115,65 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         "{}",
         attached.output()
     );
+    // Behind a load balancer that sends each connection to the next node, `run` starts
+    // the dyno on b and its input reaches a's API: a sends it on to b over the hop.
+    let echo = faults_app().with_procfile("web: web\necho: echo\n");
+    a.create_and_push("faults", echo.path());
+    let balancer = Proxy::each_in_turn(vec![b.api_addr(), a.api_addr()]);
+    let mut cmd = b.command(&["run", "--stdin", "echo", "-a", "faults"]);
+    cmd.env("WDEPLOY_HOST", balancer.url())
+        .stdin(std::process::Stdio::piped());
+    let mut attached = Running::spawn(cmd);
+    let mut input = attached.take_stdin();
+    std::io::Write::write_all(&mut input, b"through a\n").expect("write");
+    attached.wait_for_text("echo: through a", MOVE);
+    let started = attached.wait_for_text("as run.", MOVE);
+    let name = started
+        .split_whitespace()
+        .find(|w| w.starts_with("run."))
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    poll_until("the one-off on b", MOVE, || {
+        let ps = a.ok(&["ps", "-a", "faults"]);
+        let on_b = format!("{name}: up");
+        match ps
+            .lines()
+            .any(|l| l.starts_with(&on_b) && l.contains(" on b: "))
+        {
+            true => Ok(()),
+            false => Err(ps),
+        }
+    });
+    drop(input);
+    assert!(attached.wait(MOVE).success(), "{}", attached.output());
+    assert!(
+        attached
+            .output()
+            .contains("echo: end of input after 10 bytes in 1 lines"),
+        "{}",
+        attached.output()
+    );
+    // A client's request that names itself a node's call is the app's, through every
+    // node (served there, or forwarded): the header never reaches the app, nor makes the
+    // request count as a node's on the hop.
+    for node in [a, b, c] {
+        let mut response = http()
+            .get(&node.url("/header?name=x-wdeploy-node-call"))
+            .header("host", &node.host_header("faults"))
+            .header("x-wdeploy-node-call", "one-off-input")
+            .call()
+            .expect("the router answers");
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!((response.status().as_u16(), body.as_str()), (200, ""));
+    }
+    // A one-off gone, or never there, is not found through any node.
+    let mut gone = http()
+        .put(&format!("{}/apps/faults/dynos/{name}/stdin", a.api))
+        .header("authorization", &format!("Bearer {}", a.token))
+        .send("x\n")
+        .expect("a answers");
+    let body = gone.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(gone.status(), 404, "{body}");
 
     // `placement = "every-node"`: web=1 means one web dyno on each node.
     let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");

@@ -5,19 +5,14 @@
 //! And the stream the other way: `run --stdin` sends its input to the dyno's stdin.
 
 use crate::fixture::*;
-use std::net::SocketAddr;
 use std::process::Command;
 
 /// A host running hello, and a proxy to its API.
 fn hello_behind_a_proxy() -> (TestHost, Proxy) {
     let host = TestHost::start();
     host.create_and_push("hello", &sample("hello"));
-    let proxy = Proxy::start(api_of(&host));
+    let proxy = Proxy::start(host.api_addr());
     (host, proxy)
-}
-
-fn api_of(host: &TestHost) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], host.api_port()))
 }
 
 /// `wdeploy ARGS…` against `host` through `proxy`.
@@ -62,7 +57,7 @@ fn a_log_tail_connects_again_and_prints_each_line_once() {
     tail.wait_for_text("path=\"/after\"", SOON);
 
     host.restart();
-    proxy.point_to(api_of(&host));
+    proxy.point_to(host.api_addr());
     host.wait_restored("hello", "/restored");
     poll_until("the tail to connect to the restarted host", SOON, || {
         host.get("hello", "/after-restart");
@@ -316,7 +311,7 @@ fn a_one_off_reads_the_input_its_run_sends() {
 fn config_changes_and_rollbacks_stream_their_release_and_notice_a_silent_host() {
     let host = TestHost::start_with(&["--boot-timeout", "120"]);
     host.create_and_push("stuck", stuck_app().path());
-    let proxy = Proxy::start(api_of(&host));
+    let proxy = Proxy::start(host.api_addr());
 
     let out = through(&proxy, &host, &["config:set", "A=1", "-a", "stuck"])
         .output()

@@ -475,7 +475,7 @@ impl Host {
     }
 
     /// Records the dynos this node runs of `app`, when they changed.
-    async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
+    pub(super) async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
         let dynos: Vec<DynoRecord> = entry.runtime.dynos();
         if entry.node.lock().published.as_ref() == Some(&dynos) {
             return Ok(());

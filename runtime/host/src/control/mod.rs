@@ -300,6 +300,20 @@ impl Host {
                 }
             })
         }));
+        let weak = Arc::downgrade(&host);
+        host.router.set_node_calls(Arc::new(move |call, input| {
+            let host = weak.clone();
+            Box::pin(async move {
+                match host.upgrade() {
+                    Some(host) => host.input_from_node(call, input).await,
+                    None => Err(wdeploy_api::ApiError::new(
+                        503,
+                        "unavailable",
+                        "this node is stopping",
+                    )),
+                }
+            })
+        }));
         Ok((host, token))
     }
 

@@ -1,16 +1,23 @@
 //! One-off dynos through the API: `run`, attached to its client or detached, and
 //! `ps:stop`, on whichever node runs the dyno.
 
-use super::Host;
+use super::errors::ControlError;
 use super::errors::{Result, check_config_key, invalid};
 use super::streams::follow_one_off;
+use super::{AppEntry, Host};
 use crate::app::{InputError, OneOffCommand};
-use futures::{SinkExt, StreamExt};
+use crate::dyno::input::InputSender;
+use crate::router::node_calls::OneOffInput;
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
 use wdeploy_api::server::{BlobStream, Caller, OneOffRun};
 use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::{AppName, dyno};
+use wdeploy_store::App;
+
+/// How long a one-off named in a call is looked for among the cluster's dynos.
+const FIND_ONE_OFF: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Host {
     pub(super) async fn run_one_off(
@@ -19,7 +26,8 @@ impl Host {
         by: &Caller,
         req: RunRequest,
     ) -> Result<OneOffRun> {
-        let entry = self.existing(app).await?;
+        let record = self.store.control.app(app).await?;
+        let entry = self.entry_for(&record);
         for key in req.env.keys() {
             check_config_key(key)?;
             if key == "DYNO" || key == "PORT" {
@@ -29,6 +37,7 @@ impl Host {
                 .into());
             }
         }
+        self.catch_up(&record, &entry).await?;
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
         let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
@@ -40,6 +49,11 @@ impl Host {
             stdin: req.stdin,
         };
         let (name, task) = runtime.run(command, lifetime, &taken).map_err(invalid)?;
+        // The name is in the store before the client learns it: its input (`--stdin`),
+        // or a `ps:stop`, may reach another node's API, which looks the name up there.
+        if let Err(e) = self.publish_dynos(&record, &entry).await {
+            tracing::warn!(app = %app, dyno = name, "publishing a one-off: {e:#}");
+        }
         let detached = if req.detached { " (detached)" } else { "" };
         runtime.logs.platform(
             "api",
@@ -98,46 +112,132 @@ impl Host {
         })
     }
 
-    /// `run --stdin`: `input` into the stdin of one-off `name`, which this node runs,
-    /// until the input ends (the guest then reads its end) or the dyno does. A one-off
-    /// on another node is named: its client must send its input through that node's API.
+    /// Makes this node run the app's current release before a one-off of it starts here:
+    /// in a cluster, a release made through another node a moment ago may not have
+    /// reached this node's look yet, and `run` right after `push` must run what was
+    /// pushed. The look it takes is the one this node would take next anyway.
+    async fn catch_up(&self, app: &App, entry: &AppEntry) -> Result<()> {
+        let head = self.store.control.release_head(&app.name).await?;
+        let here = entry.runtime.current_release().map(|r| r.version);
+        if head.current.as_ref().map(|r| r.version) == here {
+            return Ok(());
+        }
+        if let Err(e) = self.converge_app(app, 0).await {
+            tracing::warn!(app = %app.name, "catching up before a one-off: {e:#}");
+        }
+        Ok(())
+    }
+
+    /// `run --stdin`: `input` into the stdin of one-off `name`, until the input ends
+    /// (the guest then reads its end) or the dyno does. A one-off another node runs gets
+    /// it through that node ([`node_calls`](crate::router::node_calls)): behind a load
+    /// balancer the input may reach any node's API, not the one that started the dyno.
     pub(super) async fn send_input(
         &self,
         app: &AppName,
         by: &Caller,
         name: &str,
-        mut input: BlobStream,
+        input: BlobStream,
     ) -> Result<()> {
         let record = self.store.control.app(app).await?;
         let entry = self.entry_for(&record);
         let sender = match entry.runtime.take_one_off_input(name) {
             Ok(sender) => sender,
             Err(InputError::NotHere(_)) => {
-                let named = self.dynos_named(&record, &entry, name).await;
-                return Err(match named.first() {
-                    Some((node, _)) => ApiError::conflict(format!(
-                        "{name} runs on node {node}: send its input through that node's API"
-                    )),
-                    None => ApiError::not_found(format!("no one-off dyno {name} is running")),
-                }
-                .into());
+                let Some(node) = self.node_running(&record, &entry, name).await else {
+                    return Err(
+                        ApiError::not_found(format!("no one-off dyno {name} is running")).into(),
+                    );
+                };
+                let call = OneOffInput {
+                    app: record.name.clone(),
+                    app_id: record.id.clone(),
+                    dyno: name.to_string(),
+                    by: by.to_string(),
+                };
+                return Ok(self.input_to_node(&node, call, input).await?);
             }
             Err(e) => return Err(ApiError::conflict(e.to_string()).into()),
         };
         tracing::debug!(app = %app, dyno = name, by = %by, "sending a one-off's input");
+        feed(sender, input).await;
+        Ok(())
+    }
+
+    /// The node that runs dyno `name` of `app`, as the store has it. A one-off's node
+    /// records it as it starts, before its client learns its name, but a look of that
+    /// node's own may briefly put back an older record: a name not found is looked for
+    /// again for up to [`FIND_ONE_OFF`] (unless this node is alone).
+    async fn node_running(&self, app: &App, entry: &AppEntry, name: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + FIND_ONE_OFF;
         loop {
-            let chunk = tokio::select! {
-                chunk = input.next() => chunk,
-                // The dyno ended: nothing reads what comes next.
-                () = sender.closed() => break,
-            };
-            // The input's end, or a client gone mid-way, ends the input where it stopped,
-            // as a closed pipe does; its `run` stream says how the dyno took it.
-            let Some(Ok(chunk)) = chunk else { break };
-            if sender.send(chunk).await.is_err() {
-                break;
+            let named = self.dynos_named(app, entry, name).await;
+            if let Some((node, _)) = named.into_iter().next() {
+                return Some(node);
             }
+            if self.membership.live().len() < 2 || tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(FIND_ONE_OFF / 20).await;
         }
+    }
+
+    /// Sends a one-off's input on to `node`, which runs it, over the hop between nodes.
+    async fn input_to_node(
+        &self,
+        node: &str,
+        call: OneOffInput,
+        input: BlobStream,
+    ) -> Result<(), ApiError> {
+        let unreachable = |why: &str| {
+            ApiError::new(
+                503,
+                "unavailable",
+                format!(
+                    "{} runs on node {node}, which cannot be reached: {why}",
+                    call.dyno
+                ),
+            )
+        };
+        let live = self.membership.live();
+        let Some(addr) = live
+            .iter()
+            .find(|n| n.name.as_str() == node)
+            .map(|n| n.advertise.clone())
+            .filter(|addr| !addr.is_empty())
+        else {
+            return Err(unreachable("it advertises no router address"));
+        };
+        tracing::debug!(app = %call.app, dyno = call.dyno, node, "sending a one-off's input on");
+        let body = http_body_util::StreamBody::new(input.map_ok(hyper::body::Frame::data));
+        let request = call.request(body)?;
+        let peers = self.router.peers();
+        let response = peers.call(node, &addr, request).await;
+        OneOffInput::answer(node, response.map_err(|why| unreachable(&why))?).await
+    }
+
+    /// A one-off's input that another node's API took, sent on to this node (the
+    /// [`node_calls`] the router serves). Never sent on again: a one-off not here now
+    /// has ended, or was never here.
+    pub(super) async fn input_from_node(
+        &self,
+        call: OneOffInput,
+        input: BlobStream,
+    ) -> Result<(), ApiError> {
+        let gone = || ApiError::not_found(format!("no one-off dyno {} is running", call.dyno));
+        let record = match self.store.control.app(&call.app).await {
+            Ok(record) if record.id == call.app_id => record,
+            Ok(_) | Err(wdeploy_store::StoreError::NotFound(_)) => return Err(gone()),
+            Err(e) => return Err(ControlError::from(e).into()),
+        };
+        let entry = self.entry_for(&record);
+        let sender = match entry.runtime.take_one_off_input(&call.dyno) {
+            Ok(sender) => sender,
+            Err(InputError::NotHere(_)) => return Err(gone()),
+            Err(e) => return Err(ApiError::conflict(e.to_string())),
+        };
+        tracing::debug!(app = %call.app, dyno = call.dyno, by = call.by, "sending a one-off's input from another node");
+        feed(sender, input).await;
         Ok(())
     }
 
@@ -201,5 +301,23 @@ impl Host {
         );
         self.nudge(app);
         Ok(())
+    }
+}
+
+/// Feeds `input` into a one-off's stdin through `sender` until the input ends or the
+/// dyno does.
+async fn feed(sender: InputSender, mut input: BlobStream) {
+    loop {
+        let chunk = tokio::select! {
+            chunk = input.next() => chunk,
+            // The dyno ended: nothing reads what comes next.
+            () = sender.closed() => break,
+        };
+        // The input's end, or a client gone mid-way, ends the input where it stopped,
+        // as a closed pipe does; its `run` stream says how the dyno took it.
+        let Some(Ok(chunk)) = chunk else { break };
+        if sender.send(chunk).await.is_err() {
+            break;
+        }
     }
 }

@@ -386,6 +386,32 @@ impl Peers {
         }
     }
 
+    /// Sends a node call ([`super::node_calls`]) to the node called `node` at `addr`,
+    /// on a connection of its own: a call's body may stream for as long as its client
+    /// types, so it never holds one of the connections kept for forwarded requests.
+    pub async fn call<B>(
+        &self,
+        node: &str,
+        addr: &str,
+        req: hyper::Request<B>,
+    ) -> Result<hyper::Response<Incoming>, String>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tls = self.tls.get().map(NodeTlsCell::current);
+        let stream = open(&tls.ok_or("this node has no cluster TLS")?, node, addr).await?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        sender.send_request(req).await.map_err(|e| e.to_string())
+    }
+
     /// Opens the hop to the node called `node` at `addr` as a forward would, and says
     /// which key it proves itself with ([`crate::cluster::node_tls::key_id`]), or why it
     /// could not (another node answering there included).

@@ -4,6 +4,7 @@ mod acme_challenge;
 mod answers;
 pub mod forward;
 mod line;
+pub mod node_calls;
 mod per_second;
 
 pub use acme_challenge::{CHALLENGE_PATH, ChallengeSource};
@@ -47,6 +48,8 @@ pub struct Router {
     lookups: per_second::PerSecond,
     /// HTTP-01 challenges of the host's ACME orders, answered before any app.
     challenges: acme_challenge::Challenges,
+    /// What the host does with the other nodes' calls (set once, by the host).
+    node_calls: std::sync::OnceLock<node_calls::NodeCalls>,
 }
 
 /// Finds an app by name that the router does not know yet, routing it if it exists.
@@ -70,6 +73,7 @@ impl Router {
             app_finder: std::sync::OnceLock::new(),
             lookups: per_second::PerSecond::new(NEW_APP_LOOKUPS),
             challenges: acme_challenge::Challenges::default(),
+            node_calls: std::sync::OnceLock::new(),
         })
     }
 
@@ -156,6 +160,12 @@ impl Router {
     /// a moment ago): set once, by the host.
     pub fn set_app_finder(&self, finder: AppFinder) {
         let _ = self.app_finder.set(finder);
+    }
+
+    /// How to serve the calls other nodes make over the hop ([`node_calls`]): set once,
+    /// by the host.
+    pub fn set_node_calls(&self, calls: node_calls::NodeCalls) {
+        let _ = self.node_calls.set(calls);
     }
 
     /// The app a Host header names, asking the host for one the router does not know yet
@@ -269,6 +279,13 @@ impl Router {
             // `X-Forwarded-Proto`.
             node: forwarded,
         } = conn;
+        if node_calls::is_node_call(&req) {
+            if forwarded {
+                return node_calls::serve(self.node_calls.get(), req).await;
+            }
+            // A client's: it must not reach a node as a call, forwarded or not.
+            req.headers_mut().remove(node_calls::NODE_CALL);
+        }
         let started = Instant::now();
         let request_id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id) if valid_request_id(id) => id.to_string(),
