@@ -139,8 +139,15 @@ async fn open_source(data_dir: &Path) -> Result<Store> {
 
 async fn copy_people(source: &Store, target: &Store, done: &mut Imported) -> Result<()> {
     for user in source.people.users().await? {
-        target.people.ensure_user(&user.email, user.admin).await?;
-        done.people += 1;
+        let people = &target.people;
+        match people
+            .add_user_at(&user.email, user.admin, user.created_at)
+            .await
+        {
+            // Made by a node that opened the target (the admin): it stays as it is.
+            Ok(_) | Err(StoreError::Conflict(_)) => done.people += 1,
+            Err(e) => return Err(e),
+        }
     }
     for token in source.people.tokens().await? {
         target.people.add_token(&token).await?;

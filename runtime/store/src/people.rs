@@ -38,8 +38,18 @@ pub struct TokenOwner {
 /// Every change is atomic and durable once it returns.
 #[async_trait]
 pub trait People: Send + Sync + 'static {
-    /// Adds a person; `Conflict` if they exist.
-    async fn add_user(&self, email: &Person, admin: bool) -> Result<User>;
+    /// Adds a person now; `Conflict` if they exist.
+    async fn add_user(&self, email: &Person, admin: bool) -> Result<User> {
+        self.add_user_at(email, admin, chrono::Utc::now()).await
+    }
+    /// Adds a person added at `created_at` (an import keeps when each person was added);
+    /// `Conflict` if they exist.
+    async fn add_user_at(
+        &self,
+        email: &Person,
+        admin: bool,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<User>;
     /// Adds a person unless they exist (the admin at every start); returns them.
     async fn ensure_user(&self, email: &Person, admin: bool) -> Result<User>;
     async fn user(&self, email: &Person) -> Result<Option<User>>;

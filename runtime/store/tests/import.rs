@@ -51,7 +51,8 @@ fn release(config: &[(&str, &str)], slug: Option<Digest>) -> NewRelease {
 async fn a_used_host(data: &Path) -> Vec<u8> {
     let store = wdeploy_store::embedded::open(data, me("solo")).unwrap();
     let bob: Person = "bob@example.com".parse().unwrap();
-    store.people.ensure_user(&bob, false).await.unwrap();
+    let added = Utc.with_ymd_and_hms(2026, 2, 3, 4, 5, 6).single().unwrap();
+    store.people.add_user_at(&bob, false, added).await.unwrap();
     store
         .people
         .add_token(&TokenRecord {
@@ -171,6 +172,17 @@ async fn check_imported(target: &Store, source: &Store, imported: bool) {
     let old = source.control.app(&name).await.unwrap();
     assert!(app.maintenance);
     assert_eq!(app.created_at, old.created_at);
+    // Bob as he was, when he was added included.
+    let people = |users: Vec<wdeploy_store::User>| {
+        let bob = users
+            .into_iter()
+            .find(|u| u.email.as_str() == "bob@example.com");
+        bob.map(|u| (u.admin, u.created_at))
+    };
+    assert_eq!(
+        people(target.people.users().await.unwrap()),
+        people(source.people.users().await.unwrap())
+    );
 
     let strip = |releases: Vec<wdeploy_store::Release>| -> Vec<_> {
         releases

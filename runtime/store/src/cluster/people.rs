@@ -161,12 +161,17 @@ fn to_user(stored: StoredUser) -> User {
 
 #[async_trait]
 impl People for ClusterPeople {
-    async fn add_user(&self, email: &Person, admin: bool) -> Result<User> {
+    async fn add_user_at(
+        &self,
+        email: &Person,
+        admin: bool,
+        created_at: DateTime<Utc>,
+    ) -> Result<User> {
         self.nats.check()?;
         let user = StoredUser {
             email: email.clone(),
             admin,
-            created_at: Utc::now(),
+            created_at,
         };
         if !create(
             &self.users,

@@ -68,12 +68,17 @@ pub(crate) fn random_token_id() -> TokenId {
 }
 
 impl ControlDb {
-    fn add_user(&self, email: &Person, admin: bool, or_existing: bool) -> Result<User> {
+    fn add_user(
+        &self,
+        email: &Person,
+        admin: bool,
+        or_existing: bool,
+        created_at: DateTime<Utc>,
+    ) -> Result<User> {
         let conn = self.conn.lock();
-        let now = Utc::now();
         let inserted = conn.execute(
             "INSERT OR IGNORE INTO users (email, admin, created_at) VALUES (?1, ?2, ?3)",
-            params![email.as_str(), admin, now.to_rfc3339()],
+            params![email.as_str(), admin, created_at.to_rfc3339()],
         )?;
         if inserted == 0 && !or_existing {
             return Err(StoreError::Conflict(format!("{email} is already a user")));
@@ -236,14 +241,19 @@ fn time(text: &str) -> Result<DateTime<Utc>> {
 
 #[async_trait]
 impl People for EmbeddedControl {
-    async fn add_user(&self, email: &Person, admin: bool) -> Result<User> {
+    async fn add_user_at(
+        &self,
+        email: &Person,
+        admin: bool,
+        created_at: DateTime<Utc>,
+    ) -> Result<User> {
         let email = email.clone();
-        self.blocking(move |db| db.add_user(&email, admin, false))
+        self.blocking(move |db| db.add_user(&email, admin, false, created_at))
             .await
     }
     async fn ensure_user(&self, email: &Person, admin: bool) -> Result<User> {
         let email = email.clone();
-        self.blocking(move |db| db.add_user(&email, admin, true))
+        self.blocking(move |db| db.add_user(&email, admin, true, Utc::now()))
             .await
     }
     async fn user(&self, email: &Person) -> Result<Option<User>> {
