@@ -12,13 +12,18 @@ const BOB: &str = "bob@example.com";
 /// `users:add EMAIL`: the person's first token, as printed (the line after the header).
 pub(crate) fn add_user(host: &TestHost, email: &str) -> String {
     let out = host.ok(&["users:add", email]);
+    let token = printed_token(&out);
+    assert_eq!(token.len(), 64, "{out}");
+    token
+}
+
+/// The token `users:add` or `tokens:create` printed (the line after its header).
+fn printed_token(out: &str) -> String {
     let mut lines = out
         .lines()
         .skip_while(|l| !l.starts_with("Token (shown only now"));
     lines.next().expect("a token header");
-    let token = lines.next().expect("the token").trim().to_string();
-    assert_eq!(token.len(), 64, "{out}");
-    token
+    lines.next().expect("the token").trim().to_string()
 }
 
 /// One API call with a bearer token and, for a method with a body, `{}`: (status, body).
@@ -383,4 +388,82 @@ fn login_whoami_token_and_logout_act_on_the_saved_login_alone() {
     assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
     assert_eq!(who(host.cli_with_token(&bob, &["whoami"])), BOB);
     assert!(who(saved(&["auth:logout"])).contains("No saved login"));
+}
+
+/// A person who lost their token gets another from an admin (`tokens:create --user`);
+/// a person removed (`users:remove`) keeps nothing: every token of theirs is refused at
+/// once, their access goes, and added again they start with none of it.
+#[test]
+fn a_person_gets_a_new_token_from_an_admin_and_a_person_removed_keeps_nothing() {
+    let host = TestHost::start();
+    host.ok(&["apps:create", "shop", "--no-link"]);
+    let first = add_user(&host, BOB);
+    host.ok(&["access:add", BOB, "-a", "shop"]);
+    let as_bob = |token: &str, args: &[&str]| host.cli_with_token(token, args);
+
+    // Only an admin makes a token for someone else, and only for a person the host has.
+    let out = as_bob(&first, &["tokens:create", "--user", "carol@example.com"]);
+    assert!(
+        stderr(&out).contains("only an admin may make a token for someone else"),
+        "{}",
+        stderr(&out)
+    );
+    let err = host.fails(&["tokens:create", "--user", "carol@example.com"]);
+    assert!(err.contains("wdeploy users:add carol@example.com"), "{err}");
+    let second = printed_token(&host.ok(&["tokens:create", "--user", BOB]));
+    let out = as_bob(&second, &["whoami"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), BOB);
+    assert!(
+        host.ok(&["tokens"])
+            .contains("made by tokens:create (admin)")
+    );
+
+    // Nobody removes an admin; only an admin removes anyone.
+    let out = as_bob(&first, &["users:remove", BOB]);
+    assert!(
+        stderr(&out).contains("only an admin may remove users"),
+        "{}",
+        stderr(&out)
+    );
+    let err = host.fails(&["users:remove", "admin"]);
+    assert!(
+        err.contains("admin is an admin, and an admin is never removed"),
+        "{err}"
+    );
+
+    let said = host.ok(&["users:remove", BOB]);
+    assert!(
+        said.contains(&format!(
+            "Removed {BOB}: 2 tokens revoked, access to 1 app (shop) taken away."
+        )),
+        "{said}"
+    );
+    for token in [&first, &second] {
+        let out = as_bob(token, &["apps"]);
+        assert!(
+            stderr(&out).starts_with("error: invalid credentials"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!host.ok(&["users"]).contains(BOB));
+    assert!(!host.ok(&["access", "-a", "shop"]).contains(BOB));
+    assert!(!host.ok(&["tokens"]).contains(BOB));
+    let log = host.ok(&["logs", "-a", "shop"]);
+    assert!(
+        log.contains(&format!("Access of {BOB} ended: removed by admin")),
+        "{log}"
+    );
+    let err = host.fails(&["users:remove", BOB]);
+    assert!(err.contains(&format!("no user {BOB}")), "{err}");
+
+    // Added again, bob starts with a new token and no app.
+    let again = add_user(&host, BOB);
+    let out = as_bob(&again, &["apps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("shop"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

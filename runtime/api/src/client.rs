@@ -560,6 +560,10 @@ impl Client {
     pub fn add_user(&self, req: &CreateUser) -> Result<NewToken> {
         self.send("POST", "/users", req)
     }
+    /// Removes a person with their tokens and access (admin only).
+    pub fn remove_user(&self, email: &Person) -> Result<UserRemoved> {
+        self.delete_for(&format!("/users/{}", encode(email.as_str())))
+    }
     /// The caller's tokens (an admin's: everyone's).
     pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
         self.get("/tokens")

@@ -69,6 +69,7 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/account", get(account))
         .route("/users", get(users).post(add_user))
+        .route("/users/{email}", delete(remove_user))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
 }
@@ -99,6 +100,18 @@ async fn add_user(
     Ok((http::StatusCode::CREATED, Json(token)).into_response())
 }
 
+async fn remove_user(
+    State(p): State<Shared>,
+    Extension(by): Extension<Caller>,
+    Path(email): Path<String>,
+) -> Result<Json<UserRemoved>, ApiError> {
+    require_admin(&by, "remove users")?;
+    let email: Person = email
+        .parse()
+        .map_err(|e| ApiError::invalid(format!("{e}")))?;
+    p.remove_user(&by, &email).await.map(Json)
+}
+
 async fn tokens(
     State(p): State<Shared>,
     Extension(by): Extension<Caller>,
@@ -111,6 +124,9 @@ async fn create_token(
     Extension(by): Extension<Caller>,
     crate::server::JsonBody(req): crate::server::JsonBody<CreateToken>,
 ) -> Result<Response, ApiError> {
+    if req.user.as_ref().is_some_and(|user| *user != by.person) {
+        require_admin(&by, "make a token for someone else")?;
+    }
     let token = p.create_token(&by, req).await?;
     Ok((http::StatusCode::CREATED, Json(token)).into_response())
 }

@@ -306,6 +306,12 @@ pub trait Platform: Send + Sync + 'static {
     async fn users(&self) -> Result<Vec<UserInfo>, ApiError>;
     /// Adds a person and makes their first token.
     async fn add_user(&self, by: &Caller, req: CreateUser) -> Result<NewToken, ApiError>;
+    /// Removes a person with their tokens and access (never an admin).
+    async fn remove_user(
+        &self,
+        by: &Caller,
+        email: &wdeploy_core::Person,
+    ) -> Result<UserRemoved, ApiError>;
     /// The caller's tokens (an admin's: everyone's).
     async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>, ApiError>;
     async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<NewToken, ApiError>;

@@ -394,11 +394,25 @@ pub struct CreateUser {
     pub description: Option<String>,
 }
 
-/// `POST /tokens`: a new token for the caller.
+/// `DELETE /users/EMAIL`: what went with the person.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRemoved {
+    pub email: wdeploy_core::Person,
+    /// How many of their tokens were revoked.
+    pub tokens: usize,
+    /// The apps they had access to (those that still exist), by name.
+    pub apps: Vec<AppName>,
+}
+
+/// `POST /tokens`: a new token for the caller, or (an admin's call) for `user`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateToken {
     #[serde(default)]
     pub description: Option<String>,
+    /// Whose token it is, when not the caller's: a person who lost theirs gets a new one
+    /// from an admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<wdeploy_core::Person>,
 }
 
 /// A token as listed: its public id, never the token or its hash.

@@ -33,6 +33,15 @@ pub struct TokenOwner {
     pub admin: bool,
 }
 
+/// What went with a person removed ([`People::remove_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedUser {
+    /// How many tokens of theirs were revoked.
+    pub tokens: usize,
+    /// The apps they had access to.
+    pub apps: Vec<AppId>,
+}
+
 /// People, tokens and access, behind whichever backend runs. Access is keyed by the app's
 /// [`AppId`], so a new app that takes a destroyed one's name starts with no collaborators.
 /// Every change is atomic and durable once it returns.
@@ -55,6 +64,11 @@ pub trait People: Send + Sync + 'static {
     async fn user(&self, email: &Person) -> Result<Option<User>>;
     /// Every person, by email.
     async fn users(&self) -> Result<Vec<User>>;
+    /// Removes a person with everything that lets them act: their tokens first (none of
+    /// them works again once this returns, or once a cut-short removal got that far), then
+    /// their access to every app, then the person, so that a removal cut short can be
+    /// made again. `NotFound` if there is no such person.
+    async fn remove_user(&self, email: &Person) -> Result<RemovedUser>;
 
     /// Stores a token's hash (never the token) for a person.
     async fn add_token(&self, token: &TokenRecord) -> Result<()>;

@@ -206,9 +206,12 @@ enum Command {
     /// Add a person and print their first token (admin only)
     #[command(name = "users:add")]
     UsersAdd(people::AddUserArgs),
+    /// Remove a person: their tokens stop working and their access to every app goes (admin only)
+    #[command(name = "users:remove")]
+    UsersRemove(people::RemoveUserArgs),
     /// Your tokens (an admin's: everyone's)
     Tokens,
-    /// Make another token for yourself
+    /// Make another token for yourself (an admin: for anyone, with --user)
     #[command(name = "tokens:create")]
     TokensCreate(people::CreateTokenArgs),
     /// Revoke a token by its id
@@ -320,6 +323,7 @@ fn main() -> std::process::ExitCode {
         Command::QueueStats(args) => queue::stats(args),
         Command::Users => people::users(),
         Command::UsersAdd(args) => people::add_user(args),
+        Command::UsersRemove(args) => people::remove_user(args),
         Command::Tokens => people::tokens(),
         Command::TokensCreate(args) => people::create_token(args),
         Command::TokensRevoke(args) => people::revoke_token(args),

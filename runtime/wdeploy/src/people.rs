@@ -1,9 +1,11 @@
-//! People and their access: `users`, `users:add EMAIL`, `tokens`, `tokens:create`,
-//! `tokens:revoke ID`, `access`, `access:add EMAIL`, `access:remove EMAIL`.
+//! People and their access: `users`, `users:add EMAIL`, `users:remove EMAIL`, `tokens`,
+//! `tokens:create [--user EMAIL]`, `tokens:revoke ID`, `access`, `access:add EMAIL`,
+//! `access:remove EMAIL`.
 
 use crate::session::{self, AppArg};
 use wdeploy_api::wire::{CreateToken, CreateUser, NewToken};
 use wdeploy_core::Person;
+use wdeploy_core::counted::counted;
 
 #[derive(Debug, clap::Args)]
 pub struct AddUserArgs {
@@ -45,6 +47,31 @@ pub fn add_user(args: AddUserArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RemoveUserArgs {
+    /// The person's email address
+    pub email: Person,
+}
+
+/// `users:remove EMAIL` (admin only): the person goes with their tokens and access;
+/// what they did (releases, log lines) stays in each app's history.
+pub fn remove_user(args: RemoveUserArgs) -> anyhow::Result<()> {
+    let removed = session::client()?.remove_user(&args.email)?;
+    let apps = match removed.apps.as_slice() {
+        [] => "no app".to_string(),
+        apps => {
+            let names: Vec<&str> = apps.iter().map(|a| a.as_str()).collect();
+            format!("{} ({})", counted(apps.len(), "app"), names.join(", "))
+        }
+    };
+    println!(
+        "Removed {}: {} revoked, access to {apps} taken away.",
+        removed.email,
+        counted(removed.tokens, "token")
+    );
+    Ok(())
+}
+
 fn show_token(made: &NewToken) {
     println!("Token (shown only now; id {}):", made.info.id);
     println!("{}", made.token);
@@ -59,6 +86,9 @@ pub struct CreateTokenArgs {
     /// What the token is for
     #[arg(long)]
     pub description: Option<String>,
+    /// Make it for this person, who lost theirs (admin only)
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<Person>,
 }
 
 /// `tokens`: the caller's tokens (an admin's: everyone's), never the tokens themselves.
@@ -82,10 +112,11 @@ pub fn tokens() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `tokens:create`: another token for the caller.
+/// `tokens:create`: another token for the caller (an admin's `--user EMAIL`: for them).
 pub fn create_token(args: CreateTokenArgs) -> anyhow::Result<()> {
     let made = session::client()?.create_token(&CreateToken {
         description: args.description,
+        user: args.user,
     })?;
     show_token(&made);
     Ok(())

@@ -95,6 +95,71 @@ impl Host {
         self.make_token(&req.email, &description).await
     }
 
+    /// Removes a person with their tokens and their access to every app (written in
+    /// each of those apps' logs). An admin is never removed: the host would be left
+    /// without the person every node makes sure of at start.
+    pub(super) async fn remove_person(&self, by: &Caller, email: &Person) -> Result<UserRemoved> {
+        let no_user = || ApiError::not_found(format!("no user {email} (see `wdeploy users`)"));
+        match self.store.people.user(email).await? {
+            None => return Err(no_user().into()),
+            Some(user) if user.admin => {
+                return Err(ApiError::conflict(format!(
+                    "{email} is an admin, and an admin is never removed: revoke a token of \
+                     theirs with `wdeploy tokens:revoke ID`"
+                ))
+                .into());
+            }
+            Some(_) => {}
+        }
+        let removed = match self.store.people.remove_user(email).await {
+            Err(StoreError::NotFound(_)) => return Err(no_user().into()),
+            other => other?,
+        };
+        let names: std::collections::HashMap<_, _> = self
+            .store
+            .control
+            .apps()
+            .await?
+            .into_iter()
+            .map(|app| (app.id, app.name))
+            .collect();
+        let mut apps: Vec<AppName> = removed
+            .apps
+            .iter()
+            .filter_map(|id| names.get(id).cloned())
+            .collect();
+        apps.sort();
+        for app in &apps {
+            self.log_change(app, format!("Access of {email} ended: removed by {by}"));
+        }
+        tracing::info!(user = %email, by = %by, tokens = removed.tokens, "user removed");
+        Ok(UserRemoved {
+            email: email.clone(),
+            tokens: removed.tokens,
+            apps,
+        })
+    }
+
+    /// A new token for `user` made by an admin (the API checked): a person who lost
+    /// their tokens, or whose tokens were revoked, gets in again.
+    pub(super) async fn token_for(
+        &self,
+        by: &Caller,
+        user: &Person,
+        description: Option<String>,
+    ) -> Result<NewToken> {
+        if self.store.people.user(user).await?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no user {user}: an admin adds them first with `wdeploy users:add {user}`"
+            ))
+            .into());
+        }
+        let description = description.unwrap_or_else(|| format!("made by tokens:create ({by})"));
+        let made = self.make_token(user, &description).await?;
+        tracing::info!(user = %user, by = %by, token = %made.info.id, "token made for a user");
+        Ok(made)
+    }
+
     pub(super) async fn make_token(&self, user: &Person, description: &str) -> Result<NewToken> {
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(ApiError::invalid(format!(

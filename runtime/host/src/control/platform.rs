@@ -541,11 +541,17 @@ impl Platform for Host {
         Ok(self.token_list(caller).await?)
     }
 
+    async fn remove_user(&self, by: &Caller, email: &Person) -> Result<UserRemoved, ApiError> {
+        Ok(self.remove_person(by, email).await?)
+    }
+
     async fn create_token(&self, caller: &Caller, req: CreateToken) -> Result<NewToken, ApiError> {
-        let description = req
-            .description
-            .unwrap_or_else(|| "made by tokens:create".to_string());
-        Ok(self.make_token(&caller.person, &description).await?)
+        let Some(user) = req.user.filter(|user| *user != caller.person) else {
+            let description = req.description;
+            let description = description.unwrap_or_else(|| "made by tokens:create".into());
+            return Ok(self.make_token(&caller.person, &description).await?);
+        };
+        Ok(self.token_for(caller, &user, req.description).await?)
     }
 
     async fn revoke_token(&self, caller: &Caller, id: &TokenId) -> Result<(), ApiError> {

@@ -16,7 +16,7 @@ use super::{Nats, unavailable};
 use crate::embedded::random_token_id;
 use crate::error::{Result, StoreError};
 use crate::model::AppId;
-use crate::people::{CallBucket, People, TokenOwner, TokenRecord, User};
+use crate::people::{CallBucket, People, RemovedUser, TokenOwner, TokenRecord, User};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -259,6 +259,32 @@ impl People for ClusterPeople {
             .delete(token.hash.hex())
             .await
             .map_err(|e| unavailable(format!("revoking a token: {e}")))
+    }
+
+    async fn remove_user(&self, email: &Person) -> Result<RemovedUser> {
+        if self.user(email).await?.is_none() {
+            return Err(StoreError::NotFound(format!("user {email}")));
+        }
+        let mut tokens = 0;
+        for token in self.tokens().await?.iter().filter(|t| &t.user == email) {
+            self.tokens
+                .delete(token.hash.hex())
+                .await
+                .map_err(|e| unavailable(format!("revoking a token: {e}")))?;
+            tokens += 1;
+        }
+        let apps = self.apps_of(email).await?;
+        for app in &apps {
+            self.access
+                .delete(access_key(app, email))
+                .await
+                .map_err(|e| unavailable(format!("taking access away: {e}")))?;
+        }
+        self.users
+            .delete(user_key(email))
+            .await
+            .map_err(|e| unavailable(format!("removing a user: {e}")))?;
+        Ok(RemovedUser { tokens, apps })
     }
 
     async fn has_tokens(&self) -> Result<bool> {

@@ -8,7 +8,7 @@
 use super::control::{ControlDb, EmbeddedControl};
 use crate::error::{Result, StoreError};
 use crate::model::AppId;
-use crate::people::{People, TokenOwner, TokenRecord, User};
+use crate::people::{People, RemovedUser, TokenOwner, TokenRecord, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -92,6 +92,34 @@ impl ControlDb {
         let mut stmt = conn.prepare("SELECT email, admin, created_at FROM users ORDER BY email")?;
         let rows = stmt.query_map([], row_to_user)?;
         rows.map(|row| row?).collect()
+    }
+
+    /// Removes a person, their tokens and their access in one transaction.
+    fn remove_user(&self, email: &Person) -> Result<RemovedUser> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let apps: Vec<String> = tx
+            .prepare("SELECT app_id FROM access WHERE email = ?1 ORDER BY app_id")?
+            .query_map(params![email.as_str()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let tokens = tx.execute(
+            "DELETE FROM tokens WHERE name = ?1",
+            params![email.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM access WHERE email = ?1",
+            params![email.as_str()],
+        )?;
+        if tx.execute(
+            "DELETE FROM users WHERE email = ?1",
+            params![email.as_str()],
+        )? == 0
+        {
+            return Err(StoreError::NotFound(format!("user {email}")));
+        }
+        tx.commit()?;
+        let apps = apps.iter().map(|a| stored(a)).collect::<Result<_>>()?;
+        Ok(RemovedUser { tokens, apps })
     }
 
     fn add_token(&self, token: &TokenRecord) -> Result<()> {
@@ -263,6 +291,10 @@ impl People for EmbeddedControl {
     }
     async fn users(&self) -> Result<Vec<User>> {
         self.blocking(|db| db.users()).await
+    }
+    async fn remove_user(&self, email: &Person) -> Result<RemovedUser> {
+        let email = email.clone();
+        self.blocking(move |db| db.remove_user(&email)).await
     }
     async fn add_token(&self, token: &TokenRecord) -> Result<()> {
         let token = token.clone();
