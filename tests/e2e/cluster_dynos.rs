@@ -175,6 +175,27 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let body = gone.body_mut().read_to_string().unwrap_or_default();
     assert_eq!(gone.status(), 404, "{body}");
 
+    // `releases:cancel` through b stops the release a takes live (the push reached a):
+    // its release command spins until cancelled.
+    let spinning = faults_app().with_procfile("web: web\necho: echo\nrelease: spinner\n");
+    let dir = spinning.path().to_str().unwrap();
+    let mut held = Running::spawn(a.command(&["push", "-a", "faults", "--dir", dir]));
+    held.wait_for_text("-----> Running release command", BUILD);
+    let said = b.ok(&["releases:cancel", "-a", "faults"]);
+    assert!(
+        said.contains("Cancelled v2") && said.contains("failed"),
+        "{said}"
+    );
+    assert_eq!(held.wait(MOVE).code(), Some(1), "{}", held.output());
+    assert_eq!(c.get("faults", "/"), (200, "ok\n".to_string()));
+    let err = b.fails(&["releases:cancel", "-a", "faults"]);
+    assert!(err.contains("faults has no release in progress"), "{err}");
+    let log = c.ok(&["logs", "-a", "faults", "-n", "1500"]);
+    assert!(
+        log.contains("Cancelling v2 by admin through another node"),
+        "{log}"
+    );
+
     // `placement = "every-node"`: web=1 means one web dyno on each node.
     let edge = copy_sample("hello").with_settings("[web]\nplacement = \"every-node\"\n");
     b.create_and_push("edge", edge.path());

@@ -20,6 +20,7 @@ mod addon_admin;
 mod blob_gc;
 mod bootstrap;
 mod budgets;
+mod cancel;
 mod certs;
 mod cluster_keys;
 mod converge;
@@ -28,6 +29,7 @@ mod drains;
 mod errors;
 mod idle;
 mod maintenance;
+mod node_calls;
 mod nodes;
 mod observe;
 mod one_offs;
@@ -220,9 +222,12 @@ impl AppEntry {
         }
     }
 
-    /// Cancels the release in progress, if any: what it was.
-    fn cancel_in_progress(&self) -> Option<InProgress> {
+    /// Cancels the release in progress (`version`'s only, if given), if any: what it was.
+    fn cancel_in_progress(&self, version: Option<u64>) -> Option<InProgress> {
         let in_progress = self.in_progress.lock().clone()?;
+        if version.is_some_and(|v| v != in_progress.version) {
+            return None;
+        }
         in_progress.cancel.cancel();
         Some(in_progress)
     }
@@ -305,7 +310,7 @@ impl Host {
             let host = weak.clone();
             Box::pin(async move {
                 match host.upgrade() {
-                    Some(host) => host.input_from_node(call, input).await,
+                    Some(host) => host.serve_node_call(call, input).await,
                     None => Err(wdeploy_api::ApiError::new(
                         503,
                         "unavailable",
@@ -513,7 +518,7 @@ impl Host {
     async fn destroy_now(&self, app: &AppName) -> Result<()> {
         let entry = self.entry(app);
         entry.destroying.store(true, Ordering::SeqCst);
-        if let Some(going) = entry.cancel_in_progress() {
+        if let Some(going) = entry.cancel_in_progress(None) {
             entry.runtime.logs.platform(
                 "api",
                 format!("Cancelling v{}: the app is being destroyed", going.version),

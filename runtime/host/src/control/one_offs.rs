@@ -1,13 +1,12 @@
 //! One-off dynos through the API: `run`, attached to its client or detached, and
 //! `ps:stop`, on whichever node runs the dyno.
 
-use super::errors::ControlError;
 use super::errors::{Result, check_config_key, invalid};
 use super::streams::follow_one_off;
 use super::{AppEntry, Host};
 use crate::app::{InputError, OneOffCommand};
 use crate::dyno::input::InputSender;
-use crate::router::node_calls::OneOffInput;
+use crate::router::node_calls::{Asked, NodeCall};
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use wdeploy_api::ApiError;
@@ -149,13 +148,17 @@ impl Host {
                         ApiError::not_found(format!("no one-off dyno {name} is running")).into(),
                     );
                 };
-                let call = OneOffInput {
+                let call = NodeCall {
                     app: record.name.clone(),
                     app_id: record.id.clone(),
-                    dyno: name.to_string(),
                     by: by.to_string(),
+                    what: Asked::OneOffInput {
+                        dyno: name.to_string(),
+                    },
                 };
-                return Ok(self.input_to_node(&node, call, input).await?);
+                tracing::debug!(app = %app, dyno = name, node, "sending a one-off's input on");
+                let body = http_body_util::StreamBody::new(input.map_ok(hyper::body::Frame::data));
+                return Ok(self.call_node(&node, call, body).await?);
             }
             Err(e) => return Err(ApiError::conflict(e.to_string()).into()),
         };
@@ -180,65 +183,6 @@ impl Host {
             }
             tokio::time::sleep(FIND_ONE_OFF / 20).await;
         }
-    }
-
-    /// Sends a one-off's input on to `node`, which runs it, over the hop between nodes.
-    async fn input_to_node(
-        &self,
-        node: &str,
-        call: OneOffInput,
-        input: BlobStream,
-    ) -> Result<(), ApiError> {
-        let unreachable = |why: &str| {
-            ApiError::new(
-                503,
-                "unavailable",
-                format!(
-                    "{} runs on node {node}, which cannot be reached: {why}",
-                    call.dyno
-                ),
-            )
-        };
-        let live = self.membership.live();
-        let Some(addr) = live
-            .iter()
-            .find(|n| n.name.as_str() == node)
-            .map(|n| n.advertise.clone())
-            .filter(|addr| !addr.is_empty())
-        else {
-            return Err(unreachable("it advertises no router address"));
-        };
-        tracing::debug!(app = %call.app, dyno = call.dyno, node, "sending a one-off's input on");
-        let body = http_body_util::StreamBody::new(input.map_ok(hyper::body::Frame::data));
-        let request = call.request(body)?;
-        let peers = self.router.peers();
-        let response = peers.call(node, &addr, request).await;
-        OneOffInput::answer(node, response.map_err(|why| unreachable(&why))?).await
-    }
-
-    /// A one-off's input that another node's API took, sent on to this node (the
-    /// [`node_calls`] the router serves). Never sent on again: a one-off not here now
-    /// has ended, or was never here.
-    pub(super) async fn input_from_node(
-        &self,
-        call: OneOffInput,
-        input: BlobStream,
-    ) -> Result<(), ApiError> {
-        let gone = || ApiError::not_found(format!("no one-off dyno {} is running", call.dyno));
-        let record = match self.store.control.app(&call.app).await {
-            Ok(record) if record.id == call.app_id => record,
-            Ok(_) | Err(wdeploy_store::StoreError::NotFound(_)) => return Err(gone()),
-            Err(e) => return Err(ControlError::from(e).into()),
-        };
-        let entry = self.entry_for(&record);
-        let sender = match entry.runtime.take_one_off_input(&call.dyno) {
-            Ok(sender) => sender,
-            Err(InputError::NotHere(_)) => return Err(gone()),
-            Err(e) => return Err(ApiError::conflict(e.to_string())),
-        };
-        tracing::debug!(app = %call.app, dyno = call.dyno, by = call.by, "sending a one-off's input from another node");
-        feed(sender, input).await;
-        Ok(())
     }
 
     /// `ps:stop DYNO`: stops a one-off dyno wherever it runs: this node's at once,
@@ -306,7 +250,7 @@ impl Host {
 
 /// Feeds `input` into a one-off's stdin through `sender` until the input ends or the
 /// dyno does.
-async fn feed(sender: InputSender, mut input: BlobStream) {
+pub(super) async fn feed(sender: InputSender, mut input: BlobStream) {
     loop {
         let chunk = tokio::select! {
             chunk = input.next() => chunk,

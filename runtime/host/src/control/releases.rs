@@ -395,29 +395,6 @@ impl Host {
         Ok(())
     }
 
-    /// `releases:cancel`: stops the release going live (its release phase or its boot)
-    /// and returns it once it is recorded as failed; the previous release keeps serving.
-    pub(super) async fn cancel_release(&self, app: &AppName, by: &Caller) -> Result<ReleaseInfo> {
-        let entry = self.existing(app).await?;
-        let Some(going) = entry.cancel_in_progress() else {
-            return Err(ApiError::invalid(format!("{app} has no release in progress")).into());
-        };
-        entry
-            .runtime
-            .logs
-            .platform("api", format!("Cancelling v{} by {}", going.version, by));
-        going.finished.cancelled().await;
-        let record = self.store.control.release(app, going.version).await?;
-        let current = self
-            .store
-            .control
-            .release_head(app)
-            .await?
-            .current
-            .map(|r| r.version);
-        Ok(release_info(&record, current))
-    }
-
     /// One release in full, and whether it serves now.
     pub(super) async fn release_detail(
         &self,
@@ -657,7 +634,7 @@ fn egress_change(current: Option<&StoredRelease>, new: &StoredRelease) -> Egress
     EgressChange::between(old.as_ref(), allow(new).as_ref())
 }
 
-fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
+pub(super) fn release_info(r: &StoredRelease, current: Option<u64>) -> ReleaseInfo {
     ReleaseInfo {
         version: r.version,
         description: r.description.clone(),
