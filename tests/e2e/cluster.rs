@@ -299,6 +299,11 @@ impl ClientLoops {
         }
     }
 
+    /// The answers the clients have had so far, between them.
+    fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until the clients have had `n` answers between them.
     fn wait_answered(&self, n: u64) {
         poll_until("the clients to be answered", SOON, || {
@@ -359,6 +364,52 @@ fn a_node_killed_loses_nothing_and_its_dynos_come_back_on_the_others() {
         assert!(node.ok(&["config", "-a", "hello"]).contains("KEPT"));
         assert!(node.ok(&["releases", "-a", "hello"]).contains("v2"));
         assert_eq!(node.get("hello", "/"), (200, "Hello from wdeploy\n".into()));
+    }
+}
+
+/// A node stopped (SIGTERM, a rolling upgrade) hands its dynos to the others before it
+/// goes: its web dyno runs up elsewhere while it still serves, so clients of the other
+/// nodes see no failed request, and it says so as it stops.
+#[test]
+fn a_node_stopped_hands_its_dynos_over_first() {
+    let mut cluster = Cluster::start(3);
+    cluster.node("a").create_and_push("hello", &sample("hello"));
+    let web_on = |node: &TestHost| {
+        let up = up_dynos(node, "hello");
+        let on = up.iter().find(|(dyno, _)| dyno == "web.1");
+        on.map(|(_, n)| n.clone()).ok_or(format!("{up:?}"))
+    };
+    let first = poll_until("web.1 up", MOVE, || web_on(cluster.node("a")));
+    let stopping = usize::from(first.as_bytes()[0] - b'a');
+    let staying: Vec<usize> = (0..3).filter(|&i| i != stopping).collect();
+    let clients = {
+        let others: Vec<&TestHost> = staying.iter().map(|&i| &cluster.nodes[i]).collect();
+        ClientLoops::start(&others, "hello")
+    };
+    clients.wait_answered(20);
+    let node = &mut cluster.nodes[stopping];
+    node.sigterm();
+    assert!(node.wait_exit(MOVE).success(), "{}", node.output());
+    let said = node.output();
+    assert!(
+        said.contains("wdeploy host: the other nodes run this node's dynos"),
+        "{said}"
+    );
+    let survivor = &cluster.nodes[staying[0]];
+    poll_until("web.1 up on another node", MOVE, || {
+        match web_on(survivor) {
+            Ok(on) if on != first => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let answered = clients.answered();
+    clients.wait_answered(answered + 20);
+    for (requests, failures) in clients.finish() {
+        assert!(
+            failures.is_empty(),
+            "{} of {requests} failed: {failures:?}",
+            failures.len()
+        );
     }
 }
 

@@ -27,6 +27,7 @@ async fn run(apps: usize) {
         advertise: String::new(),
         started_at: chrono::Utc::now(),
         version: String::new(),
+        leaving: false,
     };
     let store = wdeploy_store::embedded::open(dir.path(), me).expect("the store");
     let control = &store.control;

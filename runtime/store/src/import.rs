@@ -132,6 +132,7 @@ async fn open_source(data_dir: &Path) -> Result<Store> {
         advertise: String::new(),
         started_at: chrono::Utc::now(),
         version: String::new(),
+        leaving: false,
     };
     let dir = data_dir.to_path_buf();
     blocking(move || crate::embedded::open(&dir, me)).await?

@@ -286,6 +286,10 @@ pub struct NodeInfo {
     /// The wdeploy version the node runs (empty from a node of a version before it).
     #[serde(default)]
     pub version: String,
+    /// The node is stopping, and hands its dynos to the others first: no dyno is placed
+    /// on it any more, and it serves those it runs until they run elsewhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// One dyno as `ps` shows it, wherever it runs.

@@ -20,8 +20,9 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 pub trait Nodes: Send + Sync + 'static {
     /// This node.
     fn me(&self) -> &NodeInfo;
-    /// Says this node is alive until [`HEARTBEAT_TTL`] from now.
-    async fn heartbeat(&self) -> Result<()>;
+    /// Says this node is alive until [`HEARTBEAT_TTL`] from now, and whether it is
+    /// `leaving` ([`NodeInfo::leaving`]).
+    async fn heartbeat(&self, leaving: bool) -> Result<()>;
     /// Takes this node out at once (a clean stop), so the others do not wait for its
     /// heartbeat to expire.
     async fn leave(&self) -> Result<()>;

@@ -18,6 +18,7 @@ fn me(name: &str) -> NodeInfo {
         advertise: "127.0.0.1:1".into(),
         started_at: Utc::now(),
         version: String::new(),
+        leaving: false,
     }
 }
 

@@ -83,6 +83,7 @@ async fn embedded() {
         advertise: String::new(),
         started_at: Utc::now(),
         version: String::new(),
+        leaving: false,
     };
     let store = wdeploy_store::embedded::open(data.path(), me).unwrap();
     removing_a_person(store.people.as_ref()).await;

@@ -33,6 +33,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         advertise: String::new(),
         started_at: chrono::Utc::now(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        leaving: false,
     };
     let target = wdeploy_store::cluster::open(wdeploy_store::cluster::ClusterOptions {
         address: address.clone(),

@@ -30,6 +30,8 @@ const BLIND_GAP: Duration = Duration::from_secs(3);
 pub struct Membership {
     me: NodeInfo,
     view: Mutex<View>,
+    /// This node is stopping and hands its dynos to the others ([`NodeInfo::leaving`]).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 struct View {
@@ -38,6 +40,15 @@ struct View {
     last_look: Option<Instant>,
     /// Bumped each time the set of live nodes changes.
     generation: u64,
+}
+
+impl View {
+    /// The live nodes and whether each is leaving: a change in either moves placement.
+    fn names_and_leaving(&self) -> Vec<(NodeName, bool)> {
+        let seen = self.seen.iter();
+        seen.map(|(name, (node, _))| (name.clone(), node.leaving))
+            .collect()
+    }
 }
 
 impl Membership {
@@ -49,7 +60,20 @@ impl Membership {
                 last_look: None,
                 generation: 0,
             }),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes this node a leaving one: from now on no dyno is placed on it, in its own
+    /// view at once and in the others' once its heartbeat says so.
+    pub fn set_leaving(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.view.lock().generation += 1;
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn me(&self) -> &NodeInfo {
@@ -61,7 +85,7 @@ impl Membership {
     pub fn observe(&self, heartbeats: Vec<NodeInfo>) -> bool {
         let now = Instant::now();
         let mut view = self.view.lock();
-        let before: Vec<NodeName> = view.seen.keys().cloned().collect();
+        let before = view.names_and_leaving();
         if view.last_look.is_some_and(|at| now - at > BLIND_GAP) {
             for (_, at) in view.seen.values_mut() {
                 *at = now;
@@ -72,7 +96,7 @@ impl Membership {
             view.seen.insert(node.name.clone(), (node, now));
         }
         view.seen.retain(|_, (_, at)| now - *at <= GRACE);
-        let changed = view.seen.keys().cloned().collect::<Vec<_>>() != before;
+        let changed = view.names_and_leaving() != before;
         if changed {
             view.generation += 1;
         }
@@ -100,13 +124,39 @@ impl Membership {
         node == &self.me.name || self.view.lock().seen.contains_key(node)
     }
 
-    fn live_names(&self) -> Vec<NodeName> {
-        self.live().into_iter().map(|n| n.name).collect()
+    /// The nodes dynos are placed on: the live ones not leaving (all of them if every
+    /// one is leaving: the last nodes of a cluster stopping together keep their dynos).
+    fn placed_on(&self) -> Vec<NodeName> {
+        let live = self.live();
+        let staying: Vec<NodeName> = live
+            .iter()
+            .filter(|n| !self.leaves(n))
+            .map(|n| n.name.clone())
+            .collect();
+        match staying.is_empty() {
+            true => live.into_iter().map(|n| n.name).collect(),
+            false => staying,
+        }
+    }
+
+    /// Whether `node` is leaving: this node's own word for itself, the others' heartbeats.
+    fn leaves(&self, node: &NodeInfo) -> bool {
+        match node.name == self.me.name {
+            true => self.is_leaving(),
+            false => node.leaving,
+        }
+    }
+
+    /// Whether another live node stays: somewhere for this node's dynos to go.
+    pub fn others_stay(&self) -> bool {
+        self.live()
+            .iter()
+            .any(|n| n.name != self.me.name && !n.leaving)
     }
 
     /// The dynos of `formation` this node runs.
     pub fn share_of(&self, app: &AppId, formation: &Formation, placement: Placement) -> Share {
-        placement::share_of(app, formation, &self.live_names(), &self.me.name, placement)
+        placement::share_of(app, formation, &self.placed_on(), &self.me.name, placement)
     }
 
     /// The node each dyno of `formation` runs on (web dynos of an `every-node` app
@@ -117,7 +167,7 @@ impl Membership {
         formation: &Formation,
         placement: Placement,
     ) -> BTreeMap<(ProcessType, u32), NodeName> {
-        placement::assign(app, formation, &self.live_names(), placement)
+        placement::assign(app, formation, &self.placed_on(), placement)
     }
 
     /// This node's dynos in `owners` (an [`Membership::assign`] of `formation`).
@@ -128,5 +178,51 @@ impl Membership {
         placement: Placement,
     ) -> Share {
         placement::share_in(owners, formation, &self.me.name, placement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, leaving: bool) -> NodeInfo {
+        NodeInfo {
+            name: name.parse().expect("a node name"),
+            advertise: format!("{name}:80"),
+            started_at: chrono::Utc::now(),
+            version: String::new(),
+            leaving,
+        }
+    }
+
+    /// How many of six workers each node runs, as `me` sees it.
+    fn spread(me: &Membership) -> usize {
+        let formation: Formation = [("worker".parse().expect("a type"), 6)]
+            .into_iter()
+            .collect();
+        let app = AppId::random();
+        let share = me.share_of(&app, &formation, Placement::Spread);
+        share.numbers(&"worker".parse().expect("a type")).count()
+    }
+
+    #[test]
+    fn a_leaving_node_is_given_no_dyno_unless_every_node_leaves() {
+        let me = Membership::new(node("b", false));
+        me.observe(vec![node("a", false), node("b", false), node("c", false)]);
+        assert_eq!(spread(&me), 2);
+        let generation = me.generation();
+        me.set_leaving();
+        assert!(me.generation() > generation, "placement is decided again");
+        assert_eq!(spread(&me), 0);
+        assert!(me.others_stay());
+        // Another node's word that it leaves moves placement too.
+        let generation = me.generation();
+        assert!(me.observe(vec![node("a", false), node("b", true), node("c", true)]));
+        assert!(me.generation() > generation);
+        assert!(me.others_stay());
+        // The last nodes leaving together keep their dynos.
+        me.observe(vec![node("a", true), node("b", true), node("c", true)]);
+        assert!(!me.others_stay());
+        assert_eq!(spread(&me), 2);
     }
 }

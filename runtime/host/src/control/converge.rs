@@ -99,7 +99,8 @@ impl Host {
     async fn heartbeats(&self, stop: CancellationToken) {
         let mut failing = false;
         loop {
-            match self.store.nodes.heartbeat().await {
+            let leaving = self.membership.is_leaving();
+            match self.store.nodes.heartbeat(leaving).await {
                 Ok(()) if failing => {
                     tracing::info!("heartbeats reach the cluster store again");
                     failing = false;
@@ -304,6 +305,8 @@ impl Host {
                 tokio::task::yield_now().await;
             }
         }
+        self.full_looks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes this node run the app's current release and its share of the formation
@@ -400,6 +403,9 @@ impl Host {
         let running_share = runtime.share().await;
         // Preboot across nodes: a web dyno placed elsewhere now keeps serving here until
         // its new node runs it (which only its record shows: looked at again until then).
+        // A node leaving (`leave.rs`) serves its web dynos to its end, taken over or not:
+        // the others forward to it until they learn where the new ones run.
+        let leaving = self.membership.is_leaving();
         let mut done = Converged::Settled;
         let web = ProcessType::web();
         for n in running_share.numbers(&web) {
@@ -417,10 +423,13 @@ impl Host {
                         .any(|d| d.name == name && d.state.serves() && d.release == release.version)
             });
             if !taken_over {
-                share.insert(web.clone(), n);
                 done = Converged::LookAgain;
             }
+            if !taken_over || leaving {
+                share.insert(web.clone(), n);
+            }
         }
+        entry.node.lock().handing_over = done == Converged::LookAgain;
         if share != running_share {
             tracing::info!(app = %app.name, "running {}", share.summary());
             runtime.scale(&share).await?;

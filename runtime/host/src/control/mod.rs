@@ -28,6 +28,7 @@ mod domains;
 mod drains;
 mod errors;
 mod idle;
+mod leave;
 mod maintenance;
 mod node_calls;
 mod nodes;
@@ -117,6 +118,8 @@ pub struct Host {
     nudged: Mutex<HashSet<AppName>>,
     /// Whether the next nudged look covers every app.
     nudged_all: std::sync::atomic::AtomicBool,
+    /// Looks at every app completed so far (a node leaving waits for one of its own).
+    full_looks: std::sync::atomic::AtomicU64,
     /// When this host started.
     started: std::time::Instant,
     /// Held across reading the custom domains and handing them to the router, so an
@@ -168,6 +171,8 @@ struct NodeState {
     settled: Option<converge::Settled>,
     /// What the app's drains here were last read under: likewise for its drains.
     drains_read: Option<converge::Settled>,
+    /// A web dyno here is placed on another node that does not run it up yet.
+    handing_over: bool,
 }
 
 /// A release on its way live: `cancel` stops it (its release phase or its boot), and
@@ -280,6 +285,7 @@ impl Host {
             nudge: tokio::sync::Notify::new(),
             nudged: Mutex::new(HashSet::new()),
             nudged_all: std::sync::atomic::AtomicBool::new(false),
+            full_looks: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
             domains_refresh: tokio::sync::Mutex::new(()),
             certs_refresh: tokio::sync::Mutex::new(()),
@@ -349,7 +355,7 @@ impl Host {
     pub async fn restore_apps(&self, apps: Vec<App>) {
         use futures::StreamExt;
         // In a cluster, only this node's share: the live nodes first.
-        if let Err(e) = self.store.nodes.heartbeat().await {
+        if let Err(e) = self.store.nodes.heartbeat(false).await {
             tracing::warn!("heartbeat before restoring: {e}");
         }
         if let Ok(live) = self.store.nodes.live().await {

@@ -35,6 +35,7 @@ impl ApiFixture {
             advertise: String::new(),
             started_at: chrono::Utc::now(),
             version: String::new(),
+            leaving: false,
         };
         let store = wdeploy_store::embedded::open(dir.path(), me).expect("store");
         let (host, token) = Host::open(

@@ -105,9 +105,13 @@ impl Nodes for ClusterNodes {
         &self.me
     }
 
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self, leaving: bool) -> Result<()> {
         self.nats.check()?;
-        let value = serde_json::to_vec(&self.me).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let me = NodeInfo {
+            leaving,
+            ..self.me.clone()
+        };
+        let value = serde_json::to_vec(&me).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.nodes
             .put(self.me.name.as_str(), value.into())
             .await

@@ -12,6 +12,7 @@ fn info(name: &str) -> NodeInfo {
         advertise: format!("{name}.local:8080"),
         started_at: Utc::now(),
         version: String::new(),
+        leaving: false,
     }
 }
 
@@ -65,12 +66,22 @@ async fn nodes_join_leave_and_expire() {
     assert!(a.is_connected());
     assert_eq!(live_names(&a).await, Vec::<String>::new());
 
-    a.heartbeat().await.unwrap();
-    b.heartbeat().await.unwrap();
+    a.heartbeat(false).await.unwrap();
+    b.heartbeat(false).await.unwrap();
     assert_eq!(live_names(&a).await, ["node-a", "node-b"]);
     assert_eq!(
         b.live().await.unwrap(),
         vec![a.me().clone(), b.me().clone()]
+    );
+
+    // A node stopping says so first, and is still live while it hands its dynos over.
+    b.heartbeat(true).await.unwrap();
+    let leaving: Vec<(String, bool)> = (a.live().await.unwrap().into_iter())
+        .map(|n| (n.name.to_string(), n.leaving))
+        .collect();
+    assert_eq!(
+        leaving,
+        [("node-a".to_string(), false), ("node-b".to_string(), true)]
     );
 
     // A clean stop takes the node out at once.
@@ -80,13 +91,13 @@ async fn nodes_join_leave_and_expire() {
     // A node that stops heartbeating is gone within the TTL (and a bit), and the others
     // hear of it.
     let mut changes = a.changes().await.unwrap();
-    b.heartbeat().await.unwrap();
+    b.heartbeat(false).await.unwrap();
     assert!(change_within(&mut changes, Duration::from_secs(2)).await);
     drain(&mut changes).await;
     let last_beat = Instant::now();
-    b.heartbeat().await.unwrap();
+    b.heartbeat(false).await.unwrap();
     let gone = loop {
-        a.heartbeat().await.unwrap();
+        a.heartbeat(false).await.unwrap();
         let live = live_names(&a).await;
         assert!(live.contains(&"node-a".to_string()));
         if !live.contains(&"node-b".to_string()) {

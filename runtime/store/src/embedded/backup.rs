@@ -100,6 +100,7 @@ async fn check(dest: &Path) -> Result<usize> {
         advertise: String::new(),
         started_at: chrono::Utc::now(),
         version: String::new(),
+        leaving: false,
     };
     let dir = dest.to_path_buf();
     let store = tokio::task::spawn_blocking(move || super::open(&dir, me))

@@ -159,6 +159,7 @@ mod tests {
             advertise: String::new(),
             started_at: chrono::Utc::now(),
             version: String::new(),
+            leaving: false,
         }
     }
 

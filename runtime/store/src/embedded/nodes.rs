@@ -44,7 +44,7 @@ impl Nodes for LocalNode {
     fn me(&self) -> &NodeInfo {
         &self.me
     }
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self, _leaving: bool) -> Result<()> {
         Ok(())
     }
     async fn leave(&self) -> Result<()> {
@@ -132,6 +132,7 @@ mod tests {
             advertise: "127.0.0.1:8080".into(),
             started_at: chrono::Utc::now(),
             version: String::new(),
+            leaving: false,
         };
         let node = LocalNode::new(me).unwrap();
         let keys = node.cluster_keys().await.unwrap();

@@ -32,6 +32,8 @@ macro_rules! say {
 const MAX_INSTANCES: u32 = 16_000;
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Longest a stopping node of a cluster spends handing its dynos to the others.
+const HAND_OVER: Duration = Duration::from_secs(30);
 
 /// Open connections the `--metrics` listener takes at once.
 const METRICS_CONNECTIONS: usize = 256;
@@ -170,6 +172,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         advertise: advertised(args.advertise.as_deref(), router_addr)?,
         started_at: chrono::Utc::now(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        leaving: false,
     };
     anyhow::ensure!(
         args.nats.cluster.is_none() || !me.advertise.is_empty(),
@@ -386,6 +389,25 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     say!("wdeploy host: stopping");
+    if cluster.is_some() {
+        // Its dynos go to the other nodes while it still serves (a second signal cuts
+        // that short).
+        say!("wdeploy host: handing this node's dynos to the other nodes");
+        let left = tokio::select! {
+            left = host.hand_over(HAND_OVER) => Some(left),
+            _ = interrupt.recv() => None,
+            _ = terminate.recv() => None,
+        };
+        match left {
+            Some(0) => say!("wdeploy host: the other nodes run this node's dynos"),
+            Some(n) => say!(
+                "wdeploy host: {} not handed over within {}s: stopping all the same",
+                wdeploy_core::counted::counted(n, "app"),
+                HAND_OVER.as_secs()
+            ),
+            None => say!("wdeploy host: hand-over cut short"),
+        }
+    }
     let _ = stop_tx.send(true);
     restoring.abort();
     node_stop.cancel();

@@ -300,6 +300,7 @@ mod tests {
             advertise: String::new(),
             started_at: chrono::Utc::now(),
             version: String::new(),
+            leaving: false,
         };
         wdeploy_store::embedded::open(dir, me).unwrap().acme
     }
