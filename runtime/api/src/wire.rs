@@ -36,6 +36,9 @@ pub struct NodeStatus {
     pub key: Option<String>,
     /// Why the hop to it could not be opened (`key` is then unknown).
     pub unreachable: Option<String>,
+    /// It is stopping, and hands its dynos to the other nodes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// `POST /cluster/rotate-key` (an admin's): a new key for the TLS between the nodes.

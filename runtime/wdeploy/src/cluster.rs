@@ -106,8 +106,9 @@ pub fn nodes(json: crate::session::JsonArg) -> anyhow::Result<()> {
             (None, None) => "key ?".to_string(),
         };
         let this = if node.this { "  (this node)" } else { "" };
+        let leaving = if node.leaving { "  leaving" } else { "" };
         println!(
-            "{:<names$}  {:<addresses$}  {version}  up {}  {reached}{this}",
+            "{:<names$}  {:<addresses$}  {version}  up {}  {reached}{leaving}{this}",
             node.name,
             node.advertise,
             crate::when::moment(node.started_at)

@@ -35,6 +35,7 @@ impl Host {
                 this,
                 key,
                 unreachable,
+                leaving: node.leaving,
             }
         });
         Ok(futures::future::join_all(statuses).await)
