@@ -427,3 +427,58 @@ fn a_persons_api_rate_is_the_clusters_not_each_nodes() {
         node.ok(&["apps"]);
     }
 }
+
+/// A dashboard session opened through one node's API works through the other's (a load
+/// balancer may send each request anywhere), and a logout through either ends it on
+/// both; a token revoked ends its sessions everywhere.
+#[test]
+fn a_dashboard_session_works_through_every_node() {
+    let cluster = Cluster::start(2);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let agent = http();
+    let login = |node: &TestHost, token: &str| {
+        let response = agent
+            .post(&format!("{}/session", node.api))
+            .header("content-type", "application/json")
+            .send(serde_json::json!({ "token": token }).to_string().as_bytes())
+            .expect("POST /session");
+        assert_eq!(response.status().as_u16(), 200);
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .expect("a session cookie");
+        let cookie = cookie.to_str().expect("text");
+        cookie.split(';').next().expect("name=value").to_string()
+    };
+    let apps = |node: &TestHost, cookie: &str| {
+        let response = agent
+            .get(&format!("{}/apps", node.api))
+            .header("cookie", cookie)
+            .call()
+            .expect("GET /apps");
+        response.status().as_u16()
+    };
+    let session = login(a, &a.token);
+    assert_eq!((apps(a, &session), apps(b, &session)), (200, 200));
+    let out = agent
+        .delete(&format!("{}/session", b.api))
+        .header("cookie", &session)
+        .call()
+        .expect("DELETE /session");
+    assert_eq!(out.status().as_u16(), 204);
+    assert_eq!((apps(a, &session), apps(b, &session)), (401, 401));
+
+    // Bob's session, opened through b, ends on a with his token.
+    let bob = crate::people::add_user(a, "bob@example.com");
+    let session = login(b, &bob);
+    assert_eq!(apps(a, &session), 200);
+    let tokens = a.ok(&["tokens"]);
+    let id = tokens
+        .lines()
+        .find(|l| l.contains("bob@example.com"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{tokens}"))
+        .to_string();
+    a.ok(&["tokens:revoke", &id]);
+    assert_eq!((apps(a, &session), apps(b, &session)), (401, 401));
+}

@@ -3,7 +3,7 @@
 //! This module knows the wire format and nothing of how the host keeps apps; every route
 //! authenticates first, caps its body, and answers errors as JSON [`ApiError`]s.
 
-use crate::dashboard::session::{self, Sessions};
+use crate::dashboard::session;
 use crate::dashboard::{self, DASHBOARD_HEADER, DashboardOptions};
 use crate::error::ApiError;
 use crate::people;
@@ -148,6 +148,13 @@ pub trait Platform: Send + Sync + 'static {
     /// tokens cannot be read now (the store away): the client learns that, not that its
     /// token is wrong.
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, ApiError>;
+    /// Opens a dashboard session for `token` if it is valid: its caller, and the value
+    /// of the cookie that names the session ([`crate::dashboard::session`]).
+    async fn open_session(&self, token: &str) -> Result<Option<(Caller, String)>, ApiError>;
+    /// The caller of the live session a cookie's value names (`None`: none).
+    async fn session_caller(&self, cookie: &str) -> Result<Option<Caller>, ApiError>;
+    /// Ends the session a cookie's value names (a logout).
+    async fn close_session(&self, cookie: &str) -> Result<(), ApiError>;
     /// Whether the caller may act on the app: an admin on every app, anyone else on the
     /// apps they have access to (`false` for an app that does not exist). Asked before
     /// every request under `/apps/NAME` (see [`crate::people`]).
@@ -354,10 +361,8 @@ pub fn router(platform: Shared) -> Router {
 /// The API router: every API route behind authentication (a bearer token, or the
 /// dashboard's session cookie), and the dashboard's page and login beside them.
 pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
-    let sessions = Arc::new(Sessions::default());
     let auth = Auth {
         platform: platform.clone(),
-        sessions: sessions.clone(),
     };
     let blobs = Router::new()
         .route("/blobs/{digest}", put(put_blob))
@@ -378,7 +383,7 @@ pub fn router_with(platform: Shared, dashboard: DashboardOptions) -> Router {
         .fallback(|| async { ApiError::not_found(NO_SUCH_ROUTE) })
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
         .with_state(platform.clone());
-    dashboard::routes(platform, sessions, dashboard).merge(api)
+    dashboard::routes(platform, dashboard).merge(api)
 }
 
 /// One route under `/apps/{app}`: its method, path and handler.
@@ -495,11 +500,10 @@ pub fn metrics_router(platform: Shared) -> Router {
         .with_state(platform)
 }
 
-/// What authentication needs: the tokens (through the platform) and the open sessions.
+/// What authentication needs: the tokens and the sessions, through the platform.
 #[derive(Clone)]
 struct Auth {
     platform: Shared,
-    sessions: Arc<Sessions>,
 }
 
 async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
@@ -509,13 +513,15 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let token = match bearer {
-        Some(token) => Some(token),
-        None => {
-            let session =
-                session::from_cookies(req.headers()).and_then(|id| auth.sessions.token(&id));
+    let caller = match (bearer, session::from_cookies(req.headers())) {
+        (Some(token), _) => auth.platform.authenticate(&token).await,
+        (None, Some(cookie)) => {
             let safe = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
-            if session.is_some() && !safe && !req.headers().contains_key(DASHBOARD_HEADER) {
+            let caller = auth.platform.session_caller(&cookie).await;
+            if matches!(caller, Ok(Some(_)))
+                && !safe
+                && !req.headers().contains_key(DASHBOARD_HEADER)
+            {
                 return ApiError::new(
                     403,
                     "forbidden",
@@ -523,15 +529,13 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
                 )
                 .into_response();
             }
-            session
+            caller
         }
+        (None, None) => Ok(None),
     };
-    let caller = match token {
-        Some(token) => match auth.platform.authenticate(&token).await {
-            Ok(caller) => caller,
-            Err(e) => return e.into_response(),
-        },
-        None => None,
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
     let Some(caller) = caller else {
         return ApiError::unauthorized().into_response();

@@ -43,7 +43,7 @@ pub use model::{
     Tenant,
 };
 pub use nodes::{ClusterKey, ClusterKeys, Nodes};
-pub use people::{People, RemovedUser, TokenOwner, TokenRecord, User};
+pub use people::{People, RemovedUser, SessionRecord, TokenOwner, TokenRecord, User};
 
 use std::sync::Arc;
 

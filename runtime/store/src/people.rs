@@ -33,6 +33,19 @@ pub struct TokenOwner {
     pub admin: bool,
 }
 
+/// A dashboard session, opened with a token: the browser's cookie names the token's
+/// public id and a secret, of which only the hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    /// The sha256 of the cookie's secret.
+    pub secret: Digest,
+    /// The hash of the token it was opened with: it authenticates as that token, so a
+    /// token revoked ends its sessions at once.
+    pub token: Digest,
+    /// When it ends, in milliseconds since the epoch.
+    pub expires_ms: i64,
+}
+
 /// What went with a person removed ([`People::remove_user`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedUser {
@@ -80,6 +93,20 @@ pub trait People: Send + Sync + 'static {
     /// Deletes a token; `NotFound` if no token has this id.
     async fn revoke_token(&self, id: &TokenId) -> Result<()>;
     async fn has_tokens(&self) -> Result<bool>;
+
+    /// Keeps a dashboard session opened with token `token_id`, which then has at most
+    /// `max` sessions: past them, the one closest to its end goes. Every node knows it.
+    async fn open_session(
+        &self,
+        token_id: &TokenId,
+        session: SessionRecord,
+        max: usize,
+    ) -> Result<()>;
+    /// The hash of the token a live session of `token_id` whose secret hashes to `secret`
+    /// was opened with, if there is one.
+    async fn session(&self, token_id: &TokenId, secret: &Digest) -> Result<Option<Digest>>;
+    /// Ends that session (nothing if there is none).
+    async fn close_session(&self, token_id: &TokenId, secret: &Digest) -> Result<()>;
 
     /// Lets a person act on an app (nothing changes if they already may).
     async fn grant(&self, app: &AppId, email: &Person) -> Result<()>;

@@ -1,12 +1,13 @@
-//! Removing a person, the same on both backends: their tokens stop working, their access
-//! to every app goes, others keep theirs, and a person added again under the same email
-//! starts with nothing of it.
+//! People on both backends alike. Removing a person: their tokens stop working, their
+//! access to every app goes, others keep theirs, and a person added again under the same
+//! email starts with nothing of it. Dashboard sessions: kept for every node, bounded per
+//! token, ended by their time or a logout.
 
 use chrono::Utc;
 use wdeploy_core::{Digest, Person, TokenId};
 use wdeploy_store::cluster::testing::NatsServer;
 use wdeploy_store::cluster::{ClusterPeople, Nats};
-use wdeploy_store::{AppId, People, RemovedUser, StoreError, TokenRecord};
+use wdeploy_store::{AppId, People, RemovedUser, SessionRecord, StoreError, TokenRecord};
 
 fn token(user: &Person, secret: &[u8], id: u8) -> TokenRecord {
     TokenRecord {
@@ -75,6 +76,56 @@ async fn removing_a_person(people: &dyn People) {
     );
 }
 
+async fn sessions(people: &dyn People) {
+    let (token_id, other) = (
+        TokenId::from_random(&[9, 9, 9, 9, 9, 1]),
+        TokenId::from_random(&[9, 9, 9, 9, 9, 2]),
+    );
+    let now = Utc::now().timestamp_millis();
+    let session = |secret: &str, ends_in_ms: i64| SessionRecord {
+        secret: Digest::of_bytes(secret.as_bytes()),
+        token: Digest::of_bytes(b"the token"),
+        expires_ms: now + ends_in_ms,
+    };
+    let found = |token_id: &TokenId, secret: &str| {
+        let secret = Digest::of_bytes(secret.as_bytes());
+        let token_id = token_id.clone();
+        async move { people.session(&token_id, &secret).await.unwrap() }
+    };
+    people
+        .open_session(&token_id, session("one", 60_000), 2)
+        .await
+        .unwrap();
+    people
+        .open_session(&token_id, session("two", 120_000), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        found(&token_id, "one").await,
+        Some(Digest::of_bytes(b"the token"))
+    );
+    assert_eq!(found(&other, "one").await, None, "another token's");
+    assert_eq!(found(&token_id, "nothing").await, None);
+    // A third: the one closest to its end makes room.
+    people
+        .open_session(&token_id, session("three", 180_000), 2)
+        .await
+        .unwrap();
+    assert_eq!(found(&token_id, "one").await, None);
+    assert!(found(&token_id, "two").await.is_some());
+    assert!(found(&token_id, "three").await.is_some());
+    // Logged out; ended.
+    let two = Digest::of_bytes(b"two");
+    people.close_session(&token_id, &two).await.unwrap();
+    people.close_session(&token_id, &two).await.unwrap();
+    assert_eq!(found(&token_id, "two").await, None);
+    people
+        .open_session(&other, session("gone", -1), 2)
+        .await
+        .unwrap();
+    assert_eq!(found(&other, "gone").await, None, "past its end");
+}
+
 #[tokio::test]
 async fn embedded() {
     let data = tempfile::tempdir().unwrap();
@@ -87,6 +138,7 @@ async fn embedded() {
     };
     let store = wdeploy_store::embedded::open(data.path(), me).unwrap();
     removing_a_person(store.people.as_ref()).await;
+    sessions(store.people.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,4 +149,5 @@ async fn cluster() {
         .unwrap();
     let people = ClusterPeople::open(&nats).await.unwrap();
     removing_a_person(&people).await;
+    sessions(&people).await;
 }

@@ -20,7 +20,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use session::Sessions;
 use std::sync::Arc;
 
 /// What a dashboard request must carry, besides its cookie, to change anything.
@@ -66,16 +65,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 #[derive(Clone)]
 struct Dashboard {
     platform: Arc<dyn Platform>,
-    sessions: Arc<Sessions>,
     options: DashboardOptions,
 }
 
 /// The dashboard's routes (none of them needs a token: the page itself shows the login).
-pub fn routes(
-    platform: Arc<dyn Platform>,
-    sessions: Arc<Sessions>,
-    options: DashboardOptions,
-) -> Router {
+pub fn routes(platform: Arc<dyn Platform>, options: DashboardOptions) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/dashboard/{file}", get(asset))
@@ -85,11 +79,7 @@ pub fn routes(
                 .delete(logout)
                 .layer(DefaultBodyLimit::max(4096)),
         )
-        .with_state(Dashboard {
-            platform,
-            sessions,
-            options,
-        })
+        .with_state(Dashboard { platform, options })
 }
 
 async fn index() -> Response {
@@ -137,9 +127,8 @@ async fn login(State(d): State<Dashboard>, body: axum::body::Bytes) -> Response 
         return ApiError::invalid("send {\"token\": \"…\"}: the token `wdeploy host` printed")
             .into_response();
     };
-    match d.platform.authenticate(token.trim()).await {
-        Ok(Some(caller)) => {
-            let id = d.sessions.open(token.trim());
+    match d.platform.open_session(token.trim()).await {
+        Ok(Some((caller, id))) => {
             let cookie = session::set_cookie(&id, d.options.secure_cookie);
             let body =
                 axum::Json(serde_json::json!({ "user": caller.person, "admin": caller.admin }));
@@ -156,8 +145,10 @@ async fn login(State(d): State<Dashboard>, body: axum::body::Bytes) -> Response 
 
 /// `DELETE /session`: ends the browser's session.
 async fn logout(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
-    if let Some(id) = session::from_cookies(&headers) {
-        d.sessions.close(&id);
+    if let Some(id) = session::from_cookies(&headers)
+        && let Err(e) = d.platform.close_session(&id).await
+    {
+        return e.into_response();
     }
     let cookie = session::clear_cookie(d.options.secure_cookie);
     match HeaderValue::from_str(&cookie) {

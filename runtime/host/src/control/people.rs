@@ -9,10 +9,11 @@ use super::bootstrap::{new_token, token_hash};
 use super::errors::Result;
 use std::collections::HashSet;
 use wdeploy_api::ApiError;
+use wdeploy_api::dashboard::session;
 use wdeploy_api::server::Caller;
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Person, TokenId};
-use wdeploy_store::{StoreError, TokenRecord};
+use wdeploy_store::{SessionRecord, StoreError, TokenRecord};
 
 /// Most tokens one person may hold: each is a store entry anyone with a token could
 /// otherwise make without end.
@@ -28,6 +29,57 @@ impl Host {
             person: owner.token.user,
             admin: owner.admin,
         }))
+    }
+
+    /// Opens a dashboard session for `token`, kept in the store so that every node knows
+    /// it: its caller and the cookie's value; `None` for a token that is nobody's.
+    pub(super) async fn open_dashboard_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Caller, String)>> {
+        let hash = token_hash(token);
+        let Some(owner) = self.store.people.token(&hash).await? else {
+            return Ok(None);
+        };
+        let (cookie, secret) = session::new_session(&owner.token.id);
+        let lifetime = chrono::Duration::from_std(session::LIFETIME).unwrap_or_default();
+        let record = SessionRecord {
+            secret,
+            token: hash,
+            expires_ms: (chrono::Utc::now() + lifetime).timestamp_millis(),
+        };
+        let people = &self.store.people;
+        let max = session::MAX_SESSIONS_PER_TOKEN;
+        people.open_session(&owner.token.id, record, max).await?;
+        let caller = Caller {
+            person: owner.token.user,
+            admin: owner.admin,
+        };
+        Ok(Some((caller, cookie)))
+    }
+
+    /// The caller of the live session a cookie's value names: as the token it was opened
+    /// with, read again now.
+    pub(super) async fn dashboard_caller(&self, cookie: &str) -> Result<Option<Caller>> {
+        let Some((token_id, secret)) = session::parse(cookie) else {
+            return Ok(None);
+        };
+        let Some(hash) = self.store.people.session(&token_id, &secret).await? else {
+            return Ok(None);
+        };
+        let owner = self.store.people.token(&hash).await?;
+        Ok(owner.map(|owner| Caller {
+            person: owner.token.user,
+            admin: owner.admin,
+        }))
+    }
+
+    /// Ends the session a cookie's value names.
+    pub(super) async fn close_dashboard_session(&self, cookie: &str) -> Result<()> {
+        if let Some((token_id, secret)) = session::parse(cookie) {
+            self.store.people.close_session(&token_id, &secret).await?;
+        }
+        Ok(())
     }
 
     /// An admin may act on every app, anyone else on the apps they have access to; nobody

@@ -265,6 +265,26 @@ impl Platform for Host {
         Ok(caller)
     }
 
+    async fn open_session(&self, token: &str) -> Result<Option<(Caller, String)>, ApiError> {
+        let opened = self.open_dashboard_session(token).await?;
+        if let Some((caller, _)) = &opened {
+            self.admit_call(caller).await?;
+        }
+        Ok(opened)
+    }
+
+    async fn session_caller(&self, cookie: &str) -> Result<Option<Caller>, ApiError> {
+        let caller = self.dashboard_caller(cookie).await?;
+        if let Some(caller) = &caller {
+            self.admit_call(caller).await?;
+        }
+        Ok(caller)
+    }
+
+    async fn close_session(&self, cookie: &str) -> Result<(), ApiError> {
+        Ok(self.close_dashboard_session(cookie).await?)
+    }
+
     async fn may_act_on(&self, caller: &Caller, app: &AppName) -> Result<bool, ApiError> {
         Ok(self.may_act(caller, app).await?)
     }

@@ -16,7 +16,9 @@ use super::{Nats, unavailable};
 use crate::embedded::random_token_id;
 use crate::error::{Result, StoreError};
 use crate::model::AppId;
-use crate::people::{CallBucket, People, RemovedUser, TokenOwner, TokenRecord, User};
+use crate::people::{
+    CallBucket, People, RemovedUser, SessionRecord, TokenOwner, TokenRecord, User,
+};
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +31,11 @@ const ACCESS: &str = "wdeploy-access";
 /// `HEX(email)` → the person's [`CallBucket`]; an entry an hour old goes (its bucket is
 /// long full again by then).
 const RATES: &str = "wdeploy-rates";
+/// `TOKENID` → the dashboard sessions opened with that token; an entry not written for
+/// longer than a session lasts goes by itself.
+const SESSIONS: &str = "wdeploy-sessions";
+/// Longer than any session lasts (the dashboard's are 12 hours).
+const SESSIONS_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// People and their access in JetStream KV, shared by every node of the cluster.
 pub struct ClusterPeople {
@@ -37,6 +44,7 @@ pub struct ClusterPeople {
     tokens: kv::Store,
     access: kv::Store,
     rates: kv::Store,
+    sessions: kv::Store,
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -83,6 +91,12 @@ impl ClusterPeople {
                 .bucket(kv::Config {
                     max_age: std::time::Duration::from_secs(3600),
                     ..bucket(RATES)
+                })
+                .await?,
+            sessions: nats
+                .bucket(kv::Config {
+                    max_age: SESSIONS_KEPT,
+                    ..bucket(SESSIONS)
                 })
                 .await?,
         };
@@ -285,6 +299,66 @@ impl People for ClusterPeople {
             .await
             .map_err(|e| unavailable(format!("removing a user: {e}")))?;
         Ok(RemovedUser { tokens, apps })
+    }
+
+    async fn open_session(
+        &self,
+        token_id: &TokenId,
+        session: SessionRecord,
+        max: usize,
+    ) -> Result<()> {
+        self.nats.check()?;
+        let now = Utc::now().timestamp_millis();
+        cas(
+            &self.sessions,
+            token_id.as_str(),
+            "opening a session",
+            |before: Option<&Vec<SessionRecord>>| {
+                let mut open: Vec<SessionRecord> = before
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s.expires_ms > now && s.secret != session.secret)
+                    .cloned()
+                    .collect();
+                open.sort_by_key(|s| s.expires_ms);
+                let over = (open.len() + 1).saturating_sub(max.max(1));
+                open.drain(..over);
+                open.push(session.clone());
+                Some(open)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_id: &TokenId, secret: &Digest) -> Result<Option<Digest>> {
+        self.nats.check()?;
+        let (open, _) =
+            read::<Vec<SessionRecord>>(&self.sessions, token_id.as_str(), "a session").await?;
+        let now = Utc::now().timestamp_millis();
+        Ok(open
+            .into_iter()
+            .flatten()
+            .find(|s| &s.secret == secret && s.expires_ms > now)
+            .map(|s| s.token))
+    }
+
+    async fn close_session(&self, token_id: &TokenId, secret: &Digest) -> Result<()> {
+        self.nats.check()?;
+        cas(
+            &self.sessions,
+            token_id.as_str(),
+            "closing a session",
+            |before: Option<&Vec<SessionRecord>>| {
+                let open = before?;
+                open.iter().any(|s| &s.secret == secret).then(|| {
+                    let kept = open.iter().filter(|s| &s.secret != secret);
+                    kept.cloned().collect()
+                })
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn has_tokens(&self) -> Result<bool> {

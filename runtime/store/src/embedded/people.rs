@@ -8,7 +8,7 @@
 use super::control::{ControlDb, EmbeddedControl};
 use crate::error::{Result, StoreError};
 use crate::model::AppId;
-use crate::people::{People, RemovedUser, TokenOwner, TokenRecord, User};
+use crate::people::{People, RemovedUser, SessionRecord, TokenOwner, TokenRecord, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,6 +27,13 @@ CREATE TABLE IF NOT EXISTS access (
     PRIMARY KEY (app_id, email)
 );
 CREATE INDEX IF NOT EXISTS access_by_email ON access (email);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_id TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    token TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (token_id, secret)
+);
 ";
 
 /// Creates the people tables and gives tokens of an older database their id and
@@ -175,6 +182,53 @@ impl ControlDb {
         Ok(())
     }
 
+    /// Keeps a session of `token_id`, in one transaction with the removal of the ended
+    /// ones and, past `max`, of those closest to their end.
+    fn open_session(&self, token_id: &TokenId, session: &SessionRecord, max: usize) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let now = Utc::now().timestamp_millis();
+        tx.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now])?;
+        tx.execute(
+            "DELETE FROM sessions WHERE token_id = ?1 AND secret IN (SELECT secret FROM \
+             sessions WHERE token_id = ?1 ORDER BY expires_ms DESC LIMIT -1 OFFSET ?2)",
+            params![token_id.as_str(), max.saturating_sub(1) as i64],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO sessions (token_id, secret, token, expires_ms) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                token_id.as_str(),
+                session.secret.as_str(),
+                session.token.as_str(),
+                session.expires_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn session(&self, token_id: &TokenId, secret: &Digest) -> Result<Option<Digest>> {
+        let token: Option<String> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT token FROM sessions WHERE token_id = ?1 AND secret = ?2 AND expires_ms > ?3",
+                params![token_id.as_str(), secret.as_str(), Utc::now().timestamp_millis()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        token.map(|t| stored(&t)).transpose()
+    }
+
+    fn close_session(&self, token_id: &TokenId, secret: &Digest) -> Result<()> {
+        self.conn.lock().execute(
+            "DELETE FROM sessions WHERE token_id = ?1 AND secret = ?2",
+            params![token_id.as_str(), secret.as_str()],
+        )?;
+        Ok(())
+    }
+
     fn grant(&self, app: &AppId, email: &Person) -> Result<()> {
         self.conn.lock().execute(
             "INSERT OR IGNORE INTO access (app_id, email, created_at) VALUES (?1, ?2, ?3)",
@@ -295,6 +349,26 @@ impl People for EmbeddedControl {
     async fn remove_user(&self, email: &Person) -> Result<RemovedUser> {
         let email = email.clone();
         self.blocking(move |db| db.remove_user(&email)).await
+    }
+    async fn open_session(
+        &self,
+        token_id: &TokenId,
+        session: SessionRecord,
+        max: usize,
+    ) -> Result<()> {
+        let token_id = token_id.clone();
+        self.blocking(move |db| db.open_session(&token_id, &session, max))
+            .await
+    }
+    async fn session(&self, token_id: &TokenId, secret: &Digest) -> Result<Option<Digest>> {
+        let (token_id, secret) = (token_id.clone(), secret.clone());
+        self.blocking(move |db| db.session(&token_id, &secret))
+            .await
+    }
+    async fn close_session(&self, token_id: &TokenId, secret: &Digest) -> Result<()> {
+        let (token_id, secret) = (token_id.clone(), secret.clone());
+        self.blocking(move |db| db.close_session(&token_id, &secret))
+            .await
     }
     async fn add_token(&self, token: &TokenRecord) -> Result<()> {
         let token = token.clone();
