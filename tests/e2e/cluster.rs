@@ -283,7 +283,10 @@ impl ClientLoops {
                             Ok(r) if r.status().as_u16() == 200 => {
                                 answered.fetch_add(1, Ordering::SeqCst);
                             }
-                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Ok(mut r) => {
+                                let body = r.body_mut().read_to_string().unwrap_or_default();
+                                failures.push(format!("status {}: {}", r.status(), body.trim()));
+                            }
                             Err(e) => failures.push(e.to_string()),
                         }
                         std::thread::sleep(Duration::from_millis(20));
@@ -382,6 +385,18 @@ fn a_node_stopped_hands_its_dynos_over_first() {
     let first = poll_until("web.1 up", MOVE, || web_on(cluster.node("a")));
     let stopping = usize::from(first.as_bytes()[0] - b'a');
     let staying: Vec<usize> = (0..3).filter(|&i| i != stopping).collect();
+    // The other nodes learn where the new app's web dyno runs at their next look (until
+    // then they answer H14): the clients start once both serve it.
+    for &i in &staying {
+        poll_until(
+            "the app served through every node",
+            MOVE,
+            || match cluster.nodes[i].get("hello", "/") {
+                (200, _) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
     let clients = {
         let others: Vec<&TestHost> = staying.iter().map(|&i| &cluster.nodes[i]).collect();
         ClientLoops::start(&others, "hello")

@@ -478,7 +478,13 @@ impl Host {
     pub(super) fn observe_nodes(&self, heartbeats: Vec<wdeploy_store::NodeInfo>) {
         if self.membership.observe(heartbeats) {
             let live = self.membership.live();
-            let names: Vec<String> = live.iter().map(|n| n.name.to_string()).collect();
+            let names: Vec<String> = live
+                .iter()
+                .map(|n| match n.leaving {
+                    true => format!("{} (leaving)", n.name),
+                    false => n.name.to_string(),
+                })
+                .collect();
             tracing::info!("live nodes: {}", names.join(", "));
         }
     }

@@ -36,7 +36,7 @@ impl Host {
                 .into());
             }
         }
-        self.catch_up(&record, &entry).await?;
+        self.catch_up(&record, &entry).await;
         let runtime = &entry.runtime;
         let (_, mut live) = runtime.logs.replay_and_subscribe(0);
         let lifetime = req.time_to_live.map(std::time::Duration::from_secs);
@@ -115,16 +115,22 @@ impl Host {
     /// in a cluster, a release made through another node a moment ago may not have
     /// reached this node's look yet, and `run` right after `push` must run what was
     /// pushed. The look it takes is the one this node would take next anyway.
-    async fn catch_up(&self, app: &App, entry: &AppEntry) -> Result<()> {
-        let head = self.store.control.release_head(&app.name).await?;
+    /// A store that cannot be read now (NATS away) leaves the release running here.
+    async fn catch_up(&self, app: &App, entry: &AppEntry) {
+        let head = match self.store.control.release_head(&app.name).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(app = %app.name, "catching up before a one-off: {e}");
+                return;
+            }
+        };
         let here = entry.runtime.current_release().map(|r| r.version);
         if head.current.as_ref().map(|r| r.version) == here {
-            return Ok(());
+            return;
         }
         if let Err(e) = self.converge_app(app, 0).await {
             tracing::warn!(app = %app.name, "catching up before a one-off: {e:#}");
         }
-        Ok(())
     }
 
     /// `run --stdin`: `input` into the stdin of one-off `name`, until the input ends

@@ -266,11 +266,11 @@ impl Platform for Host {
     }
 
     async fn open_session(&self, token: &str) -> Result<Option<(Caller, String)>, ApiError> {
-        let opened = self.open_dashboard_session(token).await?;
-        if let Some((caller, _)) = &opened {
-            self.admit_call(caller).await?;
+        // A login is a call of the person's: past their rate, no session is kept.
+        if Platform::authenticate(self, token).await?.is_none() {
+            return Ok(None);
         }
-        Ok(opened)
+        Ok(self.open_dashboard_session(token).await?)
     }
 
     async fn session_caller(&self, cookie: &str) -> Result<Option<Caller>, ApiError> {

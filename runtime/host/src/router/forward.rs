@@ -155,6 +155,15 @@ pub enum ForwardError {
     Failed(String),
 }
 
+/// How one round over the peers known went.
+enum Tried {
+    Answered((hyper::Response<HyperOutgoingBody>, String)),
+    /// The peer took the request but failed before a response.
+    Failed(String),
+    /// No peer could be reached: the request, unsent.
+    NoPeer(hyper::Request<Incoming>),
+}
+
 /// Makes a request that came over HTTP/2 one an HTTP/1.1 connection can carry: the hop
 /// between nodes is HTTP/1.1, and an HTTP/2 request names its host in the URI (its
 /// `:authority`), not in a `Host` header, and has its URI in absolute form.
@@ -237,13 +246,15 @@ impl Peers {
     }
 
     /// Whether `app` has peers, looking them up now if none are known: a release another
-    /// node just made may be served before this node's next look. At most one lookup per
-    /// app per [`LOOKUP_EVERY`], so requests for an app with no web dyno anywhere cannot
-    /// turn into a flood of store calls.
+    /// node just made may be served before this node's next look.
     pub async fn known_or_found(&self, app: &str) -> bool {
-        if self.has(app) {
-            return true;
-        }
+        self.has(app) || self.look_up(app).await
+    }
+
+    /// Reads the peers of `app` from the store now, at most once per app per
+    /// [`LOOKUP_EVERY`], so requests for an app with no web dyno anywhere cannot turn into
+    /// a flood of store calls; whether it has any then.
+    async fn look_up(&self, app: &str) -> bool {
         let Some(finder) = self.finder.get().cloned() else {
             return false;
         };
@@ -264,14 +275,33 @@ impl Peers {
     }
 
     /// Sends `req` to a peer of `app`, trying the next one when one cannot be reached;
-    /// returns the peer's response and its name.
+    /// returns the peer's response and its name. When none of the peers known can be
+    /// reached, they are looked up again once: a node that stopped has handed its dynos
+    /// to others this node may not have learned of yet.
     pub async fn forward(
         &self,
         app: &str,
-        mut req: hyper::Request<Incoming>,
+        req: hyper::Request<Incoming>,
     ) -> Result<(hyper::Response<HyperOutgoingBody>, String), ForwardError> {
-        let Some(peers) = self.of(app) else {
+        let req = match self.forward_to_known(app, req).await {
+            Tried::Answered(answer) => return Ok(answer),
+            Tried::Failed(why) => return Err(ForwardError::Failed(why)),
+            Tried::NoPeer(req) => req,
+        };
+        if !self.look_up(app).await {
             return Err(ForwardError::NoPeer);
+        }
+        match self.forward_to_known(app, req).await {
+            Tried::Answered(answer) => Ok(answer),
+            Tried::Failed(why) => Err(ForwardError::Failed(why)),
+            Tried::NoPeer(_) => Err(ForwardError::NoPeer),
+        }
+    }
+
+    /// Sends `req` to one of the peers of `app` known now.
+    async fn forward_to_known(&self, app: &str, mut req: hyper::Request<Incoming>) -> Tried {
+        let Some(peers) = self.of(app) else {
+            return Tried::NoPeer(req);
         };
         as_http1(&mut req);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -285,12 +315,14 @@ impl Peers {
             let generation = self.generation();
             if let Some(mut sender) = self.reuse(&peer.addr, generation) {
                 match sender.try_send_request(req).await {
-                    Ok(response) => return Ok(self.answer(peer, sender, generation, response)),
+                    Ok(response) => {
+                        return Tried::Answered(self.answer(peer, sender, generation, response));
+                    }
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
                         None => {
                             let why = e.into_error();
-                            return Err(ForwardError::Failed(format!("{}: {why}", peer.node)));
+                            return Tried::Failed(format!("{}: {why}", peer.node));
                         }
                     },
                 }
@@ -298,13 +330,12 @@ impl Peers {
             let Some(mut sender) = self.connect(peer).await else {
                 continue;
             };
-            let response = sender
-                .send_request(req)
-                .await
-                .map_err(|e| ForwardError::Failed(format!("{}: {e}", peer.node)))?;
-            return Ok(self.answer(peer, sender, generation, response));
+            return match sender.send_request(req).await {
+                Ok(response) => Tried::Answered(self.answer(peer, sender, generation, response)),
+                Err(e) => Tried::Failed(format!("{}: {e}", peer.node)),
+            };
         }
-        Err(ForwardError::NoPeer)
+        Tried::NoPeer(req)
     }
 
     /// The peer's response as the router sends it; its connection goes back to the idle

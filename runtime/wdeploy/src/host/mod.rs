@@ -410,14 +410,18 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     restoring.abort();
-    node_stop.cancel();
-    let _ = node_task.await;
-    host.stop().await;
+    // The requests the router has taken finish on the dynos serving them: its listeners
+    // drain (within their grace) before the dynos stop. A request another node forwarded
+    // here a moment before would otherwise find no dyno, and forwarded once it goes no
+    // further.
     let _ = router_task.await;
-    let _ = api_task.await;
     if let Some((task, _)) = tls_task {
         let _ = task.await;
     }
+    node_stop.cancel();
+    let _ = node_task.await;
+    host.stop().await;
+    let _ = api_task.await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
