@@ -13,7 +13,7 @@ use wdeploy_api::dashboard::session;
 use wdeploy_api::server::Caller;
 use wdeploy_api::wire::*;
 use wdeploy_core::{AppName, Person, TokenId};
-use wdeploy_store::{SessionRecord, StoreError, TokenRecord};
+use wdeploy_store::{SessionRecord, StoreError, TokenOwner, TokenRecord};
 
 /// Most tokens one person may hold: each is a store entry anyone with a token could
 /// otherwise make without end.
@@ -25,14 +25,12 @@ impl Host {
     /// The caller a token belongs to, if any.
     pub(super) async fn caller(&self, token: &str) -> Result<Option<Caller>> {
         let owner = self.store.people.token(&token_hash(token)).await?;
-        Ok(owner.map(|owner| Caller {
-            person: owner.token.user,
-            admin: owner.admin,
-        }))
+        Ok(owner.map(caller_of))
     }
 
     /// Opens a dashboard session for `token`, kept in the store so that every node knows
-    /// it: its caller and the cookie's value; `None` for a token that is nobody's.
+    /// it: its caller and the cookie's value; `None` for a token that is nobody's. A
+    /// login is one of the person's calls: past their rate, no session is kept.
     pub(super) async fn open_dashboard_session(
         &self,
         token: &str,
@@ -41,20 +39,18 @@ impl Host {
         let Some(owner) = self.store.people.token(&hash).await? else {
             return Ok(None);
         };
-        let (cookie, secret) = session::new_session(&owner.token.id);
+        let token_id = owner.token.id.clone();
+        let caller = caller_of(owner);
+        self.admit_call(&caller).await?;
+        let (cookie, secret) = session::new_session(&token_id);
         let lifetime = chrono::Duration::from_std(session::LIFETIME).unwrap_or_default();
         let record = SessionRecord {
             secret,
             token: hash,
             expires_ms: (chrono::Utc::now() + lifetime).timestamp_millis(),
         };
-        let people = &self.store.people;
         let max = session::MAX_SESSIONS_PER_TOKEN;
-        people.open_session(&owner.token.id, record, max).await?;
-        let caller = Caller {
-            person: owner.token.user,
-            admin: owner.admin,
-        };
+        self.store.people.open_session(&token_id, record, max).await?;
         Ok(Some((caller, cookie)))
     }
 
@@ -68,10 +64,7 @@ impl Host {
             return Ok(None);
         };
         let owner = self.store.people.token(&hash).await?;
-        Ok(owner.map(|owner| Caller {
-            person: owner.token.user,
-            admin: owner.admin,
-        }))
+        Ok(owner.map(caller_of))
     }
 
     /// Ends the session a cookie's value names.
@@ -326,6 +319,14 @@ impl Host {
 
     fn log_change(&self, app: &AppName, line: String) {
         self.entry(app).runtime.logs.platform("api", line);
+    }
+}
+
+/// Who acts with a token its owner holds.
+fn caller_of(owner: TokenOwner) -> Caller {
+    Caller {
+        person: owner.token.user,
+        admin: owner.admin,
     }
 }
 
