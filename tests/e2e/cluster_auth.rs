@@ -436,20 +436,7 @@ fn a_dashboard_session_works_through_every_node() {
     let cluster = Cluster::start(2);
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     let agent = http();
-    let login = |node: &TestHost, token: &str| {
-        let response = agent
-            .post(&format!("{}/session", node.api))
-            .header("content-type", "application/json")
-            .send(serde_json::json!({ "token": token }).to_string().as_bytes())
-            .expect("POST /session");
-        assert_eq!(response.status().as_u16(), 200);
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .expect("a session cookie");
-        let cookie = cookie.to_str().expect("text");
-        cookie.split(';').next().expect("name=value").to_string()
-    };
+    let login = |node: &TestHost, token: &str| crate::people::dashboard_session(&node.api, token);
     let apps = |node: &TestHost, cookie: &str| {
         let response = agent
             .get(&format!("{}/apps", node.api))
@@ -472,13 +459,7 @@ fn a_dashboard_session_works_through_every_node() {
     let bob = crate::people::add_user(a, "bob@example.com");
     let session = login(b, &bob);
     assert_eq!(apps(a, &session), 200);
-    let tokens = a.ok(&["tokens"]);
-    let id = tokens
-        .lines()
-        .find(|l| l.contains("bob@example.com"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{tokens}"))
-        .to_string();
+    let id = crate::people::token_id(a, "bob@example.com");
     a.ok(&["tokens:revoke", &id]);
     assert_eq!((apps(a, &session), apps(b, &session)), (401, 401));
 }

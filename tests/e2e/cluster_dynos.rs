@@ -54,11 +54,12 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
             .to_string()
     };
     let on_b = detached(b);
-    let one_off_on = |name: &str, node: &str| {
-        let ps = a.ok(&["ps", "-a", "hello"]);
+    let one_off_of = |app: &str, name: &str, node: &str| {
+        let ps = a.ok(&["ps", "-a", app]);
         ps.lines()
             .any(|l| l.starts_with(&format!("{name}: up")) && l.contains(&format!(" on {node}: ")))
     };
+    let one_off_on = |name: &str, node: &str| one_off_of("hello", name, node);
     // c names its one-off once it knows b's.
     poll_until("b's one-off in c's view", MOVE, || {
         let ps = c.ok(&["ps", "-a", "hello"]);
@@ -106,15 +107,7 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
     let mut attached = Running::spawn(cmd);
     let input = attached.take_stdin();
     attached.wait_for_text("as run.", MOVE);
-    drop(input);
-    assert!(attached.wait(MOVE).success(), "{}", attached.output());
-    assert!(
-        attached
-            .output()
-            .contains("worker: stdin closed, shutting down"),
-        "{}",
-        attached.output()
-    );
+    ends_saying(attached, input, "worker: stdin closed, shutting down");
     // Behind a load balancer that sends each connection to the next node, `run` starts
     // the dyno on b and its input reaches a's API: a sends it on to b over the hop.
     let echo = faults_app().with_procfile("web: web\necho: echo\n");
@@ -134,24 +127,15 @@ fn restarts_reach_the_node_running_the_dyno_and_edge_apps_run_on_every_node() {
         .unwrap_or_else(|| panic!("{started}"))
         .to_string();
     poll_until("the one-off on b", MOVE, || {
-        let ps = a.ok(&["ps", "-a", "faults"]);
-        let on_b = format!("{name}: up");
-        match ps
-            .lines()
-            .any(|l| l.starts_with(&on_b) && l.contains(" on b: "))
-        {
+        match one_off_of("faults", &name, "b") {
             true => Ok(()),
-            false => Err(ps),
+            false => Err(a.ok(&["ps", "-a", "faults"])),
         }
     });
-    drop(input);
-    assert!(attached.wait(MOVE).success(), "{}", attached.output());
-    assert!(
-        attached
-            .output()
-            .contains("echo: end of input after 10 bytes in 1 lines"),
-        "{}",
-        attached.output()
+    ends_saying(
+        attached,
+        input,
+        "echo: end of input after 10 bytes in 1 lines",
     );
     // A client's request that names itself a node's call is the app's, through every
     // node (served there, or forwarded): the header never reaches the app, nor makes the
@@ -286,4 +270,12 @@ fn a_rename_through_one_node_moves_the_app_on_every_node() {
             }
         });
     }
+}
+
+/// Ends the input of an attached `run --stdin`, which must then exit 0 having printed
+/// `said`.
+fn ends_saying(mut attached: Running, input: std::process::ChildStdin, said: &str) {
+    drop(input);
+    assert!(attached.wait(MOVE).success(), "{}", attached.output());
+    assert!(attached.output().contains(said), "{}", attached.output());
 }

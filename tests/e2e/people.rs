@@ -17,6 +17,32 @@ pub(crate) fn add_user(host: &TestHost, email: &str) -> String {
     token
 }
 
+/// The id of `who`'s first token, as `tokens` lists it to `host`'s admin.
+pub(crate) fn token_id(host: &TestHost, who: &str) -> String {
+    let all = host.ok(&["tokens"]);
+    all.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(who))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token of {who} in:\n{all}"))
+        .to_string()
+}
+
+/// Logs in to the dashboard of the API at `api` with `token`: the session cookie, as
+/// `name=value` to send back.
+pub(crate) fn dashboard_session(api: &str, token: &str) -> String {
+    let response = http()
+        .post(&format!("{api}/session"))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({ "token": token }).to_string().as_bytes())
+        .expect("POST /session");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response.headers().get("set-cookie");
+    let cookie = cookie
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    cookie.split(';').next().expect("name=value").to_string()
+}
+
 /// The token `users:add` or `tokens:create` printed (the line after its header).
 fn printed_token(out: &str) -> String {
     let mut lines = out
@@ -221,19 +247,7 @@ fn people_tokens_cookies_and_who_made_each_change() {
 
     // The dashboard's cookie sees what the token sees.
     let agent = http();
-    let response = agent
-        .post(&format!("{}/session", host.api))
-        .header("content-type", "application/json")
-        .send(serde_json::json!({ "token": bob }).to_string().as_bytes())
-        .expect("POST /session");
-    assert_eq!(response.status().as_u16(), 200);
-    let session = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let session = dashboard_session(host.api.as_str(), &bob);
     let with_cookie = |path: &str| {
         let mut response = agent
             .get(&format!("{}{path}", host.api))
@@ -266,15 +280,7 @@ fn people_tokens_cookies_and_who_made_each_change() {
     };
     assert_eq!(owners(&theirs), vec![BOB.to_string()], "{theirs}");
     assert!(!theirs.contains(&bob), "a token was listed");
-    let all = host.ok(&["tokens"]);
-    let id_of = |who: &str| {
-        all.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(who))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no token of {who} in:\n{all}"))
-            .to_string()
-    };
-    let (admin_id, bob_id) = (id_of("admin"), id_of(BOB));
+    let (admin_id, bob_id) = (token_id(&host, "admin"), token_id(&host, BOB));
     let out = bob_cli(&["tokens:revoke", &admin_id]);
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
     let out = host.fails(&["tokens:revoke", &admin_id]);

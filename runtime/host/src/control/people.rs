@@ -50,7 +50,10 @@ impl Host {
             expires_ms: (chrono::Utc::now() + lifetime).timestamp_millis(),
         };
         let max = session::MAX_SESSIONS_PER_TOKEN;
-        self.store.people.open_session(&token_id, record, max).await?;
+        self.store
+            .people
+            .open_session(&token_id, record, max)
+            .await?;
         Ok(Some((caller, cookie)))
     }
 
