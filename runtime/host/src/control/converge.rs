@@ -491,12 +491,13 @@ impl Host {
 
     /// Records the dynos this node runs of `app`, when they changed.
     pub(super) async fn publish_dynos(&self, app: &App, entry: &AppEntry) -> anyhow::Result<()> {
+        let mut published = entry.published.lock().await;
         let dynos: Vec<DynoRecord> = entry.runtime.dynos();
-        if entry.node.lock().published.as_ref() == Some(&dynos) {
+        if published.as_ref() == Some(&dynos) {
             return Ok(());
         }
         self.store.nodes.set_dynos(&app.id, dynos.clone()).await?;
-        entry.node.lock().published = Some(dynos);
+        *published = Some(dynos);
         Ok(())
     }
 
@@ -523,11 +524,13 @@ impl Host {
         }
     }
 
-    /// The live nodes other than this one whose records show an up web dyno.
+    /// The live nodes other than this one whose records show an up web dyno: those not
+    /// leaving, when there are any (a node leaving serves only until the others learn
+    /// where its dynos run now).
     fn peers_in(&self, records: &[NodeDynos]) -> Vec<Peer> {
         let me = &self.membership.me().name;
         let live = self.membership.live();
-        records
+        let serving: Vec<_> = records
             .iter()
             .filter(|r| &r.node != me)
             .filter(|r| {
@@ -537,6 +540,11 @@ impl Host {
             })
             .filter_map(|r| live.iter().find(|n| n.name == r.node))
             .filter(|n| !n.advertise.is_empty())
+            .collect();
+        let staying = serving.iter().any(|n| !n.leaving);
+        serving
+            .into_iter()
+            .filter(|n| !(staying && n.leaving))
             .map(|n| Peer {
                 node: n.name.to_string(),
                 addr: n.advertise.clone(),

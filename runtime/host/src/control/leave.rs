@@ -3,8 +3,8 @@
 //! a dyno on it any more (`Membership::set_leaving`); its workers stop so that others
 //! start them, and its web dynos keep serving to its end, while the others forward to it
 //! until they know where the new ones run (`converge.rs`). It stops once a look begun
-//! after it was leaving finds every web dyno it had running up on its new node, or after
-//! `within`. A node alone, or the last one staying, keeps its dynos to the end, as a
+//! after it was leaving finds every web dyno it had running up on its new node (then a
+//! second more, for the others' looks to stop forwarding to it), or after `within`. A node alone, or the last one staying, keeps its dynos to the end, as a
 //! single host does. An `every-node` app's web dynos run everywhere already.
 
 use super::Host;
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// How often the hand-over is checked.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How long the others have to stop forwarding here once the hand-over is done: a look
+/// follows each change of the dyno records at once, so this is a margin for a busy node.
+const SETTLE: Duration = Duration::from_secs(1);
 
 impl Host {
     /// Hands this node's dynos to the others, for at most `within`; how many apps still
@@ -33,7 +36,13 @@ impl Host {
             // the old placement: only one begun after counts.
             let looked = self.full_looks.load(Ordering::SeqCst) >= looks + 2;
             let left = self.handing_over();
-            if (looked && left == 0) || Instant::now() >= deadline {
+            if looked && left == 0 {
+                // The others forward to a node leaving only until their next look has
+                // seen its dynos run elsewhere: given that long, none sends it more.
+                tokio::time::sleep(SETTLE).await;
+                return 0;
+            }
+            if Instant::now() >= deadline {
                 return left;
             }
             tokio::time::sleep(CHECK_EVERY).await;

@@ -153,6 +153,10 @@ struct AppEntry {
     id: std::sync::OnceLock<AppId>,
     /// What this node knows of the app as a node of its cluster.
     node: Mutex<NodeState>,
+    /// The dyno records this node last published, held while it publishes anew: two
+    /// publishers (a look, a one-off starting) then write in turn, each what it read
+    /// under the lock, so an older list never replaces a newer one.
+    published: tokio::sync::Mutex<Option<Vec<DynoRecord>>>,
 }
 
 /// An app's state on this node as its cluster's converge loop keeps it.
@@ -161,8 +165,6 @@ struct NodeState {
     /// The release this node last failed to start: not tried again by the converge loop
     /// until a newer one comes (a deploy here says why at once).
     failed: Option<u64>,
-    /// The dyno records this node last published.
-    published: Option<Vec<DynoRecord>>,
     /// The newest restart request acted on (or found at the first look: requests from
     /// before this node started are history); `None` before the first look.
     restarts_seen: Option<u64>,
@@ -513,6 +515,7 @@ impl Host {
                     destroying: AtomicBool::new(false),
                     id: std::sync::OnceLock::new(),
                     node: Mutex::new(NodeState::default()),
+                    published: tokio::sync::Mutex::new(None),
                 })
             })
             .clone()

@@ -15,9 +15,6 @@ use wdeploy_api::wire::{EXIT_MARKER, RunRequest};
 use wdeploy_core::{AppName, dyno};
 use wdeploy_store::App;
 
-/// How long a one-off named in a call is looked for among the cluster's dynos.
-const FIND_ONE_OFF: std::time::Duration = std::time::Duration::from_secs(2);
-
 impl Host {
     pub(super) async fn run_one_off(
         &self,
@@ -149,7 +146,9 @@ impl Host {
         let sender = match entry.runtime.take_one_off_input(name) {
             Ok(sender) => sender,
             Err(InputError::NotHere(_)) => {
-                let Some(node) = self.node_running(&record, &entry, name).await else {
+                // Its node recorded it before its client learned its name.
+                let named = self.dynos_named(&record, &entry, name).await;
+                let Some((node, _)) = named.into_iter().next() else {
                     return Err(
                         ApiError::not_found(format!("no one-off dyno {name} is running")).into(),
                     );
@@ -171,24 +170,6 @@ impl Host {
         tracing::debug!(app = %app, dyno = name, by = %by, "sending a one-off's input");
         feed(sender, input).await;
         Ok(())
-    }
-
-    /// The node that runs dyno `name` of `app`, as the store has it. A one-off's node
-    /// records it as it starts, before its client learns its name, but a look of that
-    /// node's own may briefly put back an older record: a name not found is looked for
-    /// again for up to [`FIND_ONE_OFF`] (unless this node is alone).
-    async fn node_running(&self, app: &App, entry: &AppEntry, name: &str) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + FIND_ONE_OFF;
-        loop {
-            let named = self.dynos_named(app, entry, name).await;
-            if let Some((node, _)) = named.into_iter().next() {
-                return Some(node);
-            }
-            if self.membership.live().len() < 2 || tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(FIND_ONE_OFF / 20).await;
-        }
     }
 
     /// `ps:stop DYNO`: stops a one-off dyno wherever it runs: this node's at once,

@@ -155,14 +155,8 @@ pub enum ForwardError {
     Failed(String),
 }
 
-/// How one round over the peers known went.
-enum Tried {
-    Answered((hyper::Response<HyperOutgoingBody>, String)),
-    /// The peer took the request but failed before a response.
-    Failed(String),
-    /// No peer could be reached: the request, unsent.
-    NoPeer(hyper::Request<Incoming>),
-}
+/// A forwarded request's answer, and the name of the node that gave it.
+type Answer = (hyper::Response<HyperOutgoingBody>, String);
 
 /// Makes a request that came over HTTP/2 one an HTTP/1.1 connection can carry: the hop
 /// between nodes is HTTP/1.1, and an HTTP/2 request names its host in the URI (its
@@ -282,26 +276,26 @@ impl Peers {
         &self,
         app: &str,
         req: hyper::Request<Incoming>,
-    ) -> Result<(hyper::Response<HyperOutgoingBody>, String), ForwardError> {
+    ) -> Result<Answer, ForwardError> {
         let req = match self.forward_to_known(app, req).await {
-            Tried::Answered(answer) => return Ok(answer),
-            Tried::Failed(why) => return Err(ForwardError::Failed(why)),
-            Tried::NoPeer(req) => req,
+            Ok(forwarded) => return forwarded,
+            Err(unsent) => unsent,
         };
         if !self.look_up(app).await {
             return Err(ForwardError::NoPeer);
         }
-        match self.forward_to_known(app, req).await {
-            Tried::Answered(answer) => Ok(answer),
-            Tried::Failed(why) => Err(ForwardError::Failed(why)),
-            Tried::NoPeer(_) => Err(ForwardError::NoPeer),
-        }
+        (self.forward_to_known(app, req).await).unwrap_or(Err(ForwardError::NoPeer))
     }
 
-    /// Sends `req` to one of the peers of `app` known now.
-    async fn forward_to_known(&self, app: &str, mut req: hyper::Request<Incoming>) -> Tried {
+    /// Sends `req` to one of the peers of `app` known now: how that went, or the
+    /// request, unsent, when no peer could be reached.
+    async fn forward_to_known(
+        &self,
+        app: &str,
+        mut req: hyper::Request<Incoming>,
+    ) -> Result<Result<Answer, ForwardError>, hyper::Request<Incoming>> {
         let Some(peers) = self.of(app) else {
-            return Tried::NoPeer(req);
+            return Err(req);
         };
         as_http1(&mut req);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -315,14 +309,13 @@ impl Peers {
             let generation = self.generation();
             if let Some(mut sender) = self.reuse(&peer.addr, generation) {
                 match sender.try_send_request(req).await {
-                    Ok(response) => {
-                        return Tried::Answered(self.answer(peer, sender, generation, response));
-                    }
+                    Ok(response) => return Ok(Ok(self.answer(peer, sender, generation, response))),
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
                         None => {
                             let why = e.into_error();
-                            return Tried::Failed(format!("{}: {why}", peer.node));
+                            let failed = format!("{}: {why}", peer.node);
+                            return Ok(Err(ForwardError::Failed(failed)));
                         }
                     },
                 }
@@ -330,12 +323,12 @@ impl Peers {
             let Some(mut sender) = self.connect(peer).await else {
                 continue;
             };
-            return match sender.send_request(req).await {
-                Ok(response) => Tried::Answered(self.answer(peer, sender, generation, response)),
-                Err(e) => Tried::Failed(format!("{}: {e}", peer.node)),
-            };
+            return Ok(match sender.send_request(req).await {
+                Ok(response) => Ok(self.answer(peer, sender, generation, response)),
+                Err(e) => Err(ForwardError::Failed(format!("{}: {e}", peer.node))),
+            });
         }
-        Tried::NoPeer(req)
+        Err(req)
     }
 
     /// The peer's response as the router sends it; its connection goes back to the idle
@@ -347,7 +340,7 @@ impl Peers {
         mut sender: Sender,
         generation: u64,
         response: hyper::Response<Incoming>,
-    ) -> (hyper::Response<HyperOutgoingBody>, String) {
+    ) -> Answer {
         let (idle, addr) = (self.idle.clone(), peer.addr.clone());
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
